@@ -1,0 +1,40 @@
+//! The `keyhaven` command. `main.rs` only parses arguments; each subcommand lives in
+//! `commands/` and returns an exit code.
+#![allow(clippy::print_stderr)] // a CLI reports errors on stderr
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub mod commands;
+
+/// Keyhaven: API keys done right. Generate, inspect and (soon) serve keys.
+#[derive(Debug, Parser)]
+#[command(name = "keyhaven", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    Generate(commands::generate::Args),
+    Inspect(commands::inspect::Args),
+}
+
+/// Exit status for input that is not a well-formed key (usage errors exit 2, via clap).
+pub const EXIT_INVALID: u8 = 1;
+
+pub fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Generate(args) => commands::generate::run(&args),
+        Command::Inspect(args) => commands::inspect::run(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_INVALID)
+        }
+    }
+}

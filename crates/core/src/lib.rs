@@ -1,0 +1,23 @@
+//! The heart of Keyhaven: what a key looks like, how one is generated and parsed, and how
+//! a secret becomes the verifier we store. Everything here is pure: no I/O (except the
+//! operating system's random number generator, reached through [`random`]), no async,
+//! no clock reads. Servers, stores and command-line tools build on these types.
+//!
+//! A key reads `acme_live_7Gx9QbWkP2mZ_<30-char secret><6-char checksum>`; see
+//! [`format`] for the exact rules and [`verifier`] for how it is checked.
+
+pub mod base58;
+pub mod compat;
+pub mod format;
+pub mod pepper;
+pub mod random;
+pub mod secret;
+pub mod verifier;
+
+pub use format::{
+    GeneratedKey, KeyId, ParseError, ParsedKey, Prefix, PrefixError, generate, parse,
+};
+pub use pepper::{Pepper, PepperError, PepperSet, PepperVersion};
+pub use random::RandomError;
+pub use secret::SecretStr;
+pub use verifier::{Verification, Verifier};

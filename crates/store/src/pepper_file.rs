@@ -1,0 +1,183 @@
+//! Where the pepper comes from: the `KEYHAVEN_PEPPER` environment variable if set,
+//! otherwise the file `pepper` in the data directory, created with mode 0600 on first
+//! start. The format is [`keyhaven_core::pepper`]'s text form.
+//!
+//! Nothing here ever prints, logs or returns pepper material; errors name the source
+//! and the entry number only.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use keyhaven_core::{PepperError, PepperSet, RandomError};
+use zeroize::Zeroizing;
+
+/// Name of the environment variable that, when set, replaces the pepper file.
+pub const PEPPER_ENV: &str = "KEYHAVEN_PEPPER";
+/// Name of the pepper file inside the data directory.
+pub const PEPPER_FILE_NAME: &str = "pepper";
+
+/// Where the peppers in use were read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PepperSource {
+    Environment,
+    File(PathBuf),
+    /// The file did not exist and was created with a fresh version 1.
+    Created(PathBuf),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PepperFileError {
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("invalid pepper in {origin}: {source}")]
+    Invalid { origin: String, source: PepperError },
+    #[error(transparent)]
+    Random(#[from] RandomError),
+}
+
+fn io_err<'p>(
+    action: &'static str,
+    path: &'p Path,
+) -> impl FnOnce(io::Error) -> PepperFileError + 'p {
+    move |source| PepperFileError::Io {
+        action,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Loads the peppers: from `env_value` (the value of [`PEPPER_ENV`], passed in so tests
+/// need not touch the process environment) if given, else from `<data_dir>/pepper`,
+/// creating that file if it is absent.
+pub fn load_or_create(
+    data_dir: &Path,
+    env_value: Option<&str>,
+) -> Result<(PepperSet, PepperSource), PepperFileError> {
+    if let Some(value) = env_value {
+        let set = PepperSet::parse(value).map_err(|source| PepperFileError::Invalid {
+            origin: PEPPER_ENV.to_owned(),
+            source,
+        })?;
+        return Ok((set, PepperSource::Environment));
+    }
+    let path = data_dir.join(PEPPER_FILE_NAME);
+    match fs::read_to_string(&path) {
+        Ok(text) => {
+            let text = Zeroizing::new(text);
+            warn_if_readable_by_others(&path);
+            let set = PepperSet::parse(&text).map_err(|source| PepperFileError::Invalid {
+                origin: path.display().to_string(),
+                source,
+            })?;
+            Ok((set, PepperSource::File(path)))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let set = create(&path)?;
+            Ok((set, PepperSource::Created(path)))
+        }
+        Err(e) => Err(io_err("cannot read pepper file", &path)(e)),
+    }
+}
+
+/// Creates the pepper file with mode 0600 and one fresh version, durably: the file and
+/// its directory are synced before the pepper is used for anything.
+fn create(path: &Path) -> Result<PepperSet, PepperFileError> {
+    let (_, entry) = PepperSet::new_entry(None)?;
+    let contents = Zeroizing::new(format!(
+        "# Keyhaven pepper. Keep this file secret and back it up: without it no stored key\n\
+         # can be verified. One version per line, <version>:<64 hex digits>; newest wins.\n\
+         {}\n",
+        entry.as_str()
+    ));
+    let set = PepperSet::parse(&contents).map_err(|source| PepperFileError::Invalid {
+        origin: path.display().to_string(),
+        source,
+    })?;
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(io_err("cannot create data directory", dir))?;
+    }
+    // create_new: if two processes race on first start, one wins and the other fails
+    // rather than overwriting a pepper that may already be in use.
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_err("cannot create pepper file", path))?;
+    file.write_all(contents.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(io_err("cannot write pepper file", path))?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err("cannot sync data directory", dir))?;
+    }
+    Ok(set)
+}
+
+fn warn_if_readable_by_others(path: &Path) {
+    if let Ok(meta) = fs::metadata(path) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                path = %path.display(),
+                mode = format!("{mode:o}"),
+                "pepper file is readable by other users; run chmod 600 on it"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_load_creates_a_private_file_and_later_loads_reuse_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let (first, source) = load_or_create(&data, None).unwrap();
+        let path = data.join(PEPPER_FILE_NAME);
+        assert_eq!(source, PepperSource::Created(path.clone()));
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+
+        let (second, source) = load_or_create(&data, None).unwrap();
+        assert_eq!(source, PepperSource::File(path));
+        // Both loads must yield the same MAC: same pepper.
+        let id = "7Gx9QbWkP2mZ";
+        let s = keyhaven_core::SecretStr::new("same-secret");
+        assert_eq!(first.verifier(id, s), second.verifier(id, s));
+    }
+
+    #[test]
+    fn environment_wins_over_the_file_and_bad_values_are_refused_without_echo() {
+        let dir = tempfile::tempdir().unwrap();
+        let value = format!("1:{}", "ab".repeat(32));
+        let (_, source) = load_or_create(dir.path(), Some(&value)).unwrap();
+        assert_eq!(source, PepperSource::Environment);
+        assert!(!dir.path().join(PEPPER_FILE_NAME).exists());
+
+        let err = load_or_create(dir.path(), Some("1:deadbeef"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(PEPPER_ENV), "{err}");
+        assert!(!err.contains("deadbeef"), "{err}");
+    }
+
+    #[test]
+    fn a_corrupt_file_is_an_error_not_a_new_pepper() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(PEPPER_FILE_NAME);
+        fs::write(&path, "1:nothex\n").unwrap();
+        let err = load_or_create(dir.path(), None).unwrap_err();
+        assert!(matches!(err, PepperFileError::Invalid { .. }), "{err}");
+        assert_eq!(fs::read_to_string(&path).unwrap(), "1:nothex\n");
+    }
+}
