@@ -15,7 +15,7 @@ pub mod secret;
 pub mod verifier;
 
 pub use format::{
-    GeneratedKey, KeyId, ParseError, ParsedKey, Prefix, PrefixError, generate, parse,
+    GeneratedKey, KeyId, ParseError, ParsedKey, Prefix, PrefixError, generate, parse, parse_bytes,
 };
 pub use pepper::{Pepper, PepperError, PepperSet, PepperVersion};
 pub use random::RandomError;
