@@ -2,26 +2,50 @@
 //! characters from, one to recognise them, and the fixed-width number encoding used by
 //! the checksum. Arbitrary-length byte encoding is not needed anywhere in the format.
 
+use crate::charset::ByteTable;
+
 /// The Bitcoin base58 alphabet: no `0`, `O`, `I` or `l`, so keys survive being read aloud
 /// or retyped from a screenshot.
 pub const ALPHABET: &[u8; 58] = b"123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
 
-/// `DIGIT_VALUE[b]` is the value of byte `b` as a base58 digit, or `INVALID`.
 const INVALID: u8 = 0xFF;
-const DIGIT_VALUE: [u8; 256] = {
+
+/// Whether `byte` is in [`ALPHABET`]; usable in const tables.
+#[allow(
+    non_snake_case,
+    clippy::indexing_slicing,
+    reason = "const fn over a fixed array"
+)]
+pub(crate) const fn ALPHABET_CONTAINS(byte: u8) -> bool {
+    let mut i = 0;
+    while i < ALPHABET.len() {
+        if ALPHABET[i] == byte {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+/// Digit value of every byte, or `INVALID`.
+#[allow(
+    clippy::indexing_slicing,
+    reason = "const construction; ALPHABET bytes are < 256"
+)]
+const DIGIT_VALUE: ByteTable = {
     let mut table = [INVALID; 256];
     let mut i = 0;
     while i < ALPHABET.len() {
         table[ALPHABET[i] as usize] = i as u8;
         i += 1;
     }
-    table
+    ByteTable::new(table)
 };
 
 /// The value of `byte` as a base58 digit, if it is one.
 #[inline]
 pub fn digit_value(byte: u8) -> Option<u8> {
-    match DIGIT_VALUE[usize::from(byte)] {
+    match DIGIT_VALUE.get(byte) {
         INVALID => None,
         v => Some(v),
     }
@@ -30,7 +54,7 @@ pub fn digit_value(byte: u8) -> Option<u8> {
 /// Whether `byte` belongs to the base58 alphabet.
 #[inline]
 pub fn is_digit(byte: u8) -> bool {
-    DIGIT_VALUE[usize::from(byte)] != INVALID
+    DIGIT_VALUE.get(byte) != INVALID
 }
 
 /// The character for digit value `value`, if `value < 58`.

@@ -14,6 +14,7 @@ use std::fmt;
 use secrecy::SecretString;
 
 use crate::base58;
+use crate::charset;
 use crate::random::{self, RandomError};
 use crate::secret::SecretStr;
 
@@ -264,92 +265,127 @@ impl<'a> ParsedKey<'a> {
     }
 }
 
-/// `KEY_CHAR[b]`: whether byte `b` may appear anywhere in a key (`[A-Za-z0-9_]`).
-const KEY_CHAR: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut b = 0usize;
-    while b < 256 {
-        let c = b as u8;
-        t[b] = c.is_ascii_alphanumeric() || c == b'_';
-        b += 1;
-    }
-    t
-};
-
 /// Splits `input` into prefix, key id, secret and checksum after checking length,
-/// characters and separators, but *not* the checksum. [`parse`] is what callers want;
-/// this exists so tools such as `keyhaven inspect` can show the parts of a mistyped key.
-pub fn split(input: &[u8]) -> Result<(ParsedKey<'_>, &[u8]), ParseError> {
-    let len = input.len();
+/// characters, separators and prefix, but *not* the checksum. [`parse`] is what callers
+/// want; this exists so tools such as `keyhaven inspect` can show the parts of a
+/// mistyped key.
+///
+/// The common case runs one branch-free pass of table lookups; only a key that fails it
+/// is examined again, by [`diagnose`], to say precisely what is wrong.
+pub fn split(input: &str) -> Result<ParsedKey<'_>, ParseError> {
+    let bytes = input.as_bytes();
+    let len = bytes.len();
     if !(MIN_KEY_LEN..=MAX_KEY_LEN).contains(&len) {
         return Err(ParseError::Length { len });
     }
-    // One pass: every byte must be one of [A-Za-z0-9_]. After this, the input is ASCII
-    // and every slice below falls on a character boundary.
-    if let Some(position) = input.iter().position(|&b| !KEY_CHAR[usize::from(b)]) {
-        return Err(ParseError::Character { position });
-    }
     let prefix_len = len - TAIL_LEN;
-    let (prefix, rest) = input.split_at(prefix_len);
-    let (sep1, rest) = rest.split_at(1);
+    let (prefix, tail) = bytes.split_at(prefix_len);
+    // tail = "_" key_id "_" secret checksum
+    let (sep1, rest) = tail.split_at(1);
     let (key_id, rest) = rest.split_at(KEY_ID_LEN);
-    let (sep2, rest) = rest.split_at(1);
-    let (secret, checksum) = rest.split_at(SECRET_LEN);
+    let (sep2, secret_and_checksum) = rest.split_at(1);
 
-    if sep1 != b"_" {
-        return Err(ParseError::Separator {
-            position: prefix_len,
-        });
+    let first = prefix.first().map_or(0, |&b| charset::CLASSES.get(b));
+    let well_formed = (first & charset::PREFIX_START != 0)
+        & (charset::all_classes(prefix) & charset::PREFIX != 0)
+        & (sep1 == b"_")
+        & (sep2 == b"_")
+        & (charset::all_classes(key_id)
+            & charset::all_classes(secret_and_checksum)
+            & charset::BASE58
+            != 0);
+    if !well_formed {
+        return Err(diagnose(bytes));
     }
-    if sep2 != b"_" {
-        return Err(ParseError::Separator {
-            position: prefix_len + 1 + KEY_ID_LEN,
-        });
-    }
-    let base58_at =
-        |part: &[u8], offset: usize| match part.iter().position(|&b| !base58::is_digit(b)) {
-            Some(i) => Err(ParseError::Character {
-                position: offset + i,
-            }),
-            None => Ok(()),
-        };
-    base58_at(key_id, prefix_len + 1)?;
-    base58_at(secret, prefix_len + 2 + KEY_ID_LEN)?;
-    base58_at(checksum, len - CHECKSUM_LEN)?;
 
-    let prefix_str = ascii(prefix)?;
-    validate_prefix(prefix_str).map_err(ParseError::Prefix)?;
-    let body = input.get(..len - CHECKSUM_LEN).unwrap_or_default();
-    Ok((
-        ParsedKey {
-            prefix: prefix_str,
-            key_id: ascii(key_id)?,
-            secret: SecretStr::new(ascii(secret)?),
-            checksum: ascii(checksum)?,
-        },
-        body,
-    ))
+    // Every byte is ASCII now, so these slices fall on character boundaries.
+    let part = |from: usize, to: usize| {
+        input
+            .get(from..to)
+            .ok_or(ParseError::Character { position: from })
+    };
+    let key_id_at = prefix_len + 1;
+    let secret_at = key_id_at + KEY_ID_LEN + 1;
+    let checksum_at = len - CHECKSUM_LEN;
+    Ok(ParsedKey {
+        prefix: part(0, prefix_len)?,
+        key_id: part(key_id_at, key_id_at + KEY_ID_LEN)?,
+        secret: SecretStr::new(part(secret_at, checksum_at)?),
+        checksum: part(checksum_at, len)?,
+    })
 }
 
-/// Views checked-ASCII bytes as `str`. Only called after the alphabet check, so the
-/// error branch is unreachable; it maps to a character error rather than panicking.
-fn ascii(part: &[u8]) -> Result<&str, ParseError> {
-    std::str::from_utf8(part).map_err(|_| ParseError::Character { position: 0 })
+/// Says what is wrong with a key of valid length that failed the fast check, in the
+/// documented order: a character outside `[A-Za-z0-9_]`, a missing separator, a
+/// non-base58 character in key id, secret or checksum, then the prefix rules.
+fn diagnose(bytes: &[u8]) -> ParseError {
+    let len = bytes.len();
+    if let Some(position) = bytes
+        .iter()
+        .position(|&b| charset::CLASSES.get(b) & charset::KEY == 0)
+    {
+        return ParseError::Character { position };
+    }
+    let prefix_len = len - TAIL_LEN;
+    let secret_sep = prefix_len + 1 + KEY_ID_LEN;
+    for position in [prefix_len, secret_sep] {
+        if bytes.get(position) != Some(&b'_') {
+            return ParseError::Separator { position };
+        }
+    }
+    let not_base58 = bytes
+        .iter()
+        .enumerate()
+        .skip(prefix_len + 1)
+        .find(|&(i, &b)| i != secret_sep && !base58::is_digit(b));
+    if let Some((position, _)) = not_base58 {
+        return ParseError::Character { position };
+    }
+    let prefix =
+        std::str::from_utf8(bytes.get(..prefix_len).unwrap_or_default()).unwrap_or_default();
+    match validate_prefix(prefix) {
+        Err(e) => ParseError::Prefix(e),
+        // Unreachable if the fast check and this function agree (a property test checks
+        // that they do); refuse the key rather than accept it.
+        Ok(()) => ParseError::Character { position: 0 },
+    }
 }
 
 /// Parses a key, checking length, characters, separators, prefix and checksum, in that
 /// order, before anything else looks at it. Touches no storage and allocates nothing.
 pub fn parse(input: &str) -> Result<ParsedKey<'_>, ParseError> {
-    parse_bytes(input.as_bytes())
-}
-
-/// [`parse`] for raw bytes (for example straight off the wire).
-pub fn parse_bytes(input: &[u8]) -> Result<ParsedKey<'_>, ParseError> {
-    let (parsed, body) = split(input)?;
-    if checksum(body).as_slice() != parsed.checksum.as_bytes() {
+    let parsed = split(input)?;
+    let body = input
+        .as_bytes()
+        .get(..input.len() - CHECKSUM_LEN)
+        .unwrap_or_default();
+    // Compare as numbers: decoding 6 digits is cheaper than encoding the CRC. `split`
+    // has checked they are base58 digits, and 58^6 < 2^36, so nothing can overflow.
+    let given = parsed.checksum.bytes().fold(0u64, |acc, b| {
+        acc * 58 + u64::from(base58::digit_value(b).unwrap_or(0))
+    });
+    if given != u64::from(crc32fast::hash(body)) {
         return Err(ParseError::Checksum);
     }
     Ok(parsed)
+}
+
+/// [`parse`] for raw bytes (for example straight off the wire). Bytes that are not UTF-8
+/// fail the character check.
+pub fn parse_bytes(input: &[u8]) -> Result<ParsedKey<'_>, ParseError> {
+    key_text(input).and_then(parse)
+}
+
+/// Checks that raw bytes have a key's length and are UTF-8, and views them as text for
+/// [`split`] or [`parse`]. The length is checked first, so a huge input costs nothing.
+pub fn key_text(input: &[u8]) -> Result<&str, ParseError> {
+    let len = input.len();
+    if !(MIN_KEY_LEN..=MAX_KEY_LEN).contains(&len) {
+        return Err(ParseError::Length { len });
+    }
+    std::str::from_utf8(input).map_err(|e| ParseError::Character {
+        position: e.valid_up_to(),
+    })
 }
 
 #[cfg(test)]

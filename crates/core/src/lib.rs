@@ -7,8 +7,10 @@
 //! [`format`] for the exact rules and [`verifier`] for how it is checked.
 
 pub mod base58;
+mod charset;
 pub mod compat;
 pub mod format;
+mod mac;
 pub mod pepper;
 pub mod random;
 pub mod secret;

@@ -13,10 +13,11 @@
 
 use std::fmt;
 
-use hmac::{Hmac, KeyInit};
+use hmac::Hmac;
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
+use crate::mac::PrecomputedHmac;
 use crate::random::{self, RandomError};
 
 pub(crate) type HmacSha256 = Hmac<Sha256>;
@@ -65,16 +66,16 @@ pub enum PepperError {
 #[derive(Clone)]
 pub struct Pepper {
     version: PepperVersion,
-    pub(crate) mac: HmacSha256,
+    pub(crate) mac: PrecomputedHmac,
 }
 
 impl Pepper {
     /// Builds a pepper from its raw bytes. The bytes are only used to key the HMAC.
     pub fn new(version: PepperVersion, bytes: &[u8; PEPPER_LEN]) -> Self {
-        // HMAC accepts keys of any length, so this cannot fail.
-        let mac = <HmacSha256 as KeyInit>::new_from_slice(bytes)
-            .unwrap_or_else(|_| <HmacSha256 as KeyInit>::new(&Default::default()));
-        Self { version, mac }
+        Self {
+            version,
+            mac: PrecomputedHmac::new(bytes),
+        }
     }
 
     pub fn version(&self) -> PepperVersion {
@@ -243,7 +244,7 @@ mod tests {
                 },
             ),
             (
-                format!("{secretish}"),
+                secretish.clone(),
                 PepperError::Syntax {
                     entry: 1,
                     reason: "expected <version>:<64 hex digits>",

@@ -11,8 +11,9 @@
 
 use std::fmt;
 
-use hmac::Mac;
-use subtle::{Choice, ConstantTimeEq};
+use subtle::Choice;
+
+use crate::mac::ct_eq_32;
 
 use crate::pepper::{Pepper, PepperError, PepperSet, PepperVersion};
 use crate::secret::SecretStr;
@@ -64,11 +65,8 @@ pub enum Verification {
 impl Pepper {
     /// The MAC of `key_id ‖ ":" ‖ secret` under this pepper.
     pub fn mac(&self, key_id: &str, secret: SecretStr<'_>) -> [u8; VERIFIER_LEN] {
-        let mut mac = self.mac.clone();
-        mac.update(key_id.as_bytes());
-        mac.update(b":");
-        mac.update(secret.expose_secret().as_bytes());
-        mac.finalize().into_bytes().into()
+        self.mac
+            .mac(&[key_id.as_bytes(), b":", secret.expose_secret().as_bytes()])
     }
 }
 
@@ -103,7 +101,7 @@ impl PepperSet {
             None => (self.newest(), &NO_KEY, Choice::from(0)),
         };
         let computed = pepper.mac(key_id, secret);
-        let matches: bool = (computed.ct_eq(expected) & known).into();
+        let matches: bool = (ct_eq_32(&computed, expected) & known).into();
         Ok(if matches {
             Verification::Valid {
                 rehash: pepper.version() != self.newest().version(),

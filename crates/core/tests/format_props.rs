@@ -1,5 +1,11 @@
 //! Property tests for the key format: generate → parse round-trips, the checksum catches
 //! every single-character slip, and the parser never panics on anything.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test helpers may fail loudly
 
 use keyhaven_core::format::{self, MAX_KEY_LEN, MIN_KEY_LEN};
 use keyhaven_core::{ParseError, Prefix, generate, parse, parse_bytes};
@@ -31,7 +37,9 @@ proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
         let _ = parse_bytes(&bytes);
-        let _ = format::split(&bytes);
+        if let Ok(text) = format::key_text(&bytes) {
+            let _ = format::split(text);
+        }
     }
 
     #[test]
@@ -43,6 +51,13 @@ proptest! {
     }
 
     #[test]
+    fn fast_structure_check_agrees_with_a_plain_reading_of_the_rules(
+        s in "[a-zA-Z0-9_]{0,22}_[1-9A-HJ-NP-Za-km-z0O_]{12}_[1-9A-HJ-NP-Za-km-zIl_]{36}"
+    ) {
+        prop_assert_eq!(format::split(&s).is_ok(), reference_well_formed(&s), "{}", s);
+    }
+
+    #[test]
     fn arbitrary_unicode_never_panics(s in "\\PC{0,80}") {
         let _ = parse(&s);
     }
@@ -51,6 +66,30 @@ proptest! {
     fn invalid_prefixes_are_refused(prefix in "([A-Z0-9_][a-z0-9_]{0,10}|[a-z][a-z0-9_]{20,30}|[a-z]{1,5}[-. A-Z][a-z]{0,5})") {
         prop_assert!(Prefix::new(&prefix).is_err());
     }
+}
+
+/// The format rules read literally, without the parser's tricks.
+fn reference_well_formed(s: &str) -> bool {
+    const B58: &str = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
+    if !(51..=70).contains(&s.len()) || !s.is_ascii() {
+        return false;
+    }
+    let (prefix, tail) = s.split_at(s.len() - 50);
+    let chars: Vec<char> = tail.chars().collect();
+    let prefix_ok = prefix
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase())
+        && prefix
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    let seps_ok = chars[0] == '_' && chars[13] == '_';
+    let b58_ok = chars
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| i != 0 && i != 13)
+        .all(|(_, c)| B58.contains(*c));
+    prefix_ok && seps_ok && b58_ok
 }
 
 fn assert_rejected(original: &str, mutated: &[u8], what: &str) {

@@ -6,6 +6,12 @@
 //! so each position is tested at 0.001/42 (Bonferroni) and all positions together, as
 //! one chi-square with 42×57 degrees of freedom, at p > 0.001. A control test shows the
 //! same statistic rejects the classic `byte % 58` bias.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test helpers may fail loudly
 
 use std::collections::HashSet;
 
@@ -68,7 +74,10 @@ fn a_million_keys_are_unique_and_uniform() {
     }
     let p_all = p_value(total, (POSITIONS * 57) as f64);
     println!("smallest per-position p = {worst:.4}, combined p = {p_all:.4}");
-    assert!(p_all > ALPHA, "combined chi-square {total:.1}, p = {p_all:.2e}");
+    assert!(
+        p_all > ALPHA,
+        "combined chi-square {total:.1}, p = {p_all:.2e}"
+    );
 }
 
 /// Control: the statistic above does detect the bias of reducing a byte modulo 58, so a

@@ -5,7 +5,6 @@
 use std::io::{self, BufWriter, Write};
 use std::process::ExitCode;
 
-use anyhow::Context;
 use keyhaven_core::{Prefix, generate};
 use secrecy::ExposeSecret;
 
@@ -16,8 +15,8 @@ pub const MAX_COUNT: u64 = 10_000_000;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Key prefix: 1-20 characters, a lowercase letter then [a-z0-9_].
-    #[arg(long)]
-    pub prefix: String,
+    #[arg(long, value_parser = |s: &str| Prefix::new(s))]
+    pub prefix: Prefix,
     /// How many keys to print.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=MAX_COUNT))]
     pub count: u64,
@@ -35,13 +34,12 @@ struct JsonKey<'a> {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    let prefix =
-        Prefix::new(&args.prefix).with_context(|| format!("invalid --prefix {:?}", args.prefix))?;
+    let prefix = &args.prefix;
     let stdout = io::stdout().lock();
     let mut out = BufWriter::with_capacity(64 * 1024, stdout);
     let written = (|| -> anyhow::Result<()> {
         for _ in 0..args.count {
-            let key = generate(&prefix)?;
+            let key = generate(prefix)?;
             if args.json {
                 let display = key.display_form();
                 let line = JsonKey {
@@ -50,7 +48,8 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                     prefix: prefix.as_str(),
                     display: &display,
                 };
-                serde_json::to_writer(&mut out, &line)?;
+                // Into io::Error, so a closed pipe is recognised below in JSON mode too.
+                serde_json::to_writer(&mut out, &line).map_err(io::Error::from)?;
                 out.write_all(b"\n")?;
             } else {
                 out.write_all(key.key().expose_secret().as_bytes())?;
@@ -61,12 +60,8 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         Ok(())
     })();
     match written {
-        Err(e) => match e.downcast_ref::<io::Error>() {
-            Some(io_err) if io_err.kind() == io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
-            _ => Err(e),
-        },
-        Ok(()) => super::ignore_broken_pipe(Ok(()))
-            .map(|()| ExitCode::SUCCESS)
-            .map_err(Into::into),
+        Err(e) if super::is_broken_pipe(&e) => Ok(ExitCode::SUCCESS),
+        Err(e) => Err(e),
+        Ok(()) => Ok(ExitCode::SUCCESS),
     }
 }

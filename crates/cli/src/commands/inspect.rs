@@ -60,8 +60,8 @@ fn report(key: &str) -> Report {
         },
         Err(ParseError::Checksum) => {
             // The structure is right, so the parts can still be shown to help find the typo.
-            let text = match format::split(key.as_bytes()) {
-                Ok((parts, _)) => format!(
+            let text = match format::split(key) {
+                Ok(parts) => format!(
                     "prefix:   {}\nkey id:   {}\nsecret:   {} characters (not shown)\nchecksum: INVALID: the last {CHECKSUM_LEN} characters do not match; the key was mistyped or is not a real key\n",
                     parts.prefix(),
                     parts.key_id(),

@@ -10,3 +10,9 @@ pub(crate) fn ignore_broken_pipe(result: io::Result<()>) -> io::Result<()> {
         other => other,
     }
 }
+
+/// Whether `e` is a closed pipe on stdout, which ends output normally.
+pub(crate) fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<io::Error>()
+        .is_some_and(|io_err| io_err.kind() == io::ErrorKind::BrokenPipe)
+}

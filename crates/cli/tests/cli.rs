@@ -1,0 +1,228 @@
+//! The `keyhaven` binary as a user runs it: real processes, real pipes, exit codes.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test helpers may fail loudly
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Output, Stdio};
+
+use keyhaven_core::parse;
+
+fn keyhaven(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_keyhaven"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+fn one_key(prefix: &str) -> String {
+    let o = keyhaven(&["generate", "--prefix", prefix]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    stdout(&o).trim_end().to_owned()
+}
+
+#[test]
+fn generate_prints_distinct_well_formed_keys_one_a_line() {
+    let o = keyhaven(&["generate", "--prefix", "acme_live", "--count", "1000"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 1000);
+    let unique: HashSet<&str> = lines.iter().copied().collect();
+    assert_eq!(unique.len(), 1000);
+    for line in lines {
+        let k = parse(line).unwrap();
+        assert_eq!(k.prefix(), "acme_live");
+    }
+}
+
+#[test]
+fn generate_json_carries_key_id_and_display_form() {
+    let o = keyhaven(&[
+        "generate",
+        "--prefix",
+        "acme_test",
+        "--count",
+        "3",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for line in stdout(&o).lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let key = v["key"].as_str().unwrap();
+        let parsed = parse(key).unwrap();
+        assert_eq!(v["key_id"], parsed.key_id());
+        assert_eq!(v["prefix"], "acme_test");
+        let display = v["display"].as_str().unwrap();
+        assert_eq!(
+            display,
+            format!(
+                "acme_test_{}_\u{2026}{}",
+                parsed.key_id(),
+                &key[key.len() - 4..]
+            )
+        );
+        assert!(!display.contains(parsed.secret().expose_secret()));
+    }
+}
+
+#[test]
+fn generate_refuses_bad_prefixes_and_counts_with_a_usage_error() {
+    for (args, needle) in [
+        (vec!["generate", "--prefix", "Acme"], "lowercase letter"),
+        (vec!["generate", "--prefix", "acme-live"], "'-'"),
+        (vec!["generate", "--prefix", ""], "empty"),
+        (
+            vec!["generate", "--prefix", "abcdefghijklmnopqrstu"],
+            "at most 20",
+        ),
+        (
+            vec!["generate", "--prefix", "acme", "--count", "0"],
+            "--count",
+        ),
+        (
+            vec!["generate", "--prefix", "acme", "--count", "-5"],
+            "--count",
+        ),
+        (
+            vec!["generate", "--prefix", "acme", "--count", "10000001"],
+            "--count",
+        ),
+        (vec!["generate"], "--prefix"),
+    ] {
+        let o = keyhaven(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(stdout(&o).is_empty(), "{args:?} printed keys");
+        assert!(stderr(&o).contains(needle), "{args:?}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn generate_stops_quietly_when_the_reader_goes_away() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keyhaven"))
+        .args(["generate", "--prefix", "acme", "--count", "5000000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(parse(first.trim_end()).is_ok());
+    let out = child.wait_with_output().unwrap(); // stdout dropped above: pipe closed
+    assert!(out.status.success(), "{:?}", out.status);
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn inspect_shows_the_parts_of_a_valid_key_but_never_its_secret() {
+    let key = one_key("acme_live");
+    let parsed = parse(&key).unwrap();
+    let o = keyhaven(&["inspect", &key]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("prefix:   acme_live\n"), "{out}");
+    assert!(
+        out.contains(&format!("key id:   {}\n", parsed.key_id())),
+        "{out}"
+    );
+    assert!(out.contains("checksum: valid"), "{out}");
+    let secret = parsed.secret().expose_secret();
+    for window in secret.as_bytes().windows(8) {
+        let w = std::str::from_utf8(window).unwrap();
+        assert!(
+            !out.contains(w) && !stderr(&o).contains(w),
+            "secret leaked: {out}"
+        );
+    }
+}
+
+#[test]
+fn inspect_rejects_a_typo_with_exit_1_and_still_shows_the_key_id() {
+    let key = one_key("acme");
+    let parsed = parse(&key).unwrap();
+    let mut typo = key.clone().into_bytes();
+    typo[25] = if typo[25] == b'a' { b'b' } else { b'a' };
+    let typo = String::from_utf8(typo).unwrap();
+    let o = keyhaven(&["inspect", &typo]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    assert!(out.contains("checksum: INVALID"), "{out}");
+    assert!(out.contains(parsed.key_id()), "{out}");
+    assert!(!out.contains(&typo[18..48]), "{out}");
+}
+
+#[test]
+fn inspect_rejects_malformed_input_saying_which_check_failed() {
+    for (input, needle) in [
+        ("", "length"),
+        ("acme_live_short", "length"),
+        (&"x".repeat(1000), "length"),
+        (
+            "acme_live_7Gx9QbWkP2mZ_4fT8cK9aB3cQWERTYUPASDFGHJKLZX0DRSQf",
+            "character",
+        ),
+        (
+            "acme-live_7Gx9QbWkP2mZ_4fT8cK9aB3cQWERTYUPASDFGHJKLZX3DRSQf",
+            "character",
+        ),
+        (
+            "Acme_live_7Gx9QbWkP2mZ_4fT8cK9aB3cQWERTYUPASDFGHJKLZX3DRSQf",
+            "prefix",
+        ),
+        (
+            "acme_live_7Gx9QbWkP2mZ_4fT8cK9aB3cQWERTYUPASDFGHJKLZX3DRSQg",
+            "INVALID",
+        ),
+        (
+            "acme_live_7Gx9QbWkP2mZ_4fT8cK9aB3cQ\u{0410}RTYUPASDFGHJKLZX3DRSQ",
+            "character",
+        ),
+    ] {
+        let o = keyhaven(&["inspect", input]);
+        assert_eq!(o.status.code(), Some(1), "{input:?}");
+        assert!(stdout(&o).contains(needle), "{input:?}: {}", stdout(&o));
+    }
+    // The published example key (docs/test-vectors.json) is well formed.
+    let o = keyhaven(&[
+        "inspect",
+        "acme_live_7Gx9QbWkP2mZ_4fT8cK9aB3cQWERTYUPASDFGHJKLZX3DRSQf",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+}
+
+#[test]
+fn inspect_reads_the_key_from_stdin_with_a_dash() {
+    let key = one_key("acme");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keyhaven"))
+        .args(["inspect", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{key}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .contains("checksum: valid")
+    );
+}
