@@ -94,7 +94,7 @@ fn generate_refuses_bad_prefixes_and_counts_with_a_usage_error() {
         ),
         (
             vec!["generate", "--prefix", "acme", "--count", "-5"],
-            "--count",
+            "'-5'",
         ),
         (
             vec!["generate", "--prefix", "acme", "--count", "10000001"],
