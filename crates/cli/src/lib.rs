@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 
 pub mod commands;
 
-/// Keyhaven: API keys done right. Generate, inspect and (soon) serve keys.
+/// Keyhaven: API keys done right. Serve, generate and inspect keys.
 #[derive(Debug, Parser)]
 #[command(name = "keyhaven", version, about, propagate_version = true)]
 pub struct Cli {
@@ -18,6 +18,13 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the HTTP server (admin API, verify API, metrics).
+    Serve(commands::serve::Args),
+    /// Manage root keys (the keys that call Keyhaven's own API).
+    #[command(subcommand)]
+    RootKey(commands::root_key::Command),
+    /// Apply pending database migrations and exit.
+    Migrate(commands::migrate::Args),
     Generate(commands::generate::Args),
     Inspect(commands::inspect::Args),
 }
@@ -27,6 +34,9 @@ pub const EXIT_INVALID: u8 = 1;
 
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
+        Command::Serve(args) => commands::serve::run(&args),
+        Command::RootKey(command) => commands::root_key::run(&command),
+        Command::Migrate(args) => commands::migrate::run(&args),
         Command::Generate(args) => commands::generate::run(&args),
         Command::Inspect(args) => commands::inspect::run(&args),
     };

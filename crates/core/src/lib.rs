@@ -12,6 +12,7 @@ pub mod compat;
 pub mod format;
 mod mac;
 pub mod pepper;
+pub mod policy;
 pub mod random;
 pub mod secret;
 pub mod verifier;
@@ -20,6 +21,7 @@ pub use format::{
     GeneratedKey, KeyId, ParseError, ParsedKey, Prefix, PrefixError, generate, parse, parse_bytes,
 };
 pub use pepper::{Pepper, PepperError, PepperSet, PepperVersion};
+pub use policy::{KeyState, VerifyCode};
 pub use random::RandomError;
 pub use secret::SecretStr;
 pub use verifier::{Verification, Verifier};

@@ -68,6 +68,13 @@ impl Pepper {
         self.mac
             .mac(&[key_id.as_bytes(), b":", secret.expose_secret().as_bytes()])
     }
+
+    /// A 32-byte key for `purpose`, derived from this pepper (HMAC of a label that no key
+    /// id can produce, since key ids never contain `/`). Used to seal data the server must
+    /// store but not be able to read without the pepper, such as replayable responses.
+    pub fn derive_key(&self, purpose: &str) -> zeroize::Zeroizing<[u8; VERIFIER_LEN]> {
+        zeroize::Zeroizing::new(self.mac.mac(&[b"keyhaven/derive/", purpose.as_bytes()]))
+    }
 }
 
 impl PepperSet {
@@ -127,6 +134,16 @@ mod tests {
                 .collect(),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn derived_keys_differ_by_purpose_and_pepper() {
+        let set = set(&[(1, 1), (2, 2)]);
+        let p1 = set.get(PepperVersion::new(1).unwrap()).unwrap();
+        let p2 = set.newest();
+        assert_ne!(*p1.derive_key("a"), *p1.derive_key("b"));
+        assert_ne!(*p1.derive_key("a"), *p2.derive_key("a"));
+        assert_eq!(*p1.derive_key("a"), *p1.derive_key("a"));
     }
 
     #[test]

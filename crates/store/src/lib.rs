@@ -1,4 +1,20 @@
-//! Keyhaven's persistent state. For now: the data directory and the pepper file that
-//! lives in it. The key store itself (the `Store` trait and its engines) comes next.
+//! Keyhaven's persistent state: the [`Store`] trait the server is written against, its
+//! SQLite engine, and the pepper file that lives beside the database in the data
+//! directory.
+//!
+//! Rules every engine keeps (and the conformance suite in `tests/conformance.rs` checks):
+//! - lookups are by key id; no secret or verifier ever appears in a `WHERE` clause;
+//! - every mutation writes its audit event, and its idempotent response when given, in
+//!   the same transaction: if either write fails, the mutation is undone;
+//! - an acknowledged write is durable (SQLite: WAL with `synchronous=FULL`).
 
+mod error;
+pub mod model;
 pub mod pepper_file;
+pub mod sqlite;
+mod store;
+
+pub use error::{Conflict, StoreError};
+pub use model::*;
+pub use sqlite::SqliteStore;
+pub use store::Store;

@@ -1,5 +1,8 @@
 pub mod generate;
 pub mod inspect;
+pub mod migrate;
+pub mod root_key;
+pub mod serve;
 
 use std::io;
 

@@ -1,0 +1,168 @@
+//! `keyhaven serve`: the HTTP server. On first start it creates the data directory,
+//! database and pepper, and prints one root key with every scope, once, with what to do
+//! next.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use keyhaven_server::config::{Config, LogFormat};
+use keyhaven_server::{AppState, bootstrap};
+use secrecy::ExposeSecret;
+use tokio::net::TcpListener;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// TOML configuration file (see docs/configuration.md).
+    #[arg(long, env = "KEYHAVEN_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Directory for the database and pepper [default: ./keyhaven-data]
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080]
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Database URL [default: sqlite in the data directory]
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// Log format: text or json.
+    #[arg(long)]
+    pub log_format: Option<String>,
+}
+
+/// The options given as flags, for the configuration's top layer.
+pub fn flag_layer(
+    data_dir: Option<&PathBuf>,
+    listen: Option<&String>,
+    database_url: Option<&String>,
+    log_format: Option<&String>,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut flags = serde_json::Map::new();
+    if let Some(d) = data_dir {
+        flags.insert("data_dir".into(), d.display().to_string().into());
+    }
+    if let Some(l) = listen {
+        flags.insert("listen".into(), l.clone().into());
+    }
+    if let Some(u) = database_url {
+        flags.insert("database_url".into(), u.clone().into());
+    }
+    if let Some(f) = log_format {
+        flags.insert("log_format".into(), f.clone().into());
+    }
+    flags
+}
+
+pub fn load_config(
+    file: Option<&PathBuf>,
+    flags: &serde_json::Map<String, serde_json::Value>,
+) -> anyhow::Result<Config> {
+    let config = Config::load(file.map(PathBuf::as_path), flags)
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    for name in Config::unknown_env(std::env::vars()) {
+        tracing::warn!(variable = %name, "unknown KEYHAVEN_* environment variable ignored");
+    }
+    Ok(config)
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KEYHAVEN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    let flags = flag_layer(
+        args.data_dir.as_ref(),
+        args.listen.as_ref(),
+        args.database_url.as_ref(),
+        args.log_format.as_ref(),
+    );
+    let config = load_config(args.config.as_ref(), &flags)?;
+    init_logging(config.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(config))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    bootstrap::ensure_data_dir(&config.data_dir)?;
+    let (peppers, source) = bootstrap::load_peppers(&config.data_dir)?;
+    tracing::info!(source = ?source, versions = ?peppers.versions().map(|v| v.get()).collect::<Vec<_>>(), "pepper loaded");
+    let store = bootstrap::open_store(&config).await?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+
+    let first_root_key = if store.count_root_keys().await? == 0 {
+        let key = keyhaven_server::root_keys::create(
+            store.as_ref(),
+            &peppers,
+            vec!["*".to_owned()],
+            None,
+            Some("initial root key".to_owned()),
+            keyhaven_server::root_keys::CLI_ACTOR,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("creating the first root key: {e}"))?;
+        Some(key)
+    } else {
+        None
+    };
+
+    let data_dir = config.data_dir.display().to_string();
+    let state = AppState::new(store, peppers, config);
+    tracing::info!(%addr, data_dir, "keyhaven listening");
+    if let Some(key) = first_root_key {
+        print_welcome(&addr.to_string(), key.key().expose_secret())?;
+    }
+    keyhaven_server::serve(listener, state, keyhaven_server::shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn print_welcome(addr: &str, root_key: &str) -> anyhow::Result<()> {
+    let text = format!(
+        r#"
+Keyhaven is running on http://{addr}
+
+This is your root key. It is shown once and can do everything: keep it in your
+secret manager, not in code.
+
+    {root_key}
+
+Next, in another terminal (plain sh + curl):
+
+    KH=http://{addr}
+    ROOT_KEY={root_key}
+    # 1. A keyspace: a family of keys with its own prefix.
+    KS=$(curl -s $KH/v1/keyspaces -H "Authorization: Bearer $ROOT_KEY" \
+      -H 'Content-Type: application/json' -d '{{"name":"Acme live","prefix":"acme_live"}}' \
+      | sed 's/.*"id":"\([^"]*\)".*/\1/'); echo $KS
+    # 2. A key for one of your customers (the plaintext is returned this once).
+    KEY=$(curl -s $KH/v1/keys -H "Authorization: Bearer $ROOT_KEY" \
+      -H 'Content-Type: application/json' -d "{{\"keyspace_id\":\"$KS\",\"name\":\"first key\"}}" \
+      | sed 's/.*"key":"\([^"]*\)".*/\1/'); echo $KEY
+    # 3. Verify it, as your API would on every request: "code":"VALID".
+    curl -s $KH/v1/keys/verify -H "Authorization: Bearer $ROOT_KEY" \
+      -H 'Content-Type: application/json' -d "{{\"key\":\"$KEY\"}}"
+
+API reference: http://{addr}/openapi.json
+"#
+    );
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}

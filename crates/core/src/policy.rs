@@ -1,0 +1,149 @@
+//! The verification decision after the secret matched: is this key usable right now for
+//! these scopes? Pure: the caller passes `now` and the key's state.
+
+/// The answer codes of `POST /v1/keys/verify` this crate decides. (Rate limits and
+/// quotas add theirs on top.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VerifyCode {
+    Valid,
+    NotFound,
+    Malformed,
+    Expired,
+    Revoked,
+    Disabled,
+    InsufficientScopes,
+}
+
+impl VerifyCode {
+    pub const ALL: [Self; 7] = [
+        Self::Valid,
+        Self::NotFound,
+        Self::Malformed,
+        Self::Expired,
+        Self::Revoked,
+        Self::Disabled,
+        Self::InsufficientScopes,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Valid => "VALID",
+            Self::NotFound => "NOT_FOUND",
+            Self::Malformed => "MALFORMED",
+            Self::Expired => "EXPIRED",
+            Self::Revoked => "REVOKED",
+            Self::Disabled => "DISABLED",
+            Self::InsufficientScopes => "INSUFFICIENT_SCOPES",
+        }
+    }
+}
+
+/// The state of a key that [`decide`] looks at. Times are Unix seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyState<'a> {
+    pub enabled: bool,
+    pub revoked: bool,
+    pub expires_at: Option<i64>,
+    pub scopes: &'a [String],
+}
+
+/// Decides a matched key's code. Order matters and is part of the contract: a revoked
+/// key says REVOKED even if it also expired; a disabled key says DISABLED before its
+/// expiry; scopes are checked last, only for an otherwise usable key.
+pub fn decide(key: KeyState<'_>, required_scopes: &[String], now: i64) -> VerifyCode {
+    if key.revoked {
+        VerifyCode::Revoked
+    } else if !key.enabled {
+        VerifyCode::Disabled
+    } else if key.expires_at.is_some_and(|at| at <= now) {
+        VerifyCode::Expired
+    } else if !required_scopes
+        .iter()
+        .all(|needed| scopes_grant(key.scopes, needed))
+    {
+        VerifyCode::InsufficientScopes
+    } else {
+        VerifyCode::Valid
+    }
+}
+
+/// Whether `granted` covers `needed`: an exact match, `*`, or a `family:*` wildcard
+/// covering `family:anything`. Wildcards are only honoured in what is granted, never in
+/// what is asked for: asking for `keys:*` needs `keys:*` (or `*`) granted.
+pub fn scopes_grant(granted: &[String], needed: &str) -> bool {
+    granted.iter().any(|g| {
+        g == needed
+            || g == "*"
+            || g.strip_suffix('*').is_some_and(|family| {
+                family.ends_with(':') && needed.starts_with(family) && needed.len() > family.len()
+            })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| (*x).to_owned()).collect()
+    }
+
+    fn state(scopes: &[String]) -> KeyState<'_> {
+        KeyState {
+            enabled: true,
+            revoked: false,
+            expires_at: None,
+            scopes,
+        }
+    }
+
+    #[test]
+    fn precedence_is_revoked_disabled_expired_scopes() {
+        let scopes = s(&["read"]);
+        let all_bad = KeyState {
+            enabled: false,
+            revoked: true,
+            expires_at: Some(10),
+            scopes: &scopes,
+        };
+        let need = s(&["write"]);
+        assert_eq!(decide(all_bad, &need, 20), VerifyCode::Revoked);
+        let k = KeyState {
+            revoked: false,
+            ..all_bad
+        };
+        assert_eq!(decide(k, &need, 20), VerifyCode::Disabled);
+        let k = KeyState { enabled: true, ..k };
+        assert_eq!(decide(k, &need, 20), VerifyCode::Expired);
+        let k = KeyState {
+            expires_at: None,
+            ..k
+        };
+        assert_eq!(decide(k, &need, 20), VerifyCode::InsufficientScopes);
+        assert_eq!(decide(k, &s(&["read"]), 20), VerifyCode::Valid);
+    }
+
+    #[test]
+    fn expiry_is_inclusive_of_its_second() {
+        let scopes = s(&[]);
+        let k = KeyState {
+            expires_at: Some(100),
+            ..state(&scopes)
+        };
+        assert_eq!(decide(k, &[], 99), VerifyCode::Valid);
+        assert_eq!(decide(k, &[], 100), VerifyCode::Expired);
+    }
+
+    #[test]
+    fn wildcards_grant_only_their_family() {
+        let g = s(&["keys:*"]);
+        assert!(scopes_grant(&g, "keys:read"));
+        assert!(!scopes_grant(&g, "keys:"));
+        assert!(!scopes_grant(&g, "keyspaces:read"));
+        assert!(!scopes_grant(&g, "owners:read"));
+        assert!(scopes_grant(&s(&["*"]), "anything"));
+        assert!(!scopes_grant(&s(&["keys:read"]), "keys:*"));
+        assert!(!scopes_grant(&s(&["admin*"]), "admin:read"));
+        assert!(!scopes_grant(&[], "x"));
+    }
+}

@@ -1,0 +1,158 @@
+//! The router and the server loop. `serve` takes an already-bound listener, so tests
+//! bind `127.0.0.1:0` and read the port back.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::error::ApiError;
+use crate::routes::{audit, health, keys, keyspaces, owners, verify};
+use crate::state::AppState;
+
+pub fn router(state: AppState) -> Router {
+    let limit = state.config.max_body_bytes;
+    Router::new()
+        .route(
+            "/v1/keyspaces",
+            post(keyspaces::create).get(keyspaces::list),
+        )
+        .route(
+            "/v1/keyspaces/{id}",
+            get(keyspaces::get)
+                .patch(keyspaces::update)
+                .delete(keyspaces::delete),
+        )
+        .route("/v1/owners", post(owners::create).get(owners::list))
+        .route(
+            "/v1/owners/{id}",
+            get(owners::get)
+                .patch(owners::update)
+                .delete(owners::delete),
+        )
+        .route("/v1/keys", post(keys::create).get(keys::list))
+        .route("/v1/keys/verify", post(verify::verify))
+        .route(
+            "/v1/keys/{key_id}",
+            get(keys::get).patch(keys::update).delete(keys::delete),
+        )
+        .route("/v1/keys/{key_id}/revoke", post(keys::revoke))
+        .route("/v1/audit-events", get(audit::list))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .route("/openapi.json", get(openapi))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), timeout))
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn(crate::metrics::track))
+        .layer(CatchPanicLayer::custom(panicked))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        crate::openapi::document(),
+    )
+        .into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    ApiError::Unexpected(anyhow::anyhow!("a request handler panicked")).into_response()
+}
+
+async fn timeout(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(state.config.request_timeout(), next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout.into_response(),
+    }
+}
+
+/// Serves until `shutdown` completes, then drains in-flight requests and flushes usage.
+/// Background work (usage flushes, idempotency purges) runs while serving.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let background = tokio::spawn(background(state.clone()));
+    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    background.abort();
+    if let Err(e) = state.usage.flush(state.store.as_ref()).await {
+        tracing::error!(error = %e, "final usage flush failed");
+    }
+    served?;
+    Ok(())
+}
+
+async fn background(state: AppState) {
+    let mut flush = tokio::time::interval(state.config.usage_flush_interval());
+    let mut purge = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = flush.tick() => {
+                if let Err(e) = state.usage.flush(state.store.as_ref()).await {
+                    tracing::warn!(error = %e, "usage flush failed; will retry");
+                }
+            }
+            _ = purge.tick() => {
+                let ttl = time::Duration::hours(
+                    i64::try_from(state.config.idempotency_ttl_hours).unwrap_or(24),
+                );
+                match state.store.purge_idempotency(crate::clock::now() - ttl).await {
+                    Ok(n) if n > 0 => tracing::info!(purged = n, "expired idempotency records"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "idempotency purge failed"),
+                }
+            }
+        }
+    }
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: draining requests");
+}
+
+/// The status a probe of `/healthz` expects, for callers that wait for readiness.
+pub const HEALTHY: StatusCode = StatusCode::OK;

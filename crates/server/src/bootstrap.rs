@@ -1,0 +1,45 @@
+//! Opening what a server (or a CLI command acting on its data) needs: the data
+//! directory, the pepper and the store.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use keyhaven_core::PepperSet;
+use keyhaven_store::pepper_file::{self, PepperSource};
+use keyhaven_store::{SqliteStore, Store};
+
+use crate::config::Config;
+
+/// Creates the data directory (mode 0700) if it is missing.
+pub fn ensure_data_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating the data directory {}", dir.display()))
+}
+
+/// The pepper from `KEYHAVEN_PEPPER` or `<data dir>/pepper` (created on first start).
+pub fn load_peppers(data_dir: &Path) -> anyhow::Result<(PepperSet, PepperSource)> {
+    let env = std::env::var(pepper_file::PEPPER_ENV).ok();
+    let env = zeroize::Zeroizing::new(env);
+    pepper_file::load_or_create(data_dir, env.as_deref()).context("loading the pepper")
+}
+
+/// The store named by the configuration: `database_url` if set, else the SQLite file in
+/// the data directory. Migrations are applied on open.
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    match config.database_url.as_deref() {
+        None => Ok(Arc::new(SqliteStore::open(&config.database_path()).await?)),
+        Some(url) if url.starts_with("sqlite:") => Ok(Arc::new(SqliteStore::open_url(url).await?)),
+        Some(url) => {
+            let scheme = url.split(':').next().unwrap_or_default();
+            bail!("unsupported database URL scheme `{scheme}:` (this build supports sqlite:)")
+        }
+    }
+}

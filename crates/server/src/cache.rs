@@ -1,0 +1,73 @@
+//! The verify path's record cache: key id → what verification needs, including "no such
+//! key" (so a flood of unknown ids does not reach the database more than once each).
+//!
+//! Correctness rule: every mutation calls [`KeyCache::invalidate`] (or
+//! [`KeyCache::invalidate_all`]) after its commit and before it answers, so the next
+//! verify on this node sees it. A fill that raced with a mutation must not put the stale
+//! record back: fills remember the invalidation epoch from before their database read and
+//! are dropped if any invalidation happened meanwhile. The epoch check and the insert
+//! happen under the same lock as the epoch bump, so there is no window between them.
+//! Entries also expire after a TTL, bounding staleness if another process (the CLI, a
+//! second node) changes the database.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use keyhaven_store::{KeyForVerify, Store, StoreError};
+use moka::sync::Cache;
+
+pub type CachedKey = Option<Arc<KeyForVerify>>;
+
+#[derive(Debug)]
+pub struct KeyCache {
+    entries: Cache<String, CachedKey>,
+    epoch: Mutex<u64>,
+}
+
+impl KeyCache {
+    pub fn new(capacity: u64, ttl: Duration) -> Self {
+        Self {
+            entries: Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(ttl)
+                .build(),
+            epoch: Mutex::new(0),
+        }
+    }
+
+    fn epoch(&self) -> MutexGuard<'_, u64> {
+        self.epoch
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The record for `key_id`, from memory when cached, else from the store.
+    pub async fn get(&self, store: &dyn Store, key_id: &str) -> Result<CachedKey, StoreError> {
+        if let Some(hit) = self.entries.get(key_id) {
+            metrics::counter!("keyhaven_key_cache_total", "result" => "hit").increment(1);
+            return Ok(hit);
+        }
+        metrics::counter!("keyhaven_key_cache_total", "result" => "miss").increment(1);
+        let before = *self.epoch();
+        let loaded = store.key_for_verify(key_id).await?.map(Arc::new);
+        let epoch = self.epoch();
+        if *epoch == before {
+            self.entries.insert(key_id.to_owned(), loaded.clone());
+        }
+        drop(epoch);
+        Ok(loaded)
+    }
+
+    pub fn invalidate(&self, key_id: &str) {
+        let mut epoch = self.epoch();
+        *epoch = epoch.wrapping_add(1);
+        self.entries.invalidate(key_id);
+    }
+
+    /// For changes that touch many keys at once (an owner's external id, a keyspace).
+    pub fn invalidate_all(&self) {
+        let mut epoch = self.epoch();
+        *epoch = epoch.wrapping_add(1);
+        self.entries.invalidate_all();
+    }
+}

@@ -1,0 +1,183 @@
+//! Server configuration, layered: built-in defaults → TOML file (`--config`) →
+//! `KEYHAVEN_*` environment variables → command-line flags. Unknown fields in the file
+//! are an error; unknown `KEYHAVEN_*` variables are warned about (a typo must not pass
+//! silently). Every option is listed in `docs/configuration.md`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Environment variables read outside this struct (so not "unknown").
+pub const OTHER_ENV: &[&str] = &["KEYHAVEN_PEPPER", "KEYHAVEN_CONFIG", "KEYHAVEN_LOG"];
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Directory holding the database and the pepper file.
+    pub data_dir: PathBuf,
+    /// Database URL; default: `sqlite://<data_dir>/keyhaven.db`.
+    pub database_url: Option<String>,
+    /// Log format: `text` or `json`.
+    pub log_format: LogFormat,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Requests taking longer are answered 503 `timeout`.
+    pub request_timeout_ms: u64,
+    /// Most key records kept in the verify cache.
+    pub cache_capacity: u64,
+    /// A cached key record is re-read from the database after this long.
+    pub cache_ttl_ms: u64,
+    /// How often in-memory usage counters are written to the database.
+    pub usage_flush_interval_ms: u64,
+    /// How long responses to requests with an `Idempotency-Key` are kept for replay.
+    pub idempotency_ttl_hours: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("keyhaven-data"),
+            database_url: None,
+            log_format: LogFormat::Text,
+            max_body_bytes: 64 * 1024,
+            request_timeout_ms: 10_000,
+            cache_capacity: 1_000_000,
+            cache_ttl_ms: 60_000,
+            usage_flush_interval_ms: 5_000,
+            idempotency_ttl_hours: 24,
+        }
+    }
+}
+
+/// The field names, which are also the environment variable names after `KEYHAVEN_`.
+pub const FIELDS: &[&str] = &[
+    "listen",
+    "data_dir",
+    "database_url",
+    "log_format",
+    "max_body_bytes",
+    "request_timeout_ms",
+    "cache_capacity",
+    "cache_ttl_ms",
+    "usage_flush_interval_ms",
+    "idempotency_ttl_hours",
+];
+
+impl Config {
+    /// Layers the sources. `flags` holds only the options given on the command line.
+    pub fn load(
+        file: Option<&Path>,
+        flags: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Self, Box<figment::Error>> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        let config: Config = figment
+            .merge(Env::prefixed("KEYHAVEN_").only(FIELDS))
+            .merge(Serialized::defaults(flags))
+            .extract()
+            .map_err(Box::new)?;
+        config
+            .validate()
+            .map_err(|e| Box::new(figment::Error::from(e)))?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("max_body_bytes", self.max_body_bytes as u64),
+            ("request_timeout_ms", self.request_timeout_ms),
+            ("cache_ttl_ms", self.cache_ttl_ms),
+            ("usage_flush_interval_ms", self.usage_flush_interval_ms),
+            ("idempotency_ttl_hours", self.idempotency_ttl_hours),
+        ];
+        match positive.iter().find(|(_, v)| *v == 0) {
+            Some((name, _)) => Err(format!("{name} must be greater than 0")),
+            None => Ok(()),
+        }
+    }
+
+    /// `KEYHAVEN_*` variables in `vars` that no option reads.
+    pub fn unknown_env(vars: impl Iterator<Item = (String, String)>) -> Vec<String> {
+        vars.filter_map(|(name, _)| {
+            let field = name.strip_prefix("KEYHAVEN_")?.to_ascii_lowercase();
+            let known = FIELDS.contains(&field.as_str()) || OTHER_ENV.contains(&name.as_str());
+            (!known).then_some(name)
+        })
+        .collect()
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir
+            .join(keyhaven_store::sqlite::DATABASE_FILE_NAME)
+    }
+
+    pub fn cache_ttl(&self) -> Duration {
+        Duration::from_millis(self.cache_ttl_ms)
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    pub fn usage_flush_interval(&self) -> Duration {
+        Duration::from_millis(self.usage_flush_interval_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    #[test]
+    fn layers_apply_in_order_and_unknown_fields_fail() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(file, "listen = \"127.0.0.1:9000\"\ncache_ttl_ms = 5").unwrap();
+        let mut flags = serde_json::Map::new();
+        flags.insert("cache_ttl_ms".into(), 7.into());
+        let c = Config::load(Some(file.path()), &flags).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(c.cache_ttl_ms, 7);
+
+        let mut bad = tempfile::NamedTempFile::new().unwrap();
+        writeln!(bad, "lisen = \"127.0.0.1:9000\"").unwrap();
+        let err = Config::load(Some(bad.path()), &serde_json::Map::new()).unwrap_err();
+        assert!(err.to_string().contains("lisen"), "{err}");
+
+        let mut zero = tempfile::NamedTempFile::new().unwrap();
+        writeln!(zero, "usage_flush_interval_ms = 0").unwrap();
+        assert!(Config::load(Some(zero.path()), &serde_json::Map::new()).is_err());
+    }
+
+    #[test]
+    fn unknown_environment_variables_are_named() {
+        let vars = [
+            ("KEYHAVEN_LISTEN", "x"),
+            ("KEYHAVEN_LISTNE", "x"),
+            ("KEYHAVEN_PEPPER", "x"),
+            ("PATH", "x"),
+        ]
+        .map(|(a, b)| (a.to_owned(), b.to_owned()));
+        assert_eq!(
+            Config::unknown_env(vars.into_iter()),
+            vec!["KEYHAVEN_LISTNE"]
+        );
+    }
+}

@@ -1,0 +1,167 @@
+//! Extractors that answer bad input in the API's own error shape (problem+json) instead
+//! of axum's plain-text rejections, and never echo request values back: a client that
+//! put a key in the wrong field must not see it in an error message or a log.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+use crate::idempotency;
+use crate::state::AppState;
+
+/// A JSON request body, and the hash that identifies the request for idempotency.
+#[derive(Debug)]
+pub struct JsonBody<T> {
+    pub value: T,
+    pub request_hash: [u8; 32],
+}
+
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(ct) = req.headers().get(CONTENT_TYPE) {
+            let ct = ct.to_str().unwrap_or_default();
+            let essence = ct.split(';').next().unwrap_or_default().trim();
+            let json = essence.eq_ignore_ascii_case("application/json")
+                || essence.to_ascii_lowercase().ends_with("+json");
+            if !json {
+                return Err(ApiError::UnsupportedMediaType(
+                    "Send the request body as `Content-Type: application/json`.".to_owned(),
+                ));
+            }
+        }
+        let method = req.method().as_str().to_owned();
+        let path = req.uri().path().to_owned();
+        let limit = state.config.max_body_bytes;
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge { limit }
+            } else {
+                ApiError::bad_request("unreadable_body", "The request body could not be read.")
+            }
+        })?;
+        let value = parse_json(&bytes)?;
+        Ok(Self {
+            value,
+            request_hash: idempotency::request_hash(&method, &path, &bytes),
+        })
+    }
+}
+
+/// Parses a body; an empty body reads as `{}` so bodies with only optional fields
+/// (`POST /v1/keys/{id}/revoke`) may be left out.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        bytes
+    };
+    serde_json::from_slice(bytes).map_err(|e| {
+        let code = match e.classify() {
+            serde_json::error::Category::Data => "validation_failed",
+            _ => "malformed_json",
+        };
+        ApiError::bad_request(
+            code,
+            format!("Invalid request body: {}", redact(&e.to_string())),
+        )
+    })
+}
+
+/// Replaces every quoted value in a serde message (`"…"`) and every backticked span
+/// longer than a field name could reasonably be, so no request value is echoed.
+pub fn redact(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(start) = rest.find(['"', '`']) {
+        let (before, from_quote) = rest.split_at(start);
+        out.push_str(before);
+        let quote = from_quote.chars().next().unwrap_or('"');
+        let after_open = &from_quote[quote.len_utf8()..];
+        match after_open.find(quote) {
+            Some(end) => {
+                let inner = &after_open[..end];
+                let keep = quote == '`'
+                    && inner.len() <= 40
+                    && keyhaven_core::parse(inner).is_err()
+                    && inner.bytes().all(|b| b.is_ascii_graphic());
+                out.push(quote);
+                out.push_str(if keep { inner } else { "…" });
+                out.push(quote);
+                rest = &after_open[end + quote.len_utf8()..];
+            }
+            None => {
+                out.push('…');
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `Path` with problem+json rejections.
+#[derive(Debug)]
+pub struct ApiPath<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(v)| Self(v))
+            .map_err(|_| ApiError::NotFound)
+    }
+}
+
+/// `Query` with problem+json rejections.
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(v)| Self(v))
+            .map_err(|e| {
+                ApiError::bad_request(
+                    "invalid_query",
+                    format!("Invalid query string: {}", redact(&e.body_text())),
+                )
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_hides_values_and_keeps_field_names() {
+        let m = r#"invalid type: string "acme_live_secretstuff", expected a boolean at line 1"#;
+        assert_eq!(
+            redact(m),
+            r#"invalid type: string "…", expected a boolean at line 1"#
+        );
+        let m = "unknown field `nmae`, expected one of `name`, `prefix`";
+        assert_eq!(redact(m), m);
+        let long = format!("unknown field `{}`", "x".repeat(60));
+        assert_eq!(redact(&long), "unknown field `…`");
+        assert_eq!(redact("unterminated \"abc"), "unterminated …");
+    }
+}

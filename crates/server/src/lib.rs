@@ -1,0 +1,31 @@
+//! Keyhaven's HTTP server: the admin API (`/v1/keyspaces`, `/v1/owners`, `/v1/keys`,
+//! `/v1/audit-events`), the verify API (`POST /v1/keys/verify`), health and metrics.
+//!
+//! Where to look:
+//! - the verify path: [`verify::check`] (shared with root-key authentication in
+//!   [`auth`]) and its handler in [`routes::verify`];
+//! - the record cache and its invalidation rule: [`cache`];
+//! - errors and their problem+json shape: [`error`];
+//! - configuration layers: [`config`].
+
+pub mod app;
+pub mod auth;
+pub mod bootstrap;
+pub mod cache;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod idempotency;
+pub mod ids;
+pub mod metrics;
+pub mod openapi;
+pub mod root_keys;
+pub mod routes;
+pub mod state;
+pub mod usage;
+pub mod verify;
+
+pub use app::{router, serve, shutdown_signal};
+pub use config::Config;
+pub use state::AppState;

@@ -1,0 +1,59 @@
+//! Prometheus metrics at `/metrics`: HTTP requests by route and status, verifications by
+//! code, and latency histograms. Labels are route templates and codes, never values from
+//! a request, so no key or id can appear in a metric.
+//!
+//! The recorder is process-global (the `metrics` facade has one), installed on first use.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const HTTP_REQUESTS: &str = "keyhaven_http_requests_total";
+pub const HTTP_DURATION: &str = "keyhaven_http_request_duration_seconds";
+pub const VERIFICATIONS: &str = "keyhaven_verifications_total";
+pub const VERIFY_DURATION: &str = "keyhaven_verify_duration_seconds";
+
+const BUCKETS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 10.0,
+];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The process's Prometheus handle, installing the recorder the first time.
+pub fn handle() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), BUCKETS)
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            // Fails only if another recorder was installed first (then ours stays empty).
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics is partial");
+            }
+            handle
+        })
+        .clone()
+}
+
+/// Middleware: counts and times every request under its route template.
+pub async fn track(request: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!(HTTP_REQUESTS, "method" => method, "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!(HTTP_DURATION, "route" => route).record(start.elapsed().as_secs_f64());
+    response
+}

@@ -1,0 +1,112 @@
+//! `GET /v1/audit-events`: every admin mutation, newest first. A keyspace-restricted
+//! root key sees only events of its keyspaces (owner events have no keyspace and are
+//! shown to unrestricted root keys only).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use keyhaven_store::{AuditEvent, AuditFilter};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::{IntoParams, ToSchema};
+
+use super::keyspaces::rfc3339;
+use super::*;
+use crate::auth::Scope;
+use crate::extract::ApiQuery;
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AuditEventView {
+    pub id: String,
+    pub occurred_at: String,
+    /// Key id of the root key that made the change, or `cli`.
+    pub actor: String,
+    /// `keyspace.create`, `key.revoke`, …
+    pub action: String,
+    pub target_type: String,
+    pub target_id: String,
+    pub keyspace_id: Option<String>,
+    /// Fields set or changed (`{field: {from, to}}` for updates); never a secret.
+    pub changes: Map<String, Value>,
+    pub client_ip: Option<String>,
+}
+
+impl From<&AuditEvent> for AuditEventView {
+    fn from(e: &AuditEvent) -> Self {
+        Self {
+            id: e.id.clone(),
+            occurred_at: rfc3339(e.occurred_at),
+            actor: e.actor.clone(),
+            action: e.action.clone(),
+            target_type: e.target_type.clone(),
+            target_id: e.target_id.clone(),
+            keyspace_id: e.keyspace_id.clone(),
+            changes: e.changes.clone(),
+            client_ip: e.client_ip.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    pub keyspace_id: Option<String>,
+    pub target_id: Option<String>,
+    pub action: Option<String>,
+    pub actor: Option<String>,
+    /// RFC 3339; events at or after.
+    pub since: Option<String>,
+    /// RFC 3339; events before.
+    pub until: Option<String>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+fn time_param(
+    name: &str,
+    value: Option<&str>,
+) -> Result<Option<keyhaven_store::Timestamp>, ApiError> {
+    value
+        .map(|v| {
+            keyhaven_store::Timestamp::parse(v, &time::format_description::well_known::Rfc3339)
+                .map_err(|_| {
+                    ApiError::bad_request("invalid_query", format!("{name} must be RFC 3339"))
+                })
+        })
+        .transpose()
+}
+
+#[utoipa::path(get, path = "/v1/audit-events", tag = "audit", params(ListParams),
+    responses((status = 200, body = List<AuditEventView>), (status = "4XX", body = crate::error::Problem)),
+    security(("root_key" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    auth: RootAuth,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> Result<Response, ApiError> {
+    auth.require(Scope::AuditRead)?;
+    let page = page_request(params.limit, params.cursor.as_deref())?;
+    if let Some(ks) = &params.keyspace_id
+        && !auth.sees_keyspace(ks)
+    {
+        return Ok(json_response(
+            StatusCode::OK,
+            to_body(&List::<AuditEventView>::new(vec![], None))?,
+        ));
+    }
+    let filter = AuditFilter {
+        visible: auth.visible(),
+        keyspace_id: params.keyspace_id.as_deref(),
+        target_id: params.target_id.as_deref(),
+        action: params.action.as_deref(),
+        actor: params.actor.as_deref(),
+        since: time_param("since", params.since.as_deref())?,
+        until: time_param("until", params.until.as_deref())?,
+    };
+    let page = state.store.list_audit_events(&filter, page).await?;
+    let list = List::new(
+        page.items.iter().map(AuditEventView::from).collect(),
+        page.next,
+    );
+    Ok(json_response(StatusCode::OK, to_body(&list)?))
+}

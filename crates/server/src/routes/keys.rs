@@ -1,0 +1,494 @@
+//! `/v1/keys`: create (the only time the plaintext is returned), list, get, patch,
+//! revoke, delete. Keys in keyspaces a root key may not see, and root keys themselves,
+//! are 404 here exactly like keys that do not exist.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use keyhaven_core::{KeyId, Prefix};
+use keyhaven_store::{Change, KeyFilter, KeyForVerify, KeyRecord, Timestamp};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use utoipa::{IntoParams, ToSchema};
+
+use super::keyspaces::{rfc3339, visible_keyspace};
+use super::*;
+use crate::auth::{RootAuth, Scope};
+use crate::extract::{ApiPath, ApiQuery, JsonBody};
+
+/// A key as the API shows it: never the secret.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct KeyView {
+    pub key_id: String,
+    pub keyspace_id: String,
+    pub owner_id: Option<String>,
+    pub name: Option<String>,
+    /// Identifies the key without revealing it: `acme_live_7Gx9QbWkP2mZ_…aB3c`.
+    pub start: String,
+    pub scopes: Vec<String>,
+    pub meta: Map<String, Value>,
+    pub enabled: bool,
+    pub expires_at: Option<String>,
+    pub revoked_at: Option<String>,
+    pub revoked_reason: Option<String>,
+    pub last_used_at: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl KeyView {
+    pub fn new(key: &KeyRecord, prefix: &str) -> Self {
+        Self {
+            key_id: key.key_id.clone(),
+            keyspace_id: key.keyspace_id.clone(),
+            owner_id: key.owner_id.clone(),
+            name: key.name.clone(),
+            start: keyhaven_core::format::display_form(prefix, &key.key_id, &key.last4),
+            scopes: key.scopes.clone(),
+            meta: key.meta.clone(),
+            enabled: key.enabled,
+            expires_at: key.expires_at.map(rfc3339),
+            revoked_at: key.revoked_at.map(rfc3339),
+            revoked_reason: key.revoked_reason.clone(),
+            last_used_at: key.last_used_at.map(rfc3339),
+            created_at: rfc3339(key.created_at),
+            updated_at: rfc3339(key.updated_at),
+        }
+    }
+}
+
+/// The answer to a key creation: the key itself, shown this once, and its record.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CreatedKey {
+    /// The plaintext key. Keyhaven keeps only a peppered HMAC: it cannot show it again.
+    pub key: String,
+    #[serde(flatten)]
+    pub record: KeyView,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    pub keyspace_id: String,
+    pub owner_id: Option<String>,
+    pub name: Option<String>,
+    /// Up to 64 scopes, each 1-100 characters of `[A-Za-z0-9_:.*/-]`.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub meta: Map<String, Value>,
+    /// RFC 3339; must be in the future.
+    pub expires_at: Option<String>,
+    /// Default true.
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateKey {
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub owner_id: Option<Option<String>>,
+    pub scopes: Option<Vec<String>>,
+    pub meta: Option<Map<String, Value>>,
+    /// RFC 3339, or `null` for no expiry.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub expires_at: Option<Option<String>>,
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeKey {
+    /// Why, for the audit log and the key's record (up to 500 characters).
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    pub keyspace_id: Option<String>,
+    pub owner_id: Option<String>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+pub const MAX_SCOPES: usize = 64;
+
+pub fn validate_scopes(scopes: &[String]) -> Result<(), ApiError> {
+    if scopes.len() > MAX_SCOPES {
+        return Err(ApiError::invalid(format!("at most {MAX_SCOPES} scopes")));
+    }
+    let ok = |s: &String| {
+        (1..=100).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_:.*/-".contains(&b))
+    };
+    if !scopes.iter().all(ok) {
+        return Err(ApiError::invalid(
+            "each scope must be 1-100 characters of [A-Za-z0-9_:.*/-]",
+        ));
+    }
+    Ok(())
+}
+
+fn parse_time(field: &str, value: &str) -> Result<Timestamp, ApiError> {
+    let t = Timestamp::parse(value, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| ApiError::invalid(format!("{field} must be an RFC 3339 timestamp")))?;
+    let t = t.to_offset(time::UtcOffset::UTC);
+    Ok(t.replace_nanosecond(0).unwrap_or(t))
+}
+
+async fn check_owner(state: &AppState, owner_id: &str) -> Result<(), ApiError> {
+    let exists = ids::is_plausible("own", owner_id) && state.store.owner(owner_id).await?.is_some();
+    if exists {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            "owner_id does not name an existing owner",
+        ))
+    }
+}
+
+/// A key this root key may see, with its keyspace, or 404.
+async fn visible_key(
+    state: &AppState,
+    auth: &RootAuth,
+    key_id: &str,
+) -> Result<KeyForVerify, ApiError> {
+    if KeyId::parse(key_id).is_none() {
+        return Err(ApiError::NotFound);
+    }
+    match state.store.key_for_verify(key_id).await? {
+        Some(k) if auth.sees_keyspace(&k.key.keyspace_id) => Ok(k),
+        _ => Err(ApiError::NotFound),
+    }
+}
+
+fn key_fields(k: &KeyRecord) -> [(&'static str, Value); 6] {
+    [
+        ("name", json!(k.name)),
+        ("owner_id", json!(k.owner_id)),
+        ("scopes", json!(k.scopes)),
+        ("meta", json!(k.meta)),
+        ("expires_at", json!(k.expires_at.map(rfc3339))),
+        ("enabled", json!(k.enabled)),
+    ]
+}
+
+#[utoipa::path(post, path = "/v1/keys", tag = "keys", request_body = CreateKey,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replay protection")),
+    responses((status = 201, body = CreatedKey), (status = "4XX", body = crate::error::Problem)),
+    security(("root_key" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    auth: RootAuth,
+    idem: IdempotencyKey,
+    body: JsonBody<CreateKey>,
+) -> Result<Response, ApiError> {
+    auth.require(Scope::KeysWrite)?;
+    let idem = Idempotent::new(&state, &auth, idem, body.request_hash);
+    if let Some(replay) = idem.replay().await? {
+        return Ok(replay);
+    }
+    let req = body.value;
+    let keyspace = visible_keyspace(&state, &auth, &req.keyspace_id)
+        .await
+        .map_err(|e| match e {
+            ApiError::NotFound => ApiError::invalid("keyspace_id does not name a keyspace"),
+            other => other,
+        })?;
+    if let Some(name) = &req.name {
+        validate_name("name", name)?;
+    }
+    validate_scopes(&req.scopes)?;
+    validate_meta(&req.meta)?;
+    let now = crate::clock::now();
+    let expires_at = req
+        .expires_at
+        .as_deref()
+        .map(|t| parse_time("expires_at", t))
+        .transpose()?;
+    if expires_at.is_some_and(|t| t <= now) {
+        return Err(ApiError::invalid("expires_at must be in the future"));
+    }
+    if let Some(owner_id) = &req.owner_id {
+        check_owner(&state, owner_id).await?;
+    }
+    let prefix = Prefix::new(&keyspace.prefix).map_err(|e| ApiError::Unexpected(e.into()))?;
+    let generated = keyhaven_core::generate(&prefix).map_err(|e| ApiError::Unexpected(e.into()))?;
+    let secret = keyhaven_core::parse(generated.key().expose_secret())
+        .map_err(|e| ApiError::Unexpected(anyhow::anyhow!("generated key failed to parse: {e:?}")))?
+        .secret();
+    let record = KeyRecord {
+        key_id: generated.key_id().as_str().to_owned(),
+        keyspace_id: keyspace.id.clone(),
+        owner_id: req.owner_id,
+        name: req.name,
+        last4: generated.last4().to_owned(),
+        verifier: state.peppers.verifier(generated.key_id().as_str(), secret),
+        scopes: req.scopes,
+        meta: req.meta,
+        allowed_keyspaces: None,
+        enabled: req.enabled.unwrap_or(true),
+        expires_at,
+        revoked_at: None,
+        revoked_reason: None,
+        last_used_at: None,
+        created_at: now,
+        updated_at: now,
+    };
+    let response = CreatedKey {
+        key: generated.key().expose_secret().to_owned(),
+        record: KeyView::new(&record, &keyspace.prefix),
+    };
+    let body = zeroize::Zeroizing::new(to_body(&response)?);
+    drop(response);
+    let event = audit_event(
+        &auth,
+        "key.create",
+        ("key", &record.key_id),
+        Some(&record.keyspace_id),
+        created(&key_fields(&record)),
+        now,
+    )?;
+    let saved = idem.record(StatusCode::CREATED, &body, now)?;
+    let change = Change {
+        audit: &event,
+        idempotency: saved.as_ref(),
+    };
+    match state.store.create_key(&record, change).await {
+        Ok(()) => {
+            state.cache.invalidate(&record.key_id);
+            Ok(json_response(StatusCode::CREATED, body.to_vec()))
+        }
+        Err(e) => idem.on_error(e).await,
+    }
+}
+
+#[utoipa::path(get, path = "/v1/keys", tag = "keys", params(ListParams),
+    responses((status = 200, body = List<KeyView>), (status = "4XX", body = crate::error::Problem)),
+    security(("root_key" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    auth: RootAuth,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> Result<Response, ApiError> {
+    auth.require(Scope::KeysRead)?;
+    let page = page_request(params.limit, params.cursor.as_deref())?;
+    if let Some(ks) = &params.keyspace_id
+        && !auth.sees_keyspace(ks)
+    {
+        // An invisible keyspace lists like an empty one.
+        return Ok(json_response(
+            StatusCode::OK,
+            to_body(&List::<KeyView>::new(vec![], None))?,
+        ));
+    }
+    let filter = KeyFilter {
+        visible: auth.visible(),
+        keyspace_id: params.keyspace_id.as_deref(),
+        owner_id: params.owner_id.as_deref(),
+    };
+    let page = state.store.list_keys(&filter, page).await?;
+    // One keyspace read per distinct keyspace on the page, for the display form.
+    let mut prefixes: Vec<(String, String)> = Vec::new();
+    let mut views = Vec::with_capacity(page.items.len());
+    for key in &page.items {
+        let prefix = match prefixes.iter().find(|(id, _)| *id == key.keyspace_id) {
+            Some((_, p)) => p.clone(),
+            None => {
+                let p = state
+                    .store
+                    .keyspace(&key.keyspace_id)
+                    .await?
+                    .map(|k| k.prefix)
+                    .unwrap_or_default();
+                prefixes.push((key.keyspace_id.clone(), p.clone()));
+                p
+            }
+        };
+        views.push(KeyView::new(key, &prefix));
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        to_body(&List::new(views, page.next))?,
+    ))
+}
+
+#[utoipa::path(get, path = "/v1/keys/{key_id}", tag = "keys", params(("key_id" = String, Path)),
+    responses((status = 200, body = KeyView), (status = "4XX", body = crate::error::Problem)),
+    security(("root_key" = [])))]
+pub async fn get(
+    State(state): State<AppState>,
+    auth: RootAuth,
+    ApiPath(key_id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    auth.require(Scope::KeysRead)?;
+    let k = visible_key(&state, &auth, &key_id).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        to_body(&KeyView::new(&k.key, &k.keyspace_prefix))?,
+    ))
+}
+
+#[utoipa::path(patch, path = "/v1/keys/{key_id}", tag = "keys", params(("key_id" = String, Path)),
+    request_body = UpdateKey,
+    responses((status = 200, body = KeyView), (status = "4XX", body = crate::error::Problem)),
+    security(("root_key" = [])))]
+pub async fn update(
+    State(state): State<AppState>,
+    auth: RootAuth,
+    ApiPath(key_id): ApiPath<String>,
+    body: JsonBody<UpdateKey>,
+) -> Result<Response, ApiError> {
+    auth.require(Scope::KeysWrite)?;
+    let found = visible_key(&state, &auth, &key_id).await?;
+    let before = found.key;
+    let mut after = before.clone();
+    let req = body.value;
+    if let Some(name) = req.name {
+        if let Some(name) = &name {
+            validate_name("name", name)?;
+        }
+        after.name = name;
+    }
+    if let Some(owner_id) = req.owner_id {
+        if let Some(owner_id) = &owner_id {
+            check_owner(&state, owner_id).await?;
+        }
+        after.owner_id = owner_id;
+    }
+    if let Some(scopes) = req.scopes {
+        validate_scopes(&scopes)?;
+        after.scopes = scopes;
+    }
+    if let Some(meta) = req.meta {
+        validate_meta(&meta)?;
+        after.meta = meta;
+    }
+    if let Some(expires_at) = req.expires_at {
+        after.expires_at = expires_at
+            .as_deref()
+            .map(|t| parse_time("expires_at", t))
+            .transpose()?;
+    }
+    if let Some(enabled) = req.enabled {
+        after.enabled = enabled;
+    }
+    let now = crate::clock::now();
+    after.updated_at = now;
+    let changes: Vec<(&str, Value, Value)> = key_fields(&before)
+        .into_iter()
+        .zip(key_fields(&after))
+        .map(|((name, from), (_, to))| (name, from, to))
+        .collect();
+    let event = audit_event(
+        &auth,
+        "key.update",
+        ("key", &key_id),
+        Some(&before.keyspace_id),
+        diff(&changes),
+        now,
+    )?;
+    let result = state
+        .store
+        .update_key(&after, Change::audited(&event))
+        .await;
+    state.cache.invalidate(&key_id);
+    result?;
+    Ok(json_response(
+        StatusCode::OK,
+        to_body(&KeyView::new(&after, &found.keyspace_prefix))?,
+    ))
+}
+
+#[utoipa::path(post, path = "/v1/keys/{key_id}/revoke", tag = "keys",
+    params(("key_id" = String, Path),
+        ("Idempotency-Key" = Option<String>, Header, description = "Replay protection")),
+    request_body = RevokeKey,
+    responses((status = 200, body = KeyView), (status = "4XX", body = crate::error::Problem)),
+    security(("root_key" = [])))]
+pub async fn revoke(
+    State(state): State<AppState>,
+    auth: RootAuth,
+    idem: IdempotencyKey,
+    ApiPath(key_id): ApiPath<String>,
+    body: JsonBody<RevokeKey>,
+) -> Result<Response, ApiError> {
+    auth.require(Scope::KeysWrite)?;
+    let idem = Idempotent::new(&state, &auth, idem, body.request_hash);
+    if let Some(replay) = idem.replay().await? {
+        return Ok(replay);
+    }
+    let found = visible_key(&state, &auth, &key_id).await?;
+    let reason = body.value.reason;
+    if let Some(reason) = &reason
+        && (reason.chars().count() > 500 || reason.chars().any(char::is_control))
+    {
+        return Err(ApiError::invalid(
+            "reason must be at most 500 characters without control characters",
+        ));
+    }
+    let now = crate::clock::now();
+    let mut after = found.key.clone();
+    after.revoked_at = Some(now);
+    after.revoked_reason = reason.clone();
+    after.updated_at = now;
+    let body = to_body(&KeyView::new(&after, &found.keyspace_prefix))?;
+    let event = audit_event(
+        &auth,
+        "key.revoke",
+        ("key", &key_id),
+        Some(&after.keyspace_id),
+        created(&[("reason", json!(reason))]),
+        now,
+    )?;
+    let saved = idem.record(StatusCode::OK, &body, now)?;
+    let change = Change {
+        audit: &event,
+        idempotency: saved.as_ref(),
+    };
+    let result = state
+        .store
+        .revoke_key(&key_id, now, reason.as_deref(), change)
+        .await;
+    state.cache.invalidate(&key_id);
+    match result {
+        Ok(()) => Ok(json_response(StatusCode::OK, body)),
+        Err(e) => idem.on_error(e).await,
+    }
+}
+
+#[utoipa::path(delete, path = "/v1/keys/{key_id}", tag = "keys", params(("key_id" = String, Path)),
+    responses((status = 204), (status = "4XX", body = crate::error::Problem)),
+    security(("root_key" = [])))]
+pub async fn delete(
+    State(state): State<AppState>,
+    auth: RootAuth,
+    ApiPath(key_id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    auth.require(Scope::KeysWrite)?;
+    let found = visible_key(&state, &auth, &key_id).await?;
+    let now = crate::clock::now();
+    let event = audit_event(
+        &auth,
+        "key.delete",
+        ("key", &key_id),
+        Some(&found.key.keyspace_id),
+        Map::new(),
+        now,
+    )?;
+    let result = state
+        .store
+        .delete_key(&key_id, Change::audited(&event))
+        .await;
+    state.cache.invalidate(&key_id);
+    result?;
+    Ok(StatusCode::NO_CONTENT)
+}

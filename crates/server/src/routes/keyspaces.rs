@@ -1,0 +1,242 @@
+//! `/v1/keyspaces`: families of keys sharing a prefix. The reserved root keyspace is
+//! invisible here; a keyspace-restricted root key sees only its own keyspaces.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use keyhaven_core::Prefix;
+use keyhaven_store::{Change, Keyspace};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
+
+use super::*;
+use crate::auth::{RootAuth, Scope};
+use crate::extract::{ApiPath, ApiQuery, JsonBody};
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct KeyspaceView {
+    pub id: String,
+    pub name: String,
+    pub prefix: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<&Keyspace> for KeyspaceView {
+    fn from(k: &Keyspace) -> Self {
+        Self {
+            id: k.id.clone(),
+            name: k.name.clone(),
+            prefix: k.prefix.clone(),
+            created_at: rfc3339(k.created_at),
+            updated_at: rfc3339(k.updated_at),
+        }
+    }
+}
+
+/// RFC 3339 in UTC, `2026-11-22T10:00:00Z`.
+pub fn rfc3339(t: keyhaven_store::Timestamp) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKeyspace {
+    /// Human-readable name, 1-200 characters.
+    pub name: String,
+    /// Key prefix: 1-20 characters `[a-z][a-z0-9_]*`, unique; `kh_` is reserved.
+    pub prefix: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateKeyspace {
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// Page size, 1-500 (default 50).
+    pub limit: Option<u32>,
+    /// `next_cursor` from the previous page.
+    pub cursor: Option<String>,
+}
+
+fn validate_prefix(prefix: &str) -> Result<(), ApiError> {
+    Prefix::new(prefix).map_err(|e| ApiError::invalid(format!("prefix: {e}")))?;
+    if prefix.starts_with("kh_") || prefix == "kh" {
+        return Err(ApiError::invalid(
+            "prefix: `kh` and `kh_*` are reserved for Keyhaven",
+        ));
+    }
+    Ok(())
+}
+
+/// A keyspace this root key may see, or 404.
+pub async fn visible_keyspace(
+    state: &AppState,
+    auth: &RootAuth,
+    id: &str,
+) -> Result<Keyspace, ApiError> {
+    if !ids::is_plausible("ks", id) || !auth.sees_keyspace(id) {
+        return Err(ApiError::NotFound);
+    }
+    state.store.keyspace(id).await?.ok_or(ApiError::NotFound)
+}
+
+#[utoipa::path(post, path = "/v1/keyspaces", tag = "keyspaces",
+    request_body = CreateKeyspace,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replay protection")),
+    responses((status = 201, body = KeyspaceView), (status = "4XX", body = crate::error::Problem)),
+    security(("root_key" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    auth: RootAuth,
+    idem: IdempotencyKey,
+    body: JsonBody<CreateKeyspace>,
+) -> Result<Response, ApiError> {
+    auth.require(Scope::KeyspacesWrite)?;
+    if auth.is_restricted() {
+        // A root key limited to some keyspaces cannot widen its own reach.
+        return Err(ApiError::MissingScope(
+            "keyspaces:write (unrestricted root key)",
+        ));
+    }
+    let idem = Idempotent::new(&state, &auth, idem, body.request_hash);
+    if let Some(replay) = idem.replay().await? {
+        return Ok(replay);
+    }
+    let req = body.value;
+    validate_name("name", &req.name)?;
+    validate_prefix(&req.prefix)?;
+    let now = crate::clock::now();
+    let ks = Keyspace {
+        id: ids::new_id("ks")?,
+        name: req.name,
+        prefix: req.prefix,
+        created_at: now,
+        updated_at: now,
+    };
+    let body = to_body(&KeyspaceView::from(&ks))?;
+    let event = audit_event(
+        &auth,
+        "keyspace.create",
+        ("keyspace", &ks.id),
+        Some(&ks.id),
+        created(&[("name", json!(ks.name)), ("prefix", json!(ks.prefix))]),
+        now,
+    )?;
+    let record = idem.record(StatusCode::CREATED, &body, now)?;
+    let change = Change {
+        audit: &event,
+        idempotency: record.as_ref(),
+    };
+    match state.store.create_keyspace(&ks, change).await {
+        Ok(()) => Ok(json_response(StatusCode::CREATED, body)),
+        Err(e) => idem.on_error(e).await,
+    }
+}
+
+#[utoipa::path(get, path = "/v1/keyspaces", tag = "keyspaces", params(ListParams),
+    responses((status = 200, body = List<KeyspaceView>), (status = "4XX", body = crate::error::Problem)),
+    security(("root_key" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    auth: RootAuth,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> Result<Response, ApiError> {
+    auth.require(Scope::KeyspacesRead)?;
+    let page = page_request(params.limit, params.cursor.as_deref())?;
+    let page = state.store.list_keyspaces(auth.visible(), page).await?;
+    let list = List::new(
+        page.items.iter().map(KeyspaceView::from).collect(),
+        page.next,
+    );
+    Ok(json_response(StatusCode::OK, to_body(&list)?))
+}
+
+#[utoipa::path(get, path = "/v1/keyspaces/{id}", tag = "keyspaces",
+    params(("id" = String, Path)),
+    responses((status = 200, body = KeyspaceView), (status = "4XX", body = crate::error::Problem)),
+    security(("root_key" = [])))]
+pub async fn get(
+    State(state): State<AppState>,
+    auth: RootAuth,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    auth.require(Scope::KeyspacesRead)?;
+    let ks = visible_keyspace(&state, &auth, &id).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        to_body(&KeyspaceView::from(&ks))?,
+    ))
+}
+
+#[utoipa::path(patch, path = "/v1/keyspaces/{id}", tag = "keyspaces",
+    params(("id" = String, Path)), request_body = UpdateKeyspace,
+    responses((status = 200, body = KeyspaceView), (status = "4XX", body = crate::error::Problem)),
+    security(("root_key" = [])))]
+pub async fn update(
+    State(state): State<AppState>,
+    auth: RootAuth,
+    ApiPath(id): ApiPath<String>,
+    body: JsonBody<UpdateKeyspace>,
+) -> Result<Response, ApiError> {
+    auth.require(Scope::KeyspacesWrite)?;
+    let before = visible_keyspace(&state, &auth, &id).await?;
+    let mut after = before.clone();
+    if let Some(name) = body.value.name {
+        validate_name("name", &name)?;
+        after.name = name;
+    }
+    let now = crate::clock::now();
+    after.updated_at = now;
+    let event = audit_event(
+        &auth,
+        "keyspace.update",
+        ("keyspace", &id),
+        Some(&id),
+        diff(&[("name", json!(before.name), json!(after.name))]),
+        now,
+    )?;
+    state
+        .store
+        .update_keyspace(&after, Change::audited(&event))
+        .await?;
+    state.cache.invalidate_all();
+    Ok(json_response(
+        StatusCode::OK,
+        to_body(&KeyspaceView::from(&after))?,
+    ))
+}
+
+#[utoipa::path(delete, path = "/v1/keyspaces/{id}", tag = "keyspaces",
+    params(("id" = String, Path)),
+    responses((status = 204), (status = "4XX", body = crate::error::Problem)),
+    security(("root_key" = [])))]
+pub async fn delete(
+    State(state): State<AppState>,
+    auth: RootAuth,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    auth.require(Scope::KeyspacesWrite)?;
+    let ks = visible_keyspace(&state, &auth, &id).await?;
+    let now = crate::clock::now();
+    let event = audit_event(
+        &auth,
+        "keyspace.delete",
+        ("keyspace", &id),
+        Some(&id),
+        created(&[("name", json!(ks.name)), ("prefix", json!(ks.prefix))]),
+        now,
+    )?;
+    state
+        .store
+        .delete_keyspace(&id, Change::audited(&event))
+        .await?;
+    state.cache.invalidate_all();
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,292 @@
+//! HTTP handlers, one module per resource. Shared here: pagination cursors, building
+//! audit events, idempotent replay, and JSON responses.
+
+pub mod audit;
+pub mod health;
+pub mod keys;
+pub mod keyspaces;
+pub mod owners;
+pub mod verify;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use keyhaven_store::{AuditEvent, IdempotentResponse, PageRequest, StoreError, Timestamp};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::auth::RootAuth;
+use crate::error::ApiError;
+use crate::idempotency::{self, IdempotencyKey};
+use crate::ids;
+use crate::state::AppState;
+
+pub const DEFAULT_PAGE: u32 = 50;
+pub const MAX_PAGE: u32 = 500;
+
+/// Turns `limit` and `cursor` query parameters into a page request.
+pub fn page_request(limit: Option<u32>, cursor: Option<&str>) -> Result<PageRequest, ApiError> {
+    let limit = limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_limit",
+            format!("limit must be between 1 and {MAX_PAGE}"),
+        ));
+    }
+    let after = cursor.map(decode_cursor).transpose()?;
+    Ok(PageRequest { limit, after })
+}
+
+pub fn encode_cursor(seq: i64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("v1:{seq}"))
+}
+
+fn decode_cursor(cursor: &str) -> Result<i64, ApiError> {
+    let invalid = || {
+        ApiError::bad_request(
+            "invalid_cursor",
+            "cursor is not one this server returned; pass next_cursor back unchanged",
+        )
+    };
+    if cursor.len() > 64 {
+        return Err(invalid());
+    }
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| invalid())?;
+    text.strip_prefix("v1:")
+        .and_then(|n| n.parse::<i64>().ok())
+        .filter(|n| *n > 0)
+        .ok_or_else(invalid)
+}
+
+/// `{data: [...], next_cursor}`.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct List<T> {
+    pub data: Vec<T>,
+    /// Pass as `cursor` to get the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl<T> List<T> {
+    pub fn new(data: Vec<T>, next: Option<i64>) -> Self {
+        Self {
+            data,
+            next_cursor: next.map(encode_cursor),
+        }
+    }
+}
+
+/// Builds the audit event for a change made by `auth`.
+pub fn audit_event(
+    auth: &RootAuth,
+    action: &str,
+    target: (&str, &str),
+    keyspace_id: Option<&str>,
+    changes: Map<String, Value>,
+    now: Timestamp,
+) -> Result<AuditEvent, ApiError> {
+    Ok(AuditEvent {
+        id: ids::new_id("evt")?,
+        occurred_at: now,
+        actor: auth.key_id.clone(),
+        action: action.to_owned(),
+        target_type: target.0.to_owned(),
+        target_id: target.1.to_owned(),
+        keyspace_id: keyspace_id.map(str::to_owned),
+        changes,
+        client_ip: auth.client_ip.clone(),
+    })
+}
+
+/// `{field: {"from": old, "to": new}}` for each field whose value differs.
+pub fn diff(fields: &[(&str, Value, Value)]) -> Map<String, Value> {
+    fields
+        .iter()
+        .filter(|(_, from, to)| from != to)
+        .map(|(name, from, to)| {
+            (
+                (*name).to_owned(),
+                serde_json::json!({ "from": from, "to": to }),
+            )
+        })
+        .collect()
+}
+
+/// `{field: value}` for a newly created object.
+pub fn created(fields: &[(&str, Value)]) -> Map<String, Value> {
+    fields
+        .iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect()
+}
+
+pub fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+pub fn to_body<T: Serialize>(value: &T) -> Result<Vec<u8>, ApiError> {
+    serde_json::to_vec(value).map_err(|e| ApiError::Unexpected(e.into()))
+}
+
+/// Idempotency for one POST: look for an earlier response first, then (after the handler
+/// built its response) seal it for the same transaction as the change.
+#[derive(Debug)]
+pub struct Idempotent<'a> {
+    state: &'a AppState,
+    actor: &'a str,
+    key: Option<String>,
+    request_hash: [u8; 32],
+}
+
+impl<'a> Idempotent<'a> {
+    pub fn new(
+        state: &'a AppState,
+        auth: &'a RootAuth,
+        key: IdempotencyKey,
+        request_hash: [u8; 32],
+    ) -> Self {
+        Self {
+            state,
+            actor: &auth.key_id,
+            key: key.0,
+            request_hash,
+        }
+    }
+
+    /// The stored response if this request was already answered; 422 if the key was used
+    /// for a different request.
+    pub async fn replay(&self) -> Result<Option<Response>, ApiError> {
+        let Some(key) = &self.key else {
+            return Ok(None);
+        };
+        let Some(stored) = self
+            .state
+            .store
+            .idempotent_response(self.actor, key)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let now = crate::clock::now();
+        let ttl = time::Duration::hours(
+            i64::try_from(self.state.config.idempotency_ttl_hours).unwrap_or(i64::MAX / 7200),
+        );
+        if stored.created_at + ttl < now {
+            return Ok(None);
+        }
+        if stored.request_hash != self.request_hash {
+            return Err(ApiError::IdempotencyMismatch(
+                "This Idempotency-Key was already used for a different request.",
+            ));
+        }
+        let body = idempotency::open(&self.state.peppers, &stored.sealed_response)?;
+        let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+        let mut response = json_response(status, body);
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+        Ok(Some(response))
+    }
+
+    /// The record to store with the change, when the request carried a key.
+    pub fn record(
+        &self,
+        status: StatusCode,
+        body: &[u8],
+        now: Timestamp,
+    ) -> Result<Option<IdempotentResponse>, ApiError> {
+        let Some(key) = &self.key else {
+            return Ok(None);
+        };
+        Ok(Some(IdempotentResponse {
+            actor: self.actor.to_owned(),
+            idempotency_key: key.clone(),
+            request_hash: self.request_hash,
+            status: status.as_u16(),
+            sealed_response: idempotency::seal(&self.state.peppers, body)?,
+            created_at: now,
+        }))
+    }
+
+    /// Maps a store error, replaying when a concurrent twin of this request won.
+    pub async fn on_error(&self, e: StoreError) -> Result<Response, ApiError> {
+        if matches!(
+            e,
+            StoreError::Conflict(keyhaven_store::Conflict::IdempotencyKeyTaken)
+        ) && let Some(response) = self.replay().await?
+        {
+            return Ok(response);
+        }
+        Err(e.into())
+    }
+}
+
+/// Validates a display name: 1–200 characters, no control characters.
+pub fn validate_name(field: &str, value: &str) -> Result<(), ApiError> {
+    let len = value.chars().count();
+    if len == 0 || len > 200 || value.chars().any(char::is_control) {
+        return Err(ApiError::invalid(format!(
+            "{field} must be 1-200 characters without control characters"
+        )));
+    }
+    Ok(())
+}
+
+pub const MAX_META_BYTES: usize = 16 * 1024;
+
+pub fn validate_meta(meta: &Map<String, Value>) -> Result<(), ApiError> {
+    let size = serde_json::to_vec(meta)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
+    if size > MAX_META_BYTES {
+        return Err(ApiError::invalid(format!(
+            "meta must serialize to at most {MAX_META_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// Deserializes a field that distinguishes "absent" (`None`) from `null`
+/// (`Some(None)`), for PATCH bodies.
+pub fn double_option<'de, T, D>(de: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    Option::<T>::deserialize(de).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_rejected() {
+        assert_eq!(decode_cursor(&encode_cursor(42)).unwrap(), 42);
+        for bad in ["", "xyz", "djE6", "djE6LTE", &"a".repeat(100), "v1:5"] {
+            assert!(decode_cursor(bad).is_err(), "{bad}");
+        }
+        assert!(page_request(Some(0), None).is_err());
+        assert!(page_request(Some(MAX_PAGE + 1), None).is_err());
+        assert_eq!(page_request(None, None).unwrap().limit, DEFAULT_PAGE);
+    }
+
+    #[test]
+    fn diff_lists_only_changed_fields() {
+        let d = diff(&[
+            ("name", "a".into(), "b".into()),
+            ("enabled", true.into(), true.into()),
+        ]);
+        assert_eq!(
+            serde_json::Value::Object(d),
+            serde_json::json!({"name": {"from": "a", "to": "b"}})
+        );
+    }
+}

@@ -1,0 +1,265 @@
+//! `/v1/owners`: the deployment's customers that keys belong to. Owners are
+//! deployment-wide (one customer can hold keys in `acme_live` and `acme_test`), and
+//! `external_id` — the id in the company's own database — is unique across the
+//! deployment, so `GET /v1/owners?external_id=…` finds at most one.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use keyhaven_store::{Change, Owner};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use utoipa::{IntoParams, ToSchema};
+
+use super::keyspaces::rfc3339;
+use super::*;
+use crate::auth::Scope;
+use crate::extract::{ApiPath, ApiQuery, JsonBody};
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct OwnerView {
+    pub id: String,
+    pub external_id: String,
+    pub name: Option<String>,
+    pub meta: Map<String, Value>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<&Owner> for OwnerView {
+    fn from(o: &Owner) -> Self {
+        Self {
+            id: o.id.clone(),
+            external_id: o.external_id.clone(),
+            name: o.name.clone(),
+            meta: o.meta.clone(),
+            created_at: rfc3339(o.created_at),
+            updated_at: rfc3339(o.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOwner {
+    /// Your id for this customer: 1-255 visible characters, unique in the deployment.
+    pub external_id: String,
+    pub name: Option<String>,
+    #[serde(default)]
+    pub meta: Map<String, Value>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateOwner {
+    pub external_id: Option<String>,
+    /// `null` clears the name.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub name: Option<Option<String>>,
+    pub meta: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// Only the owner with this external id.
+    pub external_id: Option<String>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+fn validate_external_id(value: &str) -> Result<(), ApiError> {
+    let len = value.chars().count();
+    if len == 0 || len > 255 || value.chars().any(|c| c.is_control()) {
+        return Err(ApiError::invalid(
+            "external_id must be 1-255 characters without control characters",
+        ));
+    }
+    Ok(())
+}
+
+async fn find(state: &AppState, id: &str) -> Result<Owner, ApiError> {
+    if !ids::is_plausible("own", id) {
+        return Err(ApiError::NotFound);
+    }
+    state.store.owner(id).await?.ok_or(ApiError::NotFound)
+}
+
+#[utoipa::path(post, path = "/v1/owners", tag = "owners", request_body = CreateOwner,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replay protection")),
+    responses((status = 201, body = OwnerView), (status = "4XX", body = crate::error::Problem)),
+    security(("root_key" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    auth: RootAuth,
+    idem: IdempotencyKey,
+    body: JsonBody<CreateOwner>,
+) -> Result<Response, ApiError> {
+    auth.require(Scope::OwnersWrite)?;
+    let idem = Idempotent::new(&state, &auth, idem, body.request_hash);
+    if let Some(replay) = idem.replay().await? {
+        return Ok(replay);
+    }
+    let req = body.value;
+    validate_external_id(&req.external_id)?;
+    if let Some(name) = &req.name {
+        validate_name("name", name)?;
+    }
+    validate_meta(&req.meta)?;
+    let now = crate::clock::now();
+    let owner = Owner {
+        id: ids::new_id("own")?,
+        external_id: req.external_id,
+        name: req.name,
+        meta: req.meta,
+        created_at: now,
+        updated_at: now,
+    };
+    let body = to_body(&OwnerView::from(&owner))?;
+    let event = audit_event(
+        &auth,
+        "owner.create",
+        ("owner", &owner.id),
+        None,
+        created(&[
+            ("external_id", json!(owner.external_id)),
+            ("name", json!(owner.name)),
+            ("meta", json!(owner.meta)),
+        ]),
+        now,
+    )?;
+    let record = idem.record(StatusCode::CREATED, &body, now)?;
+    let change = Change {
+        audit: &event,
+        idempotency: record.as_ref(),
+    };
+    match state.store.create_owner(&owner, change).await {
+        Ok(()) => Ok(json_response(StatusCode::CREATED, body)),
+        Err(e) => idem.on_error(e).await,
+    }
+}
+
+#[utoipa::path(get, path = "/v1/owners", tag = "owners", params(ListParams),
+    responses((status = 200, body = List<OwnerView>), (status = "4XX", body = crate::error::Problem)),
+    security(("root_key" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    auth: RootAuth,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> Result<Response, ApiError> {
+    auth.require(Scope::OwnersRead)?;
+    let page = page_request(params.limit, params.cursor.as_deref())?;
+    let list = match params.external_id {
+        Some(external_id) => {
+            let found = state.store.owner_by_external_id(&external_id).await?;
+            List::new(found.iter().map(OwnerView::from).collect(), None)
+        }
+        None => {
+            let page = state.store.list_owners(page).await?;
+            List::new(page.items.iter().map(OwnerView::from).collect(), page.next)
+        }
+    };
+    Ok(json_response(StatusCode::OK, to_body(&list)?))
+}
+
+#[utoipa::path(get, path = "/v1/owners/{id}", tag = "owners", params(("id" = String, Path)),
+    responses((status = 200, body = OwnerView), (status = "4XX", body = crate::error::Problem)),
+    security(("root_key" = [])))]
+pub async fn get(
+    State(state): State<AppState>,
+    auth: RootAuth,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    auth.require(Scope::OwnersRead)?;
+    let owner = find(&state, &id).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        to_body(&OwnerView::from(&owner))?,
+    ))
+}
+
+#[utoipa::path(patch, path = "/v1/owners/{id}", tag = "owners", params(("id" = String, Path)),
+    request_body = UpdateOwner,
+    responses((status = 200, body = OwnerView), (status = "4XX", body = crate::error::Problem)),
+    security(("root_key" = [])))]
+pub async fn update(
+    State(state): State<AppState>,
+    auth: RootAuth,
+    ApiPath(id): ApiPath<String>,
+    body: JsonBody<UpdateOwner>,
+) -> Result<Response, ApiError> {
+    auth.require(Scope::OwnersWrite)?;
+    let before = find(&state, &id).await?;
+    let mut after = before.clone();
+    let req = body.value;
+    if let Some(external_id) = req.external_id {
+        validate_external_id(&external_id)?;
+        after.external_id = external_id;
+    }
+    if let Some(name) = req.name {
+        if let Some(name) = &name {
+            validate_name("name", name)?;
+        }
+        after.name = name;
+    }
+    if let Some(meta) = req.meta {
+        validate_meta(&meta)?;
+        after.meta = meta;
+    }
+    let now = crate::clock::now();
+    after.updated_at = now;
+    let event = audit_event(
+        &auth,
+        "owner.update",
+        ("owner", &id),
+        None,
+        diff(&[
+            (
+                "external_id",
+                json!(before.external_id),
+                json!(after.external_id),
+            ),
+            ("name", json!(before.name), json!(after.name)),
+            ("meta", json!(before.meta), json!(after.meta)),
+        ]),
+        now,
+    )?;
+    state
+        .store
+        .update_owner(&after, Change::audited(&event))
+        .await?;
+    // Verify answers carry the owner's external id: drop every cached key.
+    state.cache.invalidate_all();
+    Ok(json_response(
+        StatusCode::OK,
+        to_body(&OwnerView::from(&after))?,
+    ))
+}
+
+#[utoipa::path(delete, path = "/v1/owners/{id}", tag = "owners", params(("id" = String, Path)),
+    responses((status = 204), (status = "4XX", body = crate::error::Problem)),
+    security(("root_key" = [])))]
+pub async fn delete(
+    State(state): State<AppState>,
+    auth: RootAuth,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    auth.require(Scope::OwnersWrite)?;
+    let owner = find(&state, &id).await?;
+    let now = crate::clock::now();
+    let event = audit_event(
+        &auth,
+        "owner.delete",
+        ("owner", &id),
+        None,
+        created(&[("external_id", json!(owner.external_id))]),
+        now,
+    )?;
+    state
+        .store
+        .delete_owner(&id, Change::audited(&event))
+        .await?;
+    state.cache.invalidate_all();
+    Ok(StatusCode::NO_CONTENT)
+}

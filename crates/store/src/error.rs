@@ -1,0 +1,62 @@
+use std::fmt;
+
+/// Why a store operation failed. `NotFound` and `Conflict` are answers the API passes on;
+/// `Unexpected` is anything else (I/O, a corrupt row) and becomes a logged 500.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("conflict: {0}")]
+    Conflict(Conflict),
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+/// The ways a write can collide with what is stored; each has a stable name the API uses
+/// as its error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conflict {
+    /// Another keyspace already uses this prefix.
+    PrefixTaken,
+    /// Another owner already has this external id.
+    ExternalIdTaken,
+    /// The keyspace still holds keys.
+    KeyspaceNotEmpty,
+    /// The owner still has keys.
+    OwnerHasKeys,
+    /// The key was already revoked.
+    AlreadyRevoked,
+    /// The referenced keyspace or owner does not exist (any more).
+    MissingReference,
+    /// The idempotency key was used by a concurrent request that committed first.
+    IdempotencyKeyTaken,
+    /// A generated id collided with an existing one (astronomically unlikely; retry).
+    DuplicateId,
+}
+
+impl Conflict {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::PrefixTaken => "prefix_taken",
+            Self::ExternalIdTaken => "external_id_taken",
+            Self::KeyspaceNotEmpty => "keyspace_not_empty",
+            Self::OwnerHasKeys => "owner_has_keys",
+            Self::AlreadyRevoked => "already_revoked",
+            Self::MissingReference => "missing_reference",
+            Self::IdempotencyKeyTaken => "idempotency_key_in_use",
+            Self::DuplicateId => "duplicate_id",
+        }
+    }
+}
+
+impl fmt::Display for Conflict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Unexpected(anyhow::Error::new(e))
+    }
+}

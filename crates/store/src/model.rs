@@ -1,0 +1,200 @@
+//! The records a [`Store`](crate::Store) keeps. These are storage shapes, not wire
+//! shapes: the server maps them to its JSON types, so a column can change without the API
+//! changing and the other way round.
+
+use std::fmt;
+
+use keyhaven_core::Verifier;
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+
+/// Every timestamp Keyhaven keeps is UTC with whole-second precision.
+pub type Timestamp = OffsetDateTime;
+
+/// Unix seconds of `t`, the form timestamps take in the database.
+pub fn to_unix(t: Timestamp) -> i64 {
+    t.unix_timestamp()
+}
+
+/// The timestamp for `secs` Unix seconds; out-of-range values clamp to the epoch (the
+/// database only ever holds values we wrote from valid timestamps).
+pub fn from_unix(secs: i64) -> Timestamp {
+    OffsetDateTime::from_unix_timestamp(secs).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// Id of the reserved keyspace that holds root keys.
+pub const ROOT_KEYSPACE_ID: &str = "ks_root";
+/// Prefix of root keys: `kh_root_<key id>_<secret><checksum>`.
+pub const ROOT_PREFIX: &str = "kh_root";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keyspace {
+    pub id: String,
+    pub name: String,
+    pub prefix: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub id: String,
+    pub external_id: String,
+    pub name: Option<String>,
+    pub meta: Map<String, Value>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// A stored key: everything but the secret, which is never stored. `verifier` is the
+/// peppered HMAC of the secret; its `Debug` output is redacted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    pub key_id: String,
+    pub keyspace_id: String,
+    pub owner_id: Option<String>,
+    pub name: Option<String>,
+    /// The key's last four characters (from the checksum), for display.
+    pub last4: String,
+    pub verifier: Verifier,
+    pub scopes: Vec<String>,
+    pub meta: Map<String, Value>,
+    /// Root keys only: the keyspaces this root key may act on; `None` means all.
+    pub allowed_keyspaces: Option<Vec<String>>,
+    pub enabled: bool,
+    pub expires_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+    pub revoked_reason: Option<String>,
+    pub last_used_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// What verification needs about a key, in one read: the key, its keyspace's prefix and
+/// name, and its owner's external id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyForVerify {
+    pub key: KeyRecord,
+    pub keyspace_prefix: String,
+    pub keyspace_name: String,
+    pub owner_external_id: Option<String>,
+}
+
+/// An audit event as written: who changed what, when, from where, and which fields.
+/// `changes` never holds a secret or verifier: the store writes what the caller built,
+/// and callers build it from [`KeyRecord`] fields that are safe to show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent {
+    pub id: String,
+    pub occurred_at: Timestamp,
+    pub actor: String,
+    pub action: String,
+    pub target_type: String,
+    pub target_id: String,
+    pub keyspace_id: Option<String>,
+    pub changes: Map<String, Value>,
+    pub client_ip: Option<String>,
+}
+
+/// A response to replay for a repeated `Idempotency-Key`. The response is sealed by the
+/// server before it reaches the store; the store keeps bytes it cannot read.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IdempotentResponse {
+    pub actor: String,
+    pub idempotency_key: String,
+    pub request_hash: [u8; 32],
+    pub status: u16,
+    pub sealed_response: Vec<u8>,
+    pub created_at: Timestamp,
+}
+
+impl fmt::Debug for IdempotentResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdempotentResponse")
+            .field("actor", &self.actor)
+            .field("idempotency_key", &self.idempotency_key)
+            .field("status", &self.status)
+            .field(
+                "sealed_response",
+                &format_args!("<{} bytes>", self.sealed_response.len()),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// What every mutation writes besides the change itself, in the same transaction: the
+/// audit event (always) and the idempotent response (when the request carried a key).
+#[derive(Debug, Clone, Copy)]
+pub struct Change<'a> {
+    pub audit: &'a AuditEvent,
+    pub idempotency: Option<&'a IdempotentResponse>,
+}
+
+impl<'a> Change<'a> {
+    pub fn audited(audit: &'a AuditEvent) -> Self {
+        Self {
+            audit,
+            idempotency: None,
+        }
+    }
+}
+
+/// A page of results, newest first, with the cursor for the next (older) page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass back as [`PageRequest::after`] to continue; `None` on the last page.
+    pub next: Option<i64>,
+}
+
+/// Newest-first pagination by the row's insertion sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRequest {
+    pub limit: u32,
+    /// Only rows older than this sequence number (from [`Page::next`]).
+    pub after: Option<i64>,
+}
+
+/// Restricts results to some keyspaces; `None` means all (non-reserved) keyspaces.
+pub type KeyspaceScope<'a> = Option<&'a [String]>;
+
+#[derive(Debug, Clone, Default)]
+pub struct KeyFilter<'a> {
+    pub visible: KeyspaceScope<'a>,
+    pub keyspace_id: Option<&'a str>,
+    pub owner_id: Option<&'a str>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter<'a> {
+    pub visible: KeyspaceScope<'a>,
+    pub keyspace_id: Option<&'a str>,
+    pub target_id: Option<&'a str>,
+    pub action: Option<&'a str>,
+    pub actor: Option<&'a str>,
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+}
+
+/// Verifications of one key in one minute with one outcome, to add to the stored count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageCount {
+    pub key_id: String,
+    /// Unix seconds of the minute's start.
+    pub minute: i64,
+    pub outcome: String,
+    pub count: u64,
+}
+
+/// A flush of in-memory usage: counts to add and the newest use of each key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsageBatch {
+    pub counts: Vec<UsageCount>,
+    pub last_used: Vec<(String, Timestamp)>,
+}
+
+impl UsageBatch {
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty() && self.last_used.is_empty()
+    }
+}

@@ -1,0 +1,710 @@
+//! The embedded engine: one SQLite file in WAL mode with `synchronous=FULL`, so every
+//! acknowledged commit has reached the disk and survives a `kill -9` or power loss.
+//!
+//! Writes go through a single connection and start with `BEGIN IMMEDIATE`: SQLite allows
+//! one writer at a time anyway, and taking the write lock up front means a transaction
+//! that reads before it writes can never fail to upgrade (`SQLITE_BUSY_SNAPSHOT`) when
+//! another process (`keyhaven root-key create`) wrote in between. Reads use a pool of
+//! their own and never wait for writes.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use keyhaven_core::{PepperVersion, Verifier};
+use serde_json::{Map, Value};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+
+use crate::error::{Conflict, StoreError};
+use crate::model::*;
+use crate::store::Store;
+
+/// File name of the database inside the data directory.
+pub const DATABASE_FILE_NAME: &str = "keyhaven.db";
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file at `path` and applies migrations.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        Self::with_options(options).await
+    }
+
+    /// Opens a database from a `sqlite:` URL (as in `KEYHAVEN_DATABASE_URL`), with the
+    /// same durability settings as [`SqliteStore::open`].
+    pub async fn open_url(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .with_context(|| "invalid sqlite database URL")?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        Self::with_options(options).await
+    }
+
+    async fn with_options(options: SqliteConnectOptions) -> Result<Self, StoreError> {
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await
+            .context("opening the database")?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await
+            .context("opening the database for reading")?;
+        let store = Self { writer, reader };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Closes both pools, checkpointing the WAL.
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Row mapping
+
+fn json_text<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, StoreError> {
+    Ok(serde_json::to_string(value).context("encoding a JSON column")?)
+}
+
+fn json_map(text: &str) -> Result<Map<String, Value>, StoreError> {
+    Ok(serde_json::from_str(text).context("decoding a JSON column")?)
+}
+
+fn keyspace_from(row: &SqliteRow) -> Result<Keyspace, StoreError> {
+    Ok(Keyspace {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        prefix: row.try_get("prefix")?,
+        created_at: from_unix(row.try_get("created_at")?),
+        updated_at: from_unix(row.try_get("updated_at")?),
+    })
+}
+
+fn owner_from(row: &SqliteRow) -> Result<Owner, StoreError> {
+    Ok(Owner {
+        id: row.try_get("id")?,
+        external_id: row.try_get("external_id")?,
+        name: row.try_get("name")?,
+        meta: json_map(row.try_get("meta")?)?,
+        created_at: from_unix(row.try_get("created_at")?),
+        updated_at: from_unix(row.try_get("updated_at")?),
+    })
+}
+
+fn key_from(row: &SqliteRow) -> Result<KeyRecord, StoreError> {
+    let version: i64 = row.try_get("pepper_version")?;
+    let version = u32::try_from(version)
+        .ok()
+        .and_then(PepperVersion::new)
+        .context("stored pepper version out of range")?;
+    let mac: Vec<u8> = row.try_get("verifier")?;
+    let mac: [u8; 32] = mac
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("stored verifier has the wrong length"))?;
+    let allowed: Option<String> = row.try_get("allowed_keyspaces")?;
+    let allowed = match allowed {
+        Some(text) => Some(serde_json::from_str(&text).context("decoding allowed_keyspaces")?),
+        None => None,
+    };
+    let scopes: String = row.try_get("scopes")?;
+    Ok(KeyRecord {
+        key_id: row.try_get("key_id")?,
+        keyspace_id: row.try_get("keyspace_id")?,
+        owner_id: row.try_get("owner_id")?,
+        name: row.try_get("name")?,
+        last4: row.try_get("last4")?,
+        verifier: Verifier::from_parts(version, mac),
+        scopes: serde_json::from_str(&scopes).context("decoding scopes")?,
+        meta: json_map(row.try_get("meta")?)?,
+        allowed_keyspaces: allowed,
+        enabled: row.try_get("enabled")?,
+        expires_at: row.try_get::<Option<i64>, _>("expires_at")?.map(from_unix),
+        revoked_at: row.try_get::<Option<i64>, _>("revoked_at")?.map(from_unix),
+        revoked_reason: row.try_get("revoked_reason")?,
+        last_used_at: row
+            .try_get::<Option<i64>, _>("last_used_at")?
+            .map(from_unix),
+        created_at: from_unix(row.try_get("created_at")?),
+        updated_at: from_unix(row.try_get("updated_at")?),
+    })
+}
+
+fn audit_from(row: &SqliteRow) -> Result<AuditEvent, StoreError> {
+    Ok(AuditEvent {
+        id: row.try_get("id")?,
+        occurred_at: from_unix(row.try_get("occurred_at")?),
+        actor: row.try_get("actor")?,
+        action: row.try_get("action")?,
+        target_type: row.try_get("target_type")?,
+        target_id: row.try_get("target_id")?,
+        keyspace_id: row.try_get("keyspace_id")?,
+        changes: json_map(row.try_get("changes")?)?,
+        client_ip: row.try_get("client_ip")?,
+    })
+}
+
+fn page_of<T>(
+    rows: &[SqliteRow],
+    limit: u32,
+    map: fn(&SqliteRow) -> Result<T, StoreError>,
+) -> Result<Page<T>, StoreError> {
+    let limit = limit as usize;
+    let mut items = Vec::with_capacity(rows.len().min(limit));
+    let mut last_seq = None;
+    for row in rows.iter().take(limit) {
+        items.push(map(row)?);
+        last_seq = Some(row.try_get::<i64, _>("seq")?);
+    }
+    let next = if rows.len() > limit { last_seq } else { None };
+    Ok(Page { items, next })
+}
+
+/// Maps constraint violations to the conflicts the API reports.
+fn classify(e: sqlx::Error, unique: Conflict) -> StoreError {
+    if let sqlx::Error::Database(db) = &e {
+        if db.is_unique_violation() {
+            return StoreError::Conflict(unique);
+        }
+        if db.is_foreign_key_violation() {
+            return StoreError::Conflict(Conflict::MissingReference);
+        }
+    }
+    e.into()
+}
+
+/// A `keyspace_id IN (...)` restriction as JSON for `json_each`, or `None` for all.
+fn scope_json(visible: KeyspaceScope<'_>) -> Result<Option<String>, StoreError> {
+    visible.map(json_text).transpose()
+}
+
+async fn write_change(
+    tx: &mut Transaction<'static, Sqlite>,
+    change: Change<'_>,
+) -> Result<(), StoreError> {
+    let a = change.audit;
+    sqlx::query(
+        "INSERT INTO audit_events (id, occurred_at, actor, action, target_type, target_id, \
+         keyspace_id, changes, client_ip) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&a.id)
+    .bind(to_unix(a.occurred_at))
+    .bind(&a.actor)
+    .bind(&a.action)
+    .bind(&a.target_type)
+    .bind(&a.target_id)
+    .bind(&a.keyspace_id)
+    .bind(json_text(&a.changes)?)
+    .bind(&a.client_ip)
+    .execute(&mut **tx)
+    .await
+    .context("writing the audit event")?;
+    if let Some(idem) = change.idempotency {
+        sqlx::query(
+            "INSERT INTO idempotency_keys (actor, idempotency_key, request_hash, status, \
+             sealed_response, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&idem.actor)
+        .bind(&idem.idempotency_key)
+        .bind(idem.request_hash.as_slice())
+        .bind(i64::from(idem.status))
+        .bind(&idem.sealed_response)
+        .bind(to_unix(idem.created_at))
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| classify(e, Conflict::IdempotencyKeyTaken))?;
+    }
+    Ok(())
+}
+
+fn expect_one(rows_affected: u64) -> Result<(), StoreError> {
+    if rows_affected == 0 {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(())
+    }
+}
+
+const KEY_COLUMNS: &str = "k.seq, k.key_id, k.keyspace_id, k.owner_id, k.name, k.last4, \
+    k.pepper_version, k.verifier, k.scopes, k.meta, k.allowed_keyspaces, k.enabled, \
+    k.expires_at, k.revoked_at, k.revoked_reason, k.last_used_at, k.created_at, k.updated_at";
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR
+            .run(&self.writer)
+            .await
+            .context("applying database migrations")?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    async fn create_keyspace(&self, ks: &Keyspace, change: Change<'_>) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO keyspaces (id, name, prefix, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&ks.id)
+        .bind(&ks.name)
+        .bind(&ks.prefix)
+        .bind(to_unix(ks.created_at))
+        .bind(to_unix(ks.updated_at))
+        .execute(&mut *tx)
+        .await
+        // Ids are random (~70 bits), so a unique violation here is the prefix.
+        .map_err(|e| classify(e, Conflict::PrefixTaken))?;
+        write_change(&mut tx, change).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn keyspace(&self, id: &str) -> Result<Option<Keyspace>, StoreError> {
+        let row = sqlx::query("SELECT * FROM keyspaces WHERE id = ? AND reserved = 0")
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(keyspace_from).transpose()
+    }
+
+    async fn list_keyspaces(
+        &self,
+        visible: KeyspaceScope<'_>,
+        page: PageRequest,
+    ) -> Result<Page<Keyspace>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM keyspaces WHERE reserved = 0 \
+             AND (?1 IS NULL OR id IN (SELECT value FROM json_each(?1))) \
+             AND (?2 IS NULL OR seq < ?2) ORDER BY seq DESC LIMIT ?3",
+        )
+        .bind(scope_json(visible)?)
+        .bind(page.after)
+        .bind(i64::from(page.limit) + 1)
+        .fetch_all(&self.reader)
+        .await?;
+        page_of(&rows, page.limit, keyspace_from)
+    }
+
+    async fn update_keyspace(&self, ks: &Keyspace, change: Change<'_>) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(
+            "UPDATE keyspaces SET name = ?, updated_at = ? WHERE id = ? AND reserved = 0",
+        )
+        .bind(&ks.name)
+        .bind(to_unix(ks.updated_at))
+        .bind(&ks.id)
+        .execute(&mut *tx)
+        .await?;
+        expect_one(done.rows_affected())?;
+        write_change(&mut tx, change).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn delete_keyspace(&self, id: &str, change: Change<'_>) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        let keys: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM keys WHERE keyspace_id = ?")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+        if keys > 0 {
+            return Err(StoreError::Conflict(Conflict::KeyspaceNotEmpty));
+        }
+        let done = sqlx::query("DELETE FROM keyspaces WHERE id = ? AND reserved = 0")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        expect_one(done.rows_affected())?;
+        write_change(&mut tx, change).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn create_owner(&self, owner: &Owner, change: Change<'_>) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO owners (id, external_id, name, meta, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&owner.id)
+        .bind(&owner.external_id)
+        .bind(&owner.name)
+        .bind(json_text(&owner.meta)?)
+        .bind(to_unix(owner.created_at))
+        .bind(to_unix(owner.updated_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| classify(e, Conflict::ExternalIdTaken))?;
+        write_change(&mut tx, change).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn owner(&self, id: &str) -> Result<Option<Owner>, StoreError> {
+        let row = sqlx::query("SELECT * FROM owners WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(owner_from).transpose()
+    }
+
+    async fn owner_by_external_id(&self, external_id: &str) -> Result<Option<Owner>, StoreError> {
+        let row = sqlx::query("SELECT * FROM owners WHERE external_id = ?")
+            .bind(external_id)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(owner_from).transpose()
+    }
+
+    async fn list_owners(&self, page: PageRequest) -> Result<Page<Owner>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM owners WHERE (?1 IS NULL OR seq < ?1) ORDER BY seq DESC LIMIT ?2",
+        )
+        .bind(page.after)
+        .bind(i64::from(page.limit) + 1)
+        .fetch_all(&self.reader)
+        .await?;
+        page_of(&rows, page.limit, owner_from)
+    }
+
+    async fn update_owner(&self, owner: &Owner, change: Change<'_>) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(
+            "UPDATE owners SET external_id = ?, name = ?, meta = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(&owner.external_id)
+        .bind(&owner.name)
+        .bind(json_text(&owner.meta)?)
+        .bind(to_unix(owner.updated_at))
+        .bind(&owner.id)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| classify(e, Conflict::ExternalIdTaken))?;
+        expect_one(done.rows_affected())?;
+        write_change(&mut tx, change).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn delete_owner(&self, id: &str, change: Change<'_>) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        let keys: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM keys WHERE owner_id = ?")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+        if keys > 0 {
+            return Err(StoreError::Conflict(Conflict::OwnerHasKeys));
+        }
+        let done = sqlx::query("DELETE FROM owners WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        expect_one(done.rows_affected())?;
+        write_change(&mut tx, change).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn create_key(&self, key: &KeyRecord, change: Change<'_>) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO keys (key_id, keyspace_id, owner_id, name, last4, pepper_version, \
+             verifier, scopes, meta, allowed_keyspaces, enabled, expires_at, revoked_at, \
+             revoked_reason, last_used_at, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&key.key_id)
+        .bind(&key.keyspace_id)
+        .bind(&key.owner_id)
+        .bind(&key.name)
+        .bind(&key.last4)
+        .bind(i64::from(key.verifier.version().get()))
+        .bind(key.verifier.mac().as_slice())
+        .bind(json_text(&key.scopes)?)
+        .bind(json_text(&key.meta)?)
+        .bind(key.allowed_keyspaces.as_ref().map(json_text).transpose()?)
+        .bind(key.enabled)
+        .bind(key.expires_at.map(to_unix))
+        .bind(key.revoked_at.map(to_unix))
+        .bind(&key.revoked_reason)
+        .bind(key.last_used_at.map(to_unix))
+        .bind(to_unix(key.created_at))
+        .bind(to_unix(key.updated_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| classify(e, Conflict::DuplicateId))?;
+        write_change(&mut tx, change).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn key_for_verify(&self, key_id: &str) -> Result<Option<KeyForVerify>, StoreError> {
+        let sql = format!(
+            "SELECT {KEY_COLUMNS}, ks.prefix AS ks_prefix, ks.name AS ks_name, \
+             o.external_id AS owner_external_id \
+             FROM keys k JOIN keyspaces ks ON ks.id = k.keyspace_id \
+             LEFT JOIN owners o ON o.id = k.owner_id WHERE k.key_id = ?"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(key_id)
+            .fetch_optional(&self.reader)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(KeyForVerify {
+            key: key_from(&row)?,
+            keyspace_prefix: row.try_get("ks_prefix")?,
+            keyspace_name: row.try_get("ks_name")?,
+            owner_external_id: row.try_get("owner_external_id")?,
+        }))
+    }
+
+    async fn list_keys(
+        &self,
+        filter: &KeyFilter<'_>,
+        page: PageRequest,
+    ) -> Result<Page<KeyRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {KEY_COLUMNS} FROM keys k WHERE k.keyspace_id <> '{ROOT_KEYSPACE_ID}' \
+             AND (?1 IS NULL OR k.keyspace_id IN (SELECT value FROM json_each(?1))) \
+             AND (?2 IS NULL OR k.keyspace_id = ?2) \
+             AND (?3 IS NULL OR k.owner_id = ?3) \
+             AND (?4 IS NULL OR k.seq < ?4) ORDER BY k.seq DESC LIMIT ?5"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(scope_json(filter.visible)?)
+            .bind(filter.keyspace_id)
+            .bind(filter.owner_id)
+            .bind(page.after)
+            .bind(i64::from(page.limit) + 1)
+            .fetch_all(&self.reader)
+            .await?;
+        page_of(&rows, page.limit, key_from)
+    }
+
+    async fn update_key(&self, key: &KeyRecord, change: Change<'_>) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(
+            "UPDATE keys SET owner_id = ?, name = ?, scopes = ?, meta = ?, enabled = ?, \
+             expires_at = ?, revoked_at = ?, revoked_reason = ?, updated_at = ? \
+             WHERE key_id = ?",
+        )
+        .bind(&key.owner_id)
+        .bind(&key.name)
+        .bind(json_text(&key.scopes)?)
+        .bind(json_text(&key.meta)?)
+        .bind(key.enabled)
+        .bind(key.expires_at.map(to_unix))
+        .bind(key.revoked_at.map(to_unix))
+        .bind(&key.revoked_reason)
+        .bind(to_unix(key.updated_at))
+        .bind(&key.key_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| classify(e, Conflict::DuplicateId))?;
+        expect_one(done.rows_affected())?;
+        write_change(&mut tx, change).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn revoke_key(
+        &self,
+        key_id: &str,
+        at: Timestamp,
+        reason: Option<&str>,
+        change: Change<'_>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        let revoked: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT revoked_at FROM keys WHERE key_id = ?")
+                .bind(key_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        match revoked {
+            None => return Err(StoreError::NotFound),
+            Some(Some(_)) => return Err(StoreError::Conflict(Conflict::AlreadyRevoked)),
+            Some(None) => {}
+        }
+        sqlx::query(
+            "UPDATE keys SET revoked_at = ?, revoked_reason = ?, updated_at = ? WHERE key_id = ?",
+        )
+        .bind(to_unix(at))
+        .bind(reason)
+        .bind(to_unix(at))
+        .bind(key_id)
+        .execute(&mut *tx)
+        .await?;
+        write_change(&mut tx, change).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn delete_key(&self, key_id: &str, change: Change<'_>) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query("DELETE FROM keys WHERE key_id = ?")
+            .bind(key_id)
+            .execute(&mut *tx)
+            .await?;
+        expect_one(done.rows_affected())?;
+        write_change(&mut tx, change).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn count_root_keys(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM keys WHERE keyspace_id = ?")
+            .bind(ROOT_KEYSPACE_ID)
+            .fetch_one(&self.reader)
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn list_audit_events(
+        &self,
+        filter: &AuditFilter<'_>,
+        page: PageRequest,
+    ) -> Result<Page<AuditEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM audit_events WHERE \
+             (?1 IS NULL OR keyspace_id IN (SELECT value FROM json_each(?1))) \
+             AND (?2 IS NULL OR keyspace_id = ?2) \
+             AND (?3 IS NULL OR target_id = ?3) \
+             AND (?4 IS NULL OR action = ?4) \
+             AND (?5 IS NULL OR actor = ?5) \
+             AND (?6 IS NULL OR occurred_at >= ?6) \
+             AND (?7 IS NULL OR occurred_at < ?7) \
+             AND (?8 IS NULL OR seq < ?8) ORDER BY seq DESC LIMIT ?9",
+        )
+        .bind(scope_json(filter.visible)?)
+        .bind(filter.keyspace_id)
+        .bind(filter.target_id)
+        .bind(filter.action)
+        .bind(filter.actor)
+        .bind(filter.since.map(to_unix))
+        .bind(filter.until.map(to_unix))
+        .bind(page.after)
+        .bind(i64::from(page.limit) + 1)
+        .fetch_all(&self.reader)
+        .await?;
+        page_of(&rows, page.limit, audit_from)
+    }
+
+    async fn idempotent_response(
+        &self,
+        actor: &str,
+        idempotency_key: &str,
+    ) -> Result<Option<IdempotentResponse>, StoreError> {
+        let row =
+            sqlx::query("SELECT * FROM idempotency_keys WHERE actor = ? AND idempotency_key = ?")
+                .bind(actor)
+                .bind(idempotency_key)
+                .fetch_optional(&self.reader)
+                .await?;
+        let Some(row) = row else { return Ok(None) };
+        let hash: Vec<u8> = row.try_get("request_hash")?;
+        let status: i64 = row.try_get("status")?;
+        Ok(Some(IdempotentResponse {
+            actor: row.try_get("actor")?,
+            idempotency_key: row.try_get("idempotency_key")?,
+            request_hash: hash
+                .try_into()
+                .map_err(|_| anyhow::anyhow!("stored request hash has the wrong length"))?,
+            status: u16::try_from(status).context("stored status out of range")?,
+            sealed_response: row.try_get("sealed_response")?,
+            created_at: from_unix(row.try_get("created_at")?),
+        }))
+    }
+
+    async fn purge_idempotency(&self, before: Timestamp) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?")
+            .bind(to_unix(before))
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn record_usage(&self, batch: &UsageBatch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        for c in &batch.counts {
+            sqlx::query(
+                "INSERT INTO usage_minutely (key_id, minute, outcome, count) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (key_id, minute, outcome) DO UPDATE SET count = count + excluded.count",
+            )
+            .bind(&c.key_id)
+            .bind(c.minute)
+            .bind(&c.outcome)
+            .bind(i64::try_from(c.count).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await?;
+        }
+        for (key_id, at) in &batch.last_used {
+            sqlx::query(
+                "UPDATE keys SET last_used_at = MAX(COALESCE(last_used_at, 0), ?) WHERE key_id = ?",
+            )
+            .bind(to_unix(*at))
+            .bind(key_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn usage(&self, key_id: &str, since: i64) -> Result<Vec<UsageCount>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT key_id, minute, outcome, count FROM usage_minutely \
+             WHERE key_id = ? AND minute >= ? ORDER BY minute, outcome",
+        )
+        .bind(key_id)
+        .bind(since)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(UsageCount {
+                    key_id: row.try_get("key_id")?,
+                    minute: row.try_get("minute")?,
+                    outcome: row.try_get("outcome")?,
+                    count: u64::try_from(row.try_get::<i64, _>("count")?).unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+}

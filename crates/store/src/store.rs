@@ -1,0 +1,90 @@
+use std::fmt;
+
+use async_trait::async_trait;
+
+use crate::error::StoreError;
+use crate::model::*;
+
+/// Everything the server keeps, behind one trait so SQLite and PostgreSQL engines are
+/// interchangeable (`Arc<dyn Store>`).
+///
+/// Mutations take a [`Change`]: the audit event, and optionally the idempotent response,
+/// to write in the same transaction. Reads never see secrets because none are stored.
+/// Whole-record updates (`update_*`) take the record as the caller wants it stored and
+/// fail with `NotFound` if it vanished; callers read, apply a patch and write back inside
+/// [`Store::update_key`]'s single transaction by passing a closure-free patched record
+/// whose `updated_at` they set.
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug + 'static {
+    /// Applies pending migrations. Engines also do this when opened.
+    async fn migrate(&self) -> Result<(), StoreError>;
+    /// Succeeds when the store answers a trivial query (for `/readyz`).
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    // Keyspaces. The reserved root keyspace is never returned by these.
+    async fn create_keyspace(&self, ks: &Keyspace, change: Change<'_>) -> Result<(), StoreError>;
+    async fn keyspace(&self, id: &str) -> Result<Option<Keyspace>, StoreError>;
+    async fn list_keyspaces(
+        &self,
+        visible: KeyspaceScope<'_>,
+        page: PageRequest,
+    ) -> Result<Page<Keyspace>, StoreError>;
+    async fn update_keyspace(&self, ks: &Keyspace, change: Change<'_>) -> Result<(), StoreError>;
+    /// Fails with [`Conflict::KeyspaceNotEmpty`](crate::Conflict) while keys remain.
+    async fn delete_keyspace(&self, id: &str, change: Change<'_>) -> Result<(), StoreError>;
+
+    // Owners: deployment-wide, `external_id` unique.
+    async fn create_owner(&self, owner: &Owner, change: Change<'_>) -> Result<(), StoreError>;
+    async fn owner(&self, id: &str) -> Result<Option<Owner>, StoreError>;
+    async fn owner_by_external_id(&self, external_id: &str) -> Result<Option<Owner>, StoreError>;
+    async fn list_owners(&self, page: PageRequest) -> Result<Page<Owner>, StoreError>;
+    async fn update_owner(&self, owner: &Owner, change: Change<'_>) -> Result<(), StoreError>;
+    /// Fails with [`Conflict::OwnerHasKeys`](crate::Conflict) while keys reference it.
+    async fn delete_owner(&self, id: &str, change: Change<'_>) -> Result<(), StoreError>;
+
+    // Keys (root keys included: they live in the reserved keyspace).
+    async fn create_key(&self, key: &KeyRecord, change: Change<'_>) -> Result<(), StoreError>;
+    /// The key with its keyspace and owner, in one read: the verify path's only query.
+    async fn key_for_verify(&self, key_id: &str) -> Result<Option<KeyForVerify>, StoreError>;
+    async fn list_keys(
+        &self,
+        filter: &KeyFilter<'_>,
+        page: PageRequest,
+    ) -> Result<Page<KeyRecord>, StoreError>;
+    /// Writes every mutable field of `key` (name, owner, scopes, meta, enabled, expiry,
+    /// revocation, updated_at).
+    async fn update_key(&self, key: &KeyRecord, change: Change<'_>) -> Result<(), StoreError>;
+    /// Sets `revoked_at` and `revoked_reason` unless already revoked
+    /// ([`Conflict::AlreadyRevoked`](crate::Conflict)).
+    async fn revoke_key(
+        &self,
+        key_id: &str,
+        at: Timestamp,
+        reason: Option<&str>,
+        change: Change<'_>,
+    ) -> Result<(), StoreError>;
+    async fn delete_key(&self, key_id: &str, change: Change<'_>) -> Result<(), StoreError>;
+    async fn count_root_keys(&self) -> Result<u64, StoreError>;
+
+    // Audit.
+    async fn list_audit_events(
+        &self,
+        filter: &AuditFilter<'_>,
+        page: PageRequest,
+    ) -> Result<Page<AuditEvent>, StoreError>;
+
+    // Idempotency.
+    async fn idempotent_response(
+        &self,
+        actor: &str,
+        idempotency_key: &str,
+    ) -> Result<Option<IdempotentResponse>, StoreError>;
+    /// Deletes stored responses created before `before`; returns how many.
+    async fn purge_idempotency(&self, before: Timestamp) -> Result<u64, StoreError>;
+
+    // Usage.
+    /// Adds the counts and raises `last_used_at`, in one transaction.
+    async fn record_usage(&self, batch: &UsageBatch) -> Result<(), StoreError>;
+    /// Stored counts for one key since `since` (inclusive), oldest first.
+    async fn usage(&self, key_id: &str, since: i64) -> Result<Vec<UsageCount>, StoreError>;
+}
