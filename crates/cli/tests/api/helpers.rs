@@ -1,0 +1,257 @@
+//! `spawn_app()`: a real server on 127.0.0.1:0 with a fresh SQLite file, in this
+//! process, and a typed client for it. `spawn_process()` runs the real `keyhaven serve`
+//! binary instead, for tests that kill it or read its log.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use keyhaven_server::config::Config;
+use keyhaven_server::routes::keys::CreatedKey;
+use keyhaven_server::routes::keyspaces::KeyspaceView;
+use keyhaven_server::routes::verify::VerifyResponse;
+use keyhaven_server::{AppState, root_keys};
+use keyhaven_store::pepper_file;
+use keyhaven_store::{SqliteStore, Store};
+use reqwest::{Method, RequestBuilder, StatusCode};
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    /// A root key with every scope.
+    pub root_key: String,
+    pub store: Arc<dyn Store>,
+    pub peppers: Arc<keyhaven_core::PepperSet>,
+    pub db_path: PathBuf,
+    _dir: TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config {
+        data_dir: dir.path().to_owned(),
+        ..Config::default()
+    };
+    configure(&mut config);
+    let db_path = config.database_path();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db_path).await.unwrap());
+    let (peppers, _) = pepper_file::load_or_create(dir.path(), None).unwrap();
+    let root = root_keys::create(
+        store.as_ref(),
+        &peppers,
+        vec!["*".into()],
+        None,
+        None,
+        root_keys::CLI_ACTOR,
+    )
+    .await
+    .unwrap();
+    let state = AppState::new(store.clone(), peppers, config);
+    let peppers = state.peppers.clone();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(keyhaven_server::serve(listener, state, async {
+        let _ = rx.await;
+    }));
+    TestApp {
+        base: format!("http://{addr}"),
+        http: reqwest::Client::new(),
+        root_key: root.key().expose_secret().to_owned(),
+        store,
+        peppers,
+        db_path,
+        _dir: dir,
+        shutdown: Some(tx),
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A request authenticated with `root`.
+    pub fn request_as(&self, root: &str, method: Method, path: &str) -> RequestBuilder {
+        self.http
+            .request(method, self.url(path))
+            .bearer_auth(root)
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.request_as(&self.root_key, method, path)
+    }
+
+    pub async fn send_as(
+        &self,
+        root: &str,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.request_as(root, method, path);
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let response = req.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, value)
+    }
+
+    pub async fn send(&self, method: Method, path: &str, body: Option<&Value>) -> (StatusCode, Value) {
+        self.send_as(&self.root_key, method, path, body).await
+    }
+
+    pub async fn create_keyspace(&self, prefix: &str) -> KeyspaceView {
+        let (status, body) = self
+            .send(Method::POST, "/v1/keyspaces", Some(&json!({"name": prefix, "prefix": prefix})))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        serde_json::from_value(body).unwrap()
+    }
+
+    pub async fn create_key(&self, body: Value) -> CreatedKey {
+        let (status, body) = self.send(Method::POST, "/v1/keys", Some(&body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        serde_json::from_value(body).unwrap()
+    }
+
+    pub async fn verify_as(&self, root: &str, key: &str) -> VerifyResponse {
+        let (status, body) = self
+            .send_as(root, Method::POST, "/v1/keys/verify", Some(&json!({ "key": key })))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        serde_json::from_value(body).unwrap()
+    }
+
+    pub async fn verify(&self, key: &str) -> VerifyResponse {
+        self.verify_as(&self.root_key, key).await
+    }
+
+    /// A new root key with `scopes`, limited to `keyspaces` when given.
+    pub async fn root_key(&self, scopes: &[&str], keyspaces: Option<&[&str]>) -> String {
+        let key = root_keys::create(
+            self.store.as_ref(),
+            &self.peppers,
+            scopes.iter().map(|s| (*s).to_owned()).collect(),
+            keyspaces.map(|k| k.iter().map(|s| (*s).to_owned()).collect()),
+            None,
+            root_keys::CLI_ACTOR,
+        )
+        .await
+        .unwrap();
+        key.key().expose_secret().to_owned()
+    }
+
+    pub async fn healthy(&self) -> bool {
+        self.http
+            .get(self.url("/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == StatusCode::OK)
+    }
+}
+
+/// A `keyhaven serve` process. Killed (SIGKILL) when dropped.
+pub struct ServerProcess {
+    pub child: Child,
+    pub base: String,
+    pub log_path: PathBuf,
+    pub stdout_path: PathBuf,
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `keyhaven serve` on `data_dir` (stdout and stderr to files in `logs`) and
+/// waits until `/healthz` answers.
+pub async fn spawn_process(data_dir: &Path, logs: &Path, envs: &[(&str, &str)]) -> ServerProcess {
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let n = std::fs::read_dir(logs).map(|d| d.count()).unwrap_or(0);
+    let log_path = logs.join(format!("server-{n}.log"));
+    let stdout_path = logs.join(format!("server-{n}.out"));
+    let child = Command::new(env!("CARGO_BIN_EXE_keyhaven"))
+        .args(["serve", "--data-dir"])
+        .arg(data_dir)
+        .args(["--listen", &addr.to_string()])
+        .envs(envs.iter().copied())
+        .env_remove("KEYHAVEN_PEPPER")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&stdout_path).unwrap())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let server = ServerProcess {
+        child,
+        base: format!("http://{addr}"),
+        log_path,
+        stdout_path,
+    };
+    let http = reqwest::Client::new();
+    for _ in 0..300 {
+        if http
+            .get(format!("{}/healthz", server.base))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == StatusCode::OK)
+        {
+            return server;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "server did not start: {}",
+        std::fs::read_to_string(&server.log_path).unwrap_or_default()
+    );
+}
+
+impl ServerProcess {
+    /// The root key printed on first start.
+    pub fn printed_root_key(&self) -> String {
+        let out = std::fs::read_to_string(&self.stdout_path).unwrap();
+        out.lines()
+            .map(str::trim)
+            .find(|l| l.starts_with("kh_root_") && !l.contains(' '))
+            .unwrap_or_else(|| panic!("no root key in stdout:\n{out}"))
+            .to_owned()
+    }
+}

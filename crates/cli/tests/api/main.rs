@@ -1,0 +1,15 @@
+//! The server's integration tests: one binary, real sockets, a real SQLite file per test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod audit;
+mod durability;
+mod helpers;
+mod hostile;
+mod keys;
+mod openapi;
+mod tenancy;
