@@ -31,6 +31,20 @@ pub fn load_peppers(data_dir: &Path) -> anyhow::Result<(PepperSet, PepperSource)
     pepper_file::load_or_create(data_dir, env.as_deref()).context("loading the pepper")
 }
 
+/// Refuses to go on when a stored key was hashed with a pepper version that is not
+/// configured: such keys could never verify, and falling back would be worse.
+pub async fn require_peppers(store: &dyn Store, peppers: &PepperSet) -> anyhow::Result<()> {
+    let stored = store.pepper_versions().await?;
+    let versions = stored
+        .iter()
+        .map(|&v| keyhaven_core::PepperVersion::new(v).context("stored pepper version 0"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    peppers
+        .require(versions)
+        .context("the database holds keys hashed with a pepper version that is not configured")?;
+    Ok(())
+}
+
 /// The store named by the configuration: `database_url` if set, else the SQLite file in
 /// the data directory. Migrations are applied on open.
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {

@@ -593,6 +593,17 @@ impl Store for SqliteStore {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
+    async fn pepper_versions(&self) -> Result<Vec<u32>, StoreError> {
+        let versions: Vec<i64> =
+            sqlx::query_scalar("SELECT DISTINCT pepper_version FROM keys ORDER BY 1")
+                .fetch_all(&self.reader)
+                .await?;
+        versions
+            .into_iter()
+            .map(|v| Ok(u32::try_from(v).context("stored pepper version out of range")?))
+            .collect()
+    }
+
     async fn list_audit_events(
         &self,
         filter: &AuditFilter<'_>,

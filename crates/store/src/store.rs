@@ -65,6 +65,9 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     ) -> Result<(), StoreError>;
     async fn delete_key(&self, key_id: &str, change: Change<'_>) -> Result<(), StoreError>;
     async fn count_root_keys(&self) -> Result<u64, StoreError>;
+    /// Every pepper version some stored verifier uses (a server refuses to start
+    /// without all of them).
+    async fn pepper_versions(&self) -> Result<Vec<u32>, StoreError>;
 
     // Audit.
     async fn list_audit_events(

@@ -100,6 +100,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let (peppers, source) = bootstrap::load_peppers(&config.data_dir)?;
     tracing::info!(source = ?source, versions = ?peppers.versions().map(|v| v.get()).collect::<Vec<_>>(), "pepper loaded");
     let store = bootstrap::open_store(&config).await?;
+    bootstrap::require_peppers(store.as_ref(), &peppers).await?;
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;

@@ -9,8 +9,20 @@ use tokio::sync::Semaphore;
 
 use crate::helpers::*;
 
-async fn post(http: &reqwest::Client, base: &str, root: &str, path: &str, body: &Value) -> (u16, Value) {
-    match http.post(format!("{base}{path}")).bearer_auth(root).json(body).send().await {
+async fn post(
+    http: &reqwest::Client,
+    base: &str,
+    root: &str,
+    path: &str,
+    body: &Value,
+) -> (u16, Value) {
+    match http
+        .post(format!("{base}{path}"))
+        .bearer_auth(root)
+        .json(body)
+        .send()
+        .await
+    {
         Ok(r) => {
             let status = r.status().as_u16();
             (status, r.json().await.unwrap_or(Value::Null))
@@ -26,7 +38,14 @@ async fn acknowledged_keys_survive_kill_9() {
     let mut server = spawn_process(&data, dir.path(), &[]).await;
     let root = server.printed_root_key();
     let http = reqwest::Client::new();
-    let (status, ks) = post(&http, &server.base, &root, "/v1/keyspaces", &json!({"name": "c", "prefix": "crash"})).await;
+    let (status, ks) = post(
+        &http,
+        &server.base,
+        &root,
+        "/v1/keyspaces",
+        &json!({"name": "c", "prefix": "crash"}),
+    )
+    .await;
     assert_eq!(status, 201);
     let ks_id = ks["id"].as_str().unwrap().to_owned();
 
@@ -34,11 +53,24 @@ async fn acknowledged_keys_survive_kill_9() {
     let limit = Arc::new(Semaphore::new(64));
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..1000 {
-        let (http, base, root, ks_id, done, limit) =
-            (http.clone(), server.base.clone(), root.clone(), ks_id.clone(), done.clone(), limit.clone());
+        let (http, base, root, ks_id, done, limit) = (
+            http.clone(),
+            server.base.clone(),
+            root.clone(),
+            ks_id.clone(),
+            done.clone(),
+            limit.clone(),
+        );
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await.unwrap();
-            let r = post(&http, &base, &root, "/v1/keys", &json!({"keyspace_id": ks_id, "name": format!("k{i}")})).await;
+            let r = post(
+                &http,
+                &base,
+                &root,
+                "/v1/keys",
+                &json!({"keyspace_id": ks_id, "name": format!("k{i}")}),
+            )
+            .await;
             done.fetch_add(1, Ordering::SeqCst);
             r
         });
@@ -56,14 +88,24 @@ async fn acknowledged_keys_survive_kill_9() {
             _ => failed += 1,
         }
     }
-    println!("{} acknowledged, {failed} cut off by the kill", acknowledged.len());
+    println!(
+        "{} acknowledged, {failed} cut off by the kill",
+        acknowledged.len()
+    );
     assert!(acknowledged.len() >= 200, "{}", acknowledged.len());
     assert!(failed > 0, "the kill should land mid-run");
     drop(server);
 
     let again = spawn_process(&data, dir.path(), &[]).await;
     for key in &acknowledged {
-        let (status, v) = post(&http, &again.base, &root, "/v1/keys/verify", &json!({ "key": key })).await;
+        let (status, v) = post(
+            &http,
+            &again.base,
+            &root,
+            "/v1/keys/verify",
+            &json!({ "key": key }),
+        )
+        .await;
         assert_eq!((status, v["code"].as_str()), (200, Some("VALID")), "{key}");
     }
     drop(again);
@@ -71,7 +113,10 @@ async fn acknowledged_keys_survive_kill_9() {
         .connect_with(sqlx::sqlite::SqliteConnectOptions::new().filename(data.join("keyhaven.db")))
         .await
         .unwrap();
-    let check: String = sqlx::query_scalar("PRAGMA integrity_check").fetch_one(&db).await.unwrap();
+    let check: String = sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_one(&db)
+        .await
+        .unwrap();
     assert_eq!(check, "ok");
 }
 
@@ -79,7 +124,12 @@ async fn acknowledged_keys_survive_kill_9() {
 fn secret_windows(secrets: &[String]) -> HashSet<[u8; 8]> {
     secrets
         .iter()
-        .flat_map(|s| s.as_bytes().windows(8).map(|w| <[u8; 8]>::try_from(w).unwrap()).collect::<Vec<_>>())
+        .flat_map(|s| {
+            s.as_bytes()
+                .windows(8)
+                .map(|w| <[u8; 8]>::try_from(w).unwrap())
+                .collect::<Vec<_>>()
+        })
         .collect()
 }
 
@@ -97,14 +147,26 @@ async fn no_secret_in_database_wal_log_or_metrics() {
     let server = spawn_process(&data, dir.path(), &[("KEYHAVEN_LOG", "debug")]).await;
     let root = server.printed_root_key();
     let http = reqwest::Client::new();
-    let (_, ks) = post(&http, &server.base, &root, "/v1/keyspaces", &json!({"name": "s", "prefix": "scan"})).await;
+    let (_, ks) = post(
+        &http,
+        &server.base,
+        &root,
+        "/v1/keyspaces",
+        &json!({"name": "s", "prefix": "scan"}),
+    )
+    .await;
     let ks_id = ks["id"].as_str().unwrap().to_owned();
 
     let limit = Arc::new(Semaphore::new(16));
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..1000 {
-        let (http, base, root, ks_id, limit) =
-            (http.clone(), server.base.clone(), root.clone(), ks_id.clone(), limit.clone());
+        let (http, base, root, ks_id, limit) = (
+            http.clone(),
+            server.base.clone(),
+            root.clone(),
+            ks_id.clone(),
+            limit.clone(),
+        );
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await.unwrap();
             // Every other creation carries an Idempotency-Key: its stored response holds
@@ -122,7 +184,14 @@ async fn no_secret_in_database_wal_log_or_metrics() {
                 .await
                 .unwrap();
             let key = created["key"].as_str().unwrap().to_owned();
-            let (status, v) = post(&http, &base, &root, "/v1/keys/verify", &json!({ "key": key })).await;
+            let (status, v) = post(
+                &http,
+                &base,
+                &root,
+                "/v1/keys/verify",
+                &json!({ "key": key }),
+            )
+            .await;
             assert_eq!((status, v["code"].as_str()), (200, Some("VALID")));
             key
         });
@@ -135,9 +204,20 @@ async fn no_secret_in_database_wal_log_or_metrics() {
     }
     assert_eq!(secrets.len(), 1000);
     let windows = secret_windows(&secrets);
-    assert_eq!(windows.len(), 1000 * 23, "secrets share no 8-character substring");
+    assert_eq!(
+        windows.len(),
+        1000 * 23,
+        "secrets share no 8-character substring"
+    );
 
-    let metrics = http.get(format!("{}/metrics", server.base)).send().await.unwrap().text().await.unwrap();
+    let metrics = http
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(metrics.contains("keyhaven_verifications_total"));
     let db_file = data.join("keyhaven.db");
     let wal_file = data.join("keyhaven.db-wal");
@@ -149,23 +229,37 @@ async fn no_secret_in_database_wal_log_or_metrics() {
     ];
     // Stop cleanly (flushes usage, checkpoints the WAL), then scan the files again.
     let pid = server.child.id().to_string();
-    std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
     for _ in 0..100 {
         if !std::path::Path::new(&format!("/proc/{pid}")).exists()
-            || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.contains(") Z "))
         {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     scanned.push(("database after shutdown", std::fs::read(&db_file).unwrap()));
-    scanned.push(("log after shutdown", std::fs::read(&server.log_path).unwrap()));
+    scanned.push((
+        "log after shutdown",
+        std::fs::read(&server.log_path).unwrap(),
+    ));
     if let Ok(wal) = std::fs::read(&wal_file) {
         scanned.push(("wal after shutdown", wal));
     }
     for (name, bytes) in &scanned {
-        assert!(!bytes.is_empty() || name.starts_with("wal"), "{name} is empty");
-        assert_eq!(leaks(bytes, &windows), 0, "a secret substring appears in the {name}");
+        assert!(
+            !bytes.is_empty() || name.starts_with("wal"),
+            "{name} is empty"
+        );
+        assert_eq!(
+            leaks(bytes, &windows),
+            0,
+            "a secret substring appears in the {name}"
+        );
     }
     // The scan itself can find one: a planted secret is detected.
     let mut planted = scanned[1].1.clone();

@@ -93,9 +93,7 @@ impl TestApp {
 
     /// A request authenticated with `root`.
     pub fn request_as(&self, root: &str, method: Method, path: &str) -> RequestBuilder {
-        self.http
-            .request(method, self.url(path))
-            .bearer_auth(root)
+        self.http.request(method, self.url(path)).bearer_auth(root)
     }
 
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
@@ -124,13 +122,22 @@ impl TestApp {
         (status, value)
     }
 
-    pub async fn send(&self, method: Method, path: &str, body: Option<&Value>) -> (StatusCode, Value) {
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
         self.send_as(&self.root_key, method, path, body).await
     }
 
     pub async fn create_keyspace(&self, prefix: &str) -> KeyspaceView {
         let (status, body) = self
-            .send(Method::POST, "/v1/keyspaces", Some(&json!({"name": prefix, "prefix": prefix})))
+            .send(
+                Method::POST,
+                "/v1/keyspaces",
+                Some(&json!({"name": prefix, "prefix": prefix})),
+            )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         serde_json::from_value(body).unwrap()
@@ -144,7 +151,12 @@ impl TestApp {
 
     pub async fn verify_as(&self, root: &str, key: &str) -> VerifyResponse {
         let (status, body) = self
-            .send_as(root, Method::POST, "/v1/keys/verify", Some(&json!({ "key": key })))
+            .send_as(
+                root,
+                Method::POST,
+                "/v1/keys/verify",
+                Some(&json!({ "key": key })),
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         serde_json::from_value(body).unwrap()

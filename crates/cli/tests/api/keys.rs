@@ -19,19 +19,25 @@ async fn newcomer_path_serve_keyspace_key_verify() {
             .body(body.to_string())
             .send()
     };
-    let ks: Value = post("/v1/keyspaces", json!({"name": "Acme live", "prefix": "acme_live"}))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ks: Value = post(
+        "/v1/keyspaces",
+        json!({"name": "Acme live", "prefix": "acme_live"}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
     let ks_id = ks["id"].as_str().unwrap();
-    let key: Value = post("/v1/keys", json!({"keyspace_id": ks_id, "name": "first key"}))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let key: Value = post(
+        "/v1/keys",
+        json!({"keyspace_id": ks_id, "name": "first key"}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
     let plaintext = key["key"].as_str().unwrap();
     assert!(plaintext.starts_with("acme_live_"));
     let verdict: Value = post("/v1/keys/verify", json!({ "key": plaintext }))
@@ -46,9 +52,15 @@ async fn newcomer_path_serve_keyspace_key_verify() {
     // The data dir holds the database and a private pepper file.
     assert!(data.join("keyhaven.db").exists());
     let mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(data.join("pepper")).unwrap().permissions(),
+        &std::fs::metadata(data.join("pepper"))
+            .unwrap()
+            .permissions(),
     );
-    assert_eq!(mode & 0o077, 0, "pepper file must not be group/world readable");
+    assert_eq!(
+        mode & 0o077,
+        0,
+        "pepper file must not be group/world readable"
+    );
 
     // A second start prints no new root key and the first still works.
     drop(server);
@@ -69,7 +81,11 @@ async fn verify_answers_carry_the_key_and_owner() {
     let app = spawn_app().await;
     let ks = app.create_keyspace("acme_live").await;
     let (status, owner) = app
-        .send(Method::POST, "/v1/owners", Some(&json!({"external_id": "cus_42", "name": "Customer 42"})))
+        .send(
+            Method::POST,
+            "/v1/owners",
+            Some(&json!({"external_id": "cus_42", "name": "Customer 42"})),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{owner}");
     let created = app
@@ -84,7 +100,10 @@ async fn verify_answers_carry_the_key_and_owner() {
     assert_eq!(v.key_id.as_deref(), Some(created.record.key_id.as_str()));
     assert_eq!(v.keyspace.as_deref(), Some("acme_live"));
     let o = v.owner.unwrap();
-    assert_eq!((o.id.as_str(), o.external_id.as_deref()), (owner["id"].as_str().unwrap(), Some("cus_42")));
+    assert_eq!(
+        (o.id.as_str(), o.external_id.as_deref()),
+        (owner["id"].as_str().unwrap(), Some("cus_42"))
+    );
     assert_eq!(v.name.as_deref(), Some("ci"));
     assert_eq!(v.scopes.unwrap(), vec!["read", "write"]);
     assert_eq!(v.meta.unwrap()["plan"], "pro");
@@ -92,20 +111,37 @@ async fn verify_answers_carry_the_key_and_owner() {
 
     // Required scopes.
     let (_, body) = app
-        .send(Method::POST, "/v1/keys/verify", Some(&json!({"key": created.key, "scopes": ["admin"]})))
+        .send(
+            Method::POST,
+            "/v1/keys/verify",
+            Some(&json!({"key": created.key, "scopes": ["admin"]})),
+        )
         .await;
     assert_eq!(body["code"], "INSUFFICIENT_SCOPES");
     assert_eq!(body["valid"], false);
 
     // Owner lookup by external id.
-    let (_, found) = app.send(Method::GET, "/v1/owners?external_id=cus_42", None).await;
+    let (_, found) = app
+        .send(Method::GET, "/v1/owners?external_id=cus_42", None)
+        .await;
     assert_eq!(found["data"][0]["id"], owner["id"]);
-    let (_, none) = app.send(Method::GET, "/v1/owners?external_id=nobody", None).await;
+    let (_, none) = app
+        .send(Method::GET, "/v1/owners?external_id=nobody", None)
+        .await;
     assert_eq!(none["data"], json!([]));
     // The plaintext is never shown again.
-    let (_, got) = app.send(Method::GET, &format!("/v1/keys/{}", created.record.key_id), None).await;
+    let (_, got) = app
+        .send(
+            Method::GET,
+            &format!("/v1/keys/{}", created.record.key_id),
+            None,
+        )
+        .await;
     assert!(got.get("key").is_none());
-    assert!(!got.to_string().contains(&created.key[created.key.len() - 36..created.key.len() - 6]));
+    assert!(
+        !got.to_string()
+            .contains(&created.key[created.key.len() - 36..created.key.len() - 6])
+    );
 }
 
 #[tokio::test]
@@ -128,30 +164,51 @@ async fn a_revoked_key_answers_revoked_on_the_very_next_verify() {
     assert_eq!(body["revoked_reason"], "leaked in a gist");
     assert_eq!(app.verify(&created.key).await.code, "REVOKED");
     let (status, body) = app
-        .send(Method::POST, &format!("/v1/keys/{}/revoke", created.record.key_id), None)
+        .send(
+            Method::POST,
+            &format!("/v1/keys/{}/revoke", created.record.key_id),
+            None,
+        )
         .await;
-    assert_eq!((status, body["code"].as_str()), (StatusCode::CONFLICT, Some("already_revoked")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::CONFLICT, Some("already_revoked"))
+    );
 }
 
 #[tokio::test]
 async fn patch_disable_expire_and_delete_take_effect_immediately() {
     let app = spawn_app().await;
     let ks = app.create_keyspace("acme_live").await;
-    let k = app.create_key(json!({"keyspace_id": ks.id, "name": "a"})).await;
+    let k = app
+        .create_key(json!({"keyspace_id": ks.id, "name": "a"}))
+        .await;
     let path = format!("/v1/keys/{}", k.record.key_id);
     assert_eq!(app.verify(&k.key).await.code, "VALID");
 
-    let (status, body) = app.send(Method::PATCH, &path, Some(&json!({"enabled": false}))).await;
+    let (status, body) = app
+        .send(Method::PATCH, &path, Some(&json!({"enabled": false})))
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(app.verify(&k.key).await.code, "DISABLED");
 
     let (_, body) = app
-        .send(Method::PATCH, &path, Some(&json!({"enabled": true, "expires_at": "2001-01-01T00:00:00Z", "name": null})))
+        .send(
+            Method::PATCH,
+            &path,
+            Some(&json!({"enabled": true, "expires_at": "2001-01-01T00:00:00Z", "name": null})),
+        )
         .await;
     assert_eq!(body["name"], Value::Null);
     assert_eq!(app.verify(&k.key).await.code, "EXPIRED");
 
-    let (_, body) = app.send(Method::PATCH, &path, Some(&json!({"expires_at": null, "scopes": ["x"]}))).await;
+    let (_, body) = app
+        .send(
+            Method::PATCH,
+            &path,
+            Some(&json!({"expires_at": null, "scopes": ["x"]})),
+        )
+        .await;
     assert_eq!(body["scopes"], json!(["x"]));
     assert_eq!(app.verify(&k.key).await.code, "VALID");
 
@@ -181,8 +238,17 @@ async fn wrong_secret_and_unknown_ids_are_not_found_and_say_nothing_more() {
         std::str::from_utf8(&keyhaven_core::format::checksum(body.as_bytes())).unwrap()
     );
     assert!(keyhaven_core::parse(&fixed).is_ok());
-    let (_, v) = app.send(Method::POST, "/v1/keys/verify", Some(&json!({"key": fixed}))).await;
-    assert_eq!(v, json!({"valid": false, "code": "NOT_FOUND", "ratelimits": [], "remaining": null}));
+    let (_, v) = app
+        .send(
+            Method::POST,
+            "/v1/keys/verify",
+            Some(&json!({"key": fixed})),
+        )
+        .await;
+    assert_eq!(
+        v,
+        json!({"valid": false, "code": "NOT_FOUND", "ratelimits": [], "remaining": null})
+    );
     // A well-formed key under another prefix with the same id and secret.
     let swapped_body = format!("acme_test{}", &k.key["acme_live".len()..k.key.len() - 6]);
     let swapped = format!(
@@ -201,7 +267,12 @@ async fn keys_list_paginates_and_filters() {
     let b = app.create_keyspace("beta").await;
     let mut ids_a = Vec::new();
     for _ in 0..7 {
-        ids_a.push(app.create_key(json!({"keyspace_id": a.id})).await.record.key_id);
+        ids_a.push(
+            app.create_key(json!({"keyspace_id": a.id}))
+                .await
+                .record
+                .key_id,
+        );
     }
     app.create_key(json!({"keyspace_id": b.id})).await;
     let mut seen = Vec::new();
@@ -224,7 +295,11 @@ async fn keys_list_paginates_and_filters() {
     ids_a.reverse();
     assert_eq!(seen, ids_a, "newest first, no gaps or repeats");
     let (_, all) = app.send(Method::GET, "/v1/keys", None).await;
-    assert_eq!(all["data"].as_array().unwrap().len(), 8, "root keys are never listed");
+    assert_eq!(
+        all["data"].as_array().unwrap().len(),
+        8,
+        "root keys are never listed"
+    );
 }
 
 #[tokio::test]
@@ -248,22 +323,36 @@ async fn idempotency_key_replays_the_same_response_and_rejects_another_body() {
     let (_, list) = app.send(Method::GET, "/v1/keys", None).await;
     assert_eq!(list["data"].as_array().unwrap().len(), 1, "created once");
 
-    let other = send(&json!({"keyspace_id": ks.id, "name": "twice"})).await.unwrap();
+    let other = send(&json!({"keyspace_id": ks.id, "name": "twice"}))
+        .await
+        .unwrap();
     assert_eq!(other.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let p: Value = other.json().await.unwrap();
     assert_eq!(p["code"], "idempotency_key_reused");
 
     // The replayed key is the real one.
     let created: Value = serde_json::from_str(&first).unwrap();
-    assert_eq!(app.verify(created["key"].as_str().unwrap()).await.code, "VALID");
+    assert_eq!(
+        app.verify(created["key"].as_str().unwrap()).await.code,
+        "VALID"
+    );
 
     // Concurrent twins: exactly one key is created, both get the same answer.
     let body = json!({"keyspace_id": ks.id, "name": "race"});
     let (r1, r2) = tokio::join!(
-        app.request(Method::POST, "/v1/keys").header("Idempotency-Key", "race").json(&body).send(),
-        app.request(Method::POST, "/v1/keys").header("Idempotency-Key", "race").json(&body).send()
+        app.request(Method::POST, "/v1/keys")
+            .header("Idempotency-Key", "race")
+            .json(&body)
+            .send(),
+        app.request(Method::POST, "/v1/keys")
+            .header("Idempotency-Key", "race")
+            .json(&body)
+            .send()
     );
-    let (t1, t2) = (r1.unwrap().text().await.unwrap(), r2.unwrap().text().await.unwrap());
+    let (t1, t2) = (
+        r1.unwrap().text().await.unwrap(),
+        r2.unwrap().text().await.unwrap(),
+    );
     assert_eq!(t1, t2);
     let (_, list) = app.send(Method::GET, "/v1/keys", None).await;
     assert_eq!(list["data"].as_array().unwrap().len(), 2);
@@ -277,7 +366,12 @@ async fn usage_is_counted_in_memory_and_flushed_in_batches() {
     for _ in 0..5 {
         app.verify(&k.key).await;
     }
-    app.send(Method::PATCH, &format!("/v1/keys/{}", k.record.key_id), Some(&json!({"enabled": false}))).await;
+    app.send(
+        Method::PATCH,
+        &format!("/v1/keys/{}", k.record.key_id),
+        Some(&json!({"enabled": false})),
+    )
+    .await;
     app.verify(&k.key).await;
     let mut counts = Vec::new();
     for _ in 0..100 {
@@ -287,9 +381,17 @@ async fn usage_is_counted_in_memory_and_flushed_in_batches() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let by = |o: &str| counts.iter().filter(|c| c.outcome == o).map(|c| c.count).sum::<u64>();
+    let by = |o: &str| {
+        counts
+            .iter()
+            .filter(|c| c.outcome == o)
+            .map(|c| c.count)
+            .sum::<u64>()
+    };
     assert_eq!((by("VALID"), by("DISABLED")), (5, 1), "{counts:?}");
-    let (_, key) = app.send(Method::GET, &format!("/v1/keys/{}", k.record.key_id), None).await;
+    let (_, key) = app
+        .send(Method::GET, &format!("/v1/keys/{}", k.record.key_id), None)
+        .await;
     assert!(key["last_used_at"].is_string(), "{key}");
 }
 
@@ -300,10 +402,27 @@ async fn metrics_count_verifications_by_code() {
     let k = app.create_key(json!({"keyspace_id": ks.id})).await;
     app.verify(&k.key).await;
     app.verify("not a key").await;
-    let text = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(text.contains("keyhaven_verifications_total{code=\"VALID\"}"), "{text}");
-    assert!(text.contains("keyhaven_verifications_total{code=\"MALFORMED\"}"), "{text}");
-    assert!(text.contains("keyhaven_http_request_duration_seconds_bucket"), "{text}");
+    let text = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("keyhaven_verifications_total{code=\"VALID\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("keyhaven_verifications_total{code=\"MALFORMED\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("keyhaven_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
     assert!(text.contains("route=\"/v1/keys/verify\""), "{text}");
 }
 
@@ -314,15 +433,28 @@ async fn root_key_scopes_are_enforced() {
     let k = app.create_key(json!({"keyspace_id": ks.id})).await;
     let verifier_only = app.root_key(&["keys:verify"], None).await;
     assert_eq!(app.verify_as(&verifier_only, &k.key).await.code, "VALID");
-    let (status, body) = app.send_as(&verifier_only, Method::GET, "/v1/keys", None).await;
-    assert_eq!((status, body["code"].as_str()), (StatusCode::FORBIDDEN, Some("insufficient_scope")));
+    let (status, body) = app
+        .send_as(&verifier_only, Method::GET, "/v1/keys", None)
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("insufficient_scope"))
+    );
     let (status, _) = app
-        .send_as(&verifier_only, Method::POST, "/v1/keys", Some(&json!({"keyspace_id": ks.id})))
+        .send_as(
+            &verifier_only,
+            Method::POST,
+            "/v1/keys",
+            Some(&json!({"keyspace_id": ks.id})),
+        )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     // A customer key is not a root key.
     let (status, body) = app.send_as(&k.key, Method::GET, "/v1/keys", None).await;
-    assert_eq!((status, body["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("unauthorized")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("unauthorized"))
+    );
     // Nor is a root key a customer key.
     assert_eq!(app.verify(&app.root_key).await.code, "NOT_FOUND");
 }
@@ -333,17 +465,35 @@ async fn root_key_create_works_while_the_server_runs() {
     let data = dir.path().join("data");
     let server = spawn_process(&data, dir.path(), &[]).await;
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_keyhaven"))
-        .args(["root-key", "create", "--scopes", "keys:read,audit:read", "--data-dir"])
+        .args([
+            "root-key",
+            "create",
+            "--scopes",
+            "keys:read,audit:read",
+            "--data-dir",
+        ])
         .arg(&data)
         .env_remove("KEYHAVEN_PEPPER")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8(out.stdout).unwrap();
     let key = stdout.lines().last().unwrap();
-    assert!(key.starts_with("kh_root_") && !key.contains(' '), "{stdout}");
+    assert!(
+        key.starts_with("kh_root_") && !key.contains(' '),
+        "{stdout}"
+    );
     let http = reqwest::Client::new();
-    let list = http.get(format!("{}/v1/keys", server.base)).bearer_auth(key).send().await.unwrap();
+    let list = http
+        .get(format!("{}/v1/keys", server.base))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(list.status(), StatusCode::OK);
     let write = http
         .post(format!("{}/v1/keyspaces", server.base))
@@ -370,4 +520,24 @@ async fn root_key_create_works_while_the_server_runs() {
         assert!(!String::from_utf8_lossy(&out.stderr).is_empty());
         assert!(!String::from_utf8_lossy(&out.stdout).contains("kh_root_"));
     }
+}
+
+#[tokio::test]
+async fn serve_refuses_to_start_without_a_stored_pepper_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    drop(spawn_process(&data, dir.path(), &[]).await); // creates pepper v1 and a root key
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keyhaven"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .env("KEYHAVEN_PEPPER", format!("2:{}", "ab".repeat(32)))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("pepper version"), "{stderr}");
+    assert!(
+        !stderr.contains(&"ab".repeat(32)),
+        "the pepper itself is never printed"
+    );
 }

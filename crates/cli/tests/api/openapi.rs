@@ -16,11 +16,25 @@ async fn checked_in_openapi_document_is_current() {
         "docs/openapi.json is stale: run `KEYHAVEN_UPDATE_OPENAPI=1 cargo test -p keyhaven --test api openapi` and commit it"
     );
     let app = spawn_app().await;
-    let served = app.http.get(app.url("/openapi.json")).send().await.unwrap().text().await.unwrap();
+    let served = app
+        .http
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_eq!(served, generated);
     let doc: serde_json::Value = serde_json::from_str(&served).unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
-    for path in ["/v1/keyspaces", "/v1/keys", "/v1/keys/verify", "/v1/keys/{key_id}/revoke", "/v1/audit-events"] {
+    for path in [
+        "/v1/keyspaces",
+        "/v1/keys",
+        "/v1/keys/verify",
+        "/v1/keys/{key_id}/revoke",
+        "/v1/audit-events",
+    ] {
         assert!(doc["paths"].get(path).is_some(), "{path} missing");
     }
 }

@@ -7,7 +7,13 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-async fn raw(app: &TestApp, root: &str, method: Method, path: &str, body: Option<&Value>) -> (StatusCode, String) {
+async fn raw(
+    app: &TestApp,
+    root: &str,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+) -> (StatusCode, String) {
     let mut req = app.request_as(root, method, path);
     if let Some(b) = body {
         req = req.json(b);
@@ -17,10 +23,18 @@ async fn raw(app: &TestApp, root: &str, method: Method, path: &str, body: Option
 }
 
 async fn snapshot(app: &TestApp, b_id: &str, kb_id: &str) -> (Value, Value, Value) {
-    let (_, ks) = app.send(Method::GET, &format!("/v1/keyspaces/{b_id}"), None).await;
-    let (_, key) = app.send(Method::GET, &format!("/v1/keys/{kb_id}"), None).await;
+    let (_, ks) = app
+        .send(Method::GET, &format!("/v1/keyspaces/{b_id}"), None)
+        .await;
+    let (_, key) = app
+        .send(Method::GET, &format!("/v1/keys/{kb_id}"), None)
+        .await;
     let (_, events) = app
-        .send(Method::GET, &format!("/v1/audit-events?keyspace_id={b_id}"), None)
+        .send(
+            Method::GET,
+            &format!("/v1/audit-events?keyspace_id={b_id}"),
+            None,
+        )
         .await;
     (ks, key, events)
 }
@@ -30,8 +44,12 @@ async fn cross_tenant_matrix() {
     let app = spawn_app().await;
     let a = app.create_keyspace("tenant_a").await;
     let b = app.create_keyspace("tenant_b").await;
-    let ka = app.create_key(json!({"keyspace_id": a.id, "name": "a key"})).await;
-    let kb = app.create_key(json!({"keyspace_id": b.id, "name": "b key"})).await;
+    let ka = app
+        .create_key(json!({"keyspace_id": a.id, "name": "a key"}))
+        .await;
+    let kb = app
+        .create_key(json!({"keyspace_id": b.id, "name": "b key"}))
+        .await;
     let root_a = app.root_key(&["*"], Some(&[a.id.as_str()])).await;
     let root_b = app.root_key(&["*"], Some(&[b.id.as_str()])).await;
 
@@ -43,20 +61,44 @@ async fn cross_tenant_matrix() {
     let ks_paths = |id: &str| {
         vec![
             (Method::GET, format!("/v1/keyspaces/{id}"), None),
-            (Method::PATCH, format!("/v1/keyspaces/{id}"), Some(json!({"name": "pwned"}))),
+            (
+                Method::PATCH,
+                format!("/v1/keyspaces/{id}"),
+                Some(json!({"name": "pwned"})),
+            ),
             (Method::DELETE, format!("/v1/keyspaces/{id}"), None),
-            (Method::POST, "/v1/keys".to_owned(), Some(json!({"keyspace_id": id}))),
+            (
+                Method::POST,
+                "/v1/keys".to_owned(),
+                Some(json!({"keyspace_id": id})),
+            ),
             (Method::GET, format!("/v1/keys?keyspace_id={id}"), None),
-            (Method::GET, format!("/v1/audit-events?keyspace_id={id}"), None),
+            (
+                Method::GET,
+                format!("/v1/audit-events?keyspace_id={id}"),
+                None,
+            ),
         ]
     };
     let key_paths = |id: &str| {
         vec![
             (Method::GET, format!("/v1/keys/{id}"), None),
-            (Method::PATCH, format!("/v1/keys/{id}"), Some(json!({"name": "pwned", "enabled": false}))),
-            (Method::POST, format!("/v1/keys/{id}/revoke"), Some(json!({"reason": "pwned"}))),
+            (
+                Method::PATCH,
+                format!("/v1/keys/{id}"),
+                Some(json!({"name": "pwned", "enabled": false})),
+            ),
+            (
+                Method::POST,
+                format!("/v1/keys/{id}/revoke"),
+                Some(json!({"reason": "pwned"})),
+            ),
             (Method::DELETE, format!("/v1/keys/{id}"), None),
-            (Method::GET, format!("/v1/audit-events?target_id={id}"), None),
+            (
+                Method::GET,
+                format!("/v1/audit-events?target_id={id}"),
+                None,
+            ),
         ]
     };
     let mut checked = 0;
@@ -80,8 +122,16 @@ async fn cross_tenant_matrix() {
     assert_eq!(checked, 11);
 
     // Verify: the other keyspace's key is NOT_FOUND, like a key that does not exist.
-    let (_, foreign) = raw(&app, &root_a, Method::POST, "/v1/keys/verify", Some(&json!({"key": kb.key}))).await;
-    let unknown = keyhaven_core::generate(&keyhaven_core::Prefix::new("tenant_b").unwrap()).unwrap();
+    let (_, foreign) = raw(
+        &app,
+        &root_a,
+        Method::POST,
+        "/v1/keys/verify",
+        Some(&json!({"key": kb.key})),
+    )
+    .await;
+    let unknown =
+        keyhaven_core::generate(&keyhaven_core::Prefix::new("tenant_b").unwrap()).unwrap();
     let (_, ghost) = raw(
         &app,
         &root_a,
@@ -95,20 +145,43 @@ async fn cross_tenant_matrix() {
     assert_eq!(app.verify_as(&root_a, &ka.key).await.code, "VALID");
 
     // Lists show only the root key's own keyspace.
-    let (_, list) = app.send_as(&root_a, Method::GET, "/v1/keyspaces", None).await;
-    let ids: Vec<&str> = list["data"].as_array().unwrap().iter().map(|k| k["id"].as_str().unwrap()).collect();
+    let (_, list) = app
+        .send_as(&root_a, Method::GET, "/v1/keyspaces", None)
+        .await;
+    let ids: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, vec![a.id.as_str()]);
     let (_, keys) = app.send_as(&root_a, Method::GET, "/v1/keys", None).await;
-    let keys: Vec<&str> = keys["data"].as_array().unwrap().iter().map(|k| k["key_id"].as_str().unwrap()).collect();
+    let keys: Vec<&str> = keys["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["key_id"].as_str().unwrap())
+        .collect();
     assert_eq!(keys, vec![ka.record.key_id.as_str()]);
-    let (_, events) = app.send_as(&root_a, Method::GET, "/v1/audit-events?limit=500", None).await;
+    let (_, events) = app
+        .send_as(&root_a, Method::GET, "/v1/audit-events?limit=500", None)
+        .await;
     assert!(
-        events["data"].as_array().unwrap().iter().all(|e| e["keyspace_id"] == json!(a.id)),
+        events["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["keyspace_id"] == json!(a.id)),
         "{events}"
     );
     // A restricted root key cannot create keyspaces (it could not see them afterwards).
     let (status, _) = app
-        .send_as(&root_a, Method::POST, "/v1/keyspaces", Some(&json!({"name": "n", "prefix": "newone"})))
+        .send_as(
+            &root_a,
+            Method::POST,
+            "/v1/keyspaces",
+            Some(&json!({"name": "n", "prefix": "newone"})),
+        )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 

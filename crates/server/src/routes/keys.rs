@@ -59,12 +59,21 @@ impl KeyView {
 }
 
 /// The answer to a key creation: the key itself, shown this once, and its record.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct CreatedKey {
     /// The plaintext key. Keyhaven keeps only a peppered HMAC: it cannot show it again.
     pub key: String,
     #[serde(flatten)]
     pub record: KeyView,
+}
+
+impl std::fmt::Debug for CreatedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedKey")
+            .field("key", &"<redacted>")
+            .field("record", &self.record)
+            .finish()
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
