@@ -247,7 +247,11 @@ async fn wrong_secret_and_unknown_ids_are_not_found_and_say_nothing_more() {
         .await;
     assert_eq!(
         v,
-        json!({"valid": false, "code": "NOT_FOUND", "ratelimits": [], "remaining": null})
+        json!({
+            "valid": false, "code": "NOT_FOUND", "key_id": null, "keyspace_id": null,
+            "keyspace": null, "owner": null, "name": null, "scopes": null, "meta": null,
+            "expires_at": null, "ratelimits": [], "remaining": null
+        })
     );
     // A well-formed key under another prefix with the same id and secret.
     let swapped_body = format!("acme_test{}", &k.key["acme_live".len()..k.key.len() - 6]);

@@ -34,29 +34,22 @@ pub struct VerifyOwner {
     pub external_id: Option<String>,
 }
 
-/// Always 200. Fields beyond `valid` and `code` are present only once the secret
-/// matched (so NOT_FOUND and MALFORMED reveal nothing about any key).
+/// Always 200. Fields beyond `valid` and `code` are filled only once the secret matched
+/// (for NOT_FOUND and MALFORMED they are `null`, revealing nothing about any key); the
+/// shape is the same for every code.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct VerifyResponse {
     pub valid: bool,
     /// VALID, NOT_FOUND, MALFORMED, EXPIRED, REVOKED, DISABLED or INSUFFICIENT_SCOPES.
     pub code: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub keyspace_id: Option<String>,
     /// The keyspace's name.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub keyspace: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub owner: Option<VerifyOwner>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub scopes: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub meta: Option<Map<String, Value>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
     /// Rate limits applied to this call (none yet).
     pub ratelimits: Vec<Value>,
