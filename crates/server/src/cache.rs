@@ -44,10 +44,9 @@ impl KeyCache {
     /// The record for `key_id`, from memory when cached, else from the store.
     pub async fn get(&self, store: &dyn Store, key_id: &str) -> Result<CachedKey, StoreError> {
         if let Some(hit) = self.entries.get(key_id) {
-            metrics::counter!("keyhaven_key_cache_total", "result" => "hit").increment(1);
             return Ok(hit);
         }
-        metrics::counter!("keyhaven_key_cache_total", "result" => "miss").increment(1);
+        metrics::counter!("keyhaven_key_cache_misses_total").increment(1);
         let before = *self.epoch();
         let loaded = store.key_for_verify(key_id).await?.map(Arc::new);
         let epoch = self.epoch();

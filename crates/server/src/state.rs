@@ -1,3 +1,4 @@
+use std::ops::Deref;
 use std::sync::Arc;
 
 use keyhaven_core::PepperSet;
@@ -8,36 +9,40 @@ use crate::cache::KeyCache;
 use crate::config::Config;
 use crate::usage::UsageRecorder;
 
-/// What every handler can reach. Cheap to clone: all shared behind `Arc`s.
-#[derive(Clone)]
-pub struct AppState {
+/// What every handler can reach. axum clones the state several times per request, so it
+/// is one `Arc` (one reference-count update per clone, not one per field: on the verify
+/// path those shared counters were a measurable cost under load).
+#[derive(Clone, Debug)]
+pub struct AppState(Arc<Shared>);
+
+#[derive(Debug)]
+pub struct Shared {
     pub store: Arc<dyn Store>,
     pub peppers: Arc<PepperSet>,
-    pub cache: Arc<KeyCache>,
-    pub usage: Arc<UsageRecorder>,
-    pub config: Arc<Config>,
+    pub cache: KeyCache,
+    pub usage: UsageRecorder,
+    pub config: Config,
     pub metrics: PrometheusHandle,
 }
 
-impl std::fmt::Debug for AppState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState")
-            .field("store", &self.store)
-            .field("peppers", &self.peppers)
-            .finish_non_exhaustive()
+impl Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
     }
 }
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, peppers: PepperSet, config: Config) -> Self {
         let cache = KeyCache::new(config.cache_capacity, config.cache_ttl());
-        Self {
+        Self(Arc::new(Shared {
             store,
             peppers: Arc::new(peppers),
-            cache: Arc::new(cache),
-            usage: Arc::new(UsageRecorder::default()),
-            config: Arc::new(config),
+            cache,
+            usage: UsageRecorder::default(),
+            config,
             metrics: crate::metrics::handle(),
-        }
+        }))
     }
 }

@@ -10,19 +10,22 @@ use std::sync::{Mutex, MutexGuard};
 use keyhaven_core::VerifyCode;
 use keyhaven_store::{Store, StoreError, Timestamp, UsageBatch, UsageCount};
 
+/// One key's pending usage. A key sees one or two minutes per flush interval, so a
+/// short vector beats a map.
 #[derive(Debug, Default)]
-struct Pending {
-    counts: HashMap<(String, i64, VerifyCode), u64>,
-    last_used: HashMap<String, Timestamp>,
+struct KeyUsage {
+    counts: Vec<(i64, VerifyCode, u64)>,
+    last_used: Option<Timestamp>,
 }
 
 #[derive(Debug, Default)]
 pub struct UsageRecorder {
-    pending: Mutex<Pending>,
+    // Keyed by key id: looking up an existing key allocates nothing.
+    pending: Mutex<HashMap<String, KeyUsage>>,
 }
 
 impl UsageRecorder {
-    fn pending(&self) -> MutexGuard<'_, Pending> {
+    fn pending(&self) -> MutexGuard<'_, HashMap<String, KeyUsage>> {
         self.pending
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -33,52 +36,52 @@ impl UsageRecorder {
         let ts = now.unix_timestamp();
         let minute = ts - ts.rem_euclid(60);
         let mut pending = self.pending();
-        *pending
-            .counts
-            .entry((key_id.to_owned(), minute, code))
-            .or_insert(0) += 1;
-        if code == VerifyCode::Valid {
-            let slot = pending.last_used.entry(key_id.to_owned()).or_insert(now);
-            if *slot < now {
-                *slot = now;
-            }
+        let usage = match pending.get_mut(key_id) {
+            Some(usage) => usage,
+            None => pending.entry(key_id.to_owned()).or_default(),
+        };
+        usage.add(minute, code, 1);
+        if code == VerifyCode::Valid && usage.last_used.is_none_or(|t| t < now) {
+            usage.last_used = Some(now);
         }
     }
 
     fn take(&self) -> UsageBatch {
-        let Pending { counts, last_used } = std::mem::take(&mut *self.pending());
-        UsageBatch {
-            counts: counts
-                .into_iter()
-                .map(|((key_id, minute, code), count)| UsageCount {
-                    key_id,
+        let pending = std::mem::take(&mut *self.pending());
+        let mut batch = UsageBatch::default();
+        for (key_id, usage) in pending {
+            for (minute, code, count) in usage.counts {
+                batch.counts.push(UsageCount {
+                    key_id: key_id.clone(),
                     minute,
                     outcome: code.as_str().to_owned(),
                     count,
-                })
-                .collect(),
-            last_used: last_used.into_iter().collect(),
+                });
+            }
+            if let Some(at) = usage.last_used {
+                batch.last_used.push((key_id, at));
+            }
         }
+        batch
     }
 
     fn put_back(&self, batch: UsageBatch) {
         let mut pending = self.pending();
         for c in batch.counts {
-            let Some(code) = VerifyCode::ALL
+            if let Some(code) = VerifyCode::ALL
                 .into_iter()
                 .find(|x| x.as_str() == c.outcome)
-            else {
-                continue;
-            };
-            *pending
-                .counts
-                .entry((c.key_id, c.minute, code))
-                .or_insert(0) += c.count;
+            {
+                pending
+                    .entry(c.key_id)
+                    .or_default()
+                    .add(c.minute, code, c.count);
+            }
         }
         for (key_id, at) in batch.last_used {
-            let slot = pending.last_used.entry(key_id).or_insert(at);
-            if *slot < at {
-                *slot = at;
+            let usage = pending.entry(key_id).or_default();
+            if usage.last_used.is_none_or(|t| t < at) {
+                usage.last_used = Some(at);
             }
         }
     }
@@ -98,5 +101,70 @@ impl UsageRecorder {
                 Err(e)
             }
         }
+    }
+}
+
+impl KeyUsage {
+    fn add(&mut self, minute: i64, code: VerifyCode, n: u64) {
+        match self
+            .counts
+            .iter_mut()
+            .find(|(m, c, _)| *m == minute && *c == code)
+        {
+            Some((_, _, count)) => *count += n,
+            None => self.counts.push((minute, code, n)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+
+    #[test]
+    fn counts_by_minute_and_outcome_and_keeps_the_newest_use() {
+        let r = UsageRecorder::default();
+        let t0 = datetime!(2026-11-22 10:00:05 UTC);
+        r.record("k1", VerifyCode::Valid, t0);
+        r.record("k1", VerifyCode::Valid, t0 + time::Duration::seconds(30));
+        r.record("k1", VerifyCode::Revoked, t0 + time::Duration::seconds(70));
+        r.record("k2", VerifyCode::Expired, t0);
+        let mut batch = r.take();
+        batch.counts.sort_by(|a, b| {
+            (&a.key_id, a.minute, &a.outcome).cmp(&(&b.key_id, b.minute, &b.outcome))
+        });
+        let rows: Vec<_> = batch
+            .counts
+            .iter()
+            .map(|c| {
+                (
+                    c.key_id.as_str(),
+                    c.minute - t0.unix_timestamp() + 5,
+                    c.outcome.as_str(),
+                    c.count,
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                ("k1", 0, "VALID", 2),
+                ("k1", 60, "REVOKED", 1),
+                ("k2", 0, "EXPIRED", 1)
+            ]
+        );
+        assert_eq!(
+            batch.last_used,
+            vec![("k1".to_owned(), t0 + time::Duration::seconds(30))]
+        );
+        assert!(r.take().is_empty());
+        r.put_back(batch.clone());
+        let mut again = r.take();
+        again.counts.sort_by(|a, b| {
+            (&a.key_id, a.minute, &a.outcome).cmp(&(&b.key_id, b.minute, &b.outcome))
+        });
+        assert_eq!(again, batch);
     }
 }

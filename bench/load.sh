@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Load benchmark for the verify API, with /healthz from the same server in the same run
+# as the yardstick. Bounded in time, 127.0.0.1 only.
+#
+#   bench/load.sh                    # 10 s per endpoint, 50 connections, 2 wrk threads
+#   DURATION=30s CONNECTIONS=50 THREADS=2 bench/load.sh
+#
+# On a 2-core machine wrk shares the cores with the server, so absolute figures are
+# bound by scheduling: read the ratio verify/healthz, measured back to back.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION="${DURATION:-10s}"
+CONNECTIONS="${CONNECTIONS:-50}"
+THREADS="${THREADS:-2}"
+WARMUP="${WARMUP:-2s}"
+
+if ! command -v wrk >/dev/null; then
+  echo "wrk not found; installing Debian's package" >&2
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+  fi
+  command -v wrk >/dev/null || { echo "error: wrk is required (apt-get install wrk)" >&2; exit 1; }
+fi
+
+cargo build --release -q -p keyhaven
+BIN=target/release/keyhaven
+
+WORK="$(mktemp -d)"
+SERVER_PID=""
+cleanup() {
+  if [ -n "$SERVER_PID" ]; then
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+  fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+BASE="http://127.0.0.1:$PORT"
+KEYHAVEN_LOG=warn "$BIN" serve --data-dir "$WORK/data" --listen "127.0.0.1:$PORT" \
+  >"$WORK/stdout" 2>"$WORK/stderr" &
+SERVER_PID=$!
+
+for _ in $(seq 1 100); do
+  curl -sf "$BASE/healthz" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+curl -sf "$BASE/healthz" >/dev/null || { cat "$WORK/stderr" >&2; echo "server did not start" >&2; exit 1; }
+ROOT_KEY="$(grep -Eo '^ *kh_root_[A-Za-z0-9_]+ *$' "$WORK/stdout" | head -1 | tr -d ' ')"
+[ -n "$ROOT_KEY" ] || { echo "no root key printed" >&2; exit 1; }
+
+api() { curl -sf "$BASE$1" -H "Authorization: Bearer $ROOT_KEY" -H 'Content-Type: application/json' -d "$2"; }
+KS="$(api /v1/keyspaces '{"name":"Bench","prefix":"bench_live"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')"
+KEY="$(api /v1/keys "{\"keyspace_id\":\"$KS\"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')"
+api /v1/keys/verify "{\"key\":\"$KEY\"}" | grep -q '"code":"VALID"' || { echo "verify is not VALID" >&2; exit 1; }
+
+cat >"$WORK/verify.lua" <<LUA
+wrk.method = "POST"
+wrk.body = '{"key":"$KEY"}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $ROOT_KEY"
+LUA
+
+run() { # name url [script]
+  local name=$1 url=$2 script=${3:-}
+  local args=(-t "$THREADS" -c "$CONNECTIONS" --latency --timeout 5s)
+  [ -n "$script" ] && args+=(-s "$script")
+  timeout 120 wrk "${args[@]}" -d "$WARMUP" "$url" >/dev/null
+  timeout 300 wrk "${args[@]}" -d "$DURATION" "$url" >"$WORK/$name.txt"
+  echo "== wrk $name"
+  cat "$WORK/$name.txt"
+}
+run healthz "$BASE/healthz"
+run verify "$BASE/v1/keys/verify" "$WORK/verify.lua"
+
+# The server answered VALID throughout (not just fast errors).
+VALID_COUNT="$(curl -s "$BASE/metrics" | awk '/^keyhaven_verifications_total\{code="VALID"\}/ {print $2}')"
+
+python3 - "$WORK/healthz.txt" "$WORK/verify.txt" "${VALID_COUNT:-0}" "$CONNECTIONS" "$DURATION" <<'PY'
+import re, sys
+
+def ms(value):
+    m = re.match(r"([\d.]+)(us|ms|s)", value)
+    n, unit = float(m.group(1)), m.group(2)
+    return n / 1000 if unit == "us" else n * 1000 if unit == "s" else n
+
+def parse(path):
+    text = open(path).read()
+    out = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))}
+    for pct in ("50", "99"):
+        out["p" + pct] = ms(re.search(rf"^\s+{pct}%\s+(\S+)", text, re.M).group(1))
+    out["errors"] = re.findall(r"(Socket errors:.*|Non-2xx or 3xx responses:.*)", text)
+    out["requests"] = int(re.search(r"(\d+) requests in", text).group(1))
+    return out
+
+h, v = parse(sys.argv[1]), parse(sys.argv[2])
+valid, conns, duration = int(float(sys.argv[3])), sys.argv[4], sys.argv[5]
+print(f"\n== summary ({conns} connections, {duration} each, same server, back to back)")
+print(f"{'endpoint':<22}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
+for name, r in (("GET /healthz", h), ("POST /v1/keys/verify", v)):
+    print(f"{name:<22}{r['rps']:>10.0f}{r['p50']:>10.3f}{r['p99']:>10.3f}")
+print(f"verify / healthz rate: {100 * v['rps'] / h['rps']:.1f}%  (target >= 70%)")
+print(f"verify p99: {v['p99']:.3f} ms  (target <= 2 ms; healthz p99 {h['p99']:.3f} ms in the same run)")
+print(f"VALID answers counted by the server: {valid} (wrk sent {v['requests']} in the timed run, plus warm-up)")
+bad = h["errors"] + v["errors"]
+if bad:
+    print("errors:", *bad, sep="\n  ")
+    sys.exit(1)
+if valid < v["requests"]:
+    print("error: fewer VALID answers than verify requests")
+    sys.exit(1)
+PY
