@@ -3,13 +3,14 @@
 //! operations it may call and `allowed_keyspaces` (when set) which keyspaces' objects it
 //! may see. Everything outside them answers exactly like a missing object.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use keyhaven_core::{VerifyCode, policy};
-use keyhaven_store::ROOT_KEYSPACE_ID;
+use keyhaven_store::{KeyForVerify, ROOT_KEYSPACE_ID};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -72,18 +73,26 @@ pub fn validate_root_scopes(scopes: &[String]) -> Result<(), String> {
     }
 }
 
-/// An authenticated root key and the request's origin.
+/// An authenticated root key and the request's origin. Holds the cached record itself
+/// (no copies of its scopes on every request).
 #[derive(Debug, Clone)]
 pub struct RootAuth {
-    pub key_id: String,
-    scopes: Vec<String>,
-    allowed_keyspaces: Option<Vec<String>>,
-    pub client_ip: Option<String>,
+    key: Arc<KeyForVerify>,
+    client_ip: Option<IpAddr>,
 }
 
 impl RootAuth {
+    /// The root key's id: the actor in audit events.
+    pub fn key_id(&self) -> &str {
+        &self.key.key.key_id
+    }
+
+    pub fn client_ip(&self) -> Option<String> {
+        self.client_ip.map(|ip| ip.to_string())
+    }
+
     pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
-        if policy::scopes_grant(&self.scopes, scope.as_str()) {
+        if policy::scopes_grant(&self.key.key.scopes, scope.as_str()) {
             Ok(())
         } else {
             Err(ApiError::MissingScope(scope.as_str()))
@@ -94,6 +103,8 @@ impl RootAuth {
     pub fn sees_keyspace(&self, id: &str) -> bool {
         id != ROOT_KEYSPACE_ID
             && self
+                .key
+                .key
                 .allowed_keyspaces
                 .as_ref()
                 .is_none_or(|allowed| allowed.iter().any(|a| a == id))
@@ -101,11 +112,11 @@ impl RootAuth {
 
     /// The keyspace restriction to pass to list queries; `None` means unrestricted.
     pub fn visible(&self) -> Option<&[String]> {
-        self.allowed_keyspaces.as_deref()
+        self.key.key.allowed_keyspaces.as_deref()
     }
 
     pub fn is_restricted(&self) -> bool {
-        self.allowed_keyspaces.is_some()
+        self.key.key.allowed_keyspaces.is_some()
     }
 }
 
@@ -137,14 +148,9 @@ impl FromRequestParts<AppState> for RootAuth {
         let client_ip = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip().to_string());
+            .map(|ConnectInfo(addr)| addr.ip());
         state.usage.record(&key.key.key_id, VerifyCode::Valid, now);
-        Ok(Self {
-            key_id: key.key.key_id.clone(),
-            scopes: key.key.scopes.clone(),
-            allowed_keyspaces: key.key.allowed_keyspaces.clone(),
-            client_ip,
-        })
+        Ok(Self { key, client_ip })
     }
 }
 
@@ -153,10 +159,35 @@ mod tests {
     use super::*;
 
     fn auth(scopes: &[&str], allowed: Option<&[&str]>) -> RootAuth {
-        RootAuth {
+        let now = time::OffsetDateTime::UNIX_EPOCH;
+        let key = keyhaven_store::KeyRecord {
             key_id: "k".into(),
+            keyspace_id: ROOT_KEYSPACE_ID.into(),
+            owner_id: None,
+            name: None,
+            last4: "abcd".into(),
+            verifier: keyhaven_core::Verifier::from_parts(
+                keyhaven_core::PepperVersion::new(1).unwrap(),
+                [0; 32],
+            ),
             scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+            meta: serde_json::Map::new(),
             allowed_keyspaces: allowed.map(|a| a.iter().map(|s| (*s).to_owned()).collect()),
+            enabled: true,
+            expires_at: None,
+            revoked_at: None,
+            revoked_reason: None,
+            last_used_at: None,
+            created_at: now,
+            updated_at: now,
+        };
+        RootAuth {
+            key: Arc::new(KeyForVerify {
+                key,
+                keyspace_prefix: "kh_root".into(),
+                keyspace_name: "root".into(),
+                owner_external_id: None,
+            }),
             client_ip: None,
         }
     }

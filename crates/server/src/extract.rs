@@ -12,11 +12,21 @@ use crate::error::ApiError;
 use crate::idempotency;
 use crate::state::AppState;
 
-/// A JSON request body, and the hash that identifies the request for idempotency.
+/// A JSON request body, and what identifies the request for idempotency (hashed only
+/// when asked: the verify path never needs it).
 #[derive(Debug)]
 pub struct JsonBody<T> {
     pub value: T,
-    pub request_hash: [u8; 32],
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    bytes: Bytes,
+}
+
+impl<T> JsonBody<T> {
+    /// SHA-256 of method, path and the exact body bytes.
+    pub fn request_hash(&self) -> [u8; 32] {
+        idempotency::request_hash(self.method.as_str(), self.uri.path(), &self.bytes)
+    }
 }
 
 impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
@@ -34,8 +44,8 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
                 ));
             }
         }
-        let method = req.method().as_str().to_owned();
-        let path = req.uri().path().to_owned();
+        let method = req.method().clone();
+        let uri = req.uri().clone();
         let limit = state.config.max_body_bytes;
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
@@ -47,7 +57,9 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
         let value = parse_json(&bytes)?;
         Ok(Self {
             value,
-            request_hash: idempotency::request_hash(&method, &path, &bytes),
+            method,
+            uri,
+            bytes,
         })
     }
 }

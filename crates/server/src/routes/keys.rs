@@ -201,7 +201,7 @@ pub async fn create(
     body: JsonBody<CreateKey>,
 ) -> Result<Response, ApiError> {
     auth.require(Scope::KeysWrite)?;
-    let idem = Idempotent::new(&state, &auth, idem, body.request_hash);
+    let idem = Idempotent::new(&state, &auth, idem, body.request_hash());
     if let Some(replay) = idem.replay().await? {
         return Ok(replay);
     }
@@ -431,7 +431,7 @@ pub async fn revoke(
     body: JsonBody<RevokeKey>,
 ) -> Result<Response, ApiError> {
     auth.require(Scope::KeysWrite)?;
-    let idem = Idempotent::new(&state, &auth, idem, body.request_hash);
+    let idem = Idempotent::new(&state, &auth, idem, body.request_hash());
     if let Some(replay) = idem.replay().await? {
         return Ok(replay);
     }

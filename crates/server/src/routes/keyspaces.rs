@@ -105,7 +105,7 @@ pub async fn create(
             "keyspaces:write (unrestricted root key)",
         ));
     }
-    let idem = Idempotent::new(&state, &auth, idem, body.request_hash);
+    let idem = Idempotent::new(&state, &auth, idem, body.request_hash());
     if let Some(replay) = idem.replay().await? {
         return Ok(replay);
     }

@@ -89,13 +89,13 @@ pub fn audit_event(
     Ok(AuditEvent {
         id: ids::new_id("evt")?,
         occurred_at: now,
-        actor: auth.key_id.clone(),
+        actor: auth.key_id().to_owned(),
         action: action.to_owned(),
         target_type: target.0.to_owned(),
         target_id: target.1.to_owned(),
         keyspace_id: keyspace_id.map(str::to_owned),
         changes,
-        client_ip: auth.client_ip.clone(),
+        client_ip: auth.client_ip(),
     })
 }
 
@@ -154,7 +154,7 @@ impl<'a> Idempotent<'a> {
     ) -> Self {
         Self {
             state,
-            actor: &auth.key_id,
+            actor: auth.key_id(),
             key: key.0,
             request_hash,
         }

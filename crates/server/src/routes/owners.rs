@@ -97,7 +97,7 @@ pub async fn create(
     body: JsonBody<CreateOwner>,
 ) -> Result<Response, ApiError> {
     auth.require(Scope::OwnersWrite)?;
-    let idem = Idempotent::new(&state, &auth, idem, body.request_hash);
+    let idem = Idempotent::new(&state, &auth, idem, body.request_hash());
     if let Some(replay) = idem.replay().await? {
         return Ok(replay);
     }
