@@ -167,6 +167,39 @@ mod tests {
     }
 
     #[test]
+    fn every_option_is_in_the_reference_and_named_in_fields() {
+        let serialized = serde_json::to_value(Config::default()).unwrap();
+        let mut keys: Vec<&str> = serialized
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut fields = FIELDS.to_vec();
+        keys.sort_unstable();
+        fields.sort_unstable();
+        assert_eq!(
+            keys, fields,
+            "FIELDS must list every option (it gates the env layer)"
+        );
+        let doc = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/configuration.md"
+        ))
+        .unwrap();
+        for field in FIELDS {
+            let env = format!("KEYHAVEN_{}", field.to_ascii_uppercase());
+            assert!(
+                doc.contains(&format!("| `{field}` | `{env}` |")),
+                "{field} undocumented"
+            );
+        }
+        for var in OTHER_ENV {
+            assert!(doc.contains(&format!("`{var}`")), "{var} undocumented");
+        }
+    }
+
+    #[test]
     fn unknown_environment_variables_are_named() {
         let vars = [
             ("KEYHAVEN_LISTEN", "x"),

@@ -13,13 +13,23 @@ use crate::idempotency;
 use crate::state::AppState;
 
 /// A JSON request body, and what identifies the request for idempotency (hashed only
-/// when asked: the verify path never needs it).
-#[derive(Debug)]
+/// when asked: the verify path never needs it). `Debug` shows neither the raw body nor
+/// the parsed value, which may hold a key.
 pub struct JsonBody<T> {
     pub value: T,
     method: axum::http::Method,
     uri: axum::http::Uri,
     bytes: Bytes,
+}
+
+impl<T> std::fmt::Debug for JsonBody<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JsonBody")
+            .field("method", &self.method)
+            .field("path", &self.uri.path())
+            .field("body", &format_args!("<{} bytes>", self.bytes.len()))
+            .finish_non_exhaustive()
+    }
 }
 
 impl<T> JsonBody<T> {
