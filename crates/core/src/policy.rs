@@ -44,14 +44,18 @@ pub struct KeyState<'a> {
     pub enabled: bool,
     pub revoked: bool,
     pub expires_at: Option<i64>,
+    /// For a rotated key: the end of its grace period, from which it counts as revoked.
+    pub grace_until: Option<i64>,
     pub scopes: &'a [String],
 }
 
 /// Decides a matched key's code. Order matters and is part of the contract: a revoked
-/// key says REVOKED even if it also expired; a disabled key says DISABLED before its
-/// expiry; scopes are checked last, only for an otherwise usable key.
+/// key (or a rotated one past its grace period) says REVOKED even if it also expired; a
+/// disabled key says DISABLED before its expiry; scopes are checked last, only for an
+/// otherwise usable key. Every boundary is inclusive: at `expires_at` or `grace_until`
+/// the key no longer verifies.
 pub fn decide(key: KeyState<'_>, required_scopes: &[String], now: i64) -> VerifyCode {
-    if key.revoked {
+    if key.revoked || key.grace_until.is_some_and(|until| until <= now) {
         VerifyCode::Revoked
     } else if !key.enabled {
         VerifyCode::Disabled
@@ -93,6 +97,7 @@ mod tests {
             enabled: true,
             revoked: false,
             expires_at: None,
+            grace_until: None,
             scopes,
         }
     }
@@ -104,6 +109,7 @@ mod tests {
             enabled: false,
             revoked: true,
             expires_at: Some(10),
+            grace_until: None,
             scopes: &scopes,
         };
         let need = s(&["write"]);
@@ -132,6 +138,26 @@ mod tests {
         };
         assert_eq!(decide(k, &[], 99), VerifyCode::Valid);
         assert_eq!(decide(k, &[], 100), VerifyCode::Expired);
+    }
+
+    #[test]
+    fn a_rotated_key_verifies_until_its_grace_ends() {
+        let scopes = s(&[]);
+        let k = KeyState {
+            grace_until: Some(500),
+            expires_at: Some(400),
+            ..state(&scopes)
+        };
+        assert_eq!(decide(k, &[], 399), VerifyCode::Valid);
+        assert_eq!(decide(k, &[], 400), VerifyCode::Expired);
+        assert_eq!(decide(k, &[], 499), VerifyCode::Expired);
+        assert_eq!(decide(k, &[], 500), VerifyCode::Revoked);
+        let k = KeyState {
+            expires_at: None,
+            ..k
+        };
+        assert_eq!(decide(k, &[], 499), VerifyCode::Valid);
+        assert_eq!(decide(k, &[], 500), VerifyCode::Revoked);
     }
 
     #[test]

@@ -46,6 +46,7 @@ pub fn router(state: AppState) -> Router {
             get(keys::get).patch(keys::update).delete(keys::delete),
         )
         .route("/v1/keys/{key_id}/revoke", post(keys::revoke))
+        .route("/v1/keys/{key_id}/rotate", post(keys::rotate))
         .route("/v1/audit-events", get(audit::list))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -122,7 +123,7 @@ async fn background(state: AppState) {
                 let ttl = time::Duration::hours(
                     i64::try_from(state.config.idempotency_ttl_hours).unwrap_or(24),
                 );
-                match state.store.purge_idempotency(crate::clock::now() - ttl).await {
+                match state.store.purge_idempotency(state.clock.now() - ttl).await {
                     Ok(n) if n > 0 => tracing::info!(purged = n, "expired idempotency records"),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "idempotency purge failed"),

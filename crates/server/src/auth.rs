@@ -132,7 +132,7 @@ impl FromRequestParts<AppState> for RootAuth {
     #[tracing::instrument(name = "authenticate", skip_all)]
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = bearer(parts).ok_or(ApiError::Unauthorized)?;
-        let now = crate::clock::now();
+        let now = state.clock.now();
         let checked = crate::verify::check(
             state,
             token,
@@ -177,6 +177,8 @@ mod tests {
             expires_at: None,
             revoked_at: None,
             revoked_reason: None,
+            rotation: None,
+            rotated_from: None,
             last_used_at: None,
             created_at: now,
             updated_at: now,

@@ -139,6 +139,7 @@ fn conflict_detail(c: keyhaven_store::Conflict) -> &'static str {
         KeyspaceNotEmpty => "The keyspace still holds keys; delete them first.",
         OwnerHasKeys => "The owner still has keys; delete or reassign them first.",
         AlreadyRevoked => "The key is already revoked.",
+        AlreadyRotated => "The key was already rotated; rotate its successor instead.",
         MissingReference => "A referenced keyspace or owner does not exist.",
         IdempotencyKeyTaken => "A request with this Idempotency-Key is still in progress.",
         DuplicateId => "A generated id collided with an existing one; retry the request.",

@@ -69,6 +69,8 @@ pub async fn create(
         expires_at: None,
         revoked_at: None,
         revoked_reason: None,
+        rotation: None,
+        rotated_from: None,
         last_used_at: None,
         created_at: now,
         updated_at: now,

@@ -6,6 +6,7 @@ use keyhaven_store::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::cache::KeyCache;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::usage::UsageRecorder;
 
@@ -23,6 +24,7 @@ pub struct Shared {
     pub usage: UsageRecorder,
     pub config: Config,
     pub metrics: PrometheusHandle,
+    pub clock: Clock,
 }
 
 impl Deref for AppState {
@@ -35,6 +37,16 @@ impl Deref for AppState {
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, peppers: PepperSet, config: Config) -> Self {
+        Self::with_clock(store, peppers, config, Clock::System)
+    }
+
+    /// A state whose notion of "now" comes from `clock` (tests pass a manual one).
+    pub fn with_clock(
+        store: Arc<dyn Store>,
+        peppers: PepperSet,
+        config: Config,
+        clock: Clock,
+    ) -> Self {
         let cache = KeyCache::new(config.cache_capacity, config.cache_ttl());
         Self(Arc::new(Shared {
             store,
@@ -43,6 +55,7 @@ impl AppState {
             usage: UsageRecorder::default(),
             config,
             metrics: crate::metrics::handle(),
+            clock,
         }))
     }
 }

@@ -58,6 +58,10 @@ pub async fn check(
             enabled: key.enabled,
             revoked: key.revoked_at.is_some(),
             expires_at: key.expires_at.map(|t| t.unix_timestamp()),
+            grace_until: key
+                .rotation
+                .as_ref()
+                .map(|r| r.grace_until.unix_timestamp()),
             scopes: &key.scopes,
         },
         required_scopes,

@@ -26,6 +26,8 @@ pub enum Conflict {
     OwnerHasKeys,
     /// The key was already revoked.
     AlreadyRevoked,
+    /// The key was already rotated (it has a successor).
+    AlreadyRotated,
     /// The referenced keyspace or owner does not exist (any more).
     MissingReference,
     /// The idempotency key was used by a concurrent request that committed first.
@@ -42,6 +44,7 @@ impl Conflict {
             Self::KeyspaceNotEmpty => "keyspace_not_empty",
             Self::OwnerHasKeys => "owner_has_keys",
             Self::AlreadyRevoked => "already_revoked",
+            Self::AlreadyRotated => "already_rotated",
             Self::MissingReference => "missing_reference",
             Self::IdempotencyKeyTaken => "idempotency_key_in_use",
             Self::DuplicateId => "duplicate_id",

@@ -65,9 +65,20 @@ pub struct KeyRecord {
     pub expires_at: Option<Timestamp>,
     pub revoked_at: Option<Timestamp>,
     pub revoked_reason: Option<String>,
+    /// Set when the key was rotated: its successor's key id and the end of the grace
+    /// period during which this key still verifies.
+    pub rotation: Option<Rotation>,
+    /// The key this one replaced, when it was created by a rotation.
+    pub rotated_from: Option<String>,
     pub last_used_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotation {
+    pub successor: String,
+    pub grace_until: Timestamp,
 }
 
 /// What verification needs about a key, in one read: the key, its keyspace's prefix and

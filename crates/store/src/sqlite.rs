@@ -151,6 +151,17 @@ fn key_from(row: &SqliteRow) -> Result<KeyRecord, StoreError> {
         expires_at: row.try_get::<Option<i64>, _>("expires_at")?.map(from_unix),
         revoked_at: row.try_get::<Option<i64>, _>("revoked_at")?.map(from_unix),
         revoked_reason: row.try_get("revoked_reason")?,
+        rotation: match (
+            row.try_get::<Option<String>, _>("rotated_to")?,
+            row.try_get::<Option<i64>, _>("grace_until")?,
+        ) {
+            (Some(successor), Some(until)) => Some(Rotation {
+                successor,
+                grace_until: from_unix(until),
+            }),
+            _ => None,
+        },
+        rotated_from: row.try_get("rotated_from")?,
         last_used_at: row
             .try_get::<Option<i64>, _>("last_used_at")?
             .map(from_unix),
@@ -246,6 +257,42 @@ async fn write_change(
     Ok(())
 }
 
+async fn insert_key(
+    tx: &mut Transaction<'static, Sqlite>,
+    key: &KeyRecord,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO keys (key_id, keyspace_id, owner_id, name, last4, pepper_version, \
+         verifier, scopes, meta, allowed_keyspaces, enabled, expires_at, revoked_at, \
+         revoked_reason, rotated_to, grace_until, rotated_from, last_used_at, created_at, \
+         updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&key.key_id)
+    .bind(&key.keyspace_id)
+    .bind(&key.owner_id)
+    .bind(&key.name)
+    .bind(&key.last4)
+    .bind(i64::from(key.verifier.version().get()))
+    .bind(key.verifier.mac().as_slice())
+    .bind(json_text(&key.scopes)?)
+    .bind(json_text(&key.meta)?)
+    .bind(key.allowed_keyspaces.as_ref().map(json_text).transpose()?)
+    .bind(key.enabled)
+    .bind(key.expires_at.map(to_unix))
+    .bind(key.revoked_at.map(to_unix))
+    .bind(&key.revoked_reason)
+    .bind(key.rotation.as_ref().map(|r| r.successor.clone()))
+    .bind(key.rotation.as_ref().map(|r| to_unix(r.grace_until)))
+    .bind(&key.rotated_from)
+    .bind(key.last_used_at.map(to_unix))
+    .bind(to_unix(key.created_at))
+    .bind(to_unix(key.updated_at))
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| classify(e, Conflict::DuplicateId))?;
+    Ok(())
+}
+
 fn expect_one(rows_affected: u64) -> Result<(), StoreError> {
     if rows_affected == 0 {
         Err(StoreError::NotFound)
@@ -256,7 +303,8 @@ fn expect_one(rows_affected: u64) -> Result<(), StoreError> {
 
 const KEY_COLUMNS: &str = "k.seq, k.key_id, k.keyspace_id, k.owner_id, k.name, k.last4, \
     k.pepper_version, k.verifier, k.scopes, k.meta, k.allowed_keyspaces, k.enabled, \
-    k.expires_at, k.revoked_at, k.revoked_reason, k.last_used_at, k.created_at, k.updated_at";
+    k.expires_at, k.revoked_at, k.revoked_reason, k.rotated_to, k.grace_until, \
+    k.rotated_from, k.last_used_at, k.created_at, k.updated_at";
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -441,32 +489,7 @@ impl Store for SqliteStore {
 
     async fn create_key(&self, key: &KeyRecord, change: Change<'_>) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
-        sqlx::query(
-            "INSERT INTO keys (key_id, keyspace_id, owner_id, name, last4, pepper_version, \
-             verifier, scopes, meta, allowed_keyspaces, enabled, expires_at, revoked_at, \
-             revoked_reason, last_used_at, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&key.key_id)
-        .bind(&key.keyspace_id)
-        .bind(&key.owner_id)
-        .bind(&key.name)
-        .bind(&key.last4)
-        .bind(i64::from(key.verifier.version().get()))
-        .bind(key.verifier.mac().as_slice())
-        .bind(json_text(&key.scopes)?)
-        .bind(json_text(&key.meta)?)
-        .bind(key.allowed_keyspaces.as_ref().map(json_text).transpose()?)
-        .bind(key.enabled)
-        .bind(key.expires_at.map(to_unix))
-        .bind(key.revoked_at.map(to_unix))
-        .bind(&key.revoked_reason)
-        .bind(key.last_used_at.map(to_unix))
-        .bind(to_unix(key.created_at))
-        .bind(to_unix(key.updated_at))
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| classify(e, Conflict::DuplicateId))?;
+        insert_key(&mut tx, key).await?;
         write_change(&mut tx, change).await?;
         tx.commit().await?;
         Ok(())
@@ -565,6 +588,40 @@ impl Store for SqliteStore {
         .bind(to_unix(at))
         .bind(reason)
         .bind(to_unix(at))
+        .bind(key_id)
+        .execute(&mut *tx)
+        .await?;
+        write_change(&mut tx, change).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn rotate_key(
+        &self,
+        key_id: &str,
+        successor: &KeyRecord,
+        grace_until: Timestamp,
+        change: Change<'_>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        let state: Option<(Option<i64>, Option<String>)> =
+            sqlx::query_as("SELECT revoked_at, rotated_to FROM keys WHERE key_id = ?")
+                .bind(key_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        match state {
+            None => return Err(StoreError::NotFound),
+            Some((Some(_), _)) => return Err(StoreError::Conflict(Conflict::AlreadyRevoked)),
+            Some((None, Some(_))) => return Err(StoreError::Conflict(Conflict::AlreadyRotated)),
+            Some((None, None)) => {}
+        }
+        insert_key(&mut tx, successor).await?;
+        sqlx::query(
+            "UPDATE keys SET rotated_to = ?, grace_until = ?, updated_at = ? WHERE key_id = ?",
+        )
+        .bind(&successor.key_id)
+        .bind(to_unix(grace_until))
+        .bind(to_unix(successor.created_at))
         .bind(key_id)
         .execute(&mut *tx)
         .await?;

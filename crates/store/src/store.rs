@@ -63,6 +63,16 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         reason: Option<&str>,
         change: Change<'_>,
     ) -> Result<(), StoreError>;
+    /// Creates `successor` and marks `key_id` as rotated to it until `grace_until`, in one
+    /// transaction. Fails with `AlreadyRotated` or `AlreadyRevoked` (so of concurrent
+    /// rotations of one key exactly one succeeds) and `NotFound`.
+    async fn rotate_key(
+        &self,
+        key_id: &str,
+        successor: &KeyRecord,
+        grace_until: Timestamp,
+        change: Change<'_>,
+    ) -> Result<(), StoreError>;
     async fn delete_key(&self, key_id: &str, change: Change<'_>) -> Result<(), StoreError>;
     async fn count_root_keys(&self) -> Result<u64, StoreError>;
     /// Every pepper version some stored verifier uses (a server refuses to start

@@ -69,6 +69,8 @@ fn key(key_id: &str, keyspace_id: &str, owner_id: Option<&str>) -> KeyRecord {
         expires_at: None,
         revoked_at: None,
         revoked_reason: None,
+        rotation: None,
+        rotated_from: None,
         last_used_at: None,
         created_at: T0,
         updated_at: T0,
@@ -547,6 +549,100 @@ pub async fn revoke_and_delete(store: &dyn Store) {
     assert_eq!(audited_count(store).await, 5);
 }
 
+pub async fn rotation_is_atomic_and_happens_once(store: &dyn Store) {
+    store
+        .create_keyspace(
+            &keyspace("ks_a", "alpha"),
+            Change::audited(&event("1", "x", "ks_a", None, 0)),
+        )
+        .await
+        .unwrap();
+    let old = key(&kid(1), "ks_a", None);
+    store
+        .create_key(&old, Change::audited(&event("2", "x", "k", None, 0)))
+        .await
+        .unwrap();
+    let successor = KeyRecord {
+        key_id: kid(2),
+        rotated_from: Some(kid(1)),
+        created_at: at(5),
+        updated_at: at(5),
+        ..old.clone()
+    };
+    store
+        .rotate_key(
+            &kid(1),
+            &successor,
+            at(65),
+            Change::audited(&event("3", "key.rotate", &kid(1), Some("ks_a"), 5)),
+        )
+        .await
+        .unwrap();
+    let rotated = store.key_for_verify(&kid(1)).await.unwrap().unwrap().key;
+    assert_eq!(
+        rotated.rotation,
+        Some(Rotation {
+            successor: kid(2),
+            grace_until: at(65)
+        })
+    );
+    assert_eq!(rotated.updated_at, at(5));
+    assert_eq!(
+        store.key_for_verify(&kid(2)).await.unwrap().unwrap().key,
+        successor
+    );
+
+    let twin = KeyRecord {
+        key_id: kid(3),
+        ..successor.clone()
+    };
+    let again = store
+        .rotate_key(
+            &kid(1),
+            &twin,
+            at(65),
+            Change::audited(&event("4", "x", "k", None, 6)),
+        )
+        .await;
+    assert_eq!(conflict(again), Conflict::AlreadyRotated);
+    assert_eq!(
+        store.key_for_verify(&kid(3)).await.unwrap(),
+        None,
+        "no orphan successor"
+    );
+    store
+        .revoke_key(
+            &kid(2),
+            at(7),
+            None,
+            Change::audited(&event("5", "x", "k", None, 7)),
+        )
+        .await
+        .unwrap();
+    let revoked = store
+        .rotate_key(
+            &kid(2),
+            &twin,
+            at(65),
+            Change::audited(&event("6", "x", "k", None, 8)),
+        )
+        .await;
+    assert_eq!(conflict(revoked), Conflict::AlreadyRevoked);
+    assert!(matches!(
+        store
+            .rotate_key(
+                &kid(9),
+                &twin,
+                at(65),
+                Change::audited(&event("7", "x", "k", None, 8))
+            )
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(store.key_for_verify(&kid(3)).await.unwrap(), None);
+    assert_eq!(audited_count(store).await, 4);
+}
+
 pub async fn key_lists_filter_and_paginate(store: &dyn Store) {
     store
         .create_keyspace(
@@ -938,7 +1034,7 @@ macro_rules! conformance_tests {
                 keyspace_crud, root_keyspace_is_invisible, prefixes_are_unique,
                 keyspace_list_scopes_and_pages, owners_crud_and_external_ids,
                 keys_round_trip_and_join_for_verify, revoke_and_delete,
-                key_lists_filter_and_paginate, audit_filters,
+                key_lists_filter_and_paginate, audit_filters, rotation_is_atomic_and_happens_once,
                 idempotent_responses_share_the_transaction,
                 usage_adds_up_and_last_use_only_moves_forward, pepper_versions_in_use);
         }

@@ -61,7 +61,7 @@ async fn audit_rows_equal_successful_mutations_in_a_random_sequence() {
     let mut successes = 0usize;
     let mut by_status = std::collections::BTreeMap::<u16, usize>::new();
     for _ in 0..1000 {
-        let (method, path, body): (Method, String, Option<Value>) = match rng.below(10) {
+        let (method, path, body): (Method, String, Option<Value>) = match rng.below(11) {
             0 => (
                 Method::POST,
                 "/v1/keyspaces".into(),
@@ -131,13 +131,21 @@ async fn audit_rows_equal_successful_mutations_in_a_random_sequence() {
                 ),
                 None,
             ),
-            _ => (
+            9 => (
                 Method::DELETE,
                 format!(
                     "/v1/keyspaces/{}",
                     rng.pick(&keyspaces).cloned().unwrap_or("ks_none".into())
                 ),
                 None,
+            ),
+            _ => (
+                Method::POST,
+                format!(
+                    "/v1/keys/{}/rotate",
+                    rng.pick(&keys).cloned().unwrap_or("111111111111".into())
+                ),
+                Some(json!({"grace_period_seconds": 60})),
             ),
         };
         let (status, response) = app.send(method.clone(), &path, body.as_ref()).await;
@@ -156,6 +164,9 @@ async fn audit_rows_equal_successful_mutations_in_a_random_sequence() {
             }
             ("POST", "/v1/owners") => owners.push(response["id"].as_str().unwrap().to_owned()),
             ("POST", "/v1/keys") => keys.push(response["key_id"].as_str().unwrap().to_owned()),
+            ("POST", p) if p.ends_with("/rotate") => {
+                keys.push(response["key_id"].as_str().unwrap().to_owned())
+            }
             ("DELETE", p) if p.starts_with("/v1/keys/") => {
                 keys.retain(|k| !p.ends_with(k.as_str()))
             }

@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use keyhaven_server::clock::Clock;
 use keyhaven_server::config::Config;
 use keyhaven_server::routes::keys::CreatedKey;
 use keyhaven_server::routes::keyspaces::KeyspaceView;
@@ -30,6 +31,8 @@ pub struct TestApp {
     pub store: Arc<dyn Store>,
     pub peppers: Arc<keyhaven_core::PepperSet>,
     pub db_path: PathBuf,
+    /// The server's clock: manual, starting at the real time; tests move it by hand.
+    pub clock: Clock,
     _dir: TempDir,
     shutdown: Option<oneshot::Sender<()>>,
 }
@@ -66,7 +69,8 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     )
     .await
     .unwrap();
-    let state = AppState::new(store.clone(), peppers, config);
+    let clock = Clock::manual(keyhaven_server::clock::now());
+    let state = AppState::with_clock(store.clone(), peppers, config, clock.clone());
     let peppers = state.peppers.clone();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -81,6 +85,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
         store,
         peppers,
         db_path,
+        clock,
         _dir: dir,
         shutdown: Some(tx),
     }

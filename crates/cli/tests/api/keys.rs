@@ -250,7 +250,7 @@ async fn wrong_secret_and_unknown_ids_are_not_found_and_say_nothing_more() {
         json!({
             "valid": false, "code": "NOT_FOUND", "key_id": null, "keyspace_id": null,
             "keyspace": null, "owner": null, "name": null, "scopes": null, "meta": null,
-            "expires_at": null, "ratelimits": [], "remaining": null
+            "expires_at": null, "rotation": null, "ratelimits": [], "remaining": null
         })
     );
     // A well-formed key under another prefix with the same id and secret.

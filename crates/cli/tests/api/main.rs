@@ -11,5 +11,6 @@ mod durability;
 mod helpers;
 mod hostile;
 mod keys;
+mod lifecycle;
 mod openapi;
 mod tenancy;

@@ -5,7 +5,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use keyhaven_core::{KeyId, Prefix};
+use keyhaven_core::{GeneratedKey, KeyId, Prefix, Verifier};
 use keyhaven_store::{Change, KeyFilter, KeyForVerify, KeyRecord, Timestamp};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
@@ -32,6 +32,12 @@ pub struct KeyView {
     pub expires_at: Option<String>,
     pub revoked_at: Option<String>,
     pub revoked_reason: Option<String>,
+    /// Set once the key was rotated: the successor's key id.
+    pub rotated_to: Option<String>,
+    /// When a rotated key stops verifying (answers REVOKED from then on).
+    pub grace_until: Option<String>,
+    /// The key this one replaced, for a key created by a rotation.
+    pub rotated_from: Option<String>,
     pub last_used_at: Option<String>,
     pub created_at: String,
     pub updated_at: String,
@@ -51,6 +57,9 @@ impl KeyView {
             expires_at: key.expires_at.map(rfc3339),
             revoked_at: key.revoked_at.map(rfc3339),
             revoked_reason: key.revoked_reason.clone(),
+            rotated_to: key.rotation.as_ref().map(|r| r.successor.clone()),
+            grace_until: key.rotation.as_ref().map(|r| rfc3339(r.grace_until)),
+            rotated_from: key.rotated_from.clone(),
             last_used_at: key.last_used_at.map(rfc3339),
             created_at: rfc3339(key.created_at),
             updated_at: rfc3339(key.updated_at),
@@ -118,6 +127,16 @@ pub struct RevokeKey {
     pub reason: Option<String>,
 }
 
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateKey {
+    /// How long the old key keeps verifying (VALID, with `rotation` set in verify answers);
+    /// then it answers REVOKED. 0 (the default) ends it at once; at most one year.
+    pub grace_period_seconds: Option<u64>,
+}
+
+pub const MAX_GRACE_SECONDS: u64 = 366 * 24 * 3600;
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
@@ -179,6 +198,17 @@ async fn visible_key(
     }
 }
 
+/// A new key under `prefix` and its verifier under the newest pepper.
+fn mint(state: &AppState, prefix: &str) -> Result<(GeneratedKey, Verifier), ApiError> {
+    let prefix = Prefix::new(prefix).map_err(|e| ApiError::Unexpected(e.into()))?;
+    let generated = keyhaven_core::generate(&prefix).map_err(|e| ApiError::Unexpected(e.into()))?;
+    let secret = keyhaven_core::parse(generated.key().expose_secret())
+        .map_err(|e| ApiError::Unexpected(anyhow::anyhow!("generated key failed to parse: {e:?}")))?
+        .secret();
+    let verifier = state.peppers.verifier(generated.key_id().as_str(), secret);
+    Ok((generated, verifier))
+}
+
 fn key_fields(k: &KeyRecord) -> [(&'static str, Value); 6] {
     [
         ("name", json!(k.name)),
@@ -217,7 +247,7 @@ pub async fn create(
     }
     validate_scopes(&req.scopes)?;
     validate_meta(&req.meta)?;
-    let now = crate::clock::now();
+    let now = state.clock.now();
     let expires_at = req
         .expires_at
         .as_deref()
@@ -229,18 +259,14 @@ pub async fn create(
     if let Some(owner_id) = &req.owner_id {
         check_owner(&state, owner_id).await?;
     }
-    let prefix = Prefix::new(&keyspace.prefix).map_err(|e| ApiError::Unexpected(e.into()))?;
-    let generated = keyhaven_core::generate(&prefix).map_err(|e| ApiError::Unexpected(e.into()))?;
-    let secret = keyhaven_core::parse(generated.key().expose_secret())
-        .map_err(|e| ApiError::Unexpected(anyhow::anyhow!("generated key failed to parse: {e:?}")))?
-        .secret();
+    let (generated, verifier) = mint(&state, &keyspace.prefix)?;
     let record = KeyRecord {
         key_id: generated.key_id().as_str().to_owned(),
         keyspace_id: keyspace.id.clone(),
         owner_id: req.owner_id,
         name: req.name,
         last4: generated.last4().to_owned(),
-        verifier: state.peppers.verifier(generated.key_id().as_str(), secret),
+        verifier,
         scopes: req.scopes,
         meta: req.meta,
         allowed_keyspaces: None,
@@ -248,6 +274,8 @@ pub async fn create(
         expires_at,
         revoked_at: None,
         revoked_reason: None,
+        rotation: None,
+        rotated_from: None,
         last_used_at: None,
         created_at: now,
         updated_at: now,
@@ -390,7 +418,7 @@ pub async fn update(
     if let Some(enabled) = req.enabled {
         after.enabled = enabled;
     }
-    let now = crate::clock::now();
+    let now = state.clock.now();
     after.updated_at = now;
     let changes: Vec<(&str, Value, Value)> = key_fields(&before)
         .into_iter()
@@ -444,7 +472,7 @@ pub async fn revoke(
             "reason must be at most 500 characters without control characters",
         ));
     }
-    let now = crate::clock::now();
+    let now = state.clock.now();
     let mut after = found.key.clone();
     after.revoked_at = Some(now);
     after.revoked_reason = reason.clone();
@@ -474,6 +502,83 @@ pub async fn revoke(
     }
 }
 
+#[utoipa::path(post, path = "/v1/keys/{key_id}/rotate", tag = "keys",
+    params(("key_id" = String, Path),
+        ("Idempotency-Key" = Option<String>, Header, description = "Replay protection")),
+    request_body = RotateKey,
+    responses((status = 201, body = CreatedKey), (status = "4XX", body = crate::error::Problem)),
+    security(("root_key" = [])))]
+pub async fn rotate(
+    State(state): State<AppState>,
+    auth: RootAuth,
+    idem: IdempotencyKey,
+    ApiPath(key_id): ApiPath<String>,
+    body: JsonBody<RotateKey>,
+) -> Result<Response, ApiError> {
+    auth.require(Scope::KeysWrite)?;
+    let idem = Idempotent::new(&state, &auth, idem, body.request_hash());
+    if let Some(replay) = idem.replay().await? {
+        return Ok(replay);
+    }
+    let found = visible_key(&state, &auth, &key_id).await?;
+    let grace = body.value.grace_period_seconds.unwrap_or(0);
+    if grace > MAX_GRACE_SECONDS {
+        return Err(ApiError::invalid(format!(
+            "grace_period_seconds must be at most {MAX_GRACE_SECONDS}"
+        )));
+    }
+    let old = &found.key;
+    let now = state.clock.now();
+    let grace_until = now + time::Duration::seconds(i64::try_from(grace).unwrap_or(0));
+    let (generated, verifier) = mint(&state, &found.keyspace_prefix)?;
+    let successor = KeyRecord {
+        key_id: generated.key_id().as_str().to_owned(),
+        last4: generated.last4().to_owned(),
+        verifier,
+        expires_at: None,
+        revoked_at: None,
+        revoked_reason: None,
+        rotation: None,
+        rotated_from: Some(old.key_id.clone()),
+        last_used_at: None,
+        created_at: now,
+        updated_at: now,
+        ..old.clone()
+    };
+    let response = CreatedKey {
+        key: generated.key().expose_secret().to_owned(),
+        record: KeyView::new(&successor, &found.keyspace_prefix),
+    };
+    let body = zeroize::Zeroizing::new(to_body(&response)?);
+    drop(response);
+    let event = audit_event(
+        &auth,
+        "key.rotate",
+        ("key", &key_id),
+        Some(&old.keyspace_id),
+        created(&[
+            ("successor_key_id", json!(successor.key_id)),
+            ("grace_until", json!(rfc3339(grace_until))),
+        ]),
+        now,
+    )?;
+    let saved = idem.record(StatusCode::CREATED, &body, now)?;
+    let change = Change {
+        audit: &event,
+        idempotency: saved.as_ref(),
+    };
+    let result = state
+        .store
+        .rotate_key(&key_id, &successor, grace_until, change)
+        .await;
+    state.cache.invalidate(&key_id);
+    state.cache.invalidate(&successor.key_id);
+    match result {
+        Ok(()) => Ok(json_response(StatusCode::CREATED, body.to_vec())),
+        Err(e) => idem.on_error(e).await,
+    }
+}
+
 #[utoipa::path(delete, path = "/v1/keys/{key_id}", tag = "keys", params(("key_id" = String, Path)),
     responses((status = 204), (status = "4XX", body = crate::error::Problem)),
     security(("root_key" = [])))]
@@ -484,7 +589,7 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     auth.require(Scope::KeysWrite)?;
     let found = visible_key(&state, &auth, &key_id).await?;
-    let now = crate::clock::now();
+    let now = state.clock.now();
     let event = audit_event(
         &auth,
         "key.delete",

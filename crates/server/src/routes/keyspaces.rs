@@ -112,7 +112,7 @@ pub async fn create(
     let req = body.value;
     validate_name("name", &req.name)?;
     validate_prefix(&req.prefix)?;
-    let now = crate::clock::now();
+    let now = state.clock.now();
     let ks = Keyspace {
         id: ids::new_id("ks")?,
         name: req.name,
@@ -192,7 +192,7 @@ pub async fn update(
         validate_name("name", &name)?;
         after.name = name;
     }
-    let now = crate::clock::now();
+    let now = state.clock.now();
     after.updated_at = now;
     let event = audit_event(
         &auth,
@@ -224,7 +224,7 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     auth.require(Scope::KeyspacesWrite)?;
     let ks = visible_keyspace(&state, &auth, &id).await?;
-    let now = crate::clock::now();
+    let now = state.clock.now();
     let event = audit_event(
         &auth,
         "keyspace.delete",

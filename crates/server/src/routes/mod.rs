@@ -174,7 +174,7 @@ impl<'a> Idempotent<'a> {
         else {
             return Ok(None);
         };
-        let now = crate::clock::now();
+        let now = self.state.clock.now();
         let ttl = time::Duration::hours(
             i64::try_from(self.state.config.idempotency_ttl_hours).unwrap_or(i64::MAX / 7200),
         );

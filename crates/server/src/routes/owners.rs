@@ -107,7 +107,7 @@ pub async fn create(
         validate_name("name", name)?;
     }
     validate_meta(&req.meta)?;
-    let now = crate::clock::now();
+    let now = state.clock.now();
     let owner = Owner {
         id: ids::new_id("own")?,
         external_id: req.external_id,
@@ -207,7 +207,7 @@ pub async fn update(
         validate_meta(&meta)?;
         after.meta = meta;
     }
-    let now = crate::clock::now();
+    let now = state.clock.now();
     after.updated_at = now;
     let event = audit_event(
         &auth,
@@ -247,7 +247,7 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     auth.require(Scope::OwnersWrite)?;
     let owner = find(&state, &id).await?;
-    let now = crate::clock::now();
+    let now = state.clock.now();
     let event = audit_event(
         &auth,
         "owner.delete",

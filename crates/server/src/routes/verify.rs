@@ -29,6 +29,14 @@ pub struct VerifyRequest {
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct VerifyRotation {
+    /// The key that replaced this one: move the caller to it.
+    pub successor_key_id: String,
+    /// When this key stops verifying.
+    pub grace_until: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct VerifyOwner {
     pub id: String,
     pub external_id: Option<String>,
@@ -51,6 +59,8 @@ pub struct VerifyResponse {
     pub scopes: Option<Vec<String>>,
     pub meta: Option<Map<String, Value>>,
     pub expires_at: Option<String>,
+    /// Set for a rotated key that still verifies during its grace period.
+    pub rotation: Option<VerifyRotation>,
     /// Rate limits applied to this call (none yet).
     pub ratelimits: Vec<Value>,
     /// Remaining uses under a quota; `null` when the key has none.
@@ -71,8 +81,15 @@ struct VerifyAnswer<'a> {
     scopes: Option<&'a [String]>,
     meta: Option<&'a Map<String, Value>>,
     expires_at: Option<String>,
+    rotation: Option<RotationRef<'a>>,
     ratelimits: [(); 0],
     remaining: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct RotationRef<'a> {
+    successor_key_id: &'a str,
+    grace_until: String,
 }
 
 #[derive(Serialize)]
@@ -115,7 +132,7 @@ pub async fn verify(
     let start = Instant::now();
     let req = body.value;
     crate::routes::keys::validate_scopes(&req.scopes)?;
-    let now = crate::clock::now();
+    let now = state.clock.now();
     let checked = crate::verify::check(
         &state,
         req.key.expose_secret(),
@@ -146,6 +163,12 @@ pub async fn verify(
         scopes: key.map(|k| k.scopes.as_slice()),
         meta: key.map(|k| &k.meta),
         expires_at: key.and_then(|k| k.expires_at.map(rfc3339)),
+        rotation: key.and_then(|k| {
+            k.rotation.as_ref().map(|r| RotationRef {
+                successor_key_id: &r.successor,
+                grace_until: rfc3339(r.grace_until),
+            })
+        }),
         ratelimits: [],
         remaining: None,
     };
