@@ -25,6 +25,9 @@ pub enum Command {
     RootKey(commands::root_key::Command),
     /// Apply pending database migrations and exit.
     Migrate(commands::migrate::Args),
+    /// Rotate, inspect and retire pepper versions.
+    #[command(subcommand)]
+    Pepper(commands::pepper::Command),
     Generate(commands::generate::Args),
     Inspect(commands::inspect::Args),
 }
@@ -37,6 +40,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve(args) => commands::serve::run(&args),
         Command::RootKey(command) => commands::root_key::run(&command),
         Command::Migrate(args) => commands::migrate::run(&args),
+        Command::Pepper(command) => commands::pepper::run(&command),
         Command::Generate(args) => commands::generate::run(&args),
         Command::Inspect(args) => commands::inspect::run(&args),
     };
@@ -46,5 +50,14 @@ pub fn run(cli: Cli) -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(EXIT_INVALID)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

@@ -44,14 +44,30 @@ pub async fn check(
         .peppers
         .verify(parsed.key_id(), parsed.secret(), stored)
         .map_err(|e| ApiError::Unexpected(e.into()))?;
-    let record = match (matched, record) {
-        (Verification::Valid { .. }, Some(record))
+    let (record, rehash) = match (matched, record) {
+        (Verification::Valid { rehash }, Some(record))
             if record.keyspace_prefix == parsed.prefix() && visible(&record.key.keyspace_id) =>
         {
-            record
+            (record, rehash)
         }
         _ => return Ok(Checked::rejected(VerifyCode::NotFound)),
     };
+    if rehash {
+        // The secret matched under an older pepper: store it under the newest, once, off
+        // the request's path. The new verifier is computed here, where the secret is.
+        let to = state.peppers.verifier(parsed.key_id(), parsed.secret());
+        let from = record.key.verifier.version().get();
+        let key_id = record.key.key_id.clone();
+        let state = state.clone();
+        tokio::spawn(async move {
+            match state.store.rehash_key(&key_id, from, &to).await {
+                Ok(_) => state.cache.invalidate(&key_id),
+                Err(e) => {
+                    tracing::warn!(key_id, error = %e, "re-hashing a key to the newest pepper failed")
+                }
+            }
+        });
+    }
     let key = &record.key;
     let code = policy::decide(
         KeyState {

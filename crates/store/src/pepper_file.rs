@@ -10,7 +10,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use keyhaven_core::{PepperError, PepperSet, RandomError};
+use keyhaven_core::{PepperError, PepperSet, PepperVersion, RandomError};
 use zeroize::Zeroizing;
 
 /// Name of the environment variable that, when set, replaces the pepper file.
@@ -39,6 +39,8 @@ pub enum PepperFileError {
     Invalid { origin: String, source: PepperError },
     #[error(transparent)]
     Random(#[from] RandomError),
+    #[error("{0}")]
+    Refused(String),
 }
 
 fn io_err<'p>(
@@ -121,6 +123,98 @@ fn create(path: &Path) -> Result<PepperSet, PepperFileError> {
     Ok(set)
 }
 
+/// Adds a new pepper version to the file in `data_dir` (one above the newest) and returns
+/// it. New keys use it from the next server start; keys hashed under older versions keep
+/// verifying and are re-hashed to the newest on their next successful verify.
+pub fn rotate(data_dir: &Path) -> Result<PepperVersion, PepperFileError> {
+    let path = data_dir.join(PEPPER_FILE_NAME);
+    let text = read_existing(&path)?;
+    let set = parse_file(&path, &text)?;
+    let (version, entry) = PepperSet::new_entry(Some(&set))?;
+    let mut next = Zeroizing::new(text.trim_end().to_owned());
+    next.push('\n');
+    next.push_str(entry.as_str());
+    next.push('\n');
+    parse_file(&path, &next)?;
+    replace(&path, &next)?;
+    Ok(version)
+}
+
+/// Removes `version` from the file in `data_dir`. The caller checks that no stored key
+/// uses it any more; the newest version cannot be retired.
+pub fn retire(data_dir: &Path, version: PepperVersion) -> Result<(), PepperFileError> {
+    let path = data_dir.join(PEPPER_FILE_NAME);
+    let text = read_existing(&path)?;
+    let set = parse_file(&path, &text)?;
+    if set.get(version).is_none() {
+        return Err(PepperFileError::Refused(format!(
+            "pepper version {version} is not in the file"
+        )));
+    }
+    if set.newest().version() == version {
+        return Err(PepperFileError::Refused(format!(
+            "pepper version {version} is the newest (new keys use it); rotate first"
+        )));
+    }
+    let mut kept = Zeroizing::new(String::with_capacity(text.len()));
+    for line in text.lines() {
+        if line.trim_start().starts_with('#') {
+            kept.push_str(line);
+            kept.push('\n');
+            continue;
+        }
+        let entries: Vec<&str> = line
+            .split(',')
+            .filter(|entry| {
+                let v = entry.split(':').next().unwrap_or_default().trim();
+                v.parse::<u32>().ok() != Some(version.get())
+            })
+            .collect();
+        if !entries.is_empty() && entries.iter().any(|e| !e.trim().is_empty()) {
+            kept.push_str(&entries.join(","));
+            kept.push('\n');
+        }
+    }
+    parse_file(&path, &kept)?;
+    replace(&path, &kept)
+}
+
+fn read_existing(path: &Path) -> Result<Zeroizing<String>, PepperFileError> {
+    fs::read_to_string(path)
+        .map(Zeroizing::new)
+        .map_err(io_err("cannot read pepper file", path))
+}
+
+fn parse_file(path: &Path, text: &str) -> Result<PepperSet, PepperFileError> {
+    PepperSet::parse(text).map_err(|source| PepperFileError::Invalid {
+        origin: path.display().to_string(),
+        source,
+    })
+}
+
+/// Replaces the file atomically and durably: a private temporary file, synced, renamed
+/// over the old one, then the directory synced. A crash leaves the old or the new file.
+fn replace(path: &Path, contents: &str) -> Result<(), PepperFileError> {
+    let tmp = path.with_extension("tmp");
+    let _ = fs::remove_file(&tmp);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io_err("cannot create", &tmp))?;
+    file.write_all(contents.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(io_err("cannot write", &tmp))?;
+    fs::rename(&tmp, path).map_err(io_err("cannot replace pepper file", path))?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err("cannot sync data directory", dir))?;
+    }
+    Ok(())
+}
+
 fn warn_if_readable_by_others(path: &Path) {
     if let Ok(meta) = fs::metadata(path) {
         let mode = meta.permissions().mode() & 0o777;
@@ -169,6 +263,52 @@ mod tests {
             .to_string();
         assert!(err.contains(PEPPER_ENV), "{err}");
         assert!(!err.contains("deadbeef"), "{err}");
+    }
+
+    #[test]
+    fn rotate_adds_a_version_and_retire_removes_an_old_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, _) = load_or_create(dir.path(), None).unwrap();
+        let v2 = rotate(dir.path()).unwrap();
+        assert_eq!(v2.get(), 2);
+        let (both, _) = load_or_create(dir.path(), None).unwrap();
+        assert_eq!(
+            both.versions().map(PepperVersion::get).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
+        let v1 = PepperVersion::new(1).unwrap();
+        let s = keyhaven_core::SecretStr::new("x");
+        // Version 1 is unchanged by the rotation.
+        assert_eq!(
+            both.get(v1).unwrap().mac("id", s),
+            first.newest().mac("id", s)
+        );
+        let path = dir.path().join(PEPPER_FILE_NAME);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+
+        assert!(matches!(
+            retire(dir.path(), v2),
+            Err(PepperFileError::Refused(_))
+        ));
+        assert!(matches!(
+            retire(dir.path(), PepperVersion::new(7).unwrap()),
+            Err(PepperFileError::Refused(_))
+        ));
+        retire(dir.path(), v1).unwrap();
+        let (only, _) = load_or_create(dir.path(), None).unwrap();
+        assert_eq!(
+            only.versions().map(PepperVersion::get).collect::<Vec<_>>(),
+            vec![2]
+        );
+        assert_eq!(only.newest().mac("id", s), both.newest().mac("id", s));
+        assert!(
+            fs::read_to_string(&path)
+                .unwrap()
+                .starts_with("# Keyhaven pepper")
+        );
     }
 
     #[test]

@@ -661,6 +661,37 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn pepper_version_counts(&self) -> Result<Vec<(u32, u64)>, StoreError> {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT pepper_version, COUNT(*) FROM keys GROUP BY pepper_version ORDER BY 1",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        rows.into_iter()
+            .map(|(v, n)| {
+                Ok((
+                    u32::try_from(v).context("stored pepper version out of range")?,
+                    u64::try_from(n).unwrap_or(0),
+                ))
+            })
+            .collect()
+    }
+
+    async fn rehash_key(&self, key_id: &str, from: u32, to: &Verifier) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(
+            "UPDATE keys SET pepper_version = ?, verifier = ? WHERE key_id = ? AND pepper_version = ?",
+        )
+        .bind(i64::from(to.version().get()))
+        .bind(to.mac().as_slice())
+        .bind(key_id)
+        .bind(i64::from(from))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn list_audit_events(
         &self,
         filter: &AuditFilter<'_>,

@@ -1,6 +1,7 @@
 use std::fmt;
 
 use async_trait::async_trait;
+use keyhaven_core::Verifier;
 
 use crate::error::StoreError;
 use crate::model::*;
@@ -78,6 +79,12 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Every pepper version some stored verifier uses (a server refuses to start
     /// without all of them).
     async fn pepper_versions(&self) -> Result<Vec<u32>, StoreError>;
+    /// How many keys (root keys included) use each pepper version, ascending.
+    async fn pepper_version_counts(&self) -> Result<Vec<(u32, u64)>, StoreError>;
+    /// Replaces a key's verifier with `to` if it still uses pepper version `from` (so a
+    /// concurrent re-hash or change is never overwritten). Returns whether it did.
+    /// Not audited: it changes how a secret is stored, not what the key is or may do.
+    async fn rehash_key(&self, key_id: &str, from: u32, to: &Verifier) -> Result<bool, StoreError>;
 
     // Audit.
     async fn list_audit_events(

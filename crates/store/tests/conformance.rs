@@ -1013,6 +1013,28 @@ pub async fn pepper_versions_in_use(store: &dyn Store) {
         .unwrap();
     assert_eq!(store.pepper_versions().await.unwrap(), vec![1, 3]);
     assert_eq!(
+        store.pepper_version_counts().await.unwrap(),
+        vec![(1, 1), (3, 1)]
+    );
+    let v3 = Verifier::from_parts(PepperVersion::new(3).unwrap(), [5; 32]);
+    assert!(store.rehash_key(&kid(1), 1, &v3).await.unwrap());
+    assert!(
+        !store.rehash_key(&kid(1), 1, &v3).await.unwrap(),
+        "only from the stated version"
+    );
+    assert!(!store.rehash_key(&kid(8), 1, &v3).await.unwrap());
+    assert_eq!(
+        store
+            .key_for_verify(&kid(1))
+            .await
+            .unwrap()
+            .unwrap()
+            .key
+            .verifier,
+        v3
+    );
+    assert_eq!(store.pepper_version_counts().await.unwrap(), vec![(3, 2)]);
+    assert_eq!(
         store
             .key_for_verify(&kid(3))
             .await

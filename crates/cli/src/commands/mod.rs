@@ -1,6 +1,7 @@
 pub mod generate;
 pub mod inspect;
 pub mod migrate;
+pub mod pepper;
 pub mod root_key;
 pub mod serve;
 

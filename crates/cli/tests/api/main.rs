@@ -13,4 +13,5 @@ mod hostile;
 mod keys;
 mod lifecycle;
 mod openapi;
+mod pepper;
 mod tenancy;

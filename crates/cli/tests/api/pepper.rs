@@ -1,0 +1,157 @@
+//! Pepper rotation end to end: rotate, old keys keep verifying and move to the newest
+//! version on use, the old version is retired once unused.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+fn keyhaven(data: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_keyhaven"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .env_remove("KEYHAVEN_PEPPER")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn pepper_version(data: &Path, key_id: &str) -> i64 {
+    let db = sqlx::sqlite::SqlitePoolOptions::new()
+        .connect_with(sqlx::sqlite::SqliteConnectOptions::new().filename(data.join("keyhaven.db")))
+        .await
+        .unwrap();
+    let v = sqlx::query_scalar("SELECT pepper_version FROM keys WHERE key_id = ?")
+        .bind(key_id)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    db.close().await;
+    v
+}
+
+async fn post(base: &str, root: &str, path: &str, body: Value) -> Value {
+    reqwest::Client::new()
+        .post(format!("{base}{path}"))
+        .bearer_auth(root)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn rotated_pepper_keeps_old_keys_working_and_migrates_them_on_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = spawn_process(&data, dir.path(), &[]).await;
+    let root = server.printed_root_key();
+    let ks = post(
+        &server.base,
+        &root,
+        "/v1/keyspaces",
+        json!({"name": "p", "prefix": "pep"}),
+    )
+    .await;
+    let old = post(
+        &server.base,
+        &root,
+        "/v1/keys",
+        json!({"keyspace_id": ks["id"]}),
+    )
+    .await;
+    let old_id = old["key_id"].as_str().unwrap().to_owned();
+    drop(server);
+    assert_eq!(pepper_version(&data, &old_id).await, 1);
+
+    let (ok, stdout, stderr) = keyhaven(&data, &["pepper", "rotate"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("pepper version 2"), "{stdout}");
+    let (ok, _, stderr) = keyhaven(&data, &["pepper", "retire", "1"]);
+    assert!(!ok, "version 1 is still in use");
+    assert!(stderr.contains("still use pepper version 1"), "{stderr}");
+
+    let server = spawn_process(&data, dir.path(), &[]).await;
+    let v = post(
+        &server.base,
+        &root,
+        "/v1/keys/verify",
+        json!({"key": old["key"]}),
+    )
+    .await;
+    assert_eq!(v["code"], "VALID");
+    let new = post(
+        &server.base,
+        &root,
+        "/v1/keys",
+        json!({"keyspace_id": ks["id"]}),
+    )
+    .await;
+    assert_eq!(
+        pepper_version(&data, new["key_id"].as_str().unwrap()).await,
+        2,
+        "new keys use the newest"
+    );
+    let mut migrated = 0;
+    for _ in 0..100 {
+        migrated = pepper_version(&data, &old_id).await;
+        if migrated == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        migrated, 2,
+        "a verified key is re-hashed to the newest pepper"
+    );
+    let v = post(
+        &server.base,
+        &root,
+        "/v1/keys/verify",
+        json!({"key": old["key"]}),
+    )
+    .await;
+    assert_eq!(v["code"], "VALID", "and still verifies after the re-hash");
+    drop(server);
+
+    let (ok, status, _) = keyhaven(&data, &["pepper", "status"]);
+    assert!(ok);
+    let line = |v: &str| {
+        status
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(v))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(line("1").split_whitespace().nth(2), Some("0"), "{status}");
+    assert!(line("2").contains("(newest)"), "{status}");
+    let (ok, _, stderr) = keyhaven(&data, &["pepper", "retire", "2"]);
+    assert!(!ok && stderr.contains("newest"), "{stderr}");
+    let (ok, _, stderr) = keyhaven(&data, &["pepper", "retire", "1"]);
+    assert!(ok, "{stderr}");
+    let pepper_file = std::fs::read_to_string(data.join("pepper")).unwrap();
+    assert!(!pepper_file.lines().any(|l| l.starts_with("1:")));
+
+    // Without version 1 the server starts (nothing needs it) and every key verifies.
+    let server = spawn_process(&data, dir.path(), &[]).await;
+    for key in [&old["key"], &new["key"]] {
+        let v = post(
+            &server.base,
+            &root,
+            "/v1/keys/verify",
+            json!({ "key": key }),
+        )
+        .await;
+        assert_eq!(v["code"], "VALID");
+    }
+}
