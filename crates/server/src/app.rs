@@ -47,6 +47,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/keys/{key_id}/revoke", post(keys::revoke))
         .route("/v1/keys/{key_id}/rotate", post(keys::rotate))
+        .route("/v1/keys/{key_id}/reveal", post(keys::reveal))
         .route("/v1/audit-events", get(audit::list))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -22,6 +22,7 @@ pub const ROOT_SCOPES: &[&str] = &[
     "keys:read",
     "keys:write",
     "keys:verify",
+    "keys:reveal",
     "keyspaces:*",
     "keyspaces:read",
     "keyspaces:write",
@@ -37,6 +38,8 @@ pub enum Scope {
     KeysRead,
     KeysWrite,
     KeysVerify,
+    /// Never implied by `keys:*`: only `keys:reveal` itself or `*` grant it.
+    KeysReveal,
     KeyspacesRead,
     KeyspacesWrite,
     OwnersRead,
@@ -50,6 +53,7 @@ impl Scope {
             Self::KeysRead => "keys:read",
             Self::KeysWrite => "keys:write",
             Self::KeysVerify => "keys:verify",
+            Self::KeysReveal => "keys:reveal",
             Self::KeyspacesRead => "keyspaces:read",
             Self::KeyspacesWrite => "keyspaces:write",
             Self::OwnersRead => "owners:read",
@@ -92,7 +96,13 @@ impl RootAuth {
     }
 
     pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
-        if policy::scopes_grant(&self.key.key.scopes, scope.as_str()) {
+        let scopes = &self.key.key.scopes;
+        let granted = if scope == Scope::KeysReveal {
+            scopes.iter().any(|s| s == "*" || s == "keys:reveal")
+        } else {
+            policy::scopes_grant(scopes, scope.as_str())
+        };
+        if granted {
             Ok(())
         } else {
             Err(ApiError::MissingScope(scope.as_str()))
@@ -179,6 +189,7 @@ mod tests {
             revoked_reason: None,
             rotation: None,
             rotated_from: None,
+            sealed_key: None,
             last_used_at: None,
             created_at: now,
             updated_at: now,
@@ -201,6 +212,12 @@ mod tests {
         assert!(a.require(Scope::KeysWrite).is_err());
         assert!(a.sees_keyspace("ks_a"));
         assert!(!a.sees_keyspace("ks_b"));
+        assert!(auth(&["keys:*"], None).require(Scope::KeysReveal).is_err());
+        assert!(
+            auth(&["keys:reveal"], None)
+                .require(Scope::KeysReveal)
+                .is_ok()
+        );
         let all = auth(&["*"], None);
         assert!(all.require(Scope::AuditRead).is_ok());
         assert!(all.sees_keyspace("ks_b"));

@@ -31,6 +31,15 @@ pub fn load_peppers(data_dir: &Path) -> anyhow::Result<(PepperSet, PepperSource)
     pepper_file::load_or_create(data_dir, env.as_deref()).context("loading the pepper")
 }
 
+/// The master keys for recoverable keys, from `KEYHAVEN_MASTER_KEY` or
+/// `<data dir>/master.key` (created on first start).
+pub fn load_master_keys(data_dir: &Path) -> anyhow::Result<PepperSet> {
+    let env = zeroize::Zeroizing::new(std::env::var(pepper_file::MASTER_KEY_ENV).ok());
+    let (set, _) = pepper_file::load_or_create_master(data_dir, env.as_deref())
+        .context("loading the master key")?;
+    Ok(set)
+}
+
 /// Refuses to go on when a stored key was hashed with a pepper version that is not
 /// configured: such keys could never verify, and falling back would be worse.
 pub async fn require_peppers(store: &dyn Store, peppers: &PepperSet) -> anyhow::Result<()> {

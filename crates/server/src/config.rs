@@ -12,7 +12,12 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 /// Environment variables read outside this struct (so not "unknown").
-pub const OTHER_ENV: &[&str] = &["KEYHAVEN_PEPPER", "KEYHAVEN_CONFIG", "KEYHAVEN_LOG"];
+pub const OTHER_ENV: &[&str] = &[
+    "KEYHAVEN_PEPPER",
+    "KEYHAVEN_MASTER_KEY",
+    "KEYHAVEN_CONFIG",
+    "KEYHAVEN_LOG",
+];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

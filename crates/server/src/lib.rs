@@ -20,6 +20,7 @@ pub mod idempotency;
 pub mod ids;
 pub mod metrics;
 pub mod openapi;
+pub mod recoverable;
 pub mod root_keys;
 pub mod routes;
 pub mod state;

@@ -71,6 +71,7 @@ pub async fn create(
         revoked_reason: None,
         rotation: None,
         rotated_from: None,
+        sealed_key: None,
         last_used_at: None,
         created_at: now,
         updated_at: now,

@@ -20,6 +20,8 @@ pub struct AppState(Arc<Shared>);
 pub struct Shared {
     pub store: Arc<dyn Store>,
     pub peppers: Arc<PepperSet>,
+    /// Master keys for recoverable keys; `None` disables them.
+    pub master_keys: Option<PepperSet>,
     pub cache: KeyCache,
     pub usage: UsageRecorder,
     pub config: Config,
@@ -37,13 +39,15 @@ impl Deref for AppState {
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, peppers: PepperSet, config: Config) -> Self {
-        Self::with_clock(store, peppers, config, Clock::System)
+        Self::with_parts(store, peppers, None, config, Clock::System)
     }
 
-    /// A state whose notion of "now" comes from `clock` (tests pass a manual one).
-    pub fn with_clock(
+    /// A state with master keys for recoverable keys, whose notion of "now" comes from
+    /// `clock` (tests pass a manual one).
+    pub fn with_parts(
         store: Arc<dyn Store>,
         peppers: PepperSet,
+        master_keys: Option<PepperSet>,
         config: Config,
         clock: Clock,
     ) -> Self {
@@ -51,6 +55,7 @@ impl AppState {
         Self(Arc::new(Shared {
             store,
             peppers: Arc::new(peppers),
+            master_keys,
             cache,
             usage: UsageRecorder::default(),
             config,

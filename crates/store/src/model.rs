@@ -70,6 +70,9 @@ pub struct KeyRecord {
     pub rotation: Option<Rotation>,
     /// The key this one replaced, when it was created by a rotation.
     pub rotated_from: Option<String>,
+    /// For a recoverable key: the plaintext sealed by the server (envelope encryption
+    /// under a master key kept outside the database). Unreadable without that key.
+    pub sealed_key: Option<Vec<u8>>,
     pub last_used_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,

@@ -61,14 +61,39 @@ pub fn load_or_create(
     data_dir: &Path,
     env_value: Option<&str>,
 ) -> Result<(PepperSet, PepperSource), PepperFileError> {
+    load_or_create_named(data_dir, PEPPER_FILE_NAME, PEPPER_ENV, env_value)
+}
+
+/// Name of the environment variable that, when set, replaces the master key file.
+pub const MASTER_KEY_ENV: &str = "KEYHAVEN_MASTER_KEY";
+/// Name of the master key file inside the data directory. The master key wraps the data
+/// keys of recoverable keys; it has the pepper's versioned text format and handling
+/// (mode 0600, created on first start, never printed) but is a separate secret, so the
+/// two can be stored and rotated apart.
+pub const MASTER_KEY_FILE_NAME: &str = "master.key";
+
+/// Loads the master keys like [`load_or_create`] loads the pepper.
+pub fn load_or_create_master(
+    data_dir: &Path,
+    env_value: Option<&str>,
+) -> Result<(PepperSet, PepperSource), PepperFileError> {
+    load_or_create_named(data_dir, MASTER_KEY_FILE_NAME, MASTER_KEY_ENV, env_value)
+}
+
+fn load_or_create_named(
+    data_dir: &Path,
+    file_name: &str,
+    env_name: &str,
+    env_value: Option<&str>,
+) -> Result<(PepperSet, PepperSource), PepperFileError> {
     if let Some(value) = env_value {
         let set = PepperSet::parse(value).map_err(|source| PepperFileError::Invalid {
-            origin: PEPPER_ENV.to_owned(),
+            origin: env_name.to_owned(),
             source,
         })?;
         return Ok((set, PepperSource::Environment));
     }
-    let path = data_dir.join(PEPPER_FILE_NAME);
+    let path = data_dir.join(file_name);
     match fs::read_to_string(&path) {
         Ok(text) => {
             let text = Zeroizing::new(text);
@@ -91,9 +116,15 @@ pub fn load_or_create(
 /// its directory are synced before the pepper is used for anything.
 fn create(path: &Path) -> Result<PepperSet, PepperFileError> {
     let (_, entry) = PepperSet::new_entry(None)?;
+    let what = if path.file_name().is_some_and(|n| n == MASTER_KEY_FILE_NAME) {
+        "master key. Keep this file secret and back it up: without it no recoverable\n\
+         # key can be revealed"
+    } else {
+        "pepper. Keep this file secret and back it up: without it no stored key\n\
+         # can be verified"
+    };
     let contents = Zeroizing::new(format!(
-        "# Keyhaven pepper. Keep this file secret and back it up: without it no stored key\n\
-         # can be verified. One version per line, <version>:<64 hex digits>; newest wins.\n\
+        "# Keyhaven {what}. One version per line, <version>:<64 hex digits>; newest wins.\n\
          {}\n",
         entry.as_str()
     ));

@@ -162,6 +162,7 @@ fn key_from(row: &SqliteRow) -> Result<KeyRecord, StoreError> {
             _ => None,
         },
         rotated_from: row.try_get("rotated_from")?,
+        sealed_key: row.try_get("sealed_key")?,
         last_used_at: row
             .try_get::<Option<i64>, _>("last_used_at")?
             .map(from_unix),
@@ -264,8 +265,9 @@ async fn insert_key(
     sqlx::query(
         "INSERT INTO keys (key_id, keyspace_id, owner_id, name, last4, pepper_version, \
          verifier, scopes, meta, allowed_keyspaces, enabled, expires_at, revoked_at, \
-         revoked_reason, rotated_to, grace_until, rotated_from, last_used_at, created_at, \
-         updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         revoked_reason, rotated_to, grace_until, rotated_from, sealed_key, last_used_at, \
+         created_at, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&key.key_id)
     .bind(&key.keyspace_id)
@@ -284,6 +286,7 @@ async fn insert_key(
     .bind(key.rotation.as_ref().map(|r| r.successor.clone()))
     .bind(key.rotation.as_ref().map(|r| to_unix(r.grace_until)))
     .bind(&key.rotated_from)
+    .bind(&key.sealed_key)
     .bind(key.last_used_at.map(to_unix))
     .bind(to_unix(key.created_at))
     .bind(to_unix(key.updated_at))
@@ -304,7 +307,7 @@ fn expect_one(rows_affected: u64) -> Result<(), StoreError> {
 const KEY_COLUMNS: &str = "k.seq, k.key_id, k.keyspace_id, k.owner_id, k.name, k.last4, \
     k.pepper_version, k.verifier, k.scopes, k.meta, k.allowed_keyspaces, k.enabled, \
     k.expires_at, k.revoked_at, k.revoked_reason, k.rotated_to, k.grace_until, \
-    k.rotated_from, k.last_used_at, k.created_at, k.updated_at";
+    k.rotated_from, k.sealed_key, k.last_used_at, k.created_at, k.updated_at";
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -690,6 +693,13 @@ impl Store for SqliteStore {
         .await?;
         tx.commit().await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        write_change(&mut tx, Change::audited(event)).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn list_audit_events(

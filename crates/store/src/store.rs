@@ -87,6 +87,8 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn rehash_key(&self, key_id: &str, from: u32, to: &Verifier) -> Result<bool, StoreError>;
 
     // Audit.
+    /// Writes an audit event for something that changes nothing else (revealing a key).
+    async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError>;
     async fn list_audit_events(
         &self,
         filter: &AuditFilter<'_>,

@@ -71,6 +71,7 @@ fn key(key_id: &str, keyspace_id: &str, owner_id: Option<&str>) -> KeyRecord {
         revoked_reason: None,
         rotation: None,
         rotated_from: None,
+        sealed_key: None,
         last_used_at: None,
         created_at: T0,
         updated_at: T0,
@@ -842,6 +843,28 @@ pub async fn audit_filters(store: &dyn Store) {
         )
         .await),
         ["evt_2"]
+    );
+    store
+        .append_audit(&event("4", "key.reveal", "k", Some("ks_a"), 30))
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(events(
+            store,
+            &AuditFilter {
+                action: Some("key.reveal"),
+                ..Default::default()
+            }
+        )
+        .await),
+        ["evt_4"]
+    );
+    assert!(
+        store
+            .append_audit(&event("4", "dup", "k", None, 31))
+            .await
+            .is_err(),
+        "event ids are unique"
     );
 }
 

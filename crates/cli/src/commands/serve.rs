@@ -98,6 +98,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
 async fn serve(config: Config) -> anyhow::Result<()> {
     bootstrap::ensure_data_dir(&config.data_dir)?;
     let (peppers, source) = bootstrap::load_peppers(&config.data_dir)?;
+    let master_keys = bootstrap::load_master_keys(&config.data_dir)?;
     tracing::info!(source = ?source, versions = ?peppers.versions().map(|v| v.get()).collect::<Vec<_>>(), "pepper loaded");
     let store = bootstrap::open_store(&config).await?;
     bootstrap::require_peppers(store.as_ref(), &peppers).await?;
@@ -123,7 +124,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     };
 
     let data_dir = config.data_dir.display().to_string();
-    let state = AppState::new(store, peppers, config);
+    let state = AppState::with_parts(
+        store,
+        peppers,
+        Some(master_keys),
+        config,
+        keyhaven_server::clock::Clock::System,
+    );
     tracing::info!(%addr, data_dir, "keyhaven listening");
     if let Some(key) = first_root_key {
         print_welcome(&addr.to_string(), key.key().expose_secret())?;

@@ -70,7 +70,8 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     .await
     .unwrap();
     let clock = Clock::manual(keyhaven_server::clock::now());
-    let state = AppState::with_clock(store.clone(), peppers, config, clock.clone());
+    let (master, _) = pepper_file::load_or_create_master(dir.path(), None).unwrap();
+    let state = AppState::with_parts(store.clone(), peppers, Some(master), config, clock.clone());
     let peppers = state.peppers.clone();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -232,6 +233,7 @@ pub async fn spawn_process(data_dir: &Path, logs: &Path, envs: &[(&str, &str)]) 
         .args(["--listen", &addr.to_string()])
         .envs(envs.iter().copied())
         .env_remove("KEYHAVEN_PEPPER")
+        .env_remove("KEYHAVEN_MASTER_KEY")
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&stdout_path).unwrap())
         .stderr(std::fs::File::create(&log_path).unwrap())

@@ -14,4 +14,5 @@ mod keys;
 mod lifecycle;
 mod openapi;
 mod pepper;
+mod recoverable;
 mod tenancy;

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use keyhaven_core::{GeneratedKey, KeyId, Prefix, Verifier};
-use keyhaven_store::{Change, KeyFilter, KeyForVerify, KeyRecord, Timestamp};
+use keyhaven_store::{Change, KeyFilter, KeyForVerify, KeyRecord, StoreError, Timestamp};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -29,6 +29,8 @@ pub struct KeyView {
     pub scopes: Vec<String>,
     pub meta: Map<String, Value>,
     pub enabled: bool,
+    /// Whether the plaintext can be revealed again (`POST /v1/keys/{key_id}/reveal`).
+    pub recoverable: bool,
     pub expires_at: Option<String>,
     pub revoked_at: Option<String>,
     pub revoked_reason: Option<String>,
@@ -54,6 +56,7 @@ impl KeyView {
             scopes: key.scopes.clone(),
             meta: key.meta.clone(),
             enabled: key.enabled,
+            recoverable: key.sealed_key.is_some(),
             expires_at: key.expires_at.map(rfc3339),
             revoked_at: key.revoked_at.map(rfc3339),
             revoked_reason: key.revoked_reason.clone(),
@@ -100,6 +103,9 @@ pub struct CreateKey {
     pub expires_at: Option<String>,
     /// Default true.
     pub enabled: Option<bool>,
+    /// Keep the plaintext, sealed under the server's master key, so a root key with
+    /// `keys:reveal` can see it again. Default false.
+    pub recoverable: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -209,6 +215,16 @@ fn mint(state: &AppState, prefix: &str) -> Result<(GeneratedKey, Verifier), ApiE
     Ok((generated, verifier))
 }
 
+fn seal(state: &AppState, key_id: &str, plaintext: &str) -> Result<Vec<u8>, ApiError> {
+    let master = state.master_keys.as_ref().ok_or_else(|| {
+        ApiError::bad_request(
+            "recoverable_keys_disabled",
+            "This server has no master key, so it cannot keep recoverable keys.",
+        )
+    })?;
+    Ok(crate::recoverable::seal(master, key_id, plaintext)?)
+}
+
 fn key_fields(k: &KeyRecord) -> [(&'static str, Value); 6] {
     [
         ("name", json!(k.name)),
@@ -260,6 +276,15 @@ pub async fn create(
         check_owner(&state, owner_id).await?;
     }
     let (generated, verifier) = mint(&state, &keyspace.prefix)?;
+    let sealed_key = if req.recoverable.unwrap_or(false) {
+        Some(seal(
+            &state,
+            generated.key_id().as_str(),
+            generated.key().expose_secret(),
+        )?)
+    } else {
+        None
+    };
     let record = KeyRecord {
         key_id: generated.key_id().as_str().to_owned(),
         keyspace_id: keyspace.id.clone(),
@@ -276,6 +301,7 @@ pub async fn create(
         revoked_reason: None,
         rotation: None,
         rotated_from: None,
+        sealed_key,
         last_used_at: None,
         created_at: now,
         updated_at: now,
@@ -284,8 +310,9 @@ pub async fn create(
         key: generated.key().expose_secret().to_owned(),
         record: KeyView::new(&record, &keyspace.prefix),
     };
+    let mut response = response;
     let body = zeroize::Zeroizing::new(to_body(&response)?);
-    drop(response);
+    zeroize::Zeroize::zeroize(&mut response.key);
     let event = audit_event(
         &auth,
         "key.create",
@@ -531,7 +558,17 @@ pub async fn rotate(
     let now = state.clock.now();
     let grace_until = now + time::Duration::seconds(i64::try_from(grace).unwrap_or(0));
     let (generated, verifier) = mint(&state, &found.keyspace_prefix)?;
+    // A recoverable key's successor is recoverable too, sealed with its own plaintext.
+    let sealed_key = match old.sealed_key {
+        Some(_) => Some(seal(
+            &state,
+            generated.key_id().as_str(),
+            generated.key().expose_secret(),
+        )?),
+        None => None,
+    };
     let successor = KeyRecord {
+        sealed_key,
         key_id: generated.key_id().as_str().to_owned(),
         last4: generated.last4().to_owned(),
         verifier,
@@ -549,8 +586,9 @@ pub async fn rotate(
         key: generated.key().expose_secret().to_owned(),
         record: KeyView::new(&successor, &found.keyspace_prefix),
     };
+    let mut response = response;
     let body = zeroize::Zeroizing::new(to_body(&response)?);
-    drop(response);
+    zeroize::Zeroize::zeroize(&mut response.key);
     let event = audit_event(
         &auth,
         "key.rotate",
@@ -577,6 +615,69 @@ pub async fn rotate(
         Ok(()) => Ok(json_response(StatusCode::CREATED, body.to_vec())),
         Err(e) => idem.on_error(e).await,
     }
+}
+
+/// The plaintext of a recoverable key.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct RevealedKey {
+    pub key_id: String,
+    pub key: String,
+}
+
+impl std::fmt::Debug for RevealedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RevealedKey")
+            .field("key_id", &self.key_id)
+            .field("key", &"<redacted>")
+            .finish()
+    }
+}
+
+#[utoipa::path(post, path = "/v1/keys/{key_id}/reveal", tag = "keys",
+    params(("key_id" = String, Path)),
+    responses((status = 200, body = RevealedKey), (status = "4XX", body = crate::error::Problem)),
+    security(("root_key" = [])))]
+pub async fn reveal(
+    State(state): State<AppState>,
+    auth: RootAuth,
+    ApiPath(key_id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    auth.require(Scope::KeysReveal)?;
+    let found = visible_key(&state, &auth, &key_id).await?;
+    let key = &found.key;
+    let Some(sealed) = &key.sealed_key else {
+        return Err(ApiError::Conflict {
+            code: "not_recoverable",
+            detail: "The key was not created recoverable; Keyhaven cannot show it again.".into(),
+        });
+    };
+    if key.revoked_at.is_some() {
+        return Err(StoreError::Conflict(keyhaven_store::Conflict::AlreadyRevoked).into());
+    }
+    let master = state.master_keys.as_ref().ok_or_else(|| {
+        ApiError::Unexpected(anyhow::anyhow!(
+            "a recoverable key exists but no master key is loaded"
+        ))
+    })?;
+    let plaintext = crate::recoverable::open(master, &key.key_id, sealed)?;
+    // Audit first: a reveal that cannot be recorded does not happen.
+    let now = state.clock.now();
+    let event = audit_event(
+        &auth,
+        "key.reveal",
+        ("key", &key_id),
+        Some(&key.keyspace_id),
+        Map::new(),
+        now,
+    )?;
+    state.store.append_audit(&event).await?;
+    let mut revealed = RevealedKey {
+        key_id: key.key_id.clone(),
+        key: plaintext.as_str().to_owned(),
+    };
+    let body = zeroize::Zeroizing::new(to_body(&revealed)?);
+    zeroize::Zeroize::zeroize(&mut revealed.key);
+    Ok(json_response(StatusCode::OK, body.to_vec()))
 }
 
 #[utoipa::path(delete, path = "/v1/keys/{key_id}", tag = "keys", params(("key_id" = String, Path)),
