@@ -4,14 +4,121 @@
 //!
 //! - `prefix_shortToken_longToken` (the "prefixed API key" format): the stored value is
 //!   the hex SHA-256 of the long token; the short token is the lookup id.
-//! - Any string whose hex SHA-256 is stored.
+//! - `prefix.secret` whose stored value is `sha512$$<hex SHA-512 of the whole key>`; the
+//!   prefix (before the first `.`) is the lookup id.
+//! - Any string whose hex SHA-256 is stored; looked up through a peppered tag of the
+//!   digest ([`Pepper::index_tag`]), so the raw digest is never a lookup value.
+//!
+//! Imported keys are found by a *lookup* string ([`lookups`]) instead of a key id.
 //!
 //! Stored hex may be lower- or upper-case. Comparisons are constant-time.
 
-use sha2::{Digest, Sha256};
+use sha2::{Digest, Sha256, Sha512};
 use subtle::ConstantTimeEq;
 
+use crate::pepper::{Pepper, PepperSet};
 use crate::secret::SecretStr;
+
+/// The schemes an imported key's stored value can follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportFormat {
+    /// `prefix_shortToken_longToken`, stored SHA-256 of the long token.
+    PrefixedSha256,
+    /// `prefix.secret`, stored SHA-512 of the whole key.
+    DottedSha512,
+    /// Any string, stored SHA-256 of the whole key.
+    Sha256,
+}
+
+impl ImportFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PrefixedSha256 => "prefixed_sha256",
+            Self::DottedSha512 => "dotted_sha512",
+            Self::Sha256 => "sha256",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::PrefixedSha256, Self::DottedSha512, Self::Sha256]
+            .into_iter()
+            .find(|f| f.as_str() == s)
+    }
+
+    /// Length in bytes of the stored digest.
+    pub fn digest_len(self) -> usize {
+        match self {
+            Self::DottedSha512 => 64,
+            Self::PrefixedSha256 | Self::Sha256 => 32,
+        }
+    }
+
+    /// Whether `key` matches the stored `digest` under this scheme (constant-time in the
+    /// digest comparison).
+    pub fn matches(self, key: &str, digest: &[u8]) -> bool {
+        let computed: Vec<u8> = match self {
+            Self::PrefixedSha256 => match parse_prefixed(key) {
+                Some(t) => Sha256::digest(t.long_token.expose_secret().as_bytes()).to_vec(),
+                None => return false,
+            },
+            Self::DottedSha512 => Sha512::digest(key.as_bytes()).to_vec(),
+            Self::Sha256 => Sha256::digest(key.as_bytes()).to_vec(),
+        };
+        computed.len() == digest.len() && bool::from(computed.as_slice().ct_eq(digest))
+    }
+}
+
+/// Tag purpose for the peppered index of whole-key SHA-256 digests.
+const SHA256_INDEX: &str = "import-sha256";
+
+/// The lookup string of a prefixed key: its prefix and short token are public ids.
+pub fn prefixed_lookup(prefix: &str, short_token: &str) -> String {
+    format!("p:{prefix}_{short_token}")
+}
+
+/// The lookup string of a dotted key: its prefix (the part before the first `.`).
+pub fn dotted_lookup(prefix: &str) -> String {
+    format!("d:{prefix}")
+}
+
+/// The lookup string of a whole-key SHA-256 digest under one pepper version.
+pub fn sha256_lookup(pepper: &Pepper, digest: &[u8]) -> String {
+    format!(
+        "h{}:{}",
+        pepper.version(),
+        hex::encode(pepper.index_tag(SHA256_INDEX, digest))
+    )
+}
+
+/// Splits `prefix.secret` at the first `.`; the prefix is `[A-Za-z0-9_-]+`.
+pub fn parse_dotted(key: &str) -> Option<&str> {
+    let (prefix, secret) = key.split_once('.')?;
+    let ok = !prefix.is_empty()
+        && prefix.len() <= 64
+        && prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && !secret.is_empty();
+    ok.then_some(prefix)
+}
+
+/// Every lookup string under which an imported key matching `key` could be stored, most
+/// specific first: the prefixed and dotted ids when `key` has those shapes, then the
+/// peppered digest tag under each configured pepper version.
+pub fn lookups(key: &str, peppers: &PepperSet) -> Vec<(ImportFormat, String)> {
+    let mut out = Vec::new();
+    if let Some(t) = parse_prefixed(key) {
+        out.push((ImportFormat::PrefixedSha256, prefixed_lookup(t.prefix, t.short_token)));
+    }
+    if let Some(prefix) = parse_dotted(key) {
+        out.push((ImportFormat::DottedSha512, dotted_lookup(prefix)));
+    }
+    let digest = Sha256::digest(key.as_bytes());
+    for version in peppers.versions().collect::<Vec<_>>().into_iter().rev() {
+        if let Some(pepper) = peppers.get(version) {
+            out.push((ImportFormat::Sha256, sha256_lookup(pepper, &digest)));
+        }
+    }
+    out
+}
 
 /// A key in the `prefix_shortToken_longToken` format, split from the right (the prefix may
 /// contain `_`). Tokens are base58 in the original format, but any `[A-Za-z0-9]` token is
@@ -60,6 +167,44 @@ pub fn verify_whole_key_sha256(key: &str, stored_hex: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pepper::PepperVersion;
+
+    #[test]
+    fn import_formats_match_their_digests_and_nothing_else() {
+        let key = "myapp_BRTRKFsL_51FwqftsmMDHHbJAMEXXHCgG";
+        let digest = hex::decode(EXAMPLE_HASH).unwrap();
+        assert!(ImportFormat::PrefixedSha256.matches(key, &digest));
+        assert!(!ImportFormat::PrefixedSha256.matches("myapp_BRTRKFsL_x", &digest));
+        let dotted = "abc123.s3cr3tvalue";
+        let d512 = Sha512::digest(dotted.as_bytes()).to_vec();
+        assert!(ImportFormat::DottedSha512.matches(dotted, &d512));
+        assert!(!ImportFormat::DottedSha512.matches("abc123.other", &d512));
+        let d256 = Sha256::digest(b"any string at all").to_vec();
+        assert!(ImportFormat::Sha256.matches("any string at all", &d256));
+        assert!(!ImportFormat::Sha256.matches("any string at all", &d512));
+        for f in [ImportFormat::PrefixedSha256, ImportFormat::DottedSha512, ImportFormat::Sha256] {
+            assert_eq!(ImportFormat::parse(f.as_str()), Some(f));
+        }
+    }
+
+    #[test]
+    fn lookups_cover_each_shape_and_every_pepper_version() {
+        let peppers = PepperSet::new(vec![
+            Pepper::new(PepperVersion::new(1).unwrap(), &[1; 32]),
+            Pepper::new(PepperVersion::new(2).unwrap(), &[2; 32]),
+        ])
+        .unwrap();
+        let l = lookups("myapp_BRTRKFsL_51Fwq", &peppers);
+        assert_eq!(l[0], (ImportFormat::PrefixedSha256, "p:myapp_BRTRKFsL".to_owned()));
+        assert_eq!(l.len(), 3);
+        assert!(l[1].1.starts_with("h2:") && l[2].1.starts_with("h1:"));
+        // The tag never contains the digest itself.
+        let digest = hex::encode(Sha256::digest(b"myapp_BRTRKFsL_51Fwq"));
+        assert!(l.iter().all(|(_, s)| !s.contains(&digest)));
+        let d = lookups("abc.def", &peppers);
+        assert_eq!(d[0], (ImportFormat::DottedSha512, "d:abc".to_owned()));
+        assert_eq!(lookups("plain", &peppers).len(), 2);
+    }
 
     /// The format's own documented example.
     const EXAMPLE_KEY: &str = "myapp_BRTRKFsL_51FwqftsmMDHHbJAMEXXHCgG";

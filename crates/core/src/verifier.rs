@@ -69,6 +69,13 @@ impl Pepper {
             .mac(&[key_id.as_bytes(), b":", secret.expose_secret().as_bytes()])
     }
 
+    /// A keyed tag of `data` for an index that must not reveal `data` (for example the
+    /// SHA-256 digests of imported keys): lookups use the tag, never the digest itself.
+    pub fn index_tag(&self, purpose: &str, data: &[u8]) -> [u8; VERIFIER_LEN] {
+        self.mac
+            .mac(&[b"keyhaven/index/", purpose.as_bytes(), b"/", data])
+    }
+
     /// A 32-byte key for `purpose`, derived from this pepper (HMAC of a label that no key
     /// id can produce, since key ids never contain `/`). Used to seal data the server must
     /// store but not be able to read without the pepper, such as replayable responses.

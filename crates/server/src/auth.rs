@@ -190,6 +190,7 @@ mod tests {
             rotation: None,
             rotated_from: None,
             sealed_key: None,
+            import: None,
             last_used_at: None,
             created_at: now,
             updated_at: now,

@@ -72,6 +72,7 @@ pub async fn create(
         rotation: None,
         rotated_from: None,
         sealed_key: None,
+        import: None,
         last_used_at: None,
         created_at: now,
         updated_at: now,

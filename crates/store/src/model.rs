@@ -73,9 +73,21 @@ pub struct KeyRecord {
     /// For a recoverable key: the plaintext sealed by the server (envelope encryption
     /// under a master key kept outside the database). Unreadable without that key.
     pub sealed_key: Option<Vec<u8>>,
+    /// For an imported key: how it is found and, until its first successful verify, the
+    /// digest its old system stored.
+    pub import: Option<Import>,
     pub last_used_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Import {
+    /// `prefixed_sha256`, `dotted_sha512` or `sha256`.
+    pub format: String,
+    pub lookup: String,
+    /// `None` once the key was verified and moved to the native verifier.
+    pub digest: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

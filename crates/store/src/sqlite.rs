@@ -163,6 +163,17 @@ fn key_from(row: &SqliteRow) -> Result<KeyRecord, StoreError> {
         },
         rotated_from: row.try_get("rotated_from")?,
         sealed_key: row.try_get("sealed_key")?,
+        import: match (
+            row.try_get::<Option<String>, _>("import_format")?,
+            row.try_get::<Option<String>, _>("import_lookup")?,
+        ) {
+            (Some(format), Some(lookup)) => Some(Import {
+                format,
+                lookup,
+                digest: row.try_get("import_digest")?,
+            }),
+            _ => None,
+        },
         last_used_at: row
             .try_get::<Option<i64>, _>("last_used_at")?
             .map(from_unix),
@@ -258,16 +269,18 @@ async fn write_change(
     Ok(())
 }
 
+/// Inserts `key`; returns false (inserting nothing) when its import lookup is taken.
 async fn insert_key(
     tx: &mut Transaction<'static, Sqlite>,
     key: &KeyRecord,
-) -> Result<(), StoreError> {
-    sqlx::query(
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
         "INSERT INTO keys (key_id, keyspace_id, owner_id, name, last4, pepper_version, \
          verifier, scopes, meta, allowed_keyspaces, enabled, expires_at, revoked_at, \
-         revoked_reason, rotated_to, grace_until, rotated_from, sealed_key, last_used_at, \
-         created_at, updated_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         revoked_reason, rotated_to, grace_until, rotated_from, sealed_key, import_format, \
+         import_lookup, import_digest, last_used_at, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (import_lookup) WHERE import_lookup IS NOT NULL DO NOTHING",
     )
     .bind(&key.key_id)
     .bind(&key.keyspace_id)
@@ -287,13 +300,16 @@ async fn insert_key(
     .bind(key.rotation.as_ref().map(|r| to_unix(r.grace_until)))
     .bind(&key.rotated_from)
     .bind(&key.sealed_key)
+    .bind(key.import.as_ref().map(|i| i.format.as_str()))
+    .bind(key.import.as_ref().map(|i| i.lookup.as_str()))
+    .bind(key.import.as_ref().and_then(|i| i.digest.as_deref()))
     .bind(key.last_used_at.map(to_unix))
     .bind(to_unix(key.created_at))
     .bind(to_unix(key.updated_at))
     .execute(&mut **tx)
     .await
     .map_err(|e| classify(e, Conflict::DuplicateId))?;
-    Ok(())
+    Ok(done.rows_affected() == 1)
 }
 
 fn expect_one(rows_affected: u64) -> Result<(), StoreError> {
@@ -307,7 +323,8 @@ fn expect_one(rows_affected: u64) -> Result<(), StoreError> {
 const KEY_COLUMNS: &str = "k.seq, k.key_id, k.keyspace_id, k.owner_id, k.name, k.last4, \
     k.pepper_version, k.verifier, k.scopes, k.meta, k.allowed_keyspaces, k.enabled, \
     k.expires_at, k.revoked_at, k.revoked_reason, k.rotated_to, k.grace_until, \
-    k.rotated_from, k.sealed_key, k.last_used_at, k.created_at, k.updated_at";
+    k.rotated_from, k.sealed_key, k.import_format, k.import_lookup, k.import_digest, \
+    k.last_used_at, k.created_at, k.updated_at";
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -492,7 +509,9 @@ impl Store for SqliteStore {
 
     async fn create_key(&self, key: &KeyRecord, change: Change<'_>) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
-        insert_key(&mut tx, key).await?;
+        if !insert_key(&mut tx, key).await? {
+            return Err(StoreError::Conflict(Conflict::DuplicateId));
+        }
         write_change(&mut tx, change).await?;
         tx.commit().await?;
         Ok(())
@@ -618,7 +637,9 @@ impl Store for SqliteStore {
             Some((None, Some(_))) => return Err(StoreError::Conflict(Conflict::AlreadyRotated)),
             Some((None, None)) => {}
         }
-        insert_key(&mut tx, successor).await?;
+        if !insert_key(&mut tx, successor).await? {
+            return Err(StoreError::Conflict(Conflict::DuplicateId));
+        }
         sqlx::query(
             "UPDATE keys SET rotated_to = ?, grace_until = ?, updated_at = ? WHERE key_id = ?",
         )
@@ -631,6 +652,57 @@ impl Store for SqliteStore {
         write_change(&mut tx, change).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn import_keys(
+        &self,
+        keys: &[KeyRecord],
+        audit: &AuditEvent,
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut tx = self.begin().await?;
+        let mut inserted = Vec::with_capacity(keys.len());
+        for key in keys {
+            if key.import.is_none() {
+                return Err(anyhow::anyhow!("import_keys needs keys with an import lookup").into());
+            }
+            inserted.push(insert_key(&mut tx, key).await?);
+        }
+        let ids: Vec<&str> = keys
+            .iter()
+            .zip(&inserted)
+            .filter(|(_, done)| **done)
+            .map(|(k, _)| k.key_id.as_str())
+            .collect();
+        if !ids.is_empty() {
+            let mut event = audit.clone();
+            event.changes.insert("imported".into(), ids.len().into());
+            event.changes.insert("key_ids".into(), serde_json::json!(ids));
+            write_change(&mut tx, Change::audited(&event)).await?;
+        }
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    async fn key_id_by_import_lookup(&self, lookup: &str) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT key_id FROM keys WHERE import_lookup = ?")
+            .bind(lookup)
+            .fetch_optional(&self.reader)
+            .await?)
+    }
+
+    async fn complete_import(&self, key_id: &str, to: &Verifier) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(
+            "UPDATE keys SET pepper_version = ?, verifier = ?, import_digest = NULL \
+             WHERE key_id = ? AND import_digest IS NOT NULL",
+        )
+        .bind(i64::from(to.version().get()))
+        .bind(to.mac().as_slice())
+        .bind(key_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn delete_key(&self, key_id: &str, change: Change<'_>) -> Result<(), StoreError> {

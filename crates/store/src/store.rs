@@ -75,6 +75,20 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         change: Change<'_>,
     ) -> Result<(), StoreError>;
     async fn delete_key(&self, key_id: &str, change: Change<'_>) -> Result<(), StoreError>;
+    /// Inserts imported keys (each with `import` set), skipping any whose lookup is
+    /// already stored, in one transaction. When at least one was inserted, `audit` is
+    /// written with `imported` (count) and `key_ids` added to its changes. Returns, per
+    /// key, whether it was inserted.
+    async fn import_keys(
+        &self,
+        keys: &[KeyRecord],
+        audit: &AuditEvent,
+    ) -> Result<Vec<bool>, StoreError>;
+    /// The key id stored under an import lookup.
+    async fn key_id_by_import_lookup(&self, lookup: &str) -> Result<Option<String>, StoreError>;
+    /// Moves an imported key to the native verifier `to` and forgets its old digest, if
+    /// that was not done already. Returns whether it did. Not audited (as `rehash_key`).
+    async fn complete_import(&self, key_id: &str, to: &Verifier) -> Result<bool, StoreError>;
     async fn count_root_keys(&self) -> Result<u64, StoreError>;
     /// Every pepper version some stored verifier uses (a server refuses to start
     /// without all of them).

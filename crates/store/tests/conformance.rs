@@ -72,6 +72,7 @@ fn key(key_id: &str, keyspace_id: &str, owner_id: Option<&str>) -> KeyRecord {
         rotation: None,
         rotated_from: None,
         sealed_key: None,
+        import: None,
         last_used_at: None,
         created_at: T0,
         updated_at: T0,

@@ -302,6 +302,7 @@ pub async fn create(
         rotation: None,
         rotated_from: None,
         sealed_key,
+        import: None,
         last_used_at: None,
         created_at: now,
         updated_at: now,
@@ -569,6 +570,7 @@ pub async fn rotate(
     };
     let successor = KeyRecord {
         sealed_key,
+        import: None,
         key_id: generated.key_id().as_str().to_owned(),
         last4: generated.last4().to_owned(),
         verifier,
