@@ -95,7 +95,9 @@ pub fn parse_dotted(key: &str) -> Option<&str> {
     let (prefix, secret) = key.split_once('.')?;
     let ok = !prefix.is_empty()
         && prefix.len() <= 64
-        && prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
         && !secret.is_empty();
     ok.then_some(prefix)
 }
@@ -106,7 +108,10 @@ pub fn parse_dotted(key: &str) -> Option<&str> {
 pub fn lookups(key: &str, peppers: &PepperSet) -> Vec<(ImportFormat, String)> {
     let mut out = Vec::new();
     if let Some(t) = parse_prefixed(key) {
-        out.push((ImportFormat::PrefixedSha256, prefixed_lookup(t.prefix, t.short_token)));
+        out.push((
+            ImportFormat::PrefixedSha256,
+            prefixed_lookup(t.prefix, t.short_token),
+        ));
     }
     if let Some(prefix) = parse_dotted(key) {
         out.push((ImportFormat::DottedSha512, dotted_lookup(prefix)));
@@ -182,7 +187,11 @@ mod tests {
         let d256 = Sha256::digest(b"any string at all").to_vec();
         assert!(ImportFormat::Sha256.matches("any string at all", &d256));
         assert!(!ImportFormat::Sha256.matches("any string at all", &d512));
-        for f in [ImportFormat::PrefixedSha256, ImportFormat::DottedSha512, ImportFormat::Sha256] {
+        for f in [
+            ImportFormat::PrefixedSha256,
+            ImportFormat::DottedSha512,
+            ImportFormat::Sha256,
+        ] {
             assert_eq!(ImportFormat::parse(f.as_str()), Some(f));
         }
     }
@@ -195,7 +204,10 @@ mod tests {
         ])
         .unwrap();
         let l = lookups("myapp_BRTRKFsL_51Fwq", &peppers);
-        assert_eq!(l[0], (ImportFormat::PrefixedSha256, "p:myapp_BRTRKFsL".to_owned()));
+        assert_eq!(
+            l[0],
+            (ImportFormat::PrefixedSha256, "p:myapp_BRTRKFsL".to_owned())
+        );
         assert_eq!(l.len(), 3);
         assert!(l[1].1.starts_with("h2:") && l[2].1.starts_with("h1:"));
         // The tag never contains the digest itself.

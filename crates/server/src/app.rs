@@ -19,6 +19,9 @@ use crate::error::ApiError;
 use crate::routes::{audit, health, keys, keyspaces, owners, verify};
 use crate::state::AppState;
 
+/// Body limit of `POST /v1/keys/import` (1,000 keys with room for names and meta).
+pub const IMPORT_BODY_LIMIT: usize = 4 * 1024 * 1024;
+
 pub fn router(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
     Router::new()
@@ -41,6 +44,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/keys", post(keys::create).get(keys::list))
         .route("/v1/keys/verify", post(verify::verify))
+        .route(
+            "/v1/keys/import",
+            post(keys::import).layer(DefaultBodyLimit::max(IMPORT_BODY_LIMIT)),
+        )
         .route(
             "/v1/keys/{key_id}",
             get(keys::get).patch(keys::update).delete(keys::delete),
@@ -97,6 +104,7 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    state.load_import_flag().await?;
     let background = tokio::spawn(background(state.clone()));
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, app)

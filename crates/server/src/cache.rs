@@ -21,6 +21,10 @@ pub type CachedKey = Option<Arc<KeyForVerify>>;
 #[derive(Debug)]
 pub struct KeyCache {
     entries: Cache<String, CachedKey>,
+    /// Import lookup → key id. A lookup never moves to another key while that key
+    /// exists, so entries only go stale when keys are deleted or imported, and both
+    /// clear this map.
+    imports: Cache<String, Option<String>>,
     epoch: Mutex<u64>,
 }
 
@@ -28,6 +32,10 @@ impl KeyCache {
     pub fn new(capacity: u64, ttl: Duration) -> Self {
         Self {
             entries: Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(ttl)
+                .build(),
+            imports: Cache::builder()
                 .max_capacity(capacity)
                 .time_to_live(ttl)
                 .build(),
@@ -55,6 +63,32 @@ impl KeyCache {
         }
         drop(epoch);
         Ok(loaded)
+    }
+
+    /// The key id stored under an import lookup, from memory when cached.
+    pub async fn import_lookup(
+        &self,
+        store: &dyn Store,
+        lookup: &str,
+    ) -> Result<Option<String>, StoreError> {
+        if let Some(hit) = self.imports.get(lookup) {
+            return Ok(hit);
+        }
+        let before = *self.epoch();
+        let loaded = store.key_id_by_import_lookup(lookup).await?;
+        let epoch = self.epoch();
+        if *epoch == before {
+            self.imports.insert(lookup.to_owned(), loaded.clone());
+        }
+        drop(epoch);
+        Ok(loaded)
+    }
+
+    /// After keys were imported or deleted.
+    pub fn invalidate_imports(&self) {
+        let mut epoch = self.epoch();
+        *epoch = epoch.wrapping_add(1);
+        self.imports.invalidate_all();
     }
 
     pub fn invalidate(&self, key_id: &str) {

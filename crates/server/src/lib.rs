@@ -18,6 +18,7 @@ pub mod error;
 pub mod extract;
 pub mod idempotency;
 pub mod ids;
+pub mod import;
 pub mod metrics;
 pub mod openapi;
 pub mod recoverable;

@@ -13,7 +13,7 @@ use crate::routes::{audit, health, keys, keyspaces, owners, verify};
     paths(
         keyspaces::create, keyspaces::list, keyspaces::get, keyspaces::update, keyspaces::delete,
         owners::create, owners::list, owners::get, owners::update, owners::delete,
-        keys::create, keys::list, keys::get, keys::update, keys::revoke, keys::rotate, keys::reveal, keys::delete,
+        keys::create, keys::import, keys::list, keys::get, keys::update, keys::revoke, keys::rotate, keys::reveal, keys::delete,
         verify::verify,
         audit::list,
         health::healthz, health::readyz, health::metrics,

@@ -1,5 +1,6 @@
 use std::ops::Deref;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use keyhaven_core::PepperSet;
 use keyhaven_store::Store;
@@ -27,6 +28,9 @@ pub struct Shared {
     pub config: Config,
     pub metrics: PrometheusHandle,
     pub clock: Clock,
+    /// Whether any imported key exists: until one does, a non-native key string is
+    /// MALFORMED without a database lookup.
+    imported_keys: AtomicBool,
 }
 
 impl Deref for AppState {
@@ -34,6 +38,24 @@ impl Deref for AppState {
 
     fn deref(&self) -> &Shared {
         &self.0
+    }
+}
+
+impl Shared {
+    pub fn has_imported_keys(&self) -> bool {
+        self.imported_keys.load(Ordering::Relaxed)
+    }
+
+    pub fn note_imported_keys(&self) {
+        self.imported_keys.store(true, Ordering::Relaxed);
+    }
+
+    /// Reads from the store whether imported keys exist (at start).
+    pub async fn load_import_flag(&self) -> Result<(), keyhaven_store::StoreError> {
+        if self.store.has_imported_keys().await? {
+            self.note_imported_keys();
+        }
+        Ok(())
     }
 }
 
@@ -61,6 +83,7 @@ impl AppState {
             config,
             metrics: crate::metrics::handle(),
             clock,
+            imported_keys: AtomicBool::new(false),
         }))
     }
 }

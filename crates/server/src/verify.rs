@@ -1,14 +1,23 @@
 //! The verify path, shared by `POST /v1/keys/verify` and root-key authentication:
 //! parse + checksum (no storage) → record cache → MAC → constant-time compare → policy.
 //! Nothing beyond NOT_FOUND/MALFORMED is decided before the secret matched.
+//!
+//! A key that is not in Keyhaven's format may be an imported one ([`check_imported`]):
+//! only when the deployment holds imported keys is it looked up, by the lookups its
+//! shape allows (`keyhaven_core::compat::lookups`); otherwise it is MALFORMED without
+//! touching storage.
 
 use std::sync::Arc;
 
-use keyhaven_core::{KeyState, Verification, VerifyCode, policy};
+use keyhaven_core::compat::{self, ImportFormat};
+use keyhaven_core::{KeyState, SecretStr, Verification, VerifyCode, policy};
 use keyhaven_store::{KeyForVerify, Timestamp};
 
 use crate::error::ApiError;
 use crate::state::AppState;
+
+/// Longest non-native key string that is looked up as a possible imported key.
+const MAX_IMPORTED_KEY_LEN: usize = 512;
 
 /// A verification's result: the code and, once the secret matched, the key.
 #[derive(Debug, Clone)]
@@ -33,7 +42,7 @@ pub async fn check(
     now: Timestamp,
 ) -> Result<Checked, ApiError> {
     let Ok(parsed) = keyhaven_core::parse(key) else {
-        return Ok(Checked::rejected(VerifyCode::Malformed));
+        return check_imported(state, key, required_scopes, visible, now).await;
     };
     let record = state
         .cache
@@ -46,28 +55,102 @@ pub async fn check(
         .map_err(|e| ApiError::Unexpected(e.into()))?;
     let (record, rehash) = match (matched, record) {
         (Verification::Valid { rehash }, Some(record))
-            if record.keyspace_prefix == parsed.prefix() && visible(&record.key.keyspace_id) =>
+            if record.keyspace_prefix == parsed.prefix()
+                && record.key.import.is_none()
+                && visible(&record.key.keyspace_id) =>
         {
             (record, rehash)
         }
         _ => return Ok(Checked::rejected(VerifyCode::NotFound)),
     };
     if rehash {
-        // The secret matched under an older pepper: store it under the newest, once, off
-        // the request's path. The new verifier is computed here, where the secret is.
-        let to = state.peppers.verifier(parsed.key_id(), parsed.secret());
-        let from = record.key.verifier.version().get();
-        let key_id = record.key.key_id.clone();
-        let state = state.clone();
-        tokio::spawn(async move {
-            match state.store.rehash_key(&key_id, from, &to).await {
-                Ok(_) => state.cache.invalidate(&key_id),
-                Err(e) => {
-                    tracing::warn!(key_id, error = %e, "re-hashing a key to the newest pepper failed")
-                }
-            }
-        });
+        spawn_rehash(state, &record, parsed.secret());
     }
+    Ok(decide(record, required_scopes, now))
+}
+
+/// A non-native key: an imported key, or MALFORMED.
+async fn check_imported(
+    state: &AppState,
+    key: &str,
+    required_scopes: &[String],
+    visible: impl FnOnce(&str) -> bool,
+    now: Timestamp,
+) -> Result<Checked, ApiError> {
+    if !state.has_imported_keys() || key.is_empty() || key.len() > MAX_IMPORTED_KEY_LEN {
+        return Ok(Checked::rejected(VerifyCode::Malformed));
+    }
+    let store = state.store.as_ref();
+    for (format, lookup) in compat::lookups(key, &state.peppers) {
+        let Some(key_id) = state.cache.import_lookup(store, &lookup).await? else {
+            continue;
+        };
+        let Some(record) = state.cache.get(store, &key_id).await? else {
+            continue;
+        };
+        let Some(import) = &record.key.import else {
+            continue;
+        };
+        let secret = SecretStr::new(key);
+        let (matched, upgrade, rehash) = match &import.digest {
+            Some(digest) => {
+                let ok = ImportFormat::parse(&import.format) == Some(format)
+                    && format.matches(key, digest);
+                (ok, ok, false)
+            }
+            None => match state
+                .peppers
+                .verify(&record.key.key_id, secret, Some(&record.key.verifier))
+                .map_err(|e| ApiError::Unexpected(e.into()))?
+            {
+                Verification::Valid { rehash } => (true, false, rehash),
+                Verification::Invalid => (false, false, false),
+            },
+        };
+        if !matched || !visible(&record.key.keyspace_id) {
+            return Ok(Checked::rejected(VerifyCode::NotFound));
+        }
+        if upgrade {
+            // First successful verify of an imported key: store the native verifier of the
+            // whole key string and forget the old digest.
+            let to = state.peppers.verifier(&record.key.key_id, secret);
+            let key_id = record.key.key_id.clone();
+            let state = state.clone();
+            tokio::spawn(async move {
+                match state.store.complete_import(&key_id, &to).await {
+                    Ok(_) => state.cache.invalidate(&key_id),
+                    Err(e) => {
+                        tracing::warn!(key_id, error = %e, "upgrading an imported key failed")
+                    }
+                }
+            });
+        } else if rehash {
+            spawn_rehash(state, &record, secret);
+        }
+        return Ok(decide(record, required_scopes, now));
+    }
+    Ok(Checked::rejected(VerifyCode::Malformed))
+}
+
+/// The secret matched under an older pepper: store it under the newest, once, off the
+/// request's path. The new verifier is computed here, where the secret is.
+fn spawn_rehash(state: &AppState, record: &KeyForVerify, secret: SecretStr<'_>) {
+    let to = state.peppers.verifier(&record.key.key_id, secret);
+    let from = record.key.verifier.version().get();
+    let key_id = record.key.key_id.clone();
+    let state = state.clone();
+    tokio::spawn(async move {
+        match state.store.rehash_key(&key_id, from, &to).await {
+            Ok(_) => state.cache.invalidate(&key_id),
+            Err(e) => {
+                tracing::warn!(key_id, error = %e, "re-hashing a key to the newest pepper failed")
+            }
+        }
+    });
+}
+
+/// The policy decision for a key whose secret matched.
+fn decide(record: Arc<KeyForVerify>, required_scopes: &[String], now: Timestamp) -> Checked {
     let key = &record.key;
     let code = policy::decide(
         KeyState {
@@ -83,8 +166,8 @@ pub async fn check(
         required_scopes,
         now.unix_timestamp(),
     );
-    Ok(Checked {
+    Checked {
         code,
         key: Some(record),
-    })
+    }
 }

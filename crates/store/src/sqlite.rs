@@ -676,18 +676,32 @@ impl Store for SqliteStore {
         if !ids.is_empty() {
             let mut event = audit.clone();
             event.changes.insert("imported".into(), ids.len().into());
-            event.changes.insert("key_ids".into(), serde_json::json!(ids));
+            event
+                .changes
+                .insert("key_ids".into(), serde_json::json!(ids));
             write_change(&mut tx, Change::audited(&event)).await?;
         }
         tx.commit().await?;
         Ok(inserted)
     }
 
+    async fn has_imported_keys(&self) -> Result<bool, StoreError> {
+        Ok(
+            sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM keys WHERE import_lookup IS NOT NULL)",
+            )
+            .fetch_one(&self.reader)
+            .await?,
+        )
+    }
+
     async fn key_id_by_import_lookup(&self, lookup: &str) -> Result<Option<String>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT key_id FROM keys WHERE import_lookup = ?")
-            .bind(lookup)
-            .fetch_optional(&self.reader)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT key_id FROM keys WHERE import_lookup = ?")
+                .bind(lookup)
+                .fetch_optional(&self.reader)
+                .await?,
+        )
     }
 
     async fn complete_import(&self, key_id: &str, to: &Verifier) -> Result<bool, StoreError> {

@@ -84,6 +84,8 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         keys: &[KeyRecord],
         audit: &AuditEvent,
     ) -> Result<Vec<bool>, StoreError>;
+    /// Whether any imported key is stored.
+    async fn has_imported_keys(&self) -> Result<bool, StoreError>;
     /// The key id stored under an import lookup.
     async fn key_id_by_import_lookup(&self, lookup: &str) -> Result<Option<String>, StoreError>;
     /// Moves an imported key to the native verifier `to` and forgets its old digest, if

@@ -10,6 +10,7 @@ mod audit;
 mod durability;
 mod helpers;
 mod hostile;
+mod import;
 mod keys;
 mod lifecycle;
 mod openapi;

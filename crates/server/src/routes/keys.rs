@@ -31,6 +31,8 @@ pub struct KeyView {
     pub enabled: bool,
     /// Whether the plaintext can be revealed again (`POST /v1/keys/{key_id}/reveal`).
     pub recoverable: bool,
+    /// For an imported key: the scheme its old system used.
+    pub import_format: Option<String>,
     pub expires_at: Option<String>,
     pub revoked_at: Option<String>,
     pub revoked_reason: Option<String>,
@@ -52,7 +54,15 @@ impl KeyView {
             keyspace_id: key.keyspace_id.clone(),
             owner_id: key.owner_id.clone(),
             name: key.name.clone(),
-            start: keyhaven_core::format::display_form(prefix, &key.key_id, &key.last4),
+            start: match &key.import {
+                None => keyhaven_core::format::display_form(prefix, &key.key_id, &key.last4),
+                Some(i) => match i.lookup.split_once(':') {
+                    Some(("p", id)) => format!("{id}_\u{2026}"),
+                    Some(("d", id)) => format!("{id}.\u{2026}"),
+                    _ => "\u{2026} (imported, sha256)".to_owned(),
+                },
+            },
+            import_format: key.import.as_ref().map(|i| i.format.clone()),
             scopes: key.scopes.clone(),
             meta: key.meta.clone(),
             enabled: key.enabled,
@@ -171,7 +181,7 @@ pub fn validate_scopes(scopes: &[String]) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn parse_time(field: &str, value: &str) -> Result<Timestamp, ApiError> {
+pub fn parse_time(field: &str, value: &str) -> Result<Timestamp, ApiError> {
     let t = Timestamp::parse(value, &time::format_description::well_known::Rfc3339)
         .map_err(|_| ApiError::invalid(format!("{field} must be an RFC 3339 timestamp")))?;
     let t = t.to_offset(time::UtcOffset::UTC);
@@ -617,6 +627,134 @@ pub async fn rotate(
         Ok(()) => Ok(json_response(StatusCode::CREATED, body.to_vec())),
         Err(e) => idem.on_error(e).await,
     }
+}
+
+pub const MAX_IMPORT_BATCH: usize = 1000;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImportRequest {
+    /// Up to 1,000 keys.
+    pub keys: Vec<crate::import::ImportItem>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ImportResponse {
+    pub imported: usize,
+    pub skipped: usize,
+    pub rejected: usize,
+    pub results: Vec<crate::import::ImportOutcome>,
+}
+
+#[utoipa::path(post, path = "/v1/keys/import", tag = "keys", request_body = ImportRequest,
+    responses((status = 200, body = ImportResponse), (status = "4XX", body = crate::error::Problem)),
+    security(("root_key" = [])))]
+pub async fn import(
+    State(state): State<AppState>,
+    auth: RootAuth,
+    body: JsonBody<ImportRequest>,
+) -> Result<Response, ApiError> {
+    use crate::import::ImportOutcome;
+    auth.require(Scope::KeysWrite)?;
+    let items = body.value.keys;
+    if items.is_empty() || items.len() > MAX_IMPORT_BATCH {
+        return Err(ApiError::invalid(format!(
+            "keys must hold 1 to {MAX_IMPORT_BATCH} items"
+        )));
+    }
+    let now = state.clock.now();
+    let mut outcomes: Vec<ImportOutcome> = Vec::with_capacity(items.len());
+    // Valid records grouped by keyspace: one transaction and audit event per keyspace.
+    let mut groups: Vec<(String, Vec<(usize, KeyRecord)>)> = Vec::new();
+    let mut keyspaces_seen: Vec<(String, bool)> = Vec::new();
+    let mut owners_seen: Vec<(String, bool)> = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        let visible = match keyspaces_seen
+            .iter()
+            .find(|(id, _)| *id == item.keyspace_id)
+        {
+            Some((_, v)) => *v,
+            None => {
+                let v = match visible_keyspace(&state, &auth, &item.keyspace_id).await {
+                    Ok(_) => true,
+                    Err(ApiError::NotFound) => false,
+                    Err(e) => return Err(e),
+                };
+                keyspaces_seen.push((item.keyspace_id.clone(), v));
+                v
+            }
+        };
+        let owner_ok = match &item.owner_id {
+            None => true,
+            Some(owner) => match owners_seen.iter().find(|(id, _)| id == owner) {
+                Some((_, v)) => *v,
+                None => {
+                    let v = check_owner(&state, owner).await.is_ok();
+                    owners_seen.push((owner.clone(), v));
+                    v
+                }
+            },
+        };
+        let built = if !visible {
+            Err("keyspace_id does not name a keyspace".to_owned())
+        } else if !owner_ok {
+            Err("owner_id does not name an existing owner".to_owned())
+        } else {
+            crate::import::build(item, &state.peppers, now)
+        };
+        match built {
+            Ok(record) => {
+                outcomes.push(ImportOutcome {
+                    index,
+                    status: String::new(),
+                    key_id: None,
+                    reason: None,
+                });
+                match groups.iter_mut().find(|(ks, _)| *ks == record.keyspace_id) {
+                    Some((_, list)) => list.push((index, record)),
+                    None => groups.push((record.keyspace_id.clone(), vec![(index, record)])),
+                }
+            }
+            Err(reason) => outcomes.push(ImportOutcome {
+                index,
+                status: "rejected".into(),
+                key_id: None,
+                reason: Some(reason),
+            }),
+        }
+    }
+    for (keyspace_id, list) in &groups {
+        let records: Vec<KeyRecord> = list.iter().map(|(_, r)| r.clone()).collect();
+        let event = audit_event(
+            &auth,
+            "key.import",
+            ("keyspace", keyspace_id),
+            Some(keyspace_id),
+            Map::new(),
+            now,
+        )?;
+        let inserted = state.store.import_keys(&records, &event).await?;
+        for ((index, record), done) in list.iter().zip(inserted) {
+            if let Some(o) = outcomes.get_mut(*index) {
+                o.status = if done { "imported" } else { "skipped" }.into();
+                o.key_id = done.then(|| record.key_id.clone());
+                if !done {
+                    o.reason =
+                        Some("a key with the same lookup id or digest is already stored".into());
+                }
+            }
+        }
+    }
+    state.cache.invalidate_imports();
+    state.note_imported_keys();
+    let count = |s: &str| outcomes.iter().filter(|o| o.status == s).count();
+    let response = ImportResponse {
+        imported: count("imported"),
+        skipped: count("skipped"),
+        rejected: count("rejected"),
+        results: outcomes,
+    };
+    Ok(json_response(StatusCode::OK, to_body(&response)?))
 }
 
 /// The plaintext of a recoverable key.

@@ -1,0 +1,181 @@
+//! Importing keys whose plaintext Keyhaven never saw: each format verifies with its
+//! original string and moves to the native verifier on first use.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256, Sha512};
+
+use crate::helpers::*;
+
+const PREFIXED: &str = "myapp_BRTRKFsL_51FwqftsmMDHHbJAMEXXHCgG";
+const PREFIXED_HASH: &str = "d70d981d87b449c107327c2a2afbf00d4b58070d6ba571aac35d7ea3e7c79f37";
+const DOTTED: &str = "ak_live42.Zk3v9QpLmN2xR7tY";
+const PLAIN: &str = "sk-legacy-0123456789abcdefghij";
+
+fn items(ks: &str) -> Value {
+    json!([
+        {"keyspace_id": ks, "format": "prefixed_sha256", "prefix": "myapp", "short_token": "BRTRKFsL",
+         "hash": PREFIXED_HASH, "name": "old prefixed", "scopes": ["read"]},
+        {"keyspace_id": ks, "format": "dotted_sha512", "prefix": "ak_live42",
+         "hash": format!("sha512$${}", hex::encode(Sha512::digest(DOTTED.as_bytes()))), "meta": {"from": "v1"}},
+        {"keyspace_id": ks, "format": "sha256", "hash": hex::encode(Sha256::digest(PLAIN.as_bytes()))},
+    ])
+}
+
+#[tokio::test]
+async fn imported_keys_verify_and_move_to_the_native_verifier() {
+    let app = spawn_app().await;
+    let ks = app.create_keyspace("legacy").await;
+    // Before any import, a foreign key string is MALFORMED without a lookup.
+    assert_eq!(app.verify(PREFIXED).await.code, "MALFORMED");
+
+    let (status, body) = app
+        .send(
+            Method::POST,
+            "/v1/keys/import",
+            Some(&json!({"keys": items(&ks.id)})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (
+            body["imported"].as_u64(),
+            body["skipped"].as_u64(),
+            body["rejected"].as_u64()
+        ),
+        (Some(3), Some(0), Some(0)),
+        "{body}"
+    );
+    let ids: Vec<String> = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["key_id"].as_str().unwrap().to_owned())
+        .collect();
+
+    for (key, id) in [PREFIXED, DOTTED, PLAIN].iter().zip(&ids) {
+        let v = app.verify(key).await;
+        assert_eq!(
+            (v.code.as_str(), v.key_id.as_deref()),
+            ("VALID", Some(id.as_str())),
+            "{key}"
+        );
+    }
+    let v = app.verify(PREFIXED).await;
+    assert_eq!(
+        (v.name.as_deref(), v.scopes.as_deref()),
+        (Some("old prefixed"), Some(&["read".to_owned()][..]))
+    );
+
+    // The first verify moved each to the native peppered HMAC of its whole string.
+    for (key, id) in [PREFIXED, DOTTED, PLAIN].iter().zip(&ids) {
+        let mut upgraded = None;
+        for _ in 0..100 {
+            let record = app.store.key_for_verify(id).await.unwrap().unwrap().key;
+            if record.import.as_ref().unwrap().digest.is_none() {
+                upgraded = Some(record);
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let record = upgraded.unwrap_or_else(|| panic!("{key} was not upgraded"));
+        let native = app.peppers.verifier(id, keyhaven_core::SecretStr::new(key));
+        assert_eq!(record.verifier, native, "{key}");
+        // And it still verifies, now on the native verifier.
+        assert_eq!(app.verify(key).await.code, "VALID", "{key}");
+    }
+
+    // Wrong secrets under a known lookup are NOT_FOUND; unknown strings MALFORMED.
+    assert_eq!(
+        app.verify("myapp_BRTRKFsL_51FwqftsmMDHHbJAMEXXHCgH")
+            .await
+            .code,
+        "NOT_FOUND"
+    );
+    assert_eq!(app.verify("ak_live42.wrong").await.code, "NOT_FOUND");
+    assert_eq!(app.verify("sk-legacy-nope").await.code, "MALFORMED");
+
+    // Lifecycle applies: revoke → REVOKED on the next verify.
+    app.send(Method::POST, &format!("/v1/keys/{}/revoke", ids[2]), None)
+        .await;
+    assert_eq!(app.verify(PLAIN).await.code, "REVOKED");
+    // Another keyspace's root key does not see them.
+    let other = app.create_keyspace("other").await;
+    let outsider = app.root_key(&["*"], Some(&[other.id.as_str()])).await;
+    assert_eq!(app.verify_as(&outsider, PREFIXED).await.code, "NOT_FOUND");
+}
+
+#[tokio::test]
+async fn a_second_import_changes_nothing_and_bad_items_are_reported_one_by_one() {
+    let app = spawn_app().await;
+    let ks = app.create_keyspace("legacy").await;
+    let (_, first) = app
+        .send(
+            Method::POST,
+            "/v1/keys/import",
+            Some(&json!({"keys": items(&ks.id)})),
+        )
+        .await;
+    assert_eq!(first["imported"], 3);
+    let (_, events_before) = app
+        .send(Method::GET, "/v1/audit-events?action=key.import", None)
+        .await;
+    assert_eq!(events_before["data"].as_array().unwrap().len(), 1);
+    assert_eq!(events_before["data"][0]["changes"]["imported"], 3);
+
+    let (_, again) = app
+        .send(
+            Method::POST,
+            "/v1/keys/import",
+            Some(&json!({"keys": items(&ks.id)})),
+        )
+        .await;
+    assert_eq!(
+        (again["imported"].as_u64(), again["skipped"].as_u64()),
+        (Some(0), Some(3)),
+        "{again}"
+    );
+    let (_, events_after) = app
+        .send(Method::GET, "/v1/audit-events?action=key.import", None)
+        .await;
+    assert_eq!(
+        events_after["data"].as_array().unwrap().len(),
+        1,
+        "nothing changed, nothing audited"
+    );
+    let (_, keys) = app.send(Method::GET, "/v1/keys", None).await;
+    assert_eq!(keys["data"].as_array().unwrap().len(), 3);
+
+    let mixed = json!([
+        {"keyspace_id": ks.id, "format": "sha256", "hash": hex::encode(Sha256::digest(b"fresh-one"))},
+        {"keyspace_id": ks.id, "format": "md5", "hash": "00"},
+        {"keyspace_id": ks.id, "format": "sha256", "hash": "not hex"},
+        {"keyspace_id": ks.id, "format": "prefixed_sha256", "hash": PREFIXED_HASH},
+        {"keyspace_id": "ks_nope", "format": "sha256", "hash": hex::encode(Sha256::digest(b"x"))},
+        {"keyspace_id": ks.id, "format": "sha256", "hash": hex::encode(Sha256::digest(b"y")), "owner_id": "own_nope"},
+        {"keyspace_id": ks.id, "format": "sha256", "hash": hex::encode(Sha256::digest(b"z")), "expires_at": "soon"},
+    ]);
+    let (status, report) = app
+        .send(
+            Method::POST,
+            "/v1/keys/import",
+            Some(&json!({"keys": mixed})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (report["imported"].as_u64(), report["rejected"].as_u64()),
+        (Some(1), Some(6)),
+        "{report}"
+    );
+    for r in &report["results"].as_array().unwrap()[1..] {
+        assert_eq!(r["status"], "rejected");
+        assert!(r["reason"].as_str().is_some_and(|s| !s.is_empty()), "{r}");
+    }
+    assert_eq!(app.verify("fresh-one").await.code, "VALID");
+
+    let (status, _) = app
+        .send(Method::POST, "/v1/keys/import", Some(&json!({"keys": []})))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}

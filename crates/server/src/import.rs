@@ -1,0 +1,151 @@
+//! Importing keys Keyhaven did not issue (their plaintext is never seen): one item per
+//! key, shared by `POST /v1/keys/import` and `keyhaven import FILE`.
+//!
+//! An item names the format its old system used and the digest it stored:
+//! - `prefixed_sha256`: `prefix` + `short_token` (the public parts of
+//!   `prefix_shortToken_longToken`) and `hash` = hex SHA-256 of the long token;
+//! - `dotted_sha512`: `prefix` (the part of `prefix.secret` before the `.`) and `hash` =
+//!   `sha512$$<hex SHA-512 of the whole key>` (or the bare hex);
+//! - `sha256`: `hash` = hex SHA-256 of the whole key string.
+//!
+//! Imported keys verify with their original string; their first successful verify moves
+//! them to the native peppered HMAC and forgets the old digest.
+
+use keyhaven_core::compat::{self, ImportFormat};
+use keyhaven_core::{PepperSet, Verifier};
+use keyhaven_store::{Import, KeyRecord, Timestamp};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use crate::error::ApiError;
+use crate::routes::{validate_meta, validate_name};
+
+/// One key to import.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImportItem {
+    pub keyspace_id: String,
+    /// `prefixed_sha256`, `dotted_sha512` or `sha256`.
+    pub format: String,
+    /// The stored digest, hex (for `dotted_sha512` optionally as `sha512$$<hex>`).
+    pub hash: String,
+    /// `prefixed_sha256` and `dotted_sha512`: the key's prefix.
+    pub prefix: Option<String>,
+    /// `prefixed_sha256`: the short token (the lookup id).
+    pub short_token: Option<String>,
+    pub owner_id: Option<String>,
+    pub name: Option<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub meta: Map<String, Value>,
+    /// RFC 3339.
+    pub expires_at: Option<String>,
+    pub enabled: Option<bool>,
+}
+
+/// What happened to one item.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct ImportOutcome {
+    /// Position of the item in the request (or line number in a file, from 1).
+    pub index: usize,
+    /// `imported`, `skipped` (a key with the same lookup exists) or `rejected`.
+    pub status: String,
+    pub key_id: Option<String>,
+    pub reason: Option<String>,
+}
+
+fn detail(e: ApiError) -> String {
+    e.problem().detail
+}
+
+fn token_ok(t: &str) -> bool {
+    !t.is_empty() && t.len() <= 64 && t.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// Builds the record for `item` (everything but checks that need the store: keyspace
+/// and owner existence). Errors are the reason to report for this item.
+pub fn build(item: &ImportItem, peppers: &PepperSet, now: Timestamp) -> Result<KeyRecord, String> {
+    let format = ImportFormat::parse(&item.format).ok_or_else(|| {
+        format!(
+            "format must be prefixed_sha256, dotted_sha512 or sha256, not {:?}",
+            crate::extract::redact(&format!("\"{}\"", item.format))
+        )
+    })?;
+    let hex_digest = match format {
+        ImportFormat::DottedSha512 => item.hash.strip_prefix("sha512$$").unwrap_or(&item.hash),
+        _ => item.hash.as_str(),
+    };
+    let digest = hex::decode(hex_digest)
+        .ok()
+        .filter(|d| d.len() == format.digest_len())
+        .ok_or_else(|| format!("hash must be {} hex digits", 2 * format.digest_len()))?;
+    let lookup = match format {
+        ImportFormat::PrefixedSha256 => {
+            let prefix = item.prefix.as_deref().unwrap_or_default();
+            let short = item.short_token.as_deref().unwrap_or_default();
+            let prefix_ok = !prefix.is_empty()
+                && prefix.len() <= 64
+                && prefix
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if !prefix_ok || !token_ok(short) {
+                return Err(
+                    "prefixed_sha256 needs prefix ([A-Za-z0-9_]) and short_token ([A-Za-z0-9])"
+                        .into(),
+                );
+            }
+            compat::prefixed_lookup(prefix, short)
+        }
+        ImportFormat::DottedSha512 => {
+            let prefix = item.prefix.as_deref().unwrap_or_default();
+            if compat::parse_dotted(&format!("{prefix}.x")) != Some(prefix) {
+                return Err("dotted_sha512 needs prefix ([A-Za-z0-9_-], up to 64)".into());
+            }
+            compat::dotted_lookup(prefix)
+        }
+        ImportFormat::Sha256 => compat::sha256_lookup(peppers.newest(), &digest),
+    };
+    if let Some(name) = &item.name {
+        validate_name("name", name).map_err(detail)?;
+    }
+    crate::routes::keys::validate_scopes(&item.scopes).map_err(detail)?;
+    validate_meta(&item.meta).map_err(detail)?;
+    let expires_at = item
+        .expires_at
+        .as_deref()
+        .map(|t| crate::routes::keys::parse_time("expires_at", t))
+        .transpose()
+        .map_err(detail)?;
+    let mut key_id = [0u8; keyhaven_core::format::KEY_ID_LEN];
+    keyhaven_core::random::fill_base58(&mut key_id).map_err(|e| e.to_string())?;
+    let key_id = String::from_utf8_lossy(&key_id).into_owned();
+    Ok(KeyRecord {
+        key_id,
+        keyspace_id: item.keyspace_id.clone(),
+        owner_id: item.owner_id.clone(),
+        name: item.name.clone(),
+        last4: String::new(),
+        // Never matches: until the first verify, the old digest decides.
+        verifier: Verifier::from_parts(peppers.newest().version(), [0; 32]),
+        scopes: item.scopes.clone(),
+        meta: item.meta.clone(),
+        allowed_keyspaces: None,
+        enabled: item.enabled.unwrap_or(true),
+        expires_at,
+        revoked_at: None,
+        revoked_reason: None,
+        rotation: None,
+        rotated_from: None,
+        sealed_key: None,
+        import: Some(Import {
+            format: format.as_str().to_owned(),
+            lookup,
+            digest: Some(digest),
+        }),
+        last_used_at: None,
+        created_at: now,
+        updated_at: now,
+    })
+}
