@@ -127,6 +127,12 @@ async fn background(state: AppState) {
                 if let Err(e) = state.usage.flush(state.store.as_ref()).await {
                     tracing::warn!(error = %e, "usage flush failed; will retry");
                 }
+                // Keys imported by `keyhaven import` (another process) become findable.
+                if !state.has_imported_keys()
+                    && let Err(e) = state.load_import_flag().await
+                {
+                    tracing::warn!(error = %e, "checking for imported keys failed");
+                }
             }
             _ = purge.tick() => {
                 let ttl = time::Duration::hours(

@@ -179,3 +179,150 @@ async fn a_second_import_changes_nothing_and_bad_items_are_reported_one_by_one()
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+/// Lines of a mixed-format import file for keyspace `ks`, with a bad line every
+/// `bad_every` lines; returns the file text, the plaintexts of the good keys, and the
+/// numbers of the bad lines.
+fn import_file(ks: &str, n: usize, bad_every: usize) -> (String, Vec<String>, Vec<usize>) {
+    let (mut text, mut keys, mut bad) = (String::new(), Vec::new(), Vec::new());
+    for i in 0..n {
+        let line = i + 1;
+        if bad_every > 0 && line % bad_every == 0 {
+            text.push_str(match i % 3 {
+                0 => "{\"keyspace_id\": \"",
+                1 => "{\"keyspace_id\": 5}",
+                _ => "not json at all",
+            });
+            text.push('\n');
+            bad.push(line);
+            continue;
+        }
+        let item = match i % 3 {
+            0 => {
+                let short = format!("S{i:07}");
+                let long = format!("L{i:015}x");
+                keys.push(format!("legacy_{short}_{long}"));
+                json!({"keyspace_id": ks, "format": "prefixed_sha256", "prefix": "legacy",
+                       "short_token": short, "hash": hex::encode(Sha256::digest(long.as_bytes()))})
+            }
+            1 => {
+                let key = format!("pk{i}.secret-{i}-value");
+                keys.push(key.clone());
+                json!({"keyspace_id": ks, "format": "dotted_sha512", "prefix": format!("pk{i}"),
+                       "hash": format!("sha512$${}", hex::encode(Sha512::digest(key.as_bytes())))})
+            }
+            _ => {
+                let key = format!("tok-{i}-0123456789abcdef");
+                keys.push(key.clone());
+                json!({"keyspace_id": ks, "format": "sha256", "hash": hex::encode(Sha256::digest(key.as_bytes()))})
+            }
+        };
+        text.push_str(&item.to_string());
+        text.push('\n');
+    }
+    (text, keys, bad)
+}
+
+#[tokio::test]
+async fn cli_import_reports_bad_lines_and_a_rerun_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = spawn_process(&data, dir.path(), &[]).await;
+    let root = server.printed_root_key();
+    let http = reqwest::Client::new();
+    let ks: Value = http
+        .post(format!("{}/v1/keyspaces", server.base))
+        .bearer_auth(&root)
+        .json(&json!({"name": "legacy", "prefix": "legacy"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ks_id = ks["id"].as_str().unwrap();
+    let (text, keys, bad) = import_file(ks_id, 2000, 100);
+    let file = dir.path().join("keys.jsonl");
+    std::fs::write(&file, text).unwrap();
+    let report = dir.path().join("report.txt");
+
+    let run = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_keyhaven"))
+            .arg("import")
+            .arg(&file)
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--report")
+            .arg(&report)
+            .env_remove("KEYHAVEN_PEPPER")
+            .output()
+            .unwrap()
+    };
+    // Imports while the server runs.
+    let out = run();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "bad lines make the exit status 1: {stdout}"
+    );
+    assert!(
+        stdout.contains("imported 1980, skipped 0 (already present), rejected 20"),
+        "{stdout}"
+    );
+    let reported: Vec<usize> = std::fs::read_to_string(&report)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            l.strip_prefix("line ")
+                .unwrap()
+                .split(':')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(reported, bad, "each bad line is reported by number");
+
+    let again = run();
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        stdout.contains("imported 0, skipped 1980 (already present), rejected 20"),
+        "{stdout}"
+    );
+
+    // The running server picks the imports up within its flush interval (5 s default).
+    let verify = |key: String| {
+        let http = http.clone();
+        let url = format!("{}/v1/keys/verify", server.base);
+        let root = root.clone();
+        async move {
+            let v: Value = http
+                .post(url)
+                .bearer_auth(root)
+                .json(&json!({ "key": key }))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["code"].as_str().unwrap().to_owned()
+        }
+    };
+    let mut first = String::new();
+    for _ in 0..150 {
+        first = verify(keys[0].clone()).await;
+        if first == "VALID" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(first, "VALID");
+    for key in keys.iter().step_by(97) {
+        assert_eq!(verify(key.clone()).await, "VALID", "{key}");
+    }
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(!stderr.contains("secret-"), "no key material in CLI output");
+}

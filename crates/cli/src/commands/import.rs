@@ -1,0 +1,284 @@
+//! `keyhaven import FILE`: bulk import of existing keys straight into the database, in
+//! batches of one transaction (and one audit event) each. JSON Lines (one
+//! `ImportItem` object a line, see `docs/openapi.json`) or CSV with a header row naming
+//! the same fields (`scopes` separated by spaces). Re-running a file skips what is
+//! already imported, so an interrupted import is resumed by running it again. Bad lines
+//! are reported with their line number and reason; the rest are imported.
+//!
+//! A running server notices the first imported keys within `usage_flush_interval`;
+//! prefer `POST /v1/keys/import` for small imports into a live server.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use indicatif::{ProgressBar, ProgressStyle};
+use keyhaven_server::bootstrap;
+use keyhaven_server::import::{self, ImportItem};
+use keyhaven_store::{AuditEvent, KeyRecord, Store};
+
+use super::serve::{flag_layer, load_config};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// JSON Lines (`.jsonl`, `.json`) or CSV (`.csv`) file of keys to import.
+    pub file: PathBuf,
+    #[arg(long, env = "KEYHAVEN_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// Keys per transaction.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..=50_000))]
+    pub batch: u32,
+    /// Write rejected lines (line number and reason) here instead of stderr.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    imported: u64,
+    skipped: u64,
+    rejected: u64,
+}
+
+/// One CSV record, as text fields.
+#[derive(Debug, serde::Deserialize)]
+struct CsvRow {
+    keyspace_id: String,
+    format: String,
+    hash: String,
+    #[serde(default)]
+    prefix: Option<String>,
+    #[serde(default)]
+    short_token: Option<String>,
+    #[serde(default)]
+    owner_id: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    scopes: Option<String>,
+    #[serde(default)]
+    expires_at: Option<String>,
+    #[serde(default)]
+    enabled: Option<bool>,
+}
+
+impl From<CsvRow> for ImportItem {
+    fn from(r: CsvRow) -> Self {
+        let some = |v: Option<String>| v.filter(|s| !s.is_empty());
+        ImportItem {
+            keyspace_id: r.keyspace_id,
+            format: r.format,
+            hash: r.hash,
+            prefix: some(r.prefix),
+            short_token: some(r.short_token),
+            owner_id: some(r.owner_id),
+            name: some(r.name),
+            scopes: r
+                .scopes
+                .map(|s| s.split_whitespace().map(str::to_owned).collect())
+                .unwrap_or_default(),
+            meta: serde_json::Map::new(),
+            expires_at: some(r.expires_at),
+            enabled: r.enabled,
+        }
+    }
+}
+
+struct Importer<'a> {
+    store: &'a dyn Store,
+    peppers: &'a keyhaven_core::PepperSet,
+    keyspaces: HashMap<String, bool>,
+    owners: HashMap<String, bool>,
+    batch: Vec<KeyRecord>,
+    batch_size: usize,
+    tally: Tally,
+    report: Box<dyn Write + 'a>,
+}
+
+impl Importer<'_> {
+    async fn item(&mut self, line: usize, item: Result<ImportItem, String>) -> anyhow::Result<()> {
+        let built = match item {
+            Ok(item) => self
+                .check(&item)
+                .await?
+                .and_then(|()| import::build(&item, self.peppers, keyhaven_server::clock::now())),
+            Err(e) => Err(e),
+        };
+        match built {
+            Ok(record) => {
+                self.batch.push(record);
+                if self.batch.len() >= self.batch_size {
+                    self.flush().await?;
+                }
+            }
+            Err(reason) => {
+                self.tally.rejected += 1;
+                writeln!(self.report, "line {line}: {reason}")?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn check(&mut self, item: &ImportItem) -> anyhow::Result<Result<(), String>> {
+        if !self.keyspaces.contains_key(&item.keyspace_id) {
+            let ok = keyhaven_server::ids::is_plausible("ks", &item.keyspace_id)
+                && self.store.keyspace(&item.keyspace_id).await?.is_some();
+            self.keyspaces.insert(item.keyspace_id.clone(), ok);
+        }
+        if self.keyspaces.get(&item.keyspace_id) != Some(&true) {
+            return Ok(Err("keyspace_id does not name a keyspace".into()));
+        }
+        if let Some(owner) = &item.owner_id {
+            if !self.owners.contains_key(owner) {
+                let ok = keyhaven_server::ids::is_plausible("own", owner)
+                    && self.store.owner(owner).await?.is_some();
+                self.owners.insert(owner.clone(), ok);
+            }
+            if self.owners.get(owner) != Some(&true) {
+                return Ok(Err("owner_id does not name an existing owner".into()));
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    async fn flush(&mut self) -> anyhow::Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        // One transaction (and audit event) per keyspace in the batch.
+        let batch = std::mem::take(&mut self.batch);
+        let mut by_keyspace: Vec<(String, Vec<KeyRecord>)> = Vec::new();
+        for record in batch {
+            match by_keyspace
+                .iter_mut()
+                .find(|(ks, _)| *ks == record.keyspace_id)
+            {
+                Some((_, list)) => list.push(record),
+                None => by_keyspace.push((record.keyspace_id.clone(), vec![record])),
+            }
+        }
+        for (keyspace_id, records) in by_keyspace {
+            let event = AuditEvent {
+                id: keyhaven_server::ids::new_id("evt")?,
+                occurred_at: keyhaven_server::clock::now(),
+                actor: keyhaven_server::root_keys::CLI_ACTOR.to_owned(),
+                action: "key.import".to_owned(),
+                target_type: "keyspace".to_owned(),
+                target_id: keyspace_id.clone(),
+                keyspace_id: Some(keyspace_id),
+                changes: serde_json::Map::new(),
+                client_ip: None,
+            };
+            let inserted = self.store.import_keys(&records, &event).await?;
+            for done in inserted {
+                if done {
+                    self.tally.imported += 1;
+                } else {
+                    self.tally.skipped += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    let flags = flag_layer(
+        args.data_dir.as_ref(),
+        None,
+        args.database_url.as_ref(),
+        None,
+    );
+    let config = load_config(args.config.as_ref(), &flags)?;
+    let file = std::fs::File::open(&args.file)
+        .with_context(|| format!("opening {}", args.file.display()))?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let csv = args
+        .file
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        bootstrap::ensure_data_dir(&config.data_dir)?;
+        let (peppers, _) = bootstrap::load_peppers(&config.data_dir)?;
+        let store = bootstrap::open_store(&config).await?;
+        bootstrap::require_peppers(store.as_ref(), &peppers).await?;
+        let report: Box<dyn Write> = match &args.report {
+            Some(path) => Box::new(std::io::BufWriter::new(
+                std::fs::File::create(path)
+                    .with_context(|| format!("creating {}", path.display()))?,
+            )),
+            None => Box::new(std::io::stderr()),
+        };
+        let progress = ProgressBar::new(size);
+        progress.set_style(
+            ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {per_sec} eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        let mut importer = Importer {
+            store: store.as_ref(),
+            peppers: &peppers,
+            keyspaces: HashMap::new(),
+            owners: HashMap::new(),
+            batch: Vec::with_capacity(args.batch as usize),
+            batch_size: args.batch as usize,
+            tally: Tally::default(),
+            report,
+        };
+        let started = Instant::now();
+        let reader = BufReader::with_capacity(1 << 20, file);
+        if csv {
+            let mut rows = csv::Reader::from_reader(reader);
+            for (i, row) in rows.deserialize::<CsvRow>().enumerate() {
+                let item = row
+                    .map(ImportItem::from)
+                    .map_err(|e| format!("invalid CSV: {e}"));
+                importer.item(i + 2, item).await?;
+            }
+            progress.set_position(size);
+        } else {
+            for (i, line) in reader.lines().enumerate() {
+                let line = line.context("reading the file")?;
+                progress.inc(line.len() as u64 + 1);
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let item = serde_json::from_str::<ImportItem>(&line).map_err(|e| {
+                    format!(
+                        "invalid JSON: {}",
+                        keyhaven_server::extract::redact(&e.to_string())
+                    )
+                });
+                importer.item(i + 1, item).await?;
+            }
+        }
+        importer.flush().await?;
+        importer.report.flush()?;
+        progress.finish_and_clear();
+        let t = &importer.tally;
+        let secs = started.elapsed().as_secs_f64();
+        let total = t.imported + t.skipped + t.rejected;
+        println!(
+            "imported {}, skipped {} (already present), rejected {} in {secs:.2} s ({:.0} lines/s)",
+            t.imported,
+            t.skipped,
+            t.rejected,
+            total as f64 / secs.max(1e-9)
+        );
+        Ok(if t.rejected > 0 {
+            ExitCode::from(crate::EXIT_INVALID)
+        } else {
+            ExitCode::SUCCESS
+        })
+    })
+}
