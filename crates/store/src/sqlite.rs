@@ -63,9 +63,12 @@ impl SqliteStore {
     }
 
     async fn with_options(options: SqliteConnectOptions) -> Result<Self, StoreError> {
+        // The writer's page cache holds the indexes bulk imports insert into at random
+        // places (key ids, import lookups); SQLite's 2 MB default makes large imports
+        // disk-bound long before they are CPU-bound.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(options.clone())
+            .connect_with(options.clone().pragma("cache_size", "-65536"))
             .await
             .context("opening the database")?;
         let reader = SqlitePoolOptions::new()
@@ -274,42 +277,76 @@ async fn insert_key(
     tx: &mut Transaction<'static, Sqlite>,
     key: &KeyRecord,
 ) -> Result<bool, StoreError> {
-    let done = sqlx::query(
-        "INSERT INTO keys (key_id, keyspace_id, owner_id, name, last4, pepper_version, \
-         verifier, scopes, meta, allowed_keyspaces, enabled, expires_at, revoked_at, \
-         revoked_reason, rotated_to, grace_until, rotated_from, sealed_key, import_format, \
-         import_lookup, import_digest, last_used_at, created_at, updated_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-         ON CONFLICT (import_lookup) WHERE import_lookup IS NOT NULL DO NOTHING",
-    )
-    .bind(&key.key_id)
-    .bind(&key.keyspace_id)
-    .bind(&key.owner_id)
-    .bind(&key.name)
-    .bind(&key.last4)
-    .bind(i64::from(key.verifier.version().get()))
-    .bind(key.verifier.mac().as_slice())
-    .bind(json_text(&key.scopes)?)
-    .bind(json_text(&key.meta)?)
-    .bind(key.allowed_keyspaces.as_ref().map(json_text).transpose()?)
-    .bind(key.enabled)
-    .bind(key.expires_at.map(to_unix))
-    .bind(key.revoked_at.map(to_unix))
-    .bind(&key.revoked_reason)
-    .bind(key.rotation.as_ref().map(|r| r.successor.clone()))
-    .bind(key.rotation.as_ref().map(|r| to_unix(r.grace_until)))
-    .bind(&key.rotated_from)
-    .bind(&key.sealed_key)
-    .bind(key.import.as_ref().map(|i| i.format.as_str()))
-    .bind(key.import.as_ref().map(|i| i.lookup.as_str()))
-    .bind(key.import.as_ref().and_then(|i| i.digest.as_deref()))
-    .bind(key.last_used_at.map(to_unix))
-    .bind(to_unix(key.created_at))
-    .bind(to_unix(key.updated_at))
-    .execute(&mut **tx)
-    .await
-    .map_err(|e| classify(e, Conflict::DuplicateId))?;
-    Ok(done.rows_affected() == 1)
+    Ok(insert_keys(tx, std::slice::from_ref(key)).await?.len() == 1)
+}
+
+/// Rows per multi-row INSERT: 24 columns each stays under SQLite's 32,766 parameters.
+const INSERT_CHUNK: usize = 500;
+
+/// Inserts `keys` with multi-row statements (bulk imports would otherwise pay one
+/// statement round trip per key); returns the key ids actually inserted (a key whose
+/// import lookup is already stored is skipped).
+async fn insert_keys(
+    tx: &mut Transaction<'static, Sqlite>,
+    keys: &[KeyRecord],
+) -> Result<Vec<String>, StoreError> {
+    let mut inserted = Vec::with_capacity(keys.len());
+    for chunk in keys.chunks(INSERT_CHUNK) {
+        let mut texts = Vec::with_capacity(chunk.len());
+        for key in chunk {
+            texts.push((
+                json_text(&key.scopes)?,
+                json_text(&key.meta)?,
+                key.allowed_keyspaces.as_ref().map(json_text).transpose()?,
+            ));
+        }
+        let mut q = sqlx::QueryBuilder::<Sqlite>::new(
+            "INSERT INTO keys (key_id, keyspace_id, owner_id, name, last4, pepper_version, \
+             verifier, scopes, meta, allowed_keyspaces, enabled, expires_at, revoked_at, \
+             revoked_reason, rotated_to, grace_until, rotated_from, sealed_key, import_format, \
+             import_lookup, import_digest, last_used_at, created_at, updated_at) ",
+        );
+        q.push_values(
+            chunk.iter().zip(texts),
+            |mut row, (key, (scopes, meta, allowed))| {
+                row.push_bind(key.key_id.clone())
+                    .push_bind(key.keyspace_id.clone())
+                    .push_bind(key.owner_id.clone())
+                    .push_bind(key.name.clone())
+                    .push_bind(key.last4.clone())
+                    .push_bind(i64::from(key.verifier.version().get()))
+                    .push_bind(key.verifier.mac().to_vec())
+                    .push_bind(scopes)
+                    .push_bind(meta)
+                    .push_bind(allowed)
+                    .push_bind(key.enabled)
+                    .push_bind(key.expires_at.map(to_unix))
+                    .push_bind(key.revoked_at.map(to_unix))
+                    .push_bind(key.revoked_reason.clone())
+                    .push_bind(key.rotation.as_ref().map(|r| r.successor.clone()))
+                    .push_bind(key.rotation.as_ref().map(|r| to_unix(r.grace_until)))
+                    .push_bind(key.rotated_from.clone())
+                    .push_bind(key.sealed_key.clone())
+                    .push_bind(key.import.as_ref().map(|i| i.format.clone()))
+                    .push_bind(key.import.as_ref().map(|i| i.lookup.clone()))
+                    .push_bind(key.import.as_ref().and_then(|i| i.digest.clone()))
+                    .push_bind(key.last_used_at.map(to_unix))
+                    .push_bind(to_unix(key.created_at))
+                    .push_bind(to_unix(key.updated_at));
+            },
+        );
+        q.push(
+            " ON CONFLICT (import_lookup) WHERE import_lookup IS NOT NULL DO NOTHING \
+             RETURNING key_id",
+        );
+        let ids: Vec<String> = q
+            .build_query_scalar()
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(|e| classify(e, Conflict::DuplicateId))?;
+        inserted.extend(ids);
+    }
+    Ok(inserted)
 }
 
 fn expect_one(rows_affected: u64) -> Result<(), StoreError> {
@@ -659,19 +696,17 @@ impl Store for SqliteStore {
         keys: &[KeyRecord],
         audit: &AuditEvent,
     ) -> Result<Vec<bool>, StoreError> {
-        let mut tx = self.begin().await?;
-        let mut inserted = Vec::with_capacity(keys.len());
-        for key in keys {
-            if key.import.is_none() {
-                return Err(anyhow::anyhow!("import_keys needs keys with an import lookup").into());
-            }
-            inserted.push(insert_key(&mut tx, key).await?);
+        if keys.iter().any(|k| k.import.is_none()) {
+            return Err(anyhow::anyhow!("import_keys needs keys with an import lookup").into());
         }
+        let mut tx = self.begin().await?;
+        let done: std::collections::HashSet<String> =
+            insert_keys(&mut tx, keys).await?.into_iter().collect();
+        let inserted: Vec<bool> = keys.iter().map(|k| done.contains(&k.key_id)).collect();
         let ids: Vec<&str> = keys
             .iter()
-            .zip(&inserted)
-            .filter(|(_, done)| **done)
-            .map(|(k, _)| k.key_id.as_str())
+            .filter(|k| done.contains(&k.key_id))
+            .map(|k| k.key_id.as_str())
             .collect();
         if !ids.is_empty() {
             let mut event = audit.clone();

@@ -33,7 +33,7 @@ pub struct Args {
     #[arg(long)]
     pub database_url: Option<String>,
     /// Keys per transaction.
-    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..=50_000))]
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=50_000))]
     pub batch: u32,
     /// Write rejected lines (line number and reason) here instead of stderr.
     #[arg(long)]
@@ -93,7 +93,6 @@ impl From<CsvRow> for ImportItem {
 
 struct Importer<'a> {
     store: &'a dyn Store,
-    peppers: &'a keyhaven_core::PepperSet,
     keyspaces: HashMap<String, bool>,
     owners: HashMap<String, bool>,
     batch: Vec<KeyRecord>,
@@ -103,12 +102,9 @@ struct Importer<'a> {
 }
 
 impl Importer<'_> {
-    async fn item(&mut self, line: usize, item: Result<ImportItem, String>) -> anyhow::Result<()> {
-        let built = match item {
-            Ok(item) => self
-                .check(&item)
-                .await?
-                .and_then(|()| import::build(&item, self.peppers, keyhaven_server::clock::now())),
+    async fn item(&mut self, line: usize, built: Built) -> anyhow::Result<()> {
+        let built = match built {
+            Ok(record) => self.check(&record).await?.map(|()| record),
             Err(e) => Err(e),
         };
         match built {
@@ -126,7 +122,7 @@ impl Importer<'_> {
         Ok(())
     }
 
-    async fn check(&mut self, item: &ImportItem) -> anyhow::Result<Result<(), String>> {
+    async fn check(&mut self, item: &KeyRecord) -> anyhow::Result<Result<(), String>> {
         if !self.keyspaces.contains_key(&item.keyspace_id) {
             let ok = keyhaven_server::ids::is_plausible("ks", &item.keyspace_id)
                 && self.store.keyspace(&item.keyspace_id).await?.is_some();
@@ -189,6 +185,62 @@ impl Importer<'_> {
     }
 }
 
+type Built = Result<KeyRecord, String>;
+
+/// Reads `file` and sends built records in chunks; stops early if the receiver is gone.
+fn parse_file(
+    file: std::fs::File,
+    csv: bool,
+    peppers: &keyhaven_core::PepperSet,
+    progress: &ProgressBar,
+    tx: &std::sync::mpsc::SyncSender<Vec<(usize, Built)>>,
+) -> anyhow::Result<()> {
+    const CHUNK: usize = 1000;
+    let build = |item: ImportItem| import::build(&item, peppers, keyhaven_server::clock::now());
+    let reader = BufReader::with_capacity(1 << 20, file);
+    let mut chunk = Vec::with_capacity(CHUNK);
+    let send = |chunk: &mut Vec<(usize, Built)>| -> bool {
+        tx.send(std::mem::replace(chunk, Vec::with_capacity(CHUNK)))
+            .is_ok()
+    };
+    if csv {
+        let mut rows = csv::Reader::from_reader(reader);
+        for (i, row) in rows.deserialize::<CsvRow>().enumerate() {
+            let built = row
+                .map_err(|e| format!("invalid CSV: {e}"))
+                .and_then(|r| build(ImportItem::from(r)));
+            chunk.push((i + 2, built));
+            if chunk.len() == CHUNK && !send(&mut chunk) {
+                return Ok(());
+            }
+        }
+    } else {
+        for (i, line) in reader.lines().enumerate() {
+            let line = line.context("reading the file")?;
+            progress.inc(line.len() as u64 + 1);
+            if line.trim().is_empty() {
+                continue;
+            }
+            let built = serde_json::from_str::<ImportItem>(&line)
+                .map_err(|e| {
+                    format!(
+                        "invalid JSON: {}",
+                        keyhaven_server::extract::redact(&e.to_string())
+                    )
+                })
+                .and_then(build);
+            chunk.push((i + 1, built));
+            if chunk.len() == CHUNK && !send(&mut chunk) {
+                return Ok(());
+            }
+        }
+    }
+    if !chunk.is_empty() {
+        send(&mut chunk);
+    }
+    Ok(())
+}
+
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let flags = flag_layer(
         args.data_dir.as_ref(),
@@ -227,7 +279,6 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         );
         let mut importer = Importer {
             store: store.as_ref(),
-            peppers: &peppers,
             keyspaces: HashMap::new(),
             owners: HashMap::new(),
             batch: Vec::with_capacity(args.batch as usize),
@@ -236,32 +287,22 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             report,
         };
         let started = Instant::now();
-        let reader = BufReader::with_capacity(1 << 20, file);
-        if csv {
-            let mut rows = csv::Reader::from_reader(reader);
-            for (i, row) in rows.deserialize::<CsvRow>().enumerate() {
-                let item = row
-                    .map(ImportItem::from)
-                    .map_err(|e| format!("invalid CSV: {e}"));
-                importer.item(i + 2, item).await?;
-            }
-            progress.set_position(size);
-        } else {
-            for (i, line) in reader.lines().enumerate() {
-                let line = line.context("reading the file")?;
-                progress.inc(line.len() as u64 + 1);
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let item = serde_json::from_str::<ImportItem>(&line).map_err(|e| {
-                    format!(
-                        "invalid JSON: {}",
-                        keyhaven_server::extract::redact(&e.to_string())
-                    )
-                });
-                importer.item(i + 1, item).await?;
+        // Parsing and building records (JSON, digests, random key ids) runs on its own
+        // thread while this one writes the previous batch: the two overlap.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(usize, Built)>>(4);
+        let parser = {
+            let peppers = peppers.clone();
+            let progress = progress.clone();
+            std::thread::spawn(move || parse_file(file, csv, &peppers, &progress, &tx))
+        };
+        while let Ok(chunk) = rx.recv() {
+            for (line, built) in chunk {
+                importer.item(line, built).await?;
             }
         }
+        parser
+            .join()
+            .map_err(|_| anyhow::anyhow!("the parser thread panicked"))??;
         importer.flush().await?;
         importer.report.flush()?;
         progress.finish_and_clear();
