@@ -44,6 +44,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/keys", post(keys::create).get(keys::list))
         .route("/v1/keys/verify", post(verify::verify))
+        .route("/v1/keys/expiring", get(keys::expiring))
+        .route("/v1/events", get(audit::events))
         .route(
             "/v1/keys/import",
             post(keys::import).layer(DefaultBodyLimit::max(IMPORT_BODY_LIMIT)),
@@ -126,6 +128,11 @@ async fn background(state: AppState) {
             _ = flush.tick() => {
                 if let Err(e) = state.usage.flush(state.store.as_ref()).await {
                     tracing::warn!(error = %e, "usage flush failed; will retry");
+                }
+                match state.store.record_expiring_events(state.clock.now()).await {
+                    Ok(n) if n > 0 => tracing::info!(events = n, "keys entered their expiry warning window"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "recording key.expiring events failed"),
                 }
                 // Keys imported by `keyhaven import` (another process) become findable.
                 if !state.has_imported_keys()

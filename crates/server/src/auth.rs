@@ -200,6 +200,7 @@ mod tests {
                 key,
                 keyspace_prefix: "kh_root".into(),
                 keyspace_name: "root".into(),
+                max_key_age: None,
                 owner_external_id: None,
             }),
             client_ip: None,

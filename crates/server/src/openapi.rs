@@ -13,9 +13,9 @@ use crate::routes::{audit, health, keys, keyspaces, owners, verify};
     paths(
         keyspaces::create, keyspaces::list, keyspaces::get, keyspaces::update, keyspaces::delete,
         owners::create, owners::list, owners::get, owners::update, owners::delete,
-        keys::create, keys::import, keys::list, keys::get, keys::update, keys::revoke, keys::rotate, keys::reveal, keys::delete,
+        keys::create, keys::import, keys::expiring, keys::list, keys::get, keys::update, keys::revoke, keys::rotate, keys::reveal, keys::delete,
         verify::verify,
-        audit::list,
+        audit::list, audit::events,
         health::healthz, health::readyz, health::metrics,
     ),
     components(schemas(crate::error::Problem)),

@@ -156,7 +156,7 @@ fn decide(record: Arc<KeyForVerify>, required_scopes: &[String], now: Timestamp)
         KeyState {
             enabled: key.enabled,
             revoked: key.revoked_at.is_some(),
-            expires_at: key.expires_at.map(|t| t.unix_timestamp()),
+            expires_at: record.effective_expiry().map(|t| t.unix_timestamp()),
             grace_until: key
                 .rotation
                 .as_ref()

@@ -32,9 +32,25 @@ pub struct Keyspace {
     pub id: String,
     pub name: String,
     pub prefix: String,
+    pub policy: KeyspacePolicy,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
+
+/// Lifecycle defaults of a keyspace (seconds). All optional.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeyspacePolicy {
+    /// Keys stop verifying (EXPIRED) this long after creation, whatever their expiry.
+    pub max_key_age: Option<i64>,
+    /// Grace period of a rotation that does not name one.
+    pub default_grace: Option<i64>,
+    /// Keys whose effective expiry is this close are "expiring" (listed, and a
+    /// `key.expiring` event is stored for each).
+    pub expiry_warning: Option<i64>,
+}
+
+/// How far ahead expiring keys are reported when a keyspace sets no warning threshold.
+pub const DEFAULT_EXPIRY_WARNING: i64 = 7 * 24 * 3600;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Owner {
@@ -103,7 +119,43 @@ pub struct KeyForVerify {
     pub key: KeyRecord,
     pub keyspace_prefix: String,
     pub keyspace_name: String,
+    /// The keyspace's maximum key age, which caps the key's expiry.
+    pub max_key_age: Option<i64>,
     pub owner_external_id: Option<String>,
+}
+
+impl KeyForVerify {
+    /// The earlier of the key's own expiry and the keyspace's maximum age.
+    pub fn effective_expiry(&self) -> Option<Timestamp> {
+        effective_expiry(&self.key, self.max_key_age)
+    }
+}
+
+/// The earlier of `key.expires_at` and `created_at + max_key_age`.
+pub fn effective_expiry(key: &KeyRecord, max_key_age: Option<i64>) -> Option<Timestamp> {
+    let by_age = max_key_age.map(|age| key.created_at + time::Duration::seconds(age));
+    match (key.expires_at, by_age) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// A stored lifecycle event (`key.expiring`, …), for webhook delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub id: String,
+    pub kind: String,
+    pub key_id: Option<String>,
+    pub keyspace_id: Option<String>,
+    pub payload: Map<String, Value>,
+    pub created_at: Timestamp,
+}
+
+/// A key whose effective expiry falls within its keyspace's warning window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiringKey {
+    pub key: KeyRecord,
+    pub expires: Timestamp,
 }
 
 /// An audit event as written: who changed what, when, from where, and which fields.

@@ -108,6 +108,11 @@ fn keyspace_from(row: &SqliteRow) -> Result<Keyspace, StoreError> {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
         prefix: row.try_get("prefix")?,
+        policy: KeyspacePolicy {
+            max_key_age: row.try_get("max_key_age_seconds")?,
+            default_grace: row.try_get("default_grace_seconds")?,
+            expiry_warning: row.try_get("expiry_warning_seconds")?,
+        },
         created_at: from_unix(row.try_get("created_at")?),
         updated_at: from_unix(row.try_get("updated_at")?),
     })
@@ -363,6 +368,17 @@ const KEY_COLUMNS: &str = "k.seq, k.key_id, k.keyspace_id, k.owner_id, k.name, k
     k.rotated_from, k.sealed_key, k.import_format, k.import_lookup, k.import_digest, \
     k.last_used_at, k.created_at, k.updated_at";
 
+/// Live keys with their effective expiry inside the warning window at `?1` (now):
+/// the earlier of expires_at and created_at + max_key_age_seconds.
+const EXPIRING: &str = "SELECT * FROM (SELECT k.*, MIN( \
+        COALESCE(k.expires_at, 9223372036854775807), \
+        CASE WHEN ks.max_key_age_seconds IS NULL THEN 9223372036854775807 \
+             ELSE k.created_at + ks.max_key_age_seconds END) AS effective_expiry, \
+        COALESCE(ks.expiry_warning_seconds, 604800) AS warning \
+    FROM keys k JOIN keyspaces ks ON ks.id = k.keyspace_id \
+    WHERE ks.reserved = 0 AND k.revoked_at IS NULL AND k.rotated_to IS NULL) \
+    WHERE effective_expiry > ?1 AND effective_expiry <= ?1 + warning";
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn migrate(&self) -> Result<(), StoreError> {
@@ -381,12 +397,15 @@ impl Store for SqliteStore {
     async fn create_keyspace(&self, ks: &Keyspace, change: Change<'_>) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
         sqlx::query(
-            "INSERT INTO keyspaces (id, name, prefix, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO keyspaces (id, name, prefix, max_key_age_seconds, default_grace_seconds, \
+             expiry_warning_seconds, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&ks.id)
         .bind(&ks.name)
         .bind(&ks.prefix)
+        .bind(ks.policy.max_key_age)
+        .bind(ks.policy.default_grace)
+        .bind(ks.policy.expiry_warning)
         .bind(to_unix(ks.created_at))
         .bind(to_unix(ks.updated_at))
         .execute(&mut *tx)
@@ -427,9 +446,13 @@ impl Store for SqliteStore {
     async fn update_keyspace(&self, ks: &Keyspace, change: Change<'_>) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
         let done = sqlx::query(
-            "UPDATE keyspaces SET name = ?, updated_at = ? WHERE id = ? AND reserved = 0",
+            "UPDATE keyspaces SET name = ?, max_key_age_seconds = ?, default_grace_seconds = ?, \
+             expiry_warning_seconds = ?, updated_at = ? WHERE id = ? AND reserved = 0",
         )
         .bind(&ks.name)
+        .bind(ks.policy.max_key_age)
+        .bind(ks.policy.default_grace)
+        .bind(ks.policy.expiry_warning)
         .bind(to_unix(ks.updated_at))
         .bind(&ks.id)
         .execute(&mut *tx)
@@ -557,6 +580,7 @@ impl Store for SqliteStore {
     async fn key_for_verify(&self, key_id: &str) -> Result<Option<KeyForVerify>, StoreError> {
         let sql = format!(
             "SELECT {KEY_COLUMNS}, ks.prefix AS ks_prefix, ks.name AS ks_name, \
+             ks.max_key_age_seconds AS ks_max_age, \
              o.external_id AS owner_external_id \
              FROM keys k JOIN keyspaces ks ON ks.id = k.keyspace_id \
              LEFT JOIN owners o ON o.id = k.owner_id WHERE k.key_id = ?"
@@ -570,6 +594,7 @@ impl Store for SqliteStore {
             key: key_from(&row)?,
             keyspace_prefix: row.try_get("ks_prefix")?,
             keyspace_name: row.try_get("ks_name")?,
+            max_key_age: row.try_get("ks_max_age")?,
             owner_external_id: row.try_get("owner_external_id")?,
         }))
     }
@@ -814,6 +839,82 @@ impl Store for SqliteStore {
         .await?;
         tx.commit().await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn expiring_keys(
+        &self,
+        visible: KeyspaceScope<'_>,
+        keyspace_id: Option<&str>,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<ExpiringKey>, StoreError> {
+        let sql = format!(
+            "SELECT * FROM ({EXPIRING}) WHERE \
+             (?2 IS NULL OR keyspace_id IN (SELECT value FROM json_each(?2))) \
+             AND (?3 IS NULL OR keyspace_id = ?3) ORDER BY effective_expiry, seq LIMIT ?4"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(to_unix(now))
+            .bind(scope_json(visible)?)
+            .bind(keyspace_id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ExpiringKey {
+                    key: key_from(row)?,
+                    expires: from_unix(row.try_get("effective_expiry")?),
+                })
+            })
+            .collect()
+    }
+
+    async fn record_expiring_events(&self, now: Timestamp) -> Result<u64, StoreError> {
+        let sql = format!(
+            "INSERT INTO events (id, type, key_id, keyspace_id, payload, dedup, created_at) \
+             SELECT 'evt_' || lower(hex(randomblob(10))), 'key.expiring', key_id, keyspace_id, \
+             json_object('key_id', key_id, 'keyspace_id', keyspace_id, 'expires_at', \
+             strftime('%Y-%m-%dT%H:%M:%SZ', effective_expiry, 'unixepoch')), \
+             'key.expiring:' || key_id || ':' || effective_expiry, ?1 \
+             FROM ({EXPIRING}) WHERE true ON CONFLICT (dedup) DO NOTHING"
+        );
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(to_unix(now))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn list_events(
+        &self,
+        kind: Option<&str>,
+        visible: KeyspaceScope<'_>,
+        page: PageRequest,
+    ) -> Result<Page<Event>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM events WHERE (?1 IS NULL OR type = ?1) \
+             AND (?2 IS NULL OR keyspace_id IN (SELECT value FROM json_each(?2))) \
+             AND (?3 IS NULL OR seq < ?3) ORDER BY seq DESC LIMIT ?4",
+        )
+        .bind(kind)
+        .bind(scope_json(visible)?)
+        .bind(page.after)
+        .bind(i64::from(page.limit) + 1)
+        .fetch_all(&self.reader)
+        .await?;
+        page_of(&rows, page.limit, |row| {
+            Ok(Event {
+                id: row.try_get("id")?,
+                kind: row.try_get("type")?,
+                key_id: row.try_get("key_id")?,
+                keyspace_id: row.try_get("keyspace_id")?,
+                payload: json_map(row.try_get("payload")?)?,
+                created_at: from_unix(row.try_get("created_at")?),
+            })
+        })
     }
 
     async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {

@@ -102,6 +102,26 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Not audited: it changes how a secret is stored, not what the key is or may do.
     async fn rehash_key(&self, key_id: &str, from: u32, to: &Verifier) -> Result<bool, StoreError>;
 
+    // Lifecycle.
+    /// Live keys (not revoked, not rotated) whose effective expiry is after `now` and
+    /// within their keyspace's warning window, soonest first.
+    async fn expiring_keys(
+        &self,
+        visible: KeyspaceScope<'_>,
+        keyspace_id: Option<&str>,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<ExpiringKey>, StoreError>;
+    /// Stores one `key.expiring` event per expiring key and expiry (idempotent); returns
+    /// how many were new.
+    async fn record_expiring_events(&self, now: Timestamp) -> Result<u64, StoreError>;
+    async fn list_events(
+        &self,
+        kind: Option<&str>,
+        visible: KeyspaceScope<'_>,
+        page: PageRequest,
+    ) -> Result<Page<Event>, StoreError>;
+
     // Audit.
     /// Writes an audit event for something that changes nothing else (revealing a key).
     async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError>;

@@ -38,6 +38,7 @@ fn keyspace(id: &str, prefix: &str) -> Keyspace {
         id: id.into(),
         name: format!("name of {id}"),
         prefix: prefix.into(),
+        policy: KeyspacePolicy::default(),
         created_at: T0,
         updated_at: T0,
     }
@@ -645,6 +646,143 @@ pub async fn rotation_is_atomic_and_happens_once(store: &dyn Store) {
     assert_eq!(audited_count(store).await, 4);
 }
 
+pub async fn expiring_keys_and_their_events(store: &dyn Store) {
+    let mut ks = keyspace("ks_a", "alpha");
+    ks.policy = KeyspacePolicy {
+        max_key_age: Some(1000),
+        default_grace: None,
+        expiry_warning: Some(100),
+    };
+    store
+        .create_keyspace(&ks, Change::audited(&event("1", "x", "ks_a", None, 0)))
+        .await
+        .unwrap();
+    store
+        .create_keyspace(
+            &keyspace("ks_b", "beta"),
+            Change::audited(&event("2", "x", "ks_b", None, 0)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.keyspace("ks_a").await.unwrap().unwrap().policy,
+        ks.policy
+    );
+    // By age (1000 s), by own expiry (950 s, earlier), in another keyspace with the
+    // default 7-day window, and a revoked one.
+    store
+        .create_key(
+            &key(&kid(1), "ks_a", None),
+            Change::audited(&event("3", "x", "k", None, 0)),
+        )
+        .await
+        .unwrap();
+    let mut own = key(&kid(2), "ks_a", None);
+    own.expires_at = Some(at(950));
+    store
+        .create_key(&own, Change::audited(&event("4", "x", "k", None, 0)))
+        .await
+        .unwrap();
+    let mut b = key(&kid(3), "ks_b", None);
+    b.expires_at = Some(at(5000));
+    store
+        .create_key(&b, Change::audited(&event("5", "x", "k", None, 0)))
+        .await
+        .unwrap();
+    let mut gone = key(&kid(4), "ks_a", None);
+    gone.revoked_at = Some(at(1));
+    store
+        .create_key(&gone, Change::audited(&event("6", "x", "k", None, 0)))
+        .await
+        .unwrap();
+    let found = store.key_for_verify(&kid(1)).await.unwrap().unwrap();
+    assert_eq!(found.effective_expiry(), Some(at(1000)));
+
+    let ids = |v: Vec<ExpiringKey>| {
+        v.into_iter()
+            .map(|e| (e.key.key_id, e.expires))
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        ids(store
+            .expiring_keys(None, Some("ks_a"), at(849), 10)
+            .await
+            .unwrap())
+        .is_empty()
+    );
+    assert_eq!(
+        ids(store
+            .expiring_keys(None, Some("ks_a"), at(850), 10)
+            .await
+            .unwrap()),
+        [(kid(2), at(950))]
+    );
+    assert_eq!(
+        ids(store.expiring_keys(None, None, at(900), 10).await.unwrap()),
+        [(kid(2), at(950)), (kid(1), at(1000)), (kid(3), at(5000))]
+    );
+    let only_b = vec!["ks_b".to_owned()];
+    assert_eq!(
+        ids(store
+            .expiring_keys(Some(&only_b), None, at(900), 10)
+            .await
+            .unwrap()),
+        [(kid(3), at(5000))]
+    );
+    assert!(
+        ids(store.expiring_keys(None, None, at(5000), 10).await.unwrap()).is_empty(),
+        "expired is not expiring"
+    );
+
+    assert_eq!(store.record_expiring_events(at(900)).await.unwrap(), 3);
+    assert_eq!(
+        store.record_expiring_events(at(901)).await.unwrap(),
+        0,
+        "once per key and expiry"
+    );
+    let page = store
+        .list_events(
+            Some("key.expiring"),
+            None,
+            PageRequest {
+                limit: 2,
+                after: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 2);
+    let rest = store
+        .list_events(
+            Some("key.expiring"),
+            None,
+            PageRequest {
+                limit: 2,
+                after: page.next,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((rest.items.len(), rest.next), (1, None));
+    let b_events = store
+        .list_events(
+            None,
+            Some(&only_b),
+            PageRequest {
+                limit: 10,
+                after: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(b_events.items.len(), 1);
+    assert_eq!(b_events.items[0].key_id.as_deref(), Some(kid(3).as_str()));
+    assert_eq!(
+        b_events.items[0].payload["expires_at"],
+        json!("2026-11-22T11:23:20Z")
+    );
+}
+
 pub async fn key_lists_filter_and_paginate(store: &dyn Store) {
     store
         .create_keyspace(
@@ -1080,7 +1218,7 @@ macro_rules! conformance_tests {
                 keyspace_crud, root_keyspace_is_invisible, prefixes_are_unique,
                 keyspace_list_scopes_and_pages, owners_crud_and_external_ids,
                 keys_round_trip_and_join_for_verify, revoke_and_delete,
-                key_lists_filter_and_paginate, audit_filters, rotation_is_atomic_and_happens_once,
+                key_lists_filter_and_paginate, audit_filters, rotation_is_atomic_and_happens_once, expiring_keys_and_their_events,
                 idempotent_responses_share_the_transaction,
                 usage_adds_up_and_last_use_only_moves_forward, pepper_versions_in_use);
         }

@@ -239,3 +239,157 @@ async fn futures_join_all<F: std::future::Future>(
     .await;
     out.into_iter().map(Option::unwrap).collect()
 }
+
+#[tokio::test]
+async fn keyspace_policy_caps_age_sets_default_grace_and_warns_before_expiry() {
+    let app = spawn_app_with(|c| c.usage_flush_interval_ms = 100).await;
+    let t0 = app.clock.now();
+    let at = |s: i64| t0 + time::Duration::seconds(s);
+    let (status, ks) = app
+        .send(
+            Method::POST,
+            "/v1/keyspaces",
+            Some(
+                &json!({"name": "p", "prefix": "pol", "max_key_age_seconds": 1000,
+                          "default_grace_seconds": 300, "expiry_warning_seconds": 200}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{ks}");
+    let ks_id = ks["id"].as_str().unwrap().to_owned();
+    let k = app.create_key(json!({"keyspace_id": ks_id})).await;
+    assert_eq!(
+        k.record.expires_at.as_deref(),
+        Some(rfc3339(at(1000)).as_str()),
+        "max age caps the expiry"
+    );
+
+    app.clock.set(at(799));
+    assert!(expiring(&app, &ks_id).await.is_empty());
+    app.clock.set(at(800));
+    let listed = expiring(&app, &ks_id).await;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (
+            listed[0]["key"]["key_id"].as_str(),
+            listed[0]["expires"].as_str()
+        ),
+        (
+            Some(k.record.key_id.as_str()),
+            Some(rfc3339(at(1000)).as_str())
+        )
+    );
+
+    // The server's sweep stores one key.expiring event, once.
+    let mut events = Vec::new();
+    for _ in 0..100 {
+        events = app
+            .send(Method::GET, "/v1/events?type=key.expiring", None)
+            .await
+            .1["data"]
+            .as_array()
+            .unwrap()
+            .clone();
+        if !events.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        events[0]["payload"]["key_id"].as_str(),
+        Some(k.record.key_id.as_str())
+    );
+    assert_eq!(
+        events[0]["payload"]["expires_at"].as_str(),
+        Some(rfc3339(at(1000)).as_str())
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let again = app
+        .send(Method::GET, "/v1/events?type=key.expiring", None)
+        .await
+        .1;
+    assert_eq!(
+        again["data"].as_array().unwrap().len(),
+        1,
+        "one event per key and expiry"
+    );
+
+    app.clock.set(at(999));
+    assert_eq!(app.verify(&k.key).await.code, "VALID");
+    app.clock.set(at(1000));
+    assert_eq!(app.verify(&k.key).await.code, "EXPIRED");
+    app.clock.set(at(1001));
+    assert_eq!(app.verify(&k.key).await.code, "EXPIRED");
+    assert!(
+        expiring(&app, &ks_id).await.is_empty(),
+        "expired keys are no longer 'expiring'"
+    );
+
+    // Rotation without a grace period uses the keyspace default.
+    app.clock.set(at(2000));
+    let old = app.create_key(json!({"keyspace_id": ks_id})).await;
+    let (status, _) = app
+        .send(
+            Method::POST,
+            &format!("/v1/keys/{}/rotate", old.record.key_id),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    app.clock.set(at(2299));
+    assert_eq!(app.verify(&old.key).await.code, "VALID");
+    app.clock.set(at(2300));
+    assert_eq!(app.verify(&old.key).await.code, "REVOKED");
+}
+
+#[tokio::test]
+async fn a_new_max_age_applies_to_existing_keys_at_once() {
+    let app = spawn_app().await;
+    let t0 = app.clock.now();
+    let ks = app.create_keyspace("acme_live").await;
+    let k = app.create_key(json!({"keyspace_id": ks.id})).await;
+    app.clock.set(t0 + time::Duration::seconds(600));
+    assert_eq!(app.verify(&k.key).await.code, "VALID");
+    let (status, body) = app
+        .send(
+            Method::PATCH,
+            &format!("/v1/keyspaces/{}", ks.id),
+            Some(&json!({"max_key_age_seconds": 500})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        app.verify(&k.key).await.code,
+        "EXPIRED",
+        "the key is older than the new maximum"
+    );
+    let (_, body) = app
+        .send(
+            Method::PATCH,
+            &format!("/v1/keyspaces/{}", ks.id),
+            Some(&json!({"max_key_age_seconds": null})),
+        )
+        .await;
+    assert_eq!(body["max_key_age_seconds"], Value::Null);
+    assert_eq!(app.verify(&k.key).await.code, "VALID");
+    let (status, body) = app
+        .send(
+            Method::PATCH,
+            &format!("/v1/keyspaces/{}", ks.id),
+            Some(&json!({"max_key_age_seconds": 0})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("validation_failed"))
+    );
+}
+
+async fn expiring(app: &TestApp, ks_id: &str) -> Vec<Value> {
+    let path = format!("/v1/keys/expiring?keyspace_id={ks_id}");
+    app.send(Method::GET, &path, None).await.1["data"]
+        .as_array()
+        .unwrap()
+        .clone()
+}

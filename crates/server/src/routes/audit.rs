@@ -110,3 +110,59 @@ pub async fn list(
     );
     Ok(json_response(StatusCode::OK, to_body(&list)?))
 }
+
+/// A stored lifecycle event, e.g. `key.expiring` (webhooks deliver them in a later
+/// release).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EventView {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub key_id: Option<String>,
+    pub keyspace_id: Option<String>,
+    pub payload: Map<String, Value>,
+    pub created_at: String,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct EventParams {
+    /// Only events of this type, e.g. `key.expiring`.
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    pub kind: Option<String>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/events", tag = "audit", params(EventParams),
+    responses((status = 200, body = List<EventView>), (status = "4XX", body = crate::error::Problem)),
+    security(("root_key" = [])))]
+pub async fn events(
+    State(state): State<AppState>,
+    auth: RootAuth,
+    ApiQuery(params): ApiQuery<EventParams>,
+) -> Result<Response, ApiError> {
+    auth.require(Scope::AuditRead)?;
+    let page = page_request(params.limit, params.cursor.as_deref())?;
+    let page = state
+        .store
+        .list_events(params.kind.as_deref(), auth.visible(), page)
+        .await?;
+    let data = page
+        .items
+        .iter()
+        .map(|e| EventView {
+            id: e.id.clone(),
+            kind: e.kind.clone(),
+            key_id: e.key_id.clone(),
+            keyspace_id: e.keyspace_id.clone(),
+            payload: e.payload.clone(),
+            created_at: rfc3339(e.created_at),
+        })
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        to_body(&List::new(data, page.next))?,
+    ))
+}

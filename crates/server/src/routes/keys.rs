@@ -147,7 +147,8 @@ pub struct RevokeKey {
 #[serde(deny_unknown_fields)]
 pub struct RotateKey {
     /// How long the old key keeps verifying (VALID, with `rotation` set in verify answers);
-    /// then it answers REVOKED. 0 (the default) ends it at once; at most one year.
+    /// then it answers REVOKED. Default: the keyspace's `default_grace_seconds`, else 0
+    /// (ends it at once); at most one year.
     pub grace_period_seconds: Option<u64>,
 }
 
@@ -211,6 +212,19 @@ async fn visible_key(
     match state.store.key_for_verify(key_id).await? {
         Some(k) if auth.sees_keyspace(&k.key.keyspace_id) => Ok(k),
         _ => Err(ApiError::NotFound),
+    }
+}
+
+/// The earlier of `expires_at` and `now + max_age`.
+fn cap_expiry(
+    expires_at: Option<Timestamp>,
+    max_age: Option<i64>,
+    now: Timestamp,
+) -> Option<Timestamp> {
+    let by_age = max_age.map(|age| now + time::Duration::seconds(age));
+    match (expires_at, by_age) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -282,6 +296,8 @@ pub async fn create(
     if expires_at.is_some_and(|t| t <= now) {
         return Err(ApiError::invalid("expires_at must be in the future"));
     }
+    // The keyspace's maximum age caps the expiry (it is also enforced when verifying).
+    let expires_at = cap_expiry(expires_at, keyspace.policy.max_key_age, now);
     if let Some(owner_id) = &req.owner_id {
         check_owner(&state, owner_id).await?;
     }
@@ -559,7 +575,16 @@ pub async fn rotate(
         return Ok(replay);
     }
     let found = visible_key(&state, &auth, &key_id).await?;
-    let grace = body.value.grace_period_seconds.unwrap_or(0);
+    let policy = state
+        .store
+        .keyspace(&found.key.keyspace_id)
+        .await?
+        .map(|k| k.policy)
+        .unwrap_or_default();
+    let grace = match body.value.grace_period_seconds {
+        Some(g) => g,
+        None => u64::try_from(policy.default_grace.unwrap_or(0)).unwrap_or(0),
+    };
     if grace > MAX_GRACE_SECONDS {
         return Err(ApiError::invalid(format!(
             "grace_period_seconds must be at most {MAX_GRACE_SECONDS}"
@@ -584,7 +609,7 @@ pub async fn rotate(
         key_id: generated.key_id().as_str().to_owned(),
         last4: generated.last4().to_owned(),
         verifier,
-        expires_at: None,
+        expires_at: cap_expiry(None, policy.max_key_age, now),
         revoked_at: None,
         revoked_reason: None,
         rotation: None,
@@ -627,6 +652,69 @@ pub async fn rotate(
         Ok(()) => Ok(json_response(StatusCode::CREATED, body.to_vec())),
         Err(e) => idem.on_error(e).await,
     }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ExpiringParams {
+    pub keyspace_id: Option<String>,
+    /// At most this many, soonest first (1-500, default 50).
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ExpiringKeyView {
+    pub key: KeyView,
+    /// When the key stops verifying: the earlier of its `expires_at` and the keyspace's
+    /// maximum key age.
+    pub expires: String,
+}
+
+#[utoipa::path(get, path = "/v1/keys/expiring", tag = "keys", params(ExpiringParams),
+    responses((status = 200, body = List<ExpiringKeyView>), (status = "4XX", body = crate::error::Problem)),
+    security(("root_key" = [])))]
+pub async fn expiring(
+    State(state): State<AppState>,
+    auth: RootAuth,
+    ApiQuery(params): ApiQuery<ExpiringParams>,
+) -> Result<Response, ApiError> {
+    auth.require(Scope::KeysRead)?;
+    let page = page_request(params.limit, None)?;
+    if let Some(ks) = &params.keyspace_id
+        && !auth.sees_keyspace(ks)
+    {
+        return Ok(json_response(
+            StatusCode::OK,
+            to_body(&List::<ExpiringKeyView>::new(vec![], None))?,
+        ));
+    }
+    let now = state.clock.now();
+    let found = state
+        .store
+        .expiring_keys(
+            auth.visible(),
+            params.keyspace_id.as_deref(),
+            now,
+            page.limit,
+        )
+        .await?;
+    let mut views = Vec::with_capacity(found.len());
+    for e in found {
+        let prefix = state
+            .store
+            .keyspace(&e.key.keyspace_id)
+            .await?
+            .map(|k| k.prefix)
+            .unwrap_or_default();
+        views.push(ExpiringKeyView {
+            key: KeyView::new(&e.key, &prefix),
+            expires: rfc3339(e.expires),
+        });
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        to_body(&List::new(views, None))?,
+    ))
 }
 
 pub const MAX_IMPORT_BATCH: usize = 1000;

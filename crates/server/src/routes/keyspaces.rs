@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use keyhaven_core::Prefix;
-use keyhaven_store::{Change, Keyspace};
+use keyhaven_store::{Change, Keyspace, KeyspacePolicy};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
@@ -19,6 +19,13 @@ pub struct KeyspaceView {
     pub id: String,
     pub name: String,
     pub prefix: String,
+    /// Keys stop verifying (EXPIRED) this many seconds after creation.
+    pub max_key_age_seconds: Option<i64>,
+    /// Grace period of a rotation that names none.
+    pub default_grace_seconds: Option<i64>,
+    /// Keys this close to their (effective) expiry are listed by
+    /// `GET /v1/keys/expiring` and get a `key.expiring` event (default 7 days).
+    pub expiry_warning_seconds: Option<i64>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -29,6 +36,9 @@ impl From<&Keyspace> for KeyspaceView {
             id: k.id.clone(),
             name: k.name.clone(),
             prefix: k.prefix.clone(),
+            max_key_age_seconds: k.policy.max_key_age,
+            default_grace_seconds: k.policy.default_grace,
+            expiry_warning_seconds: k.policy.expiry_warning,
             created_at: rfc3339(k.created_at),
             updated_at: rfc3339(k.updated_at),
         }
@@ -48,12 +58,39 @@ pub struct CreateKeyspace {
     pub name: String,
     /// Key prefix: 1-20 characters `[a-z][a-z0-9_]*`, unique; `kh_` is reserved.
     pub prefix: String,
+    pub max_key_age_seconds: Option<i64>,
+    pub default_grace_seconds: Option<i64>,
+    pub expiry_warning_seconds: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateKeyspace {
     pub name: Option<String>,
+    /// `null` removes the limit.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<i64>)]
+    pub max_key_age_seconds: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<i64>)]
+    pub default_grace_seconds: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<i64>)]
+    pub expiry_warning_seconds: Option<Option<i64>>,
+}
+
+/// Each policy duration is 1 second to 100 years (grace may be 0).
+fn validate_policy(p: &KeyspacePolicy) -> Result<(), ApiError> {
+    const MAX: i64 = 100 * 366 * 24 * 3600;
+    let check = |name: &str, v: Option<i64>, min: i64| match v {
+        Some(v) if !(min..=MAX).contains(&v) => Err(ApiError::invalid(format!(
+            "{name} must be between {min} and {MAX} seconds"
+        ))),
+        _ => Ok(()),
+    };
+    check("max_key_age_seconds", p.max_key_age, 1)?;
+    check("default_grace_seconds", p.default_grace, 0)?;
+    check("expiry_warning_seconds", p.expiry_warning, 1)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -113,10 +150,17 @@ pub async fn create(
     validate_name("name", &req.name)?;
     validate_prefix(&req.prefix)?;
     let now = state.clock.now();
+    let policy = KeyspacePolicy {
+        max_key_age: req.max_key_age_seconds,
+        default_grace: req.default_grace_seconds,
+        expiry_warning: req.expiry_warning_seconds,
+    };
+    validate_policy(&policy)?;
     let ks = Keyspace {
         id: ids::new_id("ks")?,
         name: req.name,
         prefix: req.prefix,
+        policy,
         created_at: now,
         updated_at: now,
     };
@@ -126,7 +170,13 @@ pub async fn create(
         "keyspace.create",
         ("keyspace", &ks.id),
         Some(&ks.id),
-        created(&[("name", json!(ks.name)), ("prefix", json!(ks.prefix))]),
+        created(&[
+            ("name", json!(ks.name)),
+            ("prefix", json!(ks.prefix)),
+            ("max_key_age_seconds", json!(ks.policy.max_key_age)),
+            ("default_grace_seconds", json!(ks.policy.default_grace)),
+            ("expiry_warning_seconds", json!(ks.policy.expiry_warning)),
+        ]),
         now,
     )?;
     let record = idem.record(StatusCode::CREATED, &body, now)?;
@@ -188,10 +238,21 @@ pub async fn update(
     auth.require(Scope::KeyspacesWrite)?;
     let before = visible_keyspace(&state, &auth, &id).await?;
     let mut after = before.clone();
-    if let Some(name) = body.value.name {
+    let req = body.value;
+    if let Some(name) = req.name {
         validate_name("name", &name)?;
         after.name = name;
     }
+    if let Some(v) = req.max_key_age_seconds {
+        after.policy.max_key_age = v;
+    }
+    if let Some(v) = req.default_grace_seconds {
+        after.policy.default_grace = v;
+    }
+    if let Some(v) = req.expiry_warning_seconds {
+        after.policy.expiry_warning = v;
+    }
+    validate_policy(&after.policy)?;
     let now = state.clock.now();
     after.updated_at = now;
     let event = audit_event(
@@ -199,7 +260,24 @@ pub async fn update(
         "keyspace.update",
         ("keyspace", &id),
         Some(&id),
-        diff(&[("name", json!(before.name), json!(after.name))]),
+        diff(&[
+            ("name", json!(before.name), json!(after.name)),
+            (
+                "max_key_age_seconds",
+                json!(before.policy.max_key_age),
+                json!(after.policy.max_key_age),
+            ),
+            (
+                "default_grace_seconds",
+                json!(before.policy.default_grace),
+                json!(after.policy.default_grace),
+            ),
+            (
+                "expiry_warning_seconds",
+                json!(before.policy.expiry_warning),
+                json!(after.policy.expiry_warning),
+            ),
+        ]),
         now,
     )?;
     state
