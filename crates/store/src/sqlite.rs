@@ -354,6 +354,18 @@ async fn insert_keys(
     Ok(inserted)
 }
 
+/// Whether `sql` (a `SELECT EXISTS` with one `?` for the id) finds `id`.
+async fn id_exists(
+    tx: &mut Transaction<'static, Sqlite>,
+    sql: &'static str,
+    id: &str,
+) -> Result<bool, StoreError> {
+    Ok(sqlx::query_scalar(sql)
+        .bind(id)
+        .fetch_one(&mut **tx)
+        .await?)
+}
+
 fn expect_one(rows_affected: u64) -> Result<(), StoreError> {
     if rows_affected == 0 {
         Err(StoreError::NotFound)
@@ -396,6 +408,16 @@ impl Store for SqliteStore {
 
     async fn create_keyspace(&self, ks: &Keyspace, change: Change<'_>) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
+        // The write lock is held, so after this check a unique violation is the prefix.
+        if id_exists(
+            &mut tx,
+            "SELECT EXISTS (SELECT 1 FROM keyspaces WHERE id = ?)",
+            &ks.id,
+        )
+        .await?
+        {
+            return Err(StoreError::Conflict(Conflict::DuplicateId));
+        }
         sqlx::query(
             "INSERT INTO keyspaces (id, name, prefix, max_key_age_seconds, default_grace_seconds, \
              expiry_warning_seconds, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -410,7 +432,6 @@ impl Store for SqliteStore {
         .bind(to_unix(ks.updated_at))
         .execute(&mut *tx)
         .await
-        // Ids are random (~70 bits), so a unique violation here is the prefix.
         .map_err(|e| classify(e, Conflict::PrefixTaken))?;
         write_change(&mut tx, change).await?;
         tx.commit().await?;
@@ -465,6 +486,15 @@ impl Store for SqliteStore {
 
     async fn delete_keyspace(&self, id: &str, change: Change<'_>) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
+        // The reserved keyspace is as absent here as everywhere else, root keys or not.
+        let reserved: Option<bool> =
+            sqlx::query_scalar("SELECT reserved FROM keyspaces WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if reserved != Some(false) {
+            return Err(StoreError::NotFound);
+        }
         let keys: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM keys WHERE keyspace_id = ?")
             .bind(id)
             .fetch_one(&mut *tx)
@@ -484,6 +514,16 @@ impl Store for SqliteStore {
 
     async fn create_owner(&self, owner: &Owner, change: Change<'_>) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
+        // The write lock is held, so after this check a unique violation is the external id.
+        if id_exists(
+            &mut tx,
+            "SELECT EXISTS (SELECT 1 FROM owners WHERE id = ?)",
+            &owner.id,
+        )
+        .await?
+        {
+            return Err(StoreError::Conflict(Conflict::DuplicateId));
+        }
         sqlx::query(
             "INSERT INTO owners (id, external_id, name, meta, created_at, updated_at) \
              VALUES (?, ?, ?, ?, ?, ?)",
