@@ -666,8 +666,7 @@ impl Store for SqliteStore {
         let mut tx = self.begin().await?;
         let done = sqlx::query(
             "UPDATE keys SET owner_id = ?, name = ?, scopes = ?, meta = ?, enabled = ?, \
-             expires_at = ?, revoked_at = ?, revoked_reason = ?, updated_at = ? \
-             WHERE key_id = ?",
+             expires_at = ?, updated_at = ? WHERE key_id = ?",
         )
         .bind(&key.owner_id)
         .bind(&key.name)
@@ -675,8 +674,6 @@ impl Store for SqliteStore {
         .bind(json_text(&key.meta)?)
         .bind(key.enabled)
         .bind(key.expires_at.map(to_unix))
-        .bind(key.revoked_at.map(to_unix))
-        .bind(&key.revoked_reason)
         .bind(to_unix(key.updated_at))
         .bind(&key.key_id)
         .execute(&mut *tx)

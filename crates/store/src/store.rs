@@ -52,8 +52,9 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         filter: &KeyFilter<'_>,
         page: PageRequest,
     ) -> Result<Page<KeyRecord>, StoreError>;
-    /// Writes every mutable field of `key` (name, owner, scopes, meta, enabled, expiry,
-    /// revocation, updated_at).
+    /// Writes the patchable fields of `key` (name, owner, scopes, meta, enabled, expiry,
+    /// updated_at). Never revocation: that is `revoke_key` only, so a PATCH racing a
+    /// revoke can never bring the key back.
     async fn update_key(&self, key: &KeyRecord, change: Change<'_>) -> Result<(), StoreError>;
     /// Sets `revoked_at` and `revoked_reason` unless already revoked
     /// ([`Conflict::AlreadyRevoked`](crate::Conflict)).

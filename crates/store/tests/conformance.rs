@@ -908,7 +908,7 @@ pub mod checks {
         assert_eq!(found.key, expected);
         assert_eq!(found.owner_external_id.as_deref(), Some("cus_2"));
 
-        // Optional fields clear, and revocation is a mutable field too.
+        // Optional fields clear; revocation is never written by update_key.
         let mut cleared = changed.clone();
         cleared.owner_id = None;
         cleared.name = None;
@@ -928,24 +928,38 @@ pub mod checks {
         let found = store.key_for_verify(&kid(1)).await.unwrap().unwrap();
         let expected = KeyRecord {
             last_used_at: Some(at(50)),
+            revoked_at: None,
+            revoked_reason: None,
             ..cleared.clone()
         };
         assert_eq!(found.key, expected);
         assert_eq!(found.owner_external_id, None);
-        let again = store
-            .revoke_key(
-                &kid(1),
-                at(11),
-                None,
-                Change::audited(&event("3", "key.revoke", &kid(1), Some("ks_a"), 11)),
-            )
-            .await;
+        let revoke = event("3", "key.revoke", &kid(1), Some("ks_a"), 11);
+        store
+            .revoke_key(&kid(1), at(11), None, Change::audited(&revoke))
+            .await
+            .unwrap();
+        log.expect_one(store, &revoke).await;
+        // A PATCH built from a read taken before the revoke must not undo it.
+        let stale = KeyRecord {
+            name: Some("late patch".into()),
+            updated_at: at(12),
+            ..expected.clone()
+        };
+        let patch = event("3b", "key.update", &kid(1), Some("ks_a"), 12);
+        store
+            .update_key(&stale, Change::audited(&patch))
+            .await
+            .unwrap();
+        log.expect_one(store, &patch).await;
+        let found = store.key_for_verify(&kid(1)).await.unwrap().unwrap();
         assert_eq!(
-            conflict(again),
-            Conflict::AlreadyRevoked,
-            "revoked through update_key"
+            found.key.revoked_at,
+            Some(at(11)),
+            "a stale update never un-revokes"
         );
-        log.expect_none(store, "revoking a revoked key").await;
+        assert_eq!(found.key.name.as_deref(), Some("late patch"));
+        let expected = found.key.clone();
 
         // A missing owner is refused, and nothing changes.
         let mut dangling = cleared.clone();

@@ -545,3 +545,32 @@ async fn serve_refuses_to_start_without_a_stored_pepper_version() {
         "the pepper itself is never printed"
     );
 }
+
+#[tokio::test]
+async fn a_patch_racing_a_revoke_never_brings_the_key_back() {
+    let app = spawn_app().await;
+    let ks = app.create_keyspace("acme_live").await;
+    for round in 0..20 {
+        let k = app.create_key(json!({"keyspace_id": ks.id})).await;
+        let path = format!("/v1/keys/{}", k.record.key_id);
+        let revoke_path = format!("{path}/revoke");
+        let patches = (0..4).map(|i| {
+            app.request(Method::PATCH, &path)
+                .json(&json!({"name": format!("r{round}p{i}")}))
+                .send()
+        });
+        let revoke = app
+            .request(Method::POST, &revoke_path)
+            .json(&json!({}))
+            .send();
+        let (revoked, _) = tokio::join!(revoke, async {
+            for p in patches {
+                let _ = p.await;
+            }
+        });
+        assert_eq!(revoked.unwrap().status(), StatusCode::OK);
+        assert_eq!(app.verify(&k.key).await.code, "REVOKED", "round {round}");
+        let (_, got) = app.send(Method::GET, &path, None).await;
+        assert!(got["revoked_at"].is_string(), "round {round}: {got}");
+    }
+}

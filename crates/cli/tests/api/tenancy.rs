@@ -190,3 +190,58 @@ async fn cross_tenant_matrix() {
     assert_eq!(app.verify_as(&root_b, &kb.key).await.code, "VALID");
     assert_eq!(app.verify_as(&root_b, &ka.key).await.code, "NOT_FOUND");
 }
+
+#[tokio::test]
+async fn restricted_root_keys_can_neither_see_nor_change_owners() {
+    let app = spawn_app().await;
+    let a = app.create_keyspace("tenant_a").await;
+    let b = app.create_keyspace("tenant_b").await;
+    let (_, owner) = app
+        .send(
+            Method::POST,
+            "/v1/owners",
+            Some(&json!({"external_id": "cus_b"})),
+        )
+        .await;
+    let owner_id = owner["id"].as_str().unwrap();
+    let kb = app
+        .create_key(json!({"keyspace_id": b.id, "owner_id": owner_id}))
+        .await;
+    let root_a = app.root_key(&["*"], Some(&[a.id.as_str()])).await;
+    for (method, path, body) in [
+        (Method::GET, "/v1/owners".to_owned(), None),
+        (Method::GET, "/v1/owners?external_id=cus_b".to_owned(), None),
+        (Method::GET, format!("/v1/owners/{owner_id}"), None),
+        (
+            Method::PATCH,
+            format!("/v1/owners/{owner_id}"),
+            Some(json!({"external_id": "attacker"})),
+        ),
+        (Method::DELETE, format!("/v1/owners/{owner_id}"), None),
+        (
+            Method::POST,
+            "/v1/owners".to_owned(),
+            Some(json!({"external_id": "cus_b"})),
+        ),
+    ] {
+        let (status, body) = app
+            .send_as(&root_a, method.clone(), &path, body.as_ref())
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}: {body}");
+    }
+    let (status, _) = app
+        .send_as(
+            &root_a,
+            Method::POST,
+            "/v1/keys",
+            Some(&json!({"keyspace_id": a.id, "owner_id": owner_id})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let v = app.verify(&kb.key).await;
+    assert_eq!(
+        v.owner.unwrap().external_id.as_deref(),
+        Some("cus_b"),
+        "B's owner untouched"
+    );
+}

@@ -185,8 +185,20 @@ pub fn validate_scopes(scopes: &[String]) -> Result<(), ApiError> {
 pub fn parse_time(field: &str, value: &str) -> Result<Timestamp, ApiError> {
     let t = Timestamp::parse(value, &time::format_description::well_known::Rfc3339)
         .map_err(|_| ApiError::invalid(format!("{field} must be an RFC 3339 timestamp")))?;
-    let t = t.to_offset(time::UtcOffset::UTC);
+    let t = t
+        .checked_to_offset(time::UtcOffset::UTC)
+        .ok_or_else(|| ApiError::invalid(format!("{field} is out of the supported range")))?;
     Ok(t.replace_nanosecond(0).unwrap_or(t))
+}
+
+/// Owners are deployment-wide: only an unrestricted root key may assign them.
+fn owner_allowed(auth: &RootAuth) -> Result<(), ApiError> {
+    if auth.is_restricted() {
+        return Err(ApiError::invalid(
+            "owner_id can only be set by a root key not limited to keyspaces",
+        ));
+    }
+    Ok(())
 }
 
 async fn check_owner(state: &AppState, owner_id: &str) -> Result<(), ApiError> {
@@ -299,6 +311,7 @@ pub async fn create(
     // The keyspace's maximum age caps the expiry (it is also enforced when verifying).
     let expires_at = cap_expiry(expires_at, keyspace.policy.max_key_age, now);
     if let Some(owner_id) = &req.owner_id {
+        owner_allowed(&auth)?;
         check_owner(&state, owner_id).await?;
     }
     let (generated, verifier) = mint(&state, &keyspace.prefix)?;
@@ -450,6 +463,7 @@ pub async fn update(
         after.name = name;
     }
     if let Some(owner_id) = req.owner_id {
+        owner_allowed(&auth)?;
         if let Some(owner_id) = &owner_id {
             check_owner(&state, owner_id).await?;
         }
@@ -774,6 +788,7 @@ pub async fn import(
         };
         let owner_ok = match &item.owner_id {
             None => true,
+            Some(_) if auth.is_restricted() => false,
             Some(owner) => match owners_seen.iter().find(|(id, _)| id == owner) {
                 Some((_, v)) => *v,
                 None => {

@@ -69,6 +69,15 @@ pub struct ListParams {
     pub cursor: Option<String>,
 }
 
+/// Owners are deployment-wide, so a root key limited to some keyspaces may not see or
+/// change them (it could read or rename another tenant's customers).
+fn refuse_restricted(auth: &RootAuth) -> Result<(), ApiError> {
+    if auth.is_restricted() {
+        return Err(ApiError::MissingScope("owners:* (unrestricted root key)"));
+    }
+    Ok(())
+}
+
 fn validate_external_id(value: &str) -> Result<(), ApiError> {
     let len = value.chars().count();
     if len == 0 || len > 255 || value.chars().any(|c| c.is_control()) {
@@ -97,6 +106,7 @@ pub async fn create(
     body: JsonBody<CreateOwner>,
 ) -> Result<Response, ApiError> {
     auth.require(Scope::OwnersWrite)?;
+    refuse_restricted(&auth)?;
     let idem = Idempotent::new(&state, &auth, idem, body.request_hash());
     if let Some(replay) = idem.replay().await? {
         return Ok(replay);
@@ -149,6 +159,7 @@ pub async fn list(
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Response, ApiError> {
     auth.require(Scope::OwnersRead)?;
+    refuse_restricted(&auth)?;
     let page = page_request(params.limit, params.cursor.as_deref())?;
     let list = match params.external_id {
         Some(external_id) => {
@@ -172,6 +183,7 @@ pub async fn get(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     auth.require(Scope::OwnersRead)?;
+    refuse_restricted(&auth)?;
     let owner = find(&state, &id).await?;
     Ok(json_response(
         StatusCode::OK,
@@ -190,6 +202,7 @@ pub async fn update(
     body: JsonBody<UpdateOwner>,
 ) -> Result<Response, ApiError> {
     auth.require(Scope::OwnersWrite)?;
+    refuse_restricted(&auth)?;
     let before = find(&state, &id).await?;
     let mut after = before.clone();
     let req = body.value;
@@ -246,6 +259,7 @@ pub async fn delete(
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     auth.require(Scope::OwnersWrite)?;
+    refuse_restricted(&auth)?;
     let owner = find(&state, &id).await?;
     let now = state.clock.now();
     let event = audit_event(
