@@ -227,6 +227,26 @@ async fn visible_key(
     }
 }
 
+/// Runs a key mutation and then invalidates `key_ids` in the verify cache on a task of
+/// its own, so both finish even if the request is cut off (timeout, client gone) while
+/// the database commits: otherwise a committed revoke could stay cached as VALID.
+async fn to_completion(
+    state: &AppState,
+    key_ids: Vec<String>,
+    mutation: impl std::future::Future<Output = Result<(), StoreError>> + Send + 'static,
+) -> Result<(), StoreError> {
+    let state = state.clone();
+    tokio::spawn(async move {
+        let result = mutation.await;
+        for id in &key_ids {
+            state.cache.invalidate(id);
+        }
+        result
+    })
+    .await
+    .map_err(|e| StoreError::Unexpected(anyhow::anyhow!("a key mutation task failed: {e}")))?
+}
+
 /// The earlier of `expires_at` and `now + max_age`.
 fn cap_expiry(
     expires_at: Option<Timestamp>,
@@ -501,11 +521,14 @@ pub async fn update(
         diff(&changes),
         now,
     )?;
-    let result = state
-        .store
-        .update_key(&after, Change::audited(&event))
-        .await;
-    state.cache.invalidate(&key_id);
+    let result = {
+        let (store, after) = (state.store.clone(), after.clone());
+        let event = event.clone();
+        to_completion(&state, vec![key_id.clone()], async move {
+            store.update_key(&after, Change::audited(&event)).await
+        })
+        .await
+    };
     result?;
     Ok(json_response(
         StatusCode::OK,
@@ -555,15 +578,17 @@ pub async fn revoke(
         now,
     )?;
     let saved = idem.record(StatusCode::OK, &body, now)?;
-    let change = Change {
-        audit: &event,
-        idempotency: saved.as_ref(),
+    let result = {
+        let (store, id, reason) = (state.store.clone(), key_id.clone(), reason.clone());
+        to_completion(&state, vec![key_id.clone()], async move {
+            let change = Change {
+                audit: &event,
+                idempotency: saved.as_ref(),
+            };
+            store.revoke_key(&id, now, reason.as_deref(), change).await
+        })
+        .await
     };
-    let result = state
-        .store
-        .revoke_key(&key_id, now, reason.as_deref(), change)
-        .await;
-    state.cache.invalidate(&key_id);
     match result {
         Ok(()) => Ok(json_response(StatusCode::OK, body)),
         Err(e) => idem.on_error(e).await,
@@ -652,16 +677,18 @@ pub async fn rotate(
         now,
     )?;
     let saved = idem.record(StatusCode::CREATED, &body, now)?;
-    let change = Change {
-        audit: &event,
-        idempotency: saved.as_ref(),
+    let result = {
+        let (store, id, successor) = (state.store.clone(), key_id.clone(), successor.clone());
+        let ids = vec![key_id.clone(), successor.key_id.clone()];
+        to_completion(&state, ids, async move {
+            let change = Change {
+                audit: &event,
+                idempotency: saved.as_ref(),
+            };
+            store.rotate_key(&id, &successor, grace_until, change).await
+        })
+        .await
     };
-    let result = state
-        .store
-        .rotate_key(&key_id, &successor, grace_until, change)
-        .await;
-    state.cache.invalidate(&key_id);
-    state.cache.invalidate(&successor.key_id);
     match result {
         Ok(()) => Ok(json_response(StatusCode::CREATED, body.to_vec())),
         Err(e) => idem.on_error(e).await,
@@ -942,11 +969,13 @@ pub async fn delete(
         Map::new(),
         now,
     )?;
-    let result = state
-        .store
-        .delete_key(&key_id, Change::audited(&event))
-        .await;
-    state.cache.invalidate(&key_id);
+    let result = {
+        let (store, id) = (state.store.clone(), key_id.clone());
+        to_completion(&state, vec![key_id.clone()], async move {
+            store.delete_key(&id, Change::audited(&event)).await
+        })
+        .await
+    };
     result?;
     Ok(StatusCode::NO_CONTENT)
 }
