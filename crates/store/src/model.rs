@@ -97,13 +97,24 @@ pub struct KeyRecord {
     pub updated_at: Timestamp,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Import {
     /// `prefixed_sha256`, `dotted_sha512` or `sha256`.
     pub format: String,
     pub lookup: String,
     /// `None` once the key was verified and moved to the native verifier.
     pub digest: Option<Vec<u8>>,
+}
+
+/// The old digest is an unpeppered verifier: `Debug` never prints it.
+impl fmt::Debug for Import {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Import")
+            .field("format", &self.format)
+            .field("lookup", &self.lookup)
+            .field("digest", &self.digest.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
