@@ -55,14 +55,35 @@ impl KeyCache {
             return Ok(hit);
         }
         metrics::counter!("keyhaven_key_cache_misses_total").increment(1);
+        self.fill(&self.entries, key_id, async {
+            Ok(store.key_for_verify(key_id).await?.map(Arc::new))
+        })
+        .await
+    }
+
+    /// Loads a missing entry and caches it unless an invalidation happened meanwhile
+    /// (the epoch check and the insert share the lock the invalidations take).
+    async fn fill<V: Clone + Send + Sync + 'static>(
+        &self,
+        cache: &Cache<String, V>,
+        key: &str,
+        load: impl std::future::Future<Output = Result<V, StoreError>>,
+    ) -> Result<V, StoreError> {
         let before = *self.epoch();
-        let loaded = store.key_for_verify(key_id).await?.map(Arc::new);
+        let loaded = load.await?;
         let epoch = self.epoch();
         if *epoch == before {
-            self.entries.insert(key_id.to_owned(), loaded.clone());
+            cache.insert(key.to_owned(), loaded.clone());
         }
         drop(epoch);
         Ok(loaded)
+    }
+
+    /// Bumps the epoch (so in-flight fills are dropped), then runs `drop_entries`.
+    fn invalidate_with(&self, drop_entries: impl FnOnce()) {
+        let mut epoch = self.epoch();
+        *epoch = epoch.wrapping_add(1);
+        drop_entries();
     }
 
     /// The key id stored under an import lookup, from memory when cached.
@@ -74,33 +95,21 @@ impl KeyCache {
         if let Some(hit) = self.imports.get(lookup) {
             return Ok(hit);
         }
-        let before = *self.epoch();
-        let loaded = store.key_id_by_import_lookup(lookup).await?;
-        let epoch = self.epoch();
-        if *epoch == before {
-            self.imports.insert(lookup.to_owned(), loaded.clone());
-        }
-        drop(epoch);
-        Ok(loaded)
+        self.fill(&self.imports, lookup, store.key_id_by_import_lookup(lookup))
+            .await
     }
 
     /// After keys were imported or deleted.
     pub fn invalidate_imports(&self) {
-        let mut epoch = self.epoch();
-        *epoch = epoch.wrapping_add(1);
-        self.imports.invalidate_all();
+        self.invalidate_with(|| self.imports.invalidate_all());
     }
 
     pub fn invalidate(&self, key_id: &str) {
-        let mut epoch = self.epoch();
-        *epoch = epoch.wrapping_add(1);
-        self.entries.invalidate(key_id);
+        self.invalidate_with(|| self.entries.invalidate(key_id));
     }
 
     /// For changes that touch many keys at once (an owner's external id, a keyspace).
     pub fn invalidate_all(&self) {
-        let mut epoch = self.epoch();
-        *epoch = epoch.wrapping_add(1);
-        self.entries.invalidate_all();
+        self.invalidate_with(|| self.entries.invalidate_all());
     }
 }
