@@ -247,6 +247,27 @@ async fn to_completion(
     .map_err(|e| StoreError::Unexpected(anyhow::anyhow!("a key mutation task failed: {e}")))?
 }
 
+/// Keyspace prefixes for a page of keys (for their display form): one read per distinct
+/// keyspace.
+#[derive(Debug, Default)]
+struct Prefixes(Vec<(String, String)>);
+
+impl Prefixes {
+    async fn of(&mut self, state: &AppState, keyspace_id: &str) -> Result<String, ApiError> {
+        if let Some((_, p)) = self.0.iter().find(|(id, _)| id == keyspace_id) {
+            return Ok(p.clone());
+        }
+        let prefix = state
+            .store
+            .keyspace(keyspace_id)
+            .await?
+            .map(|k| k.prefix)
+            .unwrap_or_default();
+        self.0.push((keyspace_id.to_owned(), prefix.clone()));
+        Ok(prefix)
+    }
+}
+
 /// The earlier of `expires_at` and `now + max_age`.
 fn cap_expiry(
     expires_at: Option<Timestamp>,
@@ -420,24 +441,13 @@ pub async fn list(
         owner_id: params.owner_id.as_deref(),
     };
     let page = state.store.list_keys(&filter, page).await?;
-    // One keyspace read per distinct keyspace on the page, for the display form.
-    let mut prefixes: Vec<(String, String)> = Vec::new();
+    let mut prefixes = Prefixes::default();
     let mut views = Vec::with_capacity(page.items.len());
     for key in &page.items {
-        let prefix = match prefixes.iter().find(|(id, _)| *id == key.keyspace_id) {
-            Some((_, p)) => p.clone(),
-            None => {
-                let p = state
-                    .store
-                    .keyspace(&key.keyspace_id)
-                    .await?
-                    .map(|k| k.prefix)
-                    .unwrap_or_default();
-                prefixes.push((key.keyspace_id.clone(), p.clone()));
-                p
-            }
-        };
-        views.push(KeyView::new(key, &prefix));
+        views.push(KeyView::new(
+            key,
+            &prefixes.of(&state, &key.keyspace_id).await?,
+        ));
     }
     Ok(json_response(
         StatusCode::OK,
@@ -739,14 +749,10 @@ pub async fn expiring(
             page.limit,
         )
         .await?;
+    let mut prefixes = Prefixes::default();
     let mut views = Vec::with_capacity(found.len());
     for e in found {
-        let prefix = state
-            .store
-            .keyspace(&e.key.keyspace_id)
-            .await?
-            .map(|k| k.prefix)
-            .unwrap_or_default();
+        let prefix = prefixes.of(&state, &e.key.keyspace_id).await?;
         views.push(ExpiringKeyView {
             key: KeyView::new(&e.key, &prefix),
             expires: rfc3339(e.expires),
