@@ -13,7 +13,9 @@ pub mod format;
 mod mac;
 pub mod pepper;
 pub mod policy;
+pub mod quota;
 pub mod random;
+pub mod ratelimit;
 pub mod secret;
 pub mod verifier;
 

@@ -12,10 +12,15 @@ pub enum VerifyCode {
     Revoked,
     Disabled,
     InsufficientScopes,
+    /// A rate limit (the key's, its owner's, or the failed-verification limiter's) is
+    /// exhausted.
+    RateLimited,
+    /// A quota (remaining uses) is exhausted.
+    UsageExceeded,
 }
 
 impl VerifyCode {
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 9] = [
         Self::Valid,
         Self::NotFound,
         Self::Malformed,
@@ -23,6 +28,8 @@ impl VerifyCode {
         Self::Revoked,
         Self::Disabled,
         Self::InsufficientScopes,
+        Self::RateLimited,
+        Self::UsageExceeded,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -34,6 +41,8 @@ impl VerifyCode {
             Self::Revoked => "REVOKED",
             Self::Disabled => "DISABLED",
             Self::InsufficientScopes => "INSUFFICIENT_SCOPES",
+            Self::RateLimited => "RATE_LIMITED",
+            Self::UsageExceeded => "USAGE_EXCEEDED",
         }
     }
 }

@@ -116,6 +116,9 @@ pub async fn serve(
     if let Err(e) = state.usage.flush(state.store.as_ref()).await {
         tracing::error!(error = %e, "final usage flush failed");
     }
+    if let Err(e) = state.limits.quotas.flush(state.store.as_ref()).await {
+        tracing::error!(error = %e, "final quota flush failed");
+    }
     served?;
     Ok(())
 }
@@ -123,8 +126,29 @@ pub async fn serve(
 async fn background(state: AppState) {
     let mut flush = tokio::time::interval(state.config.usage_flush_interval());
     let mut purge = tokio::time::interval(Duration::from_secs(3600));
+    let mut limits = tokio::time::interval(Duration::from_secs(5));
+    // With `quota_flush_interval_ms = 0` every use is written inline; this loop then
+    // only catches what a failed inline write left pending.
+    let mut quotas = tokio::time::interval(
+        state
+            .config
+            .quota_flush_interval()
+            .unwrap_or(Duration::from_secs(1)),
+    );
+    for timer in [&mut flush, &mut purge, &mut limits, &mut quotas] {
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    }
     loop {
         tokio::select! {
+            _ = quotas.tick() => {
+                if let Err(e) = state.limits.quotas.flush(state.store.as_ref()).await {
+                    metrics::counter!(crate::metrics::QUOTA_FLUSH_FAILURES).increment(1);
+                    tracing::warn!(error = %e, "quota flush failed; will retry");
+                }
+            }
+            _ = limits.tick() => {
+                state.limits.tick(state.clock.now_micros()).await;
+            }
             _ = flush.tick() => {
                 if let Err(e) = state.usage.flush(state.store.as_ref()).await {
                     tracing::warn!(error = %e, "usage flush failed; will retry");

@@ -191,6 +191,7 @@ mod tests {
             rotated_from: None,
             sealed_key: None,
             import: None,
+            limits: Default::default(),
             last_used_at: None,
             created_at: now,
             updated_at: now,
@@ -202,6 +203,8 @@ mod tests {
                 keyspace_name: "root".into(),
                 max_key_age: None,
                 owner_external_id: None,
+                keyspace_ratelimits: Vec::new(),
+                owner_limits: Default::default(),
             }),
             client_ip: None,
         }

@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use keyhaven_store::Timestamp;
 
+const MICROS: i64 = 1_000_000;
+
 /// Now, in UTC, truncated to whole seconds (the precision Keyhaven stores).
 pub fn now() -> Timestamp {
     let t = time::OffsetDateTime::now_utc();
@@ -20,33 +22,47 @@ pub enum Clock {
     /// The system clock.
     #[default]
     System,
-    /// A clock that only moves when told to (Unix seconds), for tests.
+    /// A clock that only moves when told to (Unix microseconds), for tests.
     Manual(Arc<AtomicI64>),
 }
 
 impl Clock {
     pub fn manual(start: Timestamp) -> Self {
-        Self::Manual(Arc::new(AtomicI64::new(start.unix_timestamp())))
+        Self::Manual(Arc::new(AtomicI64::new(start.unix_timestamp() * MICROS)))
     }
 
+    /// Now, in whole seconds (what Keyhaven stores).
     pub fn now(&self) -> Timestamp {
+        keyhaven_store::from_unix(self.now_micros().div_euclid(MICROS))
+    }
+
+    /// Now in Unix microseconds, for rate limits (whose intervals can be milliseconds).
+    pub fn now_micros(&self) -> i64 {
         match self {
-            Self::System => now(),
-            Self::Manual(secs) => keyhaven_store::from_unix(secs.load(Ordering::SeqCst)),
+            Self::System => {
+                let t = time::OffsetDateTime::now_utc();
+                i64::try_from(t.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX)
+            }
+            Self::Manual(micros) => micros.load(Ordering::SeqCst),
         }
     }
 
     /// Moves a manual clock by `seconds` (no effect on the system clock).
     pub fn advance(&self, seconds: i64) {
-        if let Self::Manual(secs) = self {
-            secs.fetch_add(seconds, Ordering::SeqCst);
+        self.advance_micros(seconds * MICROS);
+    }
+
+    /// Moves a manual clock by `micros` (no effect on the system clock).
+    pub fn advance_micros(&self, micros: i64) {
+        if let Self::Manual(now) = self {
+            now.fetch_add(micros, Ordering::SeqCst);
         }
     }
 
     /// Sets a manual clock (no effect on the system clock).
     pub fn set(&self, t: Timestamp) {
-        if let Self::Manual(secs) = self {
-            secs.store(t.unix_timestamp(), Ordering::SeqCst);
+        if let Self::Manual(now) = self {
+            now.store(t.unix_timestamp() * MICROS, Ordering::SeqCst);
         }
     }
 }

@@ -42,6 +42,33 @@ pub struct Config {
     pub usage_flush_interval_ms: u64,
     /// How long responses to requests with an `Idempotency-Key` are kept for replay.
     pub idempotency_ttl_hours: u64,
+    /// Redis URL (`redis://host:port/db`): rate limits are then shared by every node
+    /// using the same Redis. Default: decided in this process.
+    pub redis_url: Option<String>,
+    /// How long a Redis call may take before the fallback applies.
+    pub redis_timeout_ms: u64,
+    /// What a node does while Redis is unreachable: `local_share` (enforce its share of
+    /// each limit locally) or `deny` (refuse calls of keys that have rate limits).
+    pub ratelimit_fallback: RatelimitFallback,
+    /// Nodes sharing the limits, for the fallback share. Default: the count of live
+    /// nodes each node registers in Redis (last known).
+    pub cluster_nodes: Option<u32>,
+    /// How often quota uses are written to the database; 0 writes each use before the
+    /// verification answers (no use is lost to a crash, at one write per call).
+    pub quota_flush_interval_ms: u64,
+    /// Wrong secrets for one key id per minute before further failures answer
+    /// RATE_LIMITED (0: off).
+    pub failed_verifications_per_key_per_minute: u32,
+    /// Failed verifications per minute from one `client_ip` before further failures
+    /// answer RATE_LIMITED (0: off).
+    pub failed_verifications_per_ip_per_minute: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RatelimitFallback {
+    LocalShare,
+    Deny,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +91,13 @@ impl Default for Config {
             cache_ttl_ms: 60_000,
             usage_flush_interval_ms: 5_000,
             idempotency_ttl_hours: 24,
+            redis_url: None,
+            redis_timeout_ms: 100,
+            ratelimit_fallback: RatelimitFallback::LocalShare,
+            cluster_nodes: None,
+            quota_flush_interval_ms: 1_000,
+            failed_verifications_per_key_per_minute: 10,
+            failed_verifications_per_ip_per_minute: 100,
         }
     }
 }
@@ -80,6 +114,13 @@ pub const FIELDS: &[&str] = &[
     "cache_ttl_ms",
     "usage_flush_interval_ms",
     "idempotency_ttl_hours",
+    "redis_url",
+    "redis_timeout_ms",
+    "ratelimit_fallback",
+    "cluster_nodes",
+    "quota_flush_interval_ms",
+    "failed_verifications_per_key_per_minute",
+    "failed_verifications_per_ip_per_minute",
 ];
 
 impl Config {
@@ -110,6 +151,8 @@ impl Config {
             ("cache_ttl_ms", self.cache_ttl_ms),
             ("usage_flush_interval_ms", self.usage_flush_interval_ms),
             ("idempotency_ttl_hours", self.idempotency_ttl_hours),
+            ("redis_timeout_ms", self.redis_timeout_ms),
+            ("cluster_nodes", self.cluster_nodes.map_or(1, u64::from)),
         ];
         match positive.iter().find(|(_, v)| *v == 0) {
             Some((name, _)) => Err(format!("{name} must be greater than 0")),
@@ -138,6 +181,16 @@ impl Config {
 
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
+    }
+
+    pub fn redis_timeout(&self) -> Duration {
+        Duration::from_millis(self.redis_timeout_ms)
+    }
+
+    /// `None` when every quota use is written before the verification answers.
+    pub fn quota_flush_interval(&self) -> Option<Duration> {
+        (self.quota_flush_interval_ms > 0)
+            .then(|| Duration::from_millis(self.quota_flush_interval_ms))
     }
 
     pub fn usage_flush_interval(&self) -> Duration {

@@ -144,6 +144,7 @@ pub fn build(item: &ImportItem, peppers: &PepperSet, now: Timestamp) -> Result<K
             lookup,
             digest: Some(digest),
         }),
+        limits: Default::default(),
         last_used_at: None,
         created_at: now,
         updated_at: now,

@@ -19,6 +19,7 @@ pub mod extract;
 pub mod idempotency;
 pub mod ids;
 pub mod import;
+pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod recoverable;

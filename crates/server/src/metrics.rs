@@ -57,3 +57,17 @@ pub async fn track(request: Request, next: Next) -> Response {
     metrics::histogram!(HTTP_DURATION, "route" => route).record(start.elapsed().as_secs_f64());
     response
 }
+
+pub const RATELIMIT_FALLBACK: &str = "keyhaven_ratelimit_fallback_total";
+pub const RATELIMIT_REDIS_UP: &str = "keyhaven_ratelimit_redis_up";
+pub const QUOTA_FLUSH_FAILURES: &str = "keyhaven_quota_flush_failures_total";
+
+/// A rate-limit decision made without Redis although Redis is configured.
+pub fn ratelimit_fallback() {
+    metrics::counter!(RATELIMIT_FALLBACK).increment(1);
+}
+
+/// Whether the last Redis rate-limit call succeeded (1) or not (0).
+pub fn ratelimit_redis_up(up: bool) {
+    metrics::gauge!(RATELIMIT_REDIS_UP).set(if up { 1.0 } else { 0.0 });
+}

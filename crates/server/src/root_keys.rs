@@ -73,6 +73,7 @@ pub async fn create(
         rotated_from: None,
         sealed_key: None,
         import: None,
+        limits: Default::default(),
         last_used_at: None,
         created_at: now,
         updated_at: now,

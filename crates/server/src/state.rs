@@ -9,6 +9,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use crate::cache::KeyCache;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::limits::Limiter;
 use crate::usage::UsageRecorder;
 
 /// What every handler can reach. axum clones the state several times per request, so it
@@ -25,6 +26,8 @@ pub struct Shared {
     pub master_keys: Option<PepperSet>,
     pub cache: KeyCache,
     pub usage: UsageRecorder,
+    /// Rate limits, quotas and the failed-verification limiter.
+    pub limits: Limiter,
     pub config: Config,
     pub metrics: PrometheusHandle,
     pub clock: Clock,
@@ -60,7 +63,7 @@ impl Shared {
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn Store>, peppers: PepperSet, config: Config) -> Self {
+    pub fn new(store: Arc<dyn Store>, peppers: PepperSet, config: Config) -> anyhow::Result<Self> {
         Self::with_parts(store, peppers, None, config, Clock::System)
     }
 
@@ -72,18 +75,20 @@ impl AppState {
         master_keys: Option<PepperSet>,
         config: Config,
         clock: Clock,
-    ) -> Self {
+    ) -> anyhow::Result<Self> {
         let cache = KeyCache::new(config.cache_capacity, config.cache_ttl());
-        Self(Arc::new(Shared {
+        let limits = Limiter::new(&config, crate::ids::new_id("node")?)?;
+        Ok(Self(Arc::new(Shared {
             store,
             peppers: Arc::new(peppers),
             master_keys,
             cache,
             usage: UsageRecorder::default(),
+            limits,
             config,
             metrics: crate::metrics::handle(),
             clock,
             imported_keys: AtomicBool::new(false),
-        }))
+        })))
     }
 }

@@ -5,6 +5,9 @@
 use std::fmt;
 
 use keyhaven_core::Verifier;
+use keyhaven_core::quota::{Interval, QuotaState, Refill};
+use keyhaven_core::ratelimit::Gcra;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
@@ -33,6 +36,9 @@ pub struct Keyspace {
     pub name: String,
     pub prefix: String,
     pub policy: KeyspacePolicy,
+    /// Default named rate limits of every key in the keyspace (a key's own limit of the
+    /// same name, or its owner's, takes precedence).
+    pub ratelimits: Vec<RateLimitDef>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -58,8 +64,99 @@ pub struct Owner {
     pub external_id: String,
     pub name: Option<String>,
     pub meta: Map<String, Value>,
+    /// Rate limits and quota shared by all the owner's keys.
+    pub limits: Limits,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+}
+
+/// A named rate limit as configured: `limit` per `duration_ms`, `burst` at once
+/// (default: `limit`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitDef {
+    pub name: String,
+    pub limit: u64,
+    pub duration_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u64>,
+}
+
+impl RateLimitDef {
+    pub fn gcra(&self) -> Gcra {
+        Gcra {
+            limit: self.limit,
+            period_ms: self.duration_ms,
+            burst: self.burst.unwrap_or(self.limit),
+        }
+    }
+}
+
+/// Remaining uses, with an optional calendar refill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    pub remaining: u64,
+    pub refill: Option<Refill>,
+    /// When the quota was last set or refilled.
+    pub refilled_at: Timestamp,
+}
+
+impl Quota {
+    pub fn state(&self) -> QuotaState {
+        QuotaState {
+            remaining: self.remaining,
+            refilled_at: self.refilled_at.unix_timestamp(),
+        }
+    }
+}
+
+/// The limits a key or an owner carries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub ratelimits: Vec<RateLimitDef>,
+    pub quota: Option<Quota>,
+}
+
+/// Whether an update writes the quota (its counter and refill) or leaves the stored one
+/// alone. Counters move on every verification, so an update that does not mean to set
+/// them must not write back a value it read earlier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaWrite {
+    Keep,
+    Set,
+}
+
+/// Whose quota a use is counted against.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum QuotaTarget {
+    Key(String),
+    Owner(String),
+}
+
+/// Uses of one quota since the last write: `used` to subtract, after setting the counter
+/// to the refill amount as of `refilled` when a refill happened in between.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaUse {
+    pub target: QuotaTarget,
+    pub used: u64,
+    /// (refill time, amount) when the counter was refilled since the last write.
+    pub refilled: Option<(Timestamp, u64)>,
+}
+
+/// The stored refill interval: `daily`, or `monthly` with its day.
+pub fn interval_name(interval: Interval) -> (&'static str, Option<u8>) {
+    match interval {
+        Interval::Daily => ("daily", None),
+        Interval::Monthly { day } => ("monthly", Some(day)),
+    }
+}
+
+pub fn interval_from(name: &str, day: Option<u8>) -> Option<Interval> {
+    match (name, day) {
+        ("daily", _) => Some(Interval::Daily),
+        ("monthly", Some(day)) if (1..=31).contains(&day) => Some(Interval::Monthly { day }),
+        _ => None,
+    }
 }
 
 /// A stored key: everything but the secret, which is never stored. `verifier` is the
@@ -92,6 +189,8 @@ pub struct KeyRecord {
     /// For an imported key: how it is found and, until its first successful verify, the
     /// digest its old system stored.
     pub import: Option<Import>,
+    /// The key's own rate limits (overriding its keyspace's by name) and quota.
+    pub limits: Limits,
     pub last_used_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
@@ -133,6 +232,10 @@ pub struct KeyForVerify {
     /// The keyspace's maximum key age, which caps the key's expiry.
     pub max_key_age: Option<i64>,
     pub owner_external_id: Option<String>,
+    /// The keyspace's default rate limits.
+    pub keyspace_ratelimits: Vec<RateLimitDef>,
+    /// The owner's shared limits (empty without an owner).
+    pub owner_limits: Limits,
 }
 
 impl KeyForVerify {

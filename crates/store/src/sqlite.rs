@@ -103,6 +103,80 @@ fn json_map(text: &str) -> Result<Map<String, Value>, StoreError> {
     Ok(serde_json::from_str(text).context("decoding a JSON column")?)
 }
 
+fn ratelimits_from(row: &SqliteRow, column: &str) -> Result<Vec<RateLimitDef>, StoreError> {
+    let text: String = row.try_get(column)?;
+    Ok(serde_json::from_str(&text).context("decoding rate limits")?)
+}
+
+/// The limits stored in a row's `ratelimits` and `quota_*` columns, each name after
+/// `prefix` (empty for the row's own table, `o_` for the owner joined to a key).
+fn limits_from(row: &SqliteRow, prefix: &str) -> Result<Limits, StoreError> {
+    let col = |name: &str| format!("{prefix}{name}");
+    let ratelimits = match row.try_get::<Option<String>, _>(col("ratelimits").as_str())? {
+        Some(text) => serde_json::from_str(&text).context("decoding rate limits")?,
+        None => Vec::new(),
+    };
+    let remaining: Option<i64> = row.try_get(col("quota_remaining").as_str())?;
+    let quota = match remaining {
+        None => None,
+        Some(remaining) => {
+            let interval: Option<String> = row.try_get(col("quota_refill_interval").as_str())?;
+            let day: Option<i64> = row.try_get(col("quota_refill_day").as_str())?;
+            let amount: Option<i64> = row.try_get(col("quota_refill_amount").as_str())?;
+            let refill = match (interval, amount) {
+                (Some(name), Some(amount)) => Some(keyhaven_core::quota::Refill {
+                    interval: interval_from(&name, day.and_then(|d| u8::try_from(d).ok()))
+                        .context("stored refill interval is unknown")?,
+                    amount: u64::try_from(amount).unwrap_or(0),
+                }),
+                _ => None,
+            };
+            Some(Quota {
+                remaining: u64::try_from(remaining).unwrap_or(0),
+                refill,
+                refilled_at: from_unix(
+                    row.try_get::<Option<i64>, _>(col("quota_refilled_at").as_str())?
+                        .unwrap_or(0),
+                ),
+            })
+        }
+    };
+    Ok(Limits { ratelimits, quota })
+}
+
+/// The quota columns' values: remaining, refill interval, day, amount, refilled_at.
+type QuotaColumns = (
+    Option<i64>,
+    Option<&'static str>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
+
+fn quota_columns(quota: Option<&Quota>) -> QuotaColumns {
+    let Some(q) = quota else {
+        return (None, None, None, None, None);
+    };
+    let (interval, day, amount) = match q.refill {
+        Some(r) => {
+            let (name, day) = interval_name(r.interval);
+            (
+                Some(name),
+                day.map(i64::from),
+                Some(i64::try_from(r.amount).unwrap_or(i64::MAX)),
+            )
+        }
+        None => (None, None, None),
+    };
+    (
+        Some(i64::try_from(q.remaining).unwrap_or(i64::MAX)),
+        interval,
+        day,
+        amount,
+        Some(to_unix(q.refilled_at)),
+    )
+}
+
 fn keyspace_from(row: &SqliteRow) -> Result<Keyspace, StoreError> {
     Ok(Keyspace {
         id: row.try_get("id")?,
@@ -113,6 +187,7 @@ fn keyspace_from(row: &SqliteRow) -> Result<Keyspace, StoreError> {
             default_grace: row.try_get("default_grace_seconds")?,
             expiry_warning: row.try_get("expiry_warning_seconds")?,
         },
+        ratelimits: ratelimits_from(row, "ratelimits")?,
         created_at: from_unix(row.try_get("created_at")?),
         updated_at: from_unix(row.try_get("updated_at")?),
     })
@@ -124,6 +199,7 @@ fn owner_from(row: &SqliteRow) -> Result<Owner, StoreError> {
         external_id: row.try_get("external_id")?,
         name: row.try_get("name")?,
         meta: json_map(row.try_get("meta")?)?,
+        limits: limits_from(row, "")?,
         created_at: from_unix(row.try_get("created_at")?),
         updated_at: from_unix(row.try_get("updated_at")?),
     })
@@ -182,6 +258,7 @@ fn key_from(row: &SqliteRow) -> Result<KeyRecord, StoreError> {
             }),
             _ => None,
         },
+        limits: limits_from(row, "")?,
         last_used_at: row
             .try_get::<Option<i64>, _>("last_used_at")?
             .map(from_unix),
@@ -285,7 +362,7 @@ async fn insert_key(
     Ok(insert_keys(tx, std::slice::from_ref(key)).await?.len() == 1)
 }
 
-/// Rows per multi-row INSERT: 24 columns each stays under SQLite's 32,766 parameters.
+/// Rows per multi-row INSERT: 30 columns each stays under SQLite's 32,766 parameters.
 const INSERT_CHUNK: usize = 500;
 
 /// Inserts `keys` with multi-row statements (bulk imports would otherwise pay one
@@ -303,17 +380,21 @@ async fn insert_keys(
                 json_text(&key.scopes)?,
                 json_text(&key.meta)?,
                 key.allowed_keyspaces.as_ref().map(json_text).transpose()?,
+                json_text(&key.limits.ratelimits)?,
             ));
         }
         let mut q = sqlx::QueryBuilder::<Sqlite>::new(
             "INSERT INTO keys (key_id, keyspace_id, owner_id, name, last4, pepper_version, \
              verifier, scopes, meta, allowed_keyspaces, enabled, expires_at, revoked_at, \
              revoked_reason, rotated_to, grace_until, rotated_from, sealed_key, import_format, \
-             import_lookup, import_digest, last_used_at, created_at, updated_at) ",
+             import_lookup, import_digest, last_used_at, created_at, updated_at, ratelimits, \
+             quota_remaining, quota_refill_interval, quota_refill_day, quota_refill_amount, \
+             quota_refilled_at) ",
         );
         q.push_values(
             chunk.iter().zip(texts),
-            |mut row, (key, (scopes, meta, allowed))| {
+            |mut row, (key, (scopes, meta, allowed, ratelimits))| {
+                let quota = quota_columns(key.limits.quota.as_ref());
                 row.push_bind(key.key_id.clone())
                     .push_bind(key.keyspace_id.clone())
                     .push_bind(key.owner_id.clone())
@@ -337,7 +418,13 @@ async fn insert_keys(
                     .push_bind(key.import.as_ref().and_then(|i| i.digest.clone()))
                     .push_bind(key.last_used_at.map(to_unix))
                     .push_bind(to_unix(key.created_at))
-                    .push_bind(to_unix(key.updated_at));
+                    .push_bind(to_unix(key.updated_at))
+                    .push_bind(ratelimits)
+                    .push_bind(quota.0)
+                    .push_bind(quota.1)
+                    .push_bind(quota.2)
+                    .push_bind(quota.3)
+                    .push_bind(quota.4);
             },
         );
         q.push(
@@ -378,7 +465,8 @@ const KEY_COLUMNS: &str = "k.seq, k.key_id, k.keyspace_id, k.owner_id, k.name, k
     k.pepper_version, k.verifier, k.scopes, k.meta, k.allowed_keyspaces, k.enabled, \
     k.expires_at, k.revoked_at, k.revoked_reason, k.rotated_to, k.grace_until, \
     k.rotated_from, k.sealed_key, k.import_format, k.import_lookup, k.import_digest, \
-    k.last_used_at, k.created_at, k.updated_at";
+    k.last_used_at, k.created_at, k.updated_at, k.ratelimits, k.quota_remaining, \
+    k.quota_refill_interval, k.quota_refill_day, k.quota_refill_amount, k.quota_refilled_at";
 
 /// Live keys with their effective expiry inside the warning window at `?1` (now):
 /// the earlier of expires_at and created_at + max_key_age_seconds.
@@ -420,7 +508,8 @@ impl Store for SqliteStore {
         }
         sqlx::query(
             "INSERT INTO keyspaces (id, name, prefix, max_key_age_seconds, default_grace_seconds, \
-             expiry_warning_seconds, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+             expiry_warning_seconds, ratelimits, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&ks.id)
         .bind(&ks.name)
@@ -428,6 +517,7 @@ impl Store for SqliteStore {
         .bind(ks.policy.max_key_age)
         .bind(ks.policy.default_grace)
         .bind(ks.policy.expiry_warning)
+        .bind(json_text(&ks.ratelimits)?)
         .bind(to_unix(ks.created_at))
         .bind(to_unix(ks.updated_at))
         .execute(&mut *tx)
@@ -468,12 +558,14 @@ impl Store for SqliteStore {
         let mut tx = self.begin().await?;
         let done = sqlx::query(
             "UPDATE keyspaces SET name = ?, max_key_age_seconds = ?, default_grace_seconds = ?, \
-             expiry_warning_seconds = ?, updated_at = ? WHERE id = ? AND reserved = 0",
+             expiry_warning_seconds = ?, ratelimits = ?, updated_at = ? \
+             WHERE id = ? AND reserved = 0",
         )
         .bind(&ks.name)
         .bind(ks.policy.max_key_age)
         .bind(ks.policy.default_grace)
         .bind(ks.policy.expiry_warning)
+        .bind(json_text(&ks.ratelimits)?)
         .bind(to_unix(ks.updated_at))
         .bind(&ks.id)
         .execute(&mut *tx)
@@ -524,9 +616,11 @@ impl Store for SqliteStore {
         {
             return Err(StoreError::Conflict(Conflict::DuplicateId));
         }
+        let q = quota_columns(owner.limits.quota.as_ref());
         sqlx::query(
-            "INSERT INTO owners (id, external_id, name, meta, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO owners (id, external_id, name, meta, created_at, updated_at, ratelimits, \
+             quota_remaining, quota_refill_interval, quota_refill_day, quota_refill_amount, \
+             quota_refilled_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&owner.id)
         .bind(&owner.external_id)
@@ -534,6 +628,12 @@ impl Store for SqliteStore {
         .bind(json_text(&owner.meta)?)
         .bind(to_unix(owner.created_at))
         .bind(to_unix(owner.updated_at))
+        .bind(json_text(&owner.limits.ratelimits)?)
+        .bind(q.0)
+        .bind(q.1)
+        .bind(q.2)
+        .bind(q.3)
+        .bind(q.4)
         .execute(&mut *tx)
         .await
         .map_err(|e| classify(e, Conflict::ExternalIdTaken))?;
@@ -569,14 +669,33 @@ impl Store for SqliteStore {
         page_of(&rows, page.limit, owner_from)
     }
 
-    async fn update_owner(&self, owner: &Owner, change: Change<'_>) -> Result<(), StoreError> {
+    async fn update_owner(
+        &self,
+        owner: &Owner,
+        quota: QuotaWrite,
+        change: Change<'_>,
+    ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
+        let q = quota_columns(owner.limits.quota.as_ref());
         let done = sqlx::query(
-            "UPDATE owners SET external_id = ?, name = ?, meta = ?, updated_at = ? WHERE id = ?",
+            "UPDATE owners SET external_id = ?, name = ?, meta = ?, ratelimits = ?, \
+             quota_remaining = CASE WHEN ?5 THEN ?6 ELSE quota_remaining END, \
+             quota_refill_interval = CASE WHEN ?5 THEN ?7 ELSE quota_refill_interval END, \
+             quota_refill_day = CASE WHEN ?5 THEN ?8 ELSE quota_refill_day END, \
+             quota_refill_amount = CASE WHEN ?5 THEN ?9 ELSE quota_refill_amount END, \
+             quota_refilled_at = CASE WHEN ?5 THEN ?10 ELSE quota_refilled_at END, \
+             updated_at = ?11 WHERE id = ?12",
         )
         .bind(&owner.external_id)
         .bind(&owner.name)
         .bind(json_text(&owner.meta)?)
+        .bind(json_text(&owner.limits.ratelimits)?)
+        .bind(quota == QuotaWrite::Set)
+        .bind(q.0)
+        .bind(q.1)
+        .bind(q.2)
+        .bind(q.3)
+        .bind(q.4)
         .bind(to_unix(owner.updated_at))
         .bind(&owner.id)
         .execute(&mut *tx)
@@ -620,8 +739,13 @@ impl Store for SqliteStore {
     async fn key_for_verify(&self, key_id: &str) -> Result<Option<KeyForVerify>, StoreError> {
         let sql = format!(
             "SELECT {KEY_COLUMNS}, ks.prefix AS ks_prefix, ks.name AS ks_name, \
-             ks.max_key_age_seconds AS ks_max_age, \
-             o.external_id AS owner_external_id \
+             ks.max_key_age_seconds AS ks_max_age, ks.ratelimits AS ks_ratelimits, \
+             o.external_id AS owner_external_id, o.ratelimits AS o_ratelimits, \
+             o.quota_remaining AS o_quota_remaining, \
+             o.quota_refill_interval AS o_quota_refill_interval, \
+             o.quota_refill_day AS o_quota_refill_day, \
+             o.quota_refill_amount AS o_quota_refill_amount, \
+             o.quota_refilled_at AS o_quota_refilled_at \
              FROM keys k JOIN keyspaces ks ON ks.id = k.keyspace_id \
              LEFT JOIN owners o ON o.id = k.owner_id WHERE k.key_id = ?"
         );
@@ -636,6 +760,8 @@ impl Store for SqliteStore {
             keyspace_name: row.try_get("ks_name")?,
             max_key_age: row.try_get("ks_max_age")?,
             owner_external_id: row.try_get("owner_external_id")?,
+            keyspace_ratelimits: ratelimits_from(&row, "ks_ratelimits")?,
+            owner_limits: limits_from(&row, "o_")?,
         }))
     }
 
@@ -662,11 +788,23 @@ impl Store for SqliteStore {
         page_of(&rows, page.limit, key_from)
     }
 
-    async fn update_key(&self, key: &KeyRecord, change: Change<'_>) -> Result<(), StoreError> {
+    async fn update_key(
+        &self,
+        key: &KeyRecord,
+        quota: QuotaWrite,
+        change: Change<'_>,
+    ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
+        let q = quota_columns(key.limits.quota.as_ref());
         let done = sqlx::query(
-            "UPDATE keys SET owner_id = ?, name = ?, scopes = ?, meta = ?, enabled = ?, \
-             expires_at = ?, updated_at = ? WHERE key_id = ?",
+            "UPDATE keys SET owner_id = ?1, name = ?2, scopes = ?3, meta = ?4, enabled = ?5, \
+             expires_at = ?6, updated_at = ?7, ratelimits = ?9, \
+             quota_remaining = CASE WHEN ?10 THEN ?11 ELSE quota_remaining END, \
+             quota_refill_interval = CASE WHEN ?10 THEN ?12 ELSE quota_refill_interval END, \
+             quota_refill_day = CASE WHEN ?10 THEN ?13 ELSE quota_refill_day END, \
+             quota_refill_amount = CASE WHEN ?10 THEN ?14 ELSE quota_refill_amount END, \
+             quota_refilled_at = CASE WHEN ?10 THEN ?15 ELSE quota_refilled_at END \
+             WHERE key_id = ?8",
         )
         .bind(&key.owner_id)
         .bind(&key.name)
@@ -676,6 +814,13 @@ impl Store for SqliteStore {
         .bind(key.expires_at.map(to_unix))
         .bind(to_unix(key.updated_at))
         .bind(&key.key_id)
+        .bind(json_text(&key.limits.ratelimits)?)
+        .bind(quota == QuotaWrite::Set)
+        .bind(q.0)
+        .bind(q.1)
+        .bind(q.2)
+        .bind(q.3)
+        .bind(q.4)
         .execute(&mut *tx)
         .await
         .map_err(|e| classify(e, Conflict::DuplicateId))?;
@@ -1050,6 +1195,48 @@ impl Store for SqliteStore {
             .bind(key_id)
             .execute(&mut *tx)
             .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn record_quota_use(&self, uses: &[QuotaUse]) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        for u in uses {
+            let (table, column, id) = match &u.target {
+                QuotaTarget::Key(id) => ("keys", "key_id", id),
+                QuotaTarget::Owner(id) => ("owners", "id", id),
+            };
+            let used = i64::try_from(u.used).unwrap_or(i64::MAX);
+            let mut refilled = false;
+            if let Some((at, amount)) = u.refilled {
+                // Another writer may have refilled for this boundary (or a later one)
+                // already: then only the uses are subtracted.
+                let sql = format!(
+                    "UPDATE {table} SET quota_remaining = MAX(?1 - ?2, 0), quota_refilled_at = ?3 \
+                     WHERE {column} = ?4 AND quota_remaining IS NOT NULL \
+                     AND COALESCE(quota_refilled_at, 0) < ?3"
+                );
+                let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(i64::try_from(amount).unwrap_or(i64::MAX))
+                    .bind(used)
+                    .bind(to_unix(at))
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                refilled = done.rows_affected() > 0;
+            }
+            if !refilled && used > 0 {
+                let sql = format!(
+                    "UPDATE {table} SET quota_remaining = MAX(quota_remaining - ?1, 0) \
+                     WHERE {column} = ?2 AND quota_remaining IS NOT NULL"
+                );
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(used)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
         tx.commit().await?;
         Ok(())

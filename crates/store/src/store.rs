@@ -39,7 +39,14 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn owner(&self, id: &str) -> Result<Option<Owner>, StoreError>;
     async fn owner_by_external_id(&self, external_id: &str) -> Result<Option<Owner>, StoreError>;
     async fn list_owners(&self, page: PageRequest) -> Result<Page<Owner>, StoreError>;
-    async fn update_owner(&self, owner: &Owner, change: Change<'_>) -> Result<(), StoreError>;
+    /// Writes the owner's fields and rate limits, and its quota only with
+    /// [`QuotaWrite::Set`] (counters move on every verify; see [`Store::record_quota_use`]).
+    async fn update_owner(
+        &self,
+        owner: &Owner,
+        quota: QuotaWrite,
+        change: Change<'_>,
+    ) -> Result<(), StoreError>;
     /// Fails with [`Conflict::OwnerHasKeys`](crate::Conflict) while keys reference it.
     async fn delete_owner(&self, id: &str, change: Change<'_>) -> Result<(), StoreError>;
 
@@ -53,9 +60,15 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         page: PageRequest,
     ) -> Result<Page<KeyRecord>, StoreError>;
     /// Writes the patchable fields of `key` (name, owner, scopes, meta, enabled, expiry,
-    /// updated_at). Never revocation: that is `revoke_key` only, so a PATCH racing a
-    /// revoke can never bring the key back.
-    async fn update_key(&self, key: &KeyRecord, change: Change<'_>) -> Result<(), StoreError>;
+    /// rate limits, updated_at), and its quota only with [`QuotaWrite::Set`]. Never
+    /// revocation: that is `revoke_key` only, so a PATCH racing a revoke can never bring
+    /// the key back.
+    async fn update_key(
+        &self,
+        key: &KeyRecord,
+        quota: QuotaWrite,
+        change: Change<'_>,
+    ) -> Result<(), StoreError>;
     /// Sets `revoked_at` and `revoked_reason` unless already revoked
     /// ([`Conflict::AlreadyRevoked`](crate::Conflict)).
     async fn revoke_key(
@@ -144,6 +157,9 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     // Usage.
     /// Adds the counts and raises `last_used_at`, in one transaction.
     async fn record_usage(&self, batch: &UsageBatch) -> Result<(), StoreError>;
+    /// Subtracts quota uses (after applying a refill where one happened), in one
+    /// transaction. Counters never go below zero. Not audited: uses are not changes.
+    async fn record_quota_use(&self, uses: &[QuotaUse]) -> Result<(), StoreError>;
     /// Stored counts for one key since `since` (inclusive), oldest first.
     async fn usage(&self, key_id: &str, since: i64) -> Result<Vec<UsageCount>, StoreError>;
 }

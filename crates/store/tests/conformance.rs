@@ -61,6 +61,7 @@ mod support {
             name: format!("name of {id}"),
             prefix: prefix.into(),
             policy: KeyspacePolicy::default(),
+            ratelimits: Vec::new(),
             created_at: T0,
             updated_at: T0,
         }
@@ -72,6 +73,7 @@ mod support {
             external_id: external_id.into(),
             name: Some("Customer".into()),
             meta: obj(json!({"plan": "pro"})),
+            limits: Limits::default(),
             created_at: T0,
             updated_at: T0,
         }
@@ -100,6 +102,7 @@ mod support {
             rotated_from: None,
             sealed_key: None,
             import: None,
+            limits: Limits::default(),
             last_used_at: None,
             created_at: T0,
             updated_at: T0,
@@ -624,6 +627,7 @@ pub mod checks {
         let clash = store
             .update_owner(
                 &taken,
+                QuotaWrite::Keep,
                 Change::audited(&event("4", "owner.update", "own_3", None, 1)),
             )
             .await;
@@ -642,7 +646,7 @@ pub mod checks {
         same.updated_at = at(2);
         let audit = event("5", "owner.update", "own_3", None, 2);
         store
-            .update_owner(&same, Change::audited(&audit))
+            .update_owner(&same, QuotaWrite::Keep, Change::audited(&audit))
             .await
             .unwrap();
         log.expect_one(store, &audit).await;
@@ -654,7 +658,7 @@ pub mod checks {
         changed.updated_at = at(3);
         let audit = event("6", "owner.update", "own_3", None, 3);
         store
-            .update_owner(&changed, Change::audited(&audit))
+            .update_owner(&changed, QuotaWrite::Keep, Change::audited(&audit))
             .await
             .unwrap();
         log.expect_one(store, &audit).await;
@@ -673,6 +677,7 @@ pub mod checks {
             store
                 .update_owner(
                     &owner("own_9", "cus_9"),
+                    QuotaWrite::Keep,
                     Change::audited(&event("7", "owner.update", "own_9", None, 3)),
                 )
                 .await,
@@ -778,6 +783,30 @@ pub mod checks {
                 lookup: "lookup-full".into(),
                 digest: Some(vec![9; 32]),
             }),
+            limits: Limits {
+                ratelimits: vec![
+                    RateLimitDef {
+                        name: "requests".into(),
+                        limit: 100,
+                        duration_ms: 60_000,
+                        burst: None,
+                    },
+                    RateLimitDef {
+                        name: "burst".into(),
+                        limit: 10,
+                        duration_ms: 1_000,
+                        burst: Some(20),
+                    },
+                ],
+                quota: Some(Quota {
+                    remaining: 1_000,
+                    refill: Some(keyhaven_core::quota::Refill {
+                        interval: keyhaven_core::quota::Interval::Monthly { day: 31 },
+                        amount: 5_000,
+                    }),
+                    refilled_at: at(5),
+                }),
+            },
             last_used_at: Some(at(30)),
             created_at: at(1),
             updated_at: at(2),
@@ -797,6 +826,8 @@ pub mod checks {
                 keyspace_name: "name of ks_a".into(),
                 max_key_age: Some(86_400),
                 owner_external_id: None,
+                keyspace_ratelimits: Vec::new(),
+                owner_limits: Limits::default(),
             }
         );
         let found = store.key_for_verify(&kid(2)).await.unwrap().unwrap();
@@ -850,6 +881,7 @@ pub mod checks {
         store
             .update_owner(
                 &moved,
+                QuotaWrite::Keep,
                 Change::audited(&event("9", "owner.update", "own_1", None, 3)),
             )
             .await
@@ -896,7 +928,7 @@ pub mod checks {
         sent.verifier = verifier(99);
         let audit = event("1", "key.update", &kid(1), Some("ks_a"), 9);
         store
-            .update_key(&sent, Change::audited(&audit))
+            .update_key(&sent, QuotaWrite::Keep, Change::audited(&audit))
             .await
             .unwrap();
         log.expect_one(store, &audit).await;
@@ -921,7 +953,7 @@ pub mod checks {
         cleared.updated_at = at(10);
         let audit = event("2", "key.update", &kid(1), Some("ks_a"), 10);
         store
-            .update_key(&cleared, Change::audited(&audit))
+            .update_key(&cleared, QuotaWrite::Keep, Change::audited(&audit))
             .await
             .unwrap();
         log.expect_one(store, &audit).await;
@@ -948,7 +980,7 @@ pub mod checks {
         };
         let patch = event("3b", "key.update", &kid(1), Some("ks_a"), 12);
         store
-            .update_key(&stale, Change::audited(&patch))
+            .update_key(&stale, QuotaWrite::Keep, Change::audited(&patch))
             .await
             .unwrap();
         log.expect_one(store, &patch).await;
@@ -968,6 +1000,7 @@ pub mod checks {
         let missing = store
             .update_key(
                 &dangling,
+                QuotaWrite::Keep,
                 Change::audited(&event("4", "key.update", &kid(1), Some("ks_a"), 12)),
             )
             .await;
@@ -979,6 +1012,7 @@ pub mod checks {
             store
                 .update_key(
                     &key(&kid(9), "ks_a", None),
+                    QuotaWrite::Keep,
                     Change::audited(&event("5", "key.update", &kid(9), Some("ks_a"), 12)),
                 )
                 .await,
@@ -1148,7 +1182,7 @@ pub mod checks {
         };
         let audit = event("2", "key.update", &kid(1), Some("ks_a"), 6);
         store
-            .update_key(&renamed, Change::audited(&audit))
+            .update_key(&renamed, QuotaWrite::Keep, Change::audited(&audit))
             .await
             .unwrap();
         log.expect_one(store, &audit).await;
@@ -1485,7 +1519,7 @@ pub mod checks {
         o.name = None;
         let audit = event("4", "owner.update", "own_1", None, 4);
         store
-            .update_owner(&o, Change::audited(&audit))
+            .update_owner(&o, QuotaWrite::Keep, Change::audited(&audit))
             .await
             .unwrap();
         log.expect_one(store, &audit).await;
@@ -1498,7 +1532,10 @@ pub mod checks {
 
         k.enabled = false;
         let audit = event("6", "key.update", &kid(1), Some("ks_a"), 6);
-        store.update_key(&k, Change::audited(&audit)).await.unwrap();
+        store
+            .update_key(&k, QuotaWrite::Keep, Change::audited(&audit))
+            .await
+            .unwrap();
         log.expect_one(store, &audit).await;
 
         let successor = KeyRecord {
@@ -1852,7 +1889,7 @@ pub mod checks {
             (
                 "update_owner",
                 store
-                    .update_owner(&owner("own_1", "cus_changed"), with(4))
+                    .update_owner(&owner("own_1", "cus_changed"), QuotaWrite::Keep, with(4))
                     .await,
             ),
             (
@@ -1868,6 +1905,7 @@ pub mod checks {
                             enabled: false,
                             ..k1.clone()
                         },
+                        QuotaWrite::Keep,
                         with(6),
                     )
                     .await,
@@ -2269,6 +2307,172 @@ pub mod checks {
             "migrating again keeps the data"
         );
     }
+
+    /// Limits travel with keyspaces, owners and keys; quota counters move only by
+    /// `record_quota_use` (relative, never below zero, a refill once per boundary) or an
+    /// explicit `QuotaWrite::Set`, never by an update that keeps them.
+    pub async fn limits_and_quota_counters(store: &dyn Store) {
+        let rl = |name: &str, limit: u64| RateLimitDef {
+            name: name.into(),
+            limit,
+            duration_ms: 60_000,
+            burst: None,
+        };
+        let quota = |remaining: u64| Quota {
+            remaining,
+            refill: Some(keyhaven_core::quota::Refill {
+                interval: keyhaven_core::quota::Interval::Daily,
+                amount: 50,
+            }),
+            refilled_at: at(0),
+        };
+        let mut ks = keyspace("ks_a", "alpha");
+        ks.ratelimits = vec![rl("requests", 100)];
+        add_keyspace(store, &ks).await;
+        let mut own = owner("own_1", "cus_1");
+        own.limits = Limits {
+            ratelimits: vec![rl("requests", 1_000)],
+            quota: Some(quota(500)),
+        };
+        add_owner(store, &own).await;
+        let mut k = key(&kid(1), "ks_a", Some("own_1"));
+        k.limits = Limits {
+            ratelimits: vec![rl("burst", 5)],
+            quota: Some(quota(10)),
+        };
+        add_key(store, &k).await;
+
+        let found = store.key_for_verify(&kid(1)).await.unwrap().unwrap();
+        assert_eq!(found.keyspace_ratelimits, ks.ratelimits);
+        assert_eq!(found.owner_limits, own.limits);
+        assert_eq!(found.key.limits, k.limits);
+        assert_eq!(
+            store.keyspace("ks_a").await.unwrap().unwrap().ratelimits,
+            ks.ratelimits
+        );
+
+        let key_target = QuotaTarget::Key(kid(1));
+        let owner_target = QuotaTarget::Owner("own_1".into());
+        store
+            .record_quota_use(&[
+                QuotaUse {
+                    target: key_target.clone(),
+                    used: 3,
+                    refilled: None,
+                },
+                QuotaUse {
+                    target: owner_target.clone(),
+                    used: 7,
+                    refilled: None,
+                },
+            ])
+            .await
+            .unwrap();
+        let remaining = |k: KeyForVerify| {
+            (
+                k.key.limits.quota.unwrap().remaining,
+                k.owner_limits.quota.unwrap().remaining,
+            )
+        };
+        let now = || async { store.key_for_verify(&kid(1)).await.unwrap().unwrap() };
+        assert_eq!(remaining(now().await), (7, 493));
+
+        // An update that keeps the quota leaves the moving counter alone, even when the
+        // record it writes carries an older value.
+        let mut stale = k.clone();
+        stale.name = Some("renamed".into());
+        stale.limits.ratelimits = vec![];
+        store
+            .update_key(
+                &stale,
+                QuotaWrite::Keep,
+                Change::audited(&event("u1", "key.update", &kid(1), Some("ks_a"), 5)),
+            )
+            .await
+            .unwrap();
+        let after = now().await;
+        assert_eq!(after.key.limits.ratelimits, vec![]);
+        assert_eq!(remaining(after), (7, 493));
+        let mut stale_owner = own.clone();
+        stale_owner.name = None;
+        store
+            .update_owner(
+                &stale_owner,
+                QuotaWrite::Keep,
+                Change::audited(&event("u2", "owner.update", "own_1", None, 5)),
+            )
+            .await
+            .unwrap();
+        assert_eq!(remaining(now().await), (7, 493));
+
+        // Never below zero.
+        store
+            .record_quota_use(&[QuotaUse {
+                target: key_target.clone(),
+                used: 100,
+                refilled: None,
+            }])
+            .await
+            .unwrap();
+        assert_eq!(remaining(now().await).0, 0);
+
+        // A refill sets the counter to the amount less the uses after it, once: a second
+        // writer reporting the same refill only subtracts its uses.
+        let refill = Some((at(86_400), 50));
+        store
+            .record_quota_use(&[QuotaUse {
+                target: key_target.clone(),
+                used: 2,
+                refilled: refill,
+            }])
+            .await
+            .unwrap();
+        let k_now = now().await;
+        assert_eq!(k_now.key.limits.quota.unwrap().refilled_at, at(86_400));
+        assert_eq!(remaining(k_now).0, 48);
+        store
+            .record_quota_use(&[QuotaUse {
+                target: key_target.clone(),
+                used: 1,
+                refilled: refill,
+            }])
+            .await
+            .unwrap();
+        assert_eq!(remaining(now().await).0, 47);
+
+        // Set writes the quota wholesale (a top-up), and can remove it.
+        let mut topped = stale.clone();
+        topped.limits.quota = Some(quota(1_000));
+        store
+            .update_key(
+                &topped,
+                QuotaWrite::Set,
+                Change::audited(&event("u3", "key.update", &kid(1), Some("ks_a"), 6)),
+            )
+            .await
+            .unwrap();
+        assert_eq!(now().await.key.limits.quota, Some(quota(1_000)));
+        topped.limits.quota = None;
+        store
+            .update_key(
+                &topped,
+                QuotaWrite::Set,
+                Change::audited(&event("u4", "key.update", &kid(1), Some("ks_a"), 7)),
+            )
+            .await
+            .unwrap();
+        assert_eq!(now().await.key.limits.quota, None);
+        // Uses of a key without a quota change nothing.
+        store
+            .record_quota_use(&[QuotaUse {
+                target: key_target,
+                used: 1,
+                refilled: refill,
+            }])
+            .await
+            .unwrap();
+        assert_eq!(now().await.key.limits.quota, None);
+    }
 }
 
 /// Expands to one `#[tokio::test]` per check in [`checks`], each on a store of its own
@@ -2295,6 +2499,7 @@ macro_rules! conformance_tests {
             usage_adds_up_and_last_use_only_moves_forward,
             imports_skip_taken_lookups,
             pepper_versions_in_use,
+            limits_and_quota_counters,
         );
     };
     (@each $engine:ident, $open:expr; $($check:ident),+ $(,)?) => {

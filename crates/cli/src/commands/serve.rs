@@ -130,8 +130,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         Some(master_keys),
         config,
         keyhaven_server::clock::Clock::System,
+    )?;
+    tracing::info!(
+        %addr,
+        data_dir,
+        ratelimits = if state.limits.shared().is_some() { "shared through Redis" } else { "this process" },
+        "keyhaven listening"
     );
-    tracing::info!(%addr, data_dir, "keyhaven listening");
     if let Some(key) = first_root_key {
         print_welcome(&addr.to_string(), key.key().expose_secret())?;
     }

@@ -6,13 +6,20 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use keyhaven_core::{GeneratedKey, KeyId, Prefix, Verifier};
-use keyhaven_store::{Change, KeyFilter, KeyForVerify, KeyRecord, StoreError, Timestamp};
+use keyhaven_store::{
+    Change, KeyFilter, KeyForVerify, KeyRecord, Limits, QuotaTarget, QuotaWrite, StoreError,
+    Timestamp,
+};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use utoipa::{IntoParams, ToSchema};
 
 use super::keyspaces::{rfc3339, visible_keyspace};
+use super::limits::{
+    QuotaBody, QuotaCtx, QuotaView, RateLimitBody, quota, quota_audit, rate_limit_views,
+    rate_limits,
+};
 use super::*;
 use crate::auth::{RootAuth, Scope};
 use crate::extract::{ApiPath, ApiQuery, JsonBody};
@@ -42,13 +49,17 @@ pub struct KeyView {
     pub grace_until: Option<String>,
     /// The key this one replaced, for a key created by a rotation.
     pub rotated_from: Option<String>,
+    /// The key's own rate limits (its keyspace's defaults apply besides).
+    pub ratelimits: Vec<RateLimitBody>,
+    /// The key's own quota of uses.
+    pub quota: Option<QuotaView>,
     pub last_used_at: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
 
 impl KeyView {
-    pub fn new(key: &KeyRecord, prefix: &str) -> Self {
+    pub fn new(key: &KeyRecord, prefix: &str, ctx: &QuotaCtx<'_>) -> Self {
         Self {
             key_id: key.key_id.clone(),
             keyspace_id: key.keyspace_id.clone(),
@@ -73,6 +84,11 @@ impl KeyView {
             rotated_to: key.rotation.as_ref().map(|r| r.successor.clone()),
             grace_until: key.rotation.as_ref().map(|r| rfc3339(r.grace_until)),
             rotated_from: key.rotated_from.clone(),
+            ratelimits: rate_limit_views(&key.limits.ratelimits),
+            quota: ctx.view(
+                QuotaTarget::Key(key.key_id.clone()),
+                key.limits.quota.as_ref(),
+            ),
             last_used_at: key.last_used_at.map(rfc3339),
             created_at: rfc3339(key.created_at),
             updated_at: rfc3339(key.updated_at),
@@ -116,6 +132,12 @@ pub struct CreateKey {
     /// Keep the plaintext, sealed under the server's master key, so a root key with
     /// `keys:reveal` can see it again. Default false.
     pub recoverable: Option<bool>,
+    /// The key's own rate limits: override its keyspace's (and owner's) of the same
+    /// name, or add to them.
+    #[serde(default)]
+    pub ratelimits: Vec<RateLimitBody>,
+    /// Remaining uses, optionally refilled daily or monthly.
+    pub quota: Option<QuotaBody>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -134,6 +156,12 @@ pub struct UpdateKey {
     #[schema(value_type = Option<String>)]
     pub expires_at: Option<Option<String>>,
     pub enabled: Option<bool>,
+    /// Replaces the key's own rate limits (`[]` removes them).
+    pub ratelimits: Option<Vec<RateLimitBody>>,
+    /// Sets the quota (its counter to `remaining`: a top-up); `null` removes it.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<QuotaBody>)]
+    pub quota: Option<Option<QuotaBody>>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -302,8 +330,16 @@ fn seal(state: &AppState, key_id: &str, plaintext: &str) -> Result<Vec<u8>, ApiE
     Ok(crate::recoverable::seal(master, key_id, plaintext)?)
 }
 
-fn key_fields(k: &KeyRecord) -> [(&'static str, Value); 6] {
+fn key_fields(k: &KeyRecord) -> [(&'static str, Value); 7] {
     [
+        (
+            "ratelimits",
+            if k.limits.ratelimits.is_empty() {
+                Value::Null
+            } else {
+                json!(k.limits.ratelimits)
+            },
+        ),
         ("name", json!(k.name)),
         ("owner_id", json!(k.owner_id)),
         ("scopes", json!(k.scopes)),
@@ -383,13 +419,17 @@ pub async fn create(
         rotated_from: None,
         sealed_key,
         import: None,
+        limits: Limits {
+            ratelimits: rate_limits(req.ratelimits)?,
+            quota: req.quota.map(|q| quota(q, now)).transpose()?,
+        },
         last_used_at: None,
         created_at: now,
         updated_at: now,
     };
     let response = CreatedKey {
         key: generated.key().expose_secret().to_owned(),
-        record: KeyView::new(&record, &keyspace.prefix),
+        record: KeyView::new(&record, &keyspace.prefix, &QuotaCtx::of(&state)),
     };
     let mut response = response;
     let body = zeroize::Zeroizing::new(to_body(&response)?);
@@ -399,7 +439,13 @@ pub async fn create(
         "key.create",
         ("key", &record.key_id),
         Some(&record.keyspace_id),
-        created(&key_fields(&record)),
+        {
+            let mut fields = created(&key_fields(&record));
+            if record.limits.quota.is_some() {
+                fields.insert("quota".into(), quota_audit(record.limits.quota.as_ref()));
+            }
+            fields
+        },
         now,
     )?;
     let saved = idem.record(StatusCode::CREATED, &body, now)?;
@@ -443,10 +489,12 @@ pub async fn list(
     let page = state.store.list_keys(&filter, page).await?;
     let mut prefixes = Prefixes::default();
     let mut views = Vec::with_capacity(page.items.len());
+    let ctx = QuotaCtx::of(&state);
     for key in &page.items {
         views.push(KeyView::new(
             key,
             &prefixes.of(&state, &key.keyspace_id).await?,
+            &ctx,
         ));
     }
     Ok(json_response(
@@ -467,7 +515,11 @@ pub async fn get(
     let k = visible_key(&state, &auth, &key_id).await?;
     Ok(json_response(
         StatusCode::OK,
-        to_body(&KeyView::new(&k.key, &k.keyspace_prefix))?,
+        to_body(&KeyView::new(
+            &k.key,
+            &k.keyspace_prefix,
+            &QuotaCtx::of(&state),
+        ))?,
     ))
 }
 
@@ -517,12 +569,29 @@ pub async fn update(
         after.enabled = enabled;
     }
     let now = state.clock.now();
+    if let Some(limits) = req.ratelimits {
+        after.limits.ratelimits = rate_limits(limits)?;
+    }
+    let quota_write = match req.quota {
+        Some(q) => {
+            after.limits.quota = q.map(|q| quota(q, now)).transpose()?;
+            QuotaWrite::Set
+        }
+        None => QuotaWrite::Keep,
+    };
     after.updated_at = now;
-    let changes: Vec<(&str, Value, Value)> = key_fields(&before)
+    let mut changes: Vec<(&str, Value, Value)> = key_fields(&before)
         .into_iter()
         .zip(key_fields(&after))
         .map(|((name, from), (_, to))| (name, from, to))
         .collect();
+    if quota_write == QuotaWrite::Set {
+        changes.push((
+            "quota",
+            quota_audit(before.limits.quota.as_ref()),
+            quota_audit(after.limits.quota.as_ref()),
+        ));
+    }
     let event = audit_event(
         &auth,
         "key.update",
@@ -532,17 +601,37 @@ pub async fn update(
         now,
     )?;
     let result = {
-        let (store, after) = (state.store.clone(), after.clone());
+        let (inner, after) = (state.clone(), after.clone());
         let event = event.clone();
         to_completion(&state, vec![key_id.clone()], async move {
-            store.update_key(&after, Change::audited(&event)).await
+            let store = inner.store.as_ref();
+            if quota_write == QuotaWrite::Keep {
+                return store
+                    .update_key(&after, quota_write, Change::audited(&event))
+                    .await;
+            }
+            // Uses counted so far are written first, so they are not taken from the new
+            // value; the counter is reloaded from the store on the next use.
+            let _writer = inner.limits.quotas.for_update(store).await?;
+            store
+                .update_key(&after, quota_write, Change::audited(&event))
+                .await?;
+            inner
+                .limits
+                .quotas
+                .forget(&QuotaTarget::Key(after.key_id.clone()));
+            Ok(())
         })
         .await
     };
     result?;
     Ok(json_response(
         StatusCode::OK,
-        to_body(&KeyView::new(&after, &found.keyspace_prefix))?,
+        to_body(&KeyView::new(
+            &after,
+            &found.keyspace_prefix,
+            &QuotaCtx::of(&state),
+        ))?,
     ))
 }
 
@@ -578,7 +667,11 @@ pub async fn revoke(
     after.revoked_at = Some(now);
     after.revoked_reason = reason.clone();
     after.updated_at = now;
-    let body = to_body(&KeyView::new(&after, &found.keyspace_prefix))?;
+    let body = to_body(&KeyView::new(
+        &after,
+        &found.keyspace_prefix,
+        &QuotaCtx::of(&state),
+    ))?;
     let event = audit_event(
         &auth,
         "key.revoke",
@@ -670,7 +763,7 @@ pub async fn rotate(
     };
     let response = CreatedKey {
         key: generated.key().expose_secret().to_owned(),
-        record: KeyView::new(&successor, &found.keyspace_prefix),
+        record: KeyView::new(&successor, &found.keyspace_prefix, &QuotaCtx::of(&state)),
     };
     let mut response = response;
     let body = zeroize::Zeroizing::new(to_body(&response)?);
@@ -754,7 +847,7 @@ pub async fn expiring(
     for e in found {
         let prefix = prefixes.of(&state, &e.key.keyspace_id).await?;
         views.push(ExpiringKeyView {
-            key: KeyView::new(&e.key, &prefix),
+            key: KeyView::new(&e.key, &prefix, &QuotaCtx::of(&state)),
             expires: rfc3339(e.expires),
         });
     }

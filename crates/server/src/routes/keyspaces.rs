@@ -7,9 +7,10 @@ use axum::response::Response;
 use keyhaven_core::Prefix;
 use keyhaven_store::{Change, Keyspace, KeyspacePolicy};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
+use super::limits::{RateLimitBody, rate_limit_views, rate_limits};
 use super::*;
 use crate::auth::{RootAuth, Scope};
 use crate::extract::{ApiPath, ApiQuery, JsonBody};
@@ -26,6 +27,8 @@ pub struct KeyspaceView {
     /// Keys this close to their (effective) expiry are listed by
     /// `GET /v1/keys/expiring` and get a `key.expiring` event (default 7 days).
     pub expiry_warning_seconds: Option<i64>,
+    /// Default rate limits of every key in the keyspace.
+    pub ratelimits: Vec<RateLimitBody>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -39,6 +42,7 @@ impl From<&Keyspace> for KeyspaceView {
             max_key_age_seconds: k.policy.max_key_age,
             default_grace_seconds: k.policy.default_grace,
             expiry_warning_seconds: k.policy.expiry_warning,
+            ratelimits: rate_limit_views(&k.ratelimits),
             created_at: rfc3339(k.created_at),
             updated_at: rfc3339(k.updated_at),
         }
@@ -61,6 +65,10 @@ pub struct CreateKeyspace {
     pub max_key_age_seconds: Option<i64>,
     pub default_grace_seconds: Option<i64>,
     pub expiry_warning_seconds: Option<i64>,
+    /// Default rate limits of every key (a key's or owner's limit of the same name
+    /// takes precedence).
+    #[serde(default)]
+    pub ratelimits: Vec<RateLimitBody>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -77,6 +85,8 @@ pub struct UpdateKeyspace {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<i64>)]
     pub expiry_warning_seconds: Option<Option<i64>>,
+    /// Replaces the default rate limits (`[]` removes them).
+    pub ratelimits: Option<Vec<RateLimitBody>>,
 }
 
 /// Each policy duration is 1 second to 100 years (grace may be 0).
@@ -161,6 +171,7 @@ pub async fn create(
         name: req.name,
         prefix: req.prefix,
         policy,
+        ratelimits: rate_limits(req.ratelimits)?,
         created_at: now,
         updated_at: now,
     };
@@ -176,6 +187,14 @@ pub async fn create(
             ("max_key_age_seconds", json!(ks.policy.max_key_age)),
             ("default_grace_seconds", json!(ks.policy.default_grace)),
             ("expiry_warning_seconds", json!(ks.policy.expiry_warning)),
+            (
+                "ratelimits",
+                if ks.ratelimits.is_empty() {
+                    Value::Null
+                } else {
+                    json!(ks.ratelimits)
+                },
+            ),
         ]),
         now,
     )?;
@@ -252,6 +271,9 @@ pub async fn update(
     if let Some(v) = req.expiry_warning_seconds {
         after.policy.expiry_warning = v;
     }
+    if let Some(v) = req.ratelimits {
+        after.ratelimits = rate_limits(v)?;
+    }
     validate_policy(&after.policy)?;
     let now = state.clock.now();
     after.updated_at = now;
@@ -276,6 +298,11 @@ pub async fn update(
                 "expiry_warning_seconds",
                 json!(before.policy.expiry_warning),
                 json!(after.policy.expiry_warning),
+            ),
+            (
+                "ratelimits",
+                json!(before.ratelimits),
+                json!(after.ratelimits),
             ),
         ]),
         now,

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod health;
 pub mod keys;
 pub mod keyspaces;
+pub mod limits;
 pub mod owners;
 pub mod verify;
 

@@ -6,12 +6,16 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use keyhaven_store::{Change, Owner};
+use keyhaven_store::{Change, Limits, Owner, QuotaTarget, QuotaWrite};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use utoipa::{IntoParams, ToSchema};
 
 use super::keyspaces::rfc3339;
+use super::limits::{
+    QuotaBody, QuotaCtx, QuotaView, RateLimitBody, quota, quota_audit, rate_limit_views,
+    rate_limits,
+};
 use super::*;
 use crate::auth::Scope;
 use crate::extract::{ApiPath, ApiQuery, JsonBody};
@@ -22,17 +26,23 @@ pub struct OwnerView {
     pub external_id: String,
     pub name: Option<String>,
     pub meta: Map<String, Value>,
+    /// Rate limits shared by all the owner's keys.
+    pub ratelimits: Vec<RateLimitBody>,
+    /// Uses shared by all the owner's keys.
+    pub quota: Option<QuotaView>,
     pub created_at: String,
     pub updated_at: String,
 }
 
-impl From<&Owner> for OwnerView {
-    fn from(o: &Owner) -> Self {
+impl OwnerView {
+    pub fn new(o: &Owner, ctx: &QuotaCtx<'_>) -> Self {
         Self {
             id: o.id.clone(),
             external_id: o.external_id.clone(),
             name: o.name.clone(),
             meta: o.meta.clone(),
+            ratelimits: rate_limit_views(&o.limits.ratelimits),
+            quota: ctx.view(QuotaTarget::Owner(o.id.clone()), o.limits.quota.as_ref()),
             created_at: rfc3339(o.created_at),
             updated_at: rfc3339(o.updated_at),
         }
@@ -47,6 +57,12 @@ pub struct CreateOwner {
     pub name: Option<String>,
     #[serde(default)]
     pub meta: Map<String, Value>,
+    /// Rate limits shared by all the owner's keys (they take precedence over keyspace
+    /// defaults of the same name).
+    #[serde(default)]
+    pub ratelimits: Vec<RateLimitBody>,
+    /// Uses shared by all the owner's keys.
+    pub quota: Option<QuotaBody>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -58,6 +74,12 @@ pub struct UpdateOwner {
     #[schema(value_type = Option<String>)]
     pub name: Option<Option<String>>,
     pub meta: Option<Map<String, Value>>,
+    /// Replaces the rate limits (`[]` removes them).
+    pub ratelimits: Option<Vec<RateLimitBody>>,
+    /// Sets the quota (its counter to `remaining`: a top-up); `null` removes it.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<QuotaBody>)]
+    pub quota: Option<Option<QuotaBody>>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -123,10 +145,14 @@ pub async fn create(
         external_id: req.external_id,
         name: req.name,
         meta: req.meta,
+        limits: Limits {
+            ratelimits: rate_limits(req.ratelimits)?,
+            quota: req.quota.map(|q| quota(q, now)).transpose()?,
+        },
         created_at: now,
         updated_at: now,
     };
-    let body = to_body(&OwnerView::from(&owner))?;
+    let body = to_body(&OwnerView::new(&owner, &QuotaCtx::of(&state)))?;
     let event = audit_event(
         &auth,
         "owner.create",
@@ -136,6 +162,15 @@ pub async fn create(
             ("external_id", json!(owner.external_id)),
             ("name", json!(owner.name)),
             ("meta", json!(owner.meta)),
+            ("quota", quota_audit(owner.limits.quota.as_ref())),
+            (
+                "ratelimits",
+                if owner.limits.ratelimits.is_empty() {
+                    Value::Null
+                } else {
+                    json!(owner.limits.ratelimits)
+                },
+            ),
         ]),
         now,
     )?;
@@ -161,14 +196,16 @@ pub async fn list(
     auth.require(Scope::OwnersRead)?;
     refuse_restricted(&auth)?;
     let page = page_request(params.limit, params.cursor.as_deref())?;
+    let ctx = QuotaCtx::of(&state);
+    let view = |o: &Owner| OwnerView::new(o, &ctx);
     let list = match params.external_id {
         Some(external_id) => {
             let found = state.store.owner_by_external_id(&external_id).await?;
-            List::new(found.iter().map(OwnerView::from).collect(), None)
+            List::new(found.iter().map(view).collect(), None)
         }
         None => {
             let page = state.store.list_owners(page).await?;
-            List::new(page.items.iter().map(OwnerView::from).collect(), page.next)
+            List::new(page.items.iter().map(view).collect(), page.next)
         }
     };
     Ok(json_response(StatusCode::OK, to_body(&list)?))
@@ -187,7 +224,7 @@ pub async fn get(
     let owner = find(&state, &id).await?;
     Ok(json_response(
         StatusCode::OK,
-        to_body(&OwnerView::from(&owner))?,
+        to_body(&OwnerView::new(&owner, &QuotaCtx::of(&state)))?,
     ))
 }
 
@@ -221,6 +258,16 @@ pub async fn update(
         after.meta = meta;
     }
     let now = state.clock.now();
+    if let Some(limits) = req.ratelimits {
+        after.limits.ratelimits = rate_limits(limits)?;
+    }
+    let quota_write = match req.quota {
+        Some(q) => {
+            after.limits.quota = q.map(|q| quota(q, now)).transpose()?;
+            QuotaWrite::Set
+        }
+        None => QuotaWrite::Keep,
+    };
     after.updated_at = now;
     let event = audit_event(
         &auth,
@@ -235,18 +282,47 @@ pub async fn update(
             ),
             ("name", json!(before.name), json!(after.name)),
             ("meta", json!(before.meta), json!(after.meta)),
+            (
+                "ratelimits",
+                json!(before.limits.ratelimits),
+                json!(after.limits.ratelimits),
+            ),
+            (
+                "quota",
+                if quota_write == QuotaWrite::Set {
+                    quota_audit(before.limits.quota.as_ref())
+                } else {
+                    Value::Null
+                },
+                if quota_write == QuotaWrite::Set {
+                    quota_audit(after.limits.quota.as_ref())
+                } else {
+                    Value::Null
+                },
+            ),
         ]),
         now,
     )?;
-    state
-        .store
-        .update_owner(&after, Change::audited(&event))
-        .await?;
-    // Verify answers carry the owner's external id: drop every cached key.
+    let target = QuotaTarget::Owner(id.clone());
+    if quota_write == QuotaWrite::Set {
+        // Uses counted so far are written first, so they are not taken from the new value.
+        let _writer = state.limits.quotas.for_update(state.store.as_ref()).await?;
+        state
+            .store
+            .update_owner(&after, quota_write, Change::audited(&event))
+            .await?;
+        state.limits.quotas.forget(&target);
+    } else {
+        state
+            .store
+            .update_owner(&after, quota_write, Change::audited(&event))
+            .await?;
+    }
+    // Verify answers carry the owner's external id and limits: drop every cached key.
     state.cache.invalidate_all();
     Ok(json_response(
         StatusCode::OK,
-        to_body(&OwnerView::from(&after))?,
+        to_body(&OwnerView::new(&after, &QuotaCtx::of(&state)))?,
     ))
 }
 

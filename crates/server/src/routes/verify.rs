@@ -16,6 +16,8 @@ use super::keyspaces::rfc3339;
 use super::*;
 use crate::auth::Scope;
 use crate::extract::JsonBody;
+use crate::limits::{LimitScope, NamedCost};
+use std::net::IpAddr;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -26,6 +28,39 @@ pub struct VerifyRequest {
     /// Scopes the key must hold; otherwise the answer is INSUFFICIENT_SCOPES.
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// Units this call takes from the key's rate limits and quota (default 1; 0 checks
+    /// without consuming; at most 1,000).
+    pub cost: Option<u64>,
+    /// Check only these named limits, each at its own cost (default: every limit of the
+    /// key at `cost`). Names the key does not have are ignored.
+    pub ratelimits: Option<Vec<NamedCost>>,
+    /// The address of the client that presented the key (as your API saw it): failed
+    /// verifications are limited per address as well as per key id.
+    #[schema(value_type = Option<String>)]
+    pub client_ip: Option<IpAddr>,
+}
+
+/// Largest `cost` of one verification.
+pub const MAX_COST: u64 = 1_000;
+/// Most named limits one verification may ask for.
+pub const MAX_NAMED_LIMITS: usize = 32;
+
+/// One rate limit as applied to this call.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct VerifyRatelimit {
+    pub name: String,
+    /// `key` (this key's own bucket) or `owner` (shared by all the owner's keys).
+    pub scope: LimitScope,
+    pub limit: u64,
+    pub duration_ms: u64,
+    /// Units that could still be taken now.
+    pub remaining: u64,
+    /// When the limit is whole again (RFC 3339, milliseconds).
+    pub reset_at: String,
+    /// Milliseconds until this call would pass again (exceeded limits only; `null` if it
+    /// never can, its cost being above the limit's burst).
+    pub retry_after_ms: Option<u64>,
+    pub exceeded: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -61,9 +96,11 @@ pub struct VerifyResponse {
     pub expires_at: Option<String>,
     /// Set for a rotated key that still verifies during its grace period.
     pub rotation: Option<VerifyRotation>,
-    /// Rate limits applied to this call (none yet).
-    pub ratelimits: Vec<Value>,
-    /// Remaining uses under a quota; `null` when the key has none.
+    /// Rate limits applied to this call (only once the secret matched and the key is
+    /// otherwise usable).
+    pub ratelimits: Vec<VerifyRatelimit>,
+    /// Remaining uses under the key's (or its owner's, whichever is lower) quota after
+    /// this call; `null` when there is none.
     pub remaining: Option<u64>,
 }
 
@@ -82,7 +119,7 @@ struct VerifyAnswer<'a> {
     meta: Option<&'a Map<String, Value>>,
     expires_at: Option<String>,
     rotation: Option<RotationRef<'a>>,
-    ratelimits: [(); 0],
+    ratelimits: Vec<VerifyRatelimit>,
     remaining: Option<u64>,
 }
 
@@ -120,6 +157,31 @@ fn verify_metrics() -> &'static VerifyMetrics {
     })
 }
 
+fn ratelimit_view(a: crate::limits::Applied) -> VerifyRatelimit {
+    VerifyRatelimit {
+        name: a.name,
+        scope: a.scope,
+        limit: a.limit,
+        duration_ms: a.duration_ms,
+        remaining: a.remaining,
+        reset_at: rfc3339_micros(a.reset_at),
+        retry_after_ms: a.retry_after.map(|us| {
+            u64::try_from(us.max(0).div_euclid(1000) + i64::from(us % 1000 != 0)).unwrap_or(0)
+        }),
+        exceeded: a.exceeded,
+    }
+}
+
+/// RFC 3339 with milliseconds, for Unix microseconds (rate-limit resets are sub-second).
+fn rfc3339_micros(us: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    t.format(&format).unwrap_or_default()
+}
+
 #[utoipa::path(post, path = "/v1/keys/verify", tag = "verify", request_body = VerifyRequest,
     responses((status = 200, body = VerifyResponse), (status = "4XX", body = crate::error::Problem)),
     security(("root_key" = [])))]
@@ -132,6 +194,25 @@ pub async fn verify(
     let start = Instant::now();
     let req = body.value;
     crate::routes::keys::validate_scopes(&req.scopes)?;
+    let cost = req.cost.unwrap_or(1);
+    if cost > MAX_COST {
+        return Err(ApiError::invalid(format!(
+            "cost must be at most {MAX_COST}"
+        )));
+    }
+    if let Some(named) = &req.ratelimits {
+        if named.len() > MAX_NAMED_LIMITS {
+            return Err(ApiError::invalid(format!(
+                "at most {MAX_NAMED_LIMITS} named rate limits"
+            )));
+        }
+        if named.iter().any(|n| n.cost.is_some_and(|c| c > MAX_COST)) {
+            return Err(ApiError::invalid(format!(
+                "cost must be at most {MAX_COST}"
+            )));
+        }
+    }
+    let now_us = state.clock.now_micros();
     let now = state.clock.now();
     let checked = crate::verify::check(
         &state,
@@ -141,8 +222,39 @@ pub async fn verify(
         now,
     )
     .await?;
-    let code = checked.code;
+    let mut code = checked.code;
     let found = checked.key.as_deref();
+    let mut limits = crate::limits::Decision::default();
+    match (code, found) {
+        (VerifyCode::Valid, Some(record)) => {
+            limits = state
+                .limits
+                .decide(record, cost, req.ratelimits.as_deref(), now_us)
+                .await;
+            if let Some(denied) = limits.denied {
+                code = denied;
+            } else if let Some(seq) = limits.quota_use
+                && state.config.quota_flush_interval().is_none()
+            {
+                // Zero-loss quotas: the use is in the database before VALID is said.
+                state
+                    .limits
+                    .quotas
+                    .wait_durable(state.store.as_ref(), seq)
+                    .await?;
+            }
+        }
+        (VerifyCode::NotFound | VerifyCode::Malformed, None) => {
+            let key_id = keyhaven_core::parse(req.key.expose_secret())
+                .ok()
+                .map(|p| p.key_id());
+            if let Some(blocked) = state.limits.failures.note(key_id, req.client_ip, now_us) {
+                code = VerifyCode::RateLimited;
+                limits.ratelimits.push(blocked);
+            }
+        }
+        _ => {}
+    }
     if let Some(found) = found {
         state.usage.record(&found.key.key_id, code, now);
     }
@@ -169,8 +281,8 @@ pub async fn verify(
                 grace_until: rfc3339(r.grace_until),
             })
         }),
-        ratelimits: [],
-        remaining: None,
+        ratelimits: limits.ratelimits.into_iter().map(ratelimit_view).collect(),
+        remaining: limits.remaining,
     };
     let body = to_body(&answer)?;
     let m = verify_metrics();

@@ -1,0 +1,398 @@
+//! Rate limits, quotas and the failed-verification limiter: what a verification whose
+//! key matched and passed policy must still get past.
+//!
+//! - Which limits apply ([`effective_limits`]): the keyspace's defaults, overridden by
+//!   name by the owner's (shared by all the owner's keys), overridden by the key's own.
+//!   A limit counts in the bucket of whoever defined it: the key's, or the owner's.
+//! - Where they are decided: in this process ([`local`]), or with `redis_url` in Redis
+//!   ([`redis`]) so every node enforces one limit. When Redis fails, the
+//!   `ratelimit_fallback` policy applies: `local_share` (default) has each node enforce
+//!   its share (`limit / nodes`, never less than 1) locally; `deny` refuses. Either way
+//!   `keyhaven_ratelimit_fallback_total` counts it and the log says so.
+//! - Quotas ([`quotas`]) are this node's counters, written to the store in batches.
+//! - All or nothing: a call denied by any limit or quota consumes none of them.
+
+pub mod failures;
+pub mod local;
+pub mod quotas;
+pub mod redis;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use keyhaven_core::VerifyCode;
+use keyhaven_core::ratelimit::Outcome;
+use keyhaven_store::{KeyForVerify, QuotaTarget, RateLimitDef};
+use serde::{Deserialize, Serialize};
+
+use self::failures::FailureLimits;
+use self::local::{BucketRequest, LocalBuckets};
+use self::quotas::{QuotaRequest, Quotas};
+use self::redis::RedisLimits;
+use crate::config::{Config, RatelimitFallback};
+
+/// Who a limit's bucket belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LimitScope {
+    Key,
+    Owner,
+}
+
+/// A limit a verification asks for by name, with its own cost.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NamedCost {
+    pub name: String,
+    /// Default: the request's `cost`.
+    pub cost: Option<u64>,
+}
+
+/// One limit as applied to a verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub name: String,
+    pub scope: LimitScope,
+    pub limit: u64,
+    pub duration_ms: u64,
+    pub remaining: u64,
+    /// When the limit is whole again (Unix µs).
+    pub reset_at: i64,
+    /// For an exceeded limit: how long until the same call would pass (µs), if ever.
+    pub retry_after: Option<i64>,
+    pub exceeded: bool,
+}
+
+/// What the limits said about one verification.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Decision {
+    /// `RATE_LIMITED` or `USAGE_EXCEEDED`; `None` when the call may proceed.
+    pub denied: Option<VerifyCode>,
+    pub ratelimits: Vec<Applied>,
+    /// Remaining uses of the tightest quota, after this call.
+    pub remaining: Option<u64>,
+    /// The quota use's sequence number (for waiting until it is durable).
+    pub quota_use: Option<u64>,
+}
+
+/// The limits that apply to `record`, most specific definition per name, in order of
+/// first definition.
+pub fn effective_limits(record: &KeyForVerify) -> Vec<(LimitScope, &RateLimitDef)> {
+    let mut out: Vec<(LimitScope, &RateLimitDef)> = Vec::new();
+    let owner_defs = match record.key.owner_id {
+        Some(_) => record.owner_limits.ratelimits.as_slice(),
+        None => &[],
+    };
+    let layers = [
+        (LimitScope::Key, record.keyspace_ratelimits.as_slice()),
+        (LimitScope::Owner, owner_defs),
+        (LimitScope::Key, record.key.limits.ratelimits.as_slice()),
+    ];
+    for (scope, defs) in layers {
+        for def in defs {
+            match out.iter_mut().find(|(_, d)| d.name == def.name) {
+                Some(slot) => *slot = (scope, def),
+                None => out.push((scope, def)),
+            }
+        }
+    }
+    out
+}
+
+#[derive(Debug)]
+pub struct Limiter {
+    local: LocalBuckets,
+    pub quotas: Quotas,
+    redis: Option<RedisLimits>,
+    fallback: RatelimitFallback,
+    nodes_override: Option<u64>,
+    pub failures: FailureLimits,
+    /// Whether this node is deciding without Redis right now (for the log, once per
+    /// change).
+    in_fallback: AtomicBool,
+}
+
+/// A named limit resolved for one call.
+struct Planned<'a> {
+    scope: LimitScope,
+    def: &'a RateLimitDef,
+    id: String,
+    cost: u64,
+}
+
+impl Limiter {
+    pub fn new(config: &Config, node_id: String) -> anyhow::Result<Self> {
+        let redis = match &config.redis_url {
+            Some(url) => Some(RedisLimits::new(url, config.redis_timeout(), node_id)?),
+            None => None,
+        };
+        Ok(Self {
+            local: LocalBuckets::default(),
+            quotas: Quotas::default(),
+            redis,
+            fallback: config.ratelimit_fallback,
+            nodes_override: config.cluster_nodes.map(u64::from),
+            failures: FailureLimits::new(config),
+            in_fallback: AtomicBool::new(false),
+        })
+    }
+
+    pub fn shared(&self) -> Option<&RedisLimits> {
+        self.redis.as_ref()
+    }
+
+    /// Decides the key's limits and quotas for a call of `cost` (or, with `only`, just
+    /// the named limits at their own costs) at `now_us`.
+    pub async fn decide(
+        &self,
+        record: &KeyForVerify,
+        cost: u64,
+        only: Option<&[NamedCost]>,
+        now_us: i64,
+    ) -> Decision {
+        let key_id = &record.key.key_id;
+        let planned: Vec<Planned<'_>> = effective_limits(record)
+            .into_iter()
+            .filter_map(|(scope, def)| {
+                let cost = match only {
+                    None => cost,
+                    Some(names) => names
+                        .iter()
+                        .find(|n| n.name == def.name)
+                        .map(|n| n.cost.unwrap_or(cost))?,
+                };
+                let owner = record.key.owner_id.as_deref().unwrap_or_default();
+                let id = match scope {
+                    LimitScope::Key => format!("k:{key_id}:{}", def.name),
+                    LimitScope::Owner => format!("o:{owner}:{}", def.name),
+                };
+                Some(Planned {
+                    scope,
+                    def,
+                    id,
+                    cost,
+                })
+            })
+            .collect();
+        let key_target = record
+            .key
+            .limits
+            .quota
+            .as_ref()
+            .map(|q| (QuotaTarget::Key(key_id.clone()), q));
+        let owner_target = match (&record.key.owner_id, &record.owner_limits.quota) {
+            (Some(owner), Some(q)) => Some((QuotaTarget::Owner(owner.clone()), q)),
+            _ => None,
+        };
+        let quota_requests: Vec<QuotaRequest<'_>> = key_target
+            .iter()
+            .chain(owner_target.iter())
+            .map(|(target, stored)| QuotaRequest {
+                target,
+                stored,
+                cost,
+            })
+            .collect();
+        let now_s = now_us.div_euclid(1_000_000);
+
+        match &self.redis {
+            Some(redis) if !planned.is_empty() => {
+                self.decide_shared(redis, &planned, &quota_requests, now_us, now_s)
+                    .await
+            }
+            _ => self.decide_local(&planned, &quota_requests, now_us, now_s, 1),
+        }
+    }
+
+    /// Everything in this process, under the buckets' and quotas' locks at once.
+    /// `share` divides every limit (1 = the whole limit).
+    fn decide_local(
+        &self,
+        planned: &[Planned<'_>],
+        quota_requests: &[QuotaRequest<'_>],
+        now_us: i64,
+        now_s: i64,
+        share: u64,
+    ) -> Decision {
+        let prefix = if share > 1 { "fb:" } else { "" };
+        let ids: Vec<String> = planned
+            .iter()
+            .map(|p| format!("{prefix}{}", p.id))
+            .collect();
+        let requests: Vec<BucketRequest<'_>> = planned
+            .iter()
+            .zip(&ids)
+            .map(|(p, id)| BucketRequest {
+                id,
+                limit: p.def.gcra().share(share),
+                cost: p.cost,
+            })
+            .collect();
+        let mut buckets = self.local.lock(requests.iter().map(|r| r.id));
+        let outcomes = buckets.decide(&requests, now_us, false);
+        let rate_ok = outcomes.iter().all(|o| o.admitted);
+        let quota = if quota_requests.is_empty() {
+            None
+        } else {
+            Some(self.quotas.lock().decide(quota_requests, now_s, rate_ok))
+        };
+        let quota_ok = quota.as_ref().is_none_or(|q| q.admitted);
+        if rate_ok && quota_ok {
+            buckets.commit(&requests, &outcomes);
+        }
+        let outcomes = if rate_ok && quota_ok {
+            outcomes
+        } else {
+            // Nothing was taken: report the admitting buckets as they stand.
+            let asked: Vec<BucketRequest<'_>> = requests
+                .iter()
+                .map(|r| BucketRequest {
+                    cost: 0,
+                    ..r.clone()
+                })
+                .collect();
+            let standing = buckets.decide(&asked, now_us, false);
+            outcomes
+                .into_iter()
+                .zip(standing)
+                .map(|(o, now)| if o.admitted { now } else { o })
+                .collect()
+        };
+        drop(buckets);
+        decision(planned, &outcomes, quota, rate_ok, share)
+    }
+
+    async fn decide_shared(
+        &self,
+        redis: &RedisLimits,
+        planned: &[Planned<'_>],
+        quota_requests: &[QuotaRequest<'_>],
+        now_us: i64,
+        now_s: i64,
+    ) -> Decision {
+        if redis.available() {
+            // Quotas first (without taking): a call the quota refuses must not count
+            // against the shared limits.
+            let peek = (!quota_requests.is_empty())
+                .then(|| self.quotas.lock().decide(quota_requests, now_s, false));
+            if let Some(q) = &peek
+                && !q.admitted
+            {
+                return decision(planned, &[], peek, true, 1);
+            }
+            let requests: Vec<BucketRequest<'_>> = planned
+                .iter()
+                .map(|p| BucketRequest {
+                    id: &p.id,
+                    limit: p.def.gcra(),
+                    cost: p.cost,
+                })
+                .collect();
+            match redis.decide(&requests, now_us).await {
+                Ok(outcomes) => {
+                    self.note_fallback(false);
+                    let rate_ok = outcomes.iter().all(|o| o.admitted);
+                    let quota = (!quota_requests.is_empty())
+                        .then(|| self.quotas.lock().decide(quota_requests, now_s, rate_ok));
+                    // A quota that ran out between the peek and now denies the call,
+                    // though Redis counted it (documented).
+                    return decision(planned, &outcomes, quota, rate_ok, 1);
+                }
+                Err(e) => {
+                    tracing::warn!(error = ?e.kind(), "Redis rate-limit decision failed");
+                }
+            }
+        }
+        self.note_fallback(true);
+        crate::metrics::ratelimit_fallback();
+        match self.fallback {
+            RatelimitFallback::LocalShare => {
+                let nodes = self.nodes_override.unwrap_or_else(|| redis.nodes());
+                self.decide_local(planned, quota_requests, now_us, now_s, nodes.max(1))
+            }
+            RatelimitFallback::Deny => {
+                let outcomes: Vec<Outcome> = planned
+                    .iter()
+                    .map(|p| {
+                        let mut o = p.def.gcra().admit(None, now_us, 0);
+                        o.admitted = false;
+                        o.remaining = 0;
+                        o.retry_after =
+                            Some(i64::try_from(redis::RETRY_AFTER.as_micros()).unwrap_or(0));
+                        o
+                    })
+                    .collect();
+                decision(planned, &outcomes, None, false, 1)
+            }
+        }
+    }
+
+    fn note_fallback(&self, now_in_fallback: bool) {
+        if self.in_fallback.swap(now_in_fallback, Ordering::Relaxed) != now_in_fallback {
+            crate::metrics::ratelimit_redis_up(!now_in_fallback);
+            if now_in_fallback {
+                tracing::error!(
+                    policy = ?self.fallback,
+                    "Redis is unreachable: rate limits fall back to this node's share"
+                );
+            } else {
+                tracing::warn!("Redis is reachable again: rate limits are shared");
+                self.local.clear();
+            }
+        }
+    }
+
+    /// Periodic upkeep: forget full buckets; count nodes through Redis.
+    pub async fn tick(&self, now_us: i64) {
+        self.local.sweep(now_us);
+        self.failures.sweep(now_us);
+        if let Some(redis) = &self.redis
+            && redis.available()
+        {
+            match redis.heartbeat(now_us / 1000).await {
+                Ok(_) => self.note_fallback(false),
+                Err(e) => tracing::warn!(error = ?e.kind(), "Redis heartbeat failed"),
+            }
+        }
+    }
+}
+
+fn decision(
+    planned: &[Planned<'_>],
+    outcomes: &[Outcome],
+    quota: Option<quotas::QuotaDecision>,
+    rate_ok: bool,
+    share: u64,
+) -> Decision {
+    let ratelimits = planned
+        .iter()
+        .zip(outcomes)
+        .map(|(p, o)| {
+            let limit = p.def.gcra().share(share);
+            Applied {
+                name: p.def.name.clone(),
+                scope: p.scope,
+                limit: limit.limit,
+                duration_ms: limit.period_ms,
+                remaining: o.remaining,
+                reset_at: o.reset_at,
+                retry_after: if o.admitted { None } else { o.retry_after },
+                exceeded: !o.admitted,
+            }
+        })
+        .collect();
+    let denied = if !rate_ok {
+        Some(VerifyCode::RateLimited)
+    } else if quota.as_ref().is_some_and(|q| !q.admitted) {
+        Some(VerifyCode::UsageExceeded)
+    } else {
+        None
+    };
+    Decision {
+        denied,
+        ratelimits,
+        remaining: quota
+            .as_ref()
+            .and_then(|q| q.remaining.iter().min().copied()),
+        quota_use: quota.and_then(|q| q.seq),
+    }
+}

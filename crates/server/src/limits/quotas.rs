@@ -1,0 +1,216 @@
+//! Quota counters on this node. The first use of a key's (or owner's) quota loads its
+//! stored counter; from then on this node decides from memory and writes the uses to the
+//! store in batches (every `quota_flush_interval_ms`, and at shutdown), subtracting them
+//! rather than overwriting, so a concurrent top-up or another writer is never lost.
+//!
+//! What a crash can lose is the uses not yet written: at most one flush interval's worth
+//! (those uses are then given back to the key). With `quota_flush_interval_ms = 0` a
+//! verification that used a quota answers only after its use is in the database
+//! (concurrent verifications share one write), so an acknowledged use is never lost.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use keyhaven_core::quota::{self, QuotaState, Refill};
+use keyhaven_store::{Quota, QuotaTarget, QuotaUse, Store, StoreError, from_unix};
+
+#[derive(Debug, Clone, Copy)]
+struct Cell {
+    state: QuotaState,
+    refill: Option<Refill>,
+    /// Uses since the last write.
+    used: u64,
+    /// A refill since the last write: (boundary, amount).
+    refilled: Option<(i64, u64)>,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    cells: HashMap<QuotaTarget, Cell>,
+    /// Sequence number of the latest use (each use takes the next).
+    last_use: u64,
+    /// Every use up to this sequence number is in the database.
+    durable: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct Quotas {
+    counters: Mutex<Counters>,
+    /// One write at a time; top-ups hold it across their own write.
+    writer: tokio::sync::Mutex<()>,
+}
+
+/// One quota a verification draws from, with its stored form (used on first sight).
+#[derive(Debug, Clone, Copy)]
+pub struct QuotaRequest<'a> {
+    pub target: &'a QuotaTarget,
+    pub stored: &'a Quota,
+    pub cost: u64,
+}
+
+/// Locked counters during a decision.
+#[derive(Debug)]
+pub struct LockedQuotas<'a>(MutexGuard<'a, Counters>);
+
+impl Quotas {
+    pub fn lock(&self) -> LockedQuotas<'_> {
+        LockedQuotas(self.counters.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The counter as this node knows it, if it has used it.
+    pub fn current(&self, target: &QuotaTarget) -> Option<u64> {
+        self.lock().0.cells.get(target).map(|c| c.state.remaining)
+    }
+
+    /// Forgets `target`'s counter (after its stored quota was set): the next use reloads it.
+    pub fn forget(&self, target: &QuotaTarget) {
+        self.lock().0.cells.remove(target);
+    }
+
+    /// Writes pending uses. On failure they stay pending for the next attempt.
+    pub async fn flush(&self, store: &dyn Store) -> Result<usize, StoreError> {
+        let _writer = self.writer.lock().await;
+        self.flush_locked(store).await
+    }
+
+    async fn flush_locked(&self, store: &dyn Store) -> Result<usize, StoreError> {
+        let (uses, upto) = {
+            let mut c = self.lock();
+            let upto = c.0.last_use;
+            let uses: Vec<QuotaUse> =
+                c.0.cells
+                    .iter_mut()
+                    .filter(|(_, cell)| cell.used > 0 || cell.refilled.is_some())
+                    .map(|(target, cell)| {
+                        let u = QuotaUse {
+                            target: target.clone(),
+                            used: cell.used,
+                            refilled: cell.refilled.map(|(at, amount)| (from_unix(at), amount)),
+                        };
+                        cell.used = 0;
+                        cell.refilled = None;
+                        u
+                    })
+                    .collect();
+            (uses, upto)
+        };
+        if uses.is_empty() {
+            self.lock().0.durable = upto;
+            return Ok(0);
+        }
+        match store.record_quota_use(&uses).await {
+            Ok(()) => {
+                let mut c = self.lock();
+                c.0.durable = c.0.durable.max(upto);
+                Ok(uses.len())
+            }
+            Err(e) => {
+                let mut c = self.lock();
+                for u in uses {
+                    // After a newer refill the failed uses no longer count.
+                    if let Some(cell) = c.0.cells.get_mut(&u.target)
+                        && cell.refilled.is_none()
+                    {
+                        cell.used += u.used;
+                        cell.refilled = u.refilled.map(|(at, n)| (at.unix_timestamp(), n));
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Returns once the use numbered `seq` is in the database, writing it (and whatever
+    /// else is pending) if no other write already did.
+    pub async fn wait_durable(&self, store: &dyn Store, seq: u64) -> Result<(), StoreError> {
+        loop {
+            if self.lock().0.durable >= seq {
+                return Ok(());
+            }
+            let _writer = self.writer.lock().await;
+            if self.lock().0.durable >= seq {
+                return Ok(());
+            }
+            self.flush_locked(store).await?;
+        }
+    }
+
+    /// Holds the writer while a quota is set in the store: pending uses are written first
+    /// (so they are not subtracted from the new value), and no flush runs meanwhile.
+    pub async fn for_update(
+        &self,
+        store: &dyn Store,
+    ) -> Result<tokio::sync::MutexGuard<'_, ()>, StoreError> {
+        let writer = self.writer.lock().await;
+        self.flush_locked(store).await?;
+        Ok(writer)
+    }
+}
+
+impl LockedQuotas<'_> {
+    /// Decides `requests` at `now` (Unix seconds): the remaining uses after each, or
+    /// `None` for the first that cannot pay. Nothing is taken unless all can pay and
+    /// `commit` is set; then returns the use's sequence number too.
+    pub fn decide(
+        &mut self,
+        requests: &[QuotaRequest<'_>],
+        now: i64,
+        commit: bool,
+    ) -> QuotaDecision {
+        let mut remaining = Vec::with_capacity(requests.len());
+        let mut next = Vec::with_capacity(requests.len());
+        for r in requests {
+            let cell = self.0.cells.get(r.target).copied().unwrap_or(Cell {
+                state: r.stored.state(),
+                refill: r.stored.refill,
+                used: 0,
+                refilled: None,
+            });
+            let now_state = quota::current(cell.state, cell.refill, now);
+            match quota::take(now_state, r.cost) {
+                Some(after) => {
+                    remaining.push(after.remaining);
+                    next.push((r, cell, now_state, after));
+                }
+                None => {
+                    return QuotaDecision {
+                        admitted: false,
+                        remaining: vec![now_state.remaining],
+                        seq: None,
+                    };
+                }
+            }
+        }
+        let mut seq = None;
+        if commit {
+            for (r, mut cell, now_state, after) in next {
+                if now_state.refilled_at != cell.state.refilled_at {
+                    cell.refilled = Some((now_state.refilled_at, now_state.remaining));
+                    cell.used = 0;
+                }
+                cell.used += r.cost;
+                cell.state = after;
+                self.0.cells.insert(r.target.clone(), cell);
+            }
+            if !requests.is_empty() {
+                self.0.last_use += 1;
+                seq = Some(self.0.last_use);
+            }
+        }
+        QuotaDecision {
+            admitted: true,
+            remaining,
+            seq,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaDecision {
+    pub admitted: bool,
+    /// Remaining uses after the decision, per request (for a denial: the one that could
+    /// not pay).
+    pub remaining: Vec<u64>,
+    /// The use's sequence number, when one was taken.
+    pub seq: Option<u64>,
+}
