@@ -13,6 +13,7 @@ mod hostile;
 mod import;
 mod keys;
 mod lifecycle;
+mod limits;
 mod openapi;
 mod pepper;
 mod recoverable;

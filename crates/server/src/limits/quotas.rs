@@ -148,9 +148,10 @@ impl Quotas {
 }
 
 impl LockedQuotas<'_> {
-    /// Decides `requests` at `now` (Unix seconds): the remaining uses after each, or
-    /// `None` for the first that cannot pay. Nothing is taken unless all can pay and
-    /// `commit` is set; then returns the use's sequence number too.
+    /// Decides `requests` at `now` (Unix seconds). Nothing is taken unless all can pay
+    /// and `commit` is set; then the remaining uses are those after this call, and the
+    /// use's sequence number is returned too. Otherwise the remaining uses are those that
+    /// stand (for a denial: of the quota that could not pay).
     pub fn decide(
         &mut self,
         requests: &[QuotaRequest<'_>],
@@ -169,7 +170,8 @@ impl LockedQuotas<'_> {
             let now_state = quota::current(cell.state, cell.refill, now);
             match quota::take(now_state, r.cost) {
                 Some(after) => {
-                    remaining.push(after.remaining);
+                    // Without a commit nothing is taken: report what stands.
+                    remaining.push(if commit { after.remaining } else { now_state.remaining });
                     next.push((r, cell, now_state, after));
                 }
                 None => {
