@@ -71,3 +71,10 @@ pub fn ratelimit_fallback() {
 pub fn ratelimit_redis_up(up: bool) {
     metrics::gauge!(RATELIMIT_REDIS_UP).set(if up { 1.0 } else { 0.0 });
 }
+
+pub const RATELIMIT_NODES: &str = "keyhaven_ratelimit_nodes";
+
+/// Live nodes sharing rate limits, as last counted in Redis.
+pub fn ratelimit_nodes(nodes: u64) {
+    metrics::gauge!(RATELIMIT_NODES).set(nodes as f64);
+}

@@ -17,4 +17,5 @@ mod limits;
 mod openapi;
 mod pepper;
 mod recoverable;
+mod shared_limits;
 mod tenancy;

@@ -349,7 +349,10 @@ impl Limiter {
             && redis.available()
         {
             match redis.heartbeat(now_us / 1000).await {
-                Ok(_) => self.note_fallback(false),
+                Ok(nodes) => {
+                    crate::metrics::ratelimit_nodes(nodes);
+                    self.note_fallback(false);
+                }
                 Err(e) => tracing::warn!(error = ?e.kind(), "Redis heartbeat failed"),
             }
         }

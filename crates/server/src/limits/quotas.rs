@@ -171,7 +171,11 @@ impl LockedQuotas<'_> {
             match quota::take(now_state, r.cost) {
                 Some(after) => {
                     // Without a commit nothing is taken: report what stands.
-                    remaining.push(if commit { after.remaining } else { now_state.remaining });
+                    remaining.push(if commit {
+                        after.remaining
+                    } else {
+                        now_state.remaining
+                    });
                     next.push((r, cell, now_state, after));
                 }
                 None => {
