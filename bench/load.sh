@@ -15,63 +15,13 @@ CONNECTIONS="${CONNECTIONS:-50}"
 THREADS="${THREADS:-2}"
 WARMUP="${WARMUP:-2s}"
 
-if ! command -v wrk >/dev/null; then
-  echo "wrk not found; installing Debian's package" >&2
-  if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
-  fi
-  command -v wrk >/dev/null || { echo "error: wrk is required (apt-get install wrk)" >&2; exit 1; }
-fi
+source bench/common.sh
 
-cargo build --release -q -p keyhaven
-BIN=target/release/keyhaven
-
-WORK="$(mktemp -d)"
-SERVER_PID=""
-cleanup() {
-  if [ -n "$SERVER_PID" ]; then
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-BASE="http://127.0.0.1:$PORT"
-KEYHAVEN_LOG=warn "$BIN" serve --data-dir "$WORK/data" --listen "127.0.0.1:$PORT" \
-  >"$WORK/stdout" 2>"$WORK/stderr" &
-SERVER_PID=$!
-
-for _ in $(seq 1 100); do
-  curl -sf "$BASE/healthz" >/dev/null 2>&1 && break
-  sleep 0.1
-done
-curl -sf "$BASE/healthz" >/dev/null || { cat "$WORK/stderr" >&2; echo "server did not start" >&2; exit 1; }
-ROOT_KEY="$(grep -Eo '^ *kh_root_[A-Za-z0-9_]+ *$' "$WORK/stdout" | head -1 | tr -d ' ')"
-[ -n "$ROOT_KEY" ] || { echo "no root key printed" >&2; exit 1; }
-
-api() { curl -sf "$BASE$1" -H "Authorization: Bearer $ROOT_KEY" -H 'Content-Type: application/json' -d "$2"; }
-KS="$(api /v1/keyspaces '{"name":"Bench","prefix":"bench_live"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')"
-KEY="$(api /v1/keys "{\"keyspace_id\":\"$KS\"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')"
+KS="$(api /v1/keyspaces '{"name":"Bench","prefix":"bench_live"}' | field id)"
+KEY="$(api /v1/keys "{\"keyspace_id\":\"$KS\"}" | field key)"
 api /v1/keys/verify "{\"key\":\"$KEY\"}" | grep -q '"code":"VALID"' || { echo "verify is not VALID" >&2; exit 1; }
 
-cat >"$WORK/verify.lua" <<LUA
-wrk.method = "POST"
-wrk.body = '{"key":"$KEY"}'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer $ROOT_KEY"
-LUA
-
-run() { # name url [script]
-  local name=$1 url=$2 script=${3:-}
-  local args=(-t "$THREADS" -c "$CONNECTIONS" --latency --timeout 5s)
-  [ -n "$script" ] && args+=(-s "$script")
-  timeout 120 wrk "${args[@]}" -d "$WARMUP" "$url" >/dev/null
-  timeout 300 wrk "${args[@]}" -d "$DURATION" "$url" >"$WORK/$name.txt"
-  echo "== wrk $name"
-  cat "$WORK/$name.txt"
-}
+post_script "$WORK/verify.lua" "{\"key\":\"$KEY\"}"
 run healthz "$BASE/healthz"
 run verify "$BASE/v1/keys/verify" "$WORK/verify.lua"
 # Control: the verify request's exact bytes sent to /healthz, which answers 405 without

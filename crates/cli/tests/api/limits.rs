@@ -514,3 +514,77 @@ fn with_checksum(body: &str) -> String {
         std::str::from_utf8(&keyhaven_core::format::checksum(body.as_bytes())).unwrap()
     )
 }
+
+/// Quota uses and a `kill -9`: with `quota_flush_interval_ms = 0` every acknowledged use
+/// is in the database, so after a restart the key has exactly what it had left; with
+/// the default, a graceful stop writes what was pending.
+#[tokio::test]
+async fn acknowledged_quota_uses_survive_kill_9_with_zero_loss_and_a_graceful_stop_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let zero_loss = [("KEYHAVEN_QUOTA_FLUSH_INTERVAL_MS", "0")];
+    let server = spawn_process(dir.path(), logs.path(), &zero_loss).await;
+    let root = server.printed_root_key();
+    let http = reqwest::Client::new();
+    let call = |base: String, path: &'static str, body: Value| {
+        let (http, root) = (http.clone(), root.clone());
+        async move {
+            http.post(format!("{base}{path}"))
+                .bearer_auth(root)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let ks = call(server.base.clone(), "/v1/keyspaces", json!({"name": "q", "prefix": "q"})).await;
+    let key = call(
+        server.base.clone(),
+        "/v1/keys",
+        json!({"keyspace_id": ks["id"], "quota": {"remaining": 50}}),
+    )
+    .await;
+    let key_str = key["key"].as_str().unwrap().to_owned();
+    let verify = |base: String| call(base, "/v1/keys/verify", json!({"key": key_str.clone()}));
+    // 30 concurrent uses, all acknowledged before the kill.
+    let answers = futures_join(30, || verify(server.base.clone())).await;
+    assert!(answers.iter().all(|a| a["code"] == "VALID"));
+    let mut server = server;
+    server.child.kill().unwrap(); // SIGKILL
+    server.child.wait().unwrap();
+    let server = spawn_process(dir.path(), logs.path(), &zero_loss).await;
+    let after = verify(server.base.clone()).await;
+    assert_eq!(after["code"], "VALID");
+    assert_eq!(after["remaining"], 19, "30 uses before the kill, 1 after: {after}");
+    drop(server);
+
+    // Default batching: a graceful stop (SIGTERM) writes the pending uses.
+    let server = spawn_process(dir.path(), logs.path(), &[]).await;
+    for _ in 0..9 {
+        assert_eq!(verify(server.base.clone()).await["code"], "VALID");
+    }
+    let pid = server.child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let mut server = server;
+    server.child.wait().unwrap();
+    drop(server);
+    let server = spawn_process(dir.path(), logs.path(), &[]).await;
+    let last = verify(server.base.clone()).await;
+    assert_eq!(last["remaining"], 9, "{last}");
+}
+
+async fn futures_join<F, Fut>(n: usize, f: F) -> Vec<Value>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Value> + Send + 'static,
+{
+    let tasks: Vec<_> = (0..n).map(|_| tokio::spawn(f())).collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}

@@ -48,7 +48,12 @@ impl FailureLimits {
 
     /// Counts one failed verification. Returns the exhausted limit when the failure
     /// is over budget (and so was not counted).
-    pub fn note(&self, key_id: Option<&str>, ip: Option<IpAddr>, now_us: i64) -> Option<Applied> {
+    pub fn note(
+        &self,
+        key_id: Option<&str>,
+        ip: Option<IpAddr>,
+        now_us: i64,
+    ) -> Option<Applied<'static>> {
         let key_bucket = key_id.map(|id| format!("f:k:{id}"));
         let ip_bucket = ip.map(|ip| format!("f:ip:{ip}"));
         let requests: Vec<BucketRequest<'_>> =
@@ -71,7 +76,7 @@ impl FailureLimits {
             .zip(outcomes)
             .find(|(_, o)| !o.admitted)
             .map(|(r, o)| Applied {
-                name: NAME.to_owned(),
+                name: NAME,
                 scope: LimitScope::Key,
                 limit: r.limit.limit,
                 duration_ms: r.limit.period_ms,

@@ -4,7 +4,6 @@
 //! only if all admit: a denied request consumes nothing anywhere.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::{Mutex, MutexGuard};
 
 use keyhaven_core::ratelimit::{Gcra, Outcome};
@@ -16,7 +15,6 @@ type Shard = HashMap<String, i64>;
 #[derive(Debug)]
 pub struct LocalBuckets {
     shards: Vec<Mutex<Shard>>,
-    hasher: std::collections::hash_map::RandomState,
 }
 
 /// One bucket of a decision: its id, its limit and the cost to take from it.
@@ -31,7 +29,6 @@ impl Default for LocalBuckets {
     fn default() -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            hasher: std::collections::hash_map::RandomState::new(),
         }
     }
 }
@@ -44,10 +41,14 @@ pub struct Locked<'a> {
 }
 
 impl LocalBuckets {
+    /// The shard of a bucket: FNV-1a, cheap and good enough to spread locks (which
+    /// shard a bucket lands in never changes a decision; the maps inside use the
+    /// standard, flood-resistant hasher).
     fn shard_of(&self, id: &str) -> usize {
-        let mut h = self.hasher.build_hasher();
-        id.hash(&mut h);
-        usize::try_from(h.finish() % SHARDS as u64).unwrap_or(0)
+        let h = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        usize::try_from(h % SHARDS as u64).unwrap_or(0)
     }
 
     /// Locks the shards that hold `ids`, in ascending order.
@@ -104,8 +105,7 @@ impl LocalBuckets {
 }
 
 impl Locked<'_> {
-    fn shard(&mut self, id: &str) -> Option<&mut Shard> {
-        let i = self.owner.shard_of(id);
+    fn shard(&mut self, i: usize) -> Option<&mut Shard> {
         self.guards
             .iter_mut()
             .find(|(j, _)| *j == i)
@@ -123,7 +123,8 @@ impl Locked<'_> {
         let outcomes: Vec<Outcome> = requests
             .iter()
             .map(|r| {
-                let tat = self.shard(r.id).and_then(|s| s.get(r.id).copied());
+                let shard = self.owner.shard_of(r.id);
+                let tat = self.shard(shard).and_then(|s| s.get(r.id).copied());
                 r.limit.admit(tat, now, r.cost)
             })
             .collect();
@@ -139,7 +140,8 @@ impl Locked<'_> {
             if r.cost == 0 {
                 continue;
             }
-            if let Some(shard) = self.shard(r.id) {
+            let shard = self.owner.shard_of(r.id);
+            if let Some(shard) = self.shard(shard) {
                 match shard.get_mut(r.id) {
                     Some(tat) => *tat = o.tat,
                     None => {

@@ -49,8 +49,8 @@ pub struct NamedCost {
 
 /// One limit as applied to a verification.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Applied {
-    pub name: String,
+pub struct Applied<'a> {
+    pub name: &'a str,
     pub scope: LimitScope,
     pub limit: u64,
     pub duration_ms: u64,
@@ -64,10 +64,10 @@ pub struct Applied {
 
 /// What the limits said about one verification.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Decision {
+pub struct Decision<'a> {
     /// `RATE_LIMITED` or `USAGE_EXCEEDED`; `None` when the call may proceed.
     pub denied: Option<VerifyCode>,
-    pub ratelimits: Vec<Applied>,
+    pub ratelimits: Vec<Applied<'a>>,
     /// Remaining uses of the tightest quota, after this call.
     pub remaining: Option<u64>,
     /// The quota use's sequence number (for waiting until it is durable).
@@ -142,13 +142,13 @@ impl Limiter {
 
     /// Decides the key's limits and quotas for a call of `cost` (or, with `only`, just
     /// the named limits at their own costs) at `now_us`.
-    pub async fn decide(
+    pub async fn decide<'a>(
         &self,
-        record: &KeyForVerify,
+        record: &'a KeyForVerify,
         cost: u64,
         only: Option<&[NamedCost]>,
         now_us: i64,
-    ) -> Decision {
+    ) -> Decision<'a> {
         let key_id = &record.key.key_id;
         let planned: Vec<Planned<'_>> = effective_limits(record)
             .into_iter()
@@ -205,24 +205,25 @@ impl Limiter {
 
     /// Everything in this process, under the buckets' and quotas' locks at once.
     /// `share` divides every limit (1 = the whole limit).
-    fn decide_local(
+    fn decide_local<'a>(
         &self,
-        planned: &[Planned<'_>],
+        planned: &[Planned<'a>],
         quota_requests: &[QuotaRequest<'_>],
         now_us: i64,
         now_s: i64,
         share: u64,
-    ) -> Decision {
-        let prefix = if share > 1 { "fb:" } else { "" };
-        let ids: Vec<String> = planned
-            .iter()
-            .map(|p| format!("{prefix}{}", p.id))
-            .collect();
+    ) -> Decision<'a> {
+        // Fallback shares count in buckets of their own, apart from the shared ones.
+        let ids: Vec<String> = if share > 1 {
+            planned.iter().map(|p| format!("fb:{}", p.id)).collect()
+        } else {
+            Vec::new()
+        };
         let requests: Vec<BucketRequest<'_>> = planned
             .iter()
-            .zip(&ids)
-            .map(|(p, id)| BucketRequest {
-                id,
+            .enumerate()
+            .map(|(i, p)| BucketRequest {
+                id: ids.get(i).map_or(p.id.as_str(), String::as_str),
                 limit: p.def.gcra().share(share),
                 cost: p.cost,
             })
@@ -261,14 +262,14 @@ impl Limiter {
         decision(planned, &outcomes, quota, rate_ok, share)
     }
 
-    async fn decide_shared(
+    async fn decide_shared<'a>(
         &self,
         redis: &RedisLimits,
-        planned: &[Planned<'_>],
+        planned: &[Planned<'a>],
         quota_requests: &[QuotaRequest<'_>],
         now_us: i64,
         now_s: i64,
-    ) -> Decision {
+    ) -> Decision<'a> {
         if redis.available() {
             // Quotas first (without taking): a call the quota refuses must not count
             // against the shared limits.
@@ -359,20 +360,20 @@ impl Limiter {
     }
 }
 
-fn decision(
-    planned: &[Planned<'_>],
+fn decision<'a>(
+    planned: &[Planned<'a>],
     outcomes: &[Outcome],
     quota: Option<quotas::QuotaDecision>,
     rate_ok: bool,
     share: u64,
-) -> Decision {
+) -> Decision<'a> {
     let ratelimits = planned
         .iter()
         .zip(outcomes)
         .map(|(p, o)| {
             let limit = p.def.gcra().share(share);
             Applied {
-                name: p.def.name.clone(),
+                name: &p.def.name,
                 scope: p.scope,
                 limit: limit.limit,
                 duration_ms: limit.period_ms,

@@ -57,8 +57,9 @@ pub struct VerifyRatelimit {
     pub remaining: u64,
     /// When the limit is whole again (RFC 3339, milliseconds).
     pub reset_at: String,
-    /// Milliseconds until this call would pass again (exceeded limits only; `null` if it
-    /// never can, its cost being above the limit's burst).
+    /// Milliseconds until this call would pass again: only on an exceeded limit, and
+    /// absent when it never can (its cost is above the limit's burst).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
     pub exceeded: bool,
 }
@@ -119,8 +120,22 @@ struct VerifyAnswer<'a> {
     meta: Option<&'a Map<String, Value>>,
     expires_at: Option<String>,
     rotation: Option<RotationRef<'a>>,
-    ratelimits: Vec<VerifyRatelimit>,
+    ratelimits: Vec<RatelimitRef<'a>>,
     remaining: Option<u64>,
+}
+
+/// [`VerifyRatelimit`] as serialized, borrowing its name.
+#[derive(Serialize)]
+struct RatelimitRef<'a> {
+    name: &'a str,
+    scope: LimitScope,
+    limit: u64,
+    duration_ms: u64,
+    remaining: u64,
+    reset_at: Rfc3339Micros,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_after_ms: Option<u64>,
+    exceeded: bool,
 }
 
 #[derive(Serialize)]
@@ -157,29 +172,56 @@ fn verify_metrics() -> &'static VerifyMetrics {
     })
 }
 
-fn ratelimit_view(a: crate::limits::Applied) -> VerifyRatelimit {
-    VerifyRatelimit {
+fn ratelimit_ref<'a>(a: &crate::limits::Applied<'a>) -> RatelimitRef<'a> {
+    RatelimitRef {
         name: a.name,
         scope: a.scope,
         limit: a.limit,
         duration_ms: a.duration_ms,
         remaining: a.remaining,
-        reset_at: rfc3339_micros(a.reset_at),
-        retry_after_ms: a.retry_after.map(|us| {
-            u64::try_from(us.max(0).div_euclid(1000) + i64::from(us % 1000 != 0)).unwrap_or(0)
-        }),
+        reset_at: Rfc3339Micros(a.reset_at),
+        retry_after_ms: a
+            .retry_after
+            .map(|us| u64::try_from((us.max(0) + 999) / 1000).unwrap_or(0)),
         exceeded: a.exceeded,
     }
 }
 
-/// RFC 3339 with milliseconds, for Unix microseconds (rate-limit resets are sub-second).
-fn rfc3339_micros(us: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    t.format(&format).unwrap_or_default()
+/// Unix microseconds written as RFC 3339 UTC with milliseconds
+/// (`2026-11-23T10:00:00.600Z`): rate-limit resets are sub-second. Written by hand
+/// because a general formatter was a visible share of a limited verify's cost.
+struct Rfc3339Micros(i64);
+
+impl Serialize for Rfc3339Micros {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let ms = self.0.div_euclid(1_000);
+        let t = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1_000))
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        let (h, mi, sec) = t.to_hms();
+        let fields = [
+            (u32::try_from(t.year()).unwrap_or(0), 4),
+            (u32::from(u8::from(t.month())), 2),
+            (u32::from(t.day()), 2),
+            (u32::from(h), 2),
+            (u32::from(mi), 2),
+            (u32::from(sec), 2),
+            (u32::try_from(ms.rem_euclid(1_000)).unwrap_or(0), 3),
+        ];
+        // `YYYY-MM-DDTHH:MM:SS.mmmZ`: each field's digits, then its separator.
+        let mut buf = *b"0000-00-00T00:00:00.000Z";
+        let mut at = 0;
+        for (value, width) in fields {
+            let mut v = value;
+            for i in (0..width).rev() {
+                if let Some(b) = buf.get_mut(at + i) {
+                    *b = b'0' + u8::try_from(v % 10).unwrap_or(0);
+                }
+                v /= 10;
+            }
+            at += width + 1;
+        }
+        s.serialize_str(std::str::from_utf8(&buf).unwrap_or_default())
+    }
 }
 
 #[utoipa::path(post, path = "/v1/keys/verify", tag = "verify", request_body = VerifyRequest,
@@ -281,7 +323,7 @@ pub async fn verify(
                 grace_until: rfc3339(r.grace_until),
             })
         }),
-        ratelimits: limits.ratelimits.into_iter().map(ratelimit_view).collect(),
+        ratelimits: limits.ratelimits.iter().map(ratelimit_ref).collect(),
         remaining: limits.remaining,
     };
     let body = to_body(&answer)?;
@@ -291,4 +333,18 @@ pub async fn verify(
     }
     m.duration.record(start.elapsed().as_secs_f64());
     Ok(json_response(StatusCode::OK, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reset_times_are_rfc3339_with_milliseconds() {
+        let text = |us: i64| serde_json::to_string(&Rfc3339Micros(us)).unwrap();
+        assert_eq!(text(0), "\"1970-01-01T00:00:00.000Z\"");
+        // 2026-11-23T19:58:21.123456Z
+        assert_eq!(text(1_795_463_901_123_456), "\"2026-11-23T19:58:21.123Z\"");
+        assert_eq!(text(1_795_463_901_999_999), "\"2026-11-23T19:58:21.999Z\"");
+    }
 }
