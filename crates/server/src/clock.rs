@@ -33,7 +33,13 @@ impl Clock {
 
     /// Now, in whole seconds (what Keyhaven stores).
     pub fn now(&self) -> Timestamp {
-        keyhaven_store::from_unix(self.now_micros().div_euclid(MICROS))
+        Self::seconds(self.now_micros())
+    }
+
+    /// The whole-second timestamp of `micros` (from [`Clock::now_micros`]), for callers
+    /// that need both forms of one instant.
+    pub fn seconds(micros: i64) -> Timestamp {
+        keyhaven_store::from_unix(micros.div_euclid(MICROS))
     }
 
     /// Now in Unix microseconds, for rate limits (whose intervals can be milliseconds).

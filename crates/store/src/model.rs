@@ -138,7 +138,8 @@ pub enum QuotaTarget {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuotaUse {
     pub target: QuotaTarget,
-    pub used: u64,
+    /// Negative: uses given back (a refund of uses already written).
+    pub used: i64,
     /// (refill time, amount) when the counter was refilled since the last write.
     pub refilled: Option<(Timestamp, u64)>,
 }

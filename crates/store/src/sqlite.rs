@@ -1207,7 +1207,7 @@ impl Store for SqliteStore {
                 QuotaTarget::Key(id) => ("keys", "key_id", id),
                 QuotaTarget::Owner(id) => ("owners", "id", id),
             };
-            let used = i64::try_from(u.used).unwrap_or(i64::MAX);
+            let used = u.used;
             let mut refilled = false;
             if let Some((at, amount)) = u.refilled {
                 // Another writer may have refilled for this boundary (or a later one)
@@ -1226,7 +1226,7 @@ impl Store for SqliteStore {
                     .await?;
                 refilled = done.rows_affected() > 0;
             }
-            if !refilled && used > 0 {
+            if !refilled && used != 0 {
                 let sql = format!(
                     "UPDATE {table} SET quota_remaining = MAX(quota_remaining - ?1, 0) \
                      WHERE {column} = ?2 AND quota_remaining IS NOT NULL"

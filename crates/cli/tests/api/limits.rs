@@ -269,7 +269,7 @@ async fn a_call_denied_by_one_limit_or_the_quota_consumes_nothing() {
 }
 
 #[tokio::test]
-async fn owner_limits_are_shared_by_its_keys_and_the_most_specific_definition_wins() {
+async fn owner_limits_are_shared_by_its_keys_and_always_apply() {
     let app = spawn_app().await;
     let ks = keyspace_with(
         &app,
@@ -317,12 +317,27 @@ async fn owner_limits_are_shared_by_its_keys_and_the_most_specific_definition_wi
     let denied = verify_body(&app, json!({"key": a})).await;
     assert_eq!(denied["ratelimits"][0]["scope"], "owner");
     assert_eq!(denied["ratelimits"][0]["limit"], 3);
-    // The key's own "requests" replaces the owner's: its own bucket of 10. The owner's
-    // quota (5 uses, 3 taken) still binds it.
+    // A key's own "requests" adds its own bucket of 10 but never lifts the owner's cap.
+    let capped = verify_body(&app, json!({"key": own})).await;
+    assert_eq!(code(&capped), "RATE_LIMITED", "{capped}");
+    let scopes: Vec<(&str, bool)> = capped["ratelimits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["scope"].as_str().unwrap(),
+                r["exceeded"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(scopes, [("key", false), ("owner", true)]);
+    // A minute later the owner's 3 are back; the owner's quota (5 uses, 3 taken) binds.
+    app.clock.advance(60);
     let first = verify_body(&app, json!({"key": own})).await;
     assert_eq!(code(&first), "VALID", "{first}");
-    assert_eq!(first["ratelimits"][0]["scope"], "key");
     assert_eq!(first["ratelimits"][0]["remaining"], 9);
+    assert_eq!(first["ratelimits"][1]["remaining"], 2);
     assert_eq!(first["remaining"], 1);
     assert_eq!(code(&verify_body(&app, json!({"key": own})).await), "VALID");
     assert_eq!(
@@ -540,7 +555,12 @@ async fn acknowledged_quota_uses_survive_kill_9_with_zero_loss_and_a_graceful_st
                 .unwrap()
         }
     };
-    let ks = call(server.base.clone(), "/v1/keyspaces", json!({"name": "q", "prefix": "q"})).await;
+    let ks = call(
+        server.base.clone(),
+        "/v1/keyspaces",
+        json!({"name": "q", "prefix": "q"}),
+    )
+    .await;
     let key = call(
         server.base.clone(),
         "/v1/keys",
@@ -558,7 +578,10 @@ async fn acknowledged_quota_uses_survive_kill_9_with_zero_loss_and_a_graceful_st
     let server = spawn_process(dir.path(), logs.path(), &zero_loss).await;
     let after = verify(server.base.clone()).await;
     assert_eq!(after["code"], "VALID");
-    assert_eq!(after["remaining"], 19, "30 uses before the kill, 1 after: {after}");
+    assert_eq!(
+        after["remaining"], 19,
+        "30 uses before the kill, 1 after: {after}"
+    );
     drop(server);
 
     // Default batching: a graceful stop (SIGTERM) writes the pending uses.
@@ -567,7 +590,13 @@ async fn acknowledged_quota_uses_survive_kill_9_with_zero_loss_and_a_graceful_st
         assert_eq!(verify(server.base.clone()).await["code"], "VALID");
     }
     let pid = server.child.id().to_string();
-    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let mut server = server;
     server.child.wait().unwrap();
     drop(server);

@@ -31,12 +31,13 @@ impl Drop for RedisServer {
     }
 }
 
+#[allow(clippy::print_stdout)]
 fn redis_missing(what: &str) -> Option<RedisServer> {
     assert!(
         std::env::var("CI").as_deref() != Ok("true"),
         "{what}: redis-server is required under CI (.ci/run installs it)"
     );
-    eprintln!("SKIPPED {what}: no redis-server on PATH (bash .ci/run installs it)");
+    println!("SKIPPED {what}: no redis-server on PATH (bash .ci/run installs it)");
     None
 }
 
@@ -384,4 +385,124 @@ async fn with_redis_gone_each_node_enforces_its_share_and_nothing_else_changes()
 /// The secret part of a key (what must never reach a log).
 fn secret_of(key: &str) -> String {
     key[key.len() - 36..key.len() - 6].to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_a_refused_call_consumes_neither_limits_nor_quota() {
+    let Some((url, _private)) =
+        shared_redis("with_redis_a_refused_call_consumes_neither_limits_nor_quota")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let node = Node {
+        process: spawn_process(dir.path(), logs.path(), &[("KEYHAVEN_REDIS_URL", &url)]).await,
+    };
+    let root = node.process.printed_root_key();
+    let verify_url = format!("{}/v1/keys/verify", node.process.base);
+    let http = reqwest::Client::new();
+    // Refused by the limit: the quota keeps what the call would have taken.
+    let (key, _) = setup_key(
+        &node,
+        &root,
+        "allornone",
+        json!([{"name": "requests", "limit": 2, "duration_ms": 60_000}]),
+        json!({"quota": {"remaining": 5}}),
+    )
+    .await;
+    let codes: Vec<Value> =
+        futures_in_order(&http, &verify_url, &root, &json!({"key": key}), 3).await;
+    assert_eq!(
+        codes.iter().map(|a| a["code"].clone()).collect::<Vec<_>>(),
+        ["VALID", "VALID", "RATE_LIMITED"]
+    );
+    assert_eq!(codes[2]["remaining"], 3, "{}", codes[2]);
+    let key_id = key.split('_').nth(1).unwrap();
+    let view: Value = http
+        .get(format!("{}/v1/keys/{key_id}", node.process.base))
+        .bearer_auth(&root)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["quota"]["remaining"], 3, "{view}");
+    // Refused by the quota: the shared limit keeps what the call would have taken.
+    let http2 = reqwest::Client::new();
+    let (key2, ks2) = setup_key(
+        &node,
+        &root,
+        "quotafirst",
+        json!([{"name": "requests", "limit": 10, "duration_ms": 60_000}]),
+        json!({"quota": {"remaining": 1}}),
+    )
+    .await;
+    let _ = ks2;
+    let answers = futures_in_order(&http2, &verify_url, &root, &json!({"key": key2}), 4).await;
+    assert_eq!(answers[0]["code"], "VALID");
+    assert!(
+        answers[1..].iter().all(|a| a["code"] == "USAGE_EXCEEDED"),
+        "{answers:?}"
+    );
+    let ask = post(&http2, &verify_url, &root, &json!({"key": key2, "cost": 0})).await;
+    assert_eq!(
+        ask["ratelimits"][0]["remaining"], 9,
+        "only the admitted call counted: {ask}"
+    );
+}
+
+async fn futures_in_order(
+    http: &reqwest::Client,
+    url: &str,
+    root: &str,
+    body: &Value,
+    n: usize,
+) -> Vec<Value> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(post(http, url, root, body).await);
+    }
+    out
+}
+
+/// A top-up through one node reaches another node's counter within the cache TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_top_up_through_one_node_reaches_the_other_within_the_cache_ttl() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let envs = [("KEYHAVEN_CACHE_TTL_MS", "300")];
+    let a = Node {
+        process: spawn_process(dir.path(), logs.path(), &envs).await,
+    };
+    let root = a.process.printed_root_key();
+    let b = Node {
+        process: spawn_process(dir.path(), logs.path(), &envs).await,
+    };
+    let (key, _) = setup_key(
+        &a,
+        &root,
+        "topup",
+        json!([]),
+        json!({"quota": {"remaining": 2}}),
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let on_b = format!("{}/v1/keys/verify", b.process.base);
+    let answers = futures_in_order(&http, &on_b, &root, &json!({"key": key}), 3).await;
+    assert_eq!(answers[2]["code"], "USAGE_EXCEEDED");
+    let key_id = key.split('_').nth(1).unwrap();
+    let patched = http
+        .patch(format!("{}/v1/keys/{key_id}", a.process.base))
+        .bearer_auth(&root)
+        .json(&json!({"quota": {"remaining": 5}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(patched.status().is_success());
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let after = post(&http, &on_b, &root, &json!({"key": key})).await;
+    assert_eq!(after["code"], "VALID", "{after}");
+    assert_eq!(after["remaining"], 4);
 }

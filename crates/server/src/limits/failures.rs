@@ -55,7 +55,7 @@ impl FailureLimits {
         now_us: i64,
     ) -> Option<Applied<'static>> {
         let key_bucket = key_id.map(|id| format!("f:k:{id}"));
-        let ip_bucket = ip.map(|ip| format!("f:ip:{ip}"));
+        let ip_bucket = ip.map(|ip| format!("f:ip:{}", client_block(ip)));
         let requests: Vec<BucketRequest<'_>> =
             [(&key_bucket, self.per_key), (&ip_bucket, self.per_ip)]
                 .into_iter()
@@ -77,7 +77,11 @@ impl FailureLimits {
             .find(|(_, o)| !o.admitted)
             .map(|(r, o)| Applied {
                 name: NAME,
-                scope: LimitScope::Key,
+                scope: if r.id.starts_with("f:ip:") {
+                    LimitScope::Client
+                } else {
+                    LimitScope::Key
+                },
                 limit: r.limit.limit,
                 duration_ms: r.limit.period_ms,
                 remaining: 0,
@@ -89,5 +93,32 @@ impl FailureLimits {
 
     pub fn sweep(&self, now_us: i64) {
         self.buckets.sweep(now_us);
+    }
+}
+
+/// The block one client is counted by: an IPv4 address (IPv4-mapped IPv6 included), or
+/// an IPv6 /64 (what one subscriber usually gets, so rotating addresses within it
+/// gains nothing).
+fn client_block(ip: IpAddr) -> String {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let [a, b, c, d, ..] = v6.segments();
+            format!("{a:x}:{b:x}:{c:x}:{d:x}::/64")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients_are_counted_by_ipv4_address_or_ipv6_64() {
+        let block = |s: &str| client_block(s.parse().unwrap());
+        assert_eq!(block("203.0.113.9"), "203.0.113.9");
+        assert_eq!(block("::ffff:203.0.113.9"), "203.0.113.9");
+        assert_eq!(block("2001:db8:1:2:aaaa::1"), block("2001:db8:1:2:ffff::9"));
+        assert_ne!(block("2001:db8:1:2::1"), block("2001:db8:1:3::1"));
     }
 }

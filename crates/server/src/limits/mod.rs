@@ -36,6 +36,8 @@ use crate::config::{Config, RatelimitFallback};
 pub enum LimitScope {
     Key,
     Owner,
+    /// The failed-verification limiter's per-address budget.
+    Client,
 }
 
 /// A limit a verification asks for by name, with its own cost.
@@ -74,27 +76,25 @@ pub struct Decision<'a> {
     pub quota_use: Option<u64>,
 }
 
-/// The limits that apply to `record`, most specific definition per name, in order of
-/// first definition.
+/// The limits that apply to `record`: the keyspace's defaults, each replaced by a
+/// limit of the same name that the key or its owner defines, in the key's own bucket;
+/// then every owner limit, in the owner's shared bucket. An owner's limits always apply:
+/// a key's own limit of the same name adds to them and never lifts them (so a root key
+/// that may not touch owners cannot free a key from its owner's cap).
 pub fn effective_limits(record: &KeyForVerify) -> Vec<(LimitScope, &RateLimitDef)> {
-    let mut out: Vec<(LimitScope, &RateLimitDef)> = Vec::new();
     let owner_defs = match record.key.owner_id {
         Some(_) => record.owner_limits.ratelimits.as_slice(),
         None => &[],
     };
-    let layers = [
-        (LimitScope::Key, record.keyspace_ratelimits.as_slice()),
-        (LimitScope::Owner, owner_defs),
-        (LimitScope::Key, record.key.limits.ratelimits.as_slice()),
-    ];
-    for (scope, defs) in layers {
-        for def in defs {
-            match out.iter_mut().find(|(_, d)| d.name == def.name) {
-                Some(slot) => *slot = (scope, def),
-                None => out.push((scope, def)),
-            }
-        }
-    }
+    let own = &record.key.limits.ratelimits;
+    let mut out: Vec<(LimitScope, &RateLimitDef)> = record
+        .keyspace_ratelimits
+        .iter()
+        .filter(|d| !own.iter().chain(owner_defs).any(|o| o.name == d.name))
+        .map(|d| (LimitScope::Key, d))
+        .collect();
+    out.extend(own.iter().map(|d| (LimitScope::Key, d)));
+    out.extend(owner_defs.iter().map(|d| (LimitScope::Owner, d)));
     out
 }
 
@@ -162,7 +162,7 @@ impl Limiter {
                 };
                 let owner = record.key.owner_id.as_deref().unwrap_or_default();
                 let id = match scope {
-                    LimitScope::Key => format!("k:{key_id}:{}", def.name),
+                    LimitScope::Key | LimitScope::Client => format!("k:{key_id}:{}", def.name),
                     LimitScope::Owner => format!("o:{owner}:{}", def.name),
                 };
                 Some(Planned {
@@ -196,8 +196,9 @@ impl Limiter {
 
         match &self.redis {
             Some(redis) if !planned.is_empty() => {
-                self.decide_shared(redis, &planned, &quota_requests, now_us, now_s)
-                    .await
+                // Boxed: the Redis call's future is large, and every verification's
+                // future would otherwise carry (and move) its size.
+                Box::pin(self.decide_shared(redis, &planned, &quota_requests, now_us, now_s)).await
             }
             _ => self.decide_local(&planned, &quota_requests, now_us, now_s, 1),
         }
@@ -271,14 +272,16 @@ impl Limiter {
         now_s: i64,
     ) -> Decision<'a> {
         if redis.available() {
-            // Quotas first (without taking): a call the quota refuses must not count
-            // against the shared limits.
-            let peek = (!quota_requests.is_empty())
-                .then(|| self.quotas.lock().decide(quota_requests, now_s, false));
-            if let Some(q) = &peek
+            // Quotas are taken first and given back if Redis refuses or fails: a call
+            // the quota refuses never counts against the shared limits, and one the
+            // limits refuse costs no quota. (Meanwhile a concurrent call may see the
+            // taken use missing: the error is towards refusing, never admitting more.)
+            let quota = (!quota_requests.is_empty())
+                .then(|| self.quotas.lock().decide(quota_requests, now_s, true));
+            if let Some(q) = &quota
                 && !q.admitted
             {
-                return decision(planned, &[], peek, true, 1);
+                return decision(planned, &[], quota, true, 1);
             }
             let requests: Vec<BucketRequest<'_>> = planned
                 .iter()
@@ -288,29 +291,48 @@ impl Limiter {
                     cost: p.cost,
                 })
                 .collect();
-            match redis.decide(&requests, now_us).await {
+            let shared = redis.decide(&requests, now_us).await;
+            let admitted = shared
+                .as_ref()
+                .is_ok_and(|outcomes| outcomes.iter().all(|o| o.admitted));
+            if let Some(q) = &quota
+                && !admitted
+            {
+                self.quotas.refund(quota_requests, q);
+            }
+            match shared {
                 Ok(outcomes) => {
                     self.note_fallback(false);
-                    let rate_ok = outcomes.iter().all(|o| o.admitted);
-                    let quota = (!quota_requests.is_empty())
-                        .then(|| self.quotas.lock().decide(quota_requests, now_s, rate_ok));
-                    // A quota that ran out between the peek and now denies the call,
-                    // though Redis counted it (documented).
-                    return decision(planned, &outcomes, quota, rate_ok, 1);
+                    let quota = quota.map(|mut q| {
+                        if !admitted {
+                            // Refunded: report the counters as they stand.
+                            q.seq = None;
+                            q.remaining = q
+                                .remaining
+                                .iter()
+                                .zip(quota_requests)
+                                .map(|(left, r)| left.saturating_add(r.cost))
+                                .collect();
+                        }
+                        q
+                    });
+                    return decision(planned, &outcomes, quota, admitted, 1);
                 }
                 Err(e) => {
-                    tracing::warn!(error = ?e.kind(), "Redis rate-limit decision failed");
+                    tracing::debug!(error = ?e, "Redis did not decide a rate limit");
                 }
             }
         }
         self.note_fallback(true);
         crate::metrics::ratelimit_fallback();
-        match self.fallback {
-            RatelimitFallback::LocalShare => {
-                let nodes = self.nodes_override.unwrap_or_else(|| redis.nodes());
+        // Without a node count (none configured, none counted yet) a share cannot be
+        // computed: refusing is the only answer that never admits more than the limit.
+        let nodes = self.nodes_override.or_else(|| redis.counted_nodes());
+        match (self.fallback, nodes) {
+            (RatelimitFallback::LocalShare, Some(nodes)) => {
                 self.decide_local(planned, quota_requests, now_us, now_s, nodes.max(1))
             }
-            RatelimitFallback::Deny => {
+            _ => {
                 let outcomes: Vec<Outcome> = planned
                     .iter()
                     .map(|p| {
@@ -336,8 +358,9 @@ impl Limiter {
                     "Redis is unreachable: rate limits fall back to this node's share"
                 );
             } else {
+                // Fallback buckets are kept (they empty by themselves): a Redis that
+                // comes and goes must not hand out a fresh burst share each time.
                 tracing::warn!("Redis is reachable again: rate limits are shared");
-                self.local.clear();
             }
         }
     }
@@ -352,9 +375,13 @@ impl Limiter {
             match redis.heartbeat(now_us / 1000).await {
                 Ok(nodes) => {
                     crate::metrics::ratelimit_nodes(nodes);
+                    crate::metrics::ratelimit_redis_up(true);
                     self.note_fallback(false);
                 }
-                Err(e) => tracing::warn!(error = ?e.kind(), "Redis heartbeat failed"),
+                Err(e) => {
+                    crate::metrics::ratelimit_redis_up(false);
+                    tracing::warn!(error = ?e, "Redis heartbeat failed");
+                }
             }
         }
     }

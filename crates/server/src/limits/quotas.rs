@@ -18,8 +18,12 @@ use keyhaven_store::{Quota, QuotaTarget, QuotaUse, Store, StoreError, from_unix}
 struct Cell {
     state: QuotaState,
     refill: Option<Refill>,
-    /// Uses since the last write.
-    used: u64,
+    /// The `refilled_at` of the stored quota this counter follows (raised by its own
+    /// refills). A stored quota set later (a top-up through any node) has a newer one and
+    /// replaces the counter.
+    origin: i64,
+    /// Uses since the last write (negative after a refund of uses already written).
+    used: i64,
     /// A refill since the last write: (boundary, amount).
     refilled: Option<(i64, u64)>,
 }
@@ -58,13 +62,39 @@ impl Quotas {
     }
 
     /// The counter as this node knows it, if it has used it.
-    pub fn current(&self, target: &QuotaTarget) -> Option<u64> {
-        self.lock().0.cells.get(target).map(|c| c.state.remaining)
+    pub fn current(&self, target: &QuotaTarget) -> Option<QuotaState> {
+        self.lock().0.cells.get(target).map(|c| c.state)
     }
 
-    /// Forgets `target`'s counter (after its stored quota was set): the next use reloads it.
-    pub fn forget(&self, target: &QuotaTarget) {
-        self.lock().0.cells.remove(target);
+    /// After `target`'s stored quota was set to `quota` (or removed): this node counts
+    /// from the new value at once, whatever verifications still in flight read before.
+    pub fn set(&self, target: &QuotaTarget, quota: Option<&Quota>) {
+        let mut c = self.lock();
+        match quota {
+            Some(q) => {
+                c.0.cells.insert(target.clone(), Cell::from_stored(q));
+            }
+            None => {
+                c.0.cells.remove(target);
+            }
+        }
+    }
+
+    /// Gives back what `decision` took (a call the shared rate limits then refused),
+    /// unless the counter was refilled or set since.
+    pub fn refund(&self, requests: &[QuotaRequest<'_>], decision: &QuotaDecision) {
+        if decision.seq.is_none() {
+            return;
+        }
+        let mut c = self.lock();
+        for (r, taken_at) in requests.iter().zip(&decision.refilled_at) {
+            if let Some(cell) = c.0.cells.get_mut(r.target)
+                && cell.state.refilled_at == *taken_at
+            {
+                cell.state.remaining = cell.state.remaining.saturating_add(r.cost);
+                cell.used -= i64::try_from(r.cost).unwrap_or(0);
+            }
+        }
     }
 
     /// Writes pending uses. On failure they stay pending for the next attempt.
@@ -80,7 +110,7 @@ impl Quotas {
             let uses: Vec<QuotaUse> =
                 c.0.cells
                     .iter_mut()
-                    .filter(|(_, cell)| cell.used > 0 || cell.refilled.is_some())
+                    .filter(|(_, cell)| cell.used != 0 || cell.refilled.is_some())
                     .map(|(target, cell)| {
                         let u = QuotaUse {
                             target: target.clone(),
@@ -160,13 +190,14 @@ impl LockedQuotas<'_> {
     ) -> QuotaDecision {
         let mut remaining = Vec::with_capacity(requests.len());
         let mut next = Vec::with_capacity(requests.len());
+        let mut refilled_at = Vec::with_capacity(requests.len());
         for r in requests {
-            let cell = self.0.cells.get(r.target).copied().unwrap_or(Cell {
-                state: r.stored.state(),
-                refill: r.stored.refill,
-                used: 0,
-                refilled: None,
-            });
+            let stored_at = r.stored.refilled_at.unix_timestamp();
+            let cell = match self.0.cells.get(r.target) {
+                Some(cell) if cell.origin >= stored_at => *cell,
+                // Never used here, or set since (through another node): follow the store.
+                _ => Cell::from_stored(r.stored),
+            };
             let now_state = quota::current(cell.state, cell.refill, now);
             match quota::take(now_state, r.cost) {
                 Some(after) => {
@@ -176,6 +207,7 @@ impl LockedQuotas<'_> {
                     } else {
                         now_state.remaining
                     });
+                    refilled_at.push(after.refilled_at);
                     next.push((r, cell, now_state, after));
                 }
                 None => {
@@ -183,6 +215,7 @@ impl LockedQuotas<'_> {
                         admitted: false,
                         remaining: vec![now_state.remaining],
                         seq: None,
+                        refilled_at: Vec::new(),
                     };
                 }
             }
@@ -193,8 +226,9 @@ impl LockedQuotas<'_> {
                 if now_state.refilled_at != cell.state.refilled_at {
                     cell.refilled = Some((now_state.refilled_at, now_state.remaining));
                     cell.used = 0;
+                    cell.origin = cell.origin.max(now_state.refilled_at);
                 }
-                cell.used += r.cost;
+                cell.used += i64::try_from(r.cost).unwrap_or(i64::MAX);
                 cell.state = after;
                 self.0.cells.insert(r.target.clone(), cell);
             }
@@ -207,6 +241,19 @@ impl LockedQuotas<'_> {
             admitted: true,
             remaining,
             seq,
+            refilled_at,
+        }
+    }
+}
+
+impl Cell {
+    fn from_stored(q: &Quota) -> Self {
+        Self {
+            state: q.state(),
+            refill: q.refill,
+            origin: q.refilled_at.unix_timestamp(),
+            used: 0,
+            refilled: None,
         }
     }
 }
@@ -219,4 +266,6 @@ pub struct QuotaDecision {
     pub remaining: Vec<u64>,
     /// The use's sequence number, when one was taken.
     pub seq: Option<u64>,
+    /// Each counter's refill time after the decision (for a refund).
+    pub refilled_at: Vec<i64>,
 }

@@ -28,6 +28,21 @@ pub const NODE_TTL_MS: i64 = 15_000;
 const KEY_PREFIX: &str = "keyhaven:rl:";
 const NODES_KEY: &str = "keyhaven:nodes";
 
+/// Why Redis did not decide a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unavailable {
+    /// Another task is connecting right now; this call falls back without waiting.
+    Connecting,
+    /// Redis failed (refused, timed out, errored): left alone for [`RETRY_AFTER`].
+    Failed(redis::ErrorKind),
+}
+
+impl From<redis::RedisError> for Unavailable {
+    fn from(e: redis::RedisError) -> Self {
+        Self::Failed(e.kind())
+    }
+}
+
 /// KEYS: the buckets. ARGV: now, then interval, capacity, cost for each bucket.
 /// Returns {admitted, tat_1, …, tat_n} with each tat as stored before (-1: none).
 const SCRIPT: &str = r"
@@ -55,7 +70,7 @@ if ok == 1 then
     local cost = tonumber(ARGV[3 * i + 1])
     if cost > 0 then
       local ttl = math.floor((after[i] - now) / 1000) + 1
-      redis.call('SET', KEYS[i], string.format('%d', after[i]), 'PX', ttl)
+      redis.call('SET', KEYS[i], string.format('%d', after[i]), 'PX', string.format('%d', ttl))
     end
   end
 end
@@ -67,7 +82,10 @@ return out
 #[derive(Debug)]
 pub struct RedisLimits {
     client: redis::Client,
-    connection: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    /// The shared connection (held only to clone it: never across an await).
+    connection: Mutex<Option<MultiplexedConnection>>,
+    /// Held by the one task that (re)connects; others do not wait for it but fall back.
+    connecting: tokio::sync::Mutex<()>,
     down_until: Mutex<Option<Instant>>,
     script: redis::Script,
     timeout: Duration,
@@ -81,12 +99,13 @@ impl RedisLimits {
             .map_err(|e| anyhow::anyhow!("redis_url is not a Redis URL ({:?})", e.kind()))?;
         Ok(Self {
             client,
-            connection: tokio::sync::Mutex::new(None),
+            connection: Mutex::new(None),
+            connecting: tokio::sync::Mutex::new(()),
             down_until: Mutex::new(None),
             script: redis::Script::new(SCRIPT),
             timeout,
             node_id,
-            nodes: AtomicU64::new(1),
+            nodes: AtomicU64::new(0),
         })
     }
 
@@ -96,28 +115,50 @@ impl RedisLimits {
         down.is_none_or(|until| Instant::now() >= until)
     }
 
-    /// Live nodes, as last counted (at least 1).
-    pub fn nodes(&self) -> u64 {
-        self.nodes.load(Ordering::Relaxed).max(1)
+    /// Live nodes, as last counted; `None` before the first count.
+    pub fn counted_nodes(&self) -> Option<u64> {
+        match self.nodes.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(n),
+        }
     }
 
-    async fn connection(&self) -> Result<MultiplexedConnection, redis::RedisError> {
-        let mut slot = self.connection.lock().await;
-        if let Some(c) = slot.as_ref() {
-            return Ok(c.clone());
+    fn cached(&self) -> Option<MultiplexedConnection> {
+        self.connection
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The shared connection, connecting when there is none. Only one task connects at
+    /// a time, bounded by the timeout; any other call meanwhile fails at once (and
+    /// falls back) instead of queueing behind it.
+    async fn connection(&self) -> Result<MultiplexedConnection, Unavailable> {
+        if let Some(c) = self.cached() {
+            return Ok(c);
+        }
+        let Ok(_connecting) = self.connecting.try_lock() else {
+            return Err(Unavailable::Connecting);
+        };
+        if let Some(c) = self.cached() {
+            return Ok(c);
         }
         let connect = self.client.get_multiplexed_async_connection();
         let c = tokio::time::timeout(self.timeout, connect)
             .await
-            .map_err(|_| timed_out())??;
-        *slot = Some(c.clone());
+            .map_err(|_| timed_out())?
+            .map_err(Unavailable::from)?;
+        *self.connection.lock().unwrap_or_else(|p| p.into_inner()) = Some(c.clone());
         Ok(c)
     }
 
-    async fn failed(&self, e: redis::RedisError) -> redis::RedisError {
-        *self.connection.lock().await = None;
+    fn failed(&self, e: Unavailable) -> Unavailable {
+        if e == Unavailable::Connecting {
+            return e;
+        }
         *self.down_until.lock().unwrap_or_else(|p| p.into_inner()) =
             Some(Instant::now() + RETRY_AFTER);
+        *self.connection.lock().unwrap_or_else(|p| p.into_inner()) = None;
         e
     }
 
@@ -126,14 +167,14 @@ impl RedisLimits {
         &self,
         requests: &[BucketRequest<'_>],
         now: i64,
-    ) -> Result<Vec<Outcome>, redis::RedisError> {
+    ) -> Result<Vec<Outcome>, Unavailable> {
         let result = self.invoke(requests, now).await;
         match result {
             Ok(before) => {
                 *self.down_until.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 Ok(before)
             }
-            Err(e) => Err(self.failed(e).await),
+            Err(e) => Err(self.failed(e)),
         }
     }
 
@@ -141,7 +182,7 @@ impl RedisLimits {
         &self,
         requests: &[BucketRequest<'_>],
         now: i64,
-    ) -> Result<Vec<Outcome>, redis::RedisError> {
+    ) -> Result<Vec<Outcome>, Unavailable> {
         let mut conn = self.connection().await?;
         let mut call = self.script.prepare_invoke();
         call.arg(now);
@@ -153,7 +194,8 @@ impl RedisLimits {
         }
         let reply: Vec<i64> = tokio::time::timeout(self.timeout, call.invoke_async(&mut conn))
             .await
-            .map_err(|_| timed_out())??;
+            .map_err(|_| timed_out())?
+            .map_err(Unavailable::from)?;
         let admitted = reply.first() == Some(&1);
         let outcomes: Vec<Outcome> = requests
             .iter()
@@ -175,16 +217,13 @@ impl RedisLimits {
             })
             .collect();
         if outcomes.len() != requests.len() {
-            return Err(redis::RedisError::from((
-                redis::ErrorKind::UnexpectedReturnType,
-                "rate-limit script answered with the wrong number of buckets",
-            )));
+            return Err(Unavailable::Failed(redis::ErrorKind::UnexpectedReturnType));
         }
         Ok(outcomes)
     }
 
     /// Says this node is alive and counts the live nodes (for the fallback share).
-    pub async fn heartbeat(&self, now_ms: i64) -> Result<u64, redis::RedisError> {
+    pub async fn heartbeat(&self, now_ms: i64) -> Result<u64, Unavailable> {
         let result = async {
             let mut conn = self.connection().await?;
             let mut pipe = redis::pipe();
@@ -196,7 +235,8 @@ impl RedisLimits {
                 .zcard(NODES_KEY);
             let (count,): (u64,) = tokio::time::timeout(self.timeout, pipe.query_async(&mut conn))
                 .await
-                .map_err(|_| timed_out())??;
+                .map_err(|_| timed_out())?
+                .map_err(Unavailable::from)?;
             Ok(count)
         }
         .await;
@@ -205,11 +245,11 @@ impl RedisLimits {
                 self.nodes.store(count.max(1), Ordering::Relaxed);
                 Ok(count)
             }
-            Err(e) => Err(self.failed(e).await),
+            Err(e) => Err(self.failed(e)),
         }
     }
 }
 
-fn timed_out() -> redis::RedisError {
-    redis::RedisError::from((redis::ErrorKind::Io, "Redis did not answer in time"))
+fn timed_out() -> Unavailable {
+    Unavailable::Failed(redis::ErrorKind::Io)
 }

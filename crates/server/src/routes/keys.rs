@@ -18,7 +18,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::keyspaces::{rfc3339, visible_keyspace};
 use super::limits::{
     QuotaBody, QuotaCtx, QuotaView, RateLimitBody, quota, quota_audit, rate_limit_views,
-    rate_limits,
+    rate_limits, set_at,
 };
 use super::*;
 use crate::auth::{RootAuth, Scope};
@@ -574,7 +574,9 @@ pub async fn update(
     }
     let quota_write = match req.quota {
         Some(q) => {
-            after.limits.quota = q.map(|q| quota(q, now)).transpose()?;
+            after.limits.quota = q
+                .map(|q| quota(q, set_at(before.limits.quota.as_ref(), now)))
+                .transpose()?;
             QuotaWrite::Set
         }
         None => QuotaWrite::Keep,
@@ -616,10 +618,10 @@ pub async fn update(
             store
                 .update_key(&after, quota_write, Change::audited(&event))
                 .await?;
-            inner
-                .limits
-                .quotas
-                .forget(&QuotaTarget::Key(after.key_id.clone()));
+            inner.limits.quotas.set(
+                &QuotaTarget::Key(after.key_id.clone()),
+                after.limits.quota.as_ref(),
+            );
             Ok(())
         })
         .await

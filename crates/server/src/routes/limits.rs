@@ -1,7 +1,7 @@
 //! The wire form of rate limits and quotas, shared by keyspaces, owners and keys, with
 //! their validation.
 
-use keyhaven_core::quota::Refill;
+use keyhaven_core::quota::{QuotaState, Refill};
 use keyhaven_store::{Quota, RateLimitDef, Timestamp, interval_from, interval_name};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -171,11 +171,25 @@ pub fn quota(input: QuotaBody, now: Timestamp) -> Result<Quota, ApiError> {
     })
 }
 
-/// The quota as shown; `remaining` is this node's live count when it has one.
-pub fn quota_view(q: &Quota, live: Option<u64>, now: Timestamp) -> QuotaView {
-    let state = keyhaven_core::quota::current(q.state(), q.refill, now.unix_timestamp());
+/// When a quota set now counts as set: strictly after the quota it replaces, so every
+/// node, comparing the two, follows the new one (within the cache TTL) even when both
+/// were set in the same second.
+pub fn set_at(previous: Option<&Quota>, now: Timestamp) -> Timestamp {
+    match previous {
+        Some(p) if p.refilled_at >= now => p.refilled_at + time::Duration::seconds(1),
+        _ => now,
+    }
+}
+
+/// The quota as shown, as of `now` (a refill that is due counts): this node's live
+/// counter when it has one, else the stored one.
+pub fn quota_view(q: &Quota, live: Option<QuotaState>, now: Timestamp) -> QuotaView {
+    let counter = live
+        .filter(|l| l.refilled_at >= q.refilled_at.unix_timestamp())
+        .unwrap_or(q.state());
+    let state = keyhaven_core::quota::current(counter, q.refill, now.unix_timestamp());
     QuotaView {
-        remaining: live.unwrap_or(state.remaining),
+        remaining: state.remaining,
         refill: q.refill.map(|r| {
             let (interval, day) = interval_name(r.interval);
             RefillBody {

@@ -6,7 +6,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use keyhaven_store::{Change, Limits, Owner, QuotaTarget, QuotaWrite};
+use keyhaven_store::{Change, Limits, Owner, QuotaTarget, QuotaWrite, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use utoipa::{IntoParams, ToSchema};
@@ -14,7 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::keyspaces::rfc3339;
 use super::limits::{
     QuotaBody, QuotaCtx, QuotaView, RateLimitBody, quota, quota_audit, rate_limit_views,
-    rate_limits,
+    rate_limits, set_at,
 };
 use super::*;
 use crate::auth::Scope;
@@ -263,7 +263,9 @@ pub async fn update(
     }
     let quota_write = match req.quota {
         Some(q) => {
-            after.limits.quota = q.map(|q| quota(q, now)).transpose()?;
+            after.limits.quota = q
+                .map(|q| quota(q, set_at(before.limits.quota.as_ref(), now)))
+                .transpose()?;
             QuotaWrite::Set
         }
         None => QuotaWrite::Keep,
@@ -303,23 +305,38 @@ pub async fn update(
         ]),
         now,
     )?;
-    let target = QuotaTarget::Owner(id.clone());
-    if quota_write == QuotaWrite::Set {
-        // Uses counted so far are written first, so they are not taken from the new value.
-        let _writer = state.limits.quotas.for_update(state.store.as_ref()).await?;
-        state
-            .store
-            .update_owner(&after, quota_write, Change::audited(&event))
-            .await?;
-        state.limits.quotas.forget(&target);
-    } else {
-        state
-            .store
-            .update_owner(&after, quota_write, Change::audited(&event))
-            .await?;
-    }
-    // Verify answers carry the owner's external id and limits: drop every cached key.
-    state.cache.invalidate_all();
+    // On a task of its own, so a request cut off after the commit still updates this
+    // node's counter and cache (as key mutations do).
+    let task = {
+        let (inner, after) = (state.clone(), after.clone());
+        tokio::spawn(async move {
+            let store = inner.store.as_ref();
+            let result = if quota_write == QuotaWrite::Set {
+                // Uses counted so far are written first, so they are not taken from the
+                // new value.
+                let _writer = inner.limits.quotas.for_update(store).await?;
+                store
+                    .update_owner(&after, quota_write, Change::audited(&event))
+                    .await?;
+                inner.limits.quotas.set(
+                    &QuotaTarget::Owner(after.id.clone()),
+                    after.limits.quota.as_ref(),
+                );
+                Ok(())
+            } else {
+                store
+                    .update_owner(&after, quota_write, Change::audited(&event))
+                    .await
+            };
+            // Verify answers carry the owner's external id and limits.
+            inner.cache.invalidate_all();
+            result
+        })
+    };
+    task.await.map_err(|e| {
+        StoreError::Unexpected(anyhow::anyhow!("an owner update task failed: {e}"))
+    })??;
+
     Ok(json_response(
         StatusCode::OK,
         to_body(&OwnerView::new(&after, &QuotaCtx::of(&state)))?,

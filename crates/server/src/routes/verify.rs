@@ -49,7 +49,8 @@ pub const MAX_NAMED_LIMITS: usize = 32;
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct VerifyRatelimit {
     pub name: String,
-    /// `key` (this key's own bucket) or `owner` (shared by all the owner's keys).
+    /// `key` (this key's own bucket), `owner` (shared by all the owner's keys) or
+    /// `client` (the failed-verification limiter's per-address budget).
     pub scope: LimitScope,
     pub limit: u64,
     pub duration_ms: u64,
@@ -84,7 +85,8 @@ pub struct VerifyOwner {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct VerifyResponse {
     pub valid: bool,
-    /// VALID, NOT_FOUND, MALFORMED, EXPIRED, REVOKED, DISABLED or INSUFFICIENT_SCOPES.
+    /// VALID, NOT_FOUND, MALFORMED, EXPIRED, REVOKED, DISABLED, INSUFFICIENT_SCOPES,
+    /// RATE_LIMITED or USAGE_EXCEEDED.
     pub code: String,
     pub key_id: Option<String>,
     pub keyspace_id: Option<String>,
@@ -97,8 +99,9 @@ pub struct VerifyResponse {
     pub expires_at: Option<String>,
     /// Set for a rotated key that still verifies during its grace period.
     pub rotation: Option<VerifyRotation>,
-    /// Rate limits applied to this call (only once the secret matched and the key is
-    /// otherwise usable).
+    /// Rate limits applied to this call, once the secret matched and the key is
+    /// otherwise usable; or, for a failure answered RATE_LIMITED by the
+    /// failed-verification limiter, that limiter (`failed_verifications`).
     pub ratelimits: Vec<VerifyRatelimit>,
     /// Remaining uses under the key's (or its owner's, whichever is lower) quota after
     /// this call; `null` when there is none.
@@ -255,7 +258,7 @@ pub async fn verify(
         }
     }
     let now_us = state.clock.now_micros();
-    let now = state.clock.now();
+    let now = crate::clock::Clock::seconds(now_us);
     let checked = crate::verify::check(
         &state,
         req.key.expose_secret(),
