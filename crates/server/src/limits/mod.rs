@@ -161,10 +161,16 @@ impl Limiter {
                         .map(|n| n.cost.unwrap_or(cost))?,
                 };
                 let owner = record.key.owner_id.as_deref().unwrap_or_default();
-                let id = match scope {
-                    LimitScope::Key | LimitScope::Client => format!("k:{key_id}:{}", def.name),
-                    LimitScope::Owner => format!("o:{owner}:{}", def.name),
+                // The bucket: `k:<key id>:<name>` or `o:<owner id>:<name>`.
+                let (tag, holder) = match scope {
+                    LimitScope::Owner => ("o:", owner),
+                    LimitScope::Key | LimitScope::Client => ("k:", key_id.as_str()),
                 };
+                let mut id = String::with_capacity(tag.len() + holder.len() + 1 + def.name.len());
+                id.push_str(tag);
+                id.push_str(holder);
+                id.push(':');
+                id.push_str(&def.name);
                 Some(Planned {
                     scope,
                     def,

@@ -17,8 +17,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::keyspaces::{rfc3339, visible_keyspace};
 use super::limits::{
-    QuotaBody, QuotaCtx, QuotaView, RateLimitBody, quota, quota_audit, rate_limit_views,
-    rate_limits, set_at,
+    QuotaBody, QuotaCtx, QuotaView, RateLimitBody, patch_limits, quota, quota_audit,
+    rate_limit_views, rate_limits,
 };
 use super::*;
 use crate::auth::{RootAuth, Scope};
@@ -569,18 +569,7 @@ pub async fn update(
         after.enabled = enabled;
     }
     let now = state.clock.now();
-    if let Some(limits) = req.ratelimits {
-        after.limits.ratelimits = rate_limits(limits)?;
-    }
-    let quota_write = match req.quota {
-        Some(q) => {
-            after.limits.quota = q
-                .map(|q| quota(q, set_at(before.limits.quota.as_ref(), now)))
-                .transpose()?;
-            QuotaWrite::Set
-        }
-        None => QuotaWrite::Keep,
-    };
+    let quota_write = patch_limits(&mut after.limits, req.ratelimits, req.quota, now)?;
     after.updated_at = now;
     let mut changes: Vec<(&str, Value, Value)> = key_fields(&before)
         .into_iter()

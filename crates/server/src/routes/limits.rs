@@ -171,6 +171,26 @@ pub fn quota(input: QuotaBody, now: Timestamp) -> Result<Quota, ApiError> {
     })
 }
 
+/// Applies a PATCH's `ratelimits` (replace) and `quota` (set, or `null` to remove) to
+/// `limits`; says whether the quota is to be written.
+pub fn patch_limits(
+    limits: &mut keyhaven_store::Limits,
+    ratelimits: Option<Vec<RateLimitBody>>,
+    new_quota: Option<Option<QuotaBody>>,
+    now: Timestamp,
+) -> Result<keyhaven_store::QuotaWrite, ApiError> {
+    if let Some(r) = ratelimits {
+        limits.ratelimits = rate_limits(r)?;
+    }
+    let Some(q) = new_quota else {
+        return Ok(keyhaven_store::QuotaWrite::Keep);
+    };
+    limits.quota = q
+        .map(|q| quota(q, set_at(limits.quota.as_ref(), now)))
+        .transpose()?;
+    Ok(keyhaven_store::QuotaWrite::Set)
+}
+
 /// When a quota set now counts as set: strictly after the quota it replaces, so every
 /// node, comparing the two, follows the new one (within the cache TTL) even when both
 /// were set in the same second.

@@ -13,8 +13,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::keyspaces::rfc3339;
 use super::limits::{
-    QuotaBody, QuotaCtx, QuotaView, RateLimitBody, quota, quota_audit, rate_limit_views,
-    rate_limits, set_at,
+    QuotaBody, QuotaCtx, QuotaView, RateLimitBody, patch_limits, quota, quota_audit,
+    rate_limit_views, rate_limits,
 };
 use super::*;
 use crate::auth::Scope;
@@ -258,18 +258,7 @@ pub async fn update(
         after.meta = meta;
     }
     let now = state.clock.now();
-    if let Some(limits) = req.ratelimits {
-        after.limits.ratelimits = rate_limits(limits)?;
-    }
-    let quota_write = match req.quota {
-        Some(q) => {
-            after.limits.quota = q
-                .map(|q| quota(q, set_at(before.limits.quota.as_ref(), now)))
-                .transpose()?;
-            QuotaWrite::Set
-        }
-        None => QuotaWrite::Keep,
-    };
+    let quota_write = patch_limits(&mut after.limits, req.ratelimits, req.quota, now)?;
     after.updated_at = now;
     let event = audit_event(
         &auth,

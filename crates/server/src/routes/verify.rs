@@ -123,8 +123,17 @@ struct VerifyAnswer<'a> {
     meta: Option<&'a Map<String, Value>>,
     expires_at: Option<String>,
     rotation: Option<RotationRef<'a>>,
-    ratelimits: Vec<RatelimitRef<'a>>,
+    ratelimits: Ratelimits<'a>,
     remaining: Option<u64>,
+}
+
+/// The applied limits, serialized straight from the decision.
+struct Ratelimits<'a>(&'a [crate::limits::Applied<'a>]);
+
+impl Serialize for Ratelimits<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(ratelimit_ref))
+    }
 }
 
 /// [`VerifyRatelimit`] as serialized, borrowing its name.
@@ -326,7 +335,7 @@ pub async fn verify(
                 grace_until: rfc3339(r.grace_until),
             })
         }),
-        ratelimits: limits.ratelimits.iter().map(ratelimit_ref).collect(),
+        ratelimits: Ratelimits(&limits.ratelimits),
         remaining: limits.remaining,
     };
     let body = to_body(&answer)?;
