@@ -19,7 +19,7 @@ pub const OTHER_ENV: &[&str] = &[
     "KEYHAVEN_LOG",
 ];
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Address to listen on.
@@ -62,6 +62,52 @@ pub struct Config {
     /// Failed verifications per minute from one `client_ip` before further failures
     /// answer RATE_LIMITED (0: off).
     pub failed_verifications_per_ip_per_minute: u32,
+}
+
+/// `Debug` without the passwords URLs may carry (`redis://:secret@host`).
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = |u: &Option<String>| u.as_deref().map(without_password);
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &url(&self.database_url))
+            .field("log_format", &self.log_format)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("request_timeout_ms", &self.request_timeout_ms)
+            .field("cache_capacity", &self.cache_capacity)
+            .field("cache_ttl_ms", &self.cache_ttl_ms)
+            .field("usage_flush_interval_ms", &self.usage_flush_interval_ms)
+            .field("idempotency_ttl_hours", &self.idempotency_ttl_hours)
+            .field("redis_url", &url(&self.redis_url))
+            .field("redis_timeout_ms", &self.redis_timeout_ms)
+            .field("ratelimit_fallback", &self.ratelimit_fallback)
+            .field("cluster_nodes", &self.cluster_nodes)
+            .field("quota_flush_interval_ms", &self.quota_flush_interval_ms)
+            .field(
+                "failed_verifications_per_key_per_minute",
+                &self.failed_verifications_per_key_per_minute,
+            )
+            .field(
+                "failed_verifications_per_ip_per_minute",
+                &self.failed_verifications_per_ip_per_minute,
+            )
+            .finish()
+    }
+}
+
+/// `scheme://user:password@host…` → `scheme://user:<redacted>@host…`.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            format!("{scheme}://{user}:<redacted>@{host}")
+        }
+        None => url.to_owned(),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -255,6 +301,25 @@ mod tests {
         for var in OTHER_ENV {
             assert!(doc.contains(&format!("`{var}`")), "{var} undocumented");
         }
+    }
+
+    #[test]
+    fn debug_output_hides_url_passwords() {
+        let c = Config {
+            redis_url: Some("redis://:hunter2@127.0.0.1:6379/0".into()),
+            database_url: Some("postgres://kh:s3cret@db/keyhaven".into()),
+            ..Config::default()
+        };
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("s3cret"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("redis://:<redacted>@127.0.0.1:6379/0"),
+            "{shown}"
+        );
+        assert!(shown.contains("quota_flush_interval_ms"), "{shown}");
     }
 
     #[test]

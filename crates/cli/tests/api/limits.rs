@@ -137,6 +137,9 @@ async fn eight_clients_for_two_simulated_minutes_get_exactly_the_gcra_count() {
     };
     let formula = saturated_admissions(&limit, step_us * steps);
     assert_eq!(formula, 300);
+    println!(
+        "one node, 8 clients, 2 simulated minutes: admitted {admitted}, GCRA formula {formula}"
+    );
     assert!(
         admitted.abs_diff(formula) <= 1,
         "admitted {admitted}, GCRA formula {formula}"
@@ -371,6 +374,7 @@ async fn a_quota_of_1000_admits_exactly_1000_and_refills_at_its_boundary() {
     // Until every client has seen the quota run out for a while.
     load.settle(1_200).await;
     let admitted = load.stop().await;
+    println!("quota of 1000, 8 clients: {admitted} VALID");
     assert_eq!(admitted, 1000);
     let after = verify_body(&app, json!({"key": key.key.clone()})).await;
     assert_eq!(code(&after), "USAGE_EXCEEDED");
