@@ -621,3 +621,73 @@ where
     }
     out
 }
+
+#[tokio::test]
+async fn malformed_limits_and_quotas_are_precise_400s_and_write_nothing() {
+    let app = spawn_app().await;
+    let ks = app.create_keyspace("strict").await.id;
+    let rl = |v: Value| json!({"keyspace_id": ks, "ratelimits": v});
+    let q = |v: Value| json!({"keyspace_id": ks, "quota": v});
+    let many: Vec<Value> = (0..17)
+        .map(|i| json!({"name": format!("l{i}"), "limit": 1, "duration_ms": 1000}))
+        .collect();
+    let cases = [
+        rl(
+            json!([{"name": "a", "limit": 1, "duration_ms": 1000}, {"name": "a", "limit": 2, "duration_ms": 1000}]),
+        ),
+        rl(json!([{"name": "a", "limit": 0, "duration_ms": 1000}])),
+        rl(json!([{"name": "a", "limit": 1, "duration_ms": 0}])),
+        rl(json!([{"name": "a", "limit": 1, "duration_ms": 2_592_000_001u64}])),
+        rl(json!([{"name": "a", "limit": 1, "duration_ms": 1000, "burst": 0}])),
+        rl(
+            json!([{"name": "a", "limit": 1, "duration_ms": 2_592_000_000u64, "burst": 1_000_000_000}]),
+        ),
+        rl(json!([{"name": "", "limit": 1, "duration_ms": 1000}])),
+        rl(json!([{"name": "a b", "limit": 1, "duration_ms": 1000}])),
+        rl(json!([{"name": "a", "limit": -1, "duration_ms": 1000}])),
+        rl(json!([{"name": "a", "limit": 1, "duration_ms": 1000, "extra": true}])),
+        rl(json!(many)),
+        rl(json!({"name": "a"})),
+        q(json!({"remaining": -1})),
+        q(json!({"remaining": 1_125_899_906_842_625u64})),
+        q(json!({"remaining": 1, "refill": {"interval": "weekly", "amount": 1}})),
+        q(json!({"remaining": 1, "refill": {"interval": "daily", "amount": 1, "day": 3}})),
+        q(json!({"remaining": 1, "refill": {"interval": "monthly", "amount": 1, "day": 32}})),
+        q(json!({"remaining": 1, "refill": {"interval": "monthly", "amount": 1, "day": 0}})),
+        q(json!({"refill": {"interval": "daily", "amount": 1}})),
+    ];
+    for body in &cases {
+        let (status, problem) = app.send(Method::POST, "/v1/keys", Some(body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body} -> {problem}");
+        assert!(problem["code"].is_string(), "{problem}");
+    }
+    // Nothing was written: no key, and only the keyspace's creation in the audit log.
+    let (_, keys) = app
+        .send(Method::GET, &format!("/v1/keys?keyspace_id={ks}"), None)
+        .await;
+    assert_eq!(keys["data"].as_array().unwrap().len(), 0);
+    let (_, audit) = app
+        .send(
+            Method::GET,
+            &format!("/v1/audit-events?keyspace_id={ks}"),
+            None,
+        )
+        .await;
+    assert_eq!(audit["data"].as_array().unwrap().len(), 1, "{audit}");
+    // The same checks guard PATCH (and a refused PATCH changes nothing).
+    let key = app
+        .create_key(json!({"keyspace_id": ks, "quota": {"remaining": 7}}))
+        .await;
+    let path = format!("/v1/keys/{}", key.record.key_id);
+    for body in [
+        json!({"ratelimits": [{"name": "a", "limit": 0, "duration_ms": 1}]}),
+        json!({"quota": {"remaining": 1, "refill": {"interval": "hourly", "amount": 1}}}),
+        json!({"name": "ok", "quota": {"remaining": -5}}),
+    ] {
+        let (status, problem) = app.send(Method::PATCH, &path, Some(&body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body} -> {problem}");
+    }
+    let (_, view) = app.send(Method::GET, &path, None).await;
+    assert_eq!(view["quota"]["remaining"], 7);
+    assert!(view["name"].is_null());
+}
