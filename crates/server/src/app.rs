@@ -107,6 +107,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     state.load_import_flag().await?;
+    // Reach Redis (and count the nodes) before the first request, so shared limits are
+    // decided in Redis from the start.
+    state.limits.tick(state.clock.now_micros()).await;
     let background = tokio::spawn(background(state.clone()));
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, app)

@@ -101,10 +101,15 @@ fn without_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    match rest.split_once('@') {
-        Some((userinfo, host)) => {
+    let authority = rest.split('/').next().unwrap_or(rest);
+    match authority
+        .rsplit_once('@')
+        .map(|(userinfo, _)| userinfo.len())
+    {
+        Some(at) => {
+            let (userinfo, host) = rest.split_at(at);
             let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            format!("{scheme}://{user}:<redacted>@{host}")
+            format!("{scheme}://{user}:<redacted>{host}")
         }
         None => url.to_owned(),
     }
@@ -307,7 +312,7 @@ mod tests {
     fn debug_output_hides_url_passwords() {
         let c = Config {
             redis_url: Some("redis://:hunter2@127.0.0.1:6379/0".into()),
-            database_url: Some("postgres://kh:s3cret@db/keyhaven".into()),
+            database_url: Some("postgres://kh:s3c@ret@db/keyhaven".into()),
             ..Config::default()
         };
         let shown = format!("{c:?}");

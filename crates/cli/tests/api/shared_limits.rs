@@ -472,7 +472,12 @@ async fn futures_in_order(
 async fn a_top_up_through_one_node_reaches_the_other_within_the_cache_ttl() {
     let dir = tempfile::tempdir().unwrap();
     let logs = tempfile::tempdir().unwrap();
-    let envs = [("KEYHAVEN_CACHE_TTL_MS", "300")];
+    // Node B writes every use before answering, so none is pending when A sets the
+    // quota (a pending one would still be subtracted from the new value).
+    let envs = [
+        ("KEYHAVEN_CACHE_TTL_MS", "300"),
+        ("KEYHAVEN_QUOTA_FLUSH_INTERVAL_MS", "0"),
+    ];
     let a = Node {
         process: spawn_process(dir.path(), logs.path(), &envs).await,
     };

@@ -111,6 +111,35 @@ pub struct Limiter {
     in_fallback: AtomicBool,
 }
 
+/// Quota uses taken before an await: given back when dropped unless taken out.
+struct Refund<'q, 'r> {
+    quotas: &'q Quotas,
+    requests: &'r [QuotaRequest<'r>],
+    decision: Option<quotas::QuotaDecision>,
+}
+
+impl Refund<'_, '_> {
+    /// Gives the uses back now; returns the decision as it stands after the refund.
+    fn refund(&mut self) -> Option<quotas::QuotaDecision> {
+        let mut q = self.decision.take()?;
+        self.quotas.refund(self.requests, &q);
+        q.seq = None;
+        q.remaining = q
+            .remaining
+            .iter()
+            .zip(self.requests)
+            .map(|(left, r)| left.saturating_add(r.cost))
+            .collect();
+        Some(q)
+    }
+}
+
+impl Drop for Refund<'_, '_> {
+    fn drop(&mut self) {
+        self.refund();
+    }
+}
+
 /// A named limit resolved for one call.
 struct Planned<'a> {
     scope: LimitScope,
@@ -289,6 +318,13 @@ impl Limiter {
             {
                 return decision(planned, &[], quota, true, 1);
             }
+            // Gives the quota back if this call is dropped while Redis decides (client
+            // gone, request timeout): a call never answered must not cost a use.
+            let mut taken = Refund {
+                quotas: &self.quotas,
+                requests: quota_requests,
+                decision: quota,
+            };
             let requests: Vec<BucketRequest<'_>> = planned
                 .iter()
                 .map(|p| BucketRequest {
@@ -301,35 +337,28 @@ impl Limiter {
             let admitted = shared
                 .as_ref()
                 .is_ok_and(|outcomes| outcomes.iter().all(|o| o.admitted));
-            if let Some(q) = &quota
-                && !admitted
-            {
-                self.quotas.refund(quota_requests, q);
-            }
+            let quota = if admitted {
+                taken.decision.take()
+            } else {
+                taken.refund()
+            };
             match shared {
                 Ok(outcomes) => {
                     self.note_fallback(false);
-                    let quota = quota.map(|mut q| {
-                        if !admitted {
-                            // Refunded: report the counters as they stand.
-                            q.seq = None;
-                            q.remaining = q
-                                .remaining
-                                .iter()
-                                .zip(quota_requests)
-                                .map(|(left, r)| left.saturating_add(r.cost))
-                                .collect();
-                        }
-                        q
-                    });
                     return decision(planned, &outcomes, quota, admitted, 1);
+                }
+                Err(redis::Unavailable::Connecting) => {
+                    // A (re)connection is under way: this call falls back, but Redis is
+                    // not known to be down.
                 }
                 Err(e) => {
                     tracing::debug!(error = ?e, "Redis did not decide a rate limit");
+                    self.note_fallback(true);
                 }
             }
+        } else {
+            self.note_fallback(true);
         }
-        self.note_fallback(true);
         crate::metrics::ratelimit_fallback();
         // Without a node count (none configured, none counted yet) a share cannot be
         // computed: refusing is the only answer that never admits more than the limit.

@@ -195,8 +195,18 @@ impl LockedQuotas<'_> {
             let stored_at = r.stored.refilled_at.unix_timestamp();
             let cell = match self.0.cells.get(r.target) {
                 Some(cell) if cell.origin >= stored_at => *cell,
-                // Never used here, or set since (through another node): follow the store.
-                _ => Cell::from_stored(r.stored),
+                // Set since (through another node): follow the store, keeping the uses
+                // not yet written (they are still to be subtracted there too).
+                Some(old) => {
+                    let mut cell = Cell::from_stored(r.stored);
+                    cell.used = old.used;
+                    cell.state.remaining = cell
+                        .state
+                        .remaining
+                        .saturating_sub(u64::try_from(old.used).unwrap_or(0));
+                    cell
+                }
+                None => Cell::from_stored(r.stored),
             };
             let now_state = quota::current(cell.state, cell.refill, now);
             match quota::take(now_state, r.cost) {
@@ -268,4 +278,55 @@ pub struct QuotaDecision {
     pub seq: Option<u64>,
     /// Each counter's refill time after the decision (for a refund).
     pub refilled_at: Vec<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use keyhaven_store::from_unix;
+
+    use super::*;
+
+    fn stored(remaining: u64, at: i64) -> Quota {
+        Quota {
+            remaining,
+            refill: None,
+            refilled_at: from_unix(at),
+        }
+    }
+
+    #[test]
+    fn a_newer_stored_quota_replaces_the_counter_keeping_unwritten_uses() {
+        let q = Quotas::default();
+        let target = QuotaTarget::Key("k".into());
+        let old = stored(10, 100);
+        let take = |s: &Quota, cost| {
+            q.lock().decide(
+                &[QuotaRequest {
+                    target: &target,
+                    stored: s,
+                    cost,
+                }],
+                200,
+                true,
+            )
+        };
+        assert_eq!(take(&old, 3).remaining, vec![7]);
+        // A stale record (same set time) does not reset the counter.
+        assert_eq!(take(&old, 1).remaining, vec![6]);
+        // A top-up to 20 made elsewhere: the 4 unwritten uses still count against it.
+        let topped = stored(20, 150);
+        let d = take(&topped, 1);
+        assert_eq!(d.remaining, vec![15]);
+        q.refund(
+            &[QuotaRequest {
+                target: &target,
+                stored: &topped,
+                cost: 1,
+            }],
+            &d,
+        );
+        assert_eq!(q.current(&target).map(|s| s.remaining), Some(16));
+        let c = q.lock();
+        assert_eq!(c.0.cells.get(&target).map(|c| c.used), Some(4));
+    }
 }

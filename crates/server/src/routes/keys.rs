@@ -602,7 +602,7 @@ pub async fn update(
                     .await;
             }
             // Uses counted so far are written first, so they are not taken from the new
-            // value; the counter is reloaded from the store on the next use.
+            // value; then this node counts from the new value.
             let _writer = inner.limits.quotas.for_update(store).await?;
             store
                 .update_key(&after, quota_write, Change::audited(&event))
