@@ -3,7 +3,12 @@
 # `keyhaven serve` on a free 127.0.0.1 port with a fresh data dir (stopped on exit), and
 # defines `api PATH JSON` (POST with the printed root key) and `run NAME URL [SCRIPT]`
 # (a warm-up, then a timed wrk run saved to $WORK/NAME.txt).
-# Expects DURATION, CONNECTIONS, THREADS, WARMUP; sets BASE, ROOT_KEY, WORK.
+# Reads DURATION, CONNECTIONS, THREADS, WARMUP (defaults below); sets BASE, ROOT_KEY, WORK.
+
+DURATION="${DURATION:-10s}"
+CONNECTIONS="${CONNECTIONS:-50}"
+THREADS="${THREADS:-2}"
+WARMUP="${WARMUP:-2s}"
 
 if ! command -v wrk >/dev/null; then
   echo "wrk not found; installing Debian's package" >&2

@@ -12,10 +12,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DURATION="${DURATION:-10s}"
-CONNECTIONS="${CONNECTIONS:-50}"
-THREADS="${THREADS:-2}"
-WARMUP="${WARMUP:-2s}"
 ROUNDS="${ROUNDS:-3}"
 
 source bench/common.sh

@@ -177,6 +177,21 @@ fn quota_columns(quota: Option<&Quota>) -> QuotaColumns {
     )
 }
 
+type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, <Sqlite as sqlx::Database>::Arguments>;
+
+trait BindQuota {
+    /// Binds the five quota columns (remaining, refill interval, day, amount,
+    /// refilled_at), in that order.
+    fn bind_quota(self, quota: Option<&Quota>) -> Self;
+}
+
+impl BindQuota for SqliteQuery<'_> {
+    fn bind_quota(self, quota: Option<&Quota>) -> Self {
+        let q = quota_columns(quota);
+        self.bind(q.0).bind(q.1).bind(q.2).bind(q.3).bind(q.4)
+    }
+}
+
 fn keyspace_from(row: &SqliteRow) -> Result<Keyspace, StoreError> {
     Ok(Keyspace {
         id: row.try_get("id")?,
@@ -616,7 +631,6 @@ impl Store for SqliteStore {
         {
             return Err(StoreError::Conflict(Conflict::DuplicateId));
         }
-        let q = quota_columns(owner.limits.quota.as_ref());
         sqlx::query(
             "INSERT INTO owners (id, external_id, name, meta, created_at, updated_at, ratelimits, \
              quota_remaining, quota_refill_interval, quota_refill_day, quota_refill_amount, \
@@ -629,11 +643,7 @@ impl Store for SqliteStore {
         .bind(to_unix(owner.created_at))
         .bind(to_unix(owner.updated_at))
         .bind(json_text(&owner.limits.ratelimits)?)
-        .bind(q.0)
-        .bind(q.1)
-        .bind(q.2)
-        .bind(q.3)
-        .bind(q.4)
+        .bind_quota(owner.limits.quota.as_ref())
         .execute(&mut *tx)
         .await
         .map_err(|e| classify(e, Conflict::ExternalIdTaken))?;
@@ -676,7 +686,6 @@ impl Store for SqliteStore {
         change: Change<'_>,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
-        let q = quota_columns(owner.limits.quota.as_ref());
         let done = sqlx::query(
             "UPDATE owners SET external_id = ?, name = ?, meta = ?, ratelimits = ?, \
              quota_remaining = CASE WHEN ?5 THEN ?6 ELSE quota_remaining END, \
@@ -691,11 +700,7 @@ impl Store for SqliteStore {
         .bind(json_text(&owner.meta)?)
         .bind(json_text(&owner.limits.ratelimits)?)
         .bind(quota == QuotaWrite::Set)
-        .bind(q.0)
-        .bind(q.1)
-        .bind(q.2)
-        .bind(q.3)
-        .bind(q.4)
+        .bind_quota(owner.limits.quota.as_ref())
         .bind(to_unix(owner.updated_at))
         .bind(&owner.id)
         .execute(&mut *tx)
@@ -795,7 +800,6 @@ impl Store for SqliteStore {
         change: Change<'_>,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
-        let q = quota_columns(key.limits.quota.as_ref());
         let done = sqlx::query(
             "UPDATE keys SET owner_id = ?1, name = ?2, scopes = ?3, meta = ?4, enabled = ?5, \
              expires_at = ?6, updated_at = ?7, ratelimits = ?9, \
@@ -816,11 +820,7 @@ impl Store for SqliteStore {
         .bind(&key.key_id)
         .bind(json_text(&key.limits.ratelimits)?)
         .bind(quota == QuotaWrite::Set)
-        .bind(q.0)
-        .bind(q.1)
-        .bind(q.2)
-        .bind(q.3)
-        .bind(q.4)
+        .bind_quota(key.limits.quota.as_ref())
         .execute(&mut *tx)
         .await
         .map_err(|e| classify(e, Conflict::DuplicateId))?;

@@ -275,3 +275,20 @@ impl ServerProcess {
             .to_owned()
     }
 }
+
+/// POSTs `body` as JSON to `url` with `root`; asserts a 2xx and returns the JSON answer.
+pub async fn post_json(http: &reqwest::Client, url: &str, root: &str, body: &Value) -> Value {
+    let response = http
+        .post(url)
+        .bearer_auth(root)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_success(),
+        "{url}: {}",
+        response.status()
+    );
+    response.json().await.unwrap()
+}

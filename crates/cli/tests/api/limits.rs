@@ -63,16 +63,7 @@ impl Load {
                 let body = body.clone();
                 tokio::spawn(async move {
                     while !stop.load(Ordering::SeqCst) {
-                        let answer: Value = http
-                            .post(&url)
-                            .bearer_auth(&root)
-                            .json(&body)
-                            .send()
-                            .await
-                            .unwrap()
-                            .json()
-                            .await
-                            .unwrap();
+                        let answer = post_json(&http, &url, &root, &body).await;
                         let c = answer["code"].as_str().unwrap();
                         assert!(!unexpected.contains(&c), "unexpected {answer}");
                         if c == "VALID" {
@@ -547,17 +538,7 @@ async fn acknowledged_quota_uses_survive_kill_9_with_zero_loss_and_a_graceful_st
     let http = reqwest::Client::new();
     let call = |base: String, path: &'static str, body: Value| {
         let (http, root) = (http.clone(), root.clone());
-        async move {
-            http.post(format!("{base}{path}"))
-                .bearer_auth(root)
-                .json(&body)
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        }
+        async move { post_json(&http, &format!("{base}{path}"), &root, &body).await }
     };
     let ks = call(
         server.base.clone(),

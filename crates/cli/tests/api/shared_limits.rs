@@ -87,18 +87,6 @@ async fn two_nodes(dir: &Path, logs: &Path, redis_url: &str) -> (Node, Node, Str
     (Node { process: a }, Node { process: b }, root)
 }
 
-async fn post(http: &reqwest::Client, url: &str, root: &str, body: &Value) -> Value {
-    let response = http
-        .post(url)
-        .bearer_auth(root)
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    assert!(response.status().is_success(), "{}", response.status());
-    response.json().await.unwrap()
-}
-
 /// `clients` tasks per node verifying `key` until `until`; returns (admitted, every
 /// code seen, the latest send and the latest answer).
 async fn hammer(
@@ -120,7 +108,7 @@ async fn hammer(
                 let (mut last_send, mut last_recv) = (Instant::now(), Instant::now());
                 while Instant::now() < until {
                     last_send = Instant::now();
-                    let answer = post(&http, &url, &root, &body).await;
+                    let answer = post_json(&http, &url, &root, &body).await;
                     last_recv = Instant::now();
                     let code = answer["code"].as_str().unwrap().to_owned();
                     if code == "VALID" {
@@ -164,7 +152,7 @@ async fn setup_key(
     extra: Value,
 ) -> (String, String) {
     let http = reqwest::Client::new();
-    let ks = post(
+    let ks = post_json(
         &http,
         &format!("{}/v1/keyspaces", node.process.base),
         root,
@@ -175,7 +163,7 @@ async fn setup_key(
     if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
         b.extend(e.clone());
     }
-    let key = post(
+    let key = post_json(
         &http,
         &format!("{}/v1/keys", node.process.base),
         root,
@@ -214,7 +202,7 @@ async fn two_nodes_sharing_redis_enforce_one_limit_exactly() {
     // The first admission fills nothing yet: it starts the clock of the formula.
     let http = reqwest::Client::new();
     let first_send = Instant::now();
-    let first = post(
+    let first = post_json(
         &http,
         &format!("{}/v1/keys/verify", a.process.base),
         &root,
@@ -294,9 +282,9 @@ async fn with_redis_gone_each_node_enforces_its_share_and_nothing_else_changes()
         body.as_object_mut()
             .unwrap()
             .extend(extra.as_object().unwrap().clone());
-        let k = post(&http, &format!("{base}/v1/keys"), &root, &body).await;
+        let k = post_json(&http, &format!("{base}/v1/keys"), &root, &body).await;
         if then == "REVOKED" {
-            post(
+            post_json(
                 &http,
                 &format!("{base}/v1/keys/{}/revoke", k["key_id"].as_str().unwrap()),
                 &root,
@@ -360,7 +348,7 @@ async fn with_redis_gone_each_node_enforces_its_share_and_nothing_else_changes()
         .for_each(|c| assert!(c == "VALID" || c == "RATE_LIMITED", "{c}"));
     for node in [&a, &b] {
         for (body, expected) in &refused {
-            let answer = post(
+            let answer = post_json(
                 &http,
                 &format!("{}/v1/keys/verify", node.process.base),
                 &root,
@@ -446,7 +434,7 @@ async fn with_redis_a_refused_call_consumes_neither_limits_nor_quota() {
         answers[1..].iter().all(|a| a["code"] == "USAGE_EXCEEDED"),
         "{answers:?}"
     );
-    let ask = post(&http2, &verify_url, &root, &json!({"key": key2, "cost": 0})).await;
+    let ask = post_json(&http2, &verify_url, &root, &json!({"key": key2, "cost": 0})).await;
     assert_eq!(
         ask["ratelimits"][0]["remaining"], 9,
         "only the admitted call counted: {ask}"
@@ -462,7 +450,7 @@ async fn futures_in_order(
 ) -> Vec<Value> {
     let mut out = Vec::new();
     for _ in 0..n {
-        out.push(post(http, url, root, body).await);
+        out.push(post_json(http, url, root, body).await);
     }
     out
 }
@@ -507,7 +495,7 @@ async fn a_top_up_through_one_node_reaches_the_other_within_the_cache_ttl() {
         .unwrap();
     assert!(patched.status().is_success());
     tokio::time::sleep(Duration::from_millis(700)).await;
-    let after = post(&http, &on_b, &root, &json!({"key": key})).await;
+    let after = post_json(&http, &on_b, &root, &json!({"key": key})).await;
     assert_eq!(after["code"], "VALID", "{after}");
     assert_eq!(after["remaining"], 4);
 }

@@ -68,7 +68,7 @@ impl Quotas {
 
     /// After `target`'s stored quota was set to `quota` (or removed): this node counts
     /// from the new value at once, whatever verifications still in flight read before.
-    pub fn set(&self, target: &QuotaTarget, quota: Option<&Quota>) {
+    fn set(&self, target: &QuotaTarget, quota: Option<&Quota>) {
         let mut c = self.lock();
         match quota {
             Some(q) => {
@@ -165,15 +165,21 @@ impl Quotas {
         }
     }
 
-    /// Holds the writer while a quota is set in the store: pending uses are written first
-    /// (so they are not subtracted from the new value), and no flush runs meanwhile.
-    pub async fn for_update(
+    /// Sets a stored quota through `write` (the store update that carries it): uses
+    /// counted so far are written first (so they are not taken from the new value), no
+    /// flush runs meanwhile, and once `write` succeeded this node counts from `quota`.
+    pub async fn replace(
         &self,
         store: &dyn Store,
-    ) -> Result<tokio::sync::MutexGuard<'_, ()>, StoreError> {
-        let writer = self.writer.lock().await;
+        target: &QuotaTarget,
+        quota: Option<&Quota>,
+        write: impl std::future::Future<Output = Result<(), StoreError>>,
+    ) -> Result<(), StoreError> {
+        let _writer = self.writer.lock().await;
         self.flush_locked(store).await?;
-        Ok(writer)
+        write.await?;
+        self.set(target, quota);
+        Ok(())
     }
 }
 

@@ -596,22 +596,14 @@ pub async fn update(
         let event = event.clone();
         to_completion(&state, vec![key_id.clone()], async move {
             let store = inner.store.as_ref();
+            let write = store.update_key(&after, quota_write, Change::audited(&event));
             if quota_write == QuotaWrite::Keep {
-                return store
-                    .update_key(&after, quota_write, Change::audited(&event))
-                    .await;
+                return write.await;
             }
-            // Uses counted so far are written first, so they are not taken from the new
-            // value; then this node counts from the new value.
-            let _writer = inner.limits.quotas.for_update(store).await?;
-            store
-                .update_key(&after, quota_write, Change::audited(&event))
-                .await?;
-            inner.limits.quotas.set(
-                &QuotaTarget::Key(after.key_id.clone()),
-                after.limits.quota.as_ref(),
-            );
-            Ok(())
+            let target = QuotaTarget::Key(after.key_id.clone());
+            (inner.limits.quotas)
+                .replace(store, &target, after.limits.quota.as_ref(), write)
+                .await
         })
         .await
     };

@@ -300,22 +300,14 @@ pub async fn update(
         let (inner, after) = (state.clone(), after.clone());
         tokio::spawn(async move {
             let store = inner.store.as_ref();
+            let write = store.update_owner(&after, quota_write, Change::audited(&event));
             let result = if quota_write == QuotaWrite::Set {
-                // Uses counted so far are written first, so they are not taken from the
-                // new value.
-                let _writer = inner.limits.quotas.for_update(store).await?;
-                store
-                    .update_owner(&after, quota_write, Change::audited(&event))
-                    .await?;
-                inner.limits.quotas.set(
-                    &QuotaTarget::Owner(after.id.clone()),
-                    after.limits.quota.as_ref(),
-                );
-                Ok(())
-            } else {
-                store
-                    .update_owner(&after, quota_write, Change::audited(&event))
+                let target = QuotaTarget::Owner(after.id.clone());
+                (inner.limits.quotas)
+                    .replace(store, &target, after.limits.quota.as_ref(), write)
                     .await
+            } else {
+                write.await
             };
             // Verify answers carry the owner's external id and limits.
             inner.cache.invalidate_all();

@@ -249,22 +249,19 @@ pub async fn verify(
     let req = body.value;
     crate::routes::keys::validate_scopes(&req.scopes)?;
     let cost = req.cost.unwrap_or(1);
-    if cost > MAX_COST {
+    let named = req.ratelimits.as_deref().unwrap_or_default();
+    if named.len() > MAX_NAMED_LIMITS {
+        return Err(ApiError::invalid(format!(
+            "at most {MAX_NAMED_LIMITS} named rate limits"
+        )));
+    }
+    if std::iter::once(cost)
+        .chain(named.iter().filter_map(|n| n.cost))
+        .any(|c| c > MAX_COST)
+    {
         return Err(ApiError::invalid(format!(
             "cost must be at most {MAX_COST}"
         )));
-    }
-    if let Some(named) = &req.ratelimits {
-        if named.len() > MAX_NAMED_LIMITS {
-            return Err(ApiError::invalid(format!(
-                "at most {MAX_NAMED_LIMITS} named rate limits"
-            )));
-        }
-        if named.iter().any(|n| n.cost.is_some_and(|c| c > MAX_COST)) {
-            return Err(ApiError::invalid(format!(
-                "cost must be at most {MAX_COST}"
-            )));
-        }
     }
     let now_us = state.clock.now_micros();
     let now = crate::clock::Clock::seconds(now_us);
