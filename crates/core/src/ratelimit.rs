@@ -92,12 +92,6 @@ impl Gcra {
         u64::try_from(free / interval).unwrap_or(0)
     }
 
-    /// How long a state must be kept: after `tat` the bucket is full and the state can
-    /// be forgotten (a missing state means a full bucket).
-    pub fn ttl(&self, tat: i64, now: i64) -> i64 {
-        (tat - now).max(0)
-    }
-
     /// This limit divided among `nodes` (each node's share when they cannot share state):
     /// a share is never zero, so a node never goes unlimited, and the shares never add
     /// up to more than the whole (except where the whole is smaller than `nodes`).

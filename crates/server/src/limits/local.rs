@@ -86,12 +86,7 @@ impl LocalBuckets {
         }
     }
 
-    pub fn clear(&self) {
-        for shard in &self.shards {
-            shard.lock().unwrap_or_else(|p| p.into_inner()).clear();
-        }
-    }
-
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.shards
             .iter()
@@ -99,6 +94,7 @@ impl LocalBuckets {
             .sum()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
