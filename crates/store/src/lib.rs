@@ -1,20 +1,24 @@
 //! Keyhaven's persistent state: the [`Store`] trait the server is written against, its
-//! SQLite engine, and the pepper file that lives beside the database in the data
-//! directory.
+//! two engines (SQLite, the zero-setup default, and PostgreSQL, for several nodes on one
+//! database: both run the same queries, from `engine.rs`), and the pepper file that lives
+//! beside the database in the data directory.
 //!
 //! Rules every engine keeps (and the conformance suite in `tests/conformance.rs` checks):
 //! - lookups are by key id; no secret or verifier ever appears in a `WHERE` clause;
 //! - every mutation writes its audit event, and its idempotent response when given, in
 //!   the same transaction: if either write fails, the mutation is undone;
-//! - an acknowledged write is durable (SQLite: WAL with `synchronous=FULL`).
+//! - an acknowledged write is durable (SQLite: WAL with `synchronous=FULL`; PostgreSQL:
+//!   the engine refuses a server with `fsync` or `synchronous_commit` off).
 
 mod error;
 pub mod model;
 pub mod pepper_file;
+pub mod postgres;
 pub mod sqlite;
 mod store;
 
 pub use error::{Conflict, StoreError};
 pub use model::*;
+pub use postgres::{PgOptions, PgStore};
 pub use sqlite::SqliteStore;
-pub use store::Store;
+pub use store::{ChangeFeed, Store};

@@ -391,3 +391,47 @@ impl UsageBatch {
         self.counts.is_empty() && self.last_used.is_empty()
     }
 }
+
+/// What a committed mutation changed, as far as other nodes' verify caches care. The
+/// PostgreSQL engine sends it with `NOTIFY` in the mutation's own transaction, so it is
+/// delivered if and only if the change committed (see [`Store::listen`](crate::Store)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invalidation {
+    /// One key's record, or the "no such key" answer cached for its id.
+    Key(String),
+    /// Every key of this owner.
+    Owner(String),
+    /// Every key of this keyspace.
+    Keyspace(String),
+    /// Import lookups: keys were imported or deleted.
+    Imports,
+    /// A node's heartbeat through the channel. When a node receives its own, everything
+    /// committed before that heartbeat was sent has reached it.
+    Ping(String),
+}
+
+impl Invalidation {
+    /// The `NOTIFY` payload: a one-letter tag, `:`, and the id.
+    pub fn encode(&self) -> String {
+        match self {
+            Self::Key(id) => format!("k:{id}"),
+            Self::Owner(id) => format!("o:{id}"),
+            Self::Keyspace(id) => format!("s:{id}"),
+            Self::Imports => "i:".to_owned(),
+            Self::Ping(node) => format!("p:{node}"),
+        }
+    }
+
+    pub fn decode(payload: &str) -> Option<Self> {
+        let (tag, id) = payload.split_once(':')?;
+        let id = id.to_owned();
+        Some(match tag {
+            "k" => Self::Key(id),
+            "o" => Self::Owner(id),
+            "s" => Self::Keyspace(id),
+            "i" => Self::Imports,
+            "p" => Self::Ping(id),
+            _ => return None,
+        })
+    }
+}

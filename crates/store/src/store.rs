@@ -162,4 +162,22 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn record_quota_use(&self, uses: &[QuotaUse]) -> Result<(), StoreError>;
     /// Stored counts for one key since `since` (inclusive), oldest first.
     async fn usage(&self, key_id: &str, since: i64) -> Result<Vec<UsageCount>, StoreError>;
+
+    // Several nodes on one database.
+    /// A feed of every [`Invalidation`] committed from now on, by any node (this one
+    /// included), or `None` when the engine has no such channel: SQLite has one process
+    /// serving it, which invalidates its own cache.
+    async fn listen(&self) -> Result<Option<Box<dyn ChangeFeed>>, StoreError>;
+    /// Sends `what` to every feed (nodes send themselves [`Invalidation::Ping`]); does
+    /// nothing where there is no feed.
+    async fn publish(&self, what: &Invalidation) -> Result<(), StoreError>;
+}
+
+/// See [`Store::listen`].
+#[async_trait]
+pub trait ChangeFeed: Send + fmt::Debug {
+    /// The next invalidation, in commit order. `Ok(None)` means the connection was lost
+    /// and has been re-established: whatever was sent in between is lost, so a cache
+    /// must drop everything it holds.
+    async fn next(&mut self) -> Result<Option<Invalidation>, StoreError>;
 }
