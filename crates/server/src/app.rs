@@ -111,11 +111,15 @@ pub async fn serve(
     // decided in Redis from the start.
     state.limits.tick(state.clock.now_micros()).await;
     let background = tokio::spawn(background(state.clone()));
+    let follow = tokio::spawn(crate::coherence::follow(state.clone()));
+    let heartbeat = tokio::spawn(crate::coherence::heartbeat(state.clone()));
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
     background.abort();
+    follow.abort();
+    heartbeat.abort();
     if let Err(e) = state.usage.flush(state.store.as_ref()).await {
         tracing::error!(error = %e, "final usage flush failed");
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, bail};
 use keyhaven_core::PepperSet;
 use keyhaven_store::pepper_file::{self, PepperSource};
-use keyhaven_store::{SqliteStore, Store};
+use keyhaven_store::{PgOptions, PgStore, SqliteStore, Store};
 
 use crate::config::Config;
 
@@ -60,9 +60,16 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     match config.database_url.as_deref() {
         None => Ok(Arc::new(SqliteStore::open(&config.database_path()).await?)),
         Some(url) if url.starts_with("sqlite:") => Ok(Arc::new(SqliteStore::open_url(url).await?)),
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            let options = PgOptions {
+                max_connections: config.database_max_connections,
+                allow_unsafe_durability: config.allow_unsafe_durability,
+            };
+            Ok(Arc::new(PgStore::open(url, &options).await?))
+        }
         Some(url) => {
             let scheme = url.split(':').next().unwrap_or_default();
-            bail!("unsupported database URL scheme `{scheme}:` (this build supports sqlite:)")
+            bail!("unsupported database URL scheme `{scheme}:` (use sqlite: or postgres://)")
         }
     }
 }

@@ -9,27 +9,70 @@
 //! happen under the same lock as the epoch bump, so there is no window between them.
 //! Entries also expire after a TTL, bounding staleness if another process (the CLI, a
 //! second node) changes the database.
+//!
+//! Several nodes (PostgreSQL): other nodes' changes arrive through the store's change
+//! feed (`coherence.rs` applies them with the same `invalidate*` calls). A record may be
+//! served only while this node can vouch that nothing newer was missed: the entry was
+//! loaded, or the feed was last confirmed live, within `cache_coherence_ms`. A feed is
+//! confirmed by a heartbeat this node sends through it: when it comes back, everything
+//! committed before it was sent has been applied. So when the feed silently stops, cached
+//! records are re-read after at most that bound.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use keyhaven_store::{KeyForVerify, Store, StoreError};
 use moka::sync::Cache;
 
 pub type CachedKey = Option<Arc<KeyForVerify>>;
 
+/// A cached value and when it was read from the store.
+#[derive(Debug, Clone)]
+struct Entry<V> {
+    value: V,
+    loaded: Instant,
+}
+
 #[derive(Debug)]
 pub struct KeyCache {
-    entries: Cache<String, CachedKey>,
+    entries: Cache<String, Entry<CachedKey>>,
     /// Import lookup → key id. A lookup never moves to another key while that key
     /// exists, so entries only go stale when keys are deleted or imported, and both
     /// clear this map.
-    imports: Cache<String, Option<String>>,
+    imports: Cache<String, Entry<Option<String>>>,
     epoch: Mutex<u64>,
+    /// Set when other nodes share the database.
+    coherence: Option<Coherence>,
+}
+
+/// How far this node can vouch for its cache (see the module documentation).
+#[derive(Debug)]
+struct Coherence {
+    bound: Duration,
+    origin: Instant,
+    /// When the last confirmed heartbeat was sent, in µs after `origin` (0: never).
+    confirmed_us: AtomicU64,
 }
 
 impl KeyCache {
+    /// A cache for a store no other node writes to (TTL only).
     pub fn new(capacity: u64, ttl: Duration) -> Self {
+        Self::build(capacity, ttl, None)
+    }
+
+    /// A cache for a store other nodes share: entries are served only within `bound` of
+    /// their load or of the change feed's last confirmation ([`KeyCache::confirm`]).
+    pub fn shared(capacity: u64, ttl: Duration, bound: Duration) -> Self {
+        let coherence = Coherence {
+            bound,
+            origin: Instant::now(),
+            confirmed_us: AtomicU64::new(0),
+        };
+        Self::build(capacity, ttl, Some(coherence))
+    }
+
+    fn build(capacity: u64, ttl: Duration, coherence: Option<Coherence>) -> Self {
         Self {
             entries: Cache::builder()
                 .max_capacity(capacity)
@@ -40,7 +83,40 @@ impl KeyCache {
                 .time_to_live(ttl)
                 .build(),
             epoch: Mutex::new(0),
+            coherence,
         }
+    }
+
+    /// Whether other nodes share the store (and the change feed must be followed).
+    pub fn is_shared(&self) -> bool {
+        self.coherence.is_some()
+    }
+
+    /// A heartbeat sent at `sent` came back through the change feed: everything committed
+    /// before then has been applied.
+    pub fn confirm(&self, sent: Instant) {
+        if let Some(c) = &self.coherence {
+            let us = c.micros(sent).max(1);
+            c.confirmed_us.fetch_max(us, Ordering::AcqRel);
+        }
+    }
+
+    /// The instant heartbeats are measured from, for encoding them ([`Self::confirm`]).
+    pub fn heartbeat_origin(&self) -> Option<Instant> {
+        self.coherence.as_ref().map(|c| c.origin)
+    }
+
+    /// Whether an entry loaded at `loaded` may still be served.
+    fn fresh(&self, loaded: Instant) -> bool {
+        let Some(c) = &self.coherence else {
+            return true;
+        };
+        let now = Instant::now();
+        if now.saturating_duration_since(loaded) <= c.bound {
+            return true;
+        }
+        let confirmed = c.confirmed_us.load(Ordering::Acquire);
+        confirmed > 0 && c.micros(now).saturating_sub(confirmed) <= duration_us(c.bound)
     }
 
     fn epoch(&self) -> MutexGuard<'_, u64> {
@@ -51,8 +127,10 @@ impl KeyCache {
 
     /// The record for `key_id`, from memory when cached, else from the store.
     pub async fn get(&self, store: &dyn Store, key_id: &str) -> Result<CachedKey, StoreError> {
-        if let Some(hit) = self.entries.get(key_id) {
-            return Ok(hit);
+        if let Some(hit) = self.entries.get(key_id)
+            && self.fresh(hit.loaded)
+        {
+            return Ok(hit.value);
         }
         metrics::counter!("keyhaven_key_cache_misses_total").increment(1);
         self.fill(&self.entries, key_id, async {
@@ -65,15 +143,21 @@ impl KeyCache {
     /// (the epoch check and the insert share the lock the invalidations take).
     async fn fill<V: Clone + Send + Sync + 'static>(
         &self,
-        cache: &Cache<String, V>,
+        cache: &Cache<String, Entry<V>>,
         key: &str,
         load: impl std::future::Future<Output = Result<V, StoreError>>,
     ) -> Result<V, StoreError> {
         let before = *self.epoch();
+        // Taken before the read: the entry is vouched for from here, never from later.
+        let started = Instant::now();
         let loaded = load.await?;
         let epoch = self.epoch();
         if *epoch == before {
-            cache.insert(key.to_owned(), loaded.clone());
+            let entry = Entry {
+                value: loaded.clone(),
+                loaded: started,
+            };
+            cache.insert(key.to_owned(), entry);
         }
         drop(epoch);
         Ok(loaded)
@@ -92,8 +176,10 @@ impl KeyCache {
         store: &dyn Store,
         lookup: &str,
     ) -> Result<Option<String>, StoreError> {
-        if let Some(hit) = self.imports.get(lookup) {
-            return Ok(hit);
+        if let Some(hit) = self.imports.get(lookup)
+            && self.fresh(hit.loaded)
+        {
+            return Ok(hit.value);
         }
         self.fill(&self.imports, lookup, store.key_id_by_import_lookup(lookup))
             .await
@@ -112,4 +198,23 @@ impl KeyCache {
     pub fn invalidate_all(&self) {
         self.invalidate_with(|| self.entries.invalidate_all());
     }
+
+    /// Drops records and import lookups: the change feed (re)started, so changes made
+    /// before it could have been missed.
+    pub fn invalidate_everything(&self) {
+        self.invalidate_with(|| {
+            self.entries.invalidate_all();
+            self.imports.invalidate_all();
+        });
+    }
+}
+
+impl Coherence {
+    fn micros(&self, at: Instant) -> u64 {
+        duration_us(at.saturating_duration_since(self.origin))
+    }
+}
+
+fn duration_us(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }

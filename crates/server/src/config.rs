@@ -26,8 +26,14 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Directory holding the database and the pepper file.
     pub data_dir: PathBuf,
-    /// Database URL; default: `sqlite://<data_dir>/keyhaven.db`.
+    /// Database URL: `sqlite://…` or `postgres://…`; default:
+    /// `sqlite://<data_dir>/keyhaven.db`.
     pub database_url: Option<String>,
+    /// PostgreSQL: connections in this node's pool.
+    pub database_max_connections: u32,
+    /// PostgreSQL: start even when the server has `fsync` or `synchronous_commit` off
+    /// (acknowledged writes could then be lost in a crash). For throwaway databases.
+    pub allow_unsafe_durability: bool,
     /// Log format: `text` or `json`.
     pub log_format: LogFormat,
     /// Largest accepted request body, in bytes.
@@ -38,6 +44,10 @@ pub struct Config {
     pub cache_capacity: u64,
     /// A cached key record is re-read from the database after this long.
     pub cache_ttl_ms: u64,
+    /// PostgreSQL (several nodes): the longest a node serves a cached key record when it
+    /// cannot confirm that its change feed (`LISTEN`) is live, so a change made through
+    /// another node is never missed for longer than this.
+    pub cache_coherence_ms: u64,
     /// How often in-memory usage counters are written to the database.
     pub usage_flush_interval_ms: u64,
     /// How long responses to requests with an `Idempotency-Key` are kept for replay.
@@ -72,11 +82,14 @@ impl std::fmt::Debug for Config {
             .field("listen", &self.listen)
             .field("data_dir", &self.data_dir)
             .field("database_url", &url(&self.database_url))
+            .field("database_max_connections", &self.database_max_connections)
+            .field("allow_unsafe_durability", &self.allow_unsafe_durability)
             .field("log_format", &self.log_format)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("request_timeout_ms", &self.request_timeout_ms)
             .field("cache_capacity", &self.cache_capacity)
             .field("cache_ttl_ms", &self.cache_ttl_ms)
+            .field("cache_coherence_ms", &self.cache_coherence_ms)
             .field("usage_flush_interval_ms", &self.usage_flush_interval_ms)
             .field("idempotency_ttl_hours", &self.idempotency_ttl_hours)
             .field("redis_url", &url(&self.redis_url))
@@ -135,11 +148,14 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("keyhaven-data"),
             database_url: None,
+            database_max_connections: 16,
+            allow_unsafe_durability: false,
             log_format: LogFormat::Text,
             max_body_bytes: 64 * 1024,
             request_timeout_ms: 10_000,
             cache_capacity: 1_000_000,
             cache_ttl_ms: 60_000,
+            cache_coherence_ms: 1_000,
             usage_flush_interval_ms: 5_000,
             idempotency_ttl_hours: 24,
             redis_url: None,
@@ -158,11 +174,14 @@ pub const FIELDS: &[&str] = &[
     "listen",
     "data_dir",
     "database_url",
+    "database_max_connections",
+    "allow_unsafe_durability",
     "log_format",
     "max_body_bytes",
     "request_timeout_ms",
     "cache_capacity",
     "cache_ttl_ms",
+    "cache_coherence_ms",
     "usage_flush_interval_ms",
     "idempotency_ttl_hours",
     "redis_url",
@@ -200,6 +219,11 @@ impl Config {
             ("max_body_bytes", self.max_body_bytes as u64),
             ("request_timeout_ms", self.request_timeout_ms),
             ("cache_ttl_ms", self.cache_ttl_ms),
+            ("cache_coherence_ms", self.cache_coherence_ms),
+            (
+                "database_max_connections",
+                u64::from(self.database_max_connections),
+            ),
             ("usage_flush_interval_ms", self.usage_flush_interval_ms),
             ("idempotency_ttl_hours", self.idempotency_ttl_hours),
             ("redis_timeout_ms", self.redis_timeout_ms),
@@ -228,6 +252,10 @@ impl Config {
 
     pub fn cache_ttl(&self) -> Duration {
         Duration::from_millis(self.cache_ttl_ms)
+    }
+
+    pub fn cache_coherence(&self) -> Duration {
+        Duration::from_millis(self.cache_coherence_ms)
     }
 
     pub fn request_timeout(&self) -> Duration {

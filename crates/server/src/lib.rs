@@ -4,7 +4,8 @@
 //! Where to look:
 //! - the verify path: [`verify::check`] (shared with root-key authentication in
 //!   [`auth`]) and its handler in [`routes::verify`];
-//! - the record cache and its invalidation rule: [`cache`];
+//! - the record cache and its invalidation rule: [`cache`]; other nodes' changes
+//!   (PostgreSQL): [`coherence`];
 //! - errors and their problem+json shape: [`error`];
 //! - configuration layers: [`config`].
 
@@ -13,6 +14,7 @@ pub mod auth;
 pub mod bootstrap;
 pub mod cache;
 pub mod clock;
+pub mod coherence;
 pub mod config;
 pub mod error;
 pub mod extract;

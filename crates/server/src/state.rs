@@ -30,6 +30,8 @@ pub struct Shared {
     pub limits: Limiter,
     pub config: Config,
     pub metrics: PrometheusHandle,
+    /// This process's id among the nodes (Redis registrations, heartbeats).
+    pub node_id: String,
     pub clock: Clock,
     /// Whether any imported key exists: until one does, a non-native key string is
     /// MALFORMED without a database lookup.
@@ -76,8 +78,17 @@ impl AppState {
         config: Config,
         clock: Clock,
     ) -> anyhow::Result<Self> {
-        let cache = KeyCache::new(config.cache_capacity, config.cache_ttl());
-        let limits = Limiter::new(&config, crate::ids::new_id("node")?)?;
+        let cache = if store.has_change_feed() {
+            KeyCache::shared(
+                config.cache_capacity,
+                config.cache_ttl(),
+                config.cache_coherence(),
+            )
+        } else {
+            KeyCache::new(config.cache_capacity, config.cache_ttl())
+        };
+        let node_id = crate::ids::new_id("node")?;
+        let limits = Limiter::new(&config, node_id.clone())?;
         Ok(Self(Arc::new(Shared {
             store,
             peppers: Arc::new(peppers),
@@ -87,6 +98,7 @@ impl AppState {
             limits,
             config,
             metrics: crate::metrics::handle(),
+            node_id,
             clock,
             imported_keys: AtomicBool::new(false),
         })))

@@ -1251,6 +1251,10 @@ impl Store for Engine {
         self.listen_feed().await
     }
 
+    fn has_change_feed(&self) -> bool {
+        super::HAS_CHANGE_FEED
+    }
+
     async fn publish(&self, what: &Invalidation) -> Result<(), StoreError> {
         self.publish_invalidation(what).await
     }

@@ -27,6 +27,9 @@ use crate::store::{ChangeFeed, Store as _};
 #[path = "engine.rs"]
 mod engine;
 
+/// Whether this engine has a change feed (see `Store::listen`).
+const HAS_CHANGE_FEED: bool = true;
+
 type Db = Postgres;
 type Engine = PgStore;
 

@@ -27,6 +27,9 @@ use crate::store::Store as _;
 #[path = "engine.rs"]
 mod engine;
 
+/// Whether this engine has a change feed (see `Store::listen`).
+const HAS_CHANGE_FEED: bool = false;
+
 type Db = Sqlite;
 type Engine = SqliteStore;
 

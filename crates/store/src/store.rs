@@ -168,6 +168,9 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// included), or `None` when the engine has no such channel: SQLite has one process
     /// serving it, which invalidates its own cache.
     async fn listen(&self) -> Result<Option<Box<dyn ChangeFeed>>, StoreError>;
+    /// Whether [`Store::listen`] gives a feed: several nodes may then share the database,
+    /// and a node's cache must follow the feed.
+    fn has_change_feed(&self) -> bool;
     /// Sends `what` to every feed (nodes send themselves [`Invalidation::Ping`]); does
     /// nothing where there is no feed.
     async fn publish(&self, what: &Invalidation) -> Result<(), StoreError>;

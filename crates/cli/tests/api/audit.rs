@@ -208,18 +208,16 @@ async fn a_failed_audit_write_undoes_the_mutation() {
         .await;
     let before = all_events(&app).await.len();
 
-    // Make every audit insert fail, from outside the server, in the real database file.
-    let db = sqlx::sqlite::SqlitePoolOptions::new()
-        .connect_with(sqlx::sqlite::SqliteConnectOptions::new().filename(&app.db_path))
-        .await
-        .unwrap();
-    sqlx::query(
+    // Make every audit insert fail, from outside the server, in the real database.
+    app.execute_sql(
         "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events \
          BEGIN SELECT RAISE(ABORT, 'audit log unavailable'); END",
+        "CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'audit log unavailable'; END $$; \
+         CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events \
+         FOR EACH ROW EXECUTE FUNCTION refuse_audit();",
     )
-    .execute(&db)
-    .await
-    .unwrap();
+    .await;
 
     let key_path = format!("/v1/keys/{}", key.record.key_id);
     let attempts: Vec<(Method, String, Option<Value>)> = vec![
@@ -279,10 +277,11 @@ async fn a_failed_audit_write_undoes_the_mutation() {
     let (_, owners) = app.send(Method::GET, "/v1/owners", None).await;
     assert_eq!(owners["data"], json!([]));
 
-    sqlx::query("DROP TRIGGER refuse_audit")
-        .execute(&db)
-        .await
-        .unwrap();
+    app.execute_sql(
+        "DROP TRIGGER refuse_audit",
+        "DROP TRIGGER refuse_audit ON audit_events",
+    )
+    .await;
     let (status, _) = app
         .send(Method::POST, &format!("{key_path}/revoke"), None)
         .await;

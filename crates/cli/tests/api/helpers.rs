@@ -1,6 +1,10 @@
-//! `spawn_app()`: a real server on 127.0.0.1:0 with a fresh SQLite file, in this
-//! process, and a typed client for it. `spawn_process()` runs the real `keyhaven serve`
-//! binary instead, for tests that kill it or read its log.
+//! `spawn_app()`: a real server on 127.0.0.1:0 with a fresh database, in this process,
+//! and a typed client for it. `spawn_process()` runs the real `keyhaven serve` binary
+//! instead, for tests that kill it or read its log.
+//!
+//! The engine is SQLite (a file per test), or PostgreSQL (a fresh database per test on
+//! the throwaway server `.ci/run` starts) when `KEYHAVEN_TEST_STORE=postgres`: `.ci/run`
+//! runs this whole suite once with each.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -15,7 +19,7 @@ use keyhaven_server::routes::keyspaces::KeyspaceView;
 use keyhaven_server::routes::verify::VerifyResponse;
 use keyhaven_server::{AppState, root_keys};
 use keyhaven_store::pepper_file;
-use keyhaven_store::{SqliteStore, Store};
+use keyhaven_store::{PgOptions, PgStore, SqliteStore, Store};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
@@ -30,7 +34,10 @@ pub struct TestApp {
     pub root_key: String,
     pub store: Arc<dyn Store>,
     pub peppers: Arc<keyhaven_core::PepperSet>,
+    /// The SQLite file (meaningful when `database_url` is `None`).
     pub db_path: PathBuf,
+    /// The PostgreSQL database, on a PostgreSQL run.
+    pub database_url: Option<String>,
     /// The server's clock: manual, starting at the real time; tests move it by hand.
     pub clock: Clock,
     _dir: TempDir,
@@ -57,7 +64,9 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     };
     configure(&mut config);
     let db_path = config.database_path();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db_path).await.unwrap());
+    let database_url = database_url_for(dir.path()).await;
+    config.database_url.clone_from(&database_url);
+    let store = open_store(&db_path, database_url.as_deref()).await;
     let (peppers, _) = pepper_file::load_or_create(dir.path(), None).unwrap();
     let root = root_keys::create(
         store.as_ref(),
@@ -87,6 +96,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
         store,
         peppers,
         db_path,
+        database_url,
         clock,
         _dir: dir,
         shutdown: Some(tx),
@@ -94,6 +104,30 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
 }
 
 impl TestApp {
+    /// Runs SQL on the app's database from outside the server: `sqlite` on a SQLite run,
+    /// `postgres` on a PostgreSQL run (each may hold several statements).
+    pub async fn execute_sql(&self, sqlite: &str, postgres: &str) {
+        match &self.database_url {
+            Some(url) => {
+                let db = sqlx::PgPool::connect(url).await.unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(postgres))
+                    .execute(&db)
+                    .await
+                    .unwrap();
+                db.close().await;
+            }
+            None => {
+                let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&self.db_path);
+                let db = sqlx::SqlitePool::connect_with(options).await.unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sqlite))
+                    .execute(&db)
+                    .await
+                    .unwrap();
+                db.close().await;
+            }
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -220,6 +254,67 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Whether this run's engine is PostgreSQL (`KEYHAVEN_TEST_STORE=postgres`).
+pub fn on_postgres() -> bool {
+    match std::env::var("KEYHAVEN_TEST_STORE").as_deref() {
+        Ok("postgres") => true,
+        Ok("sqlite") | Err(_) => false,
+        Ok(other) => panic!("KEYHAVEN_TEST_STORE={other}: use sqlite or postgres"),
+    }
+}
+
+/// On a PostgreSQL run, the database that belongs to `data_dir` (created on first use,
+/// so a restarted server, a CLI command and a second node on that directory share it).
+pub async fn database_url_for(data_dir: &Path) -> Option<String> {
+    static URLS: std::sync::Mutex<Vec<(PathBuf, String)>> = std::sync::Mutex::new(Vec::new());
+    if !on_postgres() {
+        return None;
+    }
+    if let Some((_, url)) = URLS.lock().unwrap().iter().find(|(d, _)| d == data_dir) {
+        return Some(url.clone());
+    }
+    let admin = keyhaven_store::postgres::testing::admin_url()
+        .expect("KEYHAVEN_TEST_STORE=postgres needs KEYHAVEN_TEST_POSTGRES_URL");
+    let url = keyhaven_store::postgres::testing::fresh_database(&admin)
+        .await
+        .unwrap();
+    URLS.lock()
+        .unwrap()
+        .push((data_dir.to_owned(), url.clone()));
+    Some(url)
+}
+
+/// The store a server on `data_dir` uses, opened from the test (for checks from outside).
+pub async fn store_for(data_dir: &Path) -> Arc<dyn Store> {
+    let url = database_url_for(data_dir).await;
+    open_store(
+        &data_dir.join(keyhaven_store::sqlite::DATABASE_FILE_NAME),
+        url.as_deref(),
+    )
+    .await
+}
+
+async fn open_store(sqlite_path: &Path, database_url: Option<&str>) -> Arc<dyn Store> {
+    match database_url {
+        Some(url) => Arc::new(PgStore::open(url, &PgOptions::default()).await.unwrap()),
+        None => Arc::new(SqliteStore::open(sqlite_path).await.unwrap()),
+    }
+}
+
+/// A `keyhaven` command acting on `data_dir`'s database (`KEYHAVEN_DATABASE_URL` on a
+/// PostgreSQL run), without the pepper and master key variables of this environment.
+pub async fn keyhaven(data_dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_keyhaven"));
+    command
+        .env_remove("KEYHAVEN_PEPPER")
+        .env_remove("KEYHAVEN_MASTER_KEY")
+        .env_remove("KEYHAVEN_DATABASE_URL");
+    if let Some(url) = database_url_for(data_dir).await {
+        command.env("KEYHAVEN_DATABASE_URL", url);
+    }
+    command
+}
+
 /// Starts `keyhaven serve` on `data_dir` (stdout and stderr to files in `logs`) and
 /// waits until `/healthz` answers.
 pub async fn spawn_process(data_dir: &Path, logs: &Path, envs: &[(&str, &str)]) -> ServerProcess {
@@ -228,13 +323,12 @@ pub async fn spawn_process(data_dir: &Path, logs: &Path, envs: &[(&str, &str)]) 
     let n = std::fs::read_dir(logs).map(|d| d.count()).unwrap_or(0);
     let log_path = logs.join(format!("server-{n}.log"));
     let stdout_path = logs.join(format!("server-{n}.out"));
-    let child = Command::new(env!("CARGO_BIN_EXE_keyhaven"))
+    let child = keyhaven(data_dir)
+        .await
         .args(["serve", "--data-dir"])
         .arg(data_dir)
         .args(["--listen", &addr.to_string()])
         .envs(envs.iter().copied())
-        .env_remove("KEYHAVEN_PEPPER")
-        .env_remove("KEYHAVEN_MASTER_KEY")
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&stdout_path).unwrap())
         .stderr(std::fs::File::create(&log_path).unwrap())

@@ -246,20 +246,20 @@ async fn cli_import_reports_bad_lines_and_a_rerun_changes_nothing() {
     std::fs::write(&file, text).unwrap();
     let report = dir.path().join("report.txt");
 
-    let run = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_keyhaven"))
+    let run = || async {
+        keyhaven(&data)
+            .await
             .arg("import")
             .arg(&file)
             .arg("--data-dir")
             .arg(&data)
             .arg("--report")
             .arg(&report)
-            .env_remove("KEYHAVEN_PEPPER")
             .output()
             .unwrap()
     };
     // Imports while the server runs.
-    let out = run();
+    let out = run().await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -285,7 +285,7 @@ async fn cli_import_reports_bad_lines_and_a_rerun_changes_nothing() {
         .collect();
     assert_eq!(reported, bad, "each bad line is reported by number");
 
-    let again = run();
+    let again = run().await;
     let stdout = String::from_utf8_lossy(&again.stdout);
     assert!(
         stdout.contains("imported 0, skipped 1980 (already present), rejected 20"),

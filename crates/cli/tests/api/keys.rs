@@ -49,8 +49,8 @@ async fn newcomer_path_serve_keyspace_key_verify() {
     assert_eq!(verdict["code"], "VALID");
     assert_eq!(verdict["valid"], true);
     assert_eq!(verdict["keyspace_id"], ks_id);
-    // The data dir holds the database and a private pepper file.
-    assert!(data.join("keyhaven.db").exists());
+    // The data dir holds the database (SQLite) and a private pepper file.
+    assert_eq!(data.join("keyhaven.db").exists(), !on_postgres());
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(data.join("pepper"))
             .unwrap()
@@ -468,7 +468,8 @@ async fn root_key_create_works_while_the_server_runs() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let server = spawn_process(&data, dir.path(), &[]).await;
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keyhaven"))
+    let out = keyhaven(&data)
+        .await
         .args([
             "root-key",
             "create",
@@ -514,7 +515,8 @@ async fn root_key_create_works_while_the_server_runs() {
         vec!["--keyspace", "ks_doesnotexist"],
         vec!["--scopes", ""],
     ] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_keyhaven"))
+        let out = keyhaven(&data)
+            .await
             .args(["root-key", "create", "--data-dir"])
             .arg(&data)
             .args(&args)
@@ -531,7 +533,8 @@ async fn serve_refuses_to_start_without_a_stored_pepper_version() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     drop(spawn_process(&data, dir.path(), &[]).await); // creates pepper v1 and a root key
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keyhaven"))
+    let out = keyhaven(&data)
+        .await
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(&data)
         .env("KEYHAVEN_PEPPER", format!("2:{}", "ab".repeat(32)))

@@ -2,18 +2,17 @@
 //! version on use, the old version is retired once unused.
 
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-fn keyhaven(data: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_keyhaven"))
+async fn run(data: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = keyhaven(data)
+        .await
         .args(args)
         .arg("--data-dir")
         .arg(data)
-        .env_remove("KEYHAVEN_PEPPER")
         .output()
         .unwrap();
     (
@@ -24,17 +23,9 @@ fn keyhaven(data: &Path, args: &[&str]) -> (bool, String, String) {
 }
 
 async fn pepper_version(data: &Path, key_id: &str) -> i64 {
-    let db = sqlx::sqlite::SqlitePoolOptions::new()
-        .connect_with(sqlx::sqlite::SqliteConnectOptions::new().filename(data.join("keyhaven.db")))
-        .await
-        .unwrap();
-    let v = sqlx::query_scalar("SELECT pepper_version FROM keys WHERE key_id = ?")
-        .bind(key_id)
-        .fetch_one(&db)
-        .await
-        .unwrap();
-    db.close().await;
-    v
+    let store = store_for(data).await;
+    let key = store.key_for_verify(key_id).await.unwrap().unwrap();
+    i64::from(key.key.verifier.version().get())
 }
 
 async fn post(base: &str, root: &str, path: &str, body: Value) -> Value {
@@ -74,10 +65,10 @@ async fn rotated_pepper_keeps_old_keys_working_and_migrates_them_on_use() {
     drop(server);
     assert_eq!(pepper_version(&data, &old_id).await, 1);
 
-    let (ok, stdout, stderr) = keyhaven(&data, &["pepper", "rotate"]);
+    let (ok, stdout, stderr) = run(&data, &["pepper", "rotate"]).await;
     assert!(ok, "{stderr}");
     assert!(stdout.contains("pepper version 2"), "{stdout}");
-    let (ok, _, stderr) = keyhaven(&data, &["pepper", "retire", "1"]);
+    let (ok, _, stderr) = run(&data, &["pepper", "retire", "1"]).await;
     assert!(!ok, "version 1 is still in use");
     assert!(stderr.contains("still use pepper version 1"), "{stderr}");
 
@@ -124,7 +115,7 @@ async fn rotated_pepper_keeps_old_keys_working_and_migrates_them_on_use() {
     assert_eq!(v["code"], "VALID", "and still verifies after the re-hash");
     drop(server);
 
-    let (ok, status, _) = keyhaven(&data, &["pepper", "status"]);
+    let (ok, status, _) = run(&data, &["pepper", "status"]).await;
     assert!(ok);
     let line = |v: &str| {
         status
@@ -135,9 +126,9 @@ async fn rotated_pepper_keeps_old_keys_working_and_migrates_them_on_use() {
     };
     assert_eq!(line("1").split_whitespace().nth(2), Some("0"), "{status}");
     assert!(line("2").contains("(newest)"), "{status}");
-    let (ok, _, stderr) = keyhaven(&data, &["pepper", "retire", "2"]);
+    let (ok, _, stderr) = run(&data, &["pepper", "retire", "2"]).await;
     assert!(!ok && stderr.contains("newest"), "{stderr}");
-    let (ok, _, stderr) = keyhaven(&data, &["pepper", "retire", "1"]);
+    let (ok, _, stderr) = run(&data, &["pepper", "retire", "1"]).await;
     assert!(ok, "{stderr}");
     let pepper_file = std::fs::read_to_string(data.join("pepper")).unwrap();
     assert!(!pepper_file.lines().any(|l| l.starts_with("1:")));
