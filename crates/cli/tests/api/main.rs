@@ -1,4 +1,5 @@
-//! The server's integration tests: one binary, real sockets, a real SQLite file per test.
+//! The server's integration tests: one binary, real sockets, a real database per test
+//! (SQLite, or PostgreSQL with `KEYHAVEN_TEST_STORE=postgres`).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -14,6 +15,7 @@ mod import;
 mod keys;
 mod lifecycle;
 mod limits;
+mod multinode;
 mod openapi;
 mod pepper;
 mod recoverable;
