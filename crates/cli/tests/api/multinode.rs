@@ -417,7 +417,7 @@ async fn kill_9_of_a_node_during_creations_and_revocations_loses_nothing_acknowl
             } else {
                 let path = format!("/v1/keys/{}/revoke", target.0);
                 let (status, _) = post(&http, &node, &root, &path, &json!({})).await;
-                (status == 200).then(|| (false, target.1))
+                (status == 200).then_some((false, target.1))
             }
         });
     }
