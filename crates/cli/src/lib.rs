@@ -25,6 +25,8 @@ pub enum Command {
     RootKey(commands::root_key::Command),
     /// Apply pending database migrations and exit.
     Migrate(commands::migrate::Args),
+    /// Copy a SQLite deployment into an empty PostgreSQL database.
+    Copy(commands::copy::Args),
     /// Import existing keys (JSON Lines or CSV) into the database.
     Import(commands::import::Args),
     /// Rotate, inspect and retire pepper versions.
@@ -42,6 +44,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve(args) => commands::serve::run(&args),
         Command::RootKey(command) => commands::root_key::run(&command),
         Command::Migrate(args) => commands::migrate::run(&args),
+        Command::Copy(args) => commands::copy::run(&args),
         Command::Pepper(command) => commands::pepper::run(&command),
         Command::Import(args) => commands::import::run(&args),
         Command::Generate(args) => commands::generate::run(&args),

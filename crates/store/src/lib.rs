@@ -10,6 +10,7 @@
 //! - an acknowledged write is durable (SQLite: WAL with `synchronous=FULL`; PostgreSQL:
 //!   the engine refuses a server with `fsync` or `synchronous_commit` off).
 
+pub mod copy;
 mod error;
 pub mod model;
 pub mod pepper_file;

@@ -135,7 +135,7 @@ impl PgStore {
         &self.pool
     }
 
-    fn writes(&self) -> &PgPool {
+    pub(crate) fn writes(&self) -> &PgPool {
         &self.pool
     }
 

@@ -99,7 +99,7 @@ impl SqliteStore {
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
 
-    fn reads(&self) -> &SqlitePool {
+    pub(crate) fn reads(&self) -> &SqlitePool {
         &self.reader
     }
 

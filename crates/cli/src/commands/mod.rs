@@ -1,3 +1,4 @@
+pub mod copy;
 pub mod generate;
 pub mod import;
 pub mod inspect;

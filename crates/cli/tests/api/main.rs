@@ -8,6 +8,7 @@
 )]
 
 mod audit;
+mod copy;
 mod durability;
 mod helpers;
 mod hostile;
