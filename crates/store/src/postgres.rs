@@ -115,7 +115,7 @@ impl PgStore {
         }
         Err(anyhow::anyhow!(
             "refusing to run on a PostgreSQL server with {}: acknowledged writes could be \
-             lost in a crash. Turn it on, or pass --allow-unsafe-durability \
+             lost in a crash. Turn it on, or set allow_unsafe_durability = true \
              (KEYHAVEN_ALLOW_UNSAFE_DURABILITY=true) for a throwaway database",
             off.join(" and ")
         )
