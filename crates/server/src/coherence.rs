@@ -33,7 +33,7 @@ pub async fn follow(state: AppState) {
             Ok(None) => return,
             Ok(Some(mut feed)) => {
                 retry = Duration::from_millis(100);
-                state.cache.invalidate_everything();
+                resync(&state).await;
                 metrics::gauge!(FEED_UP).set(1.0);
                 tracing::info!("following the change feed");
                 loop {
@@ -43,7 +43,7 @@ pub async fn follow(state: AppState) {
                             // Reconnected already: drop what may have changed meanwhile.
                             metrics::counter!(FEED_LOST).increment(1);
                             tracing::warn!("change feed reconnected; dropped the key cache");
-                            state.cache.invalidate_everything();
+                            resync(&state).await;
                         }
                         Err(e) => {
                             metrics::counter!(FEED_LOST).increment(1);
@@ -60,6 +60,14 @@ pub async fn follow(state: AppState) {
         }
         tokio::time::sleep(retry).await;
         retry = (retry * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// After the feed (re)connected: whatever was sent while it was away is lost.
+async fn resync(state: &AppState) {
+    state.cache.invalidate_everything();
+    if let Err(e) = state.load_import_flag().await {
+        tracing::warn!(error = %e, "checking for imported keys failed");
     }
 }
 

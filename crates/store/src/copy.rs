@@ -49,24 +49,25 @@ pub async fn sqlite_to_postgres(
     mut progress: impl FnMut(&str, u64),
 ) -> Result<CopyReport, StoreError> {
     let pg = to.writes();
-    let existing: i64 = sqlx::query_scalar(
-        "SELECT (SELECT COUNT(*) FROM keyspaces WHERE NOT reserved) + \
-         (SELECT COUNT(*) FROM owners) + (SELECT COUNT(*) FROM keys) + \
-         (SELECT COUNT(*) FROM audit_events)",
-    )
-    .fetch_one(pg)
-    .await?;
-    if existing > 0 {
-        return Err(anyhow::anyhow!(
-            "the target database is not empty ({existing} keyspaces, owners, keys and audit \
-             events): copy into a freshly migrated database"
-        )
-        .into());
-    }
     // One snapshot of the SQLite file (a read transaction in WAL mode), one target
     // transaction: a copy is all or nothing.
     let mut source = from.reads().begin().await?;
     let mut target = pg.begin().await?;
+    let existing: i64 = sqlx::query_scalar(
+        "SELECT (SELECT COUNT(*) FROM keyspaces WHERE NOT reserved) + \
+         (SELECT COUNT(*) FROM owners) + (SELECT COUNT(*) FROM keys) + \
+         (SELECT COUNT(*) FROM audit_events) + (SELECT COUNT(*) FROM events) + \
+         (SELECT COUNT(*) FROM idempotency_keys) + (SELECT COUNT(*) FROM usage_minutely)",
+    )
+    .fetch_one(&mut *target)
+    .await?;
+    if existing > 0 {
+        return Err(anyhow::anyhow!(
+            "the target database is not empty ({existing} rows): copy into a freshly \
+             migrated database"
+        )
+        .into());
+    }
     let mut report = Vec::new();
     for &(table, order) in TABLES {
         let columns = columns(&mut target, table).await?;
@@ -101,8 +102,11 @@ pub async fn sqlite_to_postgres(
             if let Some(e) = failed {
                 return Err(e.into());
             }
-            // The reserved root keyspace is created by the migrations on both sides.
-            insert.push(" ON CONFLICT DO NOTHING");
+            // The reserved root keyspace is created by the migrations on both sides; any
+            // other conflict is an error (the target was empty).
+            if table == "keyspaces" {
+                insert.push(" ON CONFLICT (id) DO NOTHING");
+            }
             insert
                 .build()
                 .execute(&mut *target)

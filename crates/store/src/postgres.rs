@@ -143,6 +143,10 @@ impl PgStore {
         let mut listener = PgListener::connect_with(&self.pool)
             .await
             .context("opening the change feed")?;
+        // A lost connection is re-established, LISTEN included, *before* `try_recv`
+        // reports it: the cache is dropped after that, never before (the sqlx default,
+        // pinned here because the staleness bound depends on it).
+        listener.eager_reconnect(true);
         listener
             .listen(CHANNEL)
             .await

@@ -81,7 +81,7 @@ async fn a_sqlite_deployment_copied_to_postgres_verifies_every_key_the_same() {
         &base,
         &root,
         "/v1/owners",
-        &json!({"external_id": "cus_1", "quota": {"remaining": 1000}}),
+        &json!({"external_id": "cus_1", "quota": {"remaining": 10_000_000}}),
     )
     .await;
     let owner_id = owner["id"].as_str().unwrap().to_owned();
