@@ -155,12 +155,7 @@ impl PgStore {
     }
 
     async fn publish_invalidation(&self, what: &Invalidation) -> Result<(), StoreError> {
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(CHANNEL)
-            .bind(what.encode())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        send(&self.pool, what).await
     }
 }
 
@@ -169,10 +164,17 @@ async fn notify(
     tx: &mut Transaction<'static, Postgres>,
     what: Invalidation,
 ) -> Result<(), StoreError> {
+    send(&mut **tx, &what).await
+}
+
+async fn send<'e>(
+    to: impl sqlx::Executor<'e, Database = Postgres>,
+    what: &Invalidation,
+) -> Result<(), StoreError> {
     sqlx::query("SELECT pg_notify($1, $2)")
         .bind(CHANNEL)
         .bind(what.encode())
-        .execute(&mut **tx)
+        .execute(to)
         .await?;
     Ok(())
 }

@@ -9,28 +9,6 @@ use tokio::sync::Semaphore;
 
 use crate::helpers::*;
 
-async fn post(
-    http: &reqwest::Client,
-    base: &str,
-    root: &str,
-    path: &str,
-    body: &Value,
-) -> (u16, Value) {
-    match http
-        .post(format!("{base}{path}"))
-        .bearer_auth(root)
-        .json(body)
-        .send()
-        .await
-    {
-        Ok(r) => {
-            let status = r.status().as_u16();
-            (status, r.json().await.unwrap_or(Value::Null))
-        }
-        Err(_) => (0, Value::Null),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_keys_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
@@ -38,7 +16,7 @@ async fn acknowledged_keys_survive_kill_9() {
     let mut server = spawn_process(&data, dir.path(), &[]).await;
     let root = server.printed_root_key();
     let http = reqwest::Client::new();
-    let (status, ks) = post(
+    let (status, ks) = try_post(
         &http,
         &server.base,
         &root,
@@ -63,7 +41,7 @@ async fn acknowledged_keys_survive_kill_9() {
         );
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await.unwrap();
-            let r = post(
+            let r = try_post(
                 &http,
                 &base,
                 &root,
@@ -98,7 +76,7 @@ async fn acknowledged_keys_survive_kill_9() {
 
     let again = spawn_process(&data, dir.path(), &[]).await;
     for key in &acknowledged {
-        let (status, v) = post(
+        let (status, v) = try_post(
             &http,
             &again.base,
             &root,
@@ -150,7 +128,7 @@ async fn no_secret_in_database_wal_log_or_metrics() {
     let server = spawn_process(&data, dir.path(), &[("KEYHAVEN_LOG", "debug")]).await;
     let root = server.printed_root_key();
     let http = reqwest::Client::new();
-    let (_, ks) = post(
+    let (_, ks) = try_post(
         &http,
         &server.base,
         &root,
@@ -187,7 +165,7 @@ async fn no_secret_in_database_wal_log_or_metrics() {
                 .await
                 .unwrap();
             let key = created["key"].as_str().unwrap().to_owned();
-            let (status, v) = post(
+            let (status, v) = try_post(
                 &http,
                 &base,
                 &root,

@@ -370,6 +370,31 @@ impl ServerProcess {
     }
 }
 
+/// POSTs `body` as JSON to `base` + `path` with `root`: the status and the JSON answer,
+/// or status 0 when the server did not answer (within 10 s), as when it was killed.
+pub async fn try_post(
+    http: &reqwest::Client,
+    base: &str,
+    root: &str,
+    path: &str,
+    body: &Value,
+) -> (u16, Value) {
+    match http
+        .post(format!("{base}{path}"))
+        .bearer_auth(root)
+        .json(body)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+    {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            (status, r.json().await.unwrap_or(Value::Null))
+        }
+        Err(_) => (0, Value::Null),
+    }
+}
+
 /// POSTs `body` as JSON to `url` with `root`; asserts a 2xx and returns the JSON answer.
 pub async fn post_json(http: &reqwest::Client, url: &str, root: &str, body: &Value) -> Value {
     let response = http

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -46,37 +46,14 @@ async fn two_nodes(
     (a, b, root)
 }
 
-async fn post(
-    http: &reqwest::Client,
-    base: &str,
-    root: &str,
-    path: &str,
-    body: &Value,
-) -> (u16, Value) {
-    match http
-        .post(format!("{base}{path}"))
-        .bearer_auth(root)
-        .json(body)
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await
-    {
-        Ok(r) => {
-            let status = r.status().as_u16();
-            (status, r.json().await.unwrap_or(Value::Null))
-        }
-        Err(_) => (0, Value::Null),
-    }
-}
-
 async fn code(http: &reqwest::Client, base: &str, root: &str, key: &str) -> String {
-    let (status, v) = post(http, base, root, "/v1/keys/verify", &json!({ "key": key })).await;
+    let (status, v) = try_post(http, base, root, "/v1/keys/verify", &json!({ "key": key })).await;
     assert_eq!(status, 200, "{v}");
     v["code"].as_str().unwrap().to_owned()
 }
 
 async fn keyspace(http: &reqwest::Client, base: &str, root: &str) -> String {
-    let (status, ks) = post(
+    let (status, ks) = try_post(
         http,
         base,
         root,
@@ -108,7 +85,7 @@ async fn create_keys(
         );
         tasks.spawn(async move {
             let _permit = limit.acquire().await.unwrap();
-            let (status, v) = post(
+            let (status, v) = try_post(
                 &http,
                 &base,
                 &root,
@@ -168,7 +145,7 @@ async fn a_key_revoked_on_one_node_answers_revoked_on_the_other_within_a_second(
         // Cached as VALID on B (the second answer comes from B's cache).
         assert_eq!(code(&http, &b.base, &root, key).await, "VALID");
         assert_eq!(code(&http, &b.base, &root, key).await, "VALID");
-        let (status, v) = post(
+        let (status, v) = try_post(
             &http,
             &a.base,
             &root,
@@ -286,7 +263,7 @@ async fn with_its_notifications_cut_a_node_stops_serving_a_revoked_key_within_th
     // 1. The feed works: a revocation arrives well within the bound.
     let (id0, key0) = &keys[0];
     assert_eq!(code(&http, &b.base, &root, key0).await, "VALID");
-    post(
+    try_post(
         &http,
         &a.base,
         &root,
@@ -321,7 +298,7 @@ async fn with_its_notifications_cut_a_node_stops_serving_a_revoked_key_within_th
     );
     let (id1, key1) = &keys[1];
     assert_eq!(code(&http, &b.base, &root, key1).await, "VALID");
-    post(
+    try_post(
         &http,
         &a.base,
         &root,
@@ -347,7 +324,7 @@ async fn with_its_notifications_cut_a_node_stops_serving_a_revoked_key_within_th
     assert_eq!(code(&http, &b.base, &root, key2).await, "VALID");
     relay.stalled.store(true, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    post(
+    try_post(
         &http,
         &a.base,
         &root,
@@ -405,7 +382,7 @@ async fn kill_9_of_a_node_during_creations_and_revocations_loses_nothing_acknowl
         tasks.spawn(async move {
             let _permit = limit.acquire().await.unwrap();
             if i % 4 < 2 {
-                let (status, v) = post(
+                let (status, v) = try_post(
                     &http,
                     &node,
                     &root,
@@ -416,7 +393,7 @@ async fn kill_9_of_a_node_during_creations_and_revocations_loses_nothing_acknowl
                 (status == 201).then(|| (true, v["key"].as_str().unwrap().to_owned()))
             } else {
                 let path = format!("/v1/keys/{}/revoke", target.0);
-                let (status, _) = post(&http, &node, &root, &path, &json!({})).await;
+                let (status, _) = try_post(&http, &node, &root, &path, &json!({})).await;
                 (status == 200).then_some((false, target.1))
             }
         });
