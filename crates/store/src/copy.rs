@@ -23,6 +23,12 @@ const TABLES: &[(&str, &str)] = &[
     ("events", "seq"),
     ("idempotency_keys", "actor, idempotency_key"),
     ("usage_minutely", "key_id, minute, outcome"),
+    ("usage_hourly", "key_id, hour, outcome"),
+    ("usage_daily", "key_id, day, outcome"),
+    ("alert_episodes", "key_id, kind"),
+    ("webhooks", "seq"),
+    ("webhook_deliveries", "seq"),
+    ("webhook_attempts", "seq"),
 ];
 
 /// Rows per read and per multi-row INSERT (31 columns × 1,000 stays under PostgreSQL's
@@ -57,7 +63,8 @@ pub async fn sqlite_to_postgres(
         "SELECT (SELECT COUNT(*) FROM keyspaces WHERE NOT reserved) + \
          (SELECT COUNT(*) FROM owners) + (SELECT COUNT(*) FROM keys) + \
          (SELECT COUNT(*) FROM audit_events) + (SELECT COUNT(*) FROM events) + \
-         (SELECT COUNT(*) FROM idempotency_keys) + (SELECT COUNT(*) FROM usage_minutely)",
+         (SELECT COUNT(*) FROM idempotency_keys) + (SELECT COUNT(*) FROM usage_minutely) + \
+         (SELECT COUNT(*) FROM webhooks)",
     )
     .fetch_one(&mut *target)
     .await?;

@@ -17,9 +17,17 @@ use serde_json::{Map, Value};
 use sqlx::{Row, Transaction};
 
 use super::{Db, Engine, dialect, notify};
+use crate::activity::*;
 use crate::error::{Conflict, StoreError};
 use crate::model::*;
 use crate::store::Store;
+use crate::webhook::*;
+
+// The SQL of usage, alerts and webhooks, in files of their own (compiled as this one is).
+#[path = "engine_activity.rs"]
+mod activity;
+#[path = "engine_webhooks.rs"]
+mod webhooks;
 
 type DbRow = <Db as sqlx::Database>::Row;
 type Tx = Transaction<'static, Db>;
@@ -132,8 +140,35 @@ fn keyspace_from(row: &DbRow) -> Result<Keyspace, StoreError> {
             expiry_warning: row.try_get("expiry_warning_seconds")?,
         },
         ratelimits: ratelimits_from(row, "ratelimits")?,
+        alerts: AlertThresholds {
+            spike_factor: row
+                .try_get::<Option<i64>, _>("alert_spike_factor")?
+                .and_then(|n| u32::try_from(n).ok()),
+            spike_min_per_minute: row
+                .try_get::<Option<i64>, _>("alert_spike_min_per_minute")?
+                .and_then(|n| u64::try_from(n).ok()),
+            failed_per_minute: row
+                .try_get::<Option<i64>, _>("alert_failed_per_minute")?
+                .and_then(|n| u64::try_from(n).ok()),
+        },
         created_at: from_unix(row.try_get("created_at")?),
         updated_at: from_unix(row.try_get("updated_at")?),
+    })
+}
+
+/// A threshold as stored (the API bounds them far below `i64::MAX`).
+fn threshold(n: Option<u64>) -> Option<i64> {
+    n.map(|n| i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+fn event_from(row: &DbRow) -> Result<Event, StoreError> {
+    Ok(Event {
+        id: row.try_get("id")?,
+        kind: row.try_get("type")?,
+        key_id: row.try_get("key_id")?,
+        keyspace_id: row.try_get("keyspace_id")?,
+        payload: json_map(row.try_get("payload")?)?,
+        created_at: from_unix(row.try_get("created_at")?),
     })
 }
 
@@ -270,7 +305,50 @@ fn scope_json(visible: KeyspaceScope<'_>) -> Result<Option<String>, StoreError> 
     visible.map(json_text).transpose()
 }
 
-async fn write_change(tx: &mut Tx, change: Change<'_>) -> Result<(), StoreError> {
+/// Writes the change's audit event (with the lifecycle event it causes, and the
+/// idempotent response) and commits: all of it or none. Counts what was written once it
+/// is committed.
+async fn commit_change(mut tx: Tx, change: Change<'_>) -> Result<(), StoreError> {
+    let event = write_change(&mut tx, change).await?;
+    tx.commit().await?;
+    crate::counters::audit_written(&change.audit.action);
+    if let Some(kind) = event {
+        crate::counters::events_written(kind, 1);
+    }
+    Ok(())
+}
+
+/// Stores one event; false when its `dedup` fact is already stored.
+async fn insert_event(
+    tx: &mut Tx,
+    kind: &str,
+    key_id: Option<&str>,
+    keyspace_id: Option<&str>,
+    data: &Map<String, Value>,
+    dedup: &str,
+    at: Timestamp,
+) -> Result<bool, StoreError> {
+    let sql = format!(
+        "INSERT INTO events (id, type, key_id, keyspace_id, payload, dedup, created_at) \
+         VALUES ({}, $1, $2, $3, $4, $5, $6) ON CONFLICT (dedup) DO NOTHING",
+        dialect::NEW_EVENT_ID
+    );
+    let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(kind)
+        .bind(key_id)
+        .bind(keyspace_id)
+        .bind(json_text(data)?)
+        .bind(dedup)
+        .bind(to_unix(at))
+        .execute(&mut **tx)
+        .await
+        .context("writing the event")?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Writes the audit event, the lifecycle event it causes (returning its type) and the
+/// idempotent response, in `tx`.
+async fn write_change(tx: &mut Tx, change: Change<'_>) -> Result<Option<&'static str>, StoreError> {
     let a = change.audit;
     sqlx::query(
         "INSERT INTO audit_events (id, occurred_at, actor, action, target_type, target_id, \
@@ -303,7 +381,22 @@ async fn write_change(tx: &mut Tx, change: Change<'_>) -> Result<(), StoreError>
         .await
         .map_err(|e| classify(e, Conflict::IdempotencyKeyTaken))?;
     }
-    Ok(())
+    let Some((kind, data)) = crate::activity::lifecycle_event(a) else {
+        return Ok(None);
+    };
+    // The audit event's id is unique, so this fact is never a duplicate.
+    let dedup = format!("{kind}:{}", a.id);
+    insert_event(
+        tx,
+        kind,
+        Some(&a.target_id),
+        a.keyspace_id.as_deref(),
+        &data,
+        &dedup,
+        a.occurred_at,
+    )
+    .await?;
+    Ok(Some(kind))
 }
 
 /// Inserts `key`; returns false (inserting nothing) when its import lookup is taken.
@@ -455,8 +548,9 @@ impl Store for Engine {
         }
         sqlx::query(
             "INSERT INTO keyspaces (id, name, prefix, max_key_age_seconds, default_grace_seconds, \
-             expiry_warning_seconds, ratelimits, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             expiry_warning_seconds, ratelimits, created_at, updated_at, alert_spike_factor, \
+             alert_spike_min_per_minute, alert_failed_per_minute) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(&ks.id)
         .bind(&ks.name)
@@ -467,11 +561,13 @@ impl Store for Engine {
         .bind(json_text(&ks.ratelimits)?)
         .bind(to_unix(ks.created_at))
         .bind(to_unix(ks.updated_at))
+        .bind(ks.alerts.spike_factor.map(i64::from))
+        .bind(threshold(ks.alerts.spike_min_per_minute))
+        .bind(threshold(ks.alerts.failed_per_minute))
         .execute(&mut *tx)
         .await
         .map_err(|e| classify(e, Conflict::PrefixTaken))?;
-        write_change(&mut tx, change).await?;
-        tx.commit().await?;
+        commit_change(tx, change).await?;
         Ok(())
     }
 
@@ -507,8 +603,9 @@ impl Store for Engine {
         let mut tx = self.begin().await?;
         let done = sqlx::query(
             "UPDATE keyspaces SET name = $1, max_key_age_seconds = $2, default_grace_seconds = $3, \
-             expiry_warning_seconds = $4, ratelimits = $5, updated_at = $6 \
-             WHERE id = $7 AND NOT reserved",
+             expiry_warning_seconds = $4, ratelimits = $5, updated_at = $6, \
+             alert_spike_factor = $8, alert_spike_min_per_minute = $9, \
+             alert_failed_per_minute = $10 WHERE id = $7 AND NOT reserved",
         )
         .bind(&ks.name)
         .bind(ks.policy.max_key_age)
@@ -517,12 +614,14 @@ impl Store for Engine {
         .bind(json_text(&ks.ratelimits)?)
         .bind(to_unix(ks.updated_at))
         .bind(&ks.id)
+        .bind(ks.alerts.spike_factor.map(i64::from))
+        .bind(threshold(ks.alerts.spike_min_per_minute))
+        .bind(threshold(ks.alerts.failed_per_minute))
         .execute(&mut *tx)
         .await?;
         expect_one(done.rows_affected())?;
         notify(&mut tx, Invalidation::Keyspace(ks.id.clone())).await?;
-        write_change(&mut tx, change).await?;
-        tx.commit().await?;
+        commit_change(tx, change).await?;
         Ok(())
     }
 
@@ -555,8 +654,7 @@ impl Store for Engine {
             .map_err(|e| classify_delete(e, Conflict::KeyspaceNotEmpty))?;
         expect_one(done.rows_affected())?;
         notify(&mut tx, Invalidation::Keyspace(id.to_owned())).await?;
-        write_change(&mut tx, change).await?;
-        tx.commit().await?;
+        commit_change(tx, change).await?;
         Ok(())
     }
 
@@ -588,8 +686,7 @@ impl Store for Engine {
         .execute(&mut *tx)
         .await
         .map_err(|e| classify(e, Conflict::ExternalIdTaken))?;
-        write_change(&mut tx, change).await?;
-        tx.commit().await?;
+        commit_change(tx, change).await?;
         Ok(())
     }
 
@@ -649,8 +746,7 @@ impl Store for Engine {
         .map_err(|e| classify(e, Conflict::ExternalIdTaken))?;
         expect_one(done.rows_affected())?;
         notify(&mut tx, Invalidation::Owner(owner.id.clone())).await?;
-        write_change(&mut tx, change).await?;
-        tx.commit().await?;
+        commit_change(tx, change).await?;
         Ok(())
     }
 
@@ -679,8 +775,7 @@ impl Store for Engine {
             .map_err(|e| classify_delete(e, Conflict::OwnerHasKeys))?;
         expect_one(done.rows_affected())?;
         notify(&mut tx, Invalidation::Owner(id.to_owned())).await?;
-        write_change(&mut tx, change).await?;
-        tx.commit().await?;
+        commit_change(tx, change).await?;
         Ok(())
     }
 
@@ -691,8 +786,7 @@ impl Store for Engine {
         }
         // A node may have cached "no such key" for this id.
         notify(&mut tx, Invalidation::Key(key.key_id.clone())).await?;
-        write_change(&mut tx, change).await?;
-        tx.commit().await?;
+        commit_change(tx, change).await?;
         Ok(())
     }
 
@@ -730,12 +824,21 @@ impl Store for Engine {
         filter: &KeyFilter<'_>,
         page: PageRequest,
     ) -> Result<Page<KeyRecord>, StoreError> {
+        // Most recently used first, never-used keys last; newest first among equals.
+        let (after, order) = if filter.by_last_used {
+            (
+                "($4 IS NULL OR COALESCE(k.last_used_at, 0) < $6 \
+                     OR (COALESCE(k.last_used_at, 0) = $6 AND k.seq < $4))",
+                "COALESCE(k.last_used_at, 0) DESC, k.seq DESC",
+            )
+        } else {
+            ("($4 IS NULL OR k.seq < $4)", "k.seq DESC")
+        };
         let sql = format!(
             "SELECT {KEY_COLUMNS} FROM keys k WHERE k.keyspace_id <> '{ROOT_KEYSPACE_ID}' \
              AND ($1 IS NULL OR k.keyspace_id IN {visible}) \
              AND ($2 IS NULL OR k.keyspace_id = $2) \
-             AND ($3 IS NULL OR k.owner_id = $3) \
-             AND ($4 IS NULL OR k.seq < $4) ORDER BY k.seq DESC LIMIT $5",
+             AND ($3 IS NULL OR k.owner_id = $3) AND {after} ORDER BY {order} LIMIT $5",
             visible = dialect::json_list("$1"),
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -744,6 +847,7 @@ impl Store for Engine {
             .bind(filter.owner_id)
             .bind(page.after)
             .bind(i64::from(page.limit) + 1)
+            .bind(filter.last_used_before.unwrap_or(0))
             .fetch_all(self.reads())
             .await?;
         page_of(&rows, page.limit, key_from)
@@ -782,8 +886,7 @@ impl Store for Engine {
         .map_err(|e| classify(e, Conflict::DuplicateId))?;
         expect_one(done.rows_affected())?;
         notify(&mut tx, Invalidation::Key(key.key_id.clone())).await?;
-        write_change(&mut tx, change).await?;
-        tx.commit().await?;
+        commit_change(tx, change).await?;
         Ok(())
     }
 
@@ -818,8 +921,7 @@ impl Store for Engine {
         .execute(&mut *tx)
         .await?;
         notify(&mut tx, Invalidation::Key(key_id.to_owned())).await?;
-        write_change(&mut tx, change).await?;
-        tx.commit().await?;
+        commit_change(tx, change).await?;
         Ok(())
     }
 
@@ -859,8 +961,7 @@ impl Store for Engine {
         .await?;
         notify(&mut tx, Invalidation::Key(key_id.to_owned())).await?;
         notify(&mut tx, Invalidation::Key(successor.key_id.clone())).await?;
-        write_change(&mut tx, change).await?;
-        tx.commit().await?;
+        commit_change(tx, change).await?;
         Ok(())
     }
 
@@ -887,11 +988,12 @@ impl Store for Engine {
             event
                 .changes
                 .insert("key_ids".into(), serde_json::json!(ids));
-            write_change(&mut tx, Change::audited(&event)).await?;
             // Imported keys are found by lookup, and nodes cache missing lookups.
             notify(&mut tx, Invalidation::Imports).await?;
+            commit_change(tx, Change::audited(&event)).await?;
+        } else {
+            tx.commit().await?;
         }
-        tx.commit().await?;
         Ok(inserted)
     }
 
@@ -941,8 +1043,7 @@ impl Store for Engine {
         expect_one(done.rows_affected())?;
         notify(&mut tx, Invalidation::Key(key_id.to_owned())).await?;
         notify(&mut tx, Invalidation::Imports).await?;
-        write_change(&mut tx, change).await?;
-        tx.commit().await?;
+        commit_change(tx, change).await?;
         Ok(())
     }
 
@@ -1049,44 +1150,40 @@ impl Store for Engine {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        crate::counters::events_written("key.expiring", done.rows_affected());
         Ok(done.rows_affected())
     }
 
     async fn list_events(
         &self,
-        kind: Option<&str>,
-        visible: KeyspaceScope<'_>,
+        filter: &EventFilter<'_>,
         page: PageRequest,
     ) -> Result<Page<Event>, StoreError> {
         let sql = format!(
             "SELECT * FROM events WHERE ($1 IS NULL OR type = $1) \
              AND ($2 IS NULL OR keyspace_id IN {visible}) \
-             AND ($3 IS NULL OR seq < $3) ORDER BY seq DESC LIMIT $4",
+             AND ($3 IS NULL OR key_id = $3) AND ($4 IS NULL OR keyspace_id = $4) \
+             AND ($5 IS NULL OR created_at >= $5) AND ($6 IS NULL OR created_at < $6) \
+             AND ($7 IS NULL OR seq < $7) ORDER BY seq DESC LIMIT $8",
             visible = dialect::json_list("$2"),
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(kind)
-            .bind(scope_json(visible)?)
+            .bind(filter.kind)
+            .bind(scope_json(filter.visible)?)
+            .bind(filter.key_id)
+            .bind(filter.keyspace_id)
+            .bind(filter.since.map(to_unix))
+            .bind(filter.until.map(to_unix))
             .bind(page.after)
             .bind(i64::from(page.limit) + 1)
             .fetch_all(self.reads())
             .await?;
-        page_of(&rows, page.limit, |row| {
-            Ok(Event {
-                id: row.try_get("id")?,
-                kind: row.try_get("type")?,
-                key_id: row.try_get("key_id")?,
-                keyspace_id: row.try_get("keyspace_id")?,
-                payload: json_map(row.try_get("payload")?)?,
-                created_at: from_unix(row.try_get("created_at")?),
-            })
-        })
+        page_of(&rows, page.limit, event_from)
     }
 
     async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
-        write_change(&mut tx, Change::audited(event)).await?;
-        tx.commit().await?;
+        let tx = self.begin().await?;
+        commit_change(tx, Change::audited(event)).await?;
         Ok(())
     }
 
@@ -1173,18 +1270,31 @@ impl Store for Engine {
             *t = (*t).max(to_unix(*at));
         }
         let mut tx = self.begin().await?;
-        for ((key_id, minute, outcome), count) in counts {
-            sqlx::query(
-                "INSERT INTO usage_minutely (key_id, minute, outcome, count) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (key_id, minute, outcome) \
-                 DO UPDATE SET count = usage_minutely.count + excluded.count",
-            )
-            .bind(key_id)
-            .bind(minute)
-            .bind(outcome)
-            .bind(i64::try_from(count).unwrap_or(i64::MAX))
-            .execute(&mut *tx)
-            .await?;
+        // Minutes, and their roll-ups into hours and days, in one transaction: the three
+        // tables always agree.
+        for granularity in Granularity::ALL {
+            let mut rolled: BTreeMap<(&str, i64, &str), u64> = BTreeMap::new();
+            for (&(key_id, minute, outcome), &count) in &counts {
+                let n = rolled
+                    .entry((key_id, granularity.floor(minute), outcome))
+                    .or_default();
+                *n = n.saturating_add(count);
+            }
+            let (table, column) = granularity.table();
+            let sql = format!(
+                "INSERT INTO {table} (key_id, {column}, outcome, count) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (key_id, {column}, outcome) \
+                 DO UPDATE SET count = {table}.count + excluded.count"
+            );
+            for ((key_id, bucket, outcome), count) in rolled {
+                sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                    .bind(key_id)
+                    .bind(bucket)
+                    .bind(outcome)
+                    .bind(i64::try_from(count).unwrap_or(i64::MAX))
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
         let sql = format!(
             "UPDATE keys SET last_used_at = {}(COALESCE(last_used_at, 0), $1) WHERE key_id = $2",
@@ -1257,6 +1367,127 @@ impl Store for Engine {
 
     async fn publish(&self, what: &Invalidation) -> Result<(), StoreError> {
         self.publish_invalidation(what).await
+    }
+
+    async fn usage_series(
+        &self,
+        target: UsageTarget<'_>,
+        granularity: Granularity,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<UsageRow>, StoreError> {
+        activity::usage_series(self, target, granularity, from, to).await
+    }
+
+    async fn usage_totals(
+        &self,
+        key_ids: &[String],
+        granularity: Granularity,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<KeyUsageTotal>, StoreError> {
+        activity::usage_totals(self, key_ids, granularity, from, to).await
+    }
+
+    async fn purge_usage(&self, granularity: Granularity, before: i64) -> Result<u64, StoreError> {
+        activity::purge_usage(self, granularity, before).await
+    }
+
+    async fn minute_activity(
+        &self,
+        after: i64,
+        through: i64,
+    ) -> Result<Vec<MinuteActivity>, StoreError> {
+        activity::minute_activity(self, after, through).await
+    }
+
+    async fn usage_sum(&self, key_id: &str, from: i64, to: i64) -> Result<u64, StoreError> {
+        activity::usage_sum(self, key_id, from, to).await
+    }
+
+    async fn record_alert(
+        &self,
+        alert: &Alert,
+        quiet: i64,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        activity::record_alert(self, alert, quiet, now).await
+    }
+
+    async fn create_webhook(&self, hook: &Webhook, change: Change<'_>) -> Result<(), StoreError> {
+        webhooks::create_webhook(self, hook, change).await
+    }
+
+    async fn webhook(&self, id: &str) -> Result<Option<Webhook>, StoreError> {
+        webhooks::webhook(self, id).await
+    }
+
+    async fn list_webhooks(
+        &self,
+        visible: KeyspaceScope<'_>,
+        page: PageRequest,
+    ) -> Result<Page<Webhook>, StoreError> {
+        webhooks::list_webhooks(self, visible, page).await
+    }
+
+    async fn update_webhook(&self, hook: &Webhook, change: Change<'_>) -> Result<(), StoreError> {
+        webhooks::update_webhook(self, hook, change).await
+    }
+
+    async fn delete_webhook(&self, id: &str, change: Change<'_>) -> Result<(), StoreError> {
+        webhooks::delete_webhook(self, id, change).await
+    }
+
+    async fn fan_out_events(&self, now_ms: i64, limit: u32) -> Result<u64, StoreError> {
+        webhooks::fan_out_events(self, now_ms, limit).await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
+        webhooks::claim_deliveries(self, now_ms, lease_ms, limit).await
+    }
+
+    async fn record_attempt(
+        &self,
+        attempt: &Attempt,
+        next: AfterAttempt,
+    ) -> Result<(), StoreError> {
+        webhooks::record_attempt(self, attempt, next).await
+    }
+
+    async fn list_deliveries(
+        &self,
+        webhook_id: &str,
+        status: Option<DeliveryStatus>,
+        page: PageRequest,
+    ) -> Result<Page<Delivery>, StoreError> {
+        webhooks::list_deliveries(self, webhook_id, status, page).await
+    }
+
+    async fn delivery(
+        &self,
+        webhook_id: &str,
+        delivery_id: &str,
+    ) -> Result<Option<Delivery>, StoreError> {
+        webhooks::delivery(self, webhook_id, delivery_id).await
+    }
+
+    async fn delivery_attempts(&self, delivery_id: &str) -> Result<Vec<Attempt>, StoreError> {
+        webhooks::delivery_attempts(self, delivery_id).await
+    }
+
+    async fn resend_delivery(
+        &self,
+        webhook_id: &str,
+        delivery_id: &str,
+        now_ms: i64,
+        change: Change<'_>,
+    ) -> Result<(), StoreError> {
+        webhooks::resend_delivery(self, webhook_id, delivery_id, now_ms, change).await
     }
 
     async fn usage(&self, key_id: &str, since: i64) -> Result<Vec<UsageCount>, StoreError> {

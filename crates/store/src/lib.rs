@@ -10,16 +10,21 @@
 //! - an acknowledged write is durable (SQLite: WAL with `synchronous=FULL`; PostgreSQL:
 //!   the engine refuses a server with `fsync` or `synchronous_commit` off).
 
+pub mod activity;
 pub mod copy;
+pub mod counters;
 mod error;
 pub mod model;
 pub mod pepper_file;
 pub mod postgres;
 pub mod sqlite;
 mod store;
+pub mod webhook;
 
+pub use activity::*;
 pub use error::{Conflict, StoreError};
 pub use model::*;
 pub use postgres::{PgOptions, PgStore};
 pub use sqlite::SqliteStore;
 pub use store::{ChangeFeed, Store};
+pub use webhook::*;

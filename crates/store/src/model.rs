@@ -39,6 +39,7 @@ pub struct Keyspace {
     /// Default named rate limits of every key in the keyspace (a key's own limit of the
     /// same name, or its owner's, takes precedence).
     pub ratelimits: Vec<RateLimitDef>,
+    pub alerts: crate::AlertThresholds,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -356,6 +357,11 @@ pub struct KeyFilter<'a> {
     pub visible: KeyspaceScope<'a>,
     pub keyspace_id: Option<&'a str>,
     pub owner_id: Option<&'a str>,
+    /// Most recently used first (never used last), instead of newest first. The page
+    /// cursor is then the last key's `last_used_at` (0 for never) here and its sequence
+    /// number in [`PageRequest::after`].
+    pub by_last_used: bool,
+    pub last_used_before: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default)]

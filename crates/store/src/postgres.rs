@@ -222,6 +222,16 @@ mod dialect {
     pub const NEW_EVENT_ID: &str =
         "'evt_' || encode(substring(uuid_send(gen_random_uuid()) from 1 for 10), 'hex')";
 
+    /// A fresh random id: `prefix`, `_` and 20 hex digits.
+    pub fn random_id(prefix: &str) -> String {
+        format!(
+            "'{prefix}_' || encode(substring(uuid_send(gen_random_uuid()) from 1 for 10), 'hex')"
+        )
+    }
+
+    /// A worker's claim skips rows another node's worker holds.
+    pub const FOR_UPDATE_SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
+
     /// A JSON object (as text) from alternating name and value expressions.
     pub fn json_object(args: &str) -> String {
         format!("json_build_object({args})::text")

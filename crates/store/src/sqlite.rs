@@ -143,6 +143,14 @@ mod dialect {
     /// A fresh event id (`evt_` and 20 hex digits).
     pub const NEW_EVENT_ID: &str = "'evt_' || lower(hex(randomblob(10)))";
 
+    /// A fresh random id: `prefix`, `_` and 20 hex digits.
+    pub fn random_id(prefix: &str) -> String {
+        format!("'{prefix}_' || lower(hex(randomblob(10)))")
+    }
+
+    /// Row locks for a worker's claim: none needed (see `FOR_UPDATE`).
+    pub const FOR_UPDATE_SKIP_LOCKED: &str = "";
+
     /// A JSON object (as text) from alternating name and value expressions.
     pub fn json_object(args: &str) -> String {
         format!("json_object({args})")

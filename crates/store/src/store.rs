@@ -3,8 +3,10 @@ use std::fmt;
 use async_trait::async_trait;
 use keyhaven_core::Verifier;
 
+use crate::activity::*;
 use crate::error::StoreError;
 use crate::model::*;
+use crate::webhook::*;
 
 /// Everything the server keeps, behind one trait so SQLite and PostgreSQL engines are
 /// interchangeable (`Arc<dyn Store>`).
@@ -129,10 +131,10 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Stores one `key.expiring` event per expiring key and expiry (idempotent); returns
     /// how many were new.
     async fn record_expiring_events(&self, now: Timestamp) -> Result<u64, StoreError>;
+    /// The event log, newest first.
     async fn list_events(
         &self,
-        kind: Option<&str>,
-        visible: KeyspaceScope<'_>,
+        filter: &EventFilter<'_>,
         page: PageRequest,
     ) -> Result<Page<Event>, StoreError>;
 
@@ -162,6 +164,95 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn record_quota_use(&self, uses: &[QuotaUse]) -> Result<(), StoreError>;
     /// Stored counts for one key since `since` (inclusive), oldest first.
     async fn usage(&self, key_id: &str, since: i64) -> Result<Vec<UsageCount>, StoreError>;
+    /// Counts per bucket and outcome of `target`'s keys, buckets in `[from, to)` (Unix
+    /// seconds, aligned by the caller), oldest first.
+    async fn usage_series(
+        &self,
+        target: UsageTarget<'_>,
+        granularity: Granularity,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<UsageRow>, StoreError>;
+    /// Counts per key and outcome over buckets in `[from, to)`.
+    async fn usage_totals(
+        &self,
+        key_ids: &[String],
+        granularity: Granularity,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<KeyUsageTotal>, StoreError>;
+    /// Deletes buckets of `granularity` that start before `before`; returns how many rows.
+    async fn purge_usage(&self, granularity: Granularity, before: i64) -> Result<u64, StoreError>;
+
+    // Anomaly alerts.
+    /// Activity of every key with stored usage in minutes `(after, through]`, by minute.
+    async fn minute_activity(
+        &self,
+        after: i64,
+        through: i64,
+    ) -> Result<Vec<MinuteActivity>, StoreError>;
+    /// A key's verifications in minutes `[from, to)`.
+    async fn usage_sum(&self, key_id: &str, from: i64, to: i64) -> Result<u64, StoreError>;
+    /// Notes `alert`. When the key's last alert of the same kind was seen more than
+    /// `quiet` seconds before `alert.minute`, a new episode starts and its event is stored
+    /// (returns true); otherwise the episode goes on, with no new event.
+    async fn record_alert(
+        &self,
+        alert: &Alert,
+        quiet: i64,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    // Webhooks.
+    /// Creates the endpoint; it receives events stored from now on.
+    async fn create_webhook(&self, hook: &Webhook, change: Change<'_>) -> Result<(), StoreError>;
+    async fn webhook(&self, id: &str) -> Result<Option<Webhook>, StoreError>;
+    /// Endpoints, newest first; with `visible`, only those of these keyspaces.
+    async fn list_webhooks(
+        &self,
+        visible: KeyspaceScope<'_>,
+        page: PageRequest,
+    ) -> Result<Page<Webhook>, StoreError>;
+    async fn update_webhook(&self, hook: &Webhook, change: Change<'_>) -> Result<(), StoreError>;
+    /// Deletes the endpoint with its deliveries and their log.
+    async fn delete_webhook(&self, id: &str, change: Change<'_>) -> Result<(), StoreError>;
+    /// Turns up to `limit` newly stored events into deliveries for the endpoints that
+    /// want them (enabled then), due at `now_ms`. Returns how many events were read; safe
+    /// to run on several nodes at once.
+    async fn fan_out_events(&self, now_ms: i64, limit: u32) -> Result<u64, StoreError>;
+    /// Claims up to `limit` due deliveries for `lease_ms`: no other worker takes them
+    /// until the lease runs out (a worker that dies mid-delivery is thus replaced).
+    async fn claim_deliveries(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<DueDelivery>, StoreError>;
+    /// Logs an attempt and moves its delivery on (delivered, retry at, or failed).
+    async fn record_attempt(&self, attempt: &Attempt, next: AfterAttempt)
+    -> Result<(), StoreError>;
+    /// An endpoint's deliveries, newest first.
+    async fn list_deliveries(
+        &self,
+        webhook_id: &str,
+        status: Option<DeliveryStatus>,
+        page: PageRequest,
+    ) -> Result<Page<Delivery>, StoreError>;
+    async fn delivery(
+        &self,
+        webhook_id: &str,
+        delivery_id: &str,
+    ) -> Result<Option<Delivery>, StoreError>;
+    /// A delivery's attempts, oldest first.
+    async fn delivery_attempts(&self, delivery_id: &str) -> Result<Vec<Attempt>, StoreError>;
+    /// Puts a delivery back in the queue, due at `now_ms`, with a fresh retry period.
+    async fn resend_delivery(
+        &self,
+        webhook_id: &str,
+        delivery_id: &str,
+        now_ms: i64,
+        change: Change<'_>,
+    ) -> Result<(), StoreError>;
 
     // Several nodes on one database.
     /// A feed of every [`Invalidation`] committed from now on, by any node (this one

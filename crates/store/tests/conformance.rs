@@ -63,6 +63,7 @@ mod support {
             prefix: prefix.into(),
             policy: KeyspacePolicy::default(),
             ratelimits: Vec::new(),
+            alerts: AlertThresholds::default(),
             created_at: T0,
             updated_at: T0,
         }
@@ -137,6 +138,14 @@ mod support {
 
     pub fn first(limit: u32) -> PageRequest {
         PageRequest { limit, after: None }
+    }
+
+    /// Events of one type.
+    pub fn kind(kind: &str) -> EventFilter<'_> {
+        EventFilter {
+            kind: Some(kind),
+            ..EventFilter::default()
+        }
     }
 
     pub fn conflict(r: Result<(), StoreError>) -> Conflict {
@@ -1340,14 +1349,13 @@ pub mod checks {
         );
         log.expect_none(store, "recording lifecycle events").await;
         let page = store
-            .list_events(Some("key.expiring"), None, first(2))
+            .list_events(&kind("key.expiring"), first(2))
             .await
             .unwrap();
         assert_eq!(page.items.len(), 2);
         let rest = store
             .list_events(
-                Some("key.expiring"),
-                None,
+                &kind("key.expiring"),
                 PageRequest {
                     limit: 2,
                     after: page.next,
@@ -1358,14 +1366,21 @@ pub mod checks {
         assert_eq!((rest.items.len(), rest.next), (1, None));
         assert!(
             store
-                .list_events(Some("key.other"), None, first(10))
+                .list_events(&kind("key.other"), first(10))
                 .await
                 .unwrap()
                 .items
                 .is_empty()
         );
         let b_events = store
-            .list_events(None, Some(&only_b), first(10))
+            .list_events(
+                &EventFilter {
+                    visible: Some(&only_b),
+                    kind: Some("key.expiring"),
+                    ..EventFilter::default()
+                },
+                first(10),
+            )
             .await
             .unwrap();
         assert_eq!(b_events.items.len(), 1);

@@ -5,7 +5,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use keyhaven_store::{AuditEvent, AuditFilter};
+use keyhaven_store::{AuditEvent, AuditFilter, EVENT_TYPES, Event, EventFilter};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
@@ -111,10 +111,12 @@ pub async fn list(
     Ok(json_response(StatusCode::OK, to_body(&list)?))
 }
 
-/// A stored lifecycle event, e.g. `key.expiring` (webhooks deliver them in a later
-/// release).
+/// An event of the append-only event log: `key.created`, `key.rotated`, `key.revoked`,
+/// `key.expiring`, `key.leaked`, `usage.anomaly`, `ratelimit.exceeded` or
+/// `verify.revoked_key_used`. Webhooks deliver `payload` as the message's `data`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct EventView {
+    /// Also the `webhook-id` of its deliveries.
     pub id: String,
     #[serde(rename = "type")]
     pub kind: String,
@@ -124,13 +126,32 @@ pub struct EventView {
     pub created_at: String,
 }
 
+impl From<&Event> for EventView {
+    fn from(e: &Event) -> Self {
+        Self {
+            id: e.id.clone(),
+            kind: e.kind.clone(),
+            key_id: e.key_id.clone(),
+            keyspace_id: e.keyspace_id.clone(),
+            payload: e.payload.clone(),
+            created_at: rfc3339(e.created_at),
+        }
+    }
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct EventParams {
-    /// Only events of this type, e.g. `key.expiring`.
+    /// Only events of this type, e.g. `key.revoked`.
     #[serde(rename = "type")]
     #[param(rename = "type")]
     pub kind: Option<String>,
+    pub key_id: Option<String>,
+    pub keyspace_id: Option<String>,
+    /// RFC 3339; events at or after.
+    pub since: Option<String>,
+    /// RFC 3339; events before.
+    pub until: Option<String>,
     pub limit: Option<u32>,
     pub cursor: Option<String>,
 }
@@ -145,22 +166,32 @@ pub async fn events(
 ) -> Result<Response, ApiError> {
     auth.require(Scope::AuditRead)?;
     let page = page_request(params.limit, params.cursor.as_deref())?;
-    let page = state
-        .store
-        .list_events(params.kind.as_deref(), auth.visible(), page)
-        .await?;
-    let data = page
-        .items
-        .iter()
-        .map(|e| EventView {
-            id: e.id.clone(),
-            kind: e.kind.clone(),
-            key_id: e.key_id.clone(),
-            keyspace_id: e.keyspace_id.clone(),
-            payload: e.payload.clone(),
-            created_at: rfc3339(e.created_at),
-        })
-        .collect();
+    if let Some(kind) = params.kind.as_deref()
+        && !EVENT_TYPES.contains(&kind)
+    {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("type must be one of {}", EVENT_TYPES.join(", ")),
+        ));
+    }
+    if let Some(ks) = &params.keyspace_id
+        && !auth.sees_keyspace(ks)
+    {
+        return Ok(json_response(
+            StatusCode::OK,
+            to_body(&List::<EventView>::new(vec![], None))?,
+        ));
+    }
+    let filter = EventFilter {
+        visible: auth.visible(),
+        kind: params.kind.as_deref(),
+        key_id: params.key_id.as_deref(),
+        keyspace_id: params.keyspace_id.as_deref(),
+        since: time_param("since", params.since.as_deref())?,
+        until: time_param("until", params.until.as_deref())?,
+    };
+    let page = state.store.list_events(&filter, page).await?;
+    let data = page.items.iter().map(EventView::from).collect();
     Ok(json_response(
         StatusCode::OK,
         to_body(&List::new(data, page.next))?,

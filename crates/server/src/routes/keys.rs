@@ -187,6 +187,9 @@ pub const MAX_GRACE_SECONDS: u64 = 366 * 24 * 3600;
 pub struct ListParams {
     pub keyspace_id: Option<String>,
     pub owner_id: Option<String>,
+    /// `created` (newest first, the default) or `last_used` (most recently used first,
+    /// never-used keys last).
+    pub sort: Option<String>,
     pub limit: Option<u32>,
     pub cursor: Option<String>,
 }
@@ -471,7 +474,24 @@ pub async fn list(
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Response, ApiError> {
     auth.require(Scope::KeysRead)?;
-    let page = page_request(params.limit, params.cursor.as_deref())?;
+    let by_last_used = match params.sort.as_deref() {
+        None | Some("created") => false,
+        Some("last_used") => true,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "sort must be `created` or `last_used`",
+            ));
+        }
+    };
+    let (last_used_before, page) =
+        sorted_page_request(params.limit, params.cursor.as_deref())?;
+    if last_used_before.is_some() != (by_last_used && page.after.is_some()) {
+        return Err(ApiError::bad_request(
+            "invalid_cursor",
+            "cursor is not one this server returned for this sort",
+        ));
+    }
     if let Some(ks) = &params.keyspace_id
         && !auth.sees_keyspace(ks)
     {
@@ -485,8 +505,17 @@ pub async fn list(
         visible: auth.visible(),
         keyspace_id: params.keyspace_id.as_deref(),
         owner_id: params.owner_id.as_deref(),
+        by_last_used,
+        last_used_before,
     };
     let page = state.store.list_keys(&filter, page).await?;
+    let next_cursor = match (page.next, page.items.last()) {
+        (Some(seq), Some(last)) if by_last_used => Some(encode_sorted_cursor(
+            last.last_used_at.map_or(0, |t| t.unix_timestamp()),
+            seq,
+        )),
+        (next, _) => next.map(encode_cursor),
+    };
     let mut prefixes = Prefixes::default();
     let mut views = Vec::with_capacity(page.items.len());
     let ctx = QuotaCtx::of(&state);
@@ -497,10 +526,11 @@ pub async fn list(
             &ctx,
         ));
     }
-    Ok(json_response(
-        StatusCode::OK,
-        to_body(&List::new(views, page.next))?,
-    ))
+    let list = List {
+        data: views,
+        next_cursor,
+    };
+    Ok(json_response(StatusCode::OK, to_body(&list)?))
 }
 
 #[utoipa::path(get, path = "/v1/keys/{key_id}", tag = "keys", params(("key_id" = String, Path)),

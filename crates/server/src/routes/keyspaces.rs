@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use keyhaven_core::Prefix;
-use keyhaven_store::{Change, Keyspace, KeyspacePolicy};
+use keyhaven_store::{AlertThresholds, Change, Keyspace, KeyspacePolicy};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
@@ -29,8 +29,58 @@ pub struct KeyspaceView {
     pub expiry_warning_seconds: Option<i64>,
     /// Default rate limits of every key in the keyspace.
     pub ratelimits: Vec<RateLimitBody>,
+    /// Anomaly alert thresholds (`null` fields take the server's defaults).
+    pub alerts: AlertsBody,
     pub created_at: String,
     pub updated_at: String,
+}
+
+/// When a key of the keyspace raises a `usage.anomaly` event. Judged per closed minute
+/// from the flushed usage counters; one event per episode.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsBody {
+    /// A minute with more than this many times the key's own baseline (its mean rate
+    /// over the preceding `alert_baseline_minutes`) is a spike; 2-10000.
+    pub spike_factor: Option<u32>,
+    /// Minutes with fewer verifications are never a spike; 1-10000000.
+    pub spike_min_per_minute: Option<u64>,
+    /// This many wrong secrets for one key id in a minute is a burst; 1-10000000.
+    pub failed_per_minute: Option<u64>,
+}
+
+impl AlertsBody {
+    fn thresholds(self) -> Result<AlertThresholds, ApiError> {
+        const MAX: u64 = 10_000_000;
+        if self.spike_factor.is_some_and(|f| !(2..=10_000).contains(&f)) {
+            return Err(ApiError::invalid(
+                "alerts.spike_factor must be between 2 and 10000",
+            ));
+        }
+        for (name, v) in [
+            ("spike_min_per_minute", self.spike_min_per_minute),
+            ("failed_per_minute", self.failed_per_minute),
+        ] {
+            if v.is_some_and(|v| !(1..=MAX).contains(&v)) {
+                return Err(ApiError::invalid(format!(
+                    "alerts.{name} must be between 1 and {MAX}"
+                )));
+            }
+        }
+        Ok(AlertThresholds {
+            spike_factor: self.spike_factor,
+            spike_min_per_minute: self.spike_min_per_minute,
+            failed_per_minute: self.failed_per_minute,
+        })
+    }
+
+    fn of(t: &AlertThresholds) -> Self {
+        Self {
+            spike_factor: t.spike_factor,
+            spike_min_per_minute: t.spike_min_per_minute,
+            failed_per_minute: t.failed_per_minute,
+        }
+    }
 }
 
 impl From<&Keyspace> for KeyspaceView {
@@ -43,6 +93,7 @@ impl From<&Keyspace> for KeyspaceView {
             default_grace_seconds: k.policy.default_grace,
             expiry_warning_seconds: k.policy.expiry_warning,
             ratelimits: rate_limit_views(&k.ratelimits),
+            alerts: AlertsBody::of(&k.alerts),
             created_at: rfc3339(k.created_at),
             updated_at: rfc3339(k.updated_at),
         }
@@ -69,6 +120,8 @@ pub struct CreateKeyspace {
     /// takes precedence).
     #[serde(default)]
     pub ratelimits: Vec<RateLimitBody>,
+    #[serde(default)]
+    pub alerts: AlertsBody,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -87,6 +140,8 @@ pub struct UpdateKeyspace {
     pub expiry_warning_seconds: Option<Option<i64>>,
     /// Replaces the default rate limits (`[]` removes them).
     pub ratelimits: Option<Vec<RateLimitBody>>,
+    /// Replaces the alert thresholds (fields left out take the server's defaults).
+    pub alerts: Option<AlertsBody>,
 }
 
 /// Each policy duration is 1 second to 100 years (grace may be 0).
@@ -172,6 +227,7 @@ pub async fn create(
         prefix: req.prefix,
         policy,
         ratelimits: rate_limits(req.ratelimits)?,
+        alerts: req.alerts.thresholds()?,
         created_at: now,
         updated_at: now,
     };
@@ -193,6 +249,14 @@ pub async fn create(
                     Value::Null
                 } else {
                     json!(ks.ratelimits)
+                },
+            ),
+            (
+                "alerts",
+                if ks.alerts == AlertThresholds::default() {
+                    Value::Null
+                } else {
+                    json!(AlertsBody::of(&ks.alerts))
                 },
             ),
         ]),
@@ -274,6 +338,9 @@ pub async fn update(
     if let Some(v) = req.ratelimits {
         after.ratelimits = rate_limits(v)?;
     }
+    if let Some(v) = req.alerts {
+        after.alerts = v.thresholds()?;
+    }
     validate_policy(&after.policy)?;
     let now = state.clock.now();
     after.updated_at = now;
@@ -303,6 +370,11 @@ pub async fn update(
                 "ratelimits",
                 json!(before.ratelimits),
                 json!(after.ratelimits),
+            ),
+            (
+                "alerts",
+                json!(AlertsBody::of(&before.alerts)),
+                json!(AlertsBody::of(&after.alerts)),
             ),
         ]),
         now,
