@@ -1489,6 +1489,7 @@ pub mod checks {
             visible: Some(&only_b),
             keyspace_id: Some("ks_a"),
             owner_id: None,
+            ..KeyFilter::default()
         };
         assert!(
             key_ids(store, &narrowed, 2).await.is_empty(),
