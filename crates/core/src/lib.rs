@@ -6,6 +6,7 @@
 //! A key reads `acme_live_7Gx9QbWkP2mZ_<30-char secret><6-char checksum>`; see
 //! [`format`] for the exact rules and [`verifier`] for how it is checked.
 
+pub mod anomaly;
 pub mod base58;
 mod charset;
 pub mod compat;

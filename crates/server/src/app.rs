@@ -11,12 +11,13 @@ use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use keyhaven_store::Granularity;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::error::ApiError;
-use crate::routes::{audit, health, keys, keyspaces, owners, verify};
+use crate::routes::{audit, health, keys, keyspaces, owners, usage, verify, webhooks};
 use crate::state::AppState;
 
 /// Body limit of `POST /v1/keys/import` (1,000 keys with room for names and meta).
@@ -45,6 +46,26 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/keys", post(keys::create).get(keys::list))
         .route("/v1/keys/verify", post(verify::verify))
         .route("/v1/keys/expiring", get(keys::expiring))
+        .route("/v1/keys/usage", get(usage::totals))
+        .route("/v1/keys/{key_id}/usage", get(usage::key))
+        .route("/v1/owners/{id}/usage", get(usage::owner))
+        .route("/v1/keyspaces/{id}/usage", get(usage::keyspace))
+        .route("/v1/webhooks", post(webhooks::create).get(webhooks::list))
+        .route(
+            "/v1/webhooks/{id}",
+            get(webhooks::get)
+                .patch(webhooks::update)
+                .delete(webhooks::delete),
+        )
+        .route("/v1/webhooks/{id}/deliveries", get(webhooks::deliveries))
+        .route(
+            "/v1/webhooks/{id}/deliveries/{delivery_id}",
+            get(webhooks::delivery),
+        )
+        .route(
+            "/v1/webhooks/{id}/deliveries/{delivery_id}/resend",
+            post(webhooks::resend),
+        )
         .route("/v1/events", get(audit::events))
         .route(
             "/v1/keys/import",
@@ -113,6 +134,7 @@ pub async fn serve(
     let background = tokio::spawn(background(state.clone()));
     let follow = tokio::spawn(crate::coherence::follow(state.clone()));
     let heartbeat = tokio::spawn(crate::coherence::heartbeat(state.clone()));
+    let webhooks = tokio::spawn(crate::webhooks::worker::run(state.clone()));
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
@@ -120,6 +142,7 @@ pub async fn serve(
     background.abort();
     follow.abort();
     heartbeat.abort();
+    webhooks.abort();
     if let Err(e) = state.usage.flush(state.store.as_ref()).await {
         tracing::error!(error = %e, "final usage flush failed");
     }
@@ -157,8 +180,15 @@ async fn background(state: AppState) {
                 state.limits.tick(state.clock.now_micros()).await;
             }
             _ = flush.tick() => {
-                if let Err(e) = state.usage.flush(state.store.as_ref()).await {
-                    tracing::warn!(error = %e, "usage flush failed; will retry");
+                match state.usage.flush(state.store.as_ref()).await {
+                    // Anomalies are judged from flushed counts, after this node's are in.
+                    Ok(_) if state.config.usage_tracking => {
+                        if let Err(e) = state.alerts.run(&state).await {
+                            tracing::warn!(error = %e, "judging usage for alerts failed; will retry");
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "usage flush failed; will retry"),
                 }
                 match state.store.record_expiring_events(state.clock.now()).await {
                     Ok(n) if n > 0 => tracing::info!(events = n, "keys entered their expiry warning window"),
@@ -181,7 +211,42 @@ async fn background(state: AppState) {
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "idempotency purge failed"),
                 }
+                purge_usage(&state).await;
             }
+        }
+    }
+}
+
+/// Deletes usage buckets past their retention.
+async fn purge_usage(state: &AppState) {
+    let c = &state.config;
+    let now = state.clock.now().unix_timestamp();
+    let hours = |h: u64| i64::try_from(h.saturating_mul(3_600)).unwrap_or(i64::MAX);
+    for (granularity, keep) in [
+        (Granularity::Minute, hours(c.usage_minute_retention_hours)),
+        (
+            Granularity::Hour,
+            hours(c.usage_hour_retention_days.saturating_mul(24)),
+        ),
+        (
+            Granularity::Day,
+            hours(c.usage_day_retention_days.saturating_mul(24)),
+        ),
+    ] {
+        match state
+            .store
+            .purge_usage(granularity, now.saturating_sub(keep))
+            .await
+        {
+            Ok(n) if n > 0 => {
+                tracing::info!(
+                    rows = n,
+                    granularity = granularity.as_str(),
+                    "expired usage"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "usage purge failed"),
         }
     }
 }

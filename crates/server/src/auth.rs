@@ -30,6 +30,9 @@ pub const ROOT_SCOPES: &[&str] = &[
     "owners:read",
     "owners:write",
     "audit:read",
+    "webhooks:*",
+    "webhooks:read",
+    "webhooks:write",
 ];
 
 /// An operation's required scope.
@@ -45,6 +48,8 @@ pub enum Scope {
     OwnersRead,
     OwnersWrite,
     AuditRead,
+    WebhooksRead,
+    WebhooksWrite,
 }
 
 impl Scope {
@@ -59,6 +64,8 @@ impl Scope {
             Self::OwnersRead => "owners:read",
             Self::OwnersWrite => "owners:write",
             Self::AuditRead => "audit:read",
+            Self::WebhooksRead => "webhooks:read",
+            Self::WebhooksWrite => "webhooks:write",
         }
     }
 }
@@ -159,7 +166,13 @@ impl FromRequestParts<AppState> for RootAuth {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(addr)| addr.ip());
-        state.usage.record(&key.key.key_id, VerifyCode::Valid, now);
+        if state.config.usage_tracking {
+            state.usage.record(
+                &key.key.key_id,
+                crate::usage::Outcome::Answered(VerifyCode::Valid),
+                now,
+            );
+        }
         Ok(Self { key, client_ip })
     }
 }

@@ -72,6 +72,41 @@ pub struct Config {
     /// Failed verifications per minute from one `client_ip` before further failures
     /// answer RATE_LIMITED (0: off).
     pub failed_verifications_per_ip_per_minute: u32,
+    /// Count verifications per key (usage API, `last_used_at`, anomaly alerts). Off, the
+    /// verify path counts nothing.
+    pub usage_tracking: bool,
+    /// How long per-minute usage is kept (the anomaly baseline reads it).
+    pub usage_minute_retention_hours: u64,
+    /// How long per-hour usage is kept.
+    pub usage_hour_retention_days: u64,
+    /// How long per-day usage is kept.
+    pub usage_day_retention_days: u64,
+    /// Default: a key's minute above this many times its baseline is a `usage.anomaly`.
+    pub alert_spike_factor: u32,
+    /// Default: minutes with fewer verifications are never a spike.
+    pub alert_spike_min_per_minute: u64,
+    /// Default: this many wrong secrets for one key id in a minute is a `usage.anomaly`.
+    pub alert_failed_per_minute: u64,
+    /// A key's baseline is its mean rate over this many minutes before the one judged;
+    /// younger keys are not judged for spikes.
+    pub alert_baseline_minutes: u64,
+    /// An alert episode ends after this many minutes without the condition; the next
+    /// occurrence is a new event.
+    pub alert_quiet_minutes: u64,
+    /// How long a webhook receiver has to answer one attempt.
+    pub webhook_timeout_ms: u64,
+    /// Delay before the first retry; each next one doubles (with jitter).
+    pub webhook_retry_initial_ms: u64,
+    /// Longest delay between two attempts.
+    pub webhook_retry_max_delay_ms: u64,
+    /// A delivery is retried for this long after its first attempt was due, then
+    /// marked failed (a manual re-send starts a new period).
+    pub webhook_retry_period_hours: u64,
+    /// Attempts a node makes at once.
+    pub webhook_concurrency: u32,
+    /// Allow webhook URLs on loopback, private, link-local and other non-public addresses
+    /// (checked at creation and on every connection). For tests and private networks.
+    pub webhook_allow_private_targets: bool,
 }
 
 /// `Debug` without the passwords URLs may carry (`redis://:secret@host`).
@@ -104,6 +139,36 @@ impl std::fmt::Debug for Config {
             .field(
                 "failed_verifications_per_ip_per_minute",
                 &self.failed_verifications_per_ip_per_minute,
+            )
+            .field("usage_tracking", &self.usage_tracking)
+            .field(
+                "usage_minute_retention_hours",
+                &self.usage_minute_retention_hours,
+            )
+            .field("usage_hour_retention_days", &self.usage_hour_retention_days)
+            .field("usage_day_retention_days", &self.usage_day_retention_days)
+            .field("alert_spike_factor", &self.alert_spike_factor)
+            .field(
+                "alert_spike_min_per_minute",
+                &self.alert_spike_min_per_minute,
+            )
+            .field("alert_failed_per_minute", &self.alert_failed_per_minute)
+            .field("alert_baseline_minutes", &self.alert_baseline_minutes)
+            .field("alert_quiet_minutes", &self.alert_quiet_minutes)
+            .field("webhook_timeout_ms", &self.webhook_timeout_ms)
+            .field("webhook_retry_initial_ms", &self.webhook_retry_initial_ms)
+            .field(
+                "webhook_retry_max_delay_ms",
+                &self.webhook_retry_max_delay_ms,
+            )
+            .field(
+                "webhook_retry_period_hours",
+                &self.webhook_retry_period_hours,
+            )
+            .field("webhook_concurrency", &self.webhook_concurrency)
+            .field(
+                "webhook_allow_private_targets",
+                &self.webhook_allow_private_targets,
             )
             .finish()
     }
@@ -165,6 +230,21 @@ impl Default for Config {
             quota_flush_interval_ms: 1_000,
             failed_verifications_per_key_per_minute: 10,
             failed_verifications_per_ip_per_minute: 100,
+            usage_tracking: true,
+            usage_minute_retention_hours: 48,
+            usage_hour_retention_days: 90,
+            usage_day_retention_days: 730,
+            alert_spike_factor: 10,
+            alert_spike_min_per_minute: 100,
+            alert_failed_per_minute: 20,
+            alert_baseline_minutes: 60,
+            alert_quiet_minutes: 10,
+            webhook_timeout_ms: 10_000,
+            webhook_retry_initial_ms: 5_000,
+            webhook_retry_max_delay_ms: 3_600_000,
+            webhook_retry_period_hours: 24,
+            webhook_concurrency: 16,
+            webhook_allow_private_targets: false,
         }
     }
 }
@@ -191,6 +271,21 @@ pub const FIELDS: &[&str] = &[
     "quota_flush_interval_ms",
     "failed_verifications_per_key_per_minute",
     "failed_verifications_per_ip_per_minute",
+    "usage_tracking",
+    "usage_minute_retention_hours",
+    "usage_hour_retention_days",
+    "usage_day_retention_days",
+    "alert_spike_factor",
+    "alert_spike_min_per_minute",
+    "alert_failed_per_minute",
+    "alert_baseline_minutes",
+    "alert_quiet_minutes",
+    "webhook_timeout_ms",
+    "webhook_retry_initial_ms",
+    "webhook_retry_max_delay_ms",
+    "webhook_retry_period_hours",
+    "webhook_concurrency",
+    "webhook_allow_private_targets",
 ];
 
 impl Config {
@@ -228,11 +323,50 @@ impl Config {
             ("idempotency_ttl_hours", self.idempotency_ttl_hours),
             ("redis_timeout_ms", self.redis_timeout_ms),
             ("cluster_nodes", self.cluster_nodes.map_or(1, u64::from)),
+            (
+                "usage_minute_retention_hours",
+                self.usage_minute_retention_hours,
+            ),
+            ("usage_hour_retention_days", self.usage_hour_retention_days),
+            ("usage_day_retention_days", self.usage_day_retention_days),
+            (
+                "alert_spike_min_per_minute",
+                self.alert_spike_min_per_minute,
+            ),
+            ("alert_failed_per_minute", self.alert_failed_per_minute),
+            ("alert_baseline_minutes", self.alert_baseline_minutes),
+            ("alert_quiet_minutes", self.alert_quiet_minutes),
+            ("webhook_timeout_ms", self.webhook_timeout_ms),
+            ("webhook_retry_initial_ms", self.webhook_retry_initial_ms),
+            (
+                "webhook_retry_max_delay_ms",
+                self.webhook_retry_max_delay_ms,
+            ),
+            (
+                "webhook_retry_period_hours",
+                self.webhook_retry_period_hours,
+            ),
+            ("webhook_concurrency", u64::from(self.webhook_concurrency)),
         ];
-        match positive.iter().find(|(_, v)| *v == 0) {
-            Some((name, _)) => Err(format!("{name} must be greater than 0")),
-            None => Ok(()),
+        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(format!("{name} must be greater than 0"));
         }
+        if self.alert_spike_factor < 2 {
+            return Err("alert_spike_factor must be at least 2".to_owned());
+        }
+        if self.alert_baseline_minutes > 1440
+            || self.alert_baseline_minutes > self.usage_minute_retention_hours * 60
+        {
+            return Err("alert_baseline_minutes must be at most 1440 and within \
+                 usage_minute_retention_hours"
+                .to_owned());
+        }
+        if self.webhook_retry_initial_ms > self.webhook_retry_max_delay_ms {
+            return Err(
+                "webhook_retry_initial_ms must not exceed webhook_retry_max_delay_ms".to_owned(),
+            );
+        }
+        Ok(())
     }
 
     /// `KEYHAVEN_*` variables in `vars` that no option reads.

@@ -61,8 +61,18 @@ pub fn request_hash(method: &str, path: &str, body: &[u8]) -> [u8; 32] {
 }
 
 pub fn seal(peppers: &PepperSet, plaintext: &[u8]) -> anyhow::Result<Vec<u8>> {
+    seal_for(PURPOSE, peppers, plaintext)
+}
+
+pub fn open(peppers: &PepperSet, sealed: &[u8]) -> anyhow::Result<Vec<u8>> {
+    open_for(PURPOSE, peppers, sealed)
+}
+
+/// Seals `plaintext` under a key derived from the newest pepper for `purpose` (each use
+/// has its own key: a sealed value of one kind never opens as another).
+pub fn seal_for(purpose: &str, peppers: &PepperSet, plaintext: &[u8]) -> anyhow::Result<Vec<u8>> {
     let pepper = peppers.newest();
-    let key = pepper.derive_key(PURPOSE);
+    let key = pepper.derive_key(purpose);
     let cipher = Aes256Gcm::new_from_slice(key.as_slice()).context("building the cipher")?;
     let mut nonce = [0u8; NONCE_LEN];
     keyhaven_core::random::fill(&mut nonce).context("reading the OS random source")?;
@@ -76,7 +86,8 @@ pub fn seal(peppers: &PepperSet, plaintext: &[u8]) -> anyhow::Result<Vec<u8>> {
     Ok(out)
 }
 
-pub fn open(peppers: &PepperSet, sealed: &[u8]) -> anyhow::Result<Vec<u8>> {
+/// Opens what [`seal_for`] sealed for the same `purpose`.
+pub fn open_for(purpose: &str, peppers: &PepperSet, sealed: &[u8]) -> anyhow::Result<Vec<u8>> {
     let (version, rest) = sealed
         .split_at_checked(4)
         .context("sealed response too short")?;
@@ -89,7 +100,7 @@ pub fn open(peppers: &PepperSet, sealed: &[u8]) -> anyhow::Result<Vec<u8>> {
     let pepper = peppers
         .get(version)
         .with_context(|| format!("pepper version {version} is not configured"))?;
-    let key = pepper.derive_key(PURPOSE);
+    let key = pepper.derive_key(purpose);
     let cipher = Aes256Gcm::new_from_slice(key.as_slice()).context("building the cipher")?;
     let nonce = <[u8; NONCE_LEN]>::try_from(nonce).context("sealed response too short")?;
     cipher

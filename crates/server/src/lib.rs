@@ -1,5 +1,6 @@
 //! Keyhaven's HTTP server: the admin API (`/v1/keyspaces`, `/v1/owners`, `/v1/keys`,
-//! `/v1/audit-events`), the verify API (`POST /v1/keys/verify`), health and metrics.
+//! `/v1/audit-events`, `/v1/events`, `/v1/webhooks`, usage), the verify API
+//! (`POST /v1/keys/verify`), health and metrics.
 //!
 //! Where to look:
 //! - the verify path: [`verify::check`] (shared with root-key authentication in
@@ -7,8 +8,11 @@
 //! - the record cache and its invalidation rule: [`cache`]; other nodes' changes
 //!   (PostgreSQL): [`coherence`];
 //! - errors and their problem+json shape: [`error`];
+//! - usage counting: [`usage`]; anomaly alerts: [`alerts`]; webhook delivery:
+//!   [`webhooks`];
 //! - configuration layers: [`config`].
 
+pub mod alerts;
 pub mod app;
 pub mod auth;
 pub mod bootstrap;
@@ -30,6 +34,7 @@ pub mod routes;
 pub mod state;
 pub mod usage;
 pub mod verify;
+pub mod webhooks;
 
 pub use app::{router, serve, shutdown_signal};
 pub use config::Config;

@@ -5,7 +5,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{audit, health, keys, keyspaces, owners, verify};
+use crate::routes::{audit, health, keys, keyspaces, owners, usage, verify, webhooks};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -15,7 +15,10 @@ use crate::routes::{audit, health, keys, keyspaces, owners, verify};
         owners::create, owners::list, owners::get, owners::update, owners::delete,
         keys::create, keys::import, keys::expiring, keys::list, keys::get, keys::update, keys::revoke, keys::rotate, keys::reveal, keys::delete,
         verify::verify,
+        usage::key, usage::owner, usage::keyspace, usage::totals,
         audit::list, audit::events,
+        webhooks::create, webhooks::list, webhooks::get, webhooks::update, webhooks::delete,
+        webhooks::deliveries, webhooks::delivery, webhooks::resend,
         health::healthz, health::readyz, health::metrics,
     ),
     components(schemas(crate::error::Problem)),
@@ -25,7 +28,9 @@ use crate::routes::{audit, health, keys, keyspaces, owners, verify};
         (name = "owners", description = "Your customers, who own keys"),
         (name = "keys", description = "Create, list, update, revoke and delete keys"),
         (name = "verify", description = "Check a presented key"),
-        (name = "audit", description = "Every admin change"),
+        (name = "usage", description = "Verifications by outcome, over time"),
+        (name = "audit", description = "Every admin change, and the event log"),
+        (name = "webhooks", description = "Events delivered to your endpoints, signed"),
         (name = "health", description = "Liveness, readiness, metrics"),
     )
 )]

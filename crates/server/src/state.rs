@@ -26,6 +26,8 @@ pub struct Shared {
     pub master_keys: Option<PepperSet>,
     pub cache: KeyCache,
     pub usage: UsageRecorder,
+    /// How far this node has judged usage for anomaly alerts.
+    pub alerts: crate::alerts::AlertJudge,
     /// Rate limits, quotas and the failed-verification limiter.
     pub limits: Limiter,
     pub config: Config,
@@ -95,6 +97,7 @@ impl AppState {
             master_keys,
             cache,
             usage: UsageRecorder::default(),
+            alerts: crate::alerts::AlertJudge::default(),
             limits,
             config,
             metrics: crate::metrics::handle(),

@@ -3,6 +3,11 @@
 //! writes to the database; [`UsageRecorder::flush`] runs every `usage_flush_interval`
 //! (default 5 s) and once more at shutdown, so a crash loses at most one interval of
 //! counts, never a key or an audit event.
+//!
+//! Outcomes are the verify codes the caller was given, plus [`Outcome::WrongSecret`]:
+//! the key's id presented with a wrong secret (the caller was told NOT_FOUND, or
+//! RATE_LIMITED once such failures were over budget). Nothing is counted for ids that
+//! match no stored key, so hostile input cannot grow the tables.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -10,11 +15,47 @@ use std::sync::{Mutex, MutexGuard};
 use keyhaven_core::VerifyCode;
 use keyhaven_store::{Store, StoreError, Timestamp, UsageBatch, UsageCount};
 
+/// What one verification of a stored key came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Answered(VerifyCode),
+    WrongSecret,
+}
+
+impl Outcome {
+    pub const WRONG_SECRET: &str = "WRONG_SECRET";
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Answered(code) => code.as_str(),
+            Self::WrongSecret => Self::WRONG_SECRET,
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        if s == Self::WRONG_SECRET {
+            return Some(Self::WrongSecret);
+        }
+        VerifyCode::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .map(Self::Answered)
+    }
+
+    /// Every outcome, in the order the usage API lists them.
+    pub fn all() -> impl Iterator<Item = Self> {
+        VerifyCode::ALL
+            .into_iter()
+            .map(Self::Answered)
+            .chain([Self::WrongSecret])
+    }
+}
+
 /// One key's pending usage. A key sees one or two minutes per flush interval, so a
 /// short vector beats a map.
 #[derive(Debug, Default)]
 struct KeyUsage {
-    counts: Vec<(i64, VerifyCode, u64)>,
+    counts: Vec<(i64, Outcome, u64)>,
     last_used: Option<Timestamp>,
 }
 
@@ -32,7 +73,7 @@ impl UsageRecorder {
     }
 
     /// Counts one verification of a known key. `last_used_at` moves only on success.
-    pub fn record(&self, key_id: &str, code: VerifyCode, now: Timestamp) {
+    pub fn record(&self, key_id: &str, outcome: Outcome, now: Timestamp) {
         let ts = now.unix_timestamp();
         let minute = ts - ts.rem_euclid(60);
         let mut pending = self.pending();
@@ -40,8 +81,10 @@ impl UsageRecorder {
             Some(usage) => usage,
             None => pending.entry(key_id.to_owned()).or_default(),
         };
-        usage.add(minute, code, 1);
-        if code == VerifyCode::Valid && usage.last_used.is_none_or(|t| t < now) {
+        usage.add(minute, outcome, 1);
+        if outcome == Outcome::Answered(VerifyCode::Valid)
+            && usage.last_used.is_none_or(|t| t < now)
+        {
             usage.last_used = Some(now);
         }
     }
@@ -50,11 +93,11 @@ impl UsageRecorder {
         let pending = std::mem::take(&mut *self.pending());
         let mut batch = UsageBatch::default();
         for (key_id, usage) in pending {
-            for (minute, code, count) in usage.counts {
+            for (minute, outcome, count) in usage.counts {
                 batch.counts.push(UsageCount {
                     key_id: key_id.clone(),
                     minute,
-                    outcome: code.as_str().to_owned(),
+                    outcome: outcome.as_str().to_owned(),
                     count,
                 });
             }
@@ -68,14 +111,11 @@ impl UsageRecorder {
     fn put_back(&self, batch: UsageBatch) {
         let mut pending = self.pending();
         for c in batch.counts {
-            if let Some(code) = VerifyCode::ALL
-                .into_iter()
-                .find(|x| x.as_str() == c.outcome)
-            {
+            if let Some(outcome) = Outcome::parse(&c.outcome) {
                 pending
                     .entry(c.key_id)
                     .or_default()
-                    .add(c.minute, code, c.count);
+                    .add(c.minute, outcome, c.count);
             }
         }
         for (key_id, at) in batch.last_used {
@@ -105,14 +145,14 @@ impl UsageRecorder {
 }
 
 impl KeyUsage {
-    fn add(&mut self, minute: i64, code: VerifyCode, n: u64) {
+    fn add(&mut self, minute: i64, outcome: Outcome, n: u64) {
         match self
             .counts
             .iter_mut()
-            .find(|(m, c, _)| *m == minute && *c == code)
+            .find(|(m, o, _)| *m == minute && *o == outcome)
         {
             Some((_, _, count)) => *count += n,
-            None => self.counts.push((minute, code, n)),
+            None => self.counts.push((minute, outcome, n)),
         }
     }
 }
@@ -127,10 +167,16 @@ mod tests {
     fn counts_by_minute_and_outcome_and_keeps_the_newest_use() {
         let r = UsageRecorder::default();
         let t0 = datetime!(2026-11-22 10:00:05 UTC);
-        r.record("k1", VerifyCode::Valid, t0);
-        r.record("k1", VerifyCode::Valid, t0 + time::Duration::seconds(30));
-        r.record("k1", VerifyCode::Revoked, t0 + time::Duration::seconds(70));
-        r.record("k2", VerifyCode::Expired, t0);
+        let valid = Outcome::Answered(VerifyCode::Valid);
+        r.record("k1", valid, t0);
+        r.record("k1", valid, t0 + time::Duration::seconds(30));
+        r.record(
+            "k1",
+            Outcome::Answered(VerifyCode::Revoked),
+            t0 + time::Duration::seconds(70),
+        );
+        r.record("k2", Outcome::Answered(VerifyCode::Expired), t0);
+        r.record("k2", Outcome::WrongSecret, t0);
         let mut batch = r.take();
         batch.counts.sort_by(|a, b| {
             (&a.key_id, a.minute, &a.outcome).cmp(&(&b.key_id, b.minute, &b.outcome))
@@ -152,7 +198,8 @@ mod tests {
             vec![
                 ("k1", 0, "VALID", 2),
                 ("k1", 60, "REVOKED", 1),
-                ("k2", 0, "EXPIRED", 1)
+                ("k2", 0, "EXPIRED", 1),
+                ("k2", 0, "WRONG_SECRET", 1)
             ]
         );
         assert_eq!(

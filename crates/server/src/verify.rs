@@ -24,11 +24,18 @@ const MAX_IMPORTED_KEY_LEN: usize = 512;
 pub struct Checked {
     pub code: VerifyCode,
     pub key: Option<Arc<KeyForVerify>>,
+    /// The id of a stored key that was presented with a wrong secret (for its usage
+    /// counts and failed-verification alerts; the caller is told NOT_FOUND).
+    pub wrong_secret_for: Option<String>,
 }
 
 impl Checked {
     fn rejected(code: VerifyCode) -> Self {
-        Self { code, key: None }
+        Self {
+            code,
+            key: None,
+            wrong_secret_for: None,
+        }
     }
 }
 
@@ -60,6 +67,12 @@ pub async fn check(
                 && visible(&record.key.keyspace_id) =>
         {
             (record, rehash)
+        }
+        (Verification::Invalid, Some(record)) if record.keyspace_prefix == parsed.prefix() => {
+            return Ok(Checked {
+                wrong_secret_for: Some(record.key.key_id.clone()),
+                ..Checked::rejected(VerifyCode::NotFound)
+            });
         }
         _ => return Ok(Checked::rejected(VerifyCode::NotFound)),
     };
@@ -169,5 +182,6 @@ fn decide(record: Arc<KeyForVerify>, required_scopes: &[String], now: Timestamp)
     Checked {
         code,
         key: Some(record),
+        wrong_secret_for: None,
     }
 }

@@ -147,7 +147,7 @@ pub struct MinuteActivity {
     /// Unix seconds of the minute's start.
     pub minute: i64,
     pub total: u64,
-    /// A matching key id with a wrong secret (counted as NOT_FOUND).
+    /// The key id presented with a wrong secret (usage outcome `WRONG_SECRET`).
     pub failed: u64,
     /// REVOKED or EXPIRED answers: the secret matched a key that no longer works.
     pub dead_key_uses: u64,

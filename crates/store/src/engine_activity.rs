@@ -118,7 +118,7 @@ pub(super) async fn minute_activity(
          s.alert_spike_min_per_minute, s.alert_failed_per_minute \
          ORDER BY u.minute, u.key_id",
         total = sum("u.count"),
-        failed = sum("CASE WHEN u.outcome = 'NOT_FOUND' THEN u.count ELSE 0 END"),
+        failed = sum("CASE WHEN u.outcome = 'WRONG_SECRET' THEN u.count ELSE 0 END"),
         dead = sum("CASE WHEN u.outcome IN ('REVOKED', 'EXPIRED') THEN u.count ELSE 0 END"),
         limited = sum(
             "CASE WHEN u.outcome IN ('RATE_LIMITED', 'USAGE_EXCEEDED') THEN u.count ELSE 0 END"

@@ -301,6 +301,82 @@ mod support {
         );
         store.create_key(k, Change::audited(&audit)).await.unwrap();
     }
+
+    /// A usage series, checked to be oldest first, then sorted by outcome within each
+    /// bucket (the order within a bucket is the engine's). `from` and `to` are offsets
+    /// from `T0`, as for [`unix`].
+    pub async fn series(
+        store: &dyn Store,
+        target: UsageTarget<'_>,
+        granularity: Granularity,
+        from: i64,
+        to: i64,
+    ) -> Vec<UsageRow> {
+        let mut rows = store
+            .usage_series(target, granularity, unix(from), unix(to))
+            .await
+            .unwrap();
+        assert!(
+            rows.windows(2).all(|w| w[0].bucket <= w[1].bucket),
+            "oldest first"
+        );
+        rows.sort_by(|a, b| (a.bucket, &a.outcome).cmp(&(b.bucket, &b.outcome)));
+        rows
+    }
+
+    /// One row of a usage series, its bucket `secs` after `T0`.
+    pub fn usage_row(secs: i64, outcome: &str, count: u64) -> UsageRow {
+        UsageRow {
+            bucket: unix(secs),
+            outcome: outcome.into(),
+            count,
+        }
+    }
+
+    /// Usage totals of `key_ids` over `[from, to)` (offsets from `T0`), sorted by key and
+    /// outcome.
+    pub async fn totals(
+        store: &dyn Store,
+        key_ids: &[String],
+        granularity: Granularity,
+        from: i64,
+        to: i64,
+    ) -> Vec<KeyUsageTotal> {
+        let mut rows = store
+            .usage_totals(key_ids, granularity, unix(from), unix(to))
+            .await
+            .unwrap();
+        rows.sort_by(|a, b| (&a.key_id, &a.outcome).cmp(&(&b.key_id, &b.outcome)));
+        rows
+    }
+
+    pub fn usage_total(key: usize, outcome: &str, count: u64) -> KeyUsageTotal {
+        KeyUsageTotal {
+            key_id: kid(key),
+            outcome: outcome.into(),
+            count,
+        }
+    }
+
+    /// Every event `filter` selects, newest first, across all pages.
+    pub async fn events(store: &dyn Store, filter: &EventFilter<'_>) -> Vec<Event> {
+        all_pages(2, |page| store.list_events(filter, page)).await
+    }
+
+    /// An endpoint as a check creates it, with a sealed secret of its own.
+    pub fn webhook(id: &str, event_types: &[&str], keyspace_id: Option<&str>) -> Webhook {
+        Webhook {
+            id: id.into(),
+            url: format!("https://hooks.example.com/{id}"),
+            description: Some(format!("endpoint {id}")),
+            event_types: event_types.iter().map(|t| (*t).to_owned()).collect(),
+            keyspace_id: keyspace_id.map(str::to_owned),
+            enabled: true,
+            sealed_secret: format!("sealed secret of {id}").into_bytes(),
+            created_at: at(10),
+            updated_at: at(10),
+        }
+    }
 }
 
 /// The checks. Each gets a fresh, empty store and is listed in `conformance_tests!`.
@@ -2490,6 +2566,901 @@ pub mod checks {
             .unwrap();
         assert_eq!(now().await.key.limits.quota, None);
     }
+
+    pub async fn usage_rolls_up_into_hours_and_days(store: &dyn Store) {
+        use Granularity::{Day, Hour, Minute};
+        // T0 is 10:00 UTC: hours start at offsets 0, 3600, …; T0's day at DAY0 and the
+        // next day at DAY1 (offsets from T0, as for `unix`).
+        const DAY0: i64 = -36_000;
+        const DAY1: i64 = 50_400;
+        const END: i64 = DAY1 + 86_400;
+        let mut ks_a = keyspace("ks_a", "alpha");
+        ks_a.alerts = AlertThresholds {
+            spike_factor: Some(5),
+            spike_min_per_minute: Some(100),
+            failed_per_minute: Some(20),
+        };
+        add_keyspace(store, &ks_a).await;
+        add_keyspace(store, &keyspace("ks_b", "beta")).await;
+        add_owner(store, &owner("own_1", "ext_1")).await;
+        // The owner's keys are 1 (in ks_a) and 2 (in ks_b); key 3 (in ks_a) has no owner.
+        add_key(store, &key(&kid(1), "ks_a", Some("own_1"))).await;
+        add_key(store, &key(&kid(2), "ks_b", Some("own_1"))).await;
+        add_key(store, &key(&kid(3), "ks_a", None)).await;
+        let log = AuditLog::read(store).await;
+        let count = |key: usize, minute: i64, outcome: &str, count: u64| UsageCount {
+            key_id: kid(key),
+            minute: unix(minute),
+            outcome: outcome.into(),
+            count,
+        };
+        let row = usage_row;
+        let total = usage_total;
+
+        // Minutes on both sides of an hour (11:00) and of a day (midnight), in two
+        // batches, the second adding to buckets the first wrote.
+        store
+            .record_usage(&UsageBatch {
+                counts: vec![
+                    count(1, 0, "VALID", 3),
+                    count(1, 60, "VALID", 2),
+                    count(1, 3540, "WRONG_SECRET", 1),
+                    count(1, 3540, "VALID", 1),
+                    count(2, 0, "VALID", 5),
+                    count(3, 3600, "VALID", 4),
+                ],
+                last_used: Vec::new(),
+            })
+            .await
+            .unwrap();
+        store
+            .record_usage(&UsageBatch {
+                counts: vec![
+                    count(1, 0, "VALID", 1),
+                    count(1, 3600, "VALID", 10),
+                    count(1, 50_340, "RATE_LIMITED", 2),
+                    count(1, 50_340, "USAGE_EXCEEDED", 3),
+                    count(1, 50_400, "VALID", 7),
+                    count(2, 50_400, "REVOKED", 1),
+                    count(3, 60, "EXPIRED", 2),
+                    count(3, 60, "REVOKED", 1),
+                ],
+                last_used: Vec::new(),
+            })
+            .await
+            .unwrap();
+
+        let (k1, k2, k3, k99) = (kid(1), kid(2), kid(3), kid(99));
+        let (key_1, owner_1) = (UsageTarget::Key(&k1), UsageTarget::Owner("own_1"));
+        let (in_ks_a, in_ks_b) = (UsageTarget::Keyspace("ks_a"), UsageTarget::Keyspace("ks_b"));
+        // One key, at each granularity; `from` is inclusive, `to` exclusive.
+        assert_eq!(
+            series(store, key_1, Minute, 60, 3600).await,
+            [
+                row(60, "VALID", 2),
+                row(3540, "VALID", 1),
+                row(3540, "WRONG_SECRET", 1),
+            ]
+        );
+        assert_eq!(
+            series(store, key_1, Hour, DAY0, END).await,
+            [
+                row(0, "VALID", 7),
+                row(0, "WRONG_SECRET", 1),
+                row(3600, "VALID", 10),
+                row(46_800, "RATE_LIMITED", 2),
+                row(46_800, "USAGE_EXCEEDED", 3),
+                row(50_400, "VALID", 7),
+            ]
+        );
+        assert_eq!(
+            series(store, key_1, Day, DAY0, END).await,
+            [
+                row(DAY0, "RATE_LIMITED", 2),
+                row(DAY0, "USAGE_EXCEEDED", 3),
+                row(DAY0, "VALID", 17),
+                row(DAY0, "WRONG_SECRET", 1),
+                row(DAY1, "VALID", 7),
+            ]
+        );
+        // An owner's keys (1 and 2), across keyspaces.
+        assert_eq!(
+            series(store, owner_1, Hour, 0, 50_400).await,
+            [
+                row(0, "VALID", 12),
+                row(0, "WRONG_SECRET", 1),
+                row(3600, "VALID", 10),
+                row(46_800, "RATE_LIMITED", 2),
+                row(46_800, "USAGE_EXCEEDED", 3),
+            ]
+        );
+        assert_eq!(
+            series(store, owner_1, Day, DAY0, END).await,
+            [
+                row(DAY0, "RATE_LIMITED", 2),
+                row(DAY0, "USAGE_EXCEEDED", 3),
+                row(DAY0, "VALID", 22),
+                row(DAY0, "WRONG_SECRET", 1),
+                row(DAY1, "REVOKED", 1),
+                row(DAY1, "VALID", 7),
+            ]
+        );
+        // A keyspace's keys (1 and 3), with or without an owner.
+        assert_eq!(
+            series(store, in_ks_a, Minute, 0, 3660).await,
+            [
+                row(0, "VALID", 4),
+                row(60, "EXPIRED", 2),
+                row(60, "REVOKED", 1),
+                row(60, "VALID", 2),
+                row(3540, "VALID", 1),
+                row(3540, "WRONG_SECRET", 1),
+                row(3600, "VALID", 14),
+            ]
+        );
+        assert_eq!(
+            series(store, in_ks_a, Hour, DAY0, END).await,
+            [
+                row(0, "EXPIRED", 2),
+                row(0, "REVOKED", 1),
+                row(0, "VALID", 7),
+                row(0, "WRONG_SECRET", 1),
+                row(3600, "VALID", 14),
+                row(46_800, "RATE_LIMITED", 2),
+                row(46_800, "USAGE_EXCEEDED", 3),
+                row(50_400, "VALID", 7),
+            ]
+        );
+        assert_eq!(
+            series(store, in_ks_b, Day, DAY0, END).await,
+            [row(DAY0, "VALID", 5), row(DAY1, "REVOKED", 1)]
+        );
+        for target in [
+            UsageTarget::Key(&k99),
+            UsageTarget::Owner("own_none"),
+            UsageTarget::Keyspace("ks_none"),
+        ] {
+            assert!(series(store, target, Day, DAY0, END).await.is_empty());
+        }
+
+        // Totals per key: over a range, and over everything at each granularity (the
+        // three tables agree).
+        assert_eq!(
+            totals(store, &[k1.clone(), k2.clone(), k99], Hour, 0, 50_400).await,
+            [
+                total(1, "RATE_LIMITED", 2),
+                total(1, "USAGE_EXCEEDED", 3),
+                total(1, "VALID", 17),
+                total(1, "WRONG_SECRET", 1),
+                total(2, "VALID", 5),
+            ]
+        );
+        let everything = [
+            total(1, "RATE_LIMITED", 2),
+            total(1, "USAGE_EXCEEDED", 3),
+            total(1, "VALID", 24),
+            total(1, "WRONG_SECRET", 1),
+            total(2, "REVOKED", 1),
+            total(2, "VALID", 5),
+            total(3, "EXPIRED", 2),
+            total(3, "REVOKED", 1),
+            total(3, "VALID", 4),
+        ];
+        let keys = [k3.clone(), k1.clone(), k2.clone()];
+        for granularity in Granularity::ALL {
+            assert_eq!(
+                totals(store, &keys, granularity, DAY0, END).await,
+                everything,
+                "{granularity:?}"
+            );
+        }
+        assert!(totals(store, &[], Day, DAY0, END).await.is_empty());
+
+        // What the anomaly judge reads: minutes in (after, through], per key.
+        let activity = |key: usize, minute: i64, [total, failed, dead, limited]: [u64; 4]| {
+            let (keyspace_id, thresholds) = match key {
+                2 => ("ks_b", AlertThresholds::default()),
+                _ => ("ks_a", ks_a.alerts),
+            };
+            MinuteActivity {
+                key_id: kid(key),
+                keyspace_id: keyspace_id.into(),
+                key_created_at: T0,
+                thresholds,
+                minute: unix(minute),
+                total,
+                failed,
+                dead_key_uses: dead,
+                limited,
+            }
+        };
+        let minutes = |after: i64, through: i64| async move {
+            let mut rows = store
+                .minute_activity(unix(after), unix(through))
+                .await
+                .unwrap();
+            assert!(
+                rows.windows(2).all(|w| w[0].minute <= w[1].minute),
+                "by minute"
+            );
+            rows.sort_by(|a, b| (a.minute, &a.key_id).cmp(&(b.minute, &b.key_id)));
+            rows
+        };
+        assert_eq!(
+            minutes(0, 3600).await,
+            [
+                activity(1, 60, [2, 0, 0, 0]),
+                activity(3, 60, [3, 0, 3, 0]),
+                activity(1, 3540, [2, 1, 0, 0]),
+                activity(1, 3600, [10, 0, 0, 0]),
+                activity(3, 3600, [4, 0, 0, 0]),
+            ]
+        );
+        assert_eq!(
+            minutes(50_280, 50_400).await,
+            [
+                activity(1, 50_340, [5, 0, 0, 5]),
+                activity(1, 50_400, [7, 0, 0, 0]),
+                activity(2, 50_400, [1, 0, 1, 0]),
+            ]
+        );
+        assert!(minutes(3600, 50_280).await.is_empty());
+        let sum = |key_id: &str, from: i64, to: i64| {
+            let key_id = key_id.to_owned();
+            async move {
+                store
+                    .usage_sum(&key_id, unix(from), unix(to))
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(sum(&k1, 0, 3600).await, 8);
+        assert_eq!(sum(&k1, 0, 3660).await, 18);
+        assert_eq!(sum(&k1, 60, 50_400).await, 19);
+        assert_eq!(sum(&k2, DAY0, END).await, 6);
+        assert_eq!(sum("Key_missing", DAY0, END).await, 0);
+
+        // Purging one granularity leaves the others alone.
+        assert_eq!(store.purge_usage(Minute, unix(3600)).await.unwrap(), 7);
+        assert_eq!(store.purge_usage(Minute, unix(3600)).await.unwrap(), 0);
+        assert_eq!(
+            series(store, key_1, Minute, DAY0, END).await,
+            [
+                row(3600, "VALID", 10),
+                row(50_340, "RATE_LIMITED", 2),
+                row(50_340, "USAGE_EXCEEDED", 3),
+                row(50_400, "VALID", 7),
+            ]
+        );
+        assert_eq!(
+            store.purge_usage(Hour, unix(0)).await.unwrap(),
+            0,
+            "a bucket starting at `before` stays"
+        );
+        assert_eq!(store.purge_usage(Day, unix(DAY1)).await.unwrap(), 8);
+        assert_eq!(
+            series(store, key_1, Day, DAY0, END).await,
+            [row(DAY1, "VALID", 7)]
+        );
+        assert_eq!(totals(store, &keys, Hour, DAY0, END).await, everything);
+        log.expect_none(store, "recording and purging usage").await;
+
+        // A deleted key no longer counts for its owner.
+        store
+            .delete_key(
+                &k2,
+                Change::audited(&event("delete_2", "key.delete", &k2, Some("ks_b"), 5)),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            series(store, owner_1, Hour, DAY0, END).await,
+            series(store, key_1, Hour, DAY0, END).await
+        );
+    }
+
+    pub async fn alerts_start_one_event_per_episode(store: &dyn Store) {
+        const QUIET: i64 = 300;
+        const SPIKE: &str = "rate_spike";
+        const FAILED: &str = "failed_verifications";
+        add_keyspace(store, &keyspace("ks_a", "alpha")).await;
+        add_keyspace(store, &keyspace("ks_b", "beta")).await;
+        add_key(store, &key(&kid(1), "ks_a", None)).await;
+        add_key(store, &key(&kid(2), "ks_b", None)).await;
+        let log = AuditLog::read(store).await;
+        let keyspace_of = |key: usize| if key == 1 { "ks_a" } else { "ks_b" };
+        let alert = |key: usize, kind: &'static str, minute: i64| Alert {
+            key_id: kid(key),
+            keyspace_id: keyspace_of(key).into(),
+            kind,
+            event_type: "usage.anomaly",
+            minute: unix(minute),
+            data: obj(json!({"kind": kind, "minute": unix(minute)})),
+        };
+        // Judged once the minute is over.
+        let record = |key: usize, kind: &'static str, minute: i64| {
+            let alert = alert(key, kind, minute);
+            async move {
+                store
+                    .record_alert(&alert, QUIET, at(minute + 60))
+                    .await
+                    .unwrap()
+            }
+        };
+
+        assert!(
+            record(1, SPIKE, 0).await,
+            "the first alert starts an episode"
+        );
+        assert!(
+            !record(1, SPIKE, 60).await,
+            "the next minute goes on with it"
+        );
+        assert!(
+            !record(1, SPIKE, 60).await,
+            "and so does the same minute again"
+        );
+        assert!(record(1, FAILED, 60).await, "episodes are per kind");
+        assert!(record(2, SPIKE, 60).await, "and per key");
+        assert!(!record(1, SPIKE, 360).await, "a gap of `quiet` goes on");
+        assert!(!record(1, FAILED, 120).await);
+        assert!(
+            record(1, SPIKE, 720).await,
+            "a longer gap starts a new episode"
+        );
+        assert!(!record(1, SPIKE, 480).await, "a late, older minute goes on");
+        assert!(
+            !record(1, SPIKE, 1020).await,
+            "and never moves the episode's last minute back"
+        );
+        assert!(record(1, FAILED, 480).await, "each kind has its own gaps");
+        log.expect_none(store, "recording alerts").await;
+
+        // Exactly the episodes' first alerts are stored, newest first.
+        let stored = |key: usize, kind: &'static str, minute: i64| {
+            let a = alert(key, kind, minute);
+            Event {
+                id: String::new(),
+                kind: a.event_type.into(),
+                key_id: Some(a.key_id),
+                keyspace_id: Some(a.keyspace_id),
+                payload: a.data,
+                created_at: at(minute + 60),
+            }
+        };
+        let without_ids = |events: Vec<Event>| {
+            events
+                .into_iter()
+                .map(|e| Event {
+                    id: String::new(),
+                    ..e
+                })
+                .collect::<Vec<_>>()
+        };
+        let anomalies = events(store, &kind("usage.anomaly")).await;
+        assert!(anomalies.iter().all(|e| e.id.starts_with("evt_")));
+        assert_eq!(
+            without_ids(anomalies),
+            [
+                stored(1, FAILED, 480),
+                stored(1, SPIKE, 720),
+                stored(2, SPIKE, 60),
+                stored(1, FAILED, 60),
+                stored(1, SPIKE, 0),
+            ]
+        );
+        let (k1, k2) = (kid(1), kid(2));
+        let of_key_1 = EventFilter {
+            kind: Some("usage.anomaly"),
+            key_id: Some(&k1),
+            ..EventFilter::default()
+        };
+        assert_eq!(
+            without_ids(events(store, &of_key_1).await),
+            [
+                stored(1, FAILED, 480),
+                stored(1, SPIKE, 720),
+                stored(1, FAILED, 60),
+                stored(1, SPIKE, 0),
+            ]
+        );
+        // Every type of key 2's events: its key's creation and its alert.
+        let of_key_2 = EventFilter {
+            key_id: Some(&k2),
+            ..EventFilter::default()
+        };
+        let types = |events: Vec<Event>| events.into_iter().map(|e| e.kind).collect::<Vec<_>>();
+        assert_eq!(
+            types(events(store, &of_key_2).await),
+            ["usage.anomaly", "key.created"]
+        );
+        let of_ks_b = EventFilter {
+            kind: Some("usage.anomaly"),
+            keyspace_id: Some("ks_b"),
+            ..EventFilter::default()
+        };
+        assert_eq!(
+            without_ids(events(store, &of_ks_b).await),
+            [stored(2, SPIKE, 60)]
+        );
+        assert_eq!(events(store, &kind("key.created")).await.len(), 2);
+        assert!(events(store, &kind("ratelimit.exceeded")).await.is_empty());
+    }
+
+    pub async fn webhook_outbox_delivers_each_event_once_per_endpoint(store: &dyn Store) {
+        add_keyspace(store, &keyspace("ks_a", "alpha")).await;
+        add_keyspace(store, &keyspace("ks_b", "beta")).await;
+        // Stored before any endpoint exists: delivered to none.
+        add_key(store, &key(&kid(1), "ks_a", None)).await;
+        let mut log = AuditLog::read(store).await;
+
+        // Every event; revocations in ks_a only; a disabled one.
+        let all = webhook("wh_all", &["*"], None);
+        let revoked_a = webhook("wh_revoked_a", &["key.revoked"], Some("ks_a"));
+        let off = Webhook {
+            enabled: false,
+            ..webhook("wh_off", &["*"], None)
+        };
+        for hook in [&all, &revoked_a, &off] {
+            let audit = event(
+                &format!("create_{}", hook.id),
+                "webhook.create",
+                &hook.id,
+                hook.keyspace_id.as_deref(),
+                10,
+            );
+            store
+                .create_webhook(hook, Change::audited(&audit))
+                .await
+                .unwrap();
+            log.expect_one(store, &audit).await;
+        }
+        let stored = store.webhook("wh_all").await.unwrap().unwrap();
+        assert_eq!(stored, all);
+        assert_eq!(store.webhook("wh_missing").await.unwrap(), None);
+        let shown = format!("{stored:?}");
+        for secret in [
+            format!("{:?}", stored.sealed_secret),
+            String::from_utf8(stored.sealed_secret.clone()).unwrap(),
+        ] {
+            assert!(!shown.contains(&secret), "{shown} shows the sealed secret");
+        }
+        let hook_ids = |hooks: Vec<Webhook>| hooks.into_iter().map(|h| h.id).collect::<Vec<_>>();
+        assert_eq!(
+            hook_ids(all_pages(2, |page| store.list_webhooks(None, page)).await),
+            ["wh_off", "wh_revoked_a", "wh_all"]
+        );
+        let only_a = vec!["ks_a".to_owned()];
+        assert_eq!(
+            hook_ids(all_pages(2, |page| store.list_webhooks(Some(&only_a), page)).await),
+            ["wh_revoked_a"]
+        );
+
+        // Lifecycle events, each stored with its change: two creations, two revocations;
+        // an update stores none.
+        add_key(store, &key(&kid(2), "ks_a", None)).await;
+        add_key(store, &key(&kid(3), "ks_b", None)).await;
+        for (n, ks) in [(1, "ks_a"), (3, "ks_b")] {
+            let audit = AuditEvent {
+                changes: obj(json!({"reason": "leaked"})),
+                ..event(&format!("revoke_{n}"), "key.revoke", &kid(n), Some(ks), 20)
+            };
+            store
+                .revoke_key(&kid(n), at(20), Some("leaked"), Change::audited(&audit))
+                .await
+                .unwrap();
+        }
+        let renamed = KeyRecord {
+            name: Some("renamed".into()),
+            ..key(&kid(2), "ks_a", None)
+        };
+        store
+            .update_key(
+                &renamed,
+                QuotaWrite::Keep,
+                Change::audited(&event("update_2", "key.update", &kid(2), Some("ks_a"), 20)),
+            )
+            .await
+            .unwrap();
+        let stored_events = events(store, &EventFilter::default()).await;
+        let summary = stored_events
+            .iter()
+            .map(|e| (e.kind.as_str(), e.key_id.clone(), e.keyspace_id.as_deref()))
+            .collect::<Vec<_>>();
+        assert_eq!(
+            summary,
+            [
+                ("key.revoked", Some(kid(3)), Some("ks_b")),
+                ("key.revoked", Some(kid(1)), Some("ks_a")),
+                ("key.created", Some(kid(3)), Some("ks_b")),
+                ("key.created", Some(kid(2)), Some("ks_a")),
+                ("key.created", Some(kid(1)), Some("ks_a")),
+            ]
+        );
+        let revoked_1 = &stored_events[1];
+        assert_eq!(
+            (&revoked_1.payload, revoked_1.created_at),
+            (
+                &obj(json!({
+                    "key_id": kid(1),
+                    "keyspace_id": "ks_a",
+                    "actor": "rk_actor1",
+                    "reason": "leaked",
+                })),
+                at(20)
+            )
+        );
+        // An endpoint created after them gets none, though they are not fanned out yet.
+        let late = webhook("wh_late", &["*"], None);
+        store
+            .create_webhook(
+                &late,
+                Change::audited(&event(
+                    "create_wh_late",
+                    "webhook.create",
+                    "wh_late",
+                    None,
+                    30,
+                )),
+            )
+            .await
+            .unwrap();
+
+        // The fan-out: each event once, to each endpoint that wants it.
+        let t = unix(100) * 1000;
+        assert_eq!(
+            store.fan_out_events(t, 2).await.unwrap(),
+            2,
+            "up to the limit"
+        );
+        assert_eq!(store.fan_out_events(t, 10).await.unwrap(), 3);
+        assert_eq!(store.fan_out_events(t, 10).await.unwrap(), 0, "once");
+        let deliveries = |webhook_id: &'static str, status: Option<DeliveryStatus>| async move {
+            all_pages(3, |page| store.list_deliveries(webhook_id, status, page)).await
+        };
+        let event_ids =
+            |list: &[Delivery]| list.iter().map(|d| d.event_id.clone()).collect::<Vec<_>>();
+        let ids_of = |events: &[&Event]| events.iter().map(|e| e.id.clone()).collect::<Vec<_>>();
+        let pending = |hook: &str, event: &Event, id: &str| Delivery {
+            id: id.into(),
+            webhook_id: hook.into(),
+            event_id: event.id.clone(),
+            event_type: event.kind.clone(),
+            status: DeliveryStatus::Pending,
+            attempts: 0,
+            next_attempt_ms: t,
+            last_status: None,
+            last_error: None,
+            delivered_at_ms: None,
+            created_at: at(100),
+        };
+        let to_all = deliveries("wh_all", None).await;
+        let wanted: Vec<&Event> = stored_events[..4].iter().collect();
+        assert_eq!(
+            event_ids(&to_all),
+            ids_of(&wanted),
+            "all but the older event"
+        );
+        for (delivery, event) in to_all.iter().zip(&wanted) {
+            assert_eq!(delivery, &pending("wh_all", event, &delivery.id));
+        }
+        let to_revoked_a = deliveries("wh_revoked_a", None).await;
+        assert_eq!(event_ids(&to_revoked_a), ids_of(&[revoked_1]));
+        assert!(deliveries("wh_off", None).await.is_empty(), "disabled");
+        assert!(
+            deliveries("wh_late", None).await.is_empty(),
+            "created later"
+        );
+        assert_eq!(
+            store
+                .delivery("wh_all", &to_all[0].id)
+                .await
+                .unwrap()
+                .as_ref(),
+            Some(&to_all[0])
+        );
+        assert_eq!(
+            store.delivery("wh_revoked_a", &to_all[0].id).await.unwrap(),
+            None,
+            "another endpoint's delivery"
+        );
+
+        // Claims lease what they take.
+        const LEASE: i64 = 30_000;
+        let claim = |now_ms: i64, limit: u32| async move {
+            store.claim_deliveries(now_ms, LEASE, limit).await.unwrap()
+        };
+        let sorted_ids = |due: &[DueDelivery]| {
+            let mut ids = due.iter().map(|d| d.id.clone()).collect::<Vec<_>>();
+            ids.sort();
+            ids
+        };
+        assert!(claim(t - 1, 10).await.is_empty(), "not due yet");
+        let first_claim = claim(t, 3).await;
+        assert_eq!(first_claim.len(), 3, "up to the limit");
+        let second_claim = claim(t + 1000, 10).await;
+        let mut every_id = to_all
+            .iter()
+            .chain(&to_revoked_a)
+            .map(|d| d.id.clone())
+            .collect::<Vec<_>>();
+        every_id.sort();
+        let both: Vec<DueDelivery> = first_claim.iter().chain(&second_claim).cloned().collect();
+        assert_eq!(sorted_ids(&both), every_id, "the rest, none twice");
+        let due = both
+            .iter()
+            .find(|d| d.webhook_id == "wh_revoked_a")
+            .unwrap();
+        assert_eq!(
+            (
+                due.id.as_str(),
+                due.url.as_str(),
+                &due.sealed_secret,
+                &due.event,
+                due.attempts,
+                due.first_due_ms
+            ),
+            (
+                to_revoked_a[0].id.as_str(),
+                revoked_a.url.as_str(),
+                &revoked_a.sealed_secret,
+                revoked_1,
+                0,
+                t
+            )
+        );
+        assert!(claim(t + LEASE - 1, 10).await.is_empty(), "all leased");
+        assert_eq!(
+            sorted_ids(&claim(t + LEASE, 10).await),
+            sorted_ids(&first_claim),
+            "a lapsed lease frees them"
+        );
+
+        // Attempts: a retry then a success, and a give-up.
+        let (d1, d2) = (&to_all[0], &to_all[1]);
+        let attempt =
+            |d: &Delivery, n: u32, ms: i64, code: Option<u16>, error: Option<&str>| Attempt {
+                delivery_id: d.id.clone(),
+                attempt: n,
+                attempted_ms: ms,
+                status_code: code,
+                error: error.map(str::to_owned),
+                duration_ms: 120,
+            };
+        let t1 = t + LEASE;
+        let retried = attempt(d1, 1, t1, Some(500), Some("HTTP 500"));
+        store
+            .record_attempt(&retried, AfterAttempt::RetryAt(t1 + 90_000))
+            .await
+            .unwrap();
+        let waiting = Delivery {
+            attempts: 1,
+            next_attempt_ms: t1 + 90_000,
+            last_status: Some(500),
+            last_error: Some("HTTP 500".into()),
+            ..d1.clone()
+        };
+        assert_eq!(
+            store.delivery("wh_all", &d1.id).await.unwrap(),
+            Some(waiting.clone())
+        );
+        let refused = attempt(d2, 1, t1, None, Some("connection refused"));
+        store
+            .record_attempt(&refused, AfterAttempt::GiveUp)
+            .await
+            .unwrap();
+        let failed = Delivery {
+            status: DeliveryStatus::Failed,
+            attempts: 1,
+            last_error: Some("connection refused".into()),
+            ..d2.clone()
+        };
+        assert_eq!(
+            store.delivery("wh_all", &d2.id).await.unwrap(),
+            Some(failed.clone())
+        );
+        let others = [
+            to_all[2].id.clone(),
+            to_all[3].id.clone(),
+            to_revoked_a[0].id.clone(),
+        ];
+        let mut others_sorted = others.to_vec();
+        others_sorted.sort();
+        assert_eq!(
+            sorted_ids(&claim(t1 + 89_999, 10).await),
+            others_sorted,
+            "neither the retry before it is due, nor the failed one"
+        );
+        let retry = claim(t1 + 90_000, 10).await;
+        assert_eq!(sorted_ids(&retry), [d1.id.clone()]);
+        assert_eq!((retry[0].attempts, retry[0].first_due_ms), (1, t));
+        let done = attempt(d1, 2, t1 + 90_000, Some(204), None);
+        store
+            .record_attempt(&done, AfterAttempt::Delivered)
+            .await
+            .unwrap();
+        let delivered = Delivery {
+            status: DeliveryStatus::Delivered,
+            attempts: 2,
+            last_status: Some(204),
+            last_error: None,
+            delivered_at_ms: Some(t1 + 90_000),
+            ..waiting
+        };
+        assert_eq!(
+            store.delivery("wh_all", &d1.id).await.unwrap(),
+            Some(delivered.clone())
+        );
+        // A worker whose lease ran out reports late: logged, but it stays delivered.
+        let late_attempt = attempt(d1, 2, t1 + 95_000, None, Some("timeout"));
+        store
+            .record_attempt(&late_attempt, AfterAttempt::RetryAt(t1 + 200_000))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.delivery("wh_all", &d1.id).await.unwrap(),
+            Some(delivered.clone())
+        );
+        assert_eq!(
+            store.delivery_attempts(&d1.id).await.unwrap(),
+            [retried, done, late_attempt]
+        );
+        assert_eq!(store.delivery_attempts(&d2.id).await.unwrap(), [refused]);
+        assert!(
+            store
+                .delivery_attempts(&to_all[2].id)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            sorted_ids(&claim(t1 + 1_000_000, 10).await),
+            others_sorted,
+            "delivered and failed ones are never claimed"
+        );
+
+        // Listings by status, newest first, across pages.
+        assert_eq!(
+            deliveries("wh_all", Some(DeliveryStatus::Delivered)).await,
+            [delivered]
+        );
+        assert_eq!(
+            deliveries("wh_all", Some(DeliveryStatus::Failed)).await,
+            [failed]
+        );
+        let still_pending = all_pages(1, |page| {
+            store.list_deliveries("wh_all", Some(DeliveryStatus::Pending), page)
+        })
+        .await;
+        assert_eq!(still_pending, to_all[2..]);
+
+        // A re-send puts a failed delivery back, due now, with a fresh retry period.
+        log = AuditLog::read(store).await;
+        let t2 = t + 2_000_000;
+        let audit = event("resend", "webhook.resend", "wh_all", None, 200);
+        store
+            .resend_delivery("wh_all", &d2.id, t2, Change::audited(&audit))
+            .await
+            .unwrap();
+        log.expect_one(store, &audit).await;
+        let resent = store.delivery("wh_all", &d2.id).await.unwrap().unwrap();
+        assert_eq!(
+            (resent.status, resent.next_attempt_ms),
+            (DeliveryStatus::Pending, t2)
+        );
+        let due = claim(t2, 10).await;
+        let again = due.iter().find(|d| d.id == d2.id).unwrap();
+        assert_eq!((again.attempts, again.first_due_ms), (1, t2));
+        not_found(
+            store
+                .resend_delivery(
+                    "wh_revoked_a",
+                    &d2.id,
+                    t2,
+                    Change::audited(&event(
+                        "resend_2",
+                        "webhook.resend",
+                        "wh_revoked_a",
+                        None,
+                        200,
+                    )),
+                )
+                .await,
+        );
+        log.expect_none(store, "re-sending another endpoint's delivery")
+            .await;
+
+        // Deleting an endpoint deletes its deliveries and their log, nothing else.
+        let audit = event("delete_wh_all", "webhook.delete", "wh_all", None, 300);
+        store
+            .delete_webhook("wh_all", Change::audited(&audit))
+            .await
+            .unwrap();
+        log.expect_one(store, &audit).await;
+        assert_eq!(store.webhook("wh_all").await.unwrap(), None);
+        assert!(deliveries("wh_all", None).await.is_empty());
+        assert_eq!(store.delivery("wh_all", &d1.id).await.unwrap(), None);
+        assert!(store.delivery_attempts(&d1.id).await.unwrap().is_empty());
+        assert!(store.delivery_attempts(&d2.id).await.unwrap().is_empty());
+        assert_eq!(deliveries("wh_revoked_a", None).await, to_revoked_a);
+        assert_eq!(
+            sorted_ids(&claim(t2 + LEASE, 10).await),
+            [to_revoked_a[0].id.clone()]
+        );
+        not_found(
+            store
+                .delete_webhook(
+                    "wh_all",
+                    Change::audited(&event(
+                        "delete_again",
+                        "webhook.delete",
+                        "wh_all",
+                        None,
+                        300,
+                    )),
+                )
+                .await,
+        );
+        log.expect_none(store, "deleting a missing endpoint").await;
+
+        // Enabling an endpoint (now for creations only): it gets the events stored from
+        // then on, not those that passed while it was off.
+        let on = Webhook {
+            url: "https://hooks.example.com/on".into(),
+            description: None,
+            event_types: vec!["key.created".into()],
+            enabled: true,
+            updated_at: at(400),
+            ..off.clone()
+        };
+        let audit = event("update_wh_off", "webhook.update", "wh_off", None, 400);
+        store
+            .update_webhook(&on, Change::audited(&audit))
+            .await
+            .unwrap();
+        log.expect_one(store, &audit).await;
+        assert_eq!(store.webhook("wh_off").await.unwrap(), Some(on));
+        not_found(
+            store
+                .update_webhook(
+                    &webhook("wh_missing", &["*"], None),
+                    Change::audited(&event(
+                        "update_missing",
+                        "webhook.update",
+                        "wh_missing",
+                        None,
+                        400,
+                    )),
+                )
+                .await,
+        );
+        log.expect_none(store, "updating a missing endpoint").await;
+        add_key(store, &key(&kid(4), "ks_b", None)).await;
+        let audit = event("revoke_2", "key.revoke", &kid(2), Some("ks_a"), 500);
+        store
+            .revoke_key(&kid(2), at(500), None, Change::audited(&audit))
+            .await
+            .unwrap();
+        assert_eq!(store.fan_out_events(t2, 10).await.unwrap(), 2);
+        let newest = events(store, &EventFilter::default()).await;
+        let (revoked_2, created_4) = (&newest[0], &newest[1]);
+        assert_eq!(
+            (revoked_2.kind.as_str(), created_4.kind.as_str()),
+            ("key.revoked", "key.created")
+        );
+        assert_eq!(
+            event_ids(&deliveries("wh_off", None).await),
+            ids_of(&[created_4])
+        );
+        assert_eq!(
+            event_ids(&deliveries("wh_late", None).await),
+            ids_of(&[revoked_2, created_4])
+        );
+        assert_eq!(
+            event_ids(&deliveries("wh_revoked_a", None).await),
+            ids_of(&[revoked_2, revoked_1])
+        );
+    }
 }
 
 /// Expands to one `#[tokio::test]` per check in [`checks`], each on a store of its own
@@ -2517,6 +3488,9 @@ macro_rules! conformance_tests {
             imports_skip_taken_lookups,
             pepper_versions_in_use,
             limits_and_quota_counters,
+            usage_rolls_up_into_hours_and_days,
+            alerts_start_one_event_per_episode,
+            webhook_outbox_delivers_each_event_once_per_endpoint,
         );
     };
     (@each $engine:ident, $open:expr; $($check:ident),+ $(,)?) => {

@@ -244,7 +244,7 @@ async fn check_owner(state: &AppState, owner_id: &str) -> Result<(), ApiError> {
 }
 
 /// A key this root key may see, with its keyspace, or 404.
-async fn visible_key(
+pub(crate) async fn visible_key(
     state: &AppState,
     auth: &RootAuth,
     key_id: &str,
@@ -484,8 +484,7 @@ pub async fn list(
             ));
         }
     };
-    let (last_used_before, page) =
-        sorted_page_request(params.limit, params.cursor.as_deref())?;
+    let (last_used_before, page) = sorted_page_request(params.limit, params.cursor.as_deref())?;
     if last_used_before.is_some() != (by_last_used && page.after.is_some()) {
         return Err(ApiError::bad_request(
             "invalid_cursor",

@@ -52,7 +52,10 @@ pub struct AlertsBody {
 impl AlertsBody {
     fn thresholds(self) -> Result<AlertThresholds, ApiError> {
         const MAX: u64 = 10_000_000;
-        if self.spike_factor.is_some_and(|f| !(2..=10_000).contains(&f)) {
+        if self
+            .spike_factor
+            .is_some_and(|f| !(2..=10_000).contains(&f))
+        {
             return Err(ApiError::invalid(
                 "alerts.spike_factor must be between 2 and 10000",
             ));

@@ -7,7 +7,9 @@ pub mod keys;
 pub mod keyspaces;
 pub mod limits;
 pub mod owners;
+pub mod usage;
 pub mod verify;
+pub mod webhooks;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};

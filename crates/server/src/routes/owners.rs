@@ -93,7 +93,7 @@ pub struct ListParams {
 
 /// Owners are deployment-wide, so a root key limited to some keyspaces may not see or
 /// change them (it could read or rename another tenant's customers).
-fn refuse_restricted(auth: &RootAuth) -> Result<(), ApiError> {
+pub(crate) fn refuse_restricted(auth: &RootAuth) -> Result<(), ApiError> {
     if auth.is_restricted() {
         return Err(ApiError::MissingScope("owners:* (unrestricted root key)"));
     }

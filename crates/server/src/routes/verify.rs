@@ -17,6 +17,7 @@ use super::*;
 use crate::auth::Scope;
 use crate::extract::JsonBody;
 use crate::limits::{LimitScope, NamedCost};
+use crate::usage::Outcome;
 use std::net::IpAddr;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -306,8 +307,14 @@ pub async fn verify(
         }
         _ => {}
     }
-    if let Some(found) = found {
-        state.usage.record(&found.key.key_id, code, now);
+    if state.config.usage_tracking {
+        if let Some(found) = found {
+            state
+                .usage
+                .record(&found.key.key_id, Outcome::Answered(code), now);
+        } else if let Some(key_id) = &checked.wrong_secret_for {
+            state.usage.record(key_id, Outcome::WrongSecret, now);
+        }
     }
     let key = found.map(|f| &f.key);
     let answer = VerifyAnswer {

@@ -1,0 +1,19 @@
+//! Webhook delivery. Events are stored in the same transaction as the change that causes
+//! them; a background worker on every node turns them into deliveries (the outbox, one
+//! row per event and endpoint), sends each signed per the Standard Webhooks
+//! specification, and retries with exponential backoff and jitter until it is
+//! delivered or its retry period runs out. Delivery never runs on a request's path, and
+//! what is waiting lives in the database, not in memory.
+//!
+//! - [`signing`]: secrets (`whsec_…`) and the `webhook-*` headers.
+//! - [`retry`]: when the next attempt is due.
+//! - [`target`]: which URLs may be called (no private addresses unless allowed).
+//! - [`worker`]: the loop: fan out, claim, send, record.
+
+pub mod retry;
+pub mod signing;
+pub mod target;
+pub mod worker;
+
+/// Purpose of the key that seals endpoint secrets in the database.
+pub const SECRET_PURPOSE: &str = "webhook-secrets/v1";
