@@ -8,12 +8,13 @@
 //!
 //! Each produces one event per episode: the store keeps, per key and kind, when the
 //! condition was last seen, and an episode ends after `alert_quiet_minutes` without it.
-//! Several nodes may judge the same minute; the episode row serializes them.
+//! Several nodes may judge the same minute; the episode row serializes them. Root keys
+//! are not judged: their volume follows the API's own traffic.
 
 use std::sync::Mutex;
 
 use keyhaven_core::anomaly::SpikeRule;
-use keyhaven_store::{Alert, MinuteActivity, StoreError};
+use keyhaven_store::{Alert, MinuteActivity, StoreError, Timestamp};
 use serde_json::{Map, Value, json};
 
 use crate::routes::keyspaces::rfc3339;
@@ -31,10 +32,9 @@ pub struct AlertJudge {
 }
 
 impl AlertJudge {
-    /// Judges every minute that closed since the last call. Returns how many episodes
-    /// started (events stored).
-    pub async fn run(&self, state: &AppState) -> Result<u64, StoreError> {
-        let now = state.clock.now();
+    /// Judges every minute that closed by `now` since the last call (this node's counts
+    /// up to `now` must be flushed). Returns how many episodes started (events stored).
+    pub async fn run(&self, state: &AppState, now: Timestamp) -> Result<u64, StoreError> {
         // A minute is judged once its end is two flush intervals (at least 2 s) past:
         // by then every node has written its counts for it.
         let flush_secs = state.config.usage_flush_interval().as_secs_f64().ceil() as i64;

@@ -180,10 +180,13 @@ async fn background(state: AppState) {
                 state.limits.tick(state.clock.now_micros()).await;
             }
             _ = flush.tick() => {
+                // Read before the flush: every verification counted in a minute that
+                // `now` has closed is then in this flush.
+                let now = state.clock.now();
                 match state.usage.flush(state.store.as_ref()).await {
                     // Anomalies are judged from flushed counts, after this node's are in.
                     Ok(_) if state.config.usage_tracking => {
-                        if let Err(e) = state.alerts.run(&state).await {
+                        if let Err(e) = state.alerts.run(&state, now).await {
                             tracing::warn!(error = %e, "judging usage for alerts failed; will retry");
                         }
                     }

@@ -113,7 +113,7 @@ pub(super) async fn minute_activity(
          {limited} AS limited \
          FROM usage_minutely u JOIN keys k ON k.key_id = u.key_id \
          JOIN keyspaces s ON s.id = k.keyspace_id \
-         WHERE u.minute > $1 AND u.minute <= $2 \
+         WHERE u.minute > $1 AND u.minute <= $2 AND k.keyspace_id <> '{ROOT_KEYSPACE_ID}' \
          GROUP BY u.key_id, u.minute, k.keyspace_id, k.created_at, s.alert_spike_factor, \
          s.alert_spike_min_per_minute, s.alert_failed_per_minute \
          ORDER BY u.minute, u.key_id",

@@ -65,7 +65,7 @@ async fn a_sqlite_deployment_copied_to_postgres_verifies_every_key_the_same() {
     let data = dir.path().join("data");
     let sqlite = spawn_process(&data, dir.path(), &[]).await;
     let root = sqlite.printed_root_key();
-    let http = reqwest::Client::new();
+    let http = http_client();
     let base = sqlite.base.clone();
     let ks = post(
         &http,

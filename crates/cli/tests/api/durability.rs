@@ -15,7 +15,7 @@ async fn acknowledged_keys_survive_kill_9() {
     let data = dir.path().join("data");
     let mut server = spawn_process(&data, dir.path(), &[]).await;
     let root = server.printed_root_key();
-    let http = reqwest::Client::new();
+    let http = http_client();
     let (status, ks) = try_post(
         &http,
         &server.base,
@@ -127,7 +127,7 @@ async fn no_secret_in_database_wal_log_or_metrics() {
     let data = dir.path().join("data");
     let server = spawn_process(&data, dir.path(), &[("KEYHAVEN_LOG", "debug")]).await;
     let root = server.printed_root_key();
-    let http = reqwest::Client::new();
+    let http = http_client();
     let (_, ks) = try_post(
         &http,
         &server.base,

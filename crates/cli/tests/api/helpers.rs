@@ -52,6 +52,13 @@ impl Drop for TestApp {
     }
 }
 
+/// An HTTP client for the tests. reqwest is built with rustls but no crypto provider (the
+/// server installs ring before building its webhook client); the tests do the same.
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
@@ -91,7 +98,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     }));
     TestApp {
         base: format!("http://{addr}"),
-        http: reqwest::Client::new(),
+        http: http_client(),
         root_key: root.key().expose_secret().to_owned(),
         store,
         peppers,
@@ -340,7 +347,7 @@ pub async fn spawn_process(data_dir: &Path, logs: &Path, envs: &[(&str, &str)]) 
         log_path,
         stdout_path,
     };
-    let http = reqwest::Client::new();
+    let http = http_client();
     for _ in 0..300 {
         if http
             .get(format!("{}/healthz", server.base))
@@ -368,6 +375,25 @@ impl ServerProcess {
             .unwrap_or_else(|| panic!("no root key in stdout:\n{out}"))
             .to_owned()
     }
+}
+
+/// `key` (a key of a keyspace with `prefix`) with another secret: the same key id, a
+/// valid checksum, so it parses and is looked up, and the secret does not match.
+pub fn with_wrong_secret(key: &str, prefix: &str) -> String {
+    let mut other = keyhaven_core::generate(&keyhaven_core::Prefix::new(prefix).unwrap())
+        .unwrap()
+        .key()
+        .expose_secret()
+        .to_owned();
+    let secret_start = prefix.len() + 1 + 13;
+    other.replace_range(0..secret_start, &key[..secret_start]);
+    let body = &other[..other.len() - 6];
+    let fixed = format!(
+        "{body}{}",
+        std::str::from_utf8(&keyhaven_core::format::checksum(body.as_bytes())).unwrap()
+    );
+    assert!(keyhaven_core::parse(&fixed).is_ok());
+    fixed
 }
 
 /// POSTs `body` as JSON to `base` + `path` with `root`: the status and the JSON answer,

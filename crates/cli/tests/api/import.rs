@@ -229,7 +229,7 @@ async fn cli_import_reports_bad_lines_and_a_rerun_changes_nothing() {
     let data = dir.path().join("data");
     let server = spawn_process(&data, dir.path(), &[]).await;
     let root = server.printed_root_key();
-    let http = reqwest::Client::new();
+    let http = http_client();
     let ks: Value = http
         .post(format!("{}/v1/keyspaces", server.base))
         .bearer_auth(&root)

@@ -11,7 +11,7 @@ async fn newcomer_path_serve_keyspace_key_verify() {
     let data = dir.path().join("data");
     let server = spawn_process(&data, dir.path(), &[]).await;
     let root = server.printed_root_key();
-    let http = reqwest::Client::new();
+    let http = http_client();
     let post = |path: &str, body: Value| {
         http.post(format!("{}{path}", server.base))
             .bearer_auth(&root)
@@ -67,7 +67,7 @@ async fn newcomer_path_serve_keyspace_key_verify() {
     let again = spawn_process(&data, dir.path(), &[]).await;
     let out = std::fs::read_to_string(&again.stdout_path).unwrap();
     assert!(!out.contains("kh_root_"), "{out}");
-    let ok = reqwest::Client::new()
+    let ok = http_client()
         .get(format!("{}/v1/keys", again.base))
         .bearer_auth(&root)
         .send()
@@ -225,19 +225,7 @@ async fn wrong_secret_and_unknown_ids_are_not_found_and_say_nothing_more() {
     let ks = app.create_keyspace("acme_live").await;
     let k = app.create_key(json!({"keyspace_id": ks.id})).await;
     // Same key id and prefix, another valid-checksum secret.
-    let mut other = keyhaven_core::generate(&keyhaven_core::Prefix::new("acme_live").unwrap())
-        .unwrap()
-        .key()
-        .expose_secret()
-        .to_owned();
-    let secret_start = "acme_live_".len() + 13;
-    other.replace_range(0..secret_start, &k.key[..secret_start]);
-    let body = &other[..other.len() - 6];
-    let fixed = format!(
-        "{body}{}",
-        std::str::from_utf8(&keyhaven_core::format::checksum(body.as_bytes())).unwrap()
-    );
-    assert!(keyhaven_core::parse(&fixed).is_ok());
+    let fixed = with_wrong_secret(&k.key, "acme_live");
     let (_, v) = app
         .send(
             Method::POST,
@@ -261,8 +249,6 @@ async fn wrong_secret_and_unknown_ids_are_not_found_and_say_nothing_more() {
     );
     assert_eq!(app.verify(&swapped).await.code, "NOT_FOUND");
 }
-
-use secrecy::ExposeSecret;
 
 #[tokio::test]
 async fn keys_list_paginates_and_filters() {
@@ -492,7 +478,7 @@ async fn root_key_create_works_while_the_server_runs() {
         key.starts_with("kh_root_") && !key.contains(' '),
         "{stdout}"
     );
-    let http = reqwest::Client::new();
+    let http = http_client();
     let list = http
         .get(format!("{}/v1/keys", server.base))
         .bearer_auth(key)

@@ -535,7 +535,7 @@ async fn acknowledged_quota_uses_survive_kill_9_with_zero_loss_and_a_graceful_st
     let zero_loss = [("KEYHAVEN_QUOTA_FLUSH_INTERVAL_MS", "0")];
     let server = spawn_process(dir.path(), logs.path(), &zero_loss).await;
     let root = server.printed_root_key();
-    let http = reqwest::Client::new();
+    let http = http_client();
     let call = |base: String, path: &'static str, body: Value| {
         let (http, root) = (http.clone(), root.clone());
         async move { post_json(&http, &format!("{base}{path}"), &root, &body).await }

@@ -7,6 +7,7 @@
     clippy::indexing_slicing
 )]
 
+mod alerts;
 mod audit;
 mod copy;
 mod durability;
@@ -22,3 +23,5 @@ mod pepper;
 mod recoverable;
 mod shared_limits;
 mod tenancy;
+mod usage;
+mod webhooks;

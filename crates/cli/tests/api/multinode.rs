@@ -136,7 +136,7 @@ async fn a_key_revoked_on_one_node_answers_revoked_on_the_other_within_a_second(
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let (a, b, root) = two_nodes(&data, dir.path(), &url, &url).await;
-    let http = reqwest::Client::new();
+    let http = http_client();
     let ks = keyspace(&http, &a.base, &root).await;
     let keys = create_keys(&http, &a.base, &root, &ks, 1000).await;
 
@@ -255,7 +255,7 @@ async fn with_its_notifications_cut_a_node_stops_serving_a_revoked_key_within_th
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let (a, b, root) = two_nodes(&data, dir.path(), &url, &url_b).await;
-    let http = reqwest::Client::new();
+    let http = http_client();
     let ks = keyspace(&http, &a.base, &root).await;
     let keys = create_keys(&http, &a.base, &root, &ks, 4).await;
     let bound = Duration::from_millis(1000); // cache_coherence_ms, the default
@@ -363,7 +363,7 @@ async fn kill_9_of_a_node_during_creations_and_revocations_loses_nothing_acknowl
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let (mut a, b, root) = two_nodes(&data, dir.path(), &url, &url).await;
-    let http = reqwest::Client::new();
+    let http = http_client();
     let ks = keyspace(&http, &a.base, &root).await;
     // 500 keys exist; during the run 500 more are created and 250 of these revoked,
     // each through both nodes at once (one answers 200, the other already_revoked).

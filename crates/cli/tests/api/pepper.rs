@@ -29,7 +29,7 @@ async fn pepper_version(data: &Path, key_id: &str) -> i64 {
 }
 
 async fn post(base: &str, root: &str, path: &str, body: Value) -> Value {
-    reqwest::Client::new()
+    http_client()
         .post(format!("{base}{path}"))
         .bearer_auth(root)
         .json(&body)

@@ -103,7 +103,7 @@ async fn hammer(
             let url = format!("{}/v1/keys/verify", node.process.base);
             let (root, body, admitted) = (root.to_owned(), body.clone(), admitted.clone());
             tasks.push(tokio::spawn(async move {
-                let http = reqwest::Client::new();
+                let http = http_client();
                 let mut codes = Vec::new();
                 let (mut last_send, mut last_recv) = (Instant::now(), Instant::now());
                 while Instant::now() < until {
@@ -151,7 +151,7 @@ async fn setup_key(
     limits: Value,
     extra: Value,
 ) -> (String, String) {
-    let http = reqwest::Client::new();
+    let http = http_client();
     let ks = post_json(
         &http,
         &format!("{}/v1/keyspaces", node.process.base),
@@ -200,7 +200,7 @@ async fn two_nodes_sharing_redis_enforce_one_limit_exactly() {
     .await;
     let body = json!({"key": key});
     // The first admission fills nothing yet: it starts the clock of the formula.
-    let http = reqwest::Client::new();
+    let http = http_client();
     let first_send = Instant::now();
     let first = post_json(
         &http,
@@ -269,7 +269,7 @@ async fn with_redis_gone_each_node_enforces_its_share_and_nothing_else_changes()
     }
     let limits = json!([{"name": "requests", "limit": 60, "duration_ms": 60_000, "burst": 20}]);
     let (key, ks) = setup_key(&a, &root, "fallback", limits, json!({"scopes": ["read"]})).await;
-    let http = reqwest::Client::new();
+    let http = http_client();
     let base = &a.process.base;
     // Keys that must never verify, whatever happens to Redis.
     let mut refused = Vec::new();
@@ -389,7 +389,7 @@ async fn with_redis_a_refused_call_consumes_neither_limits_nor_quota() {
     };
     let root = node.process.printed_root_key();
     let verify_url = format!("{}/v1/keys/verify", node.process.base);
-    let http = reqwest::Client::new();
+    let http = http_client();
     // Refused by the limit: the quota keeps what the call would have taken.
     let (key, _) = setup_key(
         &node,
@@ -418,7 +418,7 @@ async fn with_redis_a_refused_call_consumes_neither_limits_nor_quota() {
         .unwrap();
     assert_eq!(view["quota"]["remaining"], 3, "{view}");
     // Refused by the quota: the shared limit keeps what the call would have taken.
-    let http2 = reqwest::Client::new();
+    let http2 = http_client();
     let (key2, ks2) = setup_key(
         &node,
         &root,
@@ -481,7 +481,7 @@ async fn a_top_up_through_one_node_reaches_the_other_within_the_cache_ttl() {
         json!({"quota": {"remaining": 2}}),
     )
     .await;
-    let http = reqwest::Client::new();
+    let http = http_client();
     let on_b = format!("{}/v1/keys/verify", b.process.base);
     let answers = futures_in_order(&http, &on_b, &root, &json!({"key": key}), 3).await;
     assert_eq!(answers[2]["code"], "USAGE_EXCEEDED");
