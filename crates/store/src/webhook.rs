@@ -88,7 +88,7 @@ pub struct Delivery {
 }
 
 /// A delivery a worker has claimed, with what it needs to send it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DueDelivery {
     pub id: String,
     pub webhook_id: String,
@@ -99,6 +99,19 @@ pub struct DueDelivery {
     pub attempts: u32,
     /// When the first attempt was due (retries stop a period after it).
     pub first_due_ms: i64,
+}
+
+impl fmt::Debug for DueDelivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DueDelivery")
+            .field("id", &self.id)
+            .field("webhook_id", &self.webhook_id)
+            .field("url", &self.url)
+            .field("sealed_secret", &"[sealed]")
+            .field("event", &self.event.id)
+            .field("attempts", &self.attempts)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One attempt, as logged.
