@@ -59,15 +59,33 @@ struct KeyUsage {
     last_used: Option<Timestamp>,
 }
 
+/// Shards of pending usage: each verification takes one shard's lock (two with root key
+/// authentication), so request threads rarely wait on each other.
+const SHARDS: usize = 16;
+
 #[derive(Debug, Default)]
 pub struct UsageRecorder {
     // Keyed by key id: looking up an existing key allocates nothing.
-    pending: Mutex<HashMap<String, KeyUsage>>,
+    shards: [Mutex<HashMap<String, KeyUsage>>; SHARDS],
+}
+
+/// The shard of a key id: key ids are random, so their last bytes spread evenly.
+fn shard_of(key_id: &str) -> usize {
+    key_id
+        .bytes()
+        .rev()
+        .take(2)
+        .fold(0usize, |h, b| h * 31 + usize::from(b))
+        % SHARDS
 }
 
 impl UsageRecorder {
-    fn pending(&self) -> MutexGuard<'_, HashMap<String, KeyUsage>> {
-        self.pending
+    fn pending(&self, key_id: &str) -> MutexGuard<'_, HashMap<String, KeyUsage>> {
+        self.shard(shard_of(key_id))
+    }
+
+    fn shard(&self, i: usize) -> MutexGuard<'_, HashMap<String, KeyUsage>> {
+        self.shards[i % SHARDS]
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -76,7 +94,7 @@ impl UsageRecorder {
     pub fn record(&self, key_id: &str, outcome: Outcome, now: Timestamp) {
         let ts = now.unix_timestamp();
         let minute = ts - ts.rem_euclid(60);
-        let mut pending = self.pending();
+        let mut pending = self.pending(key_id);
         let usage = match pending.get_mut(key_id) {
             Some(usage) => usage,
             None => pending.entry(key_id.to_owned()).or_default(),
@@ -90,8 +108,8 @@ impl UsageRecorder {
     }
 
     fn take(&self) -> UsageBatch {
-        let pending = std::mem::take(&mut *self.pending());
         let mut batch = UsageBatch::default();
+        let pending = (0..SHARDS).flat_map(|i| std::mem::take(&mut *self.shard(i)));
         for (key_id, usage) in pending {
             for (minute, outcome, count) in usage.counts {
                 batch.counts.push(UsageCount {
@@ -109,16 +127,16 @@ impl UsageRecorder {
     }
 
     fn put_back(&self, batch: UsageBatch) {
-        let mut pending = self.pending();
         for c in batch.counts {
             if let Some(outcome) = Outcome::parse(&c.outcome) {
-                pending
+                self.pending(&c.key_id)
                     .entry(c.key_id)
                     .or_default()
                     .add(c.minute, outcome, c.count);
             }
         }
         for (key_id, at) in batch.last_used {
+            let mut pending = self.pending(&key_id);
             let usage = pending.entry(key_id).or_default();
             if usage.last_used.is_none_or(|t| t < at) {
                 usage.last_used = Some(at);
