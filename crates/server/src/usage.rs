@@ -69,6 +69,12 @@ pub struct UsageRecorder {
     shards: [Mutex<HashMap<String, KeyUsage>>; SHARDS],
 }
 
+fn lock(shard: &Mutex<HashMap<String, KeyUsage>>) -> MutexGuard<'_, HashMap<String, KeyUsage>> {
+    shard
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// The shard of a key id: key ids are random, so their last bytes spread evenly.
 fn shard_of(key_id: &str) -> usize {
     key_id
@@ -81,13 +87,8 @@ fn shard_of(key_id: &str) -> usize {
 
 impl UsageRecorder {
     fn pending(&self, key_id: &str) -> MutexGuard<'_, HashMap<String, KeyUsage>> {
-        self.shard(shard_of(key_id))
-    }
-
-    fn shard(&self, i: usize) -> MutexGuard<'_, HashMap<String, KeyUsage>> {
-        self.shards[i % SHARDS]
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        let [first, rest @ ..] = &self.shards;
+        lock(rest.get(shard_of(key_id).wrapping_sub(1)).unwrap_or(first))
     }
 
     /// Counts one verification of a known key. `last_used_at` moves only on success.
@@ -109,7 +110,10 @@ impl UsageRecorder {
 
     fn take(&self) -> UsageBatch {
         let mut batch = UsageBatch::default();
-        let pending = (0..SHARDS).flat_map(|i| std::mem::take(&mut *self.shard(i)));
+        let pending = self
+            .shards
+            .iter()
+            .flat_map(|s| std::mem::take(&mut *lock(s)));
         for (key_id, usage) in pending {
             for (minute, outcome, count) in usage.counts {
                 batch.counts.push(UsageCount {
