@@ -52,7 +52,7 @@ impl AlertJudge {
             i64::try_from(state.config.alert_quiet_minutes.saturating_mul(60)).unwrap_or(i64::MAX);
         let mut started = 0;
         for a in &activity {
-            for alert in self.alerts(state, a).await? {
+            for alert in alerts(state, a).await? {
                 if state.store.record_alert(&alert, quiet, now).await? {
                     tracing::info!(
                         key_id = alert.key_id,
@@ -73,78 +73,77 @@ impl AlertJudge {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
 
-    /// What one key's minute shows.
-    async fn alerts(&self, state: &AppState, a: &MinuteActivity) -> Result<Vec<Alert>, StoreError> {
-        let config = &state.config;
-        let mut alerts = Vec::new();
-        let alert = |kind, event_type, data: Value| Alert {
-            key_id: a.key_id.clone(),
-            keyspace_id: a.keyspace_id.clone(),
-            kind,
-            event_type,
-            minute: a.minute,
-            data: payload(a, kind, data),
-        };
-        let rule = SpikeRule {
-            factor: a
-                .thresholds
-                .spike_factor
-                .unwrap_or(config.alert_spike_factor),
-            min_per_minute: a
-                .thresholds
-                .spike_min_per_minute
-                .unwrap_or(config.alert_spike_min_per_minute),
-            window_minutes: config.alert_baseline_minutes,
-        };
-        let window = i64::try_from(rule.window_minutes * 60).unwrap_or(i64::MAX);
-        // Only keys with a whole baseline window behind them; cheap checks first, the
-        // baseline query only for a minute that could be a spike.
-        if a.total >= rule.min_per_minute && a.key_created_at.unix_timestamp() <= a.minute - window
-        {
-            let before = state
-                .store
-                .usage_sum(&a.key_id, a.minute - window, a.minute)
-                .await?;
-            if rule.is_spike(a.total, before) {
-                alerts.push(alert(
-                    "rate_spike",
-                    "usage.anomaly",
-                    json!({
-                        "count": a.total,
-                        "baseline_per_minute": (rule.baseline(before) * 100.0).round() / 100.0,
-                        "factor": rule.factor,
-                    }),
-                ));
-            }
-        }
-        let failed = a
+/// What one key's minute shows.
+async fn alerts(state: &AppState, a: &MinuteActivity) -> Result<Vec<Alert>, StoreError> {
+    let config = &state.config;
+    let mut alerts = Vec::new();
+    let alert = |kind, event_type, data: Value| Alert {
+        key_id: a.key_id.clone(),
+        keyspace_id: a.keyspace_id.clone(),
+        kind,
+        event_type,
+        minute: a.minute,
+        data: payload(a, kind, data),
+    };
+    let rule = SpikeRule {
+        factor: a
             .thresholds
-            .failed_per_minute
-            .unwrap_or(config.alert_failed_per_minute);
-        if a.failed >= failed {
+            .spike_factor
+            .unwrap_or(config.alert_spike_factor),
+        min_per_minute: a
+            .thresholds
+            .spike_min_per_minute
+            .unwrap_or(config.alert_spike_min_per_minute),
+        window_minutes: config.alert_baseline_minutes,
+    };
+    let window = i64::try_from(rule.window_minutes * 60).unwrap_or(i64::MAX);
+    // Only keys with a whole baseline window behind them; cheap checks first, the
+    // baseline query only for a minute that could be a spike.
+    if a.total >= rule.min_per_minute && a.key_created_at.unix_timestamp() <= a.minute - window {
+        let before = state
+            .store
+            .usage_sum(&a.key_id, a.minute - window, a.minute)
+            .await?;
+        if rule.is_spike(a.total, before) {
             alerts.push(alert(
-                "failed_verifications",
+                "rate_spike",
                 "usage.anomaly",
-                json!({ "count": a.failed, "threshold": failed }),
+                json!({
+                    "count": a.total,
+                    "baseline_per_minute": (rule.baseline(before) * 100.0).round() / 100.0,
+                    "factor": rule.factor,
+                }),
             ));
         }
-        if a.dead_key_uses > 0 {
-            alerts.push(alert(
-                "revoked_key_used",
-                "verify.revoked_key_used",
-                json!({ "count": a.dead_key_uses }),
-            ));
-        }
-        if a.limited > 0 {
-            alerts.push(alert(
-                "ratelimit_exceeded",
-                "ratelimit.exceeded",
-                json!({ "count": a.limited }),
-            ));
-        }
-        Ok(alerts)
     }
+    let failed = a
+        .thresholds
+        .failed_per_minute
+        .unwrap_or(config.alert_failed_per_minute);
+    if a.failed >= failed {
+        alerts.push(alert(
+            "failed_verifications",
+            "usage.anomaly",
+            json!({ "count": a.failed, "threshold": failed }),
+        ));
+    }
+    if a.dead_key_uses > 0 {
+        alerts.push(alert(
+            "revoked_key_used",
+            "verify.revoked_key_used",
+            json!({ "count": a.dead_key_uses }),
+        ));
+    }
+    if a.limited > 0 {
+        alerts.push(alert(
+            "ratelimit_exceeded",
+            "ratelimit.exceeded",
+            json!({ "count": a.limited }),
+        ));
+    }
+    Ok(alerts)
 }
 
 fn minute(unix: i64) -> i64 {

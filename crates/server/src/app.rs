@@ -222,20 +222,9 @@ async fn background(state: AppState) {
 
 /// Deletes usage buckets past their retention.
 async fn purge_usage(state: &AppState) {
-    let c = &state.config;
     let now = state.clock.now().unix_timestamp();
-    let hours = |h: u64| i64::try_from(h.saturating_mul(3_600)).unwrap_or(i64::MAX);
-    for (granularity, keep) in [
-        (Granularity::Minute, hours(c.usage_minute_retention_hours)),
-        (
-            Granularity::Hour,
-            hours(c.usage_hour_retention_days.saturating_mul(24)),
-        ),
-        (
-            Granularity::Day,
-            hours(c.usage_day_retention_days.saturating_mul(24)),
-        ),
-    ] {
+    for granularity in Granularity::ALL {
+        let keep = state.config.usage_retention_secs(granularity);
         match state
             .store
             .purge_usage(granularity, now.saturating_sub(keep))

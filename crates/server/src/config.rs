@@ -406,6 +406,16 @@ impl Config {
             .then(|| Duration::from_millis(self.quota_flush_interval_ms))
     }
 
+    /// How long usage of `granularity` is kept, in seconds.
+    pub fn usage_retention_secs(&self, granularity: keyhaven_store::Granularity) -> i64 {
+        let hours = match granularity {
+            keyhaven_store::Granularity::Minute => self.usage_minute_retention_hours,
+            keyhaven_store::Granularity::Hour => self.usage_hour_retention_days.saturating_mul(24),
+            keyhaven_store::Granularity::Day => self.usage_day_retention_days.saturating_mul(24),
+        };
+        i64::try_from(hours.saturating_mul(3_600)).unwrap_or(i64::MAX)
+    }
+
     pub fn usage_flush_interval(&self) -> Duration {
         Duration::from_millis(self.usage_flush_interval_ms)
     }

@@ -41,14 +41,6 @@ impl Outcome {
             .find(|c| c.as_str() == s)
             .map(Self::Answered)
     }
-
-    /// Every outcome, in the order the usage API lists them.
-    pub fn all() -> impl Iterator<Item = Self> {
-        VerifyCode::ALL
-            .into_iter()
-            .map(Self::Answered)
-            .chain([Self::WrongSecret])
-    }
 }
 
 /// One key's pending usage. A key sees one or two minutes per flush interval, so a

@@ -140,19 +140,20 @@ fn keyspace_from(row: &DbRow) -> Result<Keyspace, StoreError> {
             expiry_warning: row.try_get("expiry_warning_seconds")?,
         },
         ratelimits: ratelimits_from(row, "ratelimits")?,
-        alerts: AlertThresholds {
-            spike_factor: row
-                .try_get::<Option<i64>, _>("alert_spike_factor")?
-                .and_then(|n| u32::try_from(n).ok()),
-            spike_min_per_minute: row
-                .try_get::<Option<i64>, _>("alert_spike_min_per_minute")?
-                .and_then(|n| u64::try_from(n).ok()),
-            failed_per_minute: row
-                .try_get::<Option<i64>, _>("alert_failed_per_minute")?
-                .and_then(|n| u64::try_from(n).ok()),
-        },
+        alerts: thresholds_from(row)?,
         created_at: from_unix(row.try_get("created_at")?),
         updated_at: from_unix(row.try_get("updated_at")?),
+    })
+}
+
+/// A keyspace's `alert_*` columns.
+fn thresholds_from(row: &DbRow) -> Result<AlertThresholds, StoreError> {
+    let column = |name: &str| row.try_get::<Option<i64>, _>(name);
+    Ok(AlertThresholds {
+        spike_factor: column("alert_spike_factor")?.and_then(|n| u32::try_from(n).ok()),
+        spike_min_per_minute: column("alert_spike_min_per_minute")?
+            .and_then(|n| u64::try_from(n).ok()),
+        failed_per_minute: column("alert_failed_per_minute")?.and_then(|n| u64::try_from(n).ok()),
     })
 }
 

@@ -135,17 +135,7 @@ pub(super) async fn minute_activity(
                 key_id: row.try_get("key_id")?,
                 keyspace_id: row.try_get("keyspace_id")?,
                 key_created_at: from_unix(row.try_get("key_created_at")?),
-                thresholds: AlertThresholds {
-                    spike_factor: row
-                        .try_get::<Option<i64>, _>("alert_spike_factor")?
-                        .and_then(|n| u32::try_from(n).ok()),
-                    spike_min_per_minute: row
-                        .try_get::<Option<i64>, _>("alert_spike_min_per_minute")?
-                        .and_then(|n| u64::try_from(n).ok()),
-                    failed_per_minute: row
-                        .try_get::<Option<i64>, _>("alert_failed_per_minute")?
-                        .and_then(|n| u64::try_from(n).ok()),
-                },
+                thresholds: thresholds_from(row)?,
                 minute: row.try_get("minute")?,
                 total: count(row, "total")?,
                 failed: count(row, "failed")?,

@@ -286,15 +286,11 @@ pub async fn totals(
             "from must be before to",
         ));
     }
-    let config = &state.config;
-    let hours = |h: u64| i64::try_from(h.saturating_mul(3_600)).unwrap_or(i64::MAX);
-    let g = if from >= now.saturating_sub(hours(config.usage_minute_retention_hours)) {
-        Granularity::Minute
-    } else if from >= now.saturating_sub(hours(config.usage_hour_retention_days * 24)) {
-        Granularity::Hour
-    } else {
-        Granularity::Day
-    };
+    // The finest granularity still kept for `from`.
+    let g = Granularity::ALL
+        .into_iter()
+        .find(|g| from >= now.saturating_sub(state.config.usage_retention_secs(*g)))
+        .unwrap_or(Granularity::Day);
     let (from, to) = (g.floor(from), g.floor(to - 1) + g.seconds());
     // Only keys this root key sees; the others are left out as if they did not exist.
     let mut visible = Vec::with_capacity(ids.len());

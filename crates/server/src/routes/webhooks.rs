@@ -486,7 +486,7 @@ pub async fn delivery(
     ApiPath((id, delivery_id)): ApiPath<(String, String)>,
 ) -> Result<Response, ApiError> {
     auth.require(Scope::WebhooksRead)?;
-    let found = visible_delivery(&state, &auth, &id, &delivery_id).await?;
+    let (_, found) = visible_delivery(&state, &auth, &id, &delivery_id).await?;
     let attempts = state.store.delivery_attempts(&delivery_id).await?;
     Ok(json_response(
         StatusCode::OK,
@@ -499,16 +499,17 @@ async fn visible_delivery(
     auth: &RootAuth,
     id: &str,
     delivery_id: &str,
-) -> Result<Delivery, ApiError> {
-    visible_webhook(state, auth, id).await?;
+) -> Result<(Webhook, Delivery), ApiError> {
+    let hook = visible_webhook(state, auth, id).await?;
     if !ids::is_plausible("dlv", delivery_id) {
         return Err(ApiError::NotFound);
     }
-    state
+    let delivery = state
         .store
         .delivery(id, delivery_id)
         .await?
-        .ok_or(ApiError::NotFound)
+        .ok_or(ApiError::NotFound)?;
+    Ok((hook, delivery))
 }
 
 /// Puts a delivery back in the queue, due now, with a fresh retry period (whatever its
@@ -523,14 +524,13 @@ pub async fn resend(
     ApiPath((id, delivery_id)): ApiPath<(String, String)>,
 ) -> Result<Response, ApiError> {
     auth.require(Scope::WebhooksWrite)?;
-    let found = visible_delivery(&state, &auth, &id, &delivery_id).await?;
-    let hook_keyspace = state.store.webhook(&id).await?.and_then(|h| h.keyspace_id);
+    let (hook, found) = visible_delivery(&state, &auth, &id, &delivery_id).await?;
     let now_ms = state.clock.now_micros() / 1_000;
     let event = audit_event(
         &auth,
         "webhook.resend",
         ("webhook", &id),
-        hook_keyspace.as_deref(),
+        hook.keyspace_id.as_deref(),
         created(&[
             ("delivery_id", json!(delivery_id)),
             ("event_id", json!(found.event_id)),
