@@ -2,8 +2,9 @@
 //! bind `127.0.0.1:0` and read the port back.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::time::Duration;
+
+use anyhow::Context as _;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -14,8 +15,10 @@ use axum::routing::{get, post};
 use keyhaven_store::Granularity;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::config::MetricsListen;
 use crate::error::ApiError;
 use crate::routes::{audit, health, keys, keyspaces, owners, usage, verify, webhooks};
 use crate::state::AppState;
@@ -25,7 +28,8 @@ pub const IMPORT_BODY_LIMIT: usize = 4 * 1024 * 1024;
 
 pub fn router(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
-    Router::new()
+    let body_timeout = state.config.http_body_timeout();
+    let api = Router::new()
         .route(
             "/v1/keyspaces",
             post(keyspaces::create).get(keyspaces::list),
@@ -81,15 +85,28 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/audit-events", get(audit::list))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
-        .route("/openapi.json", get(openapi))
-        .fallback(not_found)
+        .route("/openapi.json", get(openapi));
+    let api = match state.config.metrics_listen {
+        MetricsListen::Main => api.route("/metrics", get(health::metrics)),
+        MetricsListen::Off | MetricsListen::Address(_) => api,
+    };
+    api.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), timeout))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(RequestBodyTimeoutLayer::new(body_timeout))
         .layer(middleware::from_fn(crate::metrics::track))
         .layer(CatchPanicLayer::custom(panicked))
         .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// The separate `/metrics` listener's router (`metrics_listen = "ADDR"`): nothing else.
+fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(health::metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
 
@@ -135,10 +152,32 @@ pub async fn serve(
     let follow = tokio::spawn(crate::coherence::follow(state.clone()));
     let heartbeat = tokio::spawn(crate::coherence::heartbeat(state.clone()));
     let webhooks = tokio::spawn(crate::webhooks::worker::run(state.clone()));
-    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let cap = crate::connections::connection_cap(state.config.max_connections);
+    let limits = state.config.connection_limits(cap);
+    tracing::info!(max_connections = cap, "connection limits set");
+    let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    let metrics_server = match state.config.metrics_listen {
+        MetricsListen::Address(addr) => {
+            let metrics_listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening for /metrics on {addr}"))?;
+            tracing::info!(addr = %addr, "metrics listening");
+            Some(tokio::spawn(crate::connections::serve(
+                metrics_listener,
+                metrics_router(state.clone()),
+                state.config.connection_limits(64),
+                async move {
+                    let _ = metrics_stopped.await;
+                },
+            )))
+        }
+        MetricsListen::Main | MetricsListen::Off => None,
+    };
+    crate::connections::serve(listener, router(state.clone()), limits, shutdown).await;
+    let _ = stop_metrics.send(());
+    if let Some(server) = metrics_server {
+        let _ = server.await;
+    }
     background.abort();
     follow.abort();
     heartbeat.abort();
@@ -149,7 +188,6 @@ pub async fn serve(
     if let Err(e) = state.limits.quotas.flush(state.store.as_ref()).await {
         tracing::error!(error = %e, "final quota flush failed");
     }
-    served?;
     Ok(())
 }
 

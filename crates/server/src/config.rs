@@ -40,6 +40,20 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Requests taking longer are answered 503 `timeout`.
     pub request_timeout_ms: u64,
+    /// Most connections open at once (0: as many as the descriptor limit leaves room for).
+    /// At the cap a new connection replaces the oldest one without a request in flight.
+    pub max_connections: u32,
+    /// A request head must arrive within this long of the connection opening or its
+    /// previous response (so it also closes idle HTTP/1.1 keep-alive connections).
+    pub http_header_timeout_ms: u64,
+    /// A request body that sends nothing for this long is answered 408 `body_timeout`.
+    pub http_body_timeout_ms: u64,
+    /// A connection (HTTP/2 included) with no request in flight for this long is closed.
+    pub http_idle_timeout_ms: u64,
+    /// Where `/metrics` is served: `main` (on `listen`, no authentication: the default,
+    /// fine on a loopback or private listener), `off`, or an address (`127.0.0.1:9100`)
+    /// for a separate listener that serves only `/metrics`.
+    pub metrics_listen: MetricsListen,
     /// Most key records kept in the verify cache.
     pub cache_capacity: u64,
     /// A cached key record is re-read from the database after this long.
@@ -122,6 +136,11 @@ impl std::fmt::Debug for Config {
             .field("log_format", &self.log_format)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("request_timeout_ms", &self.request_timeout_ms)
+            .field("max_connections", &self.max_connections)
+            .field("http_header_timeout_ms", &self.http_header_timeout_ms)
+            .field("http_body_timeout_ms", &self.http_body_timeout_ms)
+            .field("http_idle_timeout_ms", &self.http_idle_timeout_ms)
+            .field("metrics_listen", &self.metrics_listen)
             .field("cache_capacity", &self.cache_capacity)
             .field("cache_ttl_ms", &self.cache_ttl_ms)
             .field("cache_coherence_ms", &self.cache_coherence_ms)
@@ -200,6 +219,42 @@ pub enum RatelimitFallback {
     Deny,
 }
 
+/// Where `/metrics` is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsListen {
+    /// On the main listener, beside the API.
+    Main,
+    /// Nowhere.
+    Off,
+    /// On a listener of its own, which serves nothing else.
+    Address(SocketAddr),
+}
+
+impl Serialize for MetricsListen {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Main => serializer.serialize_str("main"),
+            Self::Off => serializer.serialize_str("off"),
+            Self::Address(addr) => serializer.collect_str(addr),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for MetricsListen {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        match text.as_str() {
+            "main" => Ok(Self::Main),
+            "off" => Ok(Self::Off),
+            other => other.parse().map(Self::Address).map_err(|_| {
+                serde::de::Error::custom(
+                    "metrics_listen must be `main`, `off` or an address like 127.0.0.1:9100",
+                )
+            }),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -218,6 +273,11 @@ impl Default for Config {
             log_format: LogFormat::Text,
             max_body_bytes: 64 * 1024,
             request_timeout_ms: 10_000,
+            max_connections: 0,
+            http_header_timeout_ms: 10_000,
+            http_body_timeout_ms: 10_000,
+            http_idle_timeout_ms: 60_000,
+            metrics_listen: MetricsListen::Main,
             cache_capacity: 1_000_000,
             cache_ttl_ms: 60_000,
             cache_coherence_ms: 1_000,
@@ -259,6 +319,11 @@ pub const FIELDS: &[&str] = &[
     "log_format",
     "max_body_bytes",
     "request_timeout_ms",
+    "max_connections",
+    "http_header_timeout_ms",
+    "http_body_timeout_ms",
+    "http_idle_timeout_ms",
+    "metrics_listen",
     "cache_capacity",
     "cache_ttl_ms",
     "cache_coherence_ms",
@@ -313,6 +378,9 @@ impl Config {
         let positive = [
             ("max_body_bytes", self.max_body_bytes as u64),
             ("request_timeout_ms", self.request_timeout_ms),
+            ("http_header_timeout_ms", self.http_header_timeout_ms),
+            ("http_body_timeout_ms", self.http_body_timeout_ms),
+            ("http_idle_timeout_ms", self.http_idle_timeout_ms),
             ("cache_ttl_ms", self.cache_ttl_ms),
             ("cache_coherence_ms", self.cache_coherence_ms),
             (
@@ -394,6 +462,21 @@ impl Config {
 
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
+    }
+
+    pub fn connection_limits(
+        &self,
+        max_connections: usize,
+    ) -> crate::connections::ConnectionLimits {
+        crate::connections::ConnectionLimits {
+            max_connections,
+            header_timeout: Duration::from_millis(self.http_header_timeout_ms),
+            idle_timeout: Duration::from_millis(self.http_idle_timeout_ms),
+        }
+    }
+
+    pub fn http_body_timeout(&self) -> Duration {
+        Duration::from_millis(self.http_body_timeout_ms)
     }
 
     pub fn redis_timeout(&self) -> Duration {

@@ -48,6 +48,8 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("request timed out")]
     Timeout,
+    #[error("the request body stalled for longer than {0} ms")]
+    BodyTimeout(u64),
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
@@ -76,6 +78,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Timeout => StatusCode::SERVICE_UNAVAILABLE,
+            Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -91,6 +94,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => "body_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::Timeout => "timeout",
+            Self::BodyTimeout(_) => "body_timeout",
             Self::Unexpected(_) => "internal",
         }
     }
@@ -203,6 +207,7 @@ mod tests {
                 "unsupported_media_type",
             ),
             (ApiError::Timeout, 503, "timeout"),
+            (ApiError::BodyTimeout(1), 408, "body_timeout"),
             (anyhow::anyhow!("disk on fire").into(), 500, "internal"),
         ];
         for (error, status, code) in cases {

@@ -60,6 +60,8 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge { limit }
+            } else if stalled(&rejection) {
+                ApiError::BodyTimeout(state.config.http_body_timeout_ms)
             } else {
                 ApiError::bad_request("unreadable_body", "The request body could not be read.")
             }
@@ -72,6 +74,18 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
             bytes,
         })
     }
+}
+
+/// Whether reading the body failed because it stalled (the router's body-timeout layer).
+fn stalled(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        current = e.source();
+    }
+    false
 }
 
 /// Parses a body; an empty body reads as `{}` so bodies with only optional fields

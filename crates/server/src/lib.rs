@@ -20,6 +20,7 @@ pub mod cache;
 pub mod clock;
 pub mod coherence;
 pub mod config;
+pub mod connections;
 pub mod error;
 pub mod extract;
 pub mod idempotency;

@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -42,20 +43,39 @@ pub fn handle() -> PrometheusHandle {
         .clone()
 }
 
-/// Middleware: counts and times every request under its route template.
+/// Middleware: counts and times every request under its route template. Every label
+/// comes from a closed set (a method the router knows or `other`, a route template or
+/// `unmatched`, a status code), so no request can mint a new series.
 pub async fn track(request: Request, next: Next) -> Response {
     let start = Instant::now();
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method());
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
     metrics::counter!(HTTP_REQUESTS, "method" => method, "route" => route.clone(), "status" => status)
         .increment(1);
     metrics::histogram!(HTTP_DURATION, "route" => route).record(start.elapsed().as_secs_f64());
     response
+}
+
+/// The label for a request's method: the standard methods by name, anything else
+/// (an extension method is any token a client likes) as `other`.
+pub fn method_label(method: &Method) -> &'static str {
+    match method.as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        "CONNECT" => "CONNECT",
+        "TRACE" => "TRACE",
+        _ => "other",
+    }
 }
 
 pub const RATELIMIT_FALLBACK: &str = "keyhaven_ratelimit_fallback_total";
@@ -77,4 +97,18 @@ pub const RATELIMIT_NODES: &str = "keyhaven_ratelimit_nodes";
 /// Live nodes sharing rate limits, as last counted in Redis.
 pub fn ratelimit_nodes(nodes: u64) {
     metrics::gauge!(RATELIMIT_NODES).set(nodes as f64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn method_labels_are_a_closed_set() {
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        let odd = Method::from_bytes(b"XMETH1").unwrap();
+        assert_eq!(method_label(&odd), "other");
+        let get_lower = Method::from_bytes(b"get").unwrap();
+        assert_eq!(method_label(&get_lower), "other");
+    }
 }

@@ -325,13 +325,39 @@ pub async fn keyhaven(data_dir: &Path) -> Command {
 /// Starts `keyhaven serve` on `data_dir` (stdout and stderr to files in `logs`) and
 /// waits until `/healthz` answers.
 pub async fn spawn_process(data_dir: &Path, logs: &Path, envs: &[(&str, &str)]) -> ServerProcess {
+    spawn_process_limited(data_dir, logs, envs, None).await
+}
+
+/// [`spawn_process`] with the server's descriptor limit (soft and hard) set to `nofile`.
+pub async fn spawn_process_limited(
+    data_dir: &Path,
+    logs: &Path,
+    envs: &[(&str, &str)],
+    nofile: Option<u64>,
+) -> ServerProcess {
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let n = std::fs::read_dir(logs).map(|d| d.count()).unwrap_or(0);
     let log_path = logs.join(format!("server-{n}.log"));
     let stdout_path = logs.join(format!("server-{n}.out"));
-    let child = keyhaven(data_dir)
-        .await
+    let mut command = keyhaven(data_dir).await;
+    if let Some(n) = nofile {
+        // `ulimit` in a shell that then becomes the server: the limit is the server's own.
+        let program = command.get_program().to_owned();
+        let mut limited = Command::new("sh");
+        limited
+            .arg("-c")
+            .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+            .arg(program);
+        for (name, value) in command.get_envs() {
+            match value {
+                Some(v) => limited.env(name, v),
+                None => limited.env_remove(name),
+            };
+        }
+        command = limited;
+    }
+    let child = command
         .args(["serve", "--data-dir"])
         .arg(data_dir)
         .args(["--listen", &addr.to_string()])

@@ -9,6 +9,7 @@
 
 mod alerts;
 mod audit;
+mod connections;
 mod copy;
 mod durability;
 mod helpers;

@@ -1,0 +1,381 @@
+//! The accept loop: every connection the server holds, and how long it may hold it.
+//!
+//! `axum::serve` keeps a connection for as long as its peer likes: one that never finishes
+//! its request head, or sits silent between requests, costs a descriptor forever, and a
+//! thousand of them starve the process (no key needed). Here instead:
+//! - a request head must arrive within `http_header_timeout_ms`, timed from when the
+//!   connection opens or its previous response was sent (hyper's header-read timer), so
+//!   this also closes idle HTTP/1.1 keep-alive connections;
+//! - a connection that sends no request at all is closed after `http_header_timeout_ms`
+//!   too (hyper's timer starts only once the first bytes told it the protocol);
+//! - a connection of any protocol (HTTP/2 included) with no request in flight for
+//!   `http_idle_timeout_ms` is closed;
+//! - a request body that stalls for `http_body_timeout_ms` is answered 408 (the router's
+//!   body-timeout layer);
+//! - at most `max_connections` are open. At the cap, a new connection takes the place of
+//!   the oldest one that has no request in flight (a stalled or idle one: closing it loses
+//!   no answer), so a flood of stalled sockets cannot lock a real client out; when every
+//!   connection is busy the new one is closed at once. The default cap leaves room under
+//!   the process's descriptor limit for the database, Redis and webhook sockets, so
+//!   `accept` itself never runs out of descriptors.
+//!
+//! Metrics: `keyhaven_http_connections` (open now) and
+//! `keyhaven_http_connections_closed_total{reason}` with `reason` one of `evicted`,
+//! `refused`, `idle`, `header_timeout`, and `accept_error` (accept failed: the descriptor
+//! limit is lower than the cap).
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::Request;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
+use tower::ServiceExt as _;
+
+pub const OPEN: &str = "keyhaven_http_connections";
+pub const CLOSED: &str = "keyhaven_http_connections_closed_total";
+
+/// Descriptors kept back from the connection cap for everything else the process opens:
+/// database files and pool, Redis, webhook deliveries, the listener.
+const RESERVED_DESCRIPTORS: u64 = 128;
+/// The cap when the descriptor limit is unknown or unlimited.
+const DEFAULT_MAX_CONNECTIONS: u64 = 16_384;
+
+/// How long connections may take and how many may be open.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+/// Raises the soft descriptor limit to the hard one (as Go's runtime does), and returns
+/// the connection cap that fits under it: `configured` if set (never above the fit),
+/// otherwise the fit itself.
+pub fn connection_cap(configured: u32) -> usize {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let soft = match (limit.current, limit.maximum) {
+        (Some(current), Some(maximum)) if maximum > current => {
+            let raised = Rlimit {
+                current: Some(maximum),
+                maximum: Some(maximum),
+            };
+            match setrlimit(Resource::Nofile, raised) {
+                Ok(()) => Some(maximum),
+                Err(_) => Some(current),
+            }
+        }
+        (current, _) => current,
+    };
+    let fit = soft.map_or(DEFAULT_MAX_CONNECTIONS, |soft| {
+        soft.saturating_sub(RESERVED_DESCRIPTORS)
+            .clamp(16, DEFAULT_MAX_CONNECTIONS.max(16))
+    });
+    let cap = match u64::from(configured) {
+        0 => fit,
+        wanted if wanted > fit => {
+            tracing::warn!(
+                max_connections = wanted,
+                fit,
+                "max_connections is above what the descriptor limit leaves room for; using {fit}"
+            );
+            fit
+        }
+        wanted => wanted,
+    };
+    usize::try_from(cap).unwrap_or(usize::MAX)
+}
+
+/// One open connection, as the registry and its own task see it.
+#[derive(Debug)]
+struct Conn {
+    /// Requests being handled now; only a connection at 0 may be evicted or closed idle.
+    in_flight: AtomicU32,
+    /// When the last request finished (or the connection opened), in ms since the epoch.
+    idle_since_ms: AtomicU64,
+    /// Whether a request has come: until then the header timeout bounds the wait (hyper's
+    /// own timer starts only once the protocol is known, after the first bytes).
+    had_request: AtomicBool,
+    evict: Notify,
+    /// Notified once the connection's socket is closed.
+    gone: Notify,
+}
+
+/// Every open connection, oldest first.
+#[derive(Debug)]
+struct Registry {
+    epoch: Instant,
+    max: usize,
+    next_id: AtomicU64,
+    open: Mutex<BTreeMap<u64, Arc<Conn>>>,
+}
+
+impl Registry {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// A place for a new connection, evicting the oldest idle one at the cap (returned,
+    /// so the caller can wait for its socket to close); `None` when every open
+    /// connection has a request in flight.
+    fn admit(&self) -> Option<(u64, Arc<Conn>, Option<Arc<Conn>>)> {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut evicted = None;
+        if open.len() >= self.max {
+            let victim = open
+                .iter()
+                .find(|(_, c)| c.in_flight.load(Ordering::Acquire) == 0)
+                .map(|(&id, _)| id);
+            match victim.and_then(|id| open.remove(&id)) {
+                Some(conn) => {
+                    conn.evict.notify_one();
+                    metrics::counter!(CLOSED, "reason" => "evicted").increment(1);
+                    evicted = Some(conn);
+                }
+                None => {
+                    metrics::counter!(CLOSED, "reason" => "refused").increment(1);
+                    return None;
+                }
+            }
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let conn = Arc::new(Conn {
+            in_flight: AtomicU32::new(0),
+            idle_since_ms: AtomicU64::new(self.now_ms()),
+            had_request: AtomicBool::new(false),
+            evict: Notify::new(),
+            gone: Notify::new(),
+        });
+        open.insert(id, conn.clone());
+        metrics::gauge!(OPEN).set(open.len() as f64);
+        Some((id, conn, evicted))
+    }
+
+    fn remove(&self, id: u64) {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        open.remove(&id);
+        metrics::gauge!(OPEN).set(open.len() as f64);
+    }
+}
+
+/// Marks a request in flight on its connection for as long as it lives.
+struct InFlight {
+    conn: Arc<Conn>,
+    registry: Arc<Registry>,
+}
+
+impl InFlight {
+    fn enter(conn: &Arc<Conn>, registry: &Arc<Registry>) -> Self {
+        conn.in_flight.fetch_add(1, Ordering::AcqRel);
+        conn.had_request.store(true, Ordering::Release);
+        Self {
+            conn: conn.clone(),
+            registry: registry.clone(),
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.conn
+            .idle_since_ms
+            .store(self.registry.now_ms(), Ordering::Release);
+        self.conn.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Accepts connections until `shutdown` completes, then lets in-flight requests finish
+/// (idle connections close at once) and returns when every connection is closed.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let registry = Arc::new(Registry {
+        epoch: Instant::now(),
+        max: limits.max_connections.max(1),
+        next_id: AtomicU64::new(0),
+        open: Mutex::new(BTreeMap::new()),
+    });
+    // Connections hold a receiver; they drain when the sender says so, and the loop
+    // waits for the last receiver to go.
+    let (drain_tx, drain_rx) = watch::channel(());
+    let (done_tx, done_rx) = watch::channel(());
+    let mut accept_errors = AcceptErrors::default();
+    let mut shutdown = pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    accept_errors.record(&e);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Some((id, conn, evicted)) = registry.admit() else {
+            drop(stream);
+            continue;
+        };
+        // Hold no more sockets than the cap: the evicted one closes before we go on.
+        if let Some(evicted) = evicted {
+            let _ = tokio::time::timeout(Duration::from_secs(1), evicted.gone.notified()).await;
+        }
+        let _ = stream.set_nodelay(true);
+        let task = Connection {
+            registry: registry.clone(),
+            id,
+            conn,
+            router: router.clone(),
+            peer,
+            limits,
+            drain: drain_rx.clone(),
+            _done: done_rx.clone(),
+        };
+        tokio::spawn(task.run(stream));
+    }
+    drop(listener);
+    drop(drain_rx);
+    drop(done_rx);
+    let _ = drain_tx.send(());
+    done_tx.closed().await;
+}
+
+/// One connection's task and what it needs.
+struct Connection {
+    registry: Arc<Registry>,
+    id: u64,
+    conn: Arc<Conn>,
+    router: Router,
+    peer: SocketAddr,
+    limits: ConnectionLimits,
+    drain: watch::Receiver<()>,
+    /// Dropped when the task ends, which is what the shutdown waits for.
+    _done: watch::Receiver<()>,
+}
+
+impl Connection {
+    async fn run(self, stream: TcpStream) {
+        let conn = self.conn.clone();
+        let registry = self.registry.clone();
+        let id = self.id;
+        self.serve(stream).await;
+        // `serve` dropped the connection, and with it the socket.
+        registry.remove(id);
+        conn.gone.notify_one();
+    }
+
+    async fn serve(mut self, stream: TcpStream) {
+        let (conn, registry, peer) = (self.conn.clone(), self.registry.clone(), self.peer);
+        let router = self.router.clone();
+        let service = tower::service_fn(move |mut request: Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            let in_flight = InFlight::enter(&conn, &registry);
+            let response = router.clone().oneshot(request.map(Body::new));
+            async move {
+                let response = response.await;
+                drop(in_flight);
+                Ok::<_, Infallible>(response.unwrap_or_else(|never| match never {}))
+            }
+        });
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.limits.header_timeout);
+        builder.http2().timer(TokioTimer::new());
+        let mut served = pin!(builder.serve_connection_with_upgrades(
+            TokioIo::new(stream),
+            TowerToHyperService::new(service)
+        ));
+        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let (idle_ms, header_ms) = (
+            millis(self.limits.idle_timeout),
+            millis(self.limits.header_timeout),
+        );
+        let mut draining = false;
+        loop {
+            let first = !self.conn.had_request.load(Ordering::Acquire);
+            let idle_ms = if first {
+                idle_ms.min(header_ms)
+            } else {
+                idle_ms
+            };
+            let idle_since = self.conn.idle_since_ms.load(Ordering::Acquire);
+            let deadline =
+                self.registry.epoch + Duration::from_millis(idle_since.saturating_add(idle_ms));
+            tokio::select! {
+                result = served.as_mut() => {
+                    if let Err(e) = result
+                        && e.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_timeout)
+                    {
+                        metrics::counter!(CLOSED, "reason" => "header_timeout").increment(1);
+                    }
+                    break;
+                }
+                // Dropping the connection closes its socket; it had no request in flight.
+                () = self.conn.evict.notified() => break,
+                () = tokio::time::sleep_until(deadline.into()) => {
+                    let idle = self.conn.in_flight.load(Ordering::Acquire) == 0
+                        && self.registry.now_ms().saturating_sub(
+                            self.conn.idle_since_ms.load(Ordering::Acquire)) >= idle_ms;
+                    if idle {
+                        let reason = if first { "header_timeout" } else { "idle" };
+                        metrics::counter!(CLOSED, "reason" => reason).increment(1);
+                        break;
+                    }
+                }
+                changed = self.drain.changed(), if !draining => {
+                    let _ = changed;
+                    draining = true;
+                    served.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}
+
+/// Accept failures (out of descriptors, mostly): counted, and logged at most every 10 s
+/// so a flood cannot fill the log.
+#[derive(Debug, Default)]
+struct AcceptErrors {
+    last_logged: Option<Instant>,
+    suppressed: u64,
+}
+
+impl AcceptErrors {
+    fn record(&mut self, error: &std::io::Error) {
+        metrics::counter!(CLOSED, "reason" => "accept_error").increment(1);
+        let due = self
+            .last_logged
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(10));
+        if due {
+            tracing::warn!(
+                error = %error,
+                suppressed = self.suppressed,
+                "accepting a connection failed (lower max_connections or raise the descriptor limit)"
+            );
+            self.last_logged = Some(Instant::now());
+            self.suppressed = 0;
+        } else {
+            self.suppressed += 1;
+        }
+    }
+}
