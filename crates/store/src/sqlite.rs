@@ -71,6 +71,7 @@ impl SqliteStore {
     }
 
     async fn with_options(options: SqliteConnectOptions) -> Result<Self, StoreError> {
+        owner_only(options.get_filename())?;
         // The writer's page cache holds the indexes bulk imports insert into at random
         // places (key ids, import lookups); SQLite's 2 MB default makes large imports
         // disk-bound long before they are CPU-bound.
@@ -160,4 +161,33 @@ mod dialect {
     pub fn rfc3339(unix: &str) -> String {
         format!("strftime('%Y-%m-%dT%H:%M:%SZ', {unix}, 'unixepoch')")
     }
+}
+
+/// Creates the database file readable by its owner only, or narrows an existing one
+/// (and its `-wal` and `-shm` files) to that. SQLite gives the `-wal` and `-shm` files it
+/// creates the database file's mode, so all three stay 0600.
+fn owner_only(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if path.as_os_str().is_empty() || path.as_os_str() == ":memory:" {
+        return Ok(());
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating the database file {}", path.display()))?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let file = Path::new(&name);
+        match std::fs::metadata(file) {
+            Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
+                std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))
+                    .with_context(|| format!("making {} private", file.display()))?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
