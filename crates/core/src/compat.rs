@@ -11,7 +11,14 @@
 //!
 //! Imported keys are found by a *lookup* string ([`lookups`]) instead of a key id.
 //!
-//! Stored hex may be lower- or upper-case. Comparisons are constant-time.
+//! Nothing stored for an imported key is usable without the pepper: the lookup is a
+//! peppered tag of the key's public id (or of its digest), and the stored digest is
+//! `HMAC(pepper, old digest)` ([`peppered_digest`]). So write access to the database
+//! alone can neither make a row findable for a chosen key nor make it match one. (Before
+//! this, lookups were the plain public ids and digests the plain old ones: rows in that
+//! shape are converted once by [`upgraded_lookup`] and otherwise never matched.)
+//!
+//! Comparisons are constant-time.
 
 use sha2::{Digest, Sha256, Sha512};
 use subtle::ConstantTimeEq;
@@ -53,41 +60,88 @@ impl ImportFormat {
         }
     }
 
-    /// Whether `key` matches the stored `digest` under this scheme (constant-time in the
-    /// digest comparison).
-    pub fn matches(self, key: &str, digest: &[u8]) -> bool {
-        let computed: Vec<u8> = match self {
-            Self::PrefixedSha256 => match parse_prefixed(key) {
-                Some(t) => Sha256::digest(t.long_token.expose_secret().as_bytes()).to_vec(),
-                None => return false,
-            },
+    /// Whether `key` matches `stored`, the peppered digest ([`peppered_digest`]) of its
+    /// old digest under this scheme, with `pepper` (constant-time comparison).
+    pub fn matches(self, key: &str, stored: &[u8], pepper: &Pepper) -> bool {
+        let Some(old) = self.old_digest(key) else {
+            return false;
+        };
+        let computed = peppered_digest(pepper, &old);
+        stored.len() == computed.len() && bool::from(computed.as_slice().ct_eq(stored))
+    }
+
+    /// The digest the old system stored for `key`, or `None` if `key` has not this
+    /// scheme's shape.
+    fn old_digest(self, key: &str) -> Option<Vec<u8>> {
+        Some(match self {
+            Self::PrefixedSha256 => {
+                let t = parse_prefixed(key)?;
+                Sha256::digest(t.long_token.expose_secret().as_bytes()).to_vec()
+            }
             Self::DottedSha512 => Sha512::digest(key.as_bytes()).to_vec(),
             Self::Sha256 => Sha256::digest(key.as_bytes()).to_vec(),
-        };
-        computed.len() == digest.len() && bool::from(computed.as_slice().ct_eq(digest))
+        })
     }
 }
 
-/// Tag purpose for the peppered index of whole-key SHA-256 digests.
+/// Tag purposes: the peppered index of each shape, and the peppered digest.
 const SHA256_INDEX: &str = "import-sha256";
+const PREFIXED_INDEX: &str = "import-prefixed";
+const DOTTED_INDEX: &str = "import-dotted";
+const DIGEST: &str = "import-digest";
 
-/// The lookup string of a prefixed key: its prefix and short token are public ids.
-pub fn prefixed_lookup(prefix: &str, short_token: &str) -> String {
-    format!("p:{prefix}_{short_token}")
+fn tagged(kind: &str, pepper: &Pepper, purpose: &str, data: &[u8]) -> String {
+    format!(
+        "i{kind}{}:{}",
+        pepper.version(),
+        hex::encode(pepper.index_tag(purpose, data))
+    )
 }
 
-/// The lookup string of a dotted key: its prefix (the part before the first `.`).
-pub fn dotted_lookup(prefix: &str) -> String {
-    format!("d:{prefix}")
+/// The lookup string of a prefixed key (its prefix and short token are public ids, so
+/// they are stored only as a peppered tag).
+pub fn prefixed_lookup(pepper: &Pepper, prefix: &str, short_token: &str) -> String {
+    let id = format!("{prefix}_{short_token}");
+    tagged("p", pepper, PREFIXED_INDEX, id.as_bytes())
+}
+
+/// The lookup string of a dotted key: a peppered tag of its prefix.
+pub fn dotted_lookup(pepper: &Pepper, prefix: &str) -> String {
+    tagged("d", pepper, DOTTED_INDEX, prefix.as_bytes())
 }
 
 /// The lookup string of a whole-key SHA-256 digest under one pepper version.
 pub fn sha256_lookup(pepper: &Pepper, digest: &[u8]) -> String {
-    format!(
-        "h{}:{}",
-        pepper.version(),
-        hex::encode(pepper.index_tag(SHA256_INDEX, digest))
-    )
+    tagged("h", pepper, SHA256_INDEX, digest)
+}
+
+/// What is stored for an old system's digest: its HMAC under the pepper.
+pub fn peppered_digest(pepper: &Pepper, old_digest: &[u8]) -> [u8; 32] {
+    pepper.index_tag(DIGEST, old_digest)
+}
+
+/// The peppered lookup for a row stored in the old, unpeppered shape (`p:prefix_short`,
+/// `d:prefix`, or `h<v>:<tag>` with the plain `digest`), or `None` if it has none of
+/// those shapes.
+pub fn upgraded_lookup(
+    format: ImportFormat,
+    old_lookup: &str,
+    digest: &[u8],
+    pepper: &Pepper,
+) -> Option<String> {
+    match format {
+        ImportFormat::PrefixedSha256 => {
+            let id = old_lookup.strip_prefix("p:")?;
+            Some(tagged("p", pepper, PREFIXED_INDEX, id.as_bytes()))
+        }
+        ImportFormat::DottedSha512 => {
+            let prefix = old_lookup.strip_prefix("d:")?;
+            Some(dotted_lookup(pepper, prefix))
+        }
+        ImportFormat::Sha256 => old_lookup
+            .starts_with('h')
+            .then(|| sha256_lookup(pepper, digest)),
+    }
 }
 
 /// Splits `prefix.secret` at the first `.`; the prefix is `[A-Za-z0-9_-]+`.
@@ -102,25 +156,27 @@ pub fn parse_dotted(key: &str) -> Option<&str> {
     ok.then_some(prefix)
 }
 
-/// Every lookup string under which an imported key matching `key` could be stored, most
-/// specific first: the prefixed and dotted ids when `key` has those shapes, then the
-/// peppered digest tag under each configured pepper version.
+/// Every lookup string under which an imported key matching `key` could be stored, for
+/// each configured pepper version (newest first), most specific shape first.
 pub fn lookups(key: &str, peppers: &PepperSet) -> Vec<(ImportFormat, String)> {
     let mut out = Vec::new();
-    if let Some(t) = parse_prefixed(key) {
-        out.push((
-            ImportFormat::PrefixedSha256,
-            prefixed_lookup(t.prefix, t.short_token),
-        ));
-    }
-    if let Some(prefix) = parse_dotted(key) {
-        out.push((ImportFormat::DottedSha512, dotted_lookup(prefix)));
-    }
+    let prefixed = parse_prefixed(key);
+    let dotted = parse_dotted(key);
     let digest = Sha256::digest(key.as_bytes());
     for version in peppers.versions().collect::<Vec<_>>().into_iter().rev() {
-        if let Some(pepper) = peppers.get(version) {
-            out.push((ImportFormat::Sha256, sha256_lookup(pepper, &digest)));
+        let Some(pepper) = peppers.get(version) else {
+            continue;
+        };
+        if let Some(t) = prefixed {
+            out.push((
+                ImportFormat::PrefixedSha256,
+                prefixed_lookup(pepper, t.prefix, t.short_token),
+            ));
         }
+        if let Some(prefix) = dotted {
+            out.push((ImportFormat::DottedSha512, dotted_lookup(pepper, prefix)));
+        }
+        out.push((ImportFormat::Sha256, sha256_lookup(pepper, &digest)));
     }
     out
 }
@@ -174,19 +230,30 @@ mod tests {
     use super::*;
     use crate::pepper::PepperVersion;
 
+    fn pepper(v: u32, byte: u8) -> Pepper {
+        Pepper::new(PepperVersion::new(v).unwrap(), &[byte; 32])
+    }
+
     #[test]
-    fn import_formats_match_their_digests_and_nothing_else() {
+    fn import_formats_match_their_peppered_digests_and_nothing_else() {
+        let p = pepper(1, 1);
         let key = "myapp_BRTRKFsL_51FwqftsmMDHHbJAMEXXHCgG";
-        let digest = hex::decode(EXAMPLE_HASH).unwrap();
-        assert!(ImportFormat::PrefixedSha256.matches(key, &digest));
-        assert!(!ImportFormat::PrefixedSha256.matches("myapp_BRTRKFsL_x", &digest));
+        let digest = peppered_digest(&p, &hex::decode(EXAMPLE_HASH).unwrap());
+        assert!(ImportFormat::PrefixedSha256.matches(key, &digest, &p));
+        assert!(!ImportFormat::PrefixedSha256.matches("myapp_BRTRKFsL_x", &digest, &p));
+        // The same row under another pepper matches nothing.
+        assert!(!ImportFormat::PrefixedSha256.matches(key, &digest, &pepper(1, 2)));
+        // A row holding the plain old digest (what a database writer could insert) never
+        // matches.
+        let plain = hex::decode(EXAMPLE_HASH).unwrap();
+        assert!(!ImportFormat::PrefixedSha256.matches(key, &plain, &p));
         let dotted = "abc123.s3cr3tvalue";
-        let d512 = Sha512::digest(dotted.as_bytes()).to_vec();
-        assert!(ImportFormat::DottedSha512.matches(dotted, &d512));
-        assert!(!ImportFormat::DottedSha512.matches("abc123.other", &d512));
-        let d256 = Sha256::digest(b"any string at all").to_vec();
-        assert!(ImportFormat::Sha256.matches("any string at all", &d256));
-        assert!(!ImportFormat::Sha256.matches("any string at all", &d512));
+        let d512 = peppered_digest(&p, &Sha512::digest(dotted.as_bytes()));
+        assert!(ImportFormat::DottedSha512.matches(dotted, &d512, &p));
+        assert!(!ImportFormat::DottedSha512.matches("abc123.other", &d512, &p));
+        let d256 = peppered_digest(&p, &Sha256::digest(b"any string at all"));
+        assert!(ImportFormat::Sha256.matches("any string at all", &d256, &p));
+        assert!(!ImportFormat::Sha256.matches("any string at all", &d512, &p));
         for f in [
             ImportFormat::PrefixedSha256,
             ImportFormat::DottedSha512,
@@ -197,25 +264,56 @@ mod tests {
     }
 
     #[test]
-    fn lookups_cover_each_shape_and_every_pepper_version() {
-        let peppers = PepperSet::new(vec![
-            Pepper::new(PepperVersion::new(1).unwrap(), &[1; 32]),
-            Pepper::new(PepperVersion::new(2).unwrap(), &[2; 32]),
-        ])
-        .unwrap();
+    fn lookups_are_peppered_and_cover_each_shape_and_every_pepper_version() {
+        let peppers = PepperSet::new(vec![pepper(1, 1), pepper(2, 2)]).unwrap();
         let l = lookups("myapp_BRTRKFsL_51Fwq", &peppers);
+        assert_eq!(l.len(), 4);
         assert_eq!(
             l[0],
-            (ImportFormat::PrefixedSha256, "p:myapp_BRTRKFsL".to_owned())
+            (
+                ImportFormat::PrefixedSha256,
+                prefixed_lookup(&pepper(2, 2), "myapp", "BRTRKFsL")
+            )
         );
-        assert_eq!(l.len(), 3);
-        assert!(l[1].1.starts_with("h2:") && l[2].1.starts_with("h1:"));
-        // The tag never contains the digest itself.
+        assert!(l[0].1.starts_with("ip2:") && l[1].1.starts_with("ih2:"));
+        assert!(l[2].1.starts_with("ip1:") && l[3].1.starts_with("ih1:"));
+        // No lookup shows the public id or the digest.
         let digest = hex::encode(Sha256::digest(b"myapp_BRTRKFsL_51Fwq"));
-        assert!(l.iter().all(|(_, s)| !s.contains(&digest)));
+        assert!(
+            l.iter()
+                .all(|(_, s)| !s.contains(&digest) && !s.contains("BRTRKFsL"))
+        );
         let d = lookups("abc.def", &peppers);
-        assert_eq!(d[0], (ImportFormat::DottedSha512, "d:abc".to_owned()));
+        assert_eq!(
+            d[0],
+            (
+                ImportFormat::DottedSha512,
+                dotted_lookup(&pepper(2, 2), "abc")
+            )
+        );
         assert_eq!(lookups("plain", &peppers).len(), 2);
+    }
+
+    #[test]
+    fn old_shaped_lookups_upgrade_to_the_peppered_ones() {
+        let p = pepper(3, 3);
+        let plain = hex::decode(EXAMPLE_HASH).unwrap();
+        assert_eq!(
+            upgraded_lookup(ImportFormat::PrefixedSha256, "p:myapp_BRTRKFsL", &plain, &p),
+            Some(prefixed_lookup(&p, "myapp", "BRTRKFsL"))
+        );
+        assert_eq!(
+            upgraded_lookup(ImportFormat::DottedSha512, "d:abc", &plain, &p),
+            Some(dotted_lookup(&p, "abc"))
+        );
+        assert_eq!(
+            upgraded_lookup(ImportFormat::Sha256, "h1:00ff", &plain, &p),
+            Some(sha256_lookup(&p, &plain))
+        );
+        assert_eq!(
+            upgraded_lookup(ImportFormat::PrefixedSha256, "ip3:00", &plain, &p),
+            None
+        );
     }
 
     /// The format's own documented example.

@@ -76,6 +76,13 @@ impl Pepper {
             .mac(&[b"keyhaven/index/", purpose.as_bytes(), b"/", data])
     }
 
+    /// A value that identifies this pepper without revealing it (a tag of a fixed
+    /// label), stored in the database so a server given a different pepper under the same
+    /// version refuses to start.
+    pub fn check_value(&self) -> [u8; VERIFIER_LEN] {
+        self.index_tag("secret-check", b"keyhaven")
+    }
+
     /// A 32-byte key for `purpose`, derived from this pepper (HMAC of a label that no key
     /// id can produce, since key ids never contain `/`). Used to seal data the server must
     /// store but not be able to read without the pepper, such as replayable responses.

@@ -8,6 +8,7 @@ use anyhow::{Context as _, bail};
 use keyhaven_core::PepperSet;
 use keyhaven_store::pepper_file::{self, PepperSource};
 use keyhaven_store::{PgOptions, PgStore, SqliteStore, Store};
+use subtle::ConstantTimeEq as _;
 
 use crate::config::Config;
 
@@ -24,20 +25,70 @@ pub fn ensure_data_dir(dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("creating the data directory {}", dir.display()))
 }
 
-/// The pepper from `KEYHAVEN_PEPPER` or `<data dir>/pepper` (created on first start).
-pub fn load_peppers(data_dir: &Path) -> anyhow::Result<(PepperSet, PepperSource)> {
-    let env = std::env::var(pepper_file::PEPPER_ENV).ok();
-    let env = zeroize::Zeroizing::new(env);
-    pepper_file::load_or_create(data_dir, env.as_deref()).context("loading the pepper")
+/// The names under which the database keeps each secret's check values.
+const PEPPER: &str = "pepper";
+const MASTER_KEY: &str = "master_key";
+
+/// The pepper for `store`, from `KEYHAVEN_PEPPER` or `<data dir>/pepper`, checked against
+/// the database before anything uses it:
+/// - the file is created only while the database holds no key and no pepper check value
+///   (a new pepper for a populated database would fail every key, root keys included);
+/// - a version whose check value differs from the stored one (another pepper under the
+///   same version) is refused; a version without one has its value stored;
+/// - every pepper version a stored key uses must be configured;
+/// - imported keys still in the unpeppered shape are converted once.
+pub async fn load_peppers(
+    data_dir: &Path,
+    store: &dyn Store,
+) -> anyhow::Result<(PepperSet, PepperSource)> {
+    let in_use = store.holds_keys().await? || !store.secret_checks(PEPPER).await?.is_empty();
+    let env = zeroize::Zeroizing::new(std::env::var(pepper_file::PEPPER_ENV).ok());
+    let (peppers, source) =
+        pepper_file::load(data_dir, env.as_deref(), !in_use).context("loading the pepper")?;
+    check_secret(store, PEPPER, &peppers).await?;
+    require_peppers(store, &peppers).await?;
+    crate::import::upgrade_stored(store, &peppers).await?;
+    Ok((peppers, source))
 }
 
 /// The master keys for recoverable keys, from `KEYHAVEN_MASTER_KEY` or
-/// `<data dir>/master.key` (created on first start).
-pub fn load_master_keys(data_dir: &Path) -> anyhow::Result<PepperSet> {
+/// `<data dir>/master.key`, checked like the pepper: created only while no recoverable
+/// key and no master key check value is stored, refused when different.
+pub async fn load_master_keys(data_dir: &Path, store: &dyn Store) -> anyhow::Result<PepperSet> {
+    let in_use =
+        store.holds_sealed_keys().await? || !store.secret_checks(MASTER_KEY).await?.is_empty();
     let env = zeroize::Zeroizing::new(std::env::var(pepper_file::MASTER_KEY_ENV).ok());
-    let (set, _) = pepper_file::load_or_create_master(data_dir, env.as_deref())
+    let (set, _) = pepper_file::load_master(data_dir, env.as_deref(), !in_use)
         .context("loading the master key")?;
+    check_secret(store, MASTER_KEY, &set).await?;
     Ok(set)
+}
+
+/// Compares each configured version of the secret `name` with its stored check value
+/// (constant-time), and stores the values of versions that have none yet.
+async fn check_secret(store: &dyn Store, name: &str, secrets: &PepperSet) -> anyhow::Result<()> {
+    let stored = store.secret_checks(name).await?;
+    for version in secrets.versions() {
+        let Some(secret) = secrets.get(version) else {
+            continue;
+        };
+        let value = secret.check_value();
+        match stored.iter().find(|(v, _)| *v == version.get()) {
+            Some((_, check)) if bool::from(value.as_slice().ct_eq(check.as_slice())) => {}
+            Some(_) => bail!(
+                "the {} for version {version} is not the one this database was used with \
+                 (a different file or environment value?): refusing to start, since every \
+                 key it protects would fail",
+                name.replace('_', " ")
+            ),
+            None => {
+                store
+                    .record_secret_check(name, version.get(), &value, crate::clock::now())
+                    .await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Refuses to go on when a stored key was hashed with a pepper version that is not

@@ -8,12 +8,15 @@
 //!   `sha512$$<hex SHA-512 of the whole key>` (or the bare hex);
 //! - `sha256`: `hash` = hex SHA-256 of the whole key string.
 //!
-//! Imported keys verify with their original string; their first successful verify moves
-//! them to the native peppered HMAC and forgets the old digest.
+//! What is stored is peppered (`keyhaven_core::compat`): the lookup is a tag of the
+//! public id and the digest is `HMAC(pepper, old digest)`, both under the newest pepper,
+//! whose version the record's verifier carries. Imported keys verify with their original
+//! string; their first successful verify moves them to the native peppered HMAC and
+//! forgets the old digest.
 
 use keyhaven_core::compat::{self, ImportFormat};
 use keyhaven_core::{PepperSet, Verifier};
-use keyhaven_store::{Import, KeyRecord, Timestamp};
+use keyhaven_store::{Import, KeyRecord, Store, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
@@ -81,6 +84,7 @@ pub fn build(item: &ImportItem, peppers: &PepperSet, now: Timestamp) -> Result<K
         .ok()
         .filter(|d| d.len() == format.digest_len())
         .ok_or_else(|| format!("hash must be {} hex digits", 2 * format.digest_len()))?;
+    let pepper = peppers.newest();
     let lookup = match format {
         ImportFormat::PrefixedSha256 => {
             let prefix = item.prefix.as_deref().unwrap_or_default();
@@ -96,16 +100,16 @@ pub fn build(item: &ImportItem, peppers: &PepperSet, now: Timestamp) -> Result<K
                         .into(),
                 );
             }
-            compat::prefixed_lookup(prefix, short)
+            compat::prefixed_lookup(pepper, prefix, short)
         }
         ImportFormat::DottedSha512 => {
             let prefix = item.prefix.as_deref().unwrap_or_default();
             if compat::parse_dotted(&format!("{prefix}.x")) != Some(prefix) {
                 return Err("dotted_sha512 needs prefix ([A-Za-z0-9_-], up to 64)".into());
             }
-            compat::dotted_lookup(prefix)
+            compat::dotted_lookup(pepper, prefix)
         }
-        ImportFormat::Sha256 => compat::sha256_lookup(peppers.newest(), &digest),
+        ImportFormat::Sha256 => compat::sha256_lookup(pepper, &digest),
     };
     if let Some(name) = &item.name {
         validate_name("name", name).map_err(detail)?;
@@ -127,8 +131,9 @@ pub fn build(item: &ImportItem, peppers: &PepperSet, now: Timestamp) -> Result<K
         owner_id: item.owner_id.clone(),
         name: item.name.clone(),
         last4: String::new(),
-        // Never matches: until the first verify, the old digest decides.
-        verifier: Verifier::from_parts(peppers.newest().version(), [0; 32]),
+        // Never matches: until the first verify, the old digest decides. Its version is
+        // the pepper of the import's lookup and peppered digest.
+        verifier: Verifier::from_parts(pepper.version(), [0; 32]),
         scopes: item.scopes.clone(),
         meta: item.meta.clone(),
         allowed_keyspaces: None,
@@ -142,11 +147,50 @@ pub fn build(item: &ImportItem, peppers: &PepperSet, now: Timestamp) -> Result<K
         import: Some(Import {
             format: format.as_str().to_owned(),
             lookup,
-            digest: Some(digest),
+            digest: Some(compat::peppered_digest(pepper, &digest).to_vec()),
         }),
         limits: Default::default(),
         last_used_at: None,
         created_at: now,
         updated_at: now,
     })
+}
+
+/// Converts imported keys stored in the old, unpeppered shape (plain public-id lookups,
+/// plain digests) to peppered lookups and digests under the newest pepper, once: only
+/// while the migration that introduced the peppered shape has marked the upgrade
+/// pending. Rows in the old shape are otherwise never found or matched.
+pub async fn upgrade_stored(store: &dyn Store, peppers: &PepperSet) -> anyhow::Result<()> {
+    let Some(legacy) = store.legacy_imports().await? else {
+        return Ok(());
+    };
+    let pepper = peppers.newest();
+    let mut upgraded = Vec::with_capacity(legacy.len());
+    let mut skipped = 0usize;
+    for (key_id, old) in legacy {
+        let (Some(format), Some(digest)) = (ImportFormat::parse(&old.format), old.digest) else {
+            skipped += 1;
+            continue;
+        };
+        match compat::upgraded_lookup(format, &old.lookup, &digest, pepper) {
+            Some(lookup) => upgraded.push((
+                key_id,
+                Import {
+                    format: old.format,
+                    lookup,
+                    digest: Some(compat::peppered_digest(pepper, &digest).to_vec()),
+                },
+            )),
+            None => skipped += 1,
+        }
+    }
+    store
+        .finish_import_upgrade(&upgraded, pepper.version().get())
+        .await?;
+    tracing::info!(
+        upgraded = upgraded.len(),
+        skipped,
+        "imported keys moved to peppered lookups and digests"
+    );
+    Ok(())
 }

@@ -107,8 +107,12 @@ async fn check_imported(
         let secret = SecretStr::new(key);
         let (matched, upgrade, rehash) = match &import.digest {
             Some(digest) => {
+                // The pepper the import was stored under; an unknown version never matches.
                 let ok = ImportFormat::parse(&import.format) == Some(format)
-                    && format.matches(key, digest);
+                    && state
+                        .peppers
+                        .get(record.key.verifier.version())
+                        .is_some_and(|pepper| format.matches(key, digest, pepper));
                 (ok, ok, false)
             }
             None => match state

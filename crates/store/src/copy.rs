@@ -29,6 +29,8 @@ const TABLES: &[(&str, &str)] = &[
     ("webhooks", "seq"),
     ("webhook_deliveries", "seq"),
     ("webhook_attempts", "seq"),
+    ("secret_checks", "name, version"),
+    ("pending_upgrades", "name"),
 ];
 
 /// Rows per read and per multi-row INSERT (31 columns × 1,000 stays under PostgreSQL's

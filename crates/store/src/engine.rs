@@ -1056,6 +1056,122 @@ impl Store for Engine {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
+    async fn holds_keys(&self) -> Result<bool, StoreError> {
+        Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM keys)")
+            .fetch_one(self.reads())
+            .await
+            .context("checking whether keys are stored")?)
+    }
+
+    async fn holds_sealed_keys(&self) -> Result<bool, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM keys WHERE sealed_key IS NOT NULL)")
+                .fetch_one(self.reads())
+                .await
+                .context("checking whether recoverable keys are stored")?,
+        )
+    }
+
+    async fn secret_checks(&self, name: &str) -> Result<Vec<(u32, Vec<u8>)>, StoreError> {
+        let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT version, check_value FROM secret_checks WHERE name = $1 ORDER BY version",
+        )
+        .bind(name)
+        .fetch_all(self.reads())
+        .await
+        .context("reading secret check values")?;
+        rows.into_iter()
+            .map(|(v, check)| {
+                Ok((
+                    u32::try_from(v).context("secret version out of range")?,
+                    check,
+                ))
+            })
+            .collect()
+    }
+
+    async fn record_secret_check(
+        &self,
+        name: &str,
+        version: u32,
+        check: &[u8],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO secret_checks (name, version, check_value, created_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (name, version) DO NOTHING",
+        )
+        .bind(name)
+        .bind(i64::from(version))
+        .bind(check)
+        .bind(to_unix(now))
+        .execute(self.writes())
+        .await
+        .context("recording a secret check value")?;
+        Ok(())
+    }
+
+    async fn legacy_imports(&self) -> Result<Option<Vec<(String, Import)>>, StoreError> {
+        let pending: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pending_upgrades WHERE name = 'peppered-imports')",
+        )
+        .fetch_one(self.reads())
+        .await
+        .context("checking for pending upgrades")?;
+        if !pending {
+            return Ok(None);
+        }
+        let rows: Vec<(String, String, String, Vec<u8>)> = sqlx::query_as(
+            "SELECT key_id, import_format, import_lookup, import_digest FROM keys \
+             WHERE import_digest IS NOT NULL AND import_format IS NOT NULL \
+             AND import_lookup IS NOT NULL",
+        )
+        .fetch_all(self.reads())
+        .await
+        .context("reading imported keys to upgrade")?;
+        Ok(Some(
+            rows.into_iter()
+                .map(|(key_id, format, lookup, digest)| {
+                    let import = Import {
+                        format,
+                        lookup,
+                        digest: Some(digest),
+                    };
+                    (key_id, import)
+                })
+                .collect(),
+        ))
+    }
+
+    async fn finish_import_upgrade(
+        &self,
+        upgraded: &[(String, Import)],
+        version: u32,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        for (key_id, import) in upgraded {
+            sqlx::query(
+                "UPDATE keys SET import_lookup = $1, import_digest = $2, pepper_version = $3 \
+                 WHERE key_id = $4 AND import_digest IS NOT NULL",
+            )
+            .bind(&import.lookup)
+            .bind(import.digest.as_deref())
+            .bind(i64::from(version))
+            .bind(key_id)
+            .execute(&mut *tx)
+            .await
+            .context("storing a peppered import")?;
+            notify(&mut tx, Invalidation::Key(key_id.clone())).await?;
+        }
+        sqlx::query("DELETE FROM pending_upgrades WHERE name = 'peppered-imports'")
+            .execute(&mut *tx)
+            .await
+            .context("clearing the pending import upgrade")?;
+        notify(&mut tx, Invalidation::Imports).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn pepper_versions(&self) -> Result<Vec<u32>, StoreError> {
         let versions: Vec<i64> =
             sqlx::query_scalar("SELECT DISTINCT pepper_version FROM keys ORDER BY 1")

@@ -41,6 +41,12 @@ pub enum PepperFileError {
     Random(#[from] RandomError),
     #[error("{0}")]
     Refused(String),
+    #[error(
+        "{path} is missing, but the database holds data protected by it: restore the file \
+         from your backup (or set {env}). A new one would make that data unusable, so none \
+         is created."
+    )]
+    Missing { path: PathBuf, env: String },
 }
 
 fn io_err<'p>(
@@ -61,7 +67,24 @@ pub fn load_or_create(
     data_dir: &Path,
     env_value: Option<&str>,
 ) -> Result<(PepperSet, PepperSource), PepperFileError> {
-    load_or_create_named(data_dir, PEPPER_FILE_NAME, PEPPER_ENV, env_value)
+    load_named(data_dir, PEPPER_FILE_NAME, PEPPER_ENV, env_value, true)
+}
+
+/// Loads the peppers like [`load_or_create`], creating the file only when `may_create`
+/// (the database holds nothing hashed with a pepper); otherwise a missing file is
+/// [`PepperFileError::Missing`].
+pub fn load(
+    data_dir: &Path,
+    env_value: Option<&str>,
+    may_create: bool,
+) -> Result<(PepperSet, PepperSource), PepperFileError> {
+    load_named(
+        data_dir,
+        PEPPER_FILE_NAME,
+        PEPPER_ENV,
+        env_value,
+        may_create,
+    )
 }
 
 /// Name of the environment variable that, when set, replaces the master key file.
@@ -77,14 +100,36 @@ pub fn load_or_create_master(
     data_dir: &Path,
     env_value: Option<&str>,
 ) -> Result<(PepperSet, PepperSource), PepperFileError> {
-    load_or_create_named(data_dir, MASTER_KEY_FILE_NAME, MASTER_KEY_ENV, env_value)
+    load_named(
+        data_dir,
+        MASTER_KEY_FILE_NAME,
+        MASTER_KEY_ENV,
+        env_value,
+        true,
+    )
 }
 
-fn load_or_create_named(
+/// Loads the master keys like [`load`] loads the pepper.
+pub fn load_master(
+    data_dir: &Path,
+    env_value: Option<&str>,
+    may_create: bool,
+) -> Result<(PepperSet, PepperSource), PepperFileError> {
+    load_named(
+        data_dir,
+        MASTER_KEY_FILE_NAME,
+        MASTER_KEY_ENV,
+        env_value,
+        may_create,
+    )
+}
+
+fn load_named(
     data_dir: &Path,
     file_name: &str,
     env_name: &str,
     env_value: Option<&str>,
+    may_create: bool,
 ) -> Result<(PepperSet, PepperSource), PepperFileError> {
     if let Some(value) = env_value {
         let set = PepperSet::parse(value).map_err(|source| PepperFileError::Invalid {
@@ -103,6 +148,12 @@ fn load_or_create_named(
                 source,
             })?;
             Ok((set, PepperSource::File(path)))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !may_create => {
+            Err(PepperFileError::Missing {
+                path,
+                env: env_name.to_owned(),
+            })
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             let set = create(&path)?;

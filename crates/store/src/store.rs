@@ -108,6 +108,30 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// that was not done already. Returns whether it did. Not audited (as `rehash_key`).
     async fn complete_import(&self, key_id: &str, to: &Verifier) -> Result<bool, StoreError>;
     async fn count_root_keys(&self) -> Result<u64, StoreError>;
+    /// Whether any key is stored (root keys included): the pepper is then in use.
+    async fn holds_keys(&self) -> Result<bool, StoreError>;
+    /// Whether any key holds a sealed plaintext: the master key is then in use.
+    async fn holds_sealed_keys(&self) -> Result<bool, StoreError>;
+    /// The check values of the secret `name` (`pepper`, `master_key`), by version.
+    async fn secret_checks(&self, name: &str) -> Result<Vec<(u32, Vec<u8>)>, StoreError>;
+    /// Stores the check value of a secret version, unless one is stored already.
+    async fn record_secret_check(
+        &self,
+        name: &str,
+        version: u32,
+        check: &[u8],
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+    /// The imported keys still in the unpeppered shape, when that upgrade is pending
+    /// (marked by the migration that introduced it); `None` when it is not.
+    async fn legacy_imports(&self) -> Result<Option<Vec<(String, Import)>>, StoreError>;
+    /// Stores each key's peppered import (lookup and digest, under pepper `version`) and
+    /// clears the pending upgrade, in one transaction.
+    async fn finish_import_upgrade(
+        &self,
+        upgraded: &[(String, Import)],
+        version: u32,
+    ) -> Result<(), StoreError>;
     /// Every pepper version some stored verifier uses (a server refuses to start
     /// without all of them).
     async fn pepper_versions(&self) -> Result<Vec<u32>, StoreError>;

@@ -262,9 +262,8 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     runtime.block_on(async {
         bootstrap::ensure_data_dir(&config.data_dir)?;
-        let (peppers, _) = bootstrap::load_peppers(&config.data_dir)?;
         let store = bootstrap::open_store(&config).await?;
-        bootstrap::require_peppers(store.as_ref(), &peppers).await?;
+        let (peppers, _) = bootstrap::load_peppers(&config.data_dir, store.as_ref()).await?;
         let report: Box<dyn Write> = match &args.report {
             Some(path) => Box::new(std::io::BufWriter::new(
                 std::fs::File::create(path)

@@ -55,8 +55,8 @@ pub fn run(command: &Command) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     runtime.block_on(async {
         bootstrap::ensure_data_dir(&config.data_dir)?;
-        let (peppers, _) = bootstrap::load_peppers(&config.data_dir)?;
         let store = bootstrap::open_store(&config).await?;
+        let (peppers, _) = bootstrap::load_peppers(&config.data_dir, store.as_ref()).await?;
         let keyspaces = (!args.keyspaces.is_empty()).then(|| args.keyspaces.clone());
         let key = match root_keys::create(
             store.as_ref(),

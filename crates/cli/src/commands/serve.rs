@@ -97,11 +97,10 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     bootstrap::ensure_data_dir(&config.data_dir)?;
-    let (peppers, source) = bootstrap::load_peppers(&config.data_dir)?;
-    let master_keys = bootstrap::load_master_keys(&config.data_dir)?;
-    tracing::info!(source = ?source, versions = ?peppers.versions().map(|v| v.get()).collect::<Vec<_>>(), "pepper loaded");
     let store = bootstrap::open_store(&config).await?;
-    bootstrap::require_peppers(store.as_ref(), &peppers).await?;
+    let (peppers, source) = bootstrap::load_peppers(&config.data_dir, store.as_ref()).await?;
+    let master_keys = bootstrap::load_master_keys(&config.data_dir, store.as_ref()).await?;
+    tracing::info!(source = ?source, versions = ?peppers.versions().map(|v| v.get()).collect::<Vec<_>>(), "pepper loaded");
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;

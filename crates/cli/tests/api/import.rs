@@ -326,3 +326,166 @@ async fn cli_import_reports_bad_lines_and_a_rerun_changes_nothing() {
     let stderr = String::from_utf8_lossy(&again.stderr);
     assert!(!stderr.contains("secret-"), "no key material in CLI output");
 }
+
+/// Writes `import` straight into the database as a new key of keyspace `ks`: what
+/// someone with write access to the database, and nothing else, can do.
+async fn insert_row(app: &TestApp, ks: &str, import: keyhaven_store::Import) -> String {
+    let item: keyhaven_server::import::ImportItem = serde_json::from_value(json!({
+        "keyspace_id": ks, "format": "sha256", "hash": "00".repeat(32)
+    }))
+    .unwrap();
+    let mut record =
+        keyhaven_server::import::build(&item, &app.peppers, keyhaven_server::clock::now()).unwrap();
+    record.import = Some(import);
+    let audit = keyhaven_store::AuditEvent {
+        id: format!("forged-{}", record.key_id),
+        occurred_at: keyhaven_server::clock::now(),
+        actor: "db-writer".into(),
+        action: "key.import".into(),
+        target_type: "key".into(),
+        target_id: record.key_id.clone(),
+        keyspace_id: Some(ks.to_owned()),
+        changes: Default::default(),
+        client_ip: None,
+    };
+    let inserted = app
+        .store
+        .import_keys(&[record.clone()], &audit)
+        .await
+        .unwrap();
+    assert_eq!(inserted, vec![true]);
+    record.key_id
+}
+
+/// Rows an attacker with database write access (but no pepper) could insert for a key of
+/// their choosing, in each shape imports were ever stored in.
+fn forged_rows(pepper_version: u32) -> Vec<(&'static str, keyhaven_store::Import)> {
+    let token = "attackerChosenLongToken12345";
+    let whole = "imp_Forged99_attackerChosenLongToken12345";
+    let row = |format: &str, lookup: String, digest: Vec<u8>| keyhaven_store::Import {
+        format: format.to_owned(),
+        lookup,
+        digest: Some(digest),
+    };
+    vec![
+        (
+            whole,
+            row(
+                "prefixed_sha256",
+                "p:imp_Forged99".into(),
+                Sha256::digest(token.as_bytes()).to_vec(),
+            ),
+        ),
+        (
+            whole,
+            row(
+                "prefixed_sha256",
+                format!("ip{pepper_version}:imp_Forged99"),
+                Sha256::digest(token.as_bytes()).to_vec(),
+            ),
+        ),
+        (
+            "forged.dotted-secret",
+            row(
+                "dotted_sha512",
+                "d:forged".into(),
+                Sha512::digest(b"forged.dotted-secret").to_vec(),
+            ),
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn rows_written_to_the_database_without_the_pepper_never_verify() {
+    // Deployment without imports: the flag is re-read on each flush tick, so rows
+    // inserted later open the import path; they must still match nothing.
+    let app = spawn_app_with(|c| c.usage_flush_interval_ms = 100).await;
+    let ks = app.create_keyspace("imp").await;
+    for (key, row) in forged_rows(1) {
+        insert_row(&app, &ks.id, row).await;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let code = app.verify(key).await.code;
+        assert!(
+            code == "NOT_FOUND" || code == "MALFORMED",
+            "a forged row verified {code} for {key}"
+        );
+    }
+
+    // Deployment with real imports: the real one verifies, the forged ones do not.
+    let app = spawn_app().await;
+    let ks = app.create_keyspace("imp").await;
+    let (status, body) = app
+        .send(
+            Method::POST,
+            "/v1/keys/import",
+            Some(&json!({"keys": items(&ks.id)})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for (key, row) in forged_rows(1) {
+        insert_row(&app, &ks.id, row).await;
+        let code = app.verify(key).await.code;
+        assert!(code == "NOT_FOUND" || code == "MALFORMED", "{key}: {code}");
+    }
+    assert_eq!(app.verify(PREFIXED).await.code, "VALID");
+
+    // Nothing stored shows the public id or the old digest.
+    let record = app
+        .store
+        .key_for_verify(body["results"][0]["key_id"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let import = record.key.import.unwrap();
+    assert!(!import.lookup.contains("BRTRKFsL"), "{}", import.lookup);
+}
+
+#[tokio::test]
+async fn imports_stored_unpeppered_are_converted_once_and_keep_verifying() {
+    // Rows written behind the server's back are found once the flush tick re-reads the
+    // "holds imported keys" flag.
+    let app = spawn_app_with(|c| c.usage_flush_interval_ms = 100).await;
+    let ks = app.create_keyspace("old").await;
+    // An import as older versions stored it, and the mark its migration leaves.
+    let old = keyhaven_store::Import {
+        format: "prefixed_sha256".into(),
+        lookup: "p:myapp_BRTRKFsL".into(),
+        digest: Some(hex::decode(PREFIXED_HASH).unwrap()),
+    };
+    let id = insert_row(&app, &ks.id, old).await;
+    app.execute_sql(
+        "INSERT INTO pending_upgrades (name) VALUES ('peppered-imports')",
+        "INSERT INTO pending_upgrades (name) VALUES ('peppered-imports')",
+    )
+    .await;
+    keyhaven_server::import::upgrade_stored(app.store.as_ref(), &app.peppers)
+        .await
+        .unwrap();
+    let import = app
+        .store
+        .key_for_verify(&id)
+        .await
+        .unwrap()
+        .unwrap()
+        .key
+        .import
+        .unwrap();
+    assert!(import.lookup.starts_with("ip1:"), "{}", import.lookup);
+    assert_ne!(import.digest, Some(hex::decode(PREFIXED_HASH).unwrap()));
+    let v = app.verify(PREFIXED).await;
+    assert_eq!(
+        (v.code.as_str(), v.key_id.as_deref()),
+        ("VALID", Some(id.as_str()))
+    );
+
+    // Once done, a row written in the old shape is not converted by the next start.
+    let (forged_key, forged) = forged_rows(1).remove(0);
+    let forged_id = insert_row(&app, &ks.id, forged).await;
+    keyhaven_server::import::upgrade_stored(app.store.as_ref(), &app.peppers)
+        .await
+        .unwrap();
+    let still = app.store.key_for_verify(&forged_id).await.unwrap().unwrap();
+    assert!(still.key.import.unwrap().lookup.starts_with("p:"));
+    let code = app.verify(forged_key).await.code;
+    assert!(code == "NOT_FOUND" || code == "MALFORMED", "{code}");
+}
