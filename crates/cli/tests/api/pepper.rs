@@ -146,3 +146,119 @@ async fn rotated_pepper_keeps_old_keys_working_and_migrates_them_on_use() {
         assert_eq!(v["code"], "VALID");
     }
 }
+
+/// `keyhaven serve` on `data`, expected to refuse: its exit status and log.
+async fn refused_start(data: &Path) -> (bool, String) {
+    let out = keyhaven(data)
+        .await
+        .args(["serve", "--data-dir"])
+        .arg(data)
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn a_missing_or_different_pepper_or_master_key_is_refused_on_a_populated_database() {
+    let data = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let server = spawn_process(data.path(), logs.path(), &[]).await;
+    let root = server.printed_root_key();
+    drop(server);
+    let pepper = data.path().join("pepper");
+    let master = data.path().join("master.key");
+    let original_pepper = std::fs::read_to_string(&pepper).unwrap();
+    let original_master = std::fs::read_to_string(&master).unwrap();
+
+    // Missing pepper: refused, naming the file; no new pepper is written.
+    std::fs::remove_file(&pepper).unwrap();
+    let (ok, log) = refused_start(data.path()).await;
+    assert!(!ok, "started without its pepper:\n{log}");
+    assert!(log.contains("pepper is missing"), "{log}");
+    assert!(!pepper.exists(), "a new pepper was created");
+
+    // Another pepper under the same version: refused.
+    let other: String = original_pepper
+        .lines()
+        .map(|l| {
+            if l.starts_with('#') {
+                l.to_owned()
+            } else {
+                format!("1:{}", "ab".repeat(32))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&pepper, other).unwrap();
+    let (ok, log) = refused_start(data.path()).await;
+    assert!(!ok, "started with another pepper:\n{log}");
+    assert!(
+        log.contains("not the one this database was used with"),
+        "{log}"
+    );
+
+    // Missing or different master key: refused too.
+    std::fs::write(&pepper, &original_pepper).unwrap();
+    std::fs::remove_file(&master).unwrap();
+    let (ok, log) = refused_start(data.path()).await;
+    assert!(!ok && log.contains("master.key is missing"), "{log}");
+    std::fs::write(&master, original_pepper.replace("pepper", "master key")).unwrap();
+    let (ok, log) = refused_start(data.path()).await;
+    assert!(!ok && log.contains("master key for version 1"), "{log}");
+
+    // With both restored it starts, and the old root key works.
+    std::fs::write(&master, &original_master).unwrap();
+    let server = spawn_process(data.path(), logs.path(), &[]).await;
+    let status = http_client()
+        .get(format!("{}/v1/keyspaces", server.base))
+        .bearer_auth(&root)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, reqwest::StatusCode::OK);
+}
+
+#[tokio::test]
+async fn data_files_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let data = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let server = spawn_process(data.path(), logs.path(), &[]).await;
+    let root = server.printed_root_key();
+    // A write, so the WAL and shared-memory files exist.
+    post(
+        &server.base,
+        &root,
+        "/v1/keyspaces",
+        json!({"name": "m", "prefix": "modes"}),
+    )
+    .await;
+    let mode = |name: &str| {
+        std::fs::metadata(data.path().join(name))
+            .map(|m| m.permissions().mode() & 0o777)
+            .ok()
+    };
+    if !on_postgres() {
+        for name in ["keyhaven.db", "keyhaven.db-wal", "keyhaven.db-shm"] {
+            assert_eq!(mode(name), Some(0o600), "{name}");
+        }
+    }
+    for name in ["pepper", "master.key"] {
+        assert_eq!(mode(name), Some(0o600), "{name}");
+    }
+    drop(server);
+
+    // A database left readable by an older version is narrowed on the next start.
+    if !on_postgres() {
+        let db = data.path().join("keyhaven.db");
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let _server = spawn_process(data.path(), logs.path(), &[]).await;
+        assert_eq!(mode("keyhaven.db"), Some(0o600));
+    }
+}
