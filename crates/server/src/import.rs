@@ -175,6 +175,7 @@ pub async fn upgrade_stored(store: &dyn Store, peppers: &PepperSet) -> anyhow::R
         match compat::upgraded_lookup(format, &old.lookup, &digest, pepper) {
             Some(lookup) => upgraded.push((
                 key_id,
+                old.lookup,
                 Import {
                     format: old.format,
                     lookup,

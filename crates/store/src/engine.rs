@@ -1145,19 +1145,20 @@ impl Store for Engine {
 
     async fn finish_import_upgrade(
         &self,
-        upgraded: &[(String, Import)],
+        upgraded: &[(String, String, Import)],
         version: u32,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
-        for (key_id, import) in upgraded {
+        for (key_id, old_lookup, import) in upgraded {
             sqlx::query(
                 "UPDATE keys SET import_lookup = $1, import_digest = $2, pepper_version = $3 \
-                 WHERE key_id = $4 AND import_digest IS NOT NULL",
+                 WHERE key_id = $4 AND import_lookup = $5 AND import_digest IS NOT NULL",
             )
             .bind(&import.lookup)
             .bind(import.digest.as_deref())
             .bind(i64::from(version))
             .bind(key_id)
+            .bind(old_lookup)
             .execute(&mut *tx)
             .await
             .context("storing a peppered import")?;

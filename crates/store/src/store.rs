@@ -125,11 +125,13 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// The imported keys still in the unpeppered shape, when that upgrade is pending
     /// (marked by the migration that introduced it); `None` when it is not.
     async fn legacy_imports(&self) -> Result<Option<Vec<(String, Import)>>, StoreError>;
-    /// Stores each key's peppered import (lookup and digest, under pepper `version`) and
-    /// clears the pending upgrade, in one transaction.
+    /// Stores each key's peppered import (lookup and digest, under pepper `version`) in
+    /// place of the old one, given as `(key_id, old lookup, new import)`, and clears the
+    /// pending upgrade, in one transaction. A row whose lookup is no longer the old one
+    /// (another process upgraded it first) is left alone, so nothing is peppered twice.
     async fn finish_import_upgrade(
         &self,
-        upgraded: &[(String, Import)],
+        upgraded: &[(String, String, Import)],
         version: u32,
     ) -> Result<(), StoreError>;
     /// Every pepper version some stored verifier uses (a server refuses to start
