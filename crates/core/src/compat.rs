@@ -121,14 +121,10 @@ pub fn peppered_digest(pepper: &Pepper, old_digest: &[u8]) -> [u8; 32] {
 }
 
 /// The peppered lookup for a row stored in the old, unpeppered shape (`p:prefix_short`,
-/// `d:prefix`, or `h<v>:<tag>` with the plain `digest`), or `None` if it has none of
-/// those shapes.
-pub fn upgraded_lookup(
-    format: ImportFormat,
-    old_lookup: &str,
-    digest: &[u8],
-    pepper: &Pepper,
-) -> Option<String> {
+/// `d:prefix`, or `h<v>:<tag>`), or `None` if it has none of those shapes. A whole-key
+/// SHA-256 lookup was already a peppered tag: it keeps its tag and version (so two
+/// imports of one key under different versions stay two distinct lookups).
+pub fn upgraded_lookup(format: ImportFormat, old_lookup: &str, pepper: &Pepper) -> Option<String> {
     match format {
         ImportFormat::PrefixedSha256 => {
             let id = old_lookup.strip_prefix("p:")?;
@@ -138,10 +134,33 @@ pub fn upgraded_lookup(
             let prefix = old_lookup.strip_prefix("d:")?;
             Some(dotted_lookup(pepper, prefix))
         }
-        ImportFormat::Sha256 => old_lookup
-            .starts_with('h')
-            .then(|| sha256_lookup(pepper, digest)),
+        ImportFormat::Sha256 => {
+            let rest = old_lookup.strip_prefix('h')?;
+            let (version, tag) = rest.split_once(':')?;
+            let well_formed = version.parse::<u32>().is_ok() && hex::decode(tag).is_ok();
+            well_formed.then(|| format!("i{old_lookup}"))
+        }
     }
+}
+
+/// The lookup of a prefixed or dotted key from its public part (`prefix_short`, or the
+/// dotted prefix) under `pepper`; `None` for whole-key SHA-256 imports, whose lookup
+/// needs the digest.
+pub fn lookup_of_public(format: ImportFormat, public: &str, pepper: &Pepper) -> Option<String> {
+    match format {
+        ImportFormat::PrefixedSha256 => {
+            Some(tagged("p", pepper, PREFIXED_INDEX, public.as_bytes()))
+        }
+        ImportFormat::DottedSha512 => Some(dotted_lookup(pepper, public)),
+        ImportFormat::Sha256 => None,
+    }
+}
+
+/// The public part an old-shape lookup names (`prefix_short` or a dotted prefix).
+pub fn public_of_old_lookup(old_lookup: &str) -> Option<&str> {
+    old_lookup
+        .strip_prefix("p:")
+        .or_else(|| old_lookup.strip_prefix("d:"))
 }
 
 /// Splits `prefix.secret` at the first `.`; the prefix is `[A-Za-z0-9_-]+`.
@@ -299,20 +318,30 @@ mod tests {
         let p = pepper(3, 3);
         let plain = hex::decode(EXAMPLE_HASH).unwrap();
         assert_eq!(
-            upgraded_lookup(ImportFormat::PrefixedSha256, "p:myapp_BRTRKFsL", &plain, &p),
+            upgraded_lookup(ImportFormat::PrefixedSha256, "p:myapp_BRTRKFsL", &p),
             Some(prefixed_lookup(&p, "myapp", "BRTRKFsL"))
         );
         assert_eq!(
-            upgraded_lookup(ImportFormat::DottedSha512, "d:abc", &plain, &p),
+            upgraded_lookup(ImportFormat::DottedSha512, "d:abc", &p),
             Some(dotted_lookup(&p, "abc"))
         );
-        assert_eq!(
-            upgraded_lookup(ImportFormat::Sha256, "h1:00ff", &plain, &p),
-            Some(sha256_lookup(&p, &plain))
+        // The old whole-key lookup was a peppered tag already: same tag, same version.
+        let old = format!(
+            "h1:{}",
+            hex::encode(pepper(1, 1).index_tag(SHA256_INDEX, &plain))
         );
+        let peppers = PepperSet::new(vec![pepper(1, 1), p.clone()]).unwrap();
+        let upgraded = upgraded_lookup(ImportFormat::Sha256, &old, &p).unwrap();
+        assert_eq!(upgraded, sha256_lookup(&pepper(1, 1), &plain));
+        assert!(lookups("x", &peppers).len() == 2);
         assert_eq!(
-            upgraded_lookup(ImportFormat::PrefixedSha256, "ip3:00", &plain, &p),
+            upgraded_lookup(ImportFormat::PrefixedSha256, "ip3:00", &p),
             None
+        );
+        assert_eq!(upgraded_lookup(ImportFormat::Sha256, "ih1:00", &p), None);
+        assert_eq!(
+            public_of_old_lookup("p:myapp_BRTRKFsL"),
+            Some("myapp_BRTRKFsL")
         );
     }
 

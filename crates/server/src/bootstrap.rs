@@ -36,7 +36,8 @@ const MASTER_KEY: &str = "master_key";
 /// - a version whose check value differs from the stored one (another pepper under the
 ///   same version) is refused; a version without one has its value stored;
 /// - every pepper version a stored key uses must be configured;
-/// - imported keys still in the unpeppered shape are converted once.
+/// - imported keys already on the native verifier get peppered lookups if they still
+///   have old ones ([`crate::import::upgrade_stored`]).
 pub async fn load_peppers(
     data_dir: &Path,
     store: &dyn Store,
@@ -47,13 +48,31 @@ pub async fn load_peppers(
         pepper_file::load(data_dir, env.as_deref(), !in_use).context("loading the pepper")?;
     check_secret(store, PEPPER, &peppers).await?;
     require_peppers(store, &peppers).await?;
-    crate::import::upgrade_stored(store, &peppers).await?;
+    crate::import::upgrade_stored(store, &peppers, false).await?;
+    let pending = store.legacy_imports(true).await?;
+    let waiting = pending.iter().filter(|(_, i)| i.digest.is_some()).count();
+    if waiting > 0 {
+        tracing::warn!(
+            keys = waiting,
+            "imported keys stored by an older version and never verified since do not verify \
+             until `keyhaven migrate --upgrade-imports` converts them (once)"
+        );
+    }
     Ok((peppers, source))
+}
+
+/// The pepper as configured, without creating, checking or changing anything: for
+/// diagnostics (`keyhaven pepper status`).
+pub fn read_peppers(data_dir: &Path) -> anyhow::Result<(PepperSet, PepperSource)> {
+    let env = zeroize::Zeroizing::new(std::env::var(pepper_file::PEPPER_ENV).ok());
+    pepper_file::load(data_dir, env.as_deref(), false).context("loading the pepper")
 }
 
 /// The master keys for recoverable keys, from `KEYHAVEN_MASTER_KEY` or
 /// `<data dir>/master.key`, checked like the pepper: created only while no recoverable
-/// key and no master key check value is stored, refused when different.
+/// key and no master key check value is stored, refused when different. So every node
+/// on one database needs the same master key, as it needs the same pepper (a node with
+/// its own would seal keys the others cannot reveal).
 pub async fn load_master_keys(data_dir: &Path, store: &dyn Store) -> anyhow::Result<PepperSet> {
     let in_use =
         store.holds_sealed_keys().await? || !store.secret_checks(MASTER_KEY).await?.is_empty();
@@ -85,6 +104,19 @@ async fn check_secret(store: &dyn Store, name: &str, secrets: &PepperSet) -> any
                 store
                     .record_secret_check(name, version.get(), &value, crate::clock::now())
                     .await?;
+                // Another process may have stored its value first: the stored one rules.
+                let now_stored = store.secret_checks(name).await?;
+                let agrees = now_stored
+                    .iter()
+                    .find(|(v, _)| *v == version.get())
+                    .is_some_and(|(_, check)| bool::from(value.as_slice().ct_eq(check.as_slice())));
+                if !agrees {
+                    bail!(
+                        "another process started on this database at the same time with a \
+                         different {} for version {version}: refusing to start",
+                        name.replace('_', " ")
+                    );
+                }
             }
         }
     }

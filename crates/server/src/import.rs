@@ -85,6 +85,15 @@ pub fn build(item: &ImportItem, peppers: &PepperSet, now: Timestamp) -> Result<K
         .filter(|d| d.len() == format.digest_len())
         .ok_or_else(|| format!("hash must be {} hex digits", 2 * format.digest_len()))?;
     let pepper = peppers.newest();
+    let public = match format {
+        ImportFormat::PrefixedSha256 => Some(format!(
+            "{}_{}",
+            item.prefix.as_deref().unwrap_or_default(),
+            item.short_token.as_deref().unwrap_or_default()
+        )),
+        ImportFormat::DottedSha512 => item.prefix.clone(),
+        ImportFormat::Sha256 => None,
+    };
     let lookup = match format {
         ImportFormat::PrefixedSha256 => {
             let prefix = item.prefix.as_deref().unwrap_or_default();
@@ -148,6 +157,7 @@ pub fn build(item: &ImportItem, peppers: &PepperSet, now: Timestamp) -> Result<K
             format: format.as_str().to_owned(),
             lookup,
             digest: Some(compat::peppered_digest(pepper, &digest).to_vec()),
+            public,
         }),
         limits: Default::default(),
         last_used_at: None,
@@ -156,42 +166,90 @@ pub fn build(item: &ImportItem, peppers: &PepperSet, now: Timestamp) -> Result<K
     })
 }
 
-/// Converts imported keys stored in the old, unpeppered shape (plain public-id lookups,
-/// plain digests) to peppered lookups and digests under the newest pepper, once: only
-/// while the migration that introduced the peppered shape has marked the upgrade
-/// pending. Rows in the old shape are otherwise never found or matched.
-pub async fn upgrade_stored(store: &dyn Store, peppers: &PepperSet) -> anyhow::Result<()> {
-    let Some(legacy) = store.legacy_imports().await? else {
-        return Ok(());
+/// Whether the key `record` imports is stored already under an older pepper version's
+/// lookup: a file imported again after `keyhaven pepper rotate` must skip it, as before
+/// the rotation. (Whole-key SHA-256 imports cannot be told this way: their lookup needs
+/// the digest, which the record holds only peppered.)
+pub async fn stored_under_older_pepper(
+    store: &dyn Store,
+    record: &KeyRecord,
+    peppers: &PepperSet,
+) -> anyhow::Result<bool> {
+    let Some(import) = &record.import else {
+        return Ok(false);
     };
+    let (Some(format), Some(public)) = (ImportFormat::parse(&import.format), &import.public) else {
+        return Ok(false);
+    };
+    let newest = peppers.newest().version();
+    for version in peppers.versions().filter(|v| *v != newest) {
+        let Some(pepper) = peppers.get(version) else {
+            continue;
+        };
+        if let Some(lookup) = compat::lookup_of_public(format, public, pepper)
+            && store.key_id_by_import_lookup(&lookup).await?.is_some()
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Converts imported keys stored in the old, unpeppered shape to peppered lookups (and
+/// digests) under the newest pepper, returning how many were converted.
+///
+/// Without `pending_digests` (every start): only keys already on the native verifier,
+/// whose old lookup is the only old thing about them. That is safe whoever wrote the
+/// row: it still verifies only through a verifier keyed by the pepper.
+///
+/// With `pending_digests` (`keyhaven migrate --upgrade-imports`, an operator's explicit
+/// act): also keys still on their old system's plain digest, while the migration's mark
+/// says such rows existed when it ran. Rows in that shape are otherwise never found or
+/// matched, since a plain digest is something a database writer could have chosen.
+pub async fn upgrade_stored(
+    store: &dyn Store,
+    peppers: &PepperSet,
+    pending_digests: bool,
+) -> anyhow::Result<usize> {
+    let legacy = store.legacy_imports(pending_digests).await?;
+    if legacy.is_empty() && !pending_digests {
+        return Ok(0);
+    }
     let pepper = peppers.newest();
     let mut upgraded = Vec::with_capacity(legacy.len());
     let mut skipped = 0usize;
     for (key_id, old) in legacy {
-        let (Some(format), Some(digest)) = (ImportFormat::parse(&old.format), old.digest) else {
+        let Some(format) = ImportFormat::parse(&old.format) else {
             skipped += 1;
             continue;
         };
-        match compat::upgraded_lookup(format, &old.lookup, &digest, pepper) {
-            Some(lookup) => upgraded.push((
-                key_id,
-                old.lookup,
-                Import {
-                    format: old.format,
-                    lookup,
-                    digest: Some(compat::peppered_digest(pepper, &digest).to_vec()),
-                },
-            )),
-            None => skipped += 1,
-        }
+        let Some(lookup) = compat::upgraded_lookup(format, &old.lookup, pepper) else {
+            skipped += 1;
+            continue;
+        };
+        let public = compat::public_of_old_lookup(&old.lookup).map(str::to_owned);
+        let digest = old
+            .digest
+            .as_deref()
+            .map(|d| compat::peppered_digest(pepper, d).to_vec());
+        upgraded.push((
+            key_id,
+            old.lookup,
+            Import {
+                format: old.format,
+                lookup,
+                digest,
+                public,
+            },
+        ));
     }
     store
-        .finish_import_upgrade(&upgraded, pepper.version().get())
+        .finish_import_upgrade(&upgraded, pepper.version().get(), pending_digests)
         .await?;
     tracing::info!(
         upgraded = upgraded.len(),
         skipped,
-        "imported keys moved to peppered lookups and digests"
+        "imported keys moved to peppered lookups"
     );
-    Ok(())
+    Ok(upgraded.len())
 }

@@ -66,14 +66,14 @@ pub async fn sqlite_to_postgres(
          (SELECT COUNT(*) FROM owners) + (SELECT COUNT(*) FROM keys) + \
          (SELECT COUNT(*) FROM audit_events) + (SELECT COUNT(*) FROM events) + \
          (SELECT COUNT(*) FROM idempotency_keys) + (SELECT COUNT(*) FROM usage_minutely) + \
-         (SELECT COUNT(*) FROM webhooks)",
+         (SELECT COUNT(*) FROM webhooks) + (SELECT COUNT(*) FROM secret_checks)",
     )
     .fetch_one(&mut *target)
     .await?;
     if existing > 0 {
         return Err(anyhow::anyhow!(
             "the target database is not empty ({existing} rows): copy into a freshly \
-             migrated database"
+             migrated database that no server has started on"
         )
         .into());
     }

@@ -235,6 +235,7 @@ fn key_from(row: &DbRow) -> Result<KeyRecord, StoreError> {
                 format,
                 lookup,
                 digest: row.try_get("import_digest")?,
+                public: row.try_get("import_public")?,
             }),
             _ => None,
         },
@@ -427,9 +428,9 @@ async fn insert_keys(tx: &mut Tx, keys: &[KeyRecord]) -> Result<Vec<String>, Sto
             "INSERT INTO keys (key_id, keyspace_id, owner_id, name, last4, pepper_version, \
              verifier, scopes, meta, allowed_keyspaces, enabled, expires_at, revoked_at, \
              revoked_reason, rotated_to, grace_until, rotated_from, sealed_key, import_format, \
-             import_lookup, import_digest, last_used_at, created_at, updated_at, ratelimits, \
-             quota_remaining, quota_refill_interval, quota_refill_day, quota_refill_amount, \
-             quota_refilled_at) ",
+             import_lookup, import_digest, import_public, last_used_at, created_at, updated_at, \
+             ratelimits, quota_remaining, quota_refill_interval, quota_refill_day, \
+             quota_refill_amount, quota_refilled_at) ",
         );
         q.push_values(
             chunk.iter().zip(texts),
@@ -456,6 +457,7 @@ async fn insert_keys(tx: &mut Tx, keys: &[KeyRecord]) -> Result<Vec<String>, Sto
                     .push_bind(key.import.as_ref().map(|i| i.format.clone()))
                     .push_bind(key.import.as_ref().map(|i| i.lookup.clone()))
                     .push_bind(key.import.as_ref().and_then(|i| i.digest.clone()))
+                    .push_bind(key.import.as_ref().and_then(|i| i.public.clone()))
                     .push_bind(key.last_used_at.map(to_unix))
                     .push_bind(to_unix(key.created_at))
                     .push_bind(to_unix(key.updated_at))
@@ -501,7 +503,7 @@ const KEY_COLUMNS: &str = "k.seq, k.key_id, k.keyspace_id, k.owner_id, k.name, k
     k.pepper_version, k.verifier, k.scopes, k.meta, k.allowed_keyspaces, k.enabled, \
     k.expires_at, k.revoked_at, k.revoked_reason, k.rotated_to, k.grace_until, \
     k.rotated_from, k.sealed_key, k.import_format, k.import_lookup, k.import_digest, \
-    k.last_used_at, k.created_at, k.updated_at, k.ratelimits, k.quota_remaining, \
+    k.import_public, k.last_used_at, k.created_at, k.updated_at, k.ratelimits, k.quota_remaining, \
     k.quota_refill_interval, k.quota_refill_day, k.quota_refill_amount, k.quota_refilled_at";
 
 /// Live keys with their effective expiry inside the warning window at `$1` (now):
@@ -1111,51 +1113,62 @@ impl Store for Engine {
         Ok(())
     }
 
-    async fn legacy_imports(&self) -> Result<Option<Vec<(String, Import)>>, StoreError> {
+    async fn legacy_imports(
+        &self,
+        pending_digests: bool,
+    ) -> Result<Vec<(String, Import)>, StoreError> {
         let pending: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM pending_upgrades WHERE name = 'peppered-imports')",
         )
         .fetch_one(self.reads())
         .await
         .context("checking for pending upgrades")?;
-        if !pending {
-            return Ok(None);
-        }
-        let rows: Vec<(String, String, String, Vec<u8>)> = sqlx::query_as(
+        // Old-shape lookups start `p:`, `d:` or `h<version>:`; peppered ones start `i`.
+        let sql = if pending_digests && pending {
             "SELECT key_id, import_format, import_lookup, import_digest FROM keys \
-             WHERE import_digest IS NOT NULL AND import_format IS NOT NULL \
-             AND import_lookup IS NOT NULL",
-        )
-        .fetch_all(self.reads())
-        .await
-        .context("reading imported keys to upgrade")?;
-        Ok(Some(
-            rows.into_iter()
-                .map(|(key_id, format, lookup, digest)| {
-                    let import = Import {
-                        format,
-                        lookup,
-                        digest: Some(digest),
-                    };
-                    (key_id, import)
-                })
-                .collect(),
-        ))
+             WHERE import_format IS NOT NULL AND import_lookup IS NOT NULL \
+             AND import_lookup NOT LIKE 'i%'"
+        } else {
+            "SELECT key_id, import_format, import_lookup, import_digest FROM keys \
+             WHERE import_format IS NOT NULL AND import_lookup IS NOT NULL \
+             AND import_lookup NOT LIKE 'i%' AND import_digest IS NULL"
+        };
+        let rows: Vec<(String, String, String, Option<Vec<u8>>)> = sqlx::query_as(sql)
+            .fetch_all(self.reads())
+            .await
+            .context("reading imported keys to upgrade")?;
+        Ok(rows
+            .into_iter()
+            .map(|(key_id, format, lookup, digest)| {
+                let import = Import {
+                    format,
+                    lookup,
+                    digest,
+                    public: None,
+                };
+                (key_id, import)
+            })
+            .collect())
     }
 
     async fn finish_import_upgrade(
         &self,
         upgraded: &[(String, String, Import)],
         version: u32,
+        pending_done: bool,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
         for (key_id, old_lookup, import) in upgraded {
+            // A key still on its old digest moves to pepper `version` (its digest is now
+            // peppered under it); a key already on the native verifier keeps its own.
             sqlx::query(
-                "UPDATE keys SET import_lookup = $1, import_digest = $2, pepper_version = $3 \
-                 WHERE key_id = $4 AND import_lookup = $5 AND import_digest IS NOT NULL",
+                "UPDATE keys SET import_lookup = $1, import_digest = $2, import_public = $3, \
+                 pepper_version = CASE WHEN import_digest IS NULL THEN pepper_version ELSE $4 END \
+                 WHERE key_id = $5 AND import_lookup = $6",
             )
             .bind(&import.lookup)
             .bind(import.digest.as_deref())
+            .bind(import.public.as_deref())
             .bind(i64::from(version))
             .bind(key_id)
             .bind(old_lookup)
@@ -1164,10 +1177,12 @@ impl Store for Engine {
             .context("storing a peppered import")?;
             notify(&mut tx, Invalidation::Key(key_id.clone())).await?;
         }
-        sqlx::query("DELETE FROM pending_upgrades WHERE name = 'peppered-imports'")
-            .execute(&mut *tx)
-            .await
-            .context("clearing the pending import upgrade")?;
+        if pending_done {
+            sqlx::query("DELETE FROM pending_upgrades WHERE name = 'peppered-imports'")
+                .execute(&mut *tx)
+                .await
+                .context("clearing the pending import upgrade")?;
+        }
         notify(&mut tx, Invalidation::Imports).await?;
         tx.commit().await?;
         Ok(())

@@ -202,9 +202,14 @@ pub struct KeyRecord {
 pub struct Import {
     /// `prefixed_sha256`, `dotted_sha512` or `sha256`.
     pub format: String,
+    /// A peppered tag of the key's public id or digest (`keyhaven_core::compat`).
     pub lookup: String,
-    /// `None` once the key was verified and moved to the native verifier.
+    /// `HMAC(pepper, old digest)`; `None` once the key was verified and moved to the
+    /// native verifier.
     pub digest: Option<Vec<u8>>,
+    /// The key's public part, for display only (`prefix_shortToken`, or the prefix of a
+    /// dotted key); never used to find or check a key.
+    pub public: Option<String>,
 }
 
 /// The old digest is an unpeppered verifier: `Debug` never prints it.
@@ -214,6 +219,7 @@ impl fmt::Debug for Import {
             .field("format", &self.format)
             .field("lookup", &self.lookup)
             .field("digest", &self.digest.as_ref().map(|_| "<redacted>"))
+            .field("public", &self.public)
             .finish()
     }
 }

@@ -42,9 +42,9 @@ pub enum PepperFileError {
     #[error("{0}")]
     Refused(String),
     #[error(
-        "{path} is missing, but the database holds data protected by it: restore the file \
-         from your backup (or set {env}). A new one would make that data unusable, so none \
-         is created."
+        "{path} is missing, but this database was already used with one: restore the file \
+         from your backup or copy it from another node of this deployment (or set {env}). A \
+         new one would not match, so none is created."
     )]
     Missing { path: PathBuf, env: String },
 }

@@ -122,17 +122,25 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         check: &[u8],
         now: Timestamp,
     ) -> Result<(), StoreError>;
-    /// The imported keys still in the unpeppered shape, when that upgrade is pending
-    /// (marked by the migration that introduced it); `None` when it is not.
-    async fn legacy_imports(&self) -> Result<Option<Vec<(String, Import)>>, StoreError>;
-    /// Stores each key's peppered import (lookup and digest, under pepper `version`) in
-    /// place of the old one, given as `(key_id, old lookup, new import)`, and clears the
-    /// pending upgrade, in one transaction. A row whose lookup is no longer the old one
-    /// (another process upgraded it first) is left alone, so nothing is peppered twice.
+    /// Imported keys whose lookup still has the old, unpeppered shape, as
+    /// `(key_id, import)`. Without `pending_digests`, only keys already on the native
+    /// verifier (their lookup alone is old; converting it is always safe). With it, and
+    /// only while the migration's `peppered-imports` mark is present, also keys still on
+    /// their old system's plain digest.
+    async fn legacy_imports(
+        &self,
+        pending_digests: bool,
+    ) -> Result<Vec<(String, Import)>, StoreError>;
+    /// Stores each key's peppered import in place of the old one, given as
+    /// `(key_id, old lookup, new import)`: a key still on its digest moves to pepper
+    /// `version`. A row whose lookup is no longer the old one (another process upgraded
+    /// it first) is left alone, so nothing is peppered twice. With `pending_done` the
+    /// migration's mark is cleared in the same transaction.
     async fn finish_import_upgrade(
         &self,
         upgraded: &[(String, String, Import)],
         version: u32,
+        pending_done: bool,
     ) -> Result<(), StoreError>;
     /// Every pepper version some stored verifier uses (a server refuses to start
     /// without all of them).

@@ -119,6 +119,7 @@ mod support {
                 format: "sha256".into(),
                 lookup: lookup.into(),
                 digest: Some(lookup.as_bytes().to_vec()),
+                public: None,
             }),
             ..key(&key_id, keyspace_id, None)
         }
@@ -868,6 +869,7 @@ pub mod checks {
                 format: "prefixed_sha256".into(),
                 lookup: "lookup-full".into(),
                 digest: Some(vec![9; 32]),
+                public: Some("myapp_Short1".into()),
             }),
             limits: Limits {
                 ratelimits: vec![

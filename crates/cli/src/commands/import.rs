@@ -93,6 +93,7 @@ impl From<CsvRow> for ImportItem {
 
 struct Importer<'a> {
     store: &'a dyn Store,
+    peppers: &'a keyhaven_core::PepperSet,
     keyspaces: HashMap<String, bool>,
     owners: HashMap<String, bool>,
     batch: Vec<KeyRecord>,
@@ -152,6 +153,12 @@ impl Importer<'_> {
         let batch = std::mem::take(&mut self.batch);
         let mut by_keyspace: Vec<(String, Vec<KeyRecord>)> = Vec::new();
         for record in batch {
+            if self.peppers.versions().nth(1).is_some()
+                && import::stored_under_older_pepper(self.store, &record, self.peppers).await?
+            {
+                self.tally.skipped += 1;
+                continue;
+            }
             match by_keyspace
                 .iter_mut()
                 .find(|(ks, _)| *ks == record.keyspace_id)
@@ -278,6 +285,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         );
         let mut importer = Importer {
             store: store.as_ref(),
+            peppers: &peppers,
             keyspaces: HashMap::new(),
             owners: HashMap::new(),
             batch: Vec::with_capacity(args.batch as usize),

@@ -1,5 +1,6 @@
 //! `keyhaven migrate`: applies pending database migrations and exits (servers also apply
-//! them at start).
+//! them at start). `--upgrade-imports` also converts, once, imported keys that an older
+//! version stored with their old system's plain digest.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,6 +18,10 @@ pub struct Args {
     pub data_dir: Option<PathBuf>,
     #[arg(long)]
     pub database_url: Option<String>,
+    /// Also convert keys that an older version imported, and that were never verified
+    /// since, to peppered digests (once, after upgrading; until then they do not verify).
+    #[arg(long)]
+    pub upgrade_imports: bool,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
@@ -35,6 +40,16 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         bootstrap::ensure_data_dir(&config.data_dir)?;
         let store = bootstrap::open_store(&config).await?;
         store.migrate().await?;
+        if args.upgrade_imports {
+            let (peppers, _) = bootstrap::load_peppers(&config.data_dir, store.as_ref()).await?;
+            let waiting = store.legacy_imports(true).await?;
+            if waiting.iter().all(|(_, i)| i.digest.is_none()) {
+                println!("no imported key waits for an upgrade");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let n = keyhaven_server::import::upgrade_stored(store.as_ref(), &peppers, true).await?;
+            println!("converted {n} imported key(s) to peppered lookups and digests");
+        }
         println!("database is up to date");
         Ok(ExitCode::SUCCESS)
     })

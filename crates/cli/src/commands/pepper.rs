@@ -84,9 +84,8 @@ pub fn run(command: &Command) -> anyhow::Result<ExitCode> {
             )?;
         }
         Command::Status(_) => runtime.block_on(async {
+            let (peppers, source) = bootstrap::read_peppers(&config.data_dir)?;
             let store = bootstrap::open_store(&config).await?;
-            let (peppers, source) =
-                bootstrap::load_peppers(&config.data_dir, store.as_ref()).await?;
             let counts = store.pepper_version_counts().await?;
             writeln!(out, "pepper source: {source:?}")?;
             writeln!(

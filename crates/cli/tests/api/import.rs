@@ -325,11 +325,49 @@ async fn cli_import_reports_bad_lines_and_a_rerun_changes_nothing() {
     }
     let stderr = String::from_utf8_lossy(&again.stderr);
     assert!(!stderr.contains("secret-"), "no key material in CLI output");
+
+    // After a pepper rotation, prefixed and dotted keys imported again are still found
+    // under their lookup of the older version and skipped. (Whole-key SHA-256 items are
+    // not: their lookup needs a digest that is stored only peppered.)
+    drop(server);
+    let rotated = keyhaven(&data)
+        .await
+        .args(["pepper", "rotate", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(rotated.status.success(), "{rotated:?}");
+    let shaped: Vec<String> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("prefixed_sha256") || l.contains("dotted_sha512"))
+        .map(str::to_owned)
+        .collect();
+    std::fs::write(&file, shaped.join("\n")).unwrap();
+    let after_rotation = run().await;
+    let stdout = String::from_utf8_lossy(&after_rotation.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "imported 0, skipped {} (already present), rejected 0",
+            shaped.len()
+        )),
+        "{stdout}"
+    );
 }
 
 /// Writes `import` straight into the database as a new key of keyspace `ks`: what
 /// someone with write access to the database, and nothing else, can do.
 async fn insert_row(app: &TestApp, ks: &str, import: keyhaven_store::Import) -> String {
+    insert_row_with(app, ks, import, None).await
+}
+
+/// [`insert_row`], on the native verifier of `native_key` (an import already verified once).
+async fn insert_row_with(
+    app: &TestApp,
+    ks: &str,
+    import: keyhaven_store::Import,
+    native_key: Option<&str>,
+) -> String {
     let item: keyhaven_server::import::ImportItem = serde_json::from_value(json!({
         "keyspace_id": ks, "format": "sha256", "hash": "00".repeat(32)
     }))
@@ -337,6 +375,11 @@ async fn insert_row(app: &TestApp, ks: &str, import: keyhaven_store::Import) -> 
     let mut record =
         keyhaven_server::import::build(&item, &app.peppers, keyhaven_server::clock::now()).unwrap();
     record.import = Some(import);
+    if let Some(key) = native_key {
+        record.verifier = app
+            .peppers
+            .verifier(&record.key_id, keyhaven_core::SecretStr::new(key));
+    }
     let audit = keyhaven_store::AuditEvent {
         id: format!("forged-{}", record.key_id),
         occurred_at: keyhaven_server::clock::now(),
@@ -366,6 +409,7 @@ fn forged_rows(pepper_version: u32) -> Vec<(&'static str, keyhaven_store::Import
         format: format.to_owned(),
         lookup,
         digest: Some(digest),
+        public: None,
     };
     vec![
         (
@@ -440,30 +484,79 @@ async fn rows_written_to_the_database_without_the_pepper_never_verify() {
     assert!(!import.lookup.contains("BRTRKFsL"), "{}", import.lookup);
 }
 
+async fn verify_eventually(app: &TestApp, key: &str, want: &str) -> String {
+    let mut code = app.verify(key).await.code;
+    for _ in 0..50 {
+        if code == want {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        code = app.verify(key).await.code;
+    }
+    code
+}
+
 #[tokio::test]
-async fn imports_stored_unpeppered_are_converted_once_and_keep_verifying() {
-    // Rows written behind the server's back are found once the flush tick re-reads the
-    // "holds imported keys" flag.
-    let app = spawn_app_with(|c| c.usage_flush_interval_ms = 100).await;
+async fn imports_stored_unpeppered_are_converted_and_keep_verifying() {
+    // Rows written behind the server's back (as `keyhaven migrate` would) are seen once
+    // the flush tick re-reads the "holds imported keys" flag and cached lookups expire.
+    let app = spawn_app_with(|c| {
+        c.usage_flush_interval_ms = 100;
+        c.cache_ttl_ms = 200;
+    })
+    .await;
     let ks = app.create_keyspace("old").await;
-    // An import as older versions stored it, and the mark its migration leaves.
-    let old = keyhaven_store::Import {
-        format: "prefixed_sha256".into(),
-        lookup: "p:myapp_BRTRKFsL".into(),
-        digest: Some(hex::decode(PREFIXED_HASH).unwrap()),
+    let old = |lookup: &str, digest: Option<Vec<u8>>| keyhaven_store::Import {
+        format: if lookup.starts_with("p:") {
+            "prefixed_sha256"
+        } else {
+            "dotted_sha512"
+        }
+        .into(),
+        lookup: lookup.into(),
+        digest,
+        public: None,
     };
-    let id = insert_row(&app, &ks.id, old).await;
+    // As older versions stored them: one imported key already verified once (native
+    // verifier, old lookup), one never verified (plain digest), and the mark the
+    // migration leaves for the latter.
+    let used = insert_row_with(&app, &ks.id, old("d:ak_live42", None), Some(DOTTED)).await;
+    let waiting = insert_row(
+        &app,
+        &ks.id,
+        old(
+            "p:myapp_BRTRKFsL",
+            Some(hex::decode(PREFIXED_HASH).unwrap()),
+        ),
+    )
+    .await;
     app.execute_sql(
         "INSERT INTO pending_upgrades (name) VALUES ('peppered-imports')",
         "INSERT INTO pending_upgrades (name) VALUES ('peppered-imports')",
     )
     .await;
-    keyhaven_server::import::upgrade_stored(app.store.as_ref(), &app.peppers)
+
+    // Every start converts the lookups of keys on the native verifier; nothing else.
+    let n = keyhaven_server::import::upgrade_stored(app.store.as_ref(), &app.peppers, false)
         .await
         .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(verify_eventually(&app, DOTTED, "VALID").await, "VALID");
+    let record = app.store.key_for_verify(&used).await.unwrap().unwrap().key;
+    let import = record.import.unwrap();
+    assert!(import.lookup.starts_with("id1:"), "{}", import.lookup);
+    assert_eq!(import.public.as_deref(), Some("ak_live42"));
+    let code = app.verify(PREFIXED).await.code;
+    assert!(code == "NOT_FOUND" || code == "MALFORMED", "{code}");
+
+    // The key still on its plain digest waits for the operator's explicit upgrade.
+    let n = keyhaven_server::import::upgrade_stored(app.store.as_ref(), &app.peppers, true)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
     let import = app
         .store
-        .key_for_verify(&id)
+        .key_for_verify(&waiting)
         .await
         .unwrap()
         .unwrap()
@@ -472,27 +565,40 @@ async fn imports_stored_unpeppered_are_converted_once_and_keep_verifying() {
         .unwrap();
     assert!(import.lookup.starts_with("ip1:"), "{}", import.lookup);
     assert_ne!(import.digest, Some(hex::decode(PREFIXED_HASH).unwrap()));
-    let mut v = app.verify(PREFIXED).await;
-    for _ in 0..50 {
-        if v.code == "VALID" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        v = app.verify(PREFIXED).await;
-    }
-    assert_eq!(
-        (v.code.as_str(), v.key_id.as_deref()),
-        ("VALID", Some(id.as_str()))
-    );
+    let (_, body) = app
+        .send(Method::GET, &format!("/v1/keys/{waiting}"), None)
+        .await;
+    assert_eq!(body["start"], "myapp_BRTRKFsL_\u{2026}", "{body}");
+    assert_eq!(verify_eventually(&app, PREFIXED, "VALID").await, "VALID");
 
-    // Once done, a row written in the old shape is not converted by the next start.
+    // Once done, rows written in the old shape are not converted again: neither one on
+    // a plain digest, nor one claiming a native verifier it cannot have.
     let (forged_key, forged) = forged_rows(1).remove(0);
     let forged_id = insert_row(&app, &ks.id, forged).await;
-    keyhaven_server::import::upgrade_stored(app.store.as_ref(), &app.peppers)
-        .await
-        .unwrap();
+    let fake_native = insert_row_with(
+        &app,
+        &ks.id,
+        old("d:forged", None),
+        Some("not.the-key-presented"),
+    )
+    .await;
+    for pending in [false, true] {
+        keyhaven_server::import::upgrade_stored(app.store.as_ref(), &app.peppers, pending)
+            .await
+            .unwrap();
+    }
     let still = app.store.key_for_verify(&forged_id).await.unwrap().unwrap();
     assert!(still.key.import.unwrap().lookup.starts_with("p:"));
-    let code = app.verify(forged_key).await.code;
-    assert!(code == "NOT_FOUND" || code == "MALFORMED", "{code}");
+    let converted = app
+        .store
+        .key_for_verify(&fake_native)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(converted.key.import.unwrap().lookup.starts_with("id1:"));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    for key in [forged_key, "forged.dotted-secret"] {
+        let code = app.verify(key).await.code;
+        assert!(code == "NOT_FOUND" || code == "MALFORMED", "{key}: {code}");
+    }
 }

@@ -67,10 +67,10 @@ impl KeyView {
             name: key.name.clone(),
             start: match &key.import {
                 None => keyhaven_core::format::display_form(prefix, &key.key_id, &key.last4),
-                Some(i) => match i.lookup.split_once(':') {
-                    Some(("p", id)) => format!("{id}_\u{2026}"),
-                    Some(("d", id)) => format!("{id}.\u{2026}"),
-                    _ => "\u{2026} (imported, sha256)".to_owned(),
+                Some(i) => match (i.format.as_str(), i.public.as_deref()) {
+                    ("prefixed_sha256", Some(id)) => format!("{id}_\u{2026}"),
+                    ("dotted_sha512", Some(id)) => format!("{id}.\u{2026}"),
+                    (format, _) => format!("\u{2026} (imported, {format})"),
                 },
             },
             import_format: key.import.as_ref().map(|i| i.format.clone()),
@@ -886,6 +886,8 @@ pub struct ImportResponse {
     pub results: Vec<crate::import::ImportOutcome>,
 }
 
+const ALREADY_STORED: &str = "a key with the same lookup id or digest is already stored";
+
 #[utoipa::path(post, path = "/v1/keys/import", tag = "keys", request_body = ImportRequest,
     responses((status = 200, body = ImportResponse), (status = "4XX", body = crate::error::Problem)),
     security(("root_key" = [])))]
@@ -943,6 +945,25 @@ pub async fn import(
         } else {
             crate::import::build(item, &state.peppers, now)
         };
+        let built = match built {
+            Ok(record)
+                if crate::import::stored_under_older_pepper(
+                    state.store.as_ref(),
+                    &record,
+                    &state.peppers,
+                )
+                .await? =>
+            {
+                outcomes.push(ImportOutcome {
+                    index,
+                    status: "skipped".into(),
+                    key_id: None,
+                    reason: Some(ALREADY_STORED.into()),
+                });
+                continue;
+            }
+            other => other,
+        };
         match built {
             Ok(record) => {
                 outcomes.push(ImportOutcome {
@@ -980,8 +1001,7 @@ pub async fn import(
                 o.status = if done { "imported" } else { "skipped" }.into();
                 o.key_id = done.then(|| record.key_id.clone());
                 if !done {
-                    o.reason =
-                        Some("a key with the same lookup id or digest is already stored".into());
+                    o.reason = Some(ALREADY_STORED.into());
                 }
             }
         }

@@ -9,10 +9,18 @@ CREATE TABLE secret_checks (
     PRIMARY KEY (name, version)
 );
 
--- Data upgrades that need a secret the SQL cannot see, done once by the next server start.
--- `peppered-imports`: imported keys stored their old system's plain digest and were found
--- by unpeppered lookups; they move to a peppered digest and peppered lookups. Marked only
--- when such rows exist now, so rows written later in the old shape are never converted.
+-- Imported keys now keep their public part for display in its own column (their lookup
+-- becomes a peppered tag).
+ALTER TABLE keys ADD COLUMN import_public TEXT;
+UPDATE keys SET import_public = substr(import_lookup, 3)
+WHERE import_lookup LIKE 'p:%' OR import_lookup LIKE 'd:%';
+
+-- Data upgrades that need a secret the SQL cannot see. `peppered-imports`: imported keys
+-- that have not been verified since their import still hold their old system's plain
+-- digest. Converting them to a peppered digest is an operator's explicit, one-time act
+-- (`keyhaven migrate --upgrade-imports`), allowed only while this mark, set only when
+-- such rows exist at migration time, is present. (Imported keys already on the native
+-- verifier have their lookups converted by every start: that needs no mark.)
 CREATE TABLE pending_upgrades (
     name TEXT PRIMARY KEY
 );
