@@ -153,7 +153,7 @@ pub async fn serve(
     let heartbeat = tokio::spawn(crate::coherence::heartbeat(state.clone()));
     let webhooks = tokio::spawn(crate::webhooks::worker::run(state.clone()));
     let cap = crate::connections::connection_cap(state.config.max_connections);
-    let limits = state.config.connection_limits(cap);
+    let limits = state.config.connection_limits("api", cap);
     tracing::info!(max_connections = cap, "connection limits set");
     let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
     let metrics_server = match state.config.metrics_listen {
@@ -165,7 +165,7 @@ pub async fn serve(
             Some(tokio::spawn(crate::connections::serve(
                 metrics_listener,
                 metrics_router(state.clone()),
-                state.config.connection_limits(64),
+                state.config.connection_limits("metrics", 64),
                 async move {
                     let _ = metrics_stopped.await;
                 },

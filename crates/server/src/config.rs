@@ -464,11 +464,14 @@ impl Config {
         Duration::from_millis(self.request_timeout_ms)
     }
 
+    /// The limits of a listener whose connection metrics are labelled `listener`.
     pub fn connection_limits(
         &self,
+        listener: &'static str,
         max_connections: usize,
     ) -> crate::connections::ConnectionLimits {
         crate::connections::ConnectionLimits {
+            listener,
             max_connections,
             header_timeout: Duration::from_millis(self.http_header_timeout_ms),
             idle_timeout: Duration::from_millis(self.http_idle_timeout_ms),

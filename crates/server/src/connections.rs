@@ -14,12 +14,15 @@
 //!   body-timeout layer);
 //! - at most `max_connections` are open. At the cap, a new connection takes the place of
 //!   the oldest one that has no request in flight (a stalled or idle one: closing it loses
-//!   no answer), so a flood of stalled sockets cannot lock a real client out; when every
+//!   no answer: a response counts as in flight until its body is written; connections
+//!   that never sent a whole request go first), so a flood of stalled sockets cannot lock
+//!   a real client out; when every
 //!   connection is busy the new one is closed at once. The default cap leaves room under
 //!   the process's descriptor limit for the database, Redis and webhook sockets, so
 //!   `accept` itself never runs out of descriptors.
 //!
-//! Metrics: `keyhaven_http_connections` (open now) and
+//! Metrics, labelled `listener` (`api`, or `metrics` for a separate metrics listener):
+//! `keyhaven_http_connections` (open now) and
 //! `keyhaven_http_connections_closed_total{reason}` with `reason` one of `evicted`,
 //! `refused`, `idle`, `header_timeout`, and `accept_error` (accept failed: the descriptor
 //! limit is lower than the cap).
@@ -60,11 +63,13 @@ pub struct ConnectionLimits {
     pub max_connections: usize,
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
+    /// The `listener` label of this listener's connection metrics (`api`, `metrics`).
+    pub listener: &'static str,
 }
 
 /// Raises the soft descriptor limit to the hard one (as Go's runtime does), and returns
-/// the connection cap that fits under it: `configured` if set (never above the fit),
-/// otherwise the fit itself.
+/// the connection cap: `configured` if set, lowered to what fits under the descriptor
+/// limit; otherwise what fits, at most 16,384.
 pub fn connection_cap(configured: u32) -> usize {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
     let limit = getrlimit(Resource::Nofile);
@@ -81,12 +86,11 @@ pub fn connection_cap(configured: u32) -> usize {
         }
         (current, _) => current,
     };
-    let fit = soft.map_or(DEFAULT_MAX_CONNECTIONS, |soft| {
-        soft.saturating_sub(RESERVED_DESCRIPTORS)
-            .clamp(16, DEFAULT_MAX_CONNECTIONS.max(16))
+    let fit = soft.map_or(u64::MAX, |soft| {
+        soft.saturating_sub(RESERVED_DESCRIPTORS).max(16)
     });
     let cap = match u64::from(configured) {
-        0 => fit,
+        0 => fit.min(DEFAULT_MAX_CONNECTIONS),
         wanted if wanted > fit => {
             tracing::warn!(
                 max_connections = wanted,
@@ -100,11 +104,20 @@ pub fn connection_cap(configured: u32) -> usize {
     usize::try_from(cap).unwrap_or(usize::MAX)
 }
 
+/// Set in [`Conn::in_flight`] when the registry has chosen the connection for eviction;
+/// from then on it is closing, whatever comes in.
+const EVICTING: u32 = 1 << 31;
+
 /// One open connection, as the registry and its own task see it.
 #[derive(Debug)]
 struct Conn {
-    /// Requests being handled now; only a connection at 0 may be evicted or closed idle.
+    /// Requests being handled now (their responses included, until the body is written);
+    /// only a connection at 0 may be evicted or closed idle. Eviction claims it by
+    /// setting [`EVICTING`] while it is 0, so a request cannot slip in between the
+    /// choice and the claim.
     in_flight: AtomicU32,
+    /// Notified when `in_flight` drops to 0.
+    now_idle: Notify,
     /// When the last request finished (or the connection opened), in ms since the epoch.
     idle_since_ms: AtomicU64,
     /// Whether a request has come: until then the header timeout bounds the wait (hyper's
@@ -120,6 +133,7 @@ struct Conn {
 struct Registry {
     epoch: Instant,
     max: usize,
+    listener: &'static str,
     next_id: AtomicU64,
     open: Mutex<BTreeMap<u64, Arc<Conn>>>,
 }
@@ -136,18 +150,28 @@ impl Registry {
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         let mut evicted = None;
         if open.len() >= self.max {
+            // Prefer one that never sent a whole request (a stalled head), then the
+            // oldest idle one; claim it only if it is still idle.
+            let claim = |c: &Arc<Conn>| {
+                c.in_flight
+                    .compare_exchange(0, EVICTING, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+            };
             let victim = open
                 .iter()
-                .find(|(_, c)| c.in_flight.load(Ordering::Acquire) == 0)
+                .find(|(_, c)| !c.had_request.load(Ordering::Acquire) && claim(c))
+                .or_else(|| open.iter().find(|(_, c)| claim(c)))
                 .map(|(&id, _)| id);
             match victim.and_then(|id| open.remove(&id)) {
                 Some(conn) => {
                     conn.evict.notify_one();
-                    metrics::counter!(CLOSED, "reason" => "evicted").increment(1);
+                    metrics::counter!(CLOSED, "listener" => self.listener, "reason" => "evicted")
+                        .increment(1);
                     evicted = Some(conn);
                 }
                 None => {
-                    metrics::counter!(CLOSED, "reason" => "refused").increment(1);
+                    metrics::counter!(CLOSED, "listener" => self.listener, "reason" => "refused")
+                        .increment(1);
                     return None;
                 }
             }
@@ -155,20 +179,21 @@ impl Registry {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let conn = Arc::new(Conn {
             in_flight: AtomicU32::new(0),
+            now_idle: Notify::new(),
             idle_since_ms: AtomicU64::new(self.now_ms()),
             had_request: AtomicBool::new(false),
             evict: Notify::new(),
             gone: Notify::new(),
         });
         open.insert(id, conn.clone());
-        metrics::gauge!(OPEN).set(open.len() as f64);
+        metrics::gauge!(OPEN, "listener" => self.listener).set(open.len() as f64);
         Some((id, conn, evicted))
     }
 
     fn remove(&self, id: u64) {
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         open.remove(&id);
-        metrics::gauge!(OPEN).set(open.len() as f64);
+        metrics::gauge!(OPEN, "listener" => self.listener).set(open.len() as f64);
     }
 }
 
@@ -194,7 +219,36 @@ impl Drop for InFlight {
         self.conn
             .idle_since_ms
             .store(self.registry.now_ms(), Ordering::Release);
-        self.conn.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if self.conn.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.conn.now_idle.notify_one();
+        }
+    }
+}
+
+/// A response body that keeps its request counted in flight until it is written, so
+/// neither eviction nor the idle timer cuts a response short.
+struct Guarded {
+    body: Body,
+    _in_flight: InFlight,
+}
+
+impl hyper::body::Body for Guarded {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -209,6 +263,7 @@ pub async fn serve(
     let registry = Arc::new(Registry {
         epoch: Instant::now(),
         max: limits.max_connections.max(1),
+        listener: limits.listener,
         next_id: AtomicU64::new(0),
         open: Mutex::new(BTreeMap::new()),
     });
@@ -223,7 +278,7 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
-                    accept_errors.record(&e);
+                    accept_errors.record(&e, limits.listener);
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     continue;
                 }
@@ -290,9 +345,11 @@ impl Connection {
             let in_flight = InFlight::enter(&conn, &registry);
             let response = router.clone().oneshot(request.map(Body::new));
             async move {
-                let response = response.await;
-                drop(in_flight);
-                Ok::<_, Infallible>(response.unwrap_or_else(|never| match never {}))
+                let response = response.await.unwrap_or_else(|never| match never {});
+                Ok::<_, Infallible>(response.map(|body| Guarded {
+                    body,
+                    _in_flight: in_flight,
+                }))
             }
         });
         let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -321,24 +378,27 @@ impl Connection {
             let idle_since = self.conn.idle_since_ms.load(Ordering::Acquire);
             let deadline =
                 self.registry.epoch + Duration::from_millis(idle_since.saturating_add(idle_ms));
+            // While a request is in flight there is no idle deadline: wait for it to end.
+            let busy = self.conn.in_flight.load(Ordering::Acquire) != 0;
             tokio::select! {
                 result = served.as_mut() => {
                     if let Err(e) = result
                         && e.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_timeout)
                     {
-                        metrics::counter!(CLOSED, "reason" => "header_timeout").increment(1);
+                        metrics::counter!(CLOSED, "listener" => self.limits.listener, "reason" => "header_timeout").increment(1);
                     }
                     break;
                 }
                 // Dropping the connection closes its socket; it had no request in flight.
                 () = self.conn.evict.notified() => break,
-                () = tokio::time::sleep_until(deadline.into()) => {
+                () = self.conn.now_idle.notified(), if busy => {}
+                () = tokio::time::sleep_until(deadline.into()), if !busy => {
                     let idle = self.conn.in_flight.load(Ordering::Acquire) == 0
                         && self.registry.now_ms().saturating_sub(
                             self.conn.idle_since_ms.load(Ordering::Acquire)) >= idle_ms;
                     if idle {
                         let reason = if first { "header_timeout" } else { "idle" };
-                        metrics::counter!(CLOSED, "reason" => reason).increment(1);
+                        metrics::counter!(CLOSED, "listener" => self.limits.listener, "reason" => reason).increment(1);
                         break;
                     }
                 }
@@ -361,8 +421,8 @@ struct AcceptErrors {
 }
 
 impl AcceptErrors {
-    fn record(&mut self, error: &std::io::Error) {
-        metrics::counter!(CLOSED, "reason" => "accept_error").increment(1);
+    fn record(&mut self, error: &std::io::Error, listener: &'static str) {
+        metrics::counter!(CLOSED, "listener" => listener, "reason" => "accept_error").increment(1);
         let due = self
             .last_logged
             .is_none_or(|t| t.elapsed() >= Duration::from_secs(10));

@@ -165,28 +165,38 @@ mod dialect {
 
 /// Creates the database file readable by its owner only, or narrows an existing one
 /// (and its `-wal` and `-shm` files) to that. SQLite gives the `-wal` and `-shm` files it
-/// creates the database file's mode, so all three stay 0600.
+/// creates the database file's mode, so all three stay 0600. A file this process may
+/// not change (another owner, a read-only mount) is left as it is, with a warning.
 fn owner_only(path: &Path) -> Result<(), StoreError> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    if path.as_os_str().is_empty() || path.as_os_str() == ":memory:" {
+    let name = path.as_os_str();
+    let in_memory = name.is_empty()
+        || name == ":memory:"
+        || path.to_str().is_some_and(|p| p.starts_with("file:"));
+    if in_memory {
         return Ok(());
     }
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating the database file {}", path.display()))?;
+    if !path.exists() {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+            .with_context(|| format!("creating the database file {}", path.display()))?;
+    }
     for suffix in ["", "-wal", "-shm"] {
         let mut name = path.as_os_str().to_owned();
         name.push(suffix);
         let file = Path::new(&name);
-        match std::fs::metadata(file) {
-            Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
-                std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))
-                    .with_context(|| format!("making {} private", file.display()))?;
-            }
-            _ => {}
+        if let Ok(meta) = std::fs::metadata(file)
+            && meta.permissions().mode() & 0o077 != 0
+            && let Err(e) = std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))
+        {
+            tracing::warn!(
+                file = %file.display(),
+                error = %e,
+                "the database file is readable by others and cannot be made private"
+            );
         }
     }
     Ok(())

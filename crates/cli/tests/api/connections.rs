@@ -118,12 +118,12 @@ async fn two_thousand_stalled_connections_under_1024_descriptors_keep_healthz_an
         .unwrap();
     let timed_out = metric(
         &text,
-        "keyhaven_http_connections_closed_total{reason=\"header_timeout\"}",
+        "keyhaven_http_connections_closed_total{listener=\"api\",reason=\"header_timeout\"}",
     )
     .unwrap_or(0.0);
     let evicted = metric(
         &text,
-        "keyhaven_http_connections_closed_total{reason=\"evicted\"}",
+        "keyhaven_http_connections_closed_total{listener=\"api\",reason=\"evicted\"}",
     )
     .unwrap_or(0.0);
     assert!(timed_out >= 1.0, "no header timeout counted:\n{text}");
