@@ -25,6 +25,17 @@ pub struct Problem {
     pub code: String,
 }
 
+/// The 4xx answer every handler documents (`responses(..., ClientError)`): a problem
+/// document, sent as `application/problem+json`.
+#[derive(Debug, utoipa::IntoResponses)]
+#[response(
+    status = "4XX",
+    description = "The request was refused; the RFC 9457 problem's `code` says why (e.g. \
+                   `validation_failed`, `unauthorized`, `insufficient_scope`, `not_found`).",
+    content_type = PROBLEM_CONTENT_TYPE
+)]
+pub struct ClientError(pub Problem);
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// The request is well-formed HTTP but its content is not acceptable.

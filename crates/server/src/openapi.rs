@@ -1,6 +1,13 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations. Served at
 //! `/openapi.json` and checked in as `docs/openapi.json` (a test fails when it is stale;
-//! `KEYHAVEN_UPDATE_OPENAPI=1 cargo test -p keyhaven-server openapi` rewrites it).
+//! `KEYHAVEN_UPDATE_OPENAPI=1 cargo test -p keyhaven --test api openapi` rewrites it).
+//!
+//! Conventions the tests below hold every operation to: a unique `<resource>_<verb>`
+//! operationId, a description on every response, query parameters declared `in: query`,
+//! and errors documented as `application/problem+json` (handlers list
+//! [`crate::error::ClientError`] for their 4xx answers). Schema limits (`maxLength`,
+//! `maximum`, ...) are literals in the annotations; the tests tie them to the constants
+//! the validation uses.
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -59,4 +66,176 @@ pub fn document() -> String {
     let mut json = ApiDoc::openapi().to_pretty_json().unwrap_or_default();
     json.push('\n');
     json
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use serde_json::Value;
+
+    use super::*;
+
+    fn doc() -> Value {
+        serde_json::from_str(&document()).unwrap()
+    }
+
+    fn operations(doc: &Value) -> Vec<(String, String, Value)> {
+        let mut out = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                out.push((path.clone(), method.clone(), op.clone()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn operation_ids_are_unique_and_snake_case() {
+        let doc = doc();
+        let mut seen = BTreeSet::new();
+        for (path, method, op) in operations(&doc) {
+            let id = op["operationId"].as_str().unwrap_or_default();
+            assert!(
+                id.contains('_') && id.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{method} {path}: operationId {id:?}"
+            );
+            assert!(
+                seen.insert(id.to_owned()),
+                "{method} {path}: {id} is used twice"
+            );
+        }
+    }
+
+    #[test]
+    fn parameters_are_where_the_server_reads_them() {
+        let doc = doc();
+        for (path, method, op) in operations(&doc) {
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                let name = p["name"].as_str().unwrap();
+                let in_path = path.contains(&format!("{{{name}}}"));
+                match p["in"].as_str().unwrap() {
+                    "path" => assert!(in_path && p["required"] == true, "{method} {path}: {name}"),
+                    "query" | "header" => assert!(!in_path, "{method} {path}: {name}"),
+                    other => panic!("{method} {path}: {name} in {other}"),
+                }
+            }
+        }
+        let totals = &doc["paths"]["/v1/keys/usage"]["get"]["parameters"];
+        let key_ids = totals
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "key_ids");
+        assert_eq!(key_ids.unwrap()["required"], true);
+        let list = &doc["paths"]["/v1/keys"]["get"]["parameters"];
+        assert!(
+            list.as_array()
+                .unwrap()
+                .iter()
+                .all(|p| p["required"] == false)
+        );
+    }
+
+    #[test]
+    fn every_response_is_described_and_errors_are_problems() {
+        let doc = doc();
+        for (path, method, op) in operations(&doc) {
+            let responses = op["responses"].as_object().unwrap();
+            for (status, response) in responses {
+                let what = format!("{method} {path} {status}");
+                assert!(
+                    response["description"]
+                        .as_str()
+                        .is_some_and(|d| !d.is_empty()),
+                    "{what}"
+                );
+                if status.starts_with('4') || status.starts_with('5') {
+                    let types: Vec<&String> =
+                        response["content"].as_object().unwrap().keys().collect();
+                    assert_eq!(types, [crate::error::PROBLEM_CONTENT_TYPE], "{what}");
+                }
+            }
+            if path != "/healthz" && path != "/readyz" && path != "/metrics" {
+                assert!(responses.contains_key("4XX"), "{method} {path}");
+            }
+        }
+    }
+
+    #[test]
+    fn documented_limits_are_the_enforced_ones() {
+        use crate::routes::{keys, keyspaces, limits, verify, webhooks};
+        let doc = doc();
+        let schemas = &doc["components"]["schemas"];
+        let checks: [(&str, u64); 16] = [
+            ("/CreateKeyspace/properties/name/maxLength", 200),
+            (
+                "/CreateKeyspace/properties/prefix/maxLength",
+                keyhaven_core::format::MAX_PREFIX_LEN as u64,
+            ),
+            (
+                "/CreateKeyspace/properties/max_key_age_seconds/maximum",
+                keyspaces::MAX_POLICY_SECONDS as u64,
+            ),
+            (
+                "/UpdateKeyspace/properties/default_grace_seconds/maximum",
+                keyspaces::MAX_POLICY_SECONDS as u64,
+            ),
+            (
+                "/CreateKeyspace/properties/ratelimits/maxItems",
+                limits::MAX_LIMITS as u64,
+            ),
+            ("/RateLimitBody/properties/limit/maximum", limits::MAX_LIMIT),
+            ("/RateLimitBody/properties/burst/maximum", limits::MAX_LIMIT),
+            (
+                "/RateLimitBody/properties/duration_ms/maximum",
+                limits::MAX_DURATION_MS,
+            ),
+            ("/QuotaBody/properties/remaining/maximum", limits::MAX_QUOTA),
+            ("/RefillBody/properties/amount/maximum", limits::MAX_QUOTA),
+            (
+                "/CreateKey/properties/scopes/maxItems",
+                keys::MAX_SCOPES as u64,
+            ),
+            (
+                "/RotateKey/properties/grace_period_seconds/maximum",
+                keys::MAX_GRACE_SECONDS,
+            ),
+            (
+                "/ImportRequest/properties/keys/maxItems",
+                keys::MAX_IMPORT_BATCH as u64,
+            ),
+            ("/VerifyRequest/properties/cost/maximum", verify::MAX_COST),
+            (
+                "/VerifyRequest/properties/ratelimits/maxItems",
+                verify::MAX_NAMED_LIMITS as u64,
+            ),
+            (
+                "/CreateWebhook/properties/event_types/maxItems",
+                webhooks::MAX_EVENT_TYPES as u64,
+            ),
+        ];
+        for (pointer, enforced) in checks {
+            assert_eq!(
+                schemas.pointer(pointer).and_then(Value::as_u64),
+                Some(enforced),
+                "{pointer}"
+            );
+        }
+        assert_eq!(
+            schemas
+                .pointer("/CreateWebhook/properties/url/maxLength")
+                .and_then(Value::as_u64),
+            Some(crate::webhooks::target::MAX_URL_LEN as u64)
+        );
+        let limit = doc["paths"]["/v1/keys"]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "limit")
+            .unwrap()
+            .clone();
+        assert_eq!(limit["schema"]["maximum"], crate::routes::MAX_PAGE);
+        assert_eq!(limit["schema"]["minimum"], 1);
+    }
 }

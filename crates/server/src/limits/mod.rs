@@ -45,7 +45,8 @@ pub enum LimitScope {
 #[serde(deny_unknown_fields)]
 pub struct NamedCost {
     pub name: String,
-    /// Default: the request's `cost`.
+    /// At most 1,000. Default: the request's `cost`.
+    #[schema(maximum = 1000)]
     pub cost: Option<u64>,
 }
 

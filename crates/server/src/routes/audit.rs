@@ -13,6 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::keyspaces::rfc3339;
 use super::*;
 use crate::auth::Scope;
+use crate::error::ClientError;
 use crate::extract::ApiQuery;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -48,6 +49,7 @@ impl From<&AuditEvent> for AuditEventView {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     pub keyspace_id: Option<String>,
@@ -58,7 +60,10 @@ pub struct ListParams {
     pub since: Option<String>,
     /// RFC 3339; events before.
     pub until: Option<String>,
+    /// Page size, 1-500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
+    /// `next_cursor` from the previous page.
     pub cursor: Option<String>,
 }
 
@@ -76,8 +81,13 @@ fn time_param(
         .transpose()
 }
 
-#[utoipa::path(get, path = "/v1/audit-events", tag = "audit", params(ListParams),
-    responses((status = 200, body = List<AuditEventView>), (status = "4XX", body = crate::error::Problem)),
+#[utoipa::path(get, path = "/v1/audit-events", tag = "audit",
+    operation_id = "audit_events_list", params(ListParams),
+    responses(
+        (status = 200, description = "A page of audit events, newest first.",
+            body = List<AuditEventView>),
+        ClientError,
+    ),
     security(("root_key" = [])))]
 pub async fn list(
     State(state): State<AppState>,
@@ -140,6 +150,7 @@ impl From<&Event> for EventView {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EventParams {
     /// Only events of this type, e.g. `key.revoked`.
@@ -152,12 +163,19 @@ pub struct EventParams {
     pub since: Option<String>,
     /// RFC 3339; events before.
     pub until: Option<String>,
+    /// Page size, 1-500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
+    /// `next_cursor` from the previous page.
     pub cursor: Option<String>,
 }
 
-#[utoipa::path(get, path = "/v1/events", tag = "audit", params(EventParams),
-    responses((status = 200, body = List<EventView>), (status = "4XX", body = crate::error::Problem)),
+#[utoipa::path(get, path = "/v1/events", tag = "audit",
+    operation_id = "events_list", params(EventParams),
+    responses(
+        (status = 200, description = "A page of the event log.", body = List<EventView>),
+        ClientError,
+    ),
     security(("root_key" = [])))]
 pub async fn events(
     State(state): State<AppState>,

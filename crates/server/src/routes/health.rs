@@ -3,11 +3,26 @@
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
-#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "Alive")))]
+/// The body of `/healthz` and of a ready `/readyz`: `{"status":"ok"}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    pub status: HealthStatus,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    Ok,
+}
+
+#[utoipa::path(get, path = "/healthz", tag = "health", operation_id = "health_get",
+    responses((status = 200, description = "The process is alive.", body = Health)))]
 pub async fn healthz() -> Response {
     (
         StatusCode::OK,
@@ -17,8 +32,13 @@ pub async fn healthz() -> Response {
         .into_response()
 }
 
-#[utoipa::path(get, path = "/readyz", tag = "health",
-    responses((status = 200, description = "Ready"), (status = 503, body = crate::error::Problem)))]
+#[utoipa::path(get, path = "/readyz", tag = "health", operation_id = "readiness_get",
+    responses(
+        (status = 200, description = "The process is alive and its database answers.",
+            body = Health),
+        (status = 503, description = "The database does not answer (problem `not_ready`).",
+            body = crate::error::Problem, content_type = crate::error::PROBLEM_CONTENT_TYPE),
+    ))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
     match state.store.ping().await {
         Ok(()) => healthz().await,
@@ -33,8 +53,9 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-#[utoipa::path(get, path = "/metrics", tag = "health",
-    responses((status = 200, description = "Prometheus text format")))]
+#[utoipa::path(get, path = "/metrics", tag = "health", operation_id = "metrics_get",
+    responses((status = 200, description = "Metrics in the Prometheus text format (version 0.0.4).",
+        body = String, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     state.metrics.run_upkeep();
     let mut response = state.metrics.render().into_response();
@@ -43,4 +64,22 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         HeaderValue::from_static("text/plain; version=0.0.4"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn healthz_sends_the_documented_body() {
+        let response = healthz().await;
+        let sent = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        let documented = serde_json::to_vec(&Health {
+            status: HealthStatus::Ok,
+        })
+        .unwrap();
+        assert_eq!(sent, documented);
+    }
 }

@@ -22,6 +22,7 @@ use super::limits::{
 };
 use super::*;
 use crate::auth::{RootAuth, Scope};
+use crate::error::ClientError;
 use crate::extract::{ApiPath, ApiQuery, JsonBody};
 
 /// A key as the API shows it: never the secret.
@@ -119,9 +120,12 @@ impl std::fmt::Debug for CreatedKey {
 pub struct CreateKey {
     pub keyspace_id: String,
     pub owner_id: Option<String>,
+    /// 1-200 characters without control characters.
+    #[schema(min_length = 1, max_length = 200)]
     pub name: Option<String>,
     /// Up to 64 scopes, each 1-100 characters of `[A-Za-z0-9_:.*/-]`.
     #[serde(default)]
+    #[schema(max_items = 64)]
     pub scopes: Vec<String>,
     #[serde(default)]
     pub meta: Map<String, Value>,
@@ -133,8 +137,9 @@ pub struct CreateKey {
     /// `keys:reveal` can see it again. Default false.
     pub recoverable: Option<bool>,
     /// The key's own rate limits: override its keyspace's (and owner's) of the same
-    /// name, or add to them.
+    /// name, or add to them; at most 16.
     #[serde(default)]
+    #[schema(max_items = 16)]
     pub ratelimits: Vec<RateLimitBody>,
     /// Remaining uses, optionally refilled daily or monthly.
     pub quota: Option<QuotaBody>,
@@ -143,12 +148,15 @@ pub struct CreateKey {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateKey {
+    /// 1-200 characters without control characters; `null` clears the name.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 200)]
     pub name: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
     pub owner_id: Option<Option<String>>,
+    /// Replaces the scopes: up to 64, each 1-100 characters of `[A-Za-z0-9_:.*/-]`.
+    #[schema(max_items = 64)]
     pub scopes: Option<Vec<String>>,
     pub meta: Option<Map<String, Value>>,
     /// RFC 3339, or `null` for no expiry.
@@ -156,7 +164,8 @@ pub struct UpdateKey {
     #[schema(value_type = Option<String>)]
     pub expires_at: Option<Option<String>>,
     pub enabled: Option<bool>,
-    /// Replaces the key's own rate limits (`[]` removes them).
+    /// Replaces the key's own rate limits (`[]` removes them); at most 16.
+    #[schema(max_items = 16)]
     pub ratelimits: Option<Vec<RateLimitBody>>,
     /// Sets the quota (its counter to `remaining`: a top-up); `null` removes it.
     #[serde(default, deserialize_with = "double_option")]
@@ -167,7 +176,9 @@ pub struct UpdateKey {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeKey {
-    /// Why, for the audit log and the key's record (up to 500 characters).
+    /// Why, for the audit log and the key's record: up to 500 characters without
+    /// control characters.
+    #[schema(max_length = 500)]
     pub reason: Option<String>,
 }
 
@@ -176,13 +187,15 @@ pub struct RevokeKey {
 pub struct RotateKey {
     /// How long the old key keeps verifying (VALID, with `rotation` set in verify answers);
     /// then it answers REVOKED. Default: the keyspace's `default_grace_seconds`, else 0
-    /// (ends it at once); at most one year.
+    /// (ends it at once); at most one year (31622400).
+    #[schema(maximum = 31622400)]
     pub grace_period_seconds: Option<u64>,
 }
 
 pub const MAX_GRACE_SECONDS: u64 = 366 * 24 * 3600;
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     pub keyspace_id: Option<String>,
@@ -190,7 +203,10 @@ pub struct ListParams {
     /// `created` (newest first, the default) or `last_used` (most recently used first,
     /// never-used keys last).
     pub sort: Option<String>,
+    /// Page size, 1-500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
+    /// `next_cursor` from the previous page.
     pub cursor: Option<String>,
 }
 
@@ -352,9 +368,14 @@ fn key_fields(k: &KeyRecord) -> [(&'static str, Value); 7] {
     ]
 }
 
-#[utoipa::path(post, path = "/v1/keys", tag = "keys", request_body = CreateKey,
+#[utoipa::path(post, path = "/v1/keys", tag = "keys",
+    operation_id = "keys_create", request_body = CreateKey,
     params(("Idempotency-Key" = Option<String>, Header, description = "Replay protection")),
-    responses((status = 201, body = CreatedKey), (status = "4XX", body = crate::error::Problem)),
+    responses(
+        (status = 201, body = CreatedKey,
+            description = "The key, created; `key` is its plaintext, shown only this once."),
+        ClientError,
+    ),
     security(("root_key" = [])))]
 pub async fn create(
     State(state): State<AppState>,
@@ -465,8 +486,11 @@ pub async fn create(
     }
 }
 
-#[utoipa::path(get, path = "/v1/keys", tag = "keys", params(ListParams),
-    responses((status = 200, body = List<KeyView>), (status = "4XX", body = crate::error::Problem)),
+#[utoipa::path(get, path = "/v1/keys", tag = "keys", operation_id = "keys_list", params(ListParams),
+    responses(
+        (status = 200, description = "A page of keys.", body = List<KeyView>),
+        ClientError,
+    ),
     security(("root_key" = [])))]
 pub async fn list(
     State(state): State<AppState>,
@@ -532,8 +556,12 @@ pub async fn list(
     Ok(json_response(StatusCode::OK, to_body(&list)?))
 }
 
-#[utoipa::path(get, path = "/v1/keys/{key_id}", tag = "keys", params(("key_id" = String, Path)),
-    responses((status = 200, body = KeyView), (status = "4XX", body = crate::error::Problem)),
+#[utoipa::path(get, path = "/v1/keys/{key_id}", tag = "keys",
+    operation_id = "keys_get", params(("key_id" = String, Path)),
+    responses(
+        (status = 200, description = "The key (never its secret).", body = KeyView),
+        ClientError,
+    ),
     security(("root_key" = [])))]
 pub async fn get(
     State(state): State<AppState>,
@@ -552,9 +580,13 @@ pub async fn get(
     ))
 }
 
-#[utoipa::path(patch, path = "/v1/keys/{key_id}", tag = "keys", params(("key_id" = String, Path)),
+#[utoipa::path(patch, path = "/v1/keys/{key_id}", tag = "keys",
+    operation_id = "keys_update", params(("key_id" = String, Path)),
     request_body = UpdateKey,
-    responses((status = 200, body = KeyView), (status = "4XX", body = crate::error::Problem)),
+    responses(
+        (status = 200, description = "The key, updated.", body = KeyView),
+        ClientError,
+    ),
     security(("root_key" = [])))]
 pub async fn update(
     State(state): State<AppState>,
@@ -647,11 +679,14 @@ pub async fn update(
     ))
 }
 
-#[utoipa::path(post, path = "/v1/keys/{key_id}/revoke", tag = "keys",
+#[utoipa::path(post, path = "/v1/keys/{key_id}/revoke", tag = "keys", operation_id = "keys_revoke",
     params(("key_id" = String, Path),
         ("Idempotency-Key" = Option<String>, Header, description = "Replay protection")),
     request_body = RevokeKey,
-    responses((status = 200, body = KeyView), (status = "4XX", body = crate::error::Problem)),
+    responses(
+        (status = 200, description = "The key, revoked.", body = KeyView),
+        ClientError,
+    ),
     security(("root_key" = [])))]
 pub async fn revoke(
     State(state): State<AppState>,
@@ -710,11 +745,15 @@ pub async fn revoke(
     }
 }
 
-#[utoipa::path(post, path = "/v1/keys/{key_id}/rotate", tag = "keys",
+#[utoipa::path(post, path = "/v1/keys/{key_id}/rotate", tag = "keys", operation_id = "keys_rotate",
     params(("key_id" = String, Path),
         ("Idempotency-Key" = Option<String>, Header, description = "Replay protection")),
     request_body = RotateKey,
-    responses((status = 201, body = CreatedKey), (status = "4XX", body = crate::error::Problem)),
+    responses(
+        (status = 201, body = CreatedKey,
+            description = "The successor key; `key` is its plaintext, shown only this once."),
+        ClientError,
+    ),
     security(("root_key" = [])))]
 pub async fn rotate(
     State(state): State<AppState>,
@@ -811,10 +850,12 @@ pub async fn rotate(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ExpiringParams {
     pub keyspace_id: Option<String>,
     /// At most this many, soonest first (1-500, default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 
@@ -826,8 +867,13 @@ pub struct ExpiringKeyView {
     pub expires: String,
 }
 
-#[utoipa::path(get, path = "/v1/keys/expiring", tag = "keys", params(ExpiringParams),
-    responses((status = 200, body = List<ExpiringKeyView>), (status = "4XX", body = crate::error::Problem)),
+#[utoipa::path(get, path = "/v1/keys/expiring", tag = "keys",
+    operation_id = "expiring_keys_list", params(ExpiringParams),
+    responses(
+        (status = 200, body = List<ExpiringKeyView>,
+            description = "Keys within their keyspace's expiry warning, soonest expiry first."),
+        ClientError,
+    ),
     security(("root_key" = [])))]
 pub async fn expiring(
     State(state): State<AppState>,
@@ -874,7 +920,8 @@ pub const MAX_IMPORT_BATCH: usize = 1000;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImportRequest {
-    /// Up to 1,000 keys.
+    /// 1 to 1,000 keys.
+    #[schema(min_items = 1, max_items = 1000)]
     pub keys: Vec<crate::import::ImportItem>,
 }
 
@@ -888,8 +935,13 @@ pub struct ImportResponse {
 
 const ALREADY_STORED: &str = "a key with the same lookup id or digest is already stored";
 
-#[utoipa::path(post, path = "/v1/keys/import", tag = "keys", request_body = ImportRequest,
-    responses((status = 200, body = ImportResponse), (status = "4XX", body = crate::error::Problem)),
+#[utoipa::path(post, path = "/v1/keys/import", tag = "keys",
+    operation_id = "keys_import", request_body = ImportRequest,
+    responses(
+        (status = 200, description = "What happened to each item: imported, skipped or rejected.",
+            body = ImportResponse),
+        ClientError,
+    ),
     security(("root_key" = [])))]
 pub async fn import(
     State(state): State<AppState>,
@@ -1034,9 +1086,13 @@ impl std::fmt::Debug for RevealedKey {
     }
 }
 
-#[utoipa::path(post, path = "/v1/keys/{key_id}/reveal", tag = "keys",
+#[utoipa::path(post, path = "/v1/keys/{key_id}/reveal", tag = "keys", operation_id = "keys_reveal",
     params(("key_id" = String, Path)),
-    responses((status = 200, body = RevealedKey), (status = "4XX", body = crate::error::Problem)),
+    responses(
+        (status = 200, description = "The key's plaintext (the reveal is audited).",
+            body = RevealedKey),
+        ClientError,
+    ),
     security(("root_key" = [])))]
 pub async fn reveal(
     State(state): State<AppState>,
@@ -1081,8 +1137,12 @@ pub async fn reveal(
     Ok(json_response(StatusCode::OK, body.to_vec()))
 }
 
-#[utoipa::path(delete, path = "/v1/keys/{key_id}", tag = "keys", params(("key_id" = String, Path)),
-    responses((status = 204), (status = "4XX", body = crate::error::Problem)),
+#[utoipa::path(delete, path = "/v1/keys/{key_id}", tag = "keys",
+    operation_id = "keys_delete", params(("key_id" = String, Path)),
+    responses(
+        (status = 204, description = "The key was deleted."),
+        ClientError,
+    ),
     security(("root_key" = [])))]
 pub async fn delete(
     State(state): State<AppState>,

@@ -13,6 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::limits::{RateLimitBody, rate_limit_views, rate_limits};
 use super::*;
 use crate::auth::{RootAuth, Scope};
+use crate::error::ClientError;
 use crate::extract::{ApiPath, ApiQuery, JsonBody};
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -42,10 +43,13 @@ pub struct KeyspaceView {
 pub struct AlertsBody {
     /// A minute with more than this many times the key's own baseline (its mean rate
     /// over the preceding `alert_baseline_minutes`) is a spike; 2-10000.
+    #[schema(minimum = 2, maximum = 10000)]
     pub spike_factor: Option<u32>,
     /// Minutes with fewer verifications are never a spike; 1-10000000.
+    #[schema(minimum = 1, maximum = 10000000)]
     pub spike_min_per_minute: Option<u64>,
     /// This many wrong secrets for one key id in a minute is a burst; 1-10000000.
+    #[schema(minimum = 1, maximum = 10000000)]
     pub failed_per_minute: Option<u64>,
 }
 
@@ -112,16 +116,28 @@ pub fn rfc3339(t: keyhaven_store::Timestamp) -> String {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKeyspace {
-    /// Human-readable name, 1-200 characters.
+    /// Human-readable name, 1-200 characters without control characters.
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
-    /// Key prefix: 1-20 characters `[a-z][a-z0-9_]*`, unique; `kh_` is reserved.
+    /// Key prefix: 1-20 characters `[a-z][a-z0-9_]*`, unique; `kh` and `kh_*` are
+    /// reserved.
+    #[schema(min_length = 1, max_length = 20, pattern = "^[a-z][a-z0-9_]*$")]
     pub prefix: String,
+    /// Keys stop verifying (EXPIRED) this many seconds after creation; 1 second to 100
+    /// years.
+    #[schema(minimum = 1, maximum = 3162240000_i64)]
     pub max_key_age_seconds: Option<i64>,
+    /// Grace period of a rotation that names none; 0 to 100 years.
+    #[schema(minimum = 0, maximum = 3162240000_i64)]
     pub default_grace_seconds: Option<i64>,
+    /// Keys this close to their expiry are listed as expiring (default 7 days); 1
+    /// second to 100 years.
+    #[schema(minimum = 1, maximum = 3162240000_i64)]
     pub expiry_warning_seconds: Option<i64>,
     /// Default rate limits of every key (a key's or owner's limit of the same name
-    /// takes precedence).
+    /// takes precedence); at most 16.
     #[serde(default)]
+    #[schema(max_items = 16)]
     pub ratelimits: Vec<RateLimitBody>,
     #[serde(default)]
     pub alerts: AlertsBody,
@@ -130,26 +146,34 @@ pub struct CreateKeyspace {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateKeyspace {
+    /// 1-200 characters without control characters.
+    #[schema(min_length = 1, max_length = 200)]
     pub name: Option<String>,
-    /// `null` removes the limit.
+    /// 1 second to 100 years; `null` removes the limit.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 3162240000_i64)]
     pub max_key_age_seconds: Option<Option<i64>>,
+    /// 0 to 100 years; `null` removes it.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 3162240000_i64)]
     pub default_grace_seconds: Option<Option<i64>>,
+    /// 1 second to 100 years; `null` restores the default (7 days).
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 3162240000_i64)]
     pub expiry_warning_seconds: Option<Option<i64>>,
-    /// Replaces the default rate limits (`[]` removes them).
+    /// Replaces the default rate limits (`[]` removes them); at most 16.
+    #[schema(max_items = 16)]
     pub ratelimits: Option<Vec<RateLimitBody>>,
     /// Replaces the alert thresholds (fields left out take the server's defaults).
     pub alerts: Option<AlertsBody>,
 }
 
+/// Longest policy duration: 100 years.
+pub const MAX_POLICY_SECONDS: i64 = 100 * 366 * 24 * 3600;
+
 /// Each policy duration is 1 second to 100 years (grace may be 0).
 fn validate_policy(p: &KeyspacePolicy) -> Result<(), ApiError> {
-    const MAX: i64 = 100 * 366 * 24 * 3600;
+    const MAX: i64 = MAX_POLICY_SECONDS;
     let check = |name: &str, v: Option<i64>, min: i64| match v {
         Some(v) if !(min..=MAX).contains(&v) => Err(ApiError::invalid(format!(
             "{name} must be between {min} and {MAX} seconds"
@@ -162,9 +186,11 @@ fn validate_policy(p: &KeyspacePolicy) -> Result<(), ApiError> {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     /// Page size, 1-500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// `next_cursor` from the previous page.
     pub cursor: Option<String>,
@@ -192,10 +218,13 @@ pub async fn visible_keyspace(
     state.store.keyspace(id).await?.ok_or(ApiError::NotFound)
 }
 
-#[utoipa::path(post, path = "/v1/keyspaces", tag = "keyspaces",
+#[utoipa::path(post, path = "/v1/keyspaces", tag = "keyspaces", operation_id = "keyspaces_create",
     request_body = CreateKeyspace,
     params(("Idempotency-Key" = Option<String>, Header, description = "Replay protection")),
-    responses((status = 201, body = KeyspaceView), (status = "4XX", body = crate::error::Problem)),
+    responses(
+        (status = 201, description = "The keyspace, created.", body = KeyspaceView),
+        ClientError,
+    ),
     security(("root_key" = [])))]
 pub async fn create(
     State(state): State<AppState>,
@@ -276,8 +305,12 @@ pub async fn create(
     }
 }
 
-#[utoipa::path(get, path = "/v1/keyspaces", tag = "keyspaces", params(ListParams),
-    responses((status = 200, body = List<KeyspaceView>), (status = "4XX", body = crate::error::Problem)),
+#[utoipa::path(get, path = "/v1/keyspaces", tag = "keyspaces",
+    operation_id = "keyspaces_list", params(ListParams),
+    responses(
+        (status = 200, description = "A page of keyspaces.", body = List<KeyspaceView>),
+        ClientError,
+    ),
     security(("root_key" = [])))]
 pub async fn list(
     State(state): State<AppState>,
@@ -294,9 +327,12 @@ pub async fn list(
     Ok(json_response(StatusCode::OK, to_body(&list)?))
 }
 
-#[utoipa::path(get, path = "/v1/keyspaces/{id}", tag = "keyspaces",
+#[utoipa::path(get, path = "/v1/keyspaces/{id}", tag = "keyspaces", operation_id = "keyspaces_get",
     params(("id" = String, Path)),
-    responses((status = 200, body = KeyspaceView), (status = "4XX", body = crate::error::Problem)),
+    responses(
+        (status = 200, description = "The keyspace.", body = KeyspaceView),
+        ClientError,
+    ),
     security(("root_key" = [])))]
 pub async fn get(
     State(state): State<AppState>,
@@ -312,8 +348,12 @@ pub async fn get(
 }
 
 #[utoipa::path(patch, path = "/v1/keyspaces/{id}", tag = "keyspaces",
+    operation_id = "keyspaces_update",
     params(("id" = String, Path)), request_body = UpdateKeyspace,
-    responses((status = 200, body = KeyspaceView), (status = "4XX", body = crate::error::Problem)),
+    responses(
+        (status = 200, description = "The keyspace, updated.", body = KeyspaceView),
+        ClientError,
+    ),
     security(("root_key" = [])))]
 pub async fn update(
     State(state): State<AppState>,
@@ -394,8 +434,12 @@ pub async fn update(
 }
 
 #[utoipa::path(delete, path = "/v1/keyspaces/{id}", tag = "keyspaces",
+    operation_id = "keyspaces_delete",
     params(("id" = String, Path)),
-    responses((status = 204), (status = "4XX", body = crate::error::Problem)),
+    responses(
+        (status = 204, description = "The keyspace was deleted."),
+        ClientError,
+    ),
     security(("root_key" = [])))]
 pub async fn delete(
     State(state): State<AppState>,

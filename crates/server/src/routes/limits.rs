@@ -24,13 +24,17 @@ pub const MAX_QUOTA: u64 = 1 << 50;
 #[serde(deny_unknown_fields)]
 pub struct RateLimitBody {
     /// 1-64 characters of `[A-Za-z0-9_.-]`, unique within the list.
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_.-]+$")]
     pub name: String,
     /// Calls per period, 1 to 10^9.
+    #[schema(minimum = 1, maximum = 1000000000)]
     pub limit: u64,
     /// The period in milliseconds, 1 ms to 30 days.
+    #[schema(minimum = 1, maximum = 2592000000_u64)]
     pub duration_ms: u64,
-    /// Calls admitted at once from a full limit (default: `limit`).
+    /// Calls admitted at once from a full limit, 1 to 10^9 (default: `limit`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1000000000)]
     pub burst: Option<u64>,
 }
 
@@ -105,9 +109,11 @@ pub fn rate_limit_views(defs: &[RateLimitDef]) -> Vec<RateLimitBody> {
 pub struct RefillBody {
     /// `daily` (00:00 UTC) or `monthly` (on `day` at 00:00 UTC).
     pub interval: String,
-    /// Remaining uses after each refill.
+    /// Remaining uses after each refill, at most 2^50.
+    #[schema(maximum = 1125899906842624_u64)]
     pub amount: u64,
     /// For `monthly`: 1-31 (the last day in shorter months). Default 1.
+    #[schema(minimum = 1, maximum = 31)]
     pub day: Option<u8>,
 }
 
@@ -116,6 +122,8 @@ pub struct RefillBody {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuotaBody {
+    /// Uses left, at most 2^50.
+    #[schema(maximum = 1125899906842624_u64)]
     pub remaining: u64,
     pub refill: Option<RefillBody>,
 }

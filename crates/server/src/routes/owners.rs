@@ -18,6 +18,7 @@ use super::limits::{
 };
 use super::*;
 use crate::auth::Scope;
+use crate::error::ClientError;
 use crate::extract::{ApiPath, ApiQuery, JsonBody};
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -52,14 +53,19 @@ impl OwnerView {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOwner {
-    /// Your id for this customer: 1-255 visible characters, unique in the deployment.
+    /// Your id for this customer: 1-255 characters without control characters, unique
+    /// in the deployment.
+    #[schema(min_length = 1, max_length = 255)]
     pub external_id: String,
+    /// 1-200 characters without control characters.
+    #[schema(min_length = 1, max_length = 200)]
     pub name: Option<String>,
     #[serde(default)]
     pub meta: Map<String, Value>,
     /// Rate limits shared by all the owner's keys (they take precedence over keyspace
-    /// defaults of the same name).
+    /// defaults of the same name); at most 16.
     #[serde(default)]
+    #[schema(max_items = 16)]
     pub ratelimits: Vec<RateLimitBody>,
     /// Uses shared by all the owner's keys.
     pub quota: Option<QuotaBody>,
@@ -68,13 +74,16 @@ pub struct CreateOwner {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateOwner {
+    /// 1-255 characters without control characters, unique in the deployment.
+    #[schema(min_length = 1, max_length = 255)]
     pub external_id: Option<String>,
-    /// `null` clears the name.
+    /// 1-200 characters without control characters; `null` clears the name.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 200)]
     pub name: Option<Option<String>>,
     pub meta: Option<Map<String, Value>>,
-    /// Replaces the rate limits (`[]` removes them).
+    /// Replaces the rate limits (`[]` removes them); at most 16.
+    #[schema(max_items = 16)]
     pub ratelimits: Option<Vec<RateLimitBody>>,
     /// Sets the quota (its counter to `remaining`: a top-up); `null` removes it.
     #[serde(default, deserialize_with = "double_option")]
@@ -83,11 +92,15 @@ pub struct UpdateOwner {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     /// Only the owner with this external id.
     pub external_id: Option<String>,
+    /// Page size, 1-500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
+    /// `next_cursor` from the previous page.
     pub cursor: Option<String>,
 }
 
@@ -117,9 +130,13 @@ async fn find(state: &AppState, id: &str) -> Result<Owner, ApiError> {
     state.store.owner(id).await?.ok_or(ApiError::NotFound)
 }
 
-#[utoipa::path(post, path = "/v1/owners", tag = "owners", request_body = CreateOwner,
+#[utoipa::path(post, path = "/v1/owners", tag = "owners",
+    operation_id = "owners_create", request_body = CreateOwner,
     params(("Idempotency-Key" = Option<String>, Header, description = "Replay protection")),
-    responses((status = 201, body = OwnerView), (status = "4XX", body = crate::error::Problem)),
+    responses(
+        (status = 201, description = "The owner, created.", body = OwnerView),
+        ClientError,
+    ),
     security(("root_key" = [])))]
 pub async fn create(
     State(state): State<AppState>,
@@ -185,8 +202,12 @@ pub async fn create(
     }
 }
 
-#[utoipa::path(get, path = "/v1/owners", tag = "owners", params(ListParams),
-    responses((status = 200, body = List<OwnerView>), (status = "4XX", body = crate::error::Problem)),
+#[utoipa::path(get, path = "/v1/owners", tag = "owners",
+    operation_id = "owners_list", params(ListParams),
+    responses(
+        (status = 200, description = "A page of owners.", body = List<OwnerView>),
+        ClientError,
+    ),
     security(("root_key" = [])))]
 pub async fn list(
     State(state): State<AppState>,
@@ -211,8 +232,12 @@ pub async fn list(
     Ok(json_response(StatusCode::OK, to_body(&list)?))
 }
 
-#[utoipa::path(get, path = "/v1/owners/{id}", tag = "owners", params(("id" = String, Path)),
-    responses((status = 200, body = OwnerView), (status = "4XX", body = crate::error::Problem)),
+#[utoipa::path(get, path = "/v1/owners/{id}", tag = "owners",
+    operation_id = "owners_get", params(("id" = String, Path)),
+    responses(
+        (status = 200, description = "The owner.", body = OwnerView),
+        ClientError,
+    ),
     security(("root_key" = [])))]
 pub async fn get(
     State(state): State<AppState>,
@@ -228,9 +253,13 @@ pub async fn get(
     ))
 }
 
-#[utoipa::path(patch, path = "/v1/owners/{id}", tag = "owners", params(("id" = String, Path)),
+#[utoipa::path(patch, path = "/v1/owners/{id}", tag = "owners",
+    operation_id = "owners_update", params(("id" = String, Path)),
     request_body = UpdateOwner,
-    responses((status = 200, body = OwnerView), (status = "4XX", body = crate::error::Problem)),
+    responses(
+        (status = 200, description = "The owner, updated.", body = OwnerView),
+        ClientError,
+    ),
     security(("root_key" = [])))]
 pub async fn update(
     State(state): State<AppState>,
@@ -324,8 +353,12 @@ pub async fn update(
     ))
 }
 
-#[utoipa::path(delete, path = "/v1/owners/{id}", tag = "owners", params(("id" = String, Path)),
-    responses((status = 204), (status = "4XX", body = crate::error::Problem)),
+#[utoipa::path(delete, path = "/v1/owners/{id}", tag = "owners",
+    operation_id = "owners_delete", params(("id" = String, Path)),
+    responses(
+        (status = 204, description = "The owner was deleted."),
+        ClientError,
+    ),
     security(("root_key" = [])))]
 pub async fn delete(
     State(state): State<AppState>,

@@ -18,6 +18,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::keyspaces::{rfc3339, visible_keyspace};
 use super::*;
 use crate::auth::{RootAuth, Scope};
+use crate::error::ClientError;
 use crate::extract::{ApiPath, ApiQuery};
 
 /// Most buckets one series answers with.
@@ -26,6 +27,7 @@ pub const MAX_BUCKETS: i64 = 1_500;
 pub const MAX_KEYS: usize = 100;
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SeriesParams {
     /// RFC 3339; the first bucket holds this instant (default: 24 buckets before `to`
@@ -179,9 +181,13 @@ async fn answer(
     ))
 }
 
-#[utoipa::path(get, path = "/v1/keys/{key_id}/usage", tag = "usage",
+#[utoipa::path(get, path = "/v1/keys/{key_id}/usage", tag = "usage", operation_id = "key_usage_get",
     params(("key_id" = String, Path), SeriesParams),
-    responses((status = 200, body = UsageSeries), (status = "4XX", body = crate::error::Problem)),
+    responses(
+        (status = 200, description = "The key's verifications by outcome, per bucket.",
+            body = UsageSeries),
+        ClientError,
+    ),
     security(("root_key" = [])))]
 pub async fn key(
     State(state): State<AppState>,
@@ -194,9 +200,13 @@ pub async fn key(
     answer(&state, UsageTarget::Key(&key_id), &params).await
 }
 
-#[utoipa::path(get, path = "/v1/owners/{id}/usage", tag = "usage",
+#[utoipa::path(get, path = "/v1/owners/{id}/usage", tag = "usage", operation_id = "owner_usage_get",
     params(("id" = String, Path), SeriesParams),
-    responses((status = 200, body = UsageSeries), (status = "4XX", body = crate::error::Problem)),
+    responses(
+        (status = 200, description = "The owner's verifications by outcome, per bucket.",
+            body = UsageSeries),
+        ClientError,
+    ),
     security(("root_key" = [])))]
 pub async fn owner(
     State(state): State<AppState>,
@@ -214,8 +224,13 @@ pub async fn owner(
 }
 
 #[utoipa::path(get, path = "/v1/keyspaces/{id}/usage", tag = "usage",
+    operation_id = "keyspace_usage_get",
     params(("id" = String, Path), SeriesParams),
-    responses((status = 200, body = UsageSeries), (status = "4XX", body = crate::error::Problem)),
+    responses(
+        (status = 200, description = "The keyspace's verifications by outcome, per bucket.",
+            body = UsageSeries),
+        ClientError,
+    ),
     security(("root_key" = [])))]
 pub async fn keyspace(
     State(state): State<AppState>,
@@ -229,6 +244,7 @@ pub async fn keyspace(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct TotalsParams {
     /// Comma-separated key ids, at most 100. Ids of keys that do not exist (or that
@@ -259,8 +275,13 @@ pub struct UsageTotals {
     pub data: Vec<KeyTotals>,
 }
 
-#[utoipa::path(get, path = "/v1/keys/usage", tag = "usage", params(TotalsParams),
-    responses((status = 200, body = UsageTotals), (status = "4XX", body = crate::error::Problem)),
+#[utoipa::path(get, path = "/v1/keys/usage", tag = "usage",
+    operation_id = "usage_totals_get", params(TotalsParams),
+    responses(
+        (status = 200, body = UsageTotals,
+            description = "Verification totals of each listed key this root key may see."),
+        ClientError,
+    ),
     security(("root_key" = [])))]
 pub async fn totals(
     State(state): State<AppState>,

@@ -15,6 +15,7 @@ use utoipa::ToSchema;
 use super::keyspaces::rfc3339;
 use super::*;
 use crate::auth::Scope;
+use crate::error::ClientError;
 use crate::extract::JsonBody;
 use crate::limits::{LimitScope, NamedCost};
 use crate::usage::Outcome;
@@ -26,14 +27,17 @@ pub struct VerifyRequest {
     /// The whole key as presented by the caller.
     #[schema(value_type = String)]
     pub key: SecretString,
-    /// Scopes the key must hold; otherwise the answer is INSUFFICIENT_SCOPES.
+    /// Scopes the key must hold (up to 64); otherwise the answer is INSUFFICIENT_SCOPES.
     #[serde(default)]
+    #[schema(max_items = 64)]
     pub scopes: Vec<String>,
     /// Units this call takes from the key's rate limits and quota (default 1; 0 checks
     /// without consuming; at most 1,000).
+    #[schema(maximum = 1000)]
     pub cost: Option<u64>,
     /// Check only these named limits, each at its own cost (default: every limit of the
-    /// key at `cost`). Names the key does not have are ignored.
+    /// key at `cost`); at most 32. Names the key does not have are ignored.
+    #[schema(max_items = 32)]
     pub ratelimits: Option<Vec<NamedCost>>,
     /// The address of the client that presented the key (as your API saw it): failed
     /// verifications are limited per address as well as per key id.
@@ -237,8 +241,13 @@ impl Serialize for Rfc3339Micros {
     }
 }
 
-#[utoipa::path(post, path = "/v1/keys/verify", tag = "verify", request_body = VerifyRequest,
-    responses((status = 200, body = VerifyResponse), (status = "4XX", body = crate::error::Problem)),
+#[utoipa::path(post, path = "/v1/keys/verify", tag = "verify",
+    operation_id = "keys_verify", request_body = VerifyRequest,
+    responses(
+        (status = 200, body = VerifyResponse,
+            description = "The verdict: `valid` and `code` say whether the key may be used."),
+        ClientError,
+    ),
     security(("root_key" = [])))]
 pub async fn verify(
     State(state): State<AppState>,

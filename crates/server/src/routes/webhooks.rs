@@ -18,11 +18,12 @@ use utoipa::{IntoParams, ToSchema};
 use super::keyspaces::{rfc3339, visible_keyspace};
 use super::*;
 use crate::auth::{RootAuth, Scope};
+use crate::error::ClientError;
 use crate::extract::{ApiPath, ApiQuery, JsonBody};
 use crate::webhooks::{SECRET_PURPOSE, signing, target};
 
 /// Most event types one webhook lists.
-const MAX_EVENT_TYPES: usize = 16;
+pub const MAX_EVENT_TYPES: usize = 16;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct WebhookView {
@@ -68,12 +69,15 @@ pub struct CreatedWebhook {
 pub struct CreateWebhook {
     /// `http(s)://…`, at most 2048 characters, no credentials; a public address unless
     /// the server allows private targets.
+    #[schema(min_length = 1, max_length = 2048)]
     pub url: String,
-    /// Event types to deliver (default `["*"]`, every type).
+    /// 1-16 event types to deliver (default `["*"]`, every type).
+    #[schema(min_items = 1, max_items = 16)]
     pub event_types: Option<Vec<String>>,
     /// Deliver only this keyspace's events (required for a keyspace-restricted root key).
     pub keyspace_id: Option<String>,
-    /// At most 500 characters.
+    /// At most 500 characters without control characters.
+    #[schema(max_length = 500)]
     pub description: Option<String>,
     /// Default true.
     pub enabled: Option<bool>,
@@ -82,29 +86,42 @@ pub struct CreateWebhook {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateWebhook {
+    /// `http(s)://…`, at most 2048 characters, no credentials; a public address unless
+    /// the server allows private targets.
+    #[schema(min_length = 1, max_length = 2048)]
     pub url: Option<String>,
+    /// Replaces the event types: 1-16 (`["*"]` for every type).
+    #[schema(min_items = 1, max_items = 16)]
     pub event_types: Option<Vec<String>>,
-    /// `null` removes it.
+    /// At most 500 characters without control characters; `null` removes it.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 500)]
     pub description: Option<Option<String>>,
     /// A disabled webhook gets no new deliveries, and those waiting are paused.
     pub enabled: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
+    /// Page size, 1-500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
+    /// `next_cursor` from the previous page.
     pub cursor: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveryParams {
     /// `pending`, `delivered` or `failed` (retries exhausted).
     pub status: Option<String>,
+    /// Page size, 1-500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
+    /// `next_cursor` from the previous page.
     pub cursor: Option<String>,
 }
 
@@ -253,9 +270,14 @@ fn fields(h: &Webhook) -> [(&'static str, Value); 5] {
     ]
 }
 
-#[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", request_body = CreateWebhook,
+#[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks",
+    operation_id = "webhooks_create", request_body = CreateWebhook,
     params(("Idempotency-Key" = Option<String>, Header, description = "Replay protection")),
-    responses((status = 201, body = CreatedWebhook), (status = "4XX", body = crate::error::Problem)),
+    responses(
+        (status = 201, body = CreatedWebhook,
+            description = "The webhook, created; its signing `secret` is shown only this once."),
+        ClientError,
+    ),
     security(("root_key" = [])))]
 pub async fn create(
     State(state): State<AppState>,
@@ -328,8 +350,12 @@ pub async fn create(
     }
 }
 
-#[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks", params(ListParams),
-    responses((status = 200, body = List<WebhookView>), (status = "4XX", body = crate::error::Problem)),
+#[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks",
+    operation_id = "webhooks_list", params(ListParams),
+    responses(
+        (status = 200, description = "A page of webhooks.", body = List<WebhookView>),
+        ClientError,
+    ),
     security(("root_key" = [])))]
 pub async fn list(
     State(state): State<AppState>,
@@ -346,8 +372,12 @@ pub async fn list(
     Ok(json_response(StatusCode::OK, to_body(&list)?))
 }
 
-#[utoipa::path(get, path = "/v1/webhooks/{id}", tag = "webhooks", params(("id" = String, Path)),
-    responses((status = 200, body = WebhookView), (status = "4XX", body = crate::error::Problem)),
+#[utoipa::path(get, path = "/v1/webhooks/{id}", tag = "webhooks",
+    operation_id = "webhooks_get", params(("id" = String, Path)),
+    responses(
+        (status = 200, description = "The webhook.", body = WebhookView),
+        ClientError,
+    ),
     security(("root_key" = [])))]
 pub async fn get(
     State(state): State<AppState>,
@@ -363,8 +393,12 @@ pub async fn get(
 }
 
 #[utoipa::path(patch, path = "/v1/webhooks/{id}", tag = "webhooks",
+    operation_id = "webhooks_update",
     params(("id" = String, Path)), request_body = UpdateWebhook,
-    responses((status = 200, body = WebhookView), (status = "4XX", body = crate::error::Problem)),
+    responses(
+        (status = 200, description = "The webhook, updated.", body = WebhookView),
+        ClientError,
+    ),
     security(("root_key" = [])))]
 pub async fn update(
     State(state): State<AppState>,
@@ -415,8 +449,12 @@ pub async fn update(
     ))
 }
 
-#[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks", params(("id" = String, Path)),
-    responses((status = 204), (status = "4XX", body = crate::error::Problem)),
+#[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks",
+    operation_id = "webhooks_delete", params(("id" = String, Path)),
+    responses(
+        (status = 204, description = "The webhook was deleted."),
+        ClientError,
+    ),
     security(("root_key" = [])))]
 pub async fn delete(
     State(state): State<AppState>,
@@ -441,8 +479,13 @@ pub async fn delete(
 }
 
 #[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries", tag = "webhooks",
+    operation_id = "webhook_deliveries_list",
     params(("id" = String, Path), DeliveryParams),
-    responses((status = 200, body = List<DeliveryView>), (status = "4XX", body = crate::error::Problem)),
+    responses(
+        (status = 200, description = "A page of the webhook's deliveries.",
+            body = List<DeliveryView>),
+        ClientError,
+    ),
     security(("root_key" = [])))]
 pub async fn deliveries(
     State(state): State<AppState>,
@@ -477,8 +520,12 @@ pub async fn deliveries(
 }
 
 #[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries/{delivery_id}", tag = "webhooks",
+    operation_id = "webhook_deliveries_get",
     params(("id" = String, Path), ("delivery_id" = String, Path)),
-    responses((status = 200, body = DeliveryView), (status = "4XX", body = crate::error::Problem)),
+    responses(
+        (status = 200, description = "The delivery, with every attempt.", body = DeliveryView),
+        ClientError,
+    ),
     security(("root_key" = [])))]
 pub async fn delivery(
     State(state): State<AppState>,
@@ -515,8 +562,13 @@ async fn visible_delivery(
 /// Puts a delivery back in the queue, due now, with a fresh retry period (whatever its
 /// status: a delivered event can be sent again, under the same `webhook-id`).
 #[utoipa::path(post, path = "/v1/webhooks/{id}/deliveries/{delivery_id}/resend", tag = "webhooks",
+    operation_id = "webhook_deliveries_resend",
     params(("id" = String, Path), ("delivery_id" = String, Path)),
-    responses((status = 202, body = DeliveryView), (status = "4XX", body = crate::error::Problem)),
+    responses(
+        (status = 202, description = "The delivery, queued to be sent again now.",
+            body = DeliveryView),
+        ClientError,
+    ),
     security(("root_key" = [])))]
 pub async fn resend(
     State(state): State<AppState>,
