@@ -7,6 +7,8 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
+use serde_json::error::Category;
+use serde_path_to_error::Segment;
 
 use crate::error::ApiError;
 use crate::idempotency;
@@ -98,7 +100,10 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     };
     serde_json::from_slice(bytes).map_err(|e| {
         let code = match e.classify() {
-            serde_json::error::Category::Data => "validation_failed",
+            Category::Data => match integer_field_error::<T>(bytes) {
+                Some(detail) => return ApiError::invalid(detail),
+                None => "validation_failed",
+            },
             _ => "malformed_json",
         };
         ApiError::bad_request(
@@ -106,6 +111,96 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             format!("Invalid request body: {}", redact(&e.to_string())),
         )
     })
+}
+
+/// For a body refused because an integer field holds something else (`3003.0`, `1e3`,
+/// `"5"`, `-1` for a count), a message naming the field and saying it must be a whole
+/// number, without the value. Parses the body again, tracking where it failed: only
+/// on this error path, so an accepted body (a verify) pays nothing for it.
+fn integer_field_error<T: DeserializeOwned>(bytes: &[u8]) -> Option<String> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let error = serde_path_to_error::deserialize::<_, T>(&mut de).err()?;
+    let field = field_path(error.path())?;
+    let must_be = integer_problem(&error.inner().to_string())?;
+    Some(format!("Invalid request body: {field} must be {must_be}"))
+}
+
+/// `ratelimits[0].limit`: the path to a value, when it runs through field names and
+/// array indices only.
+fn field_path(path: &serde_path_to_error::Path) -> Option<String> {
+    let mut out = String::new();
+    for segment in path {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } if is_field_name(key) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            _ => return None,
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// Whether a path segment looks like one of our field names (request bodies hold no
+/// maps of integers, so an integer's path never runs through a client's map key; this is
+/// the belt to those braces).
+fn is_field_name(key: &str) -> bool {
+    let mut bytes = key.bytes();
+    key.len() <= 40
+        && bytes.next().is_some_and(|b| b.is_ascii_lowercase())
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && keyhaven_core::parse(key).is_err()
+}
+
+/// What an integer field's value must be, from serde's message about it (`invalid type:
+/// floating point `1.5`, expected u64 at line 1 column 9`); `None` when the field that
+/// refused the value is not an integer.
+fn integer_problem(message: &str) -> Option<String> {
+    let message = message.rsplit_once(" at line ").map_or(message, |(m, _)| m);
+    let (unexpected, expected) = message
+        .strip_prefix("invalid type: ")
+        .or_else(|| message.strip_prefix("invalid value: "))?
+        .rsplit_once(", expected ")?;
+    let (min, max): (i128, i128) = match expected {
+        "u8" => (0, u8::MAX.into()),
+        "u16" => (0, u16::MAX.into()),
+        "u32" => (0, u32::MAX.into()),
+        "u64" => (0, u64::MAX.into()),
+        "i8" => (i8::MIN.into(), i8::MAX.into()),
+        "i16" => (i16::MIN.into(), i16::MAX.into()),
+        "i32" => (i32::MIN.into(), i32::MAX.into()),
+        "i64" => (i64::MIN.into(), i64::MAX.into()),
+        _ => return None,
+    };
+    let range = format!("a whole number from {min} to {max}");
+    let got = if let Some(float) = unexpected.strip_prefix("floating point `") {
+        // An integer too large for a u64 (`1e20` or `100000000000000000000`) reaches
+        // serde as a float too: say so by the range, not by the way it was written.
+        let value: f64 = float.trim_end_matches('`').parse().ok()?;
+        // `as` saturates, and is exact for a whole number in i128's range.
+        if value.fract() == 0.0 && !(min..=max).contains(&(value as i128)) {
+            return Some(range);
+        }
+        "a number with a fraction or exponent"
+    } else if unexpected.starts_with("integer `") {
+        return Some(range);
+    } else if unexpected.starts_with("string ") {
+        "a string"
+    } else if unexpected.starts_with("boolean ") {
+        "a boolean"
+    } else if unexpected == "null" || unexpected == "unit value" {
+        "null"
+    } else if unexpected == "sequence" {
+        "an array"
+    } else if unexpected == "map" {
+        "an object"
+    } else {
+        return Some("a whole number".to_owned());
+    };
+    Some(format!("a whole number (got {got})"))
 }
 
 /// Replaces every quoted value in a serde message (`"…"`) and every backticked span
@@ -199,5 +294,117 @@ mod tests {
         let long = format!("unknown field `{}`", "x".repeat(60));
         assert_eq!(redact(&long), "unknown field `…`");
         assert_eq!(redact("unterminated \"abc"), "unterminated …");
+    }
+
+    fn refused<T: DeserializeOwned + std::fmt::Debug>(body: &str) -> (String, String) {
+        let problem = parse_json::<T>(body.as_bytes()).unwrap_err().problem();
+        (problem.code, problem.detail)
+    }
+
+    #[test]
+    fn a_float_for_an_integer_field_names_the_field_and_not_the_value() {
+        use crate::routes::keys::RotateKey;
+        let fraction = "Invalid request body: grace_period_seconds must be a whole number \
+                        (got a number with a fraction or exponent)";
+        for body in [
+            r#"{"grace_period_seconds": 3003.0}"#,
+            r#"{"grace_period_seconds": 30.5}"#,
+            r#"{"grace_period_seconds": 3e3}"#,
+        ] {
+            let (code, detail) = refused::<RotateKey>(body);
+            assert_eq!(
+                (code.as_str(), detail.as_str()),
+                ("validation_failed", fraction)
+            );
+        }
+        let (code, detail) = refused::<RotateKey>(r#"{"grace_period_seconds": "acme_live_x1"}"#);
+        assert_eq!(code, "validation_failed");
+        assert_eq!(
+            detail,
+            "Invalid request body: grace_period_seconds must be a whole number (got a string)"
+        );
+        let range = "Invalid request body: grace_period_seconds must be a whole number from 0 \
+                     to 18446744073709551615";
+        for body in [
+            r#"{"grace_period_seconds": -7}"#,
+            r#"{"grace_period_seconds": 100000000000000000000}"#,
+            r#"{"grace_period_seconds": 18446744073709551616}"#,
+        ] {
+            assert_eq!(refused::<RotateKey>(body).1, range, "{body}");
+        }
+        assert_eq!(
+            parse_json::<RotateKey>(br#"{"grace_period_seconds": 3003}"#)
+                .unwrap()
+                .grace_period_seconds,
+            Some(3003)
+        );
+    }
+
+    #[test]
+    fn nested_and_nullable_integer_fields_are_named_by_their_path() {
+        use crate::routes::keyspaces::{CreateKeyspace, UpdateKeyspace};
+        use crate::routes::verify::VerifyRequest;
+        let body = r#"{"name": "a", "prefix": "a",
+            "ratelimits": [{"name": "x", "limit": 1, "duration_ms": 1000},
+                           {"name": "y", "limit": 2.5, "duration_ms": 1000}]}"#;
+        assert_eq!(
+            refused::<CreateKeyspace>(body).1,
+            "Invalid request body: ratelimits[1].limit must be a whole number \
+             (got a number with a fraction or exponent)"
+        );
+        let body = r#"{"name": "a", "prefix": "a",
+            "ratelimits": [{"name": "x", "limit": null, "duration_ms": 1000}]}"#;
+        assert_eq!(
+            refused::<CreateKeyspace>(body).1,
+            "Invalid request body: ratelimits[0].limit must be a whole number (got null)"
+        );
+        let body = r#"{"name": "a", "prefix": "a", "alerts": {"spike_factor": true}}"#;
+        assert_eq!(
+            refused::<CreateKeyspace>(body).1,
+            "Invalid request body: alerts.spike_factor must be a whole number (got a boolean)"
+        );
+        assert_eq!(
+            refused::<UpdateKeyspace>(r#"{"expiry_warning_seconds": 86400.0}"#).1,
+            "Invalid request body: expiry_warning_seconds must be a whole number \
+             (got a number with a fraction or exponent)"
+        );
+        let (_, detail) = refused::<VerifyRequest>(r#"{"key": "acme_live_secret", "cost": 2.0}"#);
+        assert_eq!(
+            detail,
+            "Invalid request body: cost must be a whole number \
+             (got a number with a fraction or exponent)"
+        );
+    }
+
+    #[test]
+    fn other_body_errors_keep_their_wording() {
+        use crate::routes::keys::RotateKey;
+        use crate::routes::webhooks::UpdateWebhook;
+        let (code, detail) = refused::<UpdateWebhook>(r#"{"enabled": "acme_live_secret"}"#);
+        assert_eq!(code, "validation_failed");
+        assert_eq!(
+            detail,
+            r#"Invalid request body: invalid type: string "…", expected a boolean at line 1 column 30"#
+        );
+        let (code, _) = refused::<RotateKey>(r#"{"grace_period_seconds": 3"#);
+        assert_eq!(code, "malformed_json");
+        let (code, detail) = refused::<RotateKey>(r#"{"grace": 3}"#);
+        assert_eq!(code, "validation_failed");
+        assert!(detail.contains("unknown field `grace`"), "{detail}");
+    }
+
+    #[test]
+    fn only_segments_that_look_like_field_names_are_named() {
+        let path = |body: &str| {
+            let mut de = serde_json::Deserializer::from_slice(body.as_bytes());
+            let e = serde_path_to_error::deserialize::<_, std::collections::BTreeMap<String, u8>>(
+                &mut de,
+            )
+            .unwrap_err();
+            field_path(e.path())
+        };
+        assert_eq!(path(r#"{"day": 1.5}"#).as_deref(), Some("day"));
+        assert_eq!(path(r#"{"acme_live_7Gx9QbWkP2mZ": 1.5}"#), None);
+        assert_eq!(path(r#"{"sk-secret": 1.5}"#), None);
     }
 }
