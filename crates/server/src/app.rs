@@ -15,7 +15,6 @@ use axum::routing::{get, post};
 use keyhaven_store::Granularity;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::config::MetricsListen;
@@ -28,7 +27,6 @@ pub const IMPORT_BODY_LIMIT: usize = 4 * 1024 * 1024;
 
 pub fn router(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
-    let body_timeout = state.config.http_body_timeout();
     let api = Router::new()
         .route(
             "/v1/keyspaces",
@@ -94,7 +92,6 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), timeout))
         .layer(DefaultBodyLimit::max(limit))
-        .layer(RequestBodyTimeoutLayer::new(body_timeout))
         .layer(middleware::from_fn(crate::metrics::track))
         .layer(CatchPanicLayer::custom(panicked))
         .layer(TraceLayer::new_for_http())

@@ -473,13 +473,10 @@ impl Config {
         crate::connections::ConnectionLimits {
             listener,
             max_connections,
+            body_timeout: Duration::from_millis(self.http_body_timeout_ms),
             header_timeout: Duration::from_millis(self.http_header_timeout_ms),
             idle_timeout: Duration::from_millis(self.http_idle_timeout_ms),
         }
-    }
-
-    pub fn http_body_timeout(&self) -> Duration {
-        Duration::from_millis(self.http_body_timeout_ms)
     }
 
     pub fn redis_timeout(&self) -> Duration {

@@ -4,14 +4,12 @@
 //! its request head, or sits silent between requests, costs a descriptor forever, and a
 //! thousand of them starve the process (no key needed). Here instead:
 //! - a request head must arrive within `http_header_timeout_ms`, timed from when the
-//!   connection opens or its previous response was sent (hyper's header-read timer), so
-//!   this also closes idle HTTP/1.1 keep-alive connections;
-//! - a connection that sends no request at all is closed after `http_header_timeout_ms`
-//!   too (hyper's timer starts only once the first bytes told it the protocol);
+//!   connection opens or its previous response was written, so this also closes idle
+//!   HTTP/1.1 keep-alive connections (one timer per connection, never one per request);
 //! - a connection of any protocol (HTTP/2 included) with no request in flight for
 //!   `http_idle_timeout_ms` is closed;
-//! - a request body that stalls for `http_body_timeout_ms` is answered 408 (the router's
-//!   body-timeout layer);
+//! - a request body that stalls for `http_body_timeout_ms` fails with [`BodyStalled`],
+//!   which the JSON extractor answers 408;
 //! - at most `max_connections` are open. At the cap, a new connection takes the place of
 //!   the oldest one that has no request in flight (a stalled or idle one: closing it loses
 //!   no answer: a response counts as in flight until its body is written; connections
@@ -41,7 +39,7 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::Request;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
@@ -63,6 +61,8 @@ pub struct ConnectionLimits {
     pub max_connections: usize,
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
+    /// A request body that sends nothing for this long fails with [`BodyStalled`].
+    pub body_timeout: Duration,
     /// The `listener` label of this listener's connection metrics (`api`, `metrics`).
     pub listener: &'static str,
 }
@@ -340,10 +340,12 @@ impl Connection {
     async fn serve(mut self, stream: TcpStream) {
         let (conn, registry, peer) = (self.conn.clone(), self.registry.clone(), self.peer);
         let router = self.router.clone();
+        let body_timeout = self.limits.body_timeout;
         let service = tower::service_fn(move |mut request: Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
             let in_flight = InFlight::enter(&conn, &registry);
-            let response = router.clone().oneshot(request.map(Body::new));
+            let request = request.map(|body| Body::new(StallTimeout::new(body, body_timeout)));
+            let response = router.clone().oneshot(request);
             async move {
                 let response = response.await.unwrap_or_else(|never| match never {});
                 Ok::<_, Infallible>(response.map(|body| Guarded {
@@ -352,43 +354,29 @@ impl Connection {
                 }))
             }
         });
+        // No hyper timers: the loop below times heads and idleness per connection, so a
+        // request on a kept-alive connection arms no timer of its own.
         let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(self.limits.header_timeout);
-        builder.http2().timer(TokioTimer::new());
+        builder.http1().header_read_timeout(None);
         let mut served = pin!(builder.serve_connection_with_upgrades(
             TokioIo::new(stream),
             TowerToHyperService::new(service)
         ));
+        // A request head must be complete within the header timeout of the connection
+        // opening or the previous response ending (hyper hands a request over only once
+        // its head is complete), and no connection stays idle past the idle timeout.
         let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-        let (idle_ms, header_ms) = (
-            millis(self.limits.idle_timeout),
-            millis(self.limits.header_timeout),
-        );
+        let idle_ms = millis(self.limits.idle_timeout).min(millis(self.limits.header_timeout));
         let mut draining = false;
         loop {
             let first = !self.conn.had_request.load(Ordering::Acquire);
-            let idle_ms = if first {
-                idle_ms.min(header_ms)
-            } else {
-                idle_ms
-            };
             let idle_since = self.conn.idle_since_ms.load(Ordering::Acquire);
             let deadline =
                 self.registry.epoch + Duration::from_millis(idle_since.saturating_add(idle_ms));
             // While a request is in flight there is no idle deadline: wait for it to end.
             let busy = self.conn.in_flight.load(Ordering::Acquire) != 0;
             tokio::select! {
-                result = served.as_mut() => {
-                    if let Err(e) = result
-                        && e.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_timeout)
-                    {
-                        metrics::counter!(CLOSED, "listener" => self.limits.listener, "reason" => "header_timeout").increment(1);
-                    }
-                    break;
-                }
+                _ = served.as_mut() => break,
                 // Dropping the connection closes its socket; it had no request in flight.
                 () = self.conn.evict.notified() => break,
                 () = self.conn.now_idle.notified(), if busy => {}
@@ -409,6 +397,67 @@ impl Connection {
                 }
             }
         }
+    }
+}
+
+/// The error of a request body that sent nothing for the body timeout (answered 408 by
+/// the JSON extractor).
+#[derive(Debug, thiserror::Error)]
+#[error("the request body sent nothing for too long")]
+pub struct BodyStalled;
+
+/// A request body with an idle timeout. The timer is armed only while the body has
+/// nothing to give, so a body that arrives with its head (nearly every API request)
+/// never touches the timer wheel.
+struct StallTimeout {
+    body: Incoming,
+    timeout: Duration,
+    sleep: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl StallTimeout {
+    fn new(body: Incoming, timeout: Duration) -> Self {
+        Self {
+            body,
+            timeout,
+            sleep: None,
+        }
+    }
+}
+
+impl hyper::body::Body for StallTimeout {
+    type Data = axum::body::Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        use std::task::Poll;
+        match std::pin::Pin::new(&mut self.body).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                self.sleep = None;
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => {
+                let timeout = self.timeout;
+                let sleep = self
+                    .sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                match sleep.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(BodyStalled.into()))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
     }
 }
 

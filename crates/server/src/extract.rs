@@ -78,11 +78,11 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     }
 }
 
-/// Whether reading the body failed because it stalled (the router's body-timeout layer).
+/// Whether reading the body failed because it stalled (see `connections::BodyStalled`).
 fn stalled(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut current = Some(error);
     while let Some(e) = current {
-        if e.is::<tower_http::timeout::TimeoutError>() {
+        if e.is::<crate::connections::BodyStalled>() {
             return true;
         }
         current = e.source();
