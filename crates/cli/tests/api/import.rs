@@ -602,3 +602,96 @@ async fn imports_stored_unpeppered_are_converted_and_keep_verifying() {
         assert!(code == "NOT_FOUND" || code == "MALFORMED", "{key}: {code}");
     }
 }
+
+#[tokio::test]
+async fn migrate_upgrade_imports_converts_waiting_keys_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = spawn_process(&data, dir.path(), &[]).await;
+    let root = server.printed_root_key();
+    let ks = post_json(
+        &http_client(),
+        &format!("{}/v1/keyspaces", server.base),
+        &root,
+        &json!({"name": "legacy", "prefix": "legacy"}),
+    )
+    .await;
+    drop(server);
+
+    // A key an older version imported and nobody verified since, and the migration's mark.
+    let store = store_for(&data).await;
+    let (peppers, _) = keyhaven_store::pepper_file::load_or_create(&data, None).unwrap();
+    let item: keyhaven_server::import::ImportItem = serde_json::from_value(json!({
+        "keyspace_id": ks["id"], "format": "sha256", "hash": "00".repeat(32)
+    }))
+    .unwrap();
+    let mut record =
+        keyhaven_server::import::build(&item, &peppers, keyhaven_server::clock::now()).unwrap();
+    record.import = Some(keyhaven_store::Import {
+        format: "prefixed_sha256".into(),
+        lookup: "p:myapp_BRTRKFsL".into(),
+        digest: Some(hex::decode(PREFIXED_HASH).unwrap()),
+        public: None,
+    });
+    let audit = keyhaven_store::AuditEvent {
+        id: "evt_legacy_import".into(),
+        occurred_at: keyhaven_server::clock::now(),
+        actor: "cli".into(),
+        action: "key.import".into(),
+        target_type: "keyspace".into(),
+        target_id: ks["id"].as_str().unwrap().into(),
+        keyspace_id: Some(ks["id"].as_str().unwrap().into()),
+        changes: Default::default(),
+        client_ip: None,
+    };
+    assert_eq!(
+        store.import_keys(&[record], &audit).await.unwrap(),
+        vec![true]
+    );
+    drop(store);
+    match database_url_for(&data).await {
+        Some(url) => {
+            let db = sqlx::PgPool::connect(&url).await.unwrap();
+            sqlx::query("INSERT INTO pending_upgrades (name) VALUES ('peppered-imports')")
+                .execute(&db)
+                .await
+                .unwrap();
+            db.close().await;
+        }
+        None => {
+            let options = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(data.join(keyhaven_store::sqlite::DATABASE_FILE_NAME));
+            let db = sqlx::SqlitePool::connect_with(options).await.unwrap();
+            sqlx::query("INSERT INTO pending_upgrades (name) VALUES ('peppered-imports')")
+                .execute(&db)
+                .await
+                .unwrap();
+            db.close().await;
+        }
+    }
+
+    let migrate = || async {
+        let out = keyhaven(&data)
+            .await
+            .args(["migrate", "--upgrade-imports", "--data-dir"])
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let first = migrate().await;
+    assert!(first.contains("converted 1 imported key(s)"), "{first}");
+    let second = migrate().await;
+    assert!(second.contains("no imported key waits"), "{second}");
+
+    let server = spawn_process(&data, dir.path(), &[]).await;
+    let v = post_json(
+        &http_client(),
+        &format!("{}/v1/keys/verify", server.base),
+        &root,
+        &json!({"key": PREFIXED}),
+    )
+    .await;
+    assert_eq!(v["code"], "VALID", "{v}");
+}
