@@ -8,6 +8,7 @@
 //! - the record cache and its invalidation rule: [`cache`]; other nodes' changes
 //!   (PostgreSQL): [`coherence`];
 //! - errors and their problem+json shape: [`error`];
+//! - the accept loop (connection cap, header, body and idle timeouts): [`connections`];
 //! - usage counting: [`usage`]; anomaly alerts: [`alerts`]; webhook delivery:
 //!   [`webhooks`];
 //! - configuration layers: [`config`].
