@@ -43,12 +43,11 @@ pub struct Config {
     /// Most connections open at once (0: as many as the descriptor limit leaves room for).
     /// At the cap a new connection replaces the oldest one without a request in flight.
     pub max_connections: u32,
-    /// A request head must arrive within this long of the connection opening or its
-    /// previous response (so it also closes idle HTTP/1.1 keep-alive connections).
+    /// A new connection's first request head must be complete within this long.
     pub http_header_timeout_ms: u64,
     /// A request body that sends nothing for this long is answered 408 `body_timeout`.
     pub http_body_timeout_ms: u64,
-    /// A connection (HTTP/2 included) with no request in flight for this long is closed.
+    /// A kept-alive connection with no request in flight for this long is closed.
     pub http_idle_timeout_ms: u64,
     /// Where `/metrics` is served: `main` (on `listen`, no authentication: the default,
     /// fine on a loopback or private listener), `off`, or an address (`127.0.0.1:9100`)
@@ -275,7 +274,7 @@ impl Default for Config {
             request_timeout_ms: 10_000,
             max_connections: 0,
             http_header_timeout_ms: 10_000,
-            http_body_timeout_ms: 10_000,
+            http_body_timeout_ms: 5_000,
             http_idle_timeout_ms: 60_000,
             metrics_listen: MetricsListen::Main,
             cache_capacity: 1_000_000,
@@ -418,6 +417,13 @@ impl Config {
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("{name} must be greater than 0"));
+        }
+        if self.http_body_timeout_ms >= self.request_timeout_ms {
+            return Err(
+                "http_body_timeout_ms must be less than request_timeout_ms (a stalled \
+                 body would otherwise be answered 503 timeout, not 408)"
+                    .to_owned(),
+            );
         }
         if self.alert_spike_factor < 2 {
             return Err("alert_spike_factor must be at least 2".to_owned());

@@ -3,11 +3,11 @@
 //! `axum::serve` keeps a connection for as long as its peer likes: one that never finishes
 //! its request head, or sits silent between requests, costs a descriptor forever, and a
 //! thousand of them starve the process (no key needed). Here instead:
-//! - a request head must arrive within `http_header_timeout_ms`, timed from when the
-//!   connection opens or its previous response was written, so this also closes idle
-//!   HTTP/1.1 keep-alive connections (one timer per connection, never one per request);
-//! - a connection of any protocol (HTTP/2 included) with no request in flight for
-//!   `http_idle_timeout_ms` is closed;
+//! - a new connection's first request head must be complete within
+//!   `http_header_timeout_ms` (one timer per connection, never one per request);
+//! - a kept-alive connection with no request in flight for `http_idle_timeout_ms` is
+//!   closed;
+//! - HTTP/1.1 only (see `Connection::serve` for why not HTTP/2);
 //! - a request body that stalls for `http_body_timeout_ms` fails with [`BodyStalled`],
 //!   which the JSON extractor answers 408;
 //! - at most `max_connections` are open. At the cap, a new connection takes the place of
@@ -225,8 +225,10 @@ impl Drop for InFlight {
     }
 }
 
-/// A response body that keeps its request counted in flight until it is written, so
-/// neither eviction nor the idle timer cuts a response short.
+/// A response body that keeps its request counted in flight until hyper has taken all
+/// of it, so neither eviction nor the idle timer cuts a response that is still being
+/// produced. (hyper buffers what it takes: a client that reads a large response slower
+/// than the idle timeout can still see it cut.)
 struct Guarded {
     body: Body,
     _in_flight: InFlight,
@@ -328,13 +330,13 @@ struct Connection {
 
 impl Connection {
     async fn run(self, stream: TcpStream) {
-        let conn = self.conn.clone();
-        let registry = self.registry.clone();
-        let id = self.id;
+        // Leaves the registry when the task ends, even by a panic.
+        let _leave = Leave {
+            registry: self.registry.clone(),
+            conn: self.conn.clone(),
+            id: self.id,
+        };
         self.serve(stream).await;
-        // `serve` dropped the connection, and with it the socket.
-        registry.remove(id);
-        conn.gone.notify_one();
     }
 
     async fn serve(mut self, stream: TcpStream) {
@@ -354,22 +356,28 @@ impl Connection {
                 }))
             }
         });
-        // No hyper timers: the loop below times heads and idleness per connection, so a
-        // request on a kept-alive connection arms no timer of its own.
-        let mut builder = auto::Builder::new(TokioExecutor::new());
+        // HTTP/1.1 only: an HTTP/2 client can hold a response unsent forever by keeping
+        // its flow-control window shut, which would keep the connection busy (neither idle
+        // nor evictable) and block shutdown. No hyper timers: the loop below times heads
+        // and idleness per connection, so a request arms no timer of its own.
+        let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
         builder.http1().header_read_timeout(None);
         let mut served = pin!(builder.serve_connection_with_upgrades(
             TokioIo::new(stream),
             TowerToHyperService::new(service)
         ));
-        // A request head must be complete within the header timeout of the connection
-        // opening or the previous response ending (hyper hands a request over only once
-        // its head is complete), and no connection stays idle past the idle timeout.
+        // A new connection's first request head must be complete within the header
+        // timeout (hyper hands a request over only once its head is complete); between
+        // requests a connection may stay idle for the idle timeout.
         let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-        let idle_ms = millis(self.limits.idle_timeout).min(millis(self.limits.header_timeout));
+        let (header_ms, keep_alive_ms) = (
+            millis(self.limits.header_timeout),
+            millis(self.limits.idle_timeout),
+        );
         let mut draining = false;
         loop {
             let first = !self.conn.had_request.load(Ordering::Acquire);
+            let idle_ms = if first { header_ms } else { keep_alive_ms };
             let idle_since = self.conn.idle_since_ms.load(Ordering::Acquire);
             let deadline =
                 self.registry.epoch + Duration::from_millis(idle_since.saturating_add(idle_ms));
@@ -397,6 +405,20 @@ impl Connection {
                 }
             }
         }
+    }
+}
+
+/// Takes a connection out of the registry once its task is over (its socket dropped).
+struct Leave {
+    registry: Arc<Registry>,
+    conn: Arc<Conn>,
+    id: u64,
+}
+
+impl Drop for Leave {
+    fn drop(&mut self) {
+        self.registry.remove(self.id);
+        self.conn.gone.notify_one();
     }
 }
 

@@ -148,6 +148,7 @@ async fn a_stalled_body_is_answered_408_and_an_idle_keep_alive_is_closed() {
     let app = spawn_app_with(|c| {
         c.http_body_timeout_ms = 300;
         c.http_header_timeout_ms = 500;
+        c.http_idle_timeout_ms = 500;
     })
     .await;
     let addr = app.base.trim_start_matches("http://").to_owned();
