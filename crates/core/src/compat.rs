@@ -101,8 +101,11 @@ fn tagged(kind: &str, pepper: &Pepper, purpose: &str, data: &[u8]) -> String {
 /// The lookup string of a prefixed key (its prefix and short token are public ids, so
 /// they are stored only as a peppered tag).
 pub fn prefixed_lookup(pepper: &Pepper, prefix: &str, short_token: &str) -> String {
-    let id = format!("{prefix}_{short_token}");
-    tagged("p", pepper, PREFIXED_INDEX, id.as_bytes())
+    prefixed_public_lookup(pepper, &format!("{prefix}_{short_token}"))
+}
+
+fn prefixed_public_lookup(pepper: &Pepper, public: &str) -> String {
+    tagged("p", pepper, PREFIXED_INDEX, public.as_bytes())
 }
 
 /// The lookup string of a dotted key: a peppered tag of its prefix.
@@ -128,11 +131,11 @@ pub fn upgraded_lookup(format: ImportFormat, old_lookup: &str, pepper: &Pepper) 
     match format {
         ImportFormat::PrefixedSha256 => {
             let id = old_lookup.strip_prefix("p:")?;
-            Some(tagged("p", pepper, PREFIXED_INDEX, id.as_bytes()))
+            lookup_of_public(format, id, pepper)
         }
         ImportFormat::DottedSha512 => {
             let prefix = old_lookup.strip_prefix("d:")?;
-            Some(dotted_lookup(pepper, prefix))
+            lookup_of_public(format, prefix, pepper)
         }
         ImportFormat::Sha256 => {
             let rest = old_lookup.strip_prefix('h')?;
@@ -148,9 +151,7 @@ pub fn upgraded_lookup(format: ImportFormat, old_lookup: &str, pepper: &Pepper) 
 /// needs the digest.
 pub fn lookup_of_public(format: ImportFormat, public: &str, pepper: &Pepper) -> Option<String> {
     match format {
-        ImportFormat::PrefixedSha256 => {
-            Some(tagged("p", pepper, PREFIXED_INDEX, public.as_bytes()))
-        }
+        ImportFormat::PrefixedSha256 => Some(prefixed_public_lookup(pepper, public)),
         ImportFormat::DottedSha512 => Some(dotted_lookup(pepper, public)),
         ImportFormat::Sha256 => None,
     }

@@ -48,12 +48,10 @@ pub async fn load_peppers(
         pepper_file::load(data_dir, env.as_deref(), !in_use).context("loading the pepper")?;
     check_secret(store, PEPPER, &peppers).await?;
     require_peppers(store, &peppers).await?;
-    crate::import::upgrade_stored(store, &peppers, false).await?;
-    let pending = store.legacy_imports(true).await?;
-    let waiting = pending.iter().filter(|(_, i)| i.digest.is_some()).count();
-    if waiting > 0 {
+    let upgrade = crate::import::upgrade_stored(store, &peppers, false).await?;
+    if upgrade.waiting > 0 {
         tracing::warn!(
-            keys = waiting,
+            keys = upgrade.waiting,
             "imported keys stored by an older version and never verified since do not verify \
              until `keyhaven migrate --upgrade-imports` converts them (once)"
         );
@@ -86,15 +84,22 @@ pub async fn load_master_keys(data_dir: &Path, store: &dyn Store) -> anyhow::Res
 /// Compares each configured version of the secret `name` with its stored check value
 /// (constant-time), and stores the values of versions that have none yet.
 async fn check_secret(store: &dyn Store, name: &str, secrets: &PepperSet) -> anyhow::Result<()> {
+    // `None`: no value stored for the version; else whether the stored one is `value`.
+    let agrees = |stored: &[(u32, Vec<u8>)], version: u32, value: &[u8]| {
+        stored
+            .iter()
+            .find(|(v, _)| *v == version)
+            .map(|(_, check)| bool::from(value.ct_eq(check.as_slice())))
+    };
     let stored = store.secret_checks(name).await?;
     for version in secrets.versions() {
         let Some(secret) = secrets.get(version) else {
             continue;
         };
         let value = secret.check_value();
-        match stored.iter().find(|(v, _)| *v == version.get()) {
-            Some((_, check)) if bool::from(value.as_slice().ct_eq(check.as_slice())) => {}
-            Some(_) => bail!(
+        match agrees(&stored, version.get(), &value) {
+            Some(true) => {}
+            Some(false) => bail!(
                 "the {} for version {version} is not the one this database was used with \
                  (a different file or environment value?): refusing to start, since every \
                  key it protects would fail",
@@ -106,11 +111,7 @@ async fn check_secret(store: &dyn Store, name: &str, secrets: &PepperSet) -> any
                     .await?;
                 // Another process may have stored its value first: the stored one rules.
                 let now_stored = store.secret_checks(name).await?;
-                let agrees = now_stored
-                    .iter()
-                    .find(|(v, _)| *v == version.get())
-                    .is_some_and(|(_, check)| bool::from(value.as_slice().ct_eq(check.as_slice())));
-                if !agrees {
+                if agrees(&now_stored, version.get(), &value) != Some(true) {
                     bail!(
                         "another process started on this database at the same time with a \
                          different {} for version {version}: refusing to start",

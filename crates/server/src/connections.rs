@@ -118,7 +118,9 @@ struct Conn {
     in_flight: AtomicU32,
     /// Notified when `in_flight` drops to 0.
     now_idle: Notify,
-    /// When the last request finished (or the connection opened), in ms since the epoch.
+    /// The registry's epoch, which `idle_since_ms` counts from.
+    epoch: Instant,
+    /// When the last request finished (or the connection opened), in ms since `epoch`.
     idle_since_ms: AtomicU64,
     /// Whether a request has come: until then the header timeout bounds the wait (hyper's
     /// own timer starts only once the protocol is known, after the first bytes).
@@ -140,7 +142,7 @@ struct Registry {
 
 impl Registry {
     fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+        millis_since(self.epoch)
     }
 
     /// A place for a new connection, evicting the oldest idle one at the cap (returned,
@@ -180,6 +182,7 @@ impl Registry {
         let conn = Arc::new(Conn {
             in_flight: AtomicU32::new(0),
             now_idle: Notify::new(),
+            epoch: self.epoch,
             idle_since_ms: AtomicU64::new(self.now_ms()),
             had_request: AtomicBool::new(false),
             evict: Notify::new(),
@@ -200,25 +203,20 @@ impl Registry {
 /// Marks a request in flight on its connection for as long as it lives.
 struct InFlight {
     conn: Arc<Conn>,
-    registry: Arc<Registry>,
 }
 
 impl InFlight {
-    fn enter(conn: &Arc<Conn>, registry: &Arc<Registry>) -> Self {
+    fn enter(conn: &Arc<Conn>) -> Self {
         conn.in_flight.fetch_add(1, Ordering::AcqRel);
         conn.had_request.store(true, Ordering::Release);
-        Self {
-            conn: conn.clone(),
-            registry: registry.clone(),
-        }
+        Self { conn: conn.clone() }
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.conn
-            .idle_since_ms
-            .store(self.registry.now_ms(), Ordering::Release);
+        let now = millis_since(self.conn.epoch);
+        self.conn.idle_since_ms.store(now, Ordering::Release);
         if self.conn.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.conn.now_idle.notify_one();
         }
@@ -340,12 +338,12 @@ impl Connection {
     }
 
     async fn serve(mut self, stream: TcpStream) {
-        let (conn, registry, peer) = (self.conn.clone(), self.registry.clone(), self.peer);
+        let (conn, peer) = (self.conn.clone(), self.peer);
         let router = self.router.clone();
         let body_timeout = self.limits.body_timeout;
         let service = tower::service_fn(move |mut request: Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
-            let in_flight = InFlight::enter(&conn, &registry);
+            let in_flight = InFlight::enter(&conn);
             let request = request.map(|body| Body::new(StallTimeout::new(body, body_timeout)));
             let response = router.clone().oneshot(request);
             async move {
@@ -406,6 +404,10 @@ impl Connection {
             }
         }
     }
+}
+
+fn millis_since(epoch: Instant) -> u64 {
+    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Takes a connection out of the registry once its task is over (its socket dropped).

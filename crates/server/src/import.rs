@@ -195,8 +195,17 @@ pub async fn stored_under_older_pepper(
     Ok(false)
 }
 
+/// What [`upgrade_stored`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Upgrade {
+    /// Keys moved to peppered lookups (and digests).
+    pub converted: usize,
+    /// Keys on a plain digest left for `keyhaven migrate --upgrade-imports`.
+    pub waiting: usize,
+}
+
 /// Converts imported keys stored in the old, unpeppered shape to peppered lookups (and
-/// digests) under the newest pepper, returning how many were converted.
+/// digests) under the newest pepper.
 ///
 /// Without `pending_digests` (every start): only keys already on the native verifier,
 /// whose old lookup is the only old thing about them. That is safe whoever wrote the
@@ -210,10 +219,17 @@ pub async fn upgrade_stored(
     store: &dyn Store,
     peppers: &PepperSet,
     pending_digests: bool,
-) -> anyhow::Result<usize> {
-    let legacy = store.legacy_imports(pending_digests).await?;
+) -> anyhow::Result<Upgrade> {
+    let (legacy, waiting): (Vec<_>, Vec<_>) = store
+        .legacy_imports()
+        .await?
+        .into_iter()
+        .partition(|(_, old)| pending_digests || old.digest.is_none());
     if legacy.is_empty() && !pending_digests {
-        return Ok(0);
+        return Ok(Upgrade {
+            converted: 0,
+            waiting: waiting.len(),
+        });
     }
     let pepper = peppers.newest();
     let mut upgraded = Vec::with_capacity(legacy.len());
@@ -251,5 +267,8 @@ pub async fn upgrade_stored(
         skipped,
         "imported keys moved to peppered lookups"
     );
-    Ok(upgraded.len())
+    Ok(Upgrade {
+        converted: upgraded.len(),
+        waiting: waiting.len(),
+    })
 }

@@ -1113,10 +1113,7 @@ impl Store for Engine {
         Ok(())
     }
 
-    async fn legacy_imports(
-        &self,
-        pending_digests: bool,
-    ) -> Result<Vec<(String, Import)>, StoreError> {
+    async fn legacy_imports(&self) -> Result<Vec<(String, Import)>, StoreError> {
         let pending: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM pending_upgrades WHERE name = 'peppered-imports')",
         )
@@ -1124,7 +1121,7 @@ impl Store for Engine {
         .await
         .context("checking for pending upgrades")?;
         // Old-shape lookups start `p:`, `d:` or `h<version>:`; peppered ones start `i`.
-        let sql = if pending_digests && pending {
+        let sql = if pending {
             "SELECT key_id, import_format, import_lookup, import_digest FROM keys \
              WHERE import_format IS NOT NULL AND import_lookup IS NOT NULL \
              AND import_lookup NOT LIKE 'i%'"

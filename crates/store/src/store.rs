@@ -123,14 +123,10 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         now: Timestamp,
     ) -> Result<(), StoreError>;
     /// Imported keys whose lookup still has the old, unpeppered shape, as
-    /// `(key_id, import)`. Without `pending_digests`, only keys already on the native
-    /// verifier (their lookup alone is old; converting it is always safe). With it, and
-    /// only while the migration's `peppered-imports` mark is present, also keys still on
-    /// their old system's plain digest.
-    async fn legacy_imports(
-        &self,
-        pending_digests: bool,
-    ) -> Result<Vec<(String, Import)>, StoreError>;
+    /// `(key_id, import)`: keys already on the native verifier (their lookup alone is
+    /// old), and, only while the migration's `peppered-imports` mark is present, keys
+    /// still on their old system's plain digest.
+    async fn legacy_imports(&self) -> Result<Vec<(String, Import)>, StoreError>;
     /// Stores each key's peppered import in place of the old one, given as
     /// `(key_id, old lookup, new import)`: a key still on its digest moves to pepper
     /// `version`. A row whose lookup is no longer the old one (another process upgraded

@@ -42,13 +42,16 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         store.migrate().await?;
         if args.upgrade_imports {
             let (peppers, _) = bootstrap::load_peppers(&config.data_dir, store.as_ref()).await?;
-            let waiting = store.legacy_imports(true).await?;
-            if waiting.iter().all(|(_, i)| i.digest.is_none()) {
+            let upgrade =
+                keyhaven_server::import::upgrade_stored(store.as_ref(), &peppers, true).await?;
+            if upgrade.converted == 0 {
                 println!("no imported key waits for an upgrade");
                 return Ok(ExitCode::SUCCESS);
             }
-            let n = keyhaven_server::import::upgrade_stored(store.as_ref(), &peppers, true).await?;
-            println!("converted {n} imported key(s) to peppered lookups and digests");
+            println!(
+                "converted {} imported key(s) to peppered lookups and digests",
+                upgrade.converted
+            );
         }
         println!("database is up to date");
         Ok(ExitCode::SUCCESS)

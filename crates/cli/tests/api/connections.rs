@@ -17,6 +17,12 @@ fn metric(text: &str, series: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
 }
 
+/// The server's `/metrics` text.
+async fn metrics_text(base: &str) -> String {
+    let r = http_client().get(format!("{base}/metrics")).send().await;
+    r.unwrap().text().await.unwrap()
+}
+
 /// Reads until the peer closes (EOF or reset), or `limit` passes: whether it closed.
 async fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
     let mut buf = [0u8; 1024];
@@ -108,14 +114,7 @@ async fn two_thousand_stalled_connections_under_1024_descriptors_keep_healthz_an
     );
     assert!(all_closed_after < Duration::from_secs(15));
 
-    let text = http_client()
-        .get(format!("{}/metrics", server.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&server.base).await;
     let timed_out = metric(
         &text,
         "keyhaven_http_connections_closed_total{listener=\"api\",reason=\"header_timeout\"}",
@@ -229,14 +228,7 @@ async fn metric_labels_come_from_a_closed_set_whatever_the_method() {
             .unwrap();
         assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
     }
-    let text = http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&app.base).await;
     assert!(!text.contains("XMETH"), "a request's method became a label");
     assert!(
         text.contains("method=\"other\""),

@@ -540,7 +540,7 @@ async fn imports_stored_unpeppered_are_converted_and_keep_verifying() {
     let n = keyhaven_server::import::upgrade_stored(app.store.as_ref(), &app.peppers, false)
         .await
         .unwrap();
-    assert_eq!(n, 1);
+    assert_eq!(n.converted, 1);
     assert_eq!(verify_eventually(&app, DOTTED, "VALID").await, "VALID");
     let record = app.store.key_for_verify(&used).await.unwrap().unwrap().key;
     let import = record.import.unwrap();
@@ -553,7 +553,7 @@ async fn imports_stored_unpeppered_are_converted_and_keep_verifying() {
     let n = keyhaven_server::import::upgrade_stored(app.store.as_ref(), &app.peppers, true)
         .await
         .unwrap();
-    assert_eq!(n, 1);
+    assert_eq!(n.converted, 1);
     let import = app
         .store
         .key_for_verify(&waiting)
