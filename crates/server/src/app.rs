@@ -2,7 +2,6 @@
 //! bind `127.0.0.1:0` and read the port back.
 
 use std::future::Future;
-use std::time::Duration;
 
 use anyhow::Context as _;
 
@@ -12,15 +11,14 @@ use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use keyhaven_store::Granularity;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::config::MetricsListen;
 use crate::error::ApiError;
 use crate::routes::{audit, health, keys, keyspaces, owners, usage, verify, webhooks};
 use crate::state::AppState;
+use keyhaven_service::config::MetricsListen;
 
 /// Body limit of `POST /v1/keys/import` (1,000 keys with room for names and meta).
 pub const IMPORT_BODY_LIMIT: usize = 4 * 1024 * 1024;
@@ -141,16 +139,9 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    state.load_import_flag().await?;
-    // Reach Redis (and count the nodes) before the first request, so shared limits are
-    // decided in Redis from the start.
-    state.limits.tick(state.clock.now_micros()).await;
-    let background = tokio::spawn(background(state.clone()));
-    let follow = tokio::spawn(crate::coherence::follow(state.clone()));
-    let heartbeat = tokio::spawn(crate::coherence::heartbeat(state.clone()));
-    let webhooks = tokio::spawn(crate::webhooks::worker::run(state.clone()));
+    let background = keyhaven_service::background::start(&state).await?;
     let cap = crate::connections::connection_cap(state.config.max_connections);
-    let limits = state.config.connection_limits("api", cap);
+    let limits = crate::connections::ConnectionLimits::of(&state.config, "api", cap);
     tracing::info!(max_connections = cap, "connection limits set");
     let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
     let metrics_server = match state.config.metrics_listen {
@@ -162,7 +153,7 @@ pub async fn serve(
             Some(tokio::spawn(crate::connections::serve(
                 metrics_listener,
                 metrics_router(state.clone()),
-                state.config.connection_limits("metrics", 64),
+                crate::connections::ConnectionLimits::of(&state.config, "metrics", 64),
                 async move {
                     let _ = metrics_stopped.await;
                 },
@@ -175,107 +166,8 @@ pub async fn serve(
     if let Some(server) = metrics_server {
         let _ = server.await;
     }
-    background.abort();
-    follow.abort();
-    heartbeat.abort();
-    webhooks.abort();
-    if let Err(e) = state.usage.flush(state.store.as_ref()).await {
-        tracing::error!(error = %e, "final usage flush failed");
-    }
-    if let Err(e) = state.limits.quotas.flush(state.store.as_ref()).await {
-        tracing::error!(error = %e, "final quota flush failed");
-    }
+    background.stop().await;
     Ok(())
-}
-
-async fn background(state: AppState) {
-    let mut flush = tokio::time::interval(state.config.usage_flush_interval());
-    let mut purge = tokio::time::interval(Duration::from_secs(3600));
-    let mut limits = tokio::time::interval(Duration::from_secs(5));
-    // With `quota_flush_interval_ms = 0` every use is written inline; this loop then
-    // only catches what a failed inline write left pending.
-    let mut quotas = tokio::time::interval(
-        state
-            .config
-            .quota_flush_interval()
-            .unwrap_or(Duration::from_secs(1)),
-    );
-    for timer in [&mut flush, &mut purge, &mut limits, &mut quotas] {
-        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    }
-    loop {
-        tokio::select! {
-            _ = quotas.tick() => {
-                if let Err(e) = state.limits.quotas.flush(state.store.as_ref()).await {
-                    metrics::counter!(crate::metrics::QUOTA_FLUSH_FAILURES).increment(1);
-                    tracing::warn!(error = %e, "quota flush failed; will retry");
-                }
-            }
-            _ = limits.tick() => {
-                state.limits.tick(state.clock.now_micros()).await;
-            }
-            _ = flush.tick() => {
-                // Read before the flush: every verification counted in a minute that
-                // `now` has closed is then in this flush.
-                let now = state.clock.now();
-                match state.usage.flush(state.store.as_ref()).await {
-                    // Anomalies are judged from flushed counts, after this node's are in.
-                    Ok(_) if state.config.usage_tracking => {
-                        if let Err(e) = state.alerts.run(&state, now).await {
-                            tracing::warn!(error = %e, "judging usage for alerts failed; will retry");
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "usage flush failed; will retry"),
-                }
-                match state.store.record_expiring_events(state.clock.now()).await {
-                    Ok(n) if n > 0 => tracing::info!(events = n, "keys entered their expiry warning window"),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "recording key.expiring events failed"),
-                }
-                // Keys imported by `keyhaven import` (another process) become findable.
-                if !state.has_imported_keys()
-                    && let Err(e) = state.load_import_flag().await
-                {
-                    tracing::warn!(error = %e, "checking for imported keys failed");
-                }
-            }
-            _ = purge.tick() => {
-                let ttl = time::Duration::hours(
-                    i64::try_from(state.config.idempotency_ttl_hours).unwrap_or(24),
-                );
-                match state.store.purge_idempotency(state.clock.now() - ttl).await {
-                    Ok(n) if n > 0 => tracing::info!(purged = n, "expired idempotency records"),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "idempotency purge failed"),
-                }
-                purge_usage(&state).await;
-            }
-        }
-    }
-}
-
-/// Deletes usage buckets past their retention.
-async fn purge_usage(state: &AppState) {
-    let now = state.clock.now().unix_timestamp();
-    for granularity in Granularity::ALL {
-        let keep = state.config.usage_retention_secs(granularity);
-        match state
-            .store
-            .purge_usage(granularity, now.saturating_sub(keep))
-            .await
-        {
-            Ok(n) if n > 0 => {
-                tracing::info!(
-                    rows = n,
-                    granularity = granularity.as_str(),
-                    "expired usage"
-                )
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "usage purge failed"),
-        }
-    }
 }
 
 /// Completes on SIGTERM or Ctrl-C.

@@ -42,6 +42,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
+use keyhaven_service::Config;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tower::ServiceExt as _;
@@ -65,6 +66,19 @@ pub struct ConnectionLimits {
     pub body_timeout: Duration,
     /// The `listener` label of this listener's connection metrics (`api`, `metrics`).
     pub listener: &'static str,
+}
+
+impl ConnectionLimits {
+    /// The limits of a listener whose connection metrics are labelled `listener`.
+    pub fn of(config: &Config, listener: &'static str, max_connections: usize) -> Self {
+        Self {
+            listener,
+            max_connections,
+            body_timeout: Duration::from_millis(config.http_body_timeout_ms),
+            header_timeout: Duration::from_millis(config.http_header_timeout_ms),
+            idle_timeout: Duration::from_millis(config.http_idle_timeout_ms),
+        }
+    }
 }
 
 /// Raises the soft descriptor limit to the hard one (as Go's runtime does), and returns

@@ -6,6 +6,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use keyhaven_service::ServiceError;
 use keyhaven_store::StoreError;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -133,31 +134,22 @@ impl ApiError {
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
         match e {
-            StoreError::NotFound => Self::NotFound,
-            StoreError::Conflict(c) => Self::Conflict {
-                code: c.code(),
-                detail: conflict_detail(c).to_owned(),
-            },
-            StoreError::Unexpected(e) => Self::Unexpected(e),
+            ServiceError::Invalid { code, detail } => Self::BadRequest { code, detail },
+            ServiceError::MissingScope(scope) => Self::MissingScope(scope),
+            ServiceError::NotFound => Self::NotFound,
+            ServiceError::Conflict { code, detail } => Self::Conflict { code, detail },
+            ServiceError::IdempotencyMismatch(detail) => Self::IdempotencyMismatch(detail),
+            ServiceError::Unexpected(e) => Self::Unexpected(e),
         }
     }
 }
 
-fn conflict_detail(c: keyhaven_store::Conflict) -> &'static str {
-    use keyhaven_store::Conflict::*;
-    match c {
-        PrefixTaken => "Another keyspace already uses this prefix.",
-        ExternalIdTaken => "Another owner already has this external_id.",
-        KeyspaceNotEmpty => "The keyspace still holds keys; delete them first.",
-        OwnerHasKeys => "The owner still has keys; delete or reassign them first.",
-        AlreadyRevoked => "The key is already revoked.",
-        AlreadyRotated => "The key was already rotated; rotate its successor instead.",
-        MissingReference => "A referenced keyspace or owner does not exist.",
-        IdempotencyKeyTaken => "A request with this Idempotency-Key is still in progress.",
-        DuplicateId => "A generated id collided with an existing one; retry the request.",
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ServiceError::from(e).into()
     }
 }
 

@@ -10,8 +10,10 @@ use serde::de::DeserializeOwned;
 use serde_json::error::Category;
 use serde_path_to_error::Segment;
 
+use keyhaven_service::idempotency;
+use keyhaven_service::validate::redact;
+
 use crate::error::ApiError;
-use crate::idempotency;
 use crate::state::AppState;
 
 /// A JSON request body, and what identifies the request for idempotency (hashed only
@@ -203,36 +205,32 @@ fn integer_problem(message: &str) -> Option<String> {
     Some(format!("a whole number (got {got})"))
 }
 
-/// Replaces every quoted value in a serde message (`"…"`) and every backticked span
-/// longer than a field name could reasonably be, so no request value is echoed.
-pub fn redact(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    let mut rest = message;
-    while let Some(start) = rest.find(['"', '`']) {
-        let (before, from_quote) = rest.split_at(start);
-        out.push_str(before);
-        let quote = from_quote.chars().next().unwrap_or('"');
-        let after_open = &from_quote[quote.len_utf8()..];
-        match after_open.find(quote) {
-            Some(end) => {
-                let inner = &after_open[..end];
-                let keep = quote == '`'
-                    && inner.len() <= 40
-                    && keyhaven_core::parse(inner).is_err()
-                    && inner.bytes().all(|b| b.is_ascii_graphic());
-                out.push(quote);
-                out.push_str(if keep { inner } else { "…" });
-                out.push(quote);
-                rest = &after_open[end + quote.len_utf8()..];
-            }
-            None => {
-                out.push('…');
-                rest = "";
-            }
-        }
+/// The request's `Idempotency-Key` header, if any: 1–255 visible ASCII characters.
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey(pub Option<String>);
+
+/// The header carrying an idempotency key.
+pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let Some(value) = parts.headers.get(IDEMPOTENCY_HEADER) else {
+            return Ok(Self(None));
+        };
+        let text = value
+            .to_str()
+            .ok()
+            .filter(|t| idempotency::valid_key(t))
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_idempotency_key",
+                    "Idempotency-Key must be 1-255 visible ASCII characters.",
+                )
+            })?;
+        Ok(Self(Some(text.to_owned())))
     }
-    out.push_str(rest);
-    out
 }
 
 /// `Path` with problem+json rejections.
@@ -281,20 +279,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redaction_hides_values_and_keeps_field_names() {
-        let m = r#"invalid type: string "acme_live_secretstuff", expected a boolean at line 1"#;
-        assert_eq!(
-            redact(m),
-            r#"invalid type: string "…", expected a boolean at line 1"#
-        );
-        let m = "unknown field `nmae`, expected one of `name`, `prefix`";
-        assert_eq!(redact(m), m);
-        let long = format!("unknown field `{}`", "x".repeat(60));
-        assert_eq!(redact(&long), "unknown field `…`");
-        assert_eq!(redact("unterminated \"abc"), "unterminated …");
-    }
 
     fn refused<T: DeserializeOwned + std::fmt::Debug>(body: &str) -> (String, String) {
         let problem = parse_json::<T>(body.as_bytes()).unwrap_err().problem();

@@ -13,31 +13,16 @@
 //!   [`webhooks`];
 //! - configuration layers: [`config`].
 
-pub mod alerts;
 pub mod app;
 pub mod auth;
-pub mod bootstrap;
-pub mod cache;
-pub mod clock;
-pub mod coherence;
-pub mod config;
 pub mod connections;
 pub mod error;
 pub mod extract;
-pub mod idempotency;
-pub mod ids;
-pub mod import;
-pub mod limits;
 pub mod metrics;
 pub mod openapi;
-pub mod recoverable;
-pub mod root_keys;
 pub mod routes;
 pub mod state;
-pub mod usage;
-pub mod verify;
-pub mod webhooks;
 
 pub use app::{router, serve, shutdown_signal};
-pub use config::Config;
+pub use keyhaven_service::Config;
 pub use state::AppState;

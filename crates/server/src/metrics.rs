@@ -15,8 +15,6 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub const HTTP_REQUESTS: &str = "keyhaven_http_requests_total";
 pub const HTTP_DURATION: &str = "keyhaven_http_request_duration_seconds";
-pub const VERIFICATIONS: &str = "keyhaven_verifications_total";
-pub const VERIFY_DURATION: &str = "keyhaven_verify_duration_seconds";
 
 const BUCKETS: &[f64] = &[
     0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -76,27 +74,6 @@ pub fn method_label(method: &Method) -> &'static str {
         "TRACE" => "TRACE",
         _ => "other",
     }
-}
-
-pub const RATELIMIT_FALLBACK: &str = "keyhaven_ratelimit_fallback_total";
-pub const RATELIMIT_REDIS_UP: &str = "keyhaven_ratelimit_redis_up";
-pub const QUOTA_FLUSH_FAILURES: &str = "keyhaven_quota_flush_failures_total";
-
-/// A rate-limit decision made without Redis although Redis is configured.
-pub fn ratelimit_fallback() {
-    metrics::counter!(RATELIMIT_FALLBACK).increment(1);
-}
-
-/// Whether the last Redis rate-limit call succeeded (1) or not (0).
-pub fn ratelimit_redis_up(up: bool) {
-    metrics::gauge!(RATELIMIT_REDIS_UP).set(if up { 1.0 } else { 0.0 });
-}
-
-pub const RATELIMIT_NODES: &str = "keyhaven_ratelimit_nodes";
-
-/// Live nodes sharing rate limits, as last counted in Redis.
-pub fn ratelimit_nodes(nodes: u64) {
-    metrics::gauge!(RATELIMIT_NODES).set(nodes as f64);
 }
 
 #[cfg(test)]

@@ -226,7 +226,7 @@ mod tests {
             schemas
                 .pointer("/CreateWebhook/properties/url/maxLength")
                 .and_then(Value::as_u64),
-            Some(crate::webhooks::target::MAX_URL_LEN as u64)
+            Some(keyhaven_service::webhooks::target::MAX_URL_LEN as u64)
         );
         let limit = doc["paths"]["/v1/keys"]["get"]["parameters"]
             .as_array()

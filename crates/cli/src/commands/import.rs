@@ -16,8 +16,8 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
-use keyhaven_server::bootstrap;
-use keyhaven_server::import::{self, ImportItem};
+use keyhaven_service::bootstrap;
+use keyhaven_service::import::{self, ImportItem};
 use keyhaven_store::{AuditEvent, KeyRecord, Store};
 
 use super::serve::{flag_layer, load_config};
@@ -125,7 +125,7 @@ impl Importer<'_> {
 
     async fn check(&mut self, item: &KeyRecord) -> anyhow::Result<Result<(), String>> {
         if !self.keyspaces.contains_key(&item.keyspace_id) {
-            let ok = keyhaven_server::ids::is_plausible("ks", &item.keyspace_id)
+            let ok = keyhaven_service::ids::is_plausible("ks", &item.keyspace_id)
                 && self.store.keyspace(&item.keyspace_id).await?.is_some();
             self.keyspaces.insert(item.keyspace_id.clone(), ok);
         }
@@ -134,7 +134,7 @@ impl Importer<'_> {
         }
         if let Some(owner) = &item.owner_id {
             if !self.owners.contains_key(owner) {
-                let ok = keyhaven_server::ids::is_plausible("own", owner)
+                let ok = keyhaven_service::ids::is_plausible("own", owner)
                     && self.store.owner(owner).await?.is_some();
                 self.owners.insert(owner.clone(), ok);
             }
@@ -169,9 +169,9 @@ impl Importer<'_> {
         }
         for (keyspace_id, records) in by_keyspace {
             let event = AuditEvent {
-                id: keyhaven_server::ids::new_id("evt")?,
-                occurred_at: keyhaven_server::clock::now(),
-                actor: keyhaven_server::root_keys::CLI_ACTOR.to_owned(),
+                id: keyhaven_service::ids::new_id("evt")?,
+                occurred_at: keyhaven_service::clock::now(),
+                actor: keyhaven_service::root_keys::CLI_ACTOR.to_owned(),
                 action: "key.import".to_owned(),
                 target_type: "keyspace".to_owned(),
                 target_id: keyspace_id.clone(),
@@ -203,7 +203,7 @@ fn parse_file(
     tx: &std::sync::mpsc::SyncSender<Vec<(usize, Built)>>,
 ) -> anyhow::Result<()> {
     const CHUNK: usize = 1000;
-    let build = |item: ImportItem| import::build(&item, peppers, keyhaven_server::clock::now());
+    let build = |item: ImportItem| import::build(&item, peppers, keyhaven_service::clock::now());
     let reader = BufReader::with_capacity(1 << 20, file);
     let mut chunk = Vec::with_capacity(CHUNK);
     let send = |chunk: &mut Vec<(usize, Built)>| -> bool {
@@ -232,7 +232,7 @@ fn parse_file(
                 .map_err(|e| {
                     format!(
                         "invalid JSON: {}",
-                        keyhaven_server::extract::redact(&e.to_string())
+                        keyhaven_service::validate::redact(&e.to_string())
                     )
                 })
                 .and_then(build);

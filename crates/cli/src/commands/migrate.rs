@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use keyhaven_server::bootstrap;
+use keyhaven_service::bootstrap;
 
 use super::serve::{flag_layer, load_config};
 
@@ -43,7 +43,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         if args.upgrade_imports {
             let (peppers, _) = bootstrap::load_peppers(&config.data_dir, store.as_ref()).await?;
             let upgrade =
-                keyhaven_server::import::upgrade_stored(store.as_ref(), &peppers, true).await?;
+                keyhaven_service::import::upgrade_stored(store.as_ref(), &peppers, true).await?;
             if upgrade.converted == 0 {
                 println!("no imported key waits for an upgrade");
                 return Ok(ExitCode::SUCCESS);

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use keyhaven_core::PepperVersion;
-use keyhaven_server::bootstrap;
+use keyhaven_service::bootstrap;
 use keyhaven_store::pepper_file::{self, PEPPER_ENV};
 
 use super::serve::{flag_layer, load_config};

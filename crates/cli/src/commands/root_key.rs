@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use keyhaven_server::bootstrap;
-use keyhaven_server::root_keys::{self, CLI_ACTOR, RootKeyError};
+use keyhaven_service::bootstrap;
+use keyhaven_service::root_keys::{self, CLI_ACTOR, RootKeyError};
 use secrecy::ExposeSecret;
 
 use super::serve::{flag_layer, load_config};

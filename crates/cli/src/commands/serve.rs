@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use keyhaven_server::config::{Config, LogFormat};
-use keyhaven_server::{AppState, bootstrap};
+use keyhaven_server::AppState;
+use keyhaven_service::bootstrap;
+use keyhaven_service::config::{Config, LogFormat};
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 
@@ -107,13 +108,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let addr = listener.local_addr().context("reading the bound address")?;
 
     let first_root_key = if store.count_root_keys().await? == 0 {
-        let key = keyhaven_server::root_keys::create(
+        let key = keyhaven_service::root_keys::create(
             store.as_ref(),
             &peppers,
             vec!["*".to_owned()],
             None,
             Some("initial root key".to_owned()),
-            keyhaven_server::root_keys::CLI_ACTOR,
+            keyhaven_service::root_keys::CLI_ACTOR,
         )
         .await
         .map_err(|e| anyhow::anyhow!("creating the first root key: {e}"))?;
@@ -128,7 +129,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         peppers,
         Some(master_keys),
         config,
-        keyhaven_server::clock::Clock::System,
+        keyhaven_service::clock::Clock::System,
     )?;
     tracing::info!(
         %addr,

@@ -240,7 +240,7 @@ async fn metric_labels_come_from_a_closed_set_whatever_the_method() {
 async fn metrics_can_move_to_a_listener_of_their_own() {
     let port = free_port();
     let app = spawn_app_with(|c| {
-        c.metrics_listen = keyhaven_server::config::MetricsListen::Address(
+        c.metrics_listen = keyhaven_service::config::MetricsListen::Address(
             format!("127.0.0.1:{port}").parse().unwrap(),
         );
     })

@@ -12,12 +12,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use keyhaven_server::clock::Clock;
-use keyhaven_server::config::Config;
+use keyhaven_server::AppState;
 use keyhaven_server::routes::keys::CreatedKey;
 use keyhaven_server::routes::keyspaces::KeyspaceView;
 use keyhaven_server::routes::verify::VerifyResponse;
-use keyhaven_server::{AppState, root_keys};
+use keyhaven_service::clock::Clock;
+use keyhaven_service::config::Config;
+use keyhaven_service::root_keys;
 use keyhaven_store::pepper_file;
 use keyhaven_store::{PgOptions, PgStore, SqliteStore, Store};
 use reqwest::{Method, RequestBuilder, StatusCode};
@@ -85,7 +86,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     )
     .await
     .unwrap();
-    let clock = Clock::manual(keyhaven_server::clock::now());
+    let clock = Clock::manual(keyhaven_service::clock::now());
     let (master, _) = pepper_file::load_or_create_master(dir.path(), None).unwrap();
     let state =
         AppState::with_parts(store.clone(), peppers, Some(master), config, clock.clone()).unwrap();

@@ -368,12 +368,13 @@ async fn insert_row_with(
     import: keyhaven_store::Import,
     native_key: Option<&str>,
 ) -> String {
-    let item: keyhaven_server::import::ImportItem = serde_json::from_value(json!({
+    let item: keyhaven_service::import::ImportItem = serde_json::from_value(json!({
         "keyspace_id": ks, "format": "sha256", "hash": "00".repeat(32)
     }))
     .unwrap();
     let mut record =
-        keyhaven_server::import::build(&item, &app.peppers, keyhaven_server::clock::now()).unwrap();
+        keyhaven_service::import::build(&item, &app.peppers, keyhaven_service::clock::now())
+            .unwrap();
     record.import = Some(import);
     if let Some(key) = native_key {
         record.verifier = app
@@ -382,7 +383,7 @@ async fn insert_row_with(
     }
     let audit = keyhaven_store::AuditEvent {
         id: format!("forged-{}", record.key_id),
-        occurred_at: keyhaven_server::clock::now(),
+        occurred_at: keyhaven_service::clock::now(),
         actor: "db-writer".into(),
         action: "key.import".into(),
         target_type: "key".into(),
@@ -537,7 +538,7 @@ async fn imports_stored_unpeppered_are_converted_and_keep_verifying() {
     .await;
 
     // Every start converts the lookups of keys on the native verifier; nothing else.
-    let n = keyhaven_server::import::upgrade_stored(app.store.as_ref(), &app.peppers, false)
+    let n = keyhaven_service::import::upgrade_stored(app.store.as_ref(), &app.peppers, false)
         .await
         .unwrap();
     assert_eq!(n.converted, 1);
@@ -550,7 +551,7 @@ async fn imports_stored_unpeppered_are_converted_and_keep_verifying() {
     assert!(code == "NOT_FOUND" || code == "MALFORMED", "{code}");
 
     // The key still on its plain digest waits for the operator's explicit upgrade.
-    let n = keyhaven_server::import::upgrade_stored(app.store.as_ref(), &app.peppers, true)
+    let n = keyhaven_service::import::upgrade_stored(app.store.as_ref(), &app.peppers, true)
         .await
         .unwrap();
     assert_eq!(n.converted, 1);
@@ -583,7 +584,7 @@ async fn imports_stored_unpeppered_are_converted_and_keep_verifying() {
     )
     .await;
     for pending in [false, true] {
-        keyhaven_server::import::upgrade_stored(app.store.as_ref(), &app.peppers, pending)
+        keyhaven_service::import::upgrade_stored(app.store.as_ref(), &app.peppers, pending)
             .await
             .unwrap();
     }
@@ -621,12 +622,12 @@ async fn migrate_upgrade_imports_converts_waiting_keys_once() {
     // A key an older version imported and nobody verified since, and the migration's mark.
     let store = store_for(&data).await;
     let (peppers, _) = keyhaven_store::pepper_file::load_or_create(&data, None).unwrap();
-    let item: keyhaven_server::import::ImportItem = serde_json::from_value(json!({
+    let item: keyhaven_service::import::ImportItem = serde_json::from_value(json!({
         "keyspace_id": ks["id"], "format": "sha256", "hash": "00".repeat(32)
     }))
     .unwrap();
     let mut record =
-        keyhaven_server::import::build(&item, &peppers, keyhaven_server::clock::now()).unwrap();
+        keyhaven_service::import::build(&item, &peppers, keyhaven_service::clock::now()).unwrap();
     record.import = Some(keyhaven_store::Import {
         format: "prefixed_sha256".into(),
         lookup: "p:myapp_BRTRKFsL".into(),
@@ -635,7 +636,7 @@ async fn migrate_upgrade_imports_converts_waiting_keys_once() {
     });
     let audit = keyhaven_store::AuditEvent {
         id: "evt_legacy_import".into(),
-        occurred_at: keyhaven_server::clock::now(),
+        occurred_at: keyhaven_service::clock::now(),
         actor: "cli".into(),
         action: "key.import".into(),
         target_type: "keyspace".into(),

@@ -10,11 +10,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
-use super::keyspaces::rfc3339;
 use super::*;
 use crate::auth::Scope;
 use crate::error::ClientError;
 use crate::extract::ApiQuery;
+use keyhaven_service::validate::rfc3339;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AuditEventView {

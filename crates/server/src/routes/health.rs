@@ -56,9 +56,10 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 #[utoipa::path(get, path = "/metrics", tag = "health", operation_id = "metrics_get",
     responses((status = 200, description = "Metrics in the Prometheus text format (version 0.0.4).",
         body = String, content_type = "text/plain")))]
-pub async fn metrics(State(state): State<AppState>) -> Response {
-    state.metrics.run_upkeep();
-    let mut response = state.metrics.render().into_response();
+pub async fn metrics() -> Response {
+    let metrics = crate::metrics::handle();
+    metrics.run_upkeep();
+    let mut response = metrics.render().into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4"),

@@ -346,7 +346,9 @@ fn seal(state: &AppState, key_id: &str, plaintext: &str) -> Result<Vec<u8>, ApiE
             "This server has no master key, so it cannot keep recoverable keys.",
         )
     })?;
-    Ok(crate::recoverable::seal(master, key_id, plaintext)?)
+    Ok(keyhaven_service::recoverable::seal(
+        master, key_id, plaintext,
+    )?)
 }
 
 fn key_fields(k: &KeyRecord) -> [(&'static str, Value); 7] {
@@ -922,7 +924,7 @@ pub const MAX_IMPORT_BATCH: usize = 1000;
 pub struct ImportRequest {
     /// 1 to 1,000 keys.
     #[schema(min_items = 1, max_items = 1000)]
-    pub keys: Vec<crate::import::ImportItem>,
+    pub keys: Vec<keyhaven_service::import::ImportItem>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -930,7 +932,7 @@ pub struct ImportResponse {
     pub imported: usize,
     pub skipped: usize,
     pub rejected: usize,
-    pub results: Vec<crate::import::ImportOutcome>,
+    pub results: Vec<keyhaven_service::import::ImportOutcome>,
 }
 
 const ALREADY_STORED: &str = "a key with the same lookup id or digest is already stored";
@@ -948,7 +950,7 @@ pub async fn import(
     auth: RootAuth,
     body: JsonBody<ImportRequest>,
 ) -> Result<Response, ApiError> {
-    use crate::import::ImportOutcome;
+    use keyhaven_service::import::ImportOutcome;
     auth.require(Scope::KeysWrite)?;
     let items = body.value.keys;
     if items.is_empty() || items.len() > MAX_IMPORT_BATCH {
@@ -995,11 +997,11 @@ pub async fn import(
         } else if !owner_ok {
             Err("owner_id does not name an existing owner".to_owned())
         } else {
-            crate::import::build(item, &state.peppers, now)
+            keyhaven_service::import::build(item, &state.peppers, now)
         };
         let built = match built {
             Ok(record)
-                if crate::import::stored_under_older_pepper(
+                if keyhaven_service::import::stored_under_older_pepper(
                     state.store.as_ref(),
                     &record,
                     &state.peppers,
@@ -1116,7 +1118,7 @@ pub async fn reveal(
             "a recoverable key exists but no master key is loaded"
         ))
     })?;
-    let plaintext = crate::recoverable::open(master, &key.key_id, sealed)?;
+    let plaintext = keyhaven_service::recoverable::open(master, &key.key_id, sealed)?;
     // Audit first: a reveal that cannot be recorded does not happen.
     let now = state.clock.now();
     let event = audit_event(

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
-use super::keyspaces::rfc3339;
 use crate::error::ApiError;
+use keyhaven_service::validate::rfc3339;
 
 /// Most named limits on one keyspace, owner or key.
 pub const MAX_LIMITS: usize = 16;
@@ -252,7 +252,7 @@ pub fn quota_audit(q: Option<&Quota>) -> Value {
 /// What a view needs to show quotas as they stand: this node's live counters and now.
 #[derive(Debug, Clone, Copy)]
 pub struct QuotaCtx<'a> {
-    pub quotas: &'a crate::limits::quotas::Quotas,
+    pub quotas: &'a keyhaven_service::limits::quotas::Quotas,
     pub now: Timestamp,
 }
 

@@ -19,10 +19,12 @@ use keyhaven_store::{AuditEvent, IdempotentResponse, PageRequest, StoreError, Ti
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use keyhaven_service::idempotency::{self, Done, Rendered};
+use keyhaven_service::ids;
+
 use crate::auth::RootAuth;
 use crate::error::ApiError;
-use crate::idempotency::{self, IdempotencyKey};
-use crate::ids;
+use crate::extract::IdempotencyKey;
 use crate::state::AppState;
 
 pub const DEFAULT_PAGE: u32 = 50;
@@ -119,6 +121,8 @@ impl<T> List<T> {
     }
 }
 
+pub use keyhaven_service::audit::{created, diff};
+
 /// Builds the audit event for a change made by `auth`.
 pub fn audit_event(
     auth: &RootAuth,
@@ -128,40 +132,14 @@ pub fn audit_event(
     changes: Map<String, Value>,
     now: Timestamp,
 ) -> Result<AuditEvent, ApiError> {
-    Ok(AuditEvent {
-        id: ids::new_id("evt")?,
-        occurred_at: now,
-        actor: auth.key_id().to_owned(),
-        action: action.to_owned(),
-        target_type: target.0.to_owned(),
-        target_id: target.1.to_owned(),
-        keyspace_id: keyspace_id.map(str::to_owned),
+    Ok(keyhaven_service::audit::event(
+        auth,
+        action,
+        target,
+        keyspace_id,
         changes,
-        client_ip: auth.client_ip(),
-    })
-}
-
-/// `{field: {"from": old, "to": new}}` for each field whose value differs.
-pub fn diff(fields: &[(&str, Value, Value)]) -> Map<String, Value> {
-    fields
-        .iter()
-        .filter(|(_, from, to)| from != to)
-        .map(|(name, from, to)| {
-            (
-                (*name).to_owned(),
-                serde_json::json!({ "from": from, "to": to }),
-            )
-        })
-        .collect()
-}
-
-/// `{field: value}` for a newly created object.
-pub fn created(fields: &[(&str, Value)]) -> Map<String, Value> {
-    fields
-        .iter()
-        .filter(|(_, v)| !v.is_null())
-        .map(|(k, v)| ((*k).to_owned(), v.clone()))
-        .collect()
+        now,
+    )?)
 }
 
 pub fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
@@ -177,15 +155,10 @@ pub fn to_body<T: Serialize>(value: &T) -> Result<Vec<u8>, ApiError> {
     serde_json::to_vec(value).map_err(|e| ApiError::Unexpected(e.into()))
 }
 
-/// Idempotency for one POST: look for an earlier response first, then (after the handler
-/// built its response) seal it for the same transaction as the change.
+/// Idempotency for one POST, answering in HTTP terms (the rules are the service's
+/// [`keyhaven_service::idempotency::Idempotent`]).
 #[derive(Debug)]
-pub struct Idempotent<'a> {
-    state: &'a AppState,
-    actor: &'a str,
-    key: Option<String>,
-    request_hash: [u8; 32],
-}
+pub struct Idempotent<'a>(idempotency::Idempotent<'a>);
 
 impl<'a> Idempotent<'a> {
     pub fn new(
@@ -194,47 +167,18 @@ impl<'a> Idempotent<'a> {
         key: IdempotencyKey,
         request_hash: [u8; 32],
     ) -> Self {
-        Self {
+        Self(idempotency::Idempotent::new(
             state,
-            actor: auth.key_id(),
-            key: key.0,
+            auth,
+            key.0,
             request_hash,
-        }
+        ))
     }
 
     /// The stored response if this request was already answered; 422 if the key was used
     /// for a different request.
     pub async fn replay(&self) -> Result<Option<Response>, ApiError> {
-        let Some(key) = &self.key else {
-            return Ok(None);
-        };
-        let Some(stored) = self
-            .state
-            .store
-            .idempotent_response(self.actor, key)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let now = self.state.clock.now();
-        let ttl = time::Duration::hours(
-            i64::try_from(self.state.config.idempotency_ttl_hours).unwrap_or(i64::MAX / 7200),
-        );
-        if stored.created_at + ttl < now {
-            return Ok(None);
-        }
-        if stored.request_hash != self.request_hash {
-            return Err(ApiError::IdempotencyMismatch(
-                "This Idempotency-Key was already used for a different request.",
-            ));
-        }
-        let body = idempotency::open(&self.state.peppers, &stored.sealed_response)?;
-        let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
-        let mut response = json_response(status, body);
-        response
-            .headers_mut()
-            .insert("idempotent-replayed", HeaderValue::from_static("true"));
-        Ok(Some(response))
+        Ok(self.0.replay().await?.map(replayed))
     }
 
     /// The record to store with the change, when the request carried a key.
@@ -244,30 +188,43 @@ impl<'a> Idempotent<'a> {
         body: &[u8],
         now: Timestamp,
     ) -> Result<Option<IdempotentResponse>, ApiError> {
-        let Some(key) = &self.key else {
-            return Ok(None);
-        };
-        Ok(Some(IdempotentResponse {
-            actor: self.actor.to_owned(),
-            idempotency_key: key.clone(),
-            request_hash: self.request_hash,
+        let answer = Rendered {
             status: status.as_u16(),
-            sealed_response: idempotency::seal(&self.state.peppers, body)?,
-            created_at: now,
-        }))
+            body: zeroize::Zeroizing::new(body.to_vec()),
+        };
+        Ok(self.0.record(&answer, now)?)
     }
 
     /// Maps a store error, replaying when a concurrent twin of this request won.
     pub async fn on_error(&self, e: StoreError) -> Result<Response, ApiError> {
-        if matches!(
-            e,
-            StoreError::Conflict(keyhaven_store::Conflict::IdempotencyKeyTaken)
-        ) && let Some(response) = self.replay().await?
-        {
-            return Ok(response);
+        let placeholder = Rendered {
+            status: 500,
+            body: zeroize::Zeroizing::new(Vec::new()),
+        };
+        match self.0.finish(Err(e), placeholder).await? {
+            Done::Replayed(stored) | Done::Fresh(stored) => Ok(replayed(stored)),
         }
-        Err(e.into())
     }
+}
+
+/// The answer of an idempotent operation: fresh, or replayed (marked as such).
+pub fn answer(done: Done) -> Response {
+    match done {
+        Done::Fresh(fresh) => {
+            let status = StatusCode::from_u16(fresh.status).unwrap_or(StatusCode::OK);
+            json_response(status, fresh.body.to_vec())
+        }
+        Done::Replayed(stored) => replayed(stored),
+    }
+}
+
+fn replayed(stored: Rendered) -> Response {
+    let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+    let mut response = json_response(status, stored.body.to_vec());
+    response
+        .headers_mut()
+        .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    response
 }
 
 /// Validates a display name: 1–200 characters, no control characters.
@@ -328,17 +285,5 @@ mod tests {
         assert!(page_request(Some(0), None).is_err());
         assert!(page_request(Some(MAX_PAGE + 1), None).is_err());
         assert_eq!(page_request(None, None).unwrap().limit, DEFAULT_PAGE);
-    }
-
-    #[test]
-    fn diff_lists_only_changed_fields() {
-        let d = diff(&[
-            ("name", "a".into(), "b".into()),
-            ("enabled", true.into(), true.into()),
-        ]);
-        assert_eq!(
-            serde_json::Value::Object(d),
-            serde_json::json!({"name": {"from": "a", "to": "b"}})
-        );
     }
 }

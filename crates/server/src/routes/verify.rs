@@ -1,4 +1,4 @@
-//! `POST /v1/keys/verify`: the hot path. See [`crate::verify`] for the steps; this
+//! `POST /v1/keys/verify`: the hot path. See [`keyhaven_service::verify`] for the steps; this
 //! handler adds the response shape, usage counting and metrics.
 
 use std::time::Instant;
@@ -12,13 +12,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use super::keyspaces::rfc3339;
 use super::*;
 use crate::auth::Scope;
 use crate::error::ClientError;
 use crate::extract::JsonBody;
-use crate::limits::{LimitScope, NamedCost};
-use crate::usage::Outcome;
+use keyhaven_service::limits::{LimitScope, NamedCost};
+use keyhaven_service::usage::Outcome;
+use keyhaven_service::validate::rfc3339;
 use std::net::IpAddr;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -133,7 +133,7 @@ struct VerifyAnswer<'a> {
 }
 
 /// The applied limits, serialized straight from the decision.
-struct Ratelimits<'a>(&'a [crate::limits::Applied<'a>]);
+struct Ratelimits<'a>(&'a [keyhaven_service::limits::Applied<'a>]);
 
 impl Serialize for Ratelimits<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -181,15 +181,15 @@ fn verify_metrics() -> &'static VerifyMetrics {
             .into_iter()
             .map(|code| {
                 let counter =
-                    metrics::counter!(crate::metrics::VERIFICATIONS, "code" => code.as_str());
+                    metrics::counter!(keyhaven_service::metrics::VERIFICATIONS, "code" => code.as_str());
                 (code, counter)
             })
             .collect(),
-        duration: metrics::histogram!(crate::metrics::VERIFY_DURATION),
+        duration: metrics::histogram!(keyhaven_service::metrics::VERIFY_DURATION),
     })
 }
 
-fn ratelimit_ref<'a>(a: &crate::limits::Applied<'a>) -> RatelimitRef<'a> {
+fn ratelimit_ref<'a>(a: &keyhaven_service::limits::Applied<'a>) -> RatelimitRef<'a> {
     RatelimitRef {
         name: a.name,
         scope: a.scope,
@@ -274,8 +274,8 @@ pub async fn verify(
         )));
     }
     let now_us = state.clock.now_micros();
-    let now = crate::clock::Clock::seconds(now_us);
-    let checked = crate::verify::check(
+    let now = keyhaven_service::clock::Clock::seconds(now_us);
+    let checked = keyhaven_service::verify::check(
         &state,
         req.key.expose_secret(),
         &req.scopes,
@@ -285,7 +285,7 @@ pub async fn verify(
     .await?;
     let mut code = checked.code;
     let found = checked.key.as_deref();
-    let mut limits = crate::limits::Decision::default();
+    let mut limits = keyhaven_service::limits::Decision::default();
     match (code, found) {
         (VerifyCode::Valid, Some(record)) => {
             limits = state

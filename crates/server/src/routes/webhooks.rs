@@ -20,7 +20,7 @@ use super::*;
 use crate::auth::{RootAuth, Scope};
 use crate::error::ClientError;
 use crate::extract::{ApiPath, ApiQuery, JsonBody};
-use crate::webhooks::{SECRET_PURPOSE, signing, target};
+use keyhaven_service::webhooks::{SECRET_PURPOSE, signing, target};
 
 /// Most event types one webhook lists.
 pub const MAX_EVENT_TYPES: usize = 16;
@@ -308,7 +308,7 @@ pub async fn create(
         None => {}
     }
     let secret = signing::new_secret()?;
-    let sealed_secret = crate::idempotency::seal_for(
+    let sealed_secret = keyhaven_service::idempotency::seal_for(
         SECRET_PURPOSE,
         &state.peppers,
         secret.expose_secret().as_bytes(),

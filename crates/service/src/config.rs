@@ -470,21 +470,6 @@ impl Config {
         Duration::from_millis(self.request_timeout_ms)
     }
 
-    /// The limits of a listener whose connection metrics are labelled `listener`.
-    pub fn connection_limits(
-        &self,
-        listener: &'static str,
-        max_connections: usize,
-    ) -> crate::connections::ConnectionLimits {
-        crate::connections::ConnectionLimits {
-            listener,
-            max_connections,
-            body_timeout: Duration::from_millis(self.http_body_timeout_ms),
-            header_timeout: Duration::from_millis(self.http_header_timeout_ms),
-            idle_timeout: Duration::from_millis(self.http_idle_timeout_ms),
-        }
-    }
-
     pub fn redis_timeout(&self) -> Duration {
         Duration::from_millis(self.redis_timeout_ms)
     }

@@ -18,8 +18,8 @@ use tokio::sync::Semaphore;
 
 use super::retry::{RetryPolicy, jitter};
 use super::{SECRET_PURPOSE, signing, target};
-use crate::routes::keyspaces::rfc3339;
-use crate::state::AppState;
+use crate::service::Service;
+use crate::validate::rfc3339;
 
 /// How often the loop looks for new events and due retries.
 const POLL: Duration = Duration::from_millis(200);
@@ -31,7 +31,7 @@ const LEASE_MARGIN_MS: i64 = 10_000;
 pub const ATTEMPTS: &str = "keyhaven_webhook_attempts_total";
 pub const LOOP_ERRORS: &str = "keyhaven_webhook_worker_errors_total";
 
-fn policy(state: &AppState) -> RetryPolicy {
+fn policy(state: &Service) -> RetryPolicy {
     let c = &state.config;
     RetryPolicy {
         initial: Duration::from_millis(c.webhook_retry_initial_ms),
@@ -42,7 +42,7 @@ fn policy(state: &AppState) -> RetryPolicy {
 
 /// The HTTP client deliveries use: no redirects, the attempt timeout, and (unless
 /// private targets are allowed) a resolver that only yields public addresses.
-pub fn client(state: &AppState) -> anyhow::Result<reqwest::Client> {
+pub fn client(state: &Service) -> anyhow::Result<reqwest::Client> {
     // reqwest is built without a default crypto provider; ring is ours. Fails only if a
     // provider is installed already, which is as good.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -59,7 +59,7 @@ pub fn client(state: &AppState) -> anyhow::Result<reqwest::Client> {
 }
 
 /// Runs until the task is aborted.
-pub async fn run(state: AppState) {
+pub async fn run(state: Service) {
     let client = match client(&state) {
         Ok(client) => client,
         Err(e) => {
@@ -117,7 +117,7 @@ pub async fn run(state: AppState) {
     }
 }
 
-async fn fan_out(state: &AppState) {
+async fn fan_out(state: &Service) {
     loop {
         let now_ms = state.clock.now_micros() / 1_000;
         match state.store.fan_out_events(now_ms, FAN_OUT_BATCH).await {
@@ -133,7 +133,7 @@ async fn fan_out(state: &AppState) {
 }
 
 /// Sends one delivery and records how it went.
-async fn attempt(state: &AppState, client: &reqwest::Client, d: DueDelivery) {
+async fn attempt(state: &Service, client: &reqwest::Client, d: DueDelivery) {
     let attempted_ms = state.clock.now_micros() / 1_000;
     let started = Instant::now();
     let outcome = send(state, client, &d).await;
@@ -174,7 +174,7 @@ async fn attempt(state: &AppState, client: &reqwest::Client, d: DueDelivery) {
 }
 
 /// One HTTP attempt: the receiver's status, or why there was none.
-async fn send(state: &AppState, client: &reqwest::Client, d: &DueDelivery) -> Result<u16, String> {
+async fn send(state: &Service, client: &reqwest::Client, d: &DueDelivery) -> Result<u16, String> {
     let secret = crate::idempotency::open_for(SECRET_PURPOSE, &state.peppers, &d.sealed_secret)
         .map_err(|_| "the endpoint's secret could not be opened (pepper missing?)".to_owned())?;
     let secret = SecretString::from(

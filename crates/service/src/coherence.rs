@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use keyhaven_store::Invalidation;
 
-use crate::state::AppState;
+use crate::service::Service;
 
 /// Up (1) while the change feed is connected.
 pub const FEED_UP: &str = "keyhaven_change_feed_up";
@@ -23,7 +23,7 @@ pub const FEED_LOST: &str = "keyhaven_change_feed_lost_total";
 
 /// Applies the store's change feed to the cache until the task is aborted. Returns at
 /// once for a store without one (SQLite).
-pub async fn follow(state: AppState) {
+pub async fn follow(state: Service) {
     if !state.cache.is_shared() {
         return;
     }
@@ -64,14 +64,14 @@ pub async fn follow(state: AppState) {
 }
 
 /// After the feed (re)connected: whatever was sent while it was away is lost.
-async fn resync(state: &AppState) {
+async fn resync(state: &Service) {
     state.cache.invalidate_everything();
     if let Err(e) = state.load_import_flag().await {
         tracing::warn!(error = %e, "checking for imported keys failed");
     }
 }
 
-async fn apply(state: &AppState, what: Invalidation) {
+async fn apply(state: &Service, what: Invalidation) {
     match what {
         Invalidation::Key(key_id) => state.cache.invalidate(&key_id),
         // As the local handlers do for owner and keyspace changes: every record carries
@@ -92,7 +92,7 @@ async fn apply(state: &AppState, what: Invalidation) {
 }
 
 /// Sends this node's heartbeat through the change feed until the task is aborted.
-pub async fn heartbeat(state: AppState) {
+pub async fn heartbeat(state: Service) {
     let Some(origin) = state.cache.heartbeat_origin() else {
         return;
     };
@@ -110,7 +110,7 @@ pub async fn heartbeat(state: AppState) {
 }
 
 /// When this node sent `payload`, if it is this node's heartbeat.
-fn own_heartbeat(state: &AppState, payload: &str) -> Option<Instant> {
+fn own_heartbeat(state: &Service, payload: &str) -> Option<Instant> {
     let (node, sent) = payload.rsplit_once(':')?;
     if node != state.node_id {
         return None;

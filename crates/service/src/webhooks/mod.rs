@@ -8,12 +8,12 @@
 //! - [`signing`]: secrets (`whsec_…`) and the `webhook-*` headers.
 //! - [`retry`]: when the next attempt is due.
 //! - [`target`]: which URLs may be called (no private addresses unless allowed).
-//! - [`worker`]: the loop: fan out, claim, send, record.
+//! - [`delivery`]: the loop: fan out, claim, send, record.
 
+pub mod delivery;
 pub mod retry;
 pub mod signing;
 pub mod target;
-pub mod worker;
 
 /// Purpose of the key that seals endpoint secrets in the database.
 pub const SECRET_PURPOSE: &str = "webhook-secrets/v1";

@@ -13,8 +13,8 @@ use keyhaven_core::compat::{self, ImportFormat};
 use keyhaven_core::{KeyState, SecretStr, Verification, VerifyCode, policy};
 use keyhaven_store::{KeyForVerify, Timestamp};
 
-use crate::error::ApiError;
-use crate::state::AppState;
+use crate::error::ServiceError;
+use crate::service::Service;
 
 /// Longest non-native key string that is looked up as a possible imported key.
 const MAX_IMPORTED_KEY_LEN: usize = 512;
@@ -42,12 +42,12 @@ impl Checked {
 /// Checks `key` (the whole presented key) against the store. `visible` decides whether
 /// the caller may learn about the key's keyspace at all; outside it the key is NOT_FOUND.
 pub async fn check(
-    state: &AppState,
+    state: &Service,
     key: &str,
     required_scopes: &[String],
     visible: impl FnOnce(&str) -> bool,
     now: Timestamp,
-) -> Result<Checked, ApiError> {
+) -> Result<Checked, ServiceError> {
     let Ok(parsed) = keyhaven_core::parse(key) else {
         return check_imported(state, key, required_scopes, visible, now).await;
     };
@@ -59,7 +59,7 @@ pub async fn check(
     let matched = state
         .peppers
         .verify(parsed.key_id(), parsed.secret(), stored)
-        .map_err(|e| ApiError::Unexpected(e.into()))?;
+        .map_err(|e| ServiceError::Unexpected(e.into()))?;
     let (record, rehash) = match (matched, record) {
         (Verification::Valid { rehash }, Some(record))
             if record.keyspace_prefix == parsed.prefix()
@@ -84,12 +84,12 @@ pub async fn check(
 
 /// A non-native key: an imported key, or MALFORMED.
 async fn check_imported(
-    state: &AppState,
+    state: &Service,
     key: &str,
     required_scopes: &[String],
     visible: impl FnOnce(&str) -> bool,
     now: Timestamp,
-) -> Result<Checked, ApiError> {
+) -> Result<Checked, ServiceError> {
     if !state.has_imported_keys() || key.is_empty() || key.len() > MAX_IMPORTED_KEY_LEN {
         return Ok(Checked::rejected(VerifyCode::Malformed));
     }
@@ -118,7 +118,7 @@ async fn check_imported(
             None => match state
                 .peppers
                 .verify(&record.key.key_id, secret, Some(&record.key.verifier))
-                .map_err(|e| ApiError::Unexpected(e.into()))?
+                .map_err(|e| ServiceError::Unexpected(e.into()))?
             {
                 Verification::Valid { rehash } => (true, false, rehash),
                 Verification::Invalid => (false, false, false),
@@ -151,7 +151,7 @@ async fn check_imported(
 
 /// The secret matched under an older pepper: store it under the newest, once, off the
 /// request's path. The new verifier is computed here, where the secret is.
-fn spawn_rehash(state: &AppState, record: &KeyForVerify, secret: SecretStr<'_>) {
+fn spawn_rehash(state: &Service, record: &KeyForVerify, secret: SecretStr<'_>) {
     let to = state.peppers.verifier(&record.key.key_id, secret);
     let from = record.key.verifier.version().get();
     let key_id = record.key.key_id.clone();

@@ -17,8 +17,8 @@ use keyhaven_core::anomaly::SpikeRule;
 use keyhaven_store::{Alert, MinuteActivity, StoreError, Timestamp};
 use serde_json::{Map, Value, json};
 
-use crate::routes::keyspaces::rfc3339;
-use crate::state::AppState;
+use crate::service::Service;
+use crate::validate::rfc3339;
 
 /// After a restart, how many closed minutes are judged (again: judging is idempotent).
 const CATCH_UP_MINUTES: i64 = 5;
@@ -34,7 +34,7 @@ pub struct AlertJudge {
 impl AlertJudge {
     /// Judges every minute that closed by `now` since the last call (this node's counts
     /// up to `now` must be flushed). Returns how many episodes started (events stored).
-    pub async fn run(&self, state: &AppState, now: Timestamp) -> Result<u64, StoreError> {
+    pub async fn run(&self, state: &Service, now: Timestamp) -> Result<u64, StoreError> {
         // A minute is judged once its end is two flush intervals (at least 2 s) past:
         // by then every node has written its counts for it.
         let flush_secs = state.config.usage_flush_interval().as_secs_f64().ceil() as i64;
@@ -76,7 +76,7 @@ impl AlertJudge {
 }
 
 /// What one key's minute shows.
-async fn alerts(state: &AppState, a: &MinuteActivity) -> Result<Vec<Alert>, StoreError> {
+async fn alerts(state: &Service, a: &MinuteActivity) -> Result<Vec<Alert>, StoreError> {
     let config = &state.config;
     let mut alerts = Vec::new();
     let alert = |kind, event_type, data: Value| Alert {

@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use crate::error::ApiError;
-use crate::routes::{validate_meta, validate_name};
+use crate::error::ServiceError;
+use crate::validate;
 
 /// One key to import.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -59,8 +59,8 @@ pub struct ImportOutcome {
     pub reason: Option<String>,
 }
 
-fn detail(e: ApiError) -> String {
-    e.problem().detail
+fn detail(e: ServiceError) -> String {
+    e.to_string()
 }
 
 fn token_ok(t: &str) -> bool {
@@ -73,7 +73,7 @@ pub fn build(item: &ImportItem, peppers: &PepperSet, now: Timestamp) -> Result<K
     let format = ImportFormat::parse(&item.format).ok_or_else(|| {
         format!(
             "format must be prefixed_sha256, dotted_sha512 or sha256, not {:?}",
-            crate::extract::redact(&format!("\"{}\"", item.format))
+            validate::redact(&format!("\"{}\"", item.format))
         )
     })?;
     let hex_digest = match format {
@@ -121,14 +121,14 @@ pub fn build(item: &ImportItem, peppers: &PepperSet, now: Timestamp) -> Result<K
         ImportFormat::Sha256 => compat::sha256_lookup(pepper, &digest),
     };
     if let Some(name) = &item.name {
-        validate_name("name", name).map_err(detail)?;
+        validate::name("name", name).map_err(detail)?;
     }
-    crate::routes::keys::validate_scopes(&item.scopes).map_err(detail)?;
-    validate_meta(&item.meta).map_err(detail)?;
+    validate::scopes(&item.scopes).map_err(detail)?;
+    validate::meta(&item.meta).map_err(detail)?;
     let expires_at = item
         .expires_at
         .as_deref()
-        .map(|t| crate::routes::keys::parse_time("expires_at", t))
+        .map(|t| validate::time("expires_at", t))
         .transpose()
         .map_err(detail)?;
     let mut key_id = [0u8; keyhaven_core::format::KEY_ID_LEN];

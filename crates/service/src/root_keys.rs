@@ -6,11 +6,9 @@ use keyhaven_store::{AuditEvent, Change, KeyRecord, ROOT_KEYSPACE_ID, ROOT_PREFI
 use secrecy::ExposeSecret;
 use serde_json::json;
 
-use crate::auth::validate_root_scopes;
+pub use crate::actor::CLI_ACTOR;
+use crate::actor::validate_root_scopes;
 use crate::ids;
-
-/// Who made a change from the command line, in audit events.
-pub const CLI_ACTOR: &str = "cli";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RootKeyError {

@@ -11,41 +11,143 @@
 use aes_gcm::aead::{Aead, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
 use anyhow::Context as _;
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 use keyhaven_core::{PepperSet, PepperVersion};
+use keyhaven_store::{Conflict, IdempotentResponse, StoreError, Timestamp};
 use sha2::{Digest, Sha256};
 
-use crate::error::ApiError;
+use crate::actor::Actor;
+use crate::error::{Result, ServiceError};
+use crate::service::Service;
 
 const PURPOSE: &str = "idempotent-responses/v1";
 const NONCE_LEN: usize = 12;
-pub const HEADER: &str = "idempotency-key";
-const MAX_KEY_LEN: usize = 255;
+/// Longest idempotency key (1-255 visible ASCII characters).
+pub const MAX_KEY_LEN: usize = 255;
 
-/// The request's `Idempotency-Key` header, if any: 1–255 visible ASCII characters.
-#[derive(Debug, Clone)]
-pub struct IdempotencyKey(pub Option<String>);
+/// Whether `key` is acceptable as an idempotency key.
+pub fn valid_key(key: &str) -> bool {
+    !key.is_empty() && key.len() <= MAX_KEY_LEN && key.bytes().all(|b| b.is_ascii_graphic())
+}
 
-impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
-    type Rejection = ApiError;
+/// An answer as the front door rendered it: what a retry of the same request gets back.
+#[derive(Clone)]
+pub struct Rendered {
+    pub status: u16,
+    /// May hold a new key's plaintext: zeroed when dropped, never logged.
+    pub body: zeroize::Zeroizing<Vec<u8>>,
+}
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let Some(value) = parts.headers.get(HEADER) else {
-            return Ok(Self(None));
+impl std::fmt::Debug for Rendered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rendered")
+            .field("status", &self.status)
+            .field("body", &format_args!("<{} bytes>", self.body.len()))
+            .finish()
+    }
+}
+
+/// How an idempotent operation ended.
+#[derive(Debug)]
+pub enum Done {
+    /// The change was made now; its rendering was stored with it.
+    Fresh(Rendered),
+    /// The same request was already answered: its stored answer.
+    Replayed(Rendered),
+}
+
+/// Idempotency for one request: look for an earlier answer first, then store this
+/// answer in the same transaction as the change. A request without a key is never
+/// replayed.
+#[derive(Debug)]
+pub struct Idempotent<'a> {
+    service: &'a Service,
+    actor: &'a str,
+    key: Option<String>,
+    request_hash: [u8; 32],
+}
+
+impl<'a> Idempotent<'a> {
+    /// `key` is the caller's idempotency key (already checked with [`valid_key`]);
+    /// `request_hash` identifies "the same request" ([`request_hash`]).
+    pub fn new(
+        service: &'a Service,
+        actor: &'a Actor,
+        key: Option<String>,
+        request_hash: [u8; 32],
+    ) -> Self {
+        Self {
+            service,
+            actor: actor.id(),
+            key,
+            request_hash,
+        }
+    }
+
+    /// No idempotency: every call makes its change.
+    pub fn none(service: &'a Service, actor: &'a Actor) -> Self {
+        Self::new(service, actor, None, [0; 32])
+    }
+
+    /// The stored answer if this request was already answered; `IdempotencyMismatch`
+    /// if the key was used for a different request.
+    pub async fn replay(&self) -> Result<Option<Rendered>> {
+        let Some(key) = &self.key else {
+            return Ok(None);
         };
-        let text = value
-            .to_str()
-            .ok()
-            .filter(|t| !t.is_empty() && t.len() <= MAX_KEY_LEN)
-            .filter(|t| t.bytes().all(|b| b.is_ascii_graphic()))
-            .ok_or_else(|| {
-                ApiError::bad_request(
-                    "invalid_idempotency_key",
-                    "Idempotency-Key must be 1-255 visible ASCII characters.",
-                )
-            })?;
-        Ok(Self(Some(text.to_owned())))
+        let Some(stored) = self
+            .service
+            .store
+            .idempotent_response(self.actor, key)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let ttl = time::Duration::hours(
+            i64::try_from(self.service.config.idempotency_ttl_hours).unwrap_or(i64::MAX / 7200),
+        );
+        if stored.created_at + ttl < self.service.clock.now() {
+            return Ok(None);
+        }
+        if stored.request_hash != self.request_hash {
+            return Err(ServiceError::IdempotencyMismatch(
+                "This Idempotency-Key was already used for a different request.",
+            ));
+        }
+        let body = open(&self.service.peppers, &stored.sealed_response)?;
+        Ok(Some(Rendered {
+            status: stored.status,
+            body: zeroize::Zeroizing::new(body),
+        }))
+    }
+
+    /// The record to store with the change, when the request carried a key.
+    pub fn record(&self, answer: &Rendered, now: Timestamp) -> Result<Option<IdempotentResponse>> {
+        let Some(key) = &self.key else {
+            return Ok(None);
+        };
+        Ok(Some(IdempotentResponse {
+            actor: self.actor.to_owned(),
+            idempotency_key: key.clone(),
+            request_hash: self.request_hash,
+            status: answer.status,
+            sealed_response: seal(&self.service.peppers, &answer.body)?,
+            created_at: now,
+        }))
+    }
+
+    /// Ends an operation whose change was attempted with `answer` stored beside it: a
+    /// concurrent twin of this request that won the key is replayed.
+    pub async fn finish(&self, result: Result<(), StoreError>, answer: Rendered) -> Result<Done> {
+        match result {
+            Ok(()) => Ok(Done::Fresh(answer)),
+            Err(StoreError::Conflict(Conflict::IdempotencyKeyTaken)) => {
+                match self.replay().await? {
+                    Some(stored) => Ok(Done::Replayed(stored)),
+                    None => Err(StoreError::Conflict(Conflict::IdempotencyKeyTaken).into()),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 }
 

@@ -1,0 +1,251 @@
+//! Who is asking: the actor every operation takes, and what it may touch.
+//!
+//! Today actors are root keys (the HTTP API) and the local command line. A root key's
+//! scopes say which operations it may call and `allowed_keyspaces` (when set) which
+//! keyspaces' objects it may see; everything outside them answers exactly like a
+//! missing object.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use keyhaven_core::policy;
+use keyhaven_store::{KeyForVerify, ROOT_KEYSPACE_ID};
+
+use crate::error::{Result, ServiceError};
+
+/// The scopes a root key can hold. `*` grants everything; `family:*` a whole family.
+pub const ROOT_SCOPES: &[&str] = &[
+    "*",
+    "keys:*",
+    "keys:read",
+    "keys:write",
+    "keys:verify",
+    "keys:reveal",
+    "keyspaces:*",
+    "keyspaces:read",
+    "keyspaces:write",
+    "owners:*",
+    "owners:read",
+    "owners:write",
+    "audit:read",
+    "webhooks:*",
+    "webhooks:read",
+    "webhooks:write",
+];
+
+/// The actor recorded for changes made with local access (`keyhaven` commands).
+pub const CLI_ACTOR: &str = "cli";
+
+/// An operation's required scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    KeysRead,
+    KeysWrite,
+    KeysVerify,
+    /// Never implied by `keys:*`: only `keys:reveal` itself or `*` grant it.
+    KeysReveal,
+    KeyspacesRead,
+    KeyspacesWrite,
+    OwnersRead,
+    OwnersWrite,
+    AuditRead,
+    WebhooksRead,
+    WebhooksWrite,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::KeysRead => "keys:read",
+            Self::KeysWrite => "keys:write",
+            Self::KeysVerify => "keys:verify",
+            Self::KeysReveal => "keys:reveal",
+            Self::KeyspacesRead => "keyspaces:read",
+            Self::KeyspacesWrite => "keyspaces:write",
+            Self::OwnersRead => "owners:read",
+            Self::OwnersWrite => "owners:write",
+            Self::AuditRead => "audit:read",
+            Self::WebhooksRead => "webhooks:read",
+            Self::WebhooksWrite => "webhooks:write",
+        }
+    }
+}
+
+/// Checks a list of requested root-key scopes against [`ROOT_SCOPES`].
+pub fn validate_root_scopes(scopes: &[String]) -> Result<(), String> {
+    if scopes.is_empty() {
+        return Err("a root key needs at least one scope".to_owned());
+    }
+    match scopes.iter().find(|s| !ROOT_SCOPES.contains(&s.as_str())) {
+        Some(bad) => Err(format!(
+            "unknown root key scope `{bad}`; known scopes: {}",
+            ROOT_SCOPES.join(", ")
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Who is asking. Holds a root key's cached record itself (no copies of its scopes on
+/// every request).
+#[derive(Debug, Clone)]
+pub struct Actor {
+    who: Who,
+    client_ip: Option<IpAddr>,
+}
+
+#[derive(Debug, Clone)]
+enum Who {
+    RootKey(Arc<KeyForVerify>),
+    /// Local access (the command line): every scope, every keyspace.
+    Local(&'static str),
+}
+
+impl Actor {
+    /// An authenticated root key (its secret matched and it verified VALID).
+    pub fn root_key(key: Arc<KeyForVerify>, client_ip: Option<IpAddr>) -> Self {
+        Self {
+            who: Who::RootKey(key),
+            client_ip,
+        }
+    }
+
+    /// The command line, recorded in audit events as `name`.
+    pub fn local(name: &'static str) -> Self {
+        Self {
+            who: Who::Local(name),
+            client_ip: None,
+        }
+    }
+
+    /// The actor's id in audit events: a root key's key id, or the local actor's name.
+    pub fn id(&self) -> &str {
+        match &self.who {
+            Who::RootKey(key) => &key.key.key_id,
+            Who::Local(name) => name,
+        }
+    }
+
+    pub fn client_ip(&self) -> Option<String> {
+        self.client_ip.map(|ip| ip.to_string())
+    }
+
+    pub fn require(&self, scope: Scope) -> Result<()> {
+        let scopes = match &self.who {
+            Who::RootKey(key) => &key.key.scopes,
+            Who::Local(_) => return Ok(()),
+        };
+        let granted = if scope == Scope::KeysReveal {
+            scopes.iter().any(|s| s == "*" || s == "keys:reveal")
+        } else {
+            policy::scopes_grant(scopes, scope.as_str())
+        };
+        if granted {
+            Ok(())
+        } else {
+            Err(ServiceError::MissingScope(scope.as_str()))
+        }
+    }
+
+    /// Whether objects of keyspace `id` exist for this actor.
+    pub fn sees_keyspace(&self, id: &str) -> bool {
+        id != ROOT_KEYSPACE_ID
+            && self
+                .visible()
+                .is_none_or(|allowed| allowed.iter().any(|a| a == id))
+    }
+
+    /// The keyspace restriction to pass to list queries; `None` means unrestricted.
+    pub fn visible(&self) -> Option<&[String]> {
+        match &self.who {
+            Who::RootKey(key) => key.key.allowed_keyspaces.as_deref(),
+            Who::Local(_) => None,
+        }
+    }
+
+    pub fn is_restricted(&self) -> bool {
+        self.visible().is_some()
+    }
+
+    /// Owners are deployment-wide: only an actor not limited to keyspaces may change them.
+    pub fn require_unrestricted(&self, what: &str) -> Result<()> {
+        if self.is_restricted() {
+            return Err(ServiceError::invalid(format!(
+                "{what} can only be set by a root key not limited to keyspaces"
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth(scopes: &[&str], allowed: Option<&[&str]>) -> Actor {
+        let now = time::OffsetDateTime::UNIX_EPOCH;
+        let key = keyhaven_store::KeyRecord {
+            key_id: "k".into(),
+            keyspace_id: ROOT_KEYSPACE_ID.into(),
+            owner_id: None,
+            name: None,
+            last4: "abcd".into(),
+            verifier: keyhaven_core::Verifier::from_parts(
+                keyhaven_core::PepperVersion::new(1).unwrap(),
+                [0; 32],
+            ),
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+            meta: serde_json::Map::new(),
+            allowed_keyspaces: allowed.map(|a| a.iter().map(|s| (*s).to_owned()).collect()),
+            enabled: true,
+            expires_at: None,
+            revoked_at: None,
+            revoked_reason: None,
+            rotation: None,
+            rotated_from: None,
+            sealed_key: None,
+            import: None,
+            limits: Default::default(),
+            last_used_at: None,
+            created_at: now,
+            updated_at: now,
+        };
+        Actor::root_key(
+            Arc::new(KeyForVerify {
+                key,
+                keyspace_prefix: "kh_root".into(),
+                keyspace_name: "root".into(),
+                max_key_age: None,
+                owner_external_id: None,
+                keyspace_ratelimits: Vec::new(),
+                owner_limits: Default::default(),
+            }),
+            None,
+        )
+    }
+
+    #[test]
+    fn scopes_and_keyspaces_limit_a_root_key() {
+        let a = auth(&["keys:read"], Some(&["ks_a"]));
+        assert!(a.require(Scope::KeysRead).is_ok());
+        assert!(a.require(Scope::KeysWrite).is_err());
+        assert!(a.sees_keyspace("ks_a"));
+        assert!(!a.sees_keyspace("ks_b"));
+        assert!(auth(&["keys:*"], None).require(Scope::KeysReveal).is_err());
+        assert!(
+            auth(&["keys:reveal"], None)
+                .require(Scope::KeysReveal)
+                .is_ok()
+        );
+        let all = auth(&["*"], None);
+        assert!(all.require(Scope::AuditRead).is_ok());
+        assert!(all.sees_keyspace("ks_b"));
+        assert!(!all.sees_keyspace(ROOT_KEYSPACE_ID));
+    }
+
+    #[test]
+    fn root_scope_lists_are_checked() {
+        assert!(validate_root_scopes(&["keys:read".into()]).is_ok());
+        assert!(validate_root_scopes(&[]).is_err());
+        assert!(validate_root_scopes(&["keys:rea".into()]).is_err());
+    }
+}

@@ -1,0 +1,141 @@
+//! The work a node does besides answering: usage and quota flushes, anomaly alerts,
+//! expiry-warning events, purges, the change feed (other nodes' changes) and webhook
+//! delivery. [`start`] runs it; [`Running::stop`] ends it and writes what is pending.
+
+use std::time::Duration;
+
+use keyhaven_store::Granularity;
+use tokio::task::JoinHandle;
+
+use crate::service::Service;
+
+/// The background tasks of one node.
+#[derive(Debug)]
+pub struct Running {
+    service: Service,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Prepares the service for its first request and starts its background tasks.
+pub async fn start(service: &Service) -> anyhow::Result<Running> {
+    service.load_import_flag().await?;
+    // Reach Redis (and count the nodes) before the first request, so shared limits are
+    // decided in Redis from the start.
+    service.limits.tick(service.clock.now_micros()).await;
+    let tasks = vec![
+        tokio::spawn(run(service.clone())),
+        tokio::spawn(crate::coherence::follow(service.clone())),
+        tokio::spawn(crate::coherence::heartbeat(service.clone())),
+        tokio::spawn(crate::webhooks::delivery::run(service.clone())),
+    ];
+    Ok(Running {
+        service: service.clone(),
+        tasks,
+    })
+}
+
+impl Running {
+    /// Stops the tasks and writes the usage counts and quota uses still in memory.
+    pub async fn stop(self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        let state = &self.service;
+        if let Err(e) = state.usage.flush(state.store.as_ref()).await {
+            tracing::error!(error = %e, "final usage flush failed");
+        }
+        if let Err(e) = state.limits.quotas.flush(state.store.as_ref()).await {
+            tracing::error!(error = %e, "final quota flush failed");
+        }
+    }
+}
+
+async fn run(state: Service) {
+    let mut flush = tokio::time::interval(state.config.usage_flush_interval());
+    let mut purge = tokio::time::interval(Duration::from_secs(3600));
+    let mut limits = tokio::time::interval(Duration::from_secs(5));
+    // With `quota_flush_interval_ms = 0` every use is written inline; this loop then
+    // only catches what a failed inline write left pending.
+    let mut quotas = tokio::time::interval(
+        state
+            .config
+            .quota_flush_interval()
+            .unwrap_or(Duration::from_secs(1)),
+    );
+    for timer in [&mut flush, &mut purge, &mut limits, &mut quotas] {
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    }
+    loop {
+        tokio::select! {
+            _ = quotas.tick() => {
+                if let Err(e) = state.limits.quotas.flush(state.store.as_ref()).await {
+                    metrics::counter!(crate::metrics::QUOTA_FLUSH_FAILURES).increment(1);
+                    tracing::warn!(error = %e, "quota flush failed; will retry");
+                }
+            }
+            _ = limits.tick() => {
+                state.limits.tick(state.clock.now_micros()).await;
+            }
+            _ = flush.tick() => {
+                // Read before the flush: every verification counted in a minute that
+                // `now` has closed is then in this flush.
+                let now = state.clock.now();
+                match state.usage.flush(state.store.as_ref()).await {
+                    // Anomalies are judged from flushed counts, after this node's are in.
+                    Ok(_) if state.config.usage_tracking => {
+                        if let Err(e) = state.alerts.run(&state, now).await {
+                            tracing::warn!(error = %e, "judging usage for alerts failed; will retry");
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "usage flush failed; will retry"),
+                }
+                match state.store.record_expiring_events(state.clock.now()).await {
+                    Ok(n) if n > 0 => tracing::info!(events = n, "keys entered their expiry warning window"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "recording key.expiring events failed"),
+                }
+                // Keys imported by `keyhaven import` (another process) become findable.
+                if !state.has_imported_keys()
+                    && let Err(e) = state.load_import_flag().await
+                {
+                    tracing::warn!(error = %e, "checking for imported keys failed");
+                }
+            }
+            _ = purge.tick() => {
+                let ttl = time::Duration::hours(
+                    i64::try_from(state.config.idempotency_ttl_hours).unwrap_or(24),
+                );
+                match state.store.purge_idempotency(state.clock.now() - ttl).await {
+                    Ok(n) if n > 0 => tracing::info!(purged = n, "expired idempotency records"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "idempotency purge failed"),
+                }
+                purge_usage(&state).await;
+            }
+        }
+    }
+}
+
+/// Deletes usage buckets past their retention.
+async fn purge_usage(state: &Service) {
+    let now = state.clock.now().unix_timestamp();
+    for granularity in Granularity::ALL {
+        let keep = state.config.usage_retention_secs(granularity);
+        match state
+            .store
+            .purge_usage(granularity, now.saturating_sub(keep))
+            .await
+        {
+            Ok(n) if n > 0 => {
+                tracing::info!(
+                    rows = n,
+                    granularity = granularity.as_str(),
+                    "expired usage"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "usage purge failed"),
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! What an operation can answer besides its result. Each front door maps these to its
+//! own shape (the HTTP API to problem+json, the CLI to a message and an exit code).
+//!
+//! A `NotFound` never says what was looked for: an object the actor may not see is
+//! answered exactly like one that does not exist.
+
+use keyhaven_store::{Conflict, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The input is not acceptable; `code` is stable and machine-readable.
+    #[error("{detail}")]
+    Invalid { code: &'static str, detail: String },
+    /// The actor lacks the scope an operation needs.
+    #[error("the root key lacks the scope {0}")]
+    MissingScope(&'static str),
+    #[error("not found")]
+    NotFound,
+    /// The change contradicts the stored state (taken prefix, already revoked, …).
+    #[error("{detail}")]
+    Conflict { code: &'static str, detail: String },
+    /// An idempotency key was reused for a different request.
+    #[error("{0}")]
+    IdempotencyMismatch(&'static str),
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
+
+impl ServiceError {
+    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::Invalid {
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    /// `validation_failed`: the most common refusal.
+    pub fn invalid(detail: impl Into<String>) -> Self {
+        Self::bad_request("validation_failed", detail)
+    }
+
+    pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::Conflict {
+            code,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => Self::NotFound,
+            StoreError::Conflict(c) => Self::Conflict {
+                code: c.code(),
+                detail: conflict_detail(c).to_owned(),
+            },
+            StoreError::Unexpected(e) => Self::Unexpected(e),
+        }
+    }
+}
+
+fn conflict_detail(c: Conflict) -> &'static str {
+    use Conflict::*;
+    match c {
+        PrefixTaken => "Another keyspace already uses this prefix.",
+        ExternalIdTaken => "Another owner already has this external_id.",
+        KeyspaceNotEmpty => "The keyspace still holds keys; delete them first.",
+        OwnerHasKeys => "The owner still has keys; delete or reassign them first.",
+        AlreadyRevoked => "The key is already revoked.",
+        AlreadyRotated => "The key was already rotated; rotate its successor instead.",
+        MissingReference => "A referenced keyspace or owner does not exist.",
+        IdempotencyKeyTaken => "A request with this Idempotency-Key is still in progress.",
+        DuplicateId => "A generated id collided with an existing one; retry the request.",
+    }
+}
+
+/// Names the operation in an unexpected store error, so a 500's log line says what
+/// failed. Expected outcomes (not found, conflicts) pass through unchanged.
+pub trait Context<T> {
+    fn context(self, operation: &'static str) -> Result<T>;
+}
+
+impl<T> Context<T> for std::result::Result<T, StoreError> {
+    fn context(self, operation: &'static str) -> Result<T> {
+        self.map_err(|e| match e {
+            StoreError::Unexpected(e) => ServiceError::Unexpected(e.context(operation)),
+            other => other.into(),
+        })
+    }
+}

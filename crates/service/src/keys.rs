@@ -1,0 +1,1 @@
+//! Operations on keys (to be filled in).

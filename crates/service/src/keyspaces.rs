@@ -1,0 +1,1 @@
+//! Operations on keyspaces (to be filled in).

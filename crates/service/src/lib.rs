@@ -1,0 +1,47 @@
+//! Keyhaven's application layer: every rule about keys lives here, free of HTTP, so each
+//! front door (the HTTP API, the command line, and the dashboard, portal and gateway to
+//! come) calls the same operations instead of copying them.
+//!
+//! Where to look:
+//! - the verify decision, top to bottom: [`verify`];
+//! - operations, one module per resource: [`keys`], [`keyspaces`], [`owners`],
+//!   [`webhooks`]; each takes the [`Actor`] and the time, validates, writes through the
+//!   store with its audit event, invalidates the cache, and returns typed results or a
+//!   [`ServiceError`];
+//! - what every operation reaches: [`Service`]; who is asking: [`actor`];
+//! - the record cache and its invalidation rule: [`cache`]; other nodes' changes:
+//!   [`coherence`]; limits and quotas: [`limits`]; usage counting: [`usage`]; alerts:
+//!   [`alerts`]; background work: [`background`];
+//! - starting up (data directory, peppers, master keys, store): [`bootstrap`];
+//!   configuration layers: [`config`].
+
+pub mod actor;
+pub mod alerts;
+pub mod audit;
+pub mod background;
+pub mod bootstrap;
+pub mod cache;
+pub mod clock;
+pub mod coherence;
+pub mod config;
+pub mod error;
+pub mod idempotency;
+pub mod ids;
+pub mod import;
+pub mod keys;
+pub mod keyspaces;
+pub mod limits;
+pub mod metrics;
+pub mod owners;
+pub mod recoverable;
+pub mod root_keys;
+pub mod service;
+pub mod usage;
+pub mod validate;
+pub mod verify;
+pub mod webhooks;
+
+pub use actor::{Actor, Scope};
+pub use config::Config;
+pub use error::{Result, ServiceError};
+pub use service::Service;

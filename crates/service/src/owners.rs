@@ -1,0 +1,1 @@
+//! Operations on owners (to be filled in).
