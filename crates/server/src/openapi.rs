@@ -164,7 +164,8 @@ mod tests {
 
     #[test]
     fn documented_limits_are_the_enforced_ones() {
-        use crate::routes::{keys, keyspaces, limits, verify, webhooks};
+        use crate::routes::{keys, keyspaces, verify, webhooks};
+        use keyhaven_service::limits::spec as limits;
         let doc = doc();
         let schemas = &doc["components"]["schemas"];
         let checks: [(&str, u64); 16] = [

@@ -16,14 +16,16 @@ use serde_json::{Map, Value, json};
 use utoipa::{IntoParams, ToSchema};
 
 use super::keyspaces::{rfc3339, visible_keyspace};
-use super::limits::{
-    QuotaBody, QuotaCtx, QuotaView, RateLimitBody, patch_limits, quota, quota_audit,
-    rate_limit_views, rate_limits,
-};
 use super::*;
 use crate::auth::{RootAuth, Scope};
 use crate::error::ClientError;
-use crate::extract::{ApiPath, ApiQuery, JsonBody};
+use crate::extract::{ApiPath, ApiQuery, IdempotencyKey, JsonBody};
+use keyhaven_service::idempotency;
+use keyhaven_service::keys::{self, RevokeKey};
+use keyhaven_service::limits::spec::{
+    QuotaBody, QuotaCtx, QuotaView, RateLimitBody, patch_limits, quota, quota_audit,
+    rate_limit_views, rate_limits,
+};
 
 /// A key as the API shows it: never the secret.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -60,6 +62,11 @@ pub struct KeyView {
 }
 
 impl KeyView {
+    /// A found key as the API shows it, its quota as it stands now.
+    pub fn of(state: &AppState, k: &KeyForVerify) -> Self {
+        Self::new(&k.key, &k.keyspace_prefix, &QuotaCtx::of(state))
+    }
+
     pub fn new(key: &KeyRecord, prefix: &str, ctx: &QuotaCtx<'_>) -> Self {
         Self {
             key_id: key.key_id.clone(),
@@ -171,15 +178,6 @@ pub struct UpdateKey {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<QuotaBody>)]
     pub quota: Option<Option<QuotaBody>>,
-}
-
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RevokeKey {
-    /// Why, for the audit log and the key's record: up to 500 characters without
-    /// control characters.
-    #[schema(max_length = 500)]
-    pub reason: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -698,53 +696,12 @@ pub async fn revoke(
     body: JsonBody<RevokeKey>,
 ) -> Result<Response, ApiError> {
     auth.require(Scope::KeysWrite)?;
-    let idem = Idempotent::new(&state, &auth, idem, body.request_hash());
-    if let Some(replay) = idem.replay().await? {
-        return Ok(replay);
-    }
-    let found = visible_key(&state, &auth, &key_id).await?;
-    let reason = body.value.reason;
-    if let Some(reason) = &reason
-        && (reason.chars().count() > 500 || reason.chars().any(char::is_control))
-    {
-        return Err(ApiError::invalid(
-            "reason must be at most 500 characters without control characters",
-        ));
-    }
-    let now = state.clock.now();
-    let mut after = found.key.clone();
-    after.revoked_at = Some(now);
-    after.revoked_reason = reason.clone();
-    after.updated_at = now;
-    let body = to_body(&KeyView::new(
-        &after,
-        &found.keyspace_prefix,
-        &QuotaCtx::of(&state),
-    ))?;
-    let event = audit_event(
-        &auth,
-        "key.revoke",
-        ("key", &key_id),
-        Some(&after.keyspace_id),
-        created(&[("reason", json!(reason))]),
-        now,
-    )?;
-    let saved = idem.record(StatusCode::OK, &body, now)?;
-    let result = {
-        let (store, id, reason) = (state.store.clone(), key_id.clone(), reason.clone());
-        to_completion(&state, vec![key_id.clone()], async move {
-            let change = Change {
-                audit: &event,
-                idempotency: saved.as_ref(),
-            };
-            store.revoke_key(&id, now, reason.as_deref(), change).await
-        })
-        .await
-    };
-    match result {
-        Ok(()) => Ok(json_response(StatusCode::OK, body)),
-        Err(e) => idem.on_error(e).await,
-    }
+    let idem = idempotency::Idempotent::new(&state, &auth, idem.0, body.request_hash());
+    let done = keys::revoke(&state, &auth, &key_id, body.value, &idem, |k| {
+        render(StatusCode::OK, &KeyView::of(&state, k))
+    })
+    .await?;
+    Ok(answer(done))
 }
 
 #[utoipa::path(post, path = "/v1/keys/{key_id}/rotate", tag = "keys", operation_id = "keys_rotate",
@@ -1152,23 +1109,6 @@ pub async fn delete(
     ApiPath(key_id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     auth.require(Scope::KeysWrite)?;
-    let found = visible_key(&state, &auth, &key_id).await?;
-    let now = state.clock.now();
-    let event = audit_event(
-        &auth,
-        "key.delete",
-        ("key", &key_id),
-        Some(&found.key.keyspace_id),
-        Map::new(),
-        now,
-    )?;
-    let result = {
-        let (store, id) = (state.store.clone(), key_id.clone());
-        to_completion(&state, vec![key_id.clone()], async move {
-            store.delete_key(&id, Change::audited(&event)).await
-        })
-        .await
-    };
-    result?;
+    keys::delete(&state, &auth, &key_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

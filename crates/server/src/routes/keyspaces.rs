@@ -10,11 +10,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
-use super::limits::{RateLimitBody, rate_limit_views, rate_limits};
 use super::*;
 use crate::auth::{RootAuth, Scope};
 use crate::error::ClientError;
 use crate::extract::{ApiPath, ApiQuery, JsonBody};
+use keyhaven_service::limits::spec::{RateLimitBody, rate_limit_views, rate_limits};
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct KeyspaceView {

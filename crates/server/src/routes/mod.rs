@@ -5,7 +5,6 @@ pub mod audit;
 pub mod health;
 pub mod keys;
 pub mod keyspaces;
-pub mod limits;
 pub mod owners;
 pub mod usage;
 pub mod verify;
@@ -149,6 +148,18 @@ pub fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
         HeaderValue::from_static("application/json"),
     );
     response
+}
+
+/// An answer rendered for an operation to store with its change (idempotent replays).
+pub fn render<T: Serialize>(
+    status: StatusCode,
+    value: &T,
+) -> Result<Rendered, keyhaven_service::ServiceError> {
+    let body = serde_json::to_vec(value).map_err(anyhow::Error::from)?;
+    Ok(Rendered {
+        status: status.as_u16(),
+        body: zeroize::Zeroizing::new(body),
+    })
 }
 
 pub fn to_body<T: Serialize>(value: &T) -> Result<Vec<u8>, ApiError> {

@@ -11,14 +11,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use utoipa::{IntoParams, ToSchema};
 
-use super::limits::{
-    QuotaBody, QuotaCtx, QuotaView, RateLimitBody, patch_limits, quota, quota_audit,
-    rate_limit_views, rate_limits,
-};
 use super::*;
 use crate::auth::Scope;
 use crate::error::ClientError;
 use crate::extract::{ApiPath, ApiQuery, JsonBody};
+use keyhaven_service::limits::spec::{
+    QuotaBody, QuotaCtx, QuotaView, RateLimitBody, patch_limits, quota, quota_audit,
+    rate_limit_views, rate_limits,
+};
 use keyhaven_service::validate::rfc3339;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

@@ -16,6 +16,7 @@ pub mod failures;
 pub mod local;
 pub mod quotas;
 pub mod redis;
+pub mod spec;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

@@ -1,5 +1,5 @@
-//! The wire form of rate limits and quotas, shared by keyspaces, owners and keys, with
-//! their validation.
+//! Rate limits and quotas as operations take and show them (shared by keyspaces, owners
+//! and keys), with their validation.
 
 use keyhaven_core::quota::{QuotaState, Refill};
 use keyhaven_store::{Quota, RateLimitDef, Timestamp, interval_from, interval_name};
@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
-use crate::error::ApiError;
-use keyhaven_service::validate::rfc3339;
+use crate::error::ServiceError;
+use crate::validate::rfc3339;
 
 /// Most named limits on one keyspace, owner or key.
 pub const MAX_LIMITS: usize = 16;
@@ -38,9 +38,9 @@ pub struct RateLimitBody {
     pub burst: Option<u64>,
 }
 
-pub fn rate_limits(input: Vec<RateLimitBody>) -> Result<Vec<RateLimitDef>, ApiError> {
+pub fn rate_limits(input: Vec<RateLimitBody>) -> Result<Vec<RateLimitDef>, ServiceError> {
     if input.len() > MAX_LIMITS {
-        return Err(ApiError::invalid(format!(
+        return Err(ServiceError::invalid(format!(
             "at most {MAX_LIMITS} rate limits"
         )));
     }
@@ -51,12 +51,12 @@ pub fn rate_limits(input: Vec<RateLimitBody>) -> Result<Vec<RateLimitDef>, ApiEr
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
         if !name_ok {
-            return Err(ApiError::invalid(
+            return Err(ServiceError::invalid(
                 "rate limit names are 1-64 characters of [A-Za-z0-9_.-]",
             ));
         }
         if out.iter().any(|d| d.name == r.name) {
-            return Err(ApiError::invalid(format!(
+            return Err(ServiceError::invalid(format!(
                 "rate limit `{}` is named twice",
                 r.name
             )));
@@ -64,13 +64,13 @@ pub fn rate_limits(input: Vec<RateLimitBody>) -> Result<Vec<RateLimitDef>, ApiEr
         if !(1..=MAX_LIMIT).contains(&r.limit)
             || r.burst.is_some_and(|b| !(1..=MAX_LIMIT).contains(&b))
         {
-            return Err(ApiError::invalid(format!(
+            return Err(ServiceError::invalid(format!(
                 "rate limit `{}`: limit and burst must be between 1 and {MAX_LIMIT}",
                 r.name
             )));
         }
         if !(1..=MAX_DURATION_MS).contains(&r.duration_ms) {
-            return Err(ApiError::invalid(format!(
+            return Err(ServiceError::invalid(format!(
                 "rate limit `{}`: duration_ms must be between 1 and {MAX_DURATION_MS}",
                 r.name
             )));
@@ -83,7 +83,7 @@ pub fn rate_limits(input: Vec<RateLimitBody>) -> Result<Vec<RateLimitDef>, ApiEr
         };
         // Keep every state within 2^50 µs of now (exact in Redis's Lua numbers).
         if def.gcra().capacity() > 1 << 50 {
-            return Err(ApiError::invalid(format!(
+            return Err(ServiceError::invalid(format!(
                 "rate limit `{}`: burst × duration_ms / limit must stay under 35 years",
                 def.name
             )));
@@ -138,9 +138,9 @@ pub struct QuotaView {
     pub next_refill_at: Option<String>,
 }
 
-pub fn quota(input: QuotaBody, now: Timestamp) -> Result<Quota, ApiError> {
+pub fn quota(input: QuotaBody, now: Timestamp) -> Result<Quota, ServiceError> {
     if input.remaining > MAX_QUOTA {
-        return Err(ApiError::invalid(format!(
+        return Err(ServiceError::invalid(format!(
             "quota.remaining must be at most {MAX_QUOTA}"
         )));
     }
@@ -148,21 +148,21 @@ pub fn quota(input: QuotaBody, now: Timestamp) -> Result<Quota, ApiError> {
         None => None,
         Some(r) => {
             if r.amount > MAX_QUOTA {
-                return Err(ApiError::invalid(format!(
+                return Err(ServiceError::invalid(format!(
                     "quota.refill.amount must be at most {MAX_QUOTA}"
                 )));
             }
             let day = match (r.interval.as_str(), r.day) {
                 ("monthly", None) => Some(1),
                 ("daily", Some(_)) => {
-                    return Err(ApiError::invalid(
+                    return Err(ServiceError::invalid(
                         "quota.refill.day applies only to monthly refills",
                     ));
                 }
                 (_, day) => day,
             };
             let interval = interval_from(&r.interval, day).ok_or_else(|| {
-                ApiError::invalid(
+                ServiceError::invalid(
                     "quota.refill.interval must be `daily` or `monthly` (with day 1-31)",
                 )
             })?;
@@ -186,7 +186,7 @@ pub fn patch_limits(
     ratelimits: Option<Vec<RateLimitBody>>,
     new_quota: Option<Option<QuotaBody>>,
     now: Timestamp,
-) -> Result<keyhaven_store::QuotaWrite, ApiError> {
+) -> Result<keyhaven_store::QuotaWrite, ServiceError> {
     if let Some(r) = ratelimits {
         limits.ratelimits = rate_limits(r)?;
     }
@@ -252,12 +252,12 @@ pub fn quota_audit(q: Option<&Quota>) -> Value {
 /// What a view needs to show quotas as they stand: this node's live counters and now.
 #[derive(Debug, Clone, Copy)]
 pub struct QuotaCtx<'a> {
-    pub quotas: &'a keyhaven_service::limits::quotas::Quotas,
+    pub quotas: &'a crate::limits::quotas::Quotas,
     pub now: Timestamp,
 }
 
 impl<'a> QuotaCtx<'a> {
-    pub fn of(state: &'a crate::state::AppState) -> Self {
+    pub fn of(state: &'a crate::service::Service) -> Self {
         Self {
             quotas: &state.limits.quotas,
             now: state.clock.now(),

@@ -1,1 +1,0 @@
-//! Operations on keys (to be filled in).
