@@ -24,6 +24,9 @@ use keyhaven_service::config::MetricsListen;
 pub const IMPORT_BODY_LIMIT: usize = 4 * 1024 * 1024;
 
 pub fn router(state: AppState) -> Router {
+    // The process's metrics recorder, before anything registers a metric (a metric
+    // registered with no recorder stays a no-op for good).
+    crate::metrics::handle();
     let limit = state.config.max_body_bytes;
     let api = Router::new()
         .route(
@@ -139,6 +142,7 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    crate::metrics::handle();
     let background = keyhaven_service::background::start(&state).await?;
     let cap = crate::connections::connection_cap(state.config.max_connections);
     let limits = crate::connections::ConnectionLimits::of(&state.config, "api", cap);

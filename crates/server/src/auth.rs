@@ -9,9 +9,8 @@ use std::ops::Deref;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use keyhaven_core::VerifyCode;
 use keyhaven_service::Actor;
-use keyhaven_store::ROOT_KEYSPACE_ID;
+use keyhaven_service::verify;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -42,30 +41,13 @@ impl FromRequestParts<AppState> for RootAuth {
     #[tracing::instrument(name = "authenticate", skip_all)]
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = bearer(parts).ok_or(ApiError::Unauthorized)?;
-        let now = state.clock.now();
-        let checked = keyhaven_service::verify::check(
-            state,
-            token,
-            &[],
-            |keyspace| keyspace == ROOT_KEYSPACE_ID,
-            now,
-        )
-        .await?;
-        let key = match (checked.code, checked.key) {
-            (VerifyCode::Valid, Some(key)) => key,
-            _ => return Err(ApiError::Unauthorized),
-        };
         let client_ip = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(addr)| addr.ip());
-        if state.config.usage_tracking {
-            state.usage.record(
-                &key.key.key_id,
-                keyhaven_service::usage::Outcome::Answered(VerifyCode::Valid),
-                now,
-            );
+        match verify::authenticate(state, token, client_ip).await? {
+            Some(actor) => Ok(Self(actor)),
+            None => Err(ApiError::Unauthorized),
         }
-        Ok(Self(Actor::root_key(key, client_ip)))
     }
 }

@@ -1,32 +1,210 @@
-//! The verify path, shared by `POST /v1/keys/verify` and root-key authentication:
-//! parse + checksum (no storage) → record cache → MAC → constant-time compare → policy.
-//! Nothing beyond NOT_FOUND/MALFORMED is decided before the secret matched.
+//! The verify path, top to bottom: one verification, from the presented key to the
+//! verdict. Used by `POST /v1/keys/verify` (through [`verify`]) and by root-key
+//! authentication ([`authenticate`]).
 //!
-//! A key that is not in Keyhaven's format may be an imported one ([`check_imported`]):
-//! only when the deployment holds imported keys is it looked up, by the lookups its
-//! shape allows (`keyhaven_core::compat::lookups`); otherwise it is MALFORMED without
-//! touching storage.
+//! 1. Check the request (scopes, costs) — no storage.
+//! 2. Parse the key once: prefix, key id, secret, checksum — no storage. A string that
+//!    is not in Keyhaven's format may be an imported key ([`check_imported`]): only
+//!    when the deployment holds imported keys is it looked up, by the lookups its shape
+//!    allows (`keyhaven_core::compat::lookups`); otherwise it is MALFORMED at once.
+//! 3. The key's record, from the cache ([`crate::cache`]) or the store, by key id.
+//! 4. MAC of the secret under the pepper, compared in constant time with the stored
+//!    verifier (`PepperSet::verify`). Nothing beyond NOT_FOUND/MALFORMED is decided
+//!    before the secret matched; a match under an older pepper re-hashes off the path.
+//! 5. Policy: enabled, revoked, expired (or past its rotation grace), scopes
+//!    (`keyhaven_core::policy`).
+//! 6. Rate limits and quota for a usable key ([`crate::limits`]); the failed-verification
+//!    limiter for a key that was not found.
+//! 7. Usage counting ([`crate::usage`]) and metrics; the caller shapes the answer from
+//!    the [`Verdict`].
+//!
+//! No `tracing` span here: a span per verification was a measurable cost.
 
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::OnceLock;
+use std::time::Instant;
 
 use keyhaven_core::compat::{self, ImportFormat};
-use keyhaven_core::{KeyState, SecretStr, Verification, VerifyCode, policy};
-use keyhaven_store::{KeyForVerify, Timestamp};
+use keyhaven_core::{KeyState, ParsedKey, SecretStr, Verification, VerifyCode, policy};
+use keyhaven_store::{KeyForVerify, ROOT_KEYSPACE_ID, Timestamp};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use utoipa::ToSchema;
 
-use crate::error::ServiceError;
+use crate::actor::Actor;
+use crate::clock::Clock;
+use crate::error::{Result, ServiceError};
+use crate::limits::{Decision, NamedCost};
 use crate::service::Service;
+use crate::usage::Outcome;
+use crate::validate;
 
 /// Longest non-native key string that is looked up as a possible imported key.
 const MAX_IMPORTED_KEY_LEN: usize = 512;
+/// Largest `cost` of one verification.
+pub const MAX_COST: u64 = 1_000;
+/// Most named limits one verification may ask for.
+pub const MAX_NAMED_LIMITS: usize = 32;
 
-/// A verification's result: the code and, once the secret matched, the key.
-#[derive(Debug, Clone)]
-pub struct Checked {
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyRequest {
+    /// The whole key as presented by the caller.
+    #[schema(value_type = String)]
+    pub key: SecretString,
+    /// Scopes the key must hold (up to 64); otherwise the answer is INSUFFICIENT_SCOPES.
+    #[serde(default)]
+    #[schema(max_items = 64)]
+    pub scopes: Vec<String>,
+    /// Units this call takes from the key's rate limits and quota (default 1; 0 checks
+    /// without consuming; at most 1,000).
+    #[schema(maximum = 1000)]
+    pub cost: Option<u64>,
+    /// Check only these named limits, each at its own cost (default: every limit of the
+    /// key at `cost`); at most 32. Names the key does not have are ignored.
+    #[schema(max_items = 32)]
+    pub ratelimits: Option<Vec<NamedCost>>,
+    /// The address of the client that presented the key (as your API saw it): failed
+    /// verifications are limited per address as well as per key id.
+    #[schema(value_type = Option<String>)]
+    pub client_ip: Option<IpAddr>,
+}
+
+/// The outcome of one verification, for the caller to shape its answer from. The key is
+/// set only once the secret matched.
+#[derive(Debug)]
+pub struct Verdict<'a> {
     pub code: VerifyCode,
-    pub key: Option<Arc<KeyForVerify>>,
+    pub key: Option<&'a KeyForVerify>,
+    /// The limits applied (for a usable key), or the failed-verification limiter that
+    /// answered RATE_LIMITED.
+    pub limits: &'a Decision<'a>,
+}
+
+/// Verifies `request.key` for `actor` (whose visible keyspaces bound what it may learn
+/// of; the front door has checked its permission): the whole decision. `answer` shapes the verdict while it can borrow from the cached record (no
+/// copies of scopes or meta on the hot path).
+pub async fn verify<R>(
+    service: &Service,
+    actor: &Actor,
+    request: &VerifyRequest,
+    answer: impl FnOnce(&Verdict<'_>) -> R,
+) -> Result<R> {
+    let start = Instant::now();
+    // 1. The request.
+    validate::scopes(&request.scopes)?;
+    let cost = checked_cost(request)?;
+    let now_us = service.clock.now_micros();
+    let now = Clock::seconds(now_us);
+    // 2-5. Parse once, then record, MAC and policy.
+    let presented = request.key.expose_secret();
+    let parsed = keyhaven_core::parse(presented).ok();
+    let visible = |keyspace: &str| actor.sees_keyspace(keyspace);
+    let checked = match &parsed {
+        Some(parsed) => check(service, parsed, &request.scopes, visible, now).await?,
+        None => check_imported(service, presented, &request.scopes, visible, now).await?,
+    };
+    let mut code = checked.code;
+    let found = checked.key.as_deref();
+    // 6. Limits.
+    let mut limits = Decision::default();
+    match (code, found) {
+        (VerifyCode::Valid, Some(record)) => {
+            limits = (service.limits)
+                .decide(record, cost, request.ratelimits.as_deref(), now_us)
+                .await;
+            if let Some(denied) = limits.denied {
+                code = denied;
+            } else if let Some(seq) = limits.quota_use
+                && service.config.quota_flush_interval().is_none()
+            {
+                // Zero-loss quotas: the use is in the database before VALID is said.
+                (service.limits.quotas)
+                    .wait_durable(service.store.as_ref(), seq)
+                    .await?;
+            }
+        }
+        (VerifyCode::NotFound | VerifyCode::Malformed, None) => {
+            let key_id = parsed.as_ref().map(ParsedKey::key_id);
+            if let Some(blocked) = (service.limits.failures).note(key_id, request.client_ip, now_us)
+            {
+                code = VerifyCode::RateLimited;
+                limits.ratelimits.push(blocked);
+            }
+        }
+        _ => {}
+    }
+    // 7. Usage, the answer, metrics.
+    if service.config.usage_tracking {
+        if let Some(found) = found {
+            (service.usage).record(&found.key.key_id, Outcome::Answered(code), now);
+        } else if let Some(key_id) = &checked.wrong_secret_for {
+            (service.usage).record(key_id, Outcome::WrongSecret, now);
+        }
+    }
+    let verdict = Verdict {
+        code,
+        key: found,
+        limits: &limits,
+    };
+    let out = answer(&verdict);
+    VerifyMetrics::get().record(code, start);
+    Ok(out)
+}
+
+/// The root key presenting `token`, as the actor of a request from `client_ip`; `None`
+/// if it is not a valid root key (the caller answers 401 without saying why).
+pub async fn authenticate(
+    service: &Service,
+    token: &str,
+    client_ip: Option<IpAddr>,
+) -> Result<Option<Actor>> {
+    let now = service.clock.now();
+    let is_root = |keyspace: &str| keyspace == ROOT_KEYSPACE_ID;
+    let checked = match keyhaven_core::parse(token) {
+        Ok(parsed) => check(service, &parsed, &[], is_root, now).await?,
+        Err(_) => check_imported(service, token, &[], is_root, now).await?,
+    };
+    let key = match (checked.code, checked.key) {
+        (VerifyCode::Valid, Some(key)) => key,
+        _ => return Ok(None),
+    };
+    if service.config.usage_tracking {
+        let valid = Outcome::Answered(VerifyCode::Valid);
+        service.usage.record(&key.key.key_id, valid, now);
+    }
+    Ok(Some(Actor::root_key(key, client_ip)))
+}
+
+/// The request's cost, once each cost and the named-limit list are within bounds.
+fn checked_cost(request: &VerifyRequest) -> Result<u64> {
+    let cost = request.cost.unwrap_or(1);
+    let named = request.ratelimits.as_deref().unwrap_or_default();
+    if named.len() > MAX_NAMED_LIMITS {
+        return Err(ServiceError::invalid(format!(
+            "at most {MAX_NAMED_LIMITS} named rate limits"
+        )));
+    }
+    if std::iter::once(cost)
+        .chain(named.iter().filter_map(|n| n.cost))
+        .any(|c| c > MAX_COST)
+    {
+        return Err(ServiceError::invalid(format!(
+            "cost must be at most {MAX_COST}"
+        )));
+    }
+    Ok(cost)
+}
+
+/// A verification's result before limits: the code and, once the secret matched, the key.
+#[derive(Debug, Clone)]
+struct Checked {
+    code: VerifyCode,
+    key: Option<Arc<KeyForVerify>>,
     /// The id of a stored key that was presented with a wrong secret (for its usage
     /// counts and failed-verification alerts; the caller is told NOT_FOUND).
-    pub wrong_secret_for: Option<String>,
+    wrong_secret_for: Option<String>,
 }
 
 impl Checked {
@@ -39,24 +217,21 @@ impl Checked {
     }
 }
 
-/// Checks `key` (the whole presented key) against the store. `visible` decides whether
-/// the caller may learn about the key's keyspace at all; outside it the key is NOT_FOUND.
-pub async fn check(
-    state: &Service,
-    key: &str,
+/// Steps 3-5 for a key in Keyhaven's format. `visible` decides whether the caller may
+/// learn about the key's keyspace at all; outside it the key is NOT_FOUND.
+async fn check(
+    service: &Service,
+    parsed: &ParsedKey<'_>,
     required_scopes: &[String],
     visible: impl FnOnce(&str) -> bool,
     now: Timestamp,
-) -> Result<Checked, ServiceError> {
-    let Ok(parsed) = keyhaven_core::parse(key) else {
-        return check_imported(state, key, required_scopes, visible, now).await;
-    };
-    let record = state
+) -> Result<Checked> {
+    let record = service
         .cache
-        .get(state.store.as_ref(), parsed.key_id())
+        .get(service.store.as_ref(), parsed.key_id())
         .await?;
     let stored = record.as_ref().map(|r| &r.key.verifier);
-    let matched = state
+    let matched = service
         .peppers
         .verify(parsed.key_id(), parsed.secret(), stored)
         .map_err(|e| ServiceError::Unexpected(e.into()))?;
@@ -77,28 +252,28 @@ pub async fn check(
         _ => return Ok(Checked::rejected(VerifyCode::NotFound)),
     };
     if rehash {
-        spawn_rehash(state, &record, parsed.secret());
+        spawn_rehash(service, &record, parsed.secret());
     }
     Ok(decide(record, required_scopes, now))
 }
 
 /// A non-native key: an imported key, or MALFORMED.
 async fn check_imported(
-    state: &Service,
+    service: &Service,
     key: &str,
     required_scopes: &[String],
     visible: impl FnOnce(&str) -> bool,
     now: Timestamp,
 ) -> Result<Checked, ServiceError> {
-    if !state.has_imported_keys() || key.is_empty() || key.len() > MAX_IMPORTED_KEY_LEN {
+    if !service.has_imported_keys() || key.is_empty() || key.len() > MAX_IMPORTED_KEY_LEN {
         return Ok(Checked::rejected(VerifyCode::Malformed));
     }
-    let store = state.store.as_ref();
-    for (format, lookup) in compat::lookups(key, &state.peppers) {
-        let Some(key_id) = state.cache.import_lookup(store, &lookup).await? else {
+    let store = service.store.as_ref();
+    for (format, lookup) in compat::lookups(key, &service.peppers) {
+        let Some(key_id) = service.cache.import_lookup(store, &lookup).await? else {
             continue;
         };
-        let Some(record) = state.cache.get(store, &key_id).await? else {
+        let Some(record) = service.cache.get(store, &key_id).await? else {
             continue;
         };
         let Some(import) = &record.key.import else {
@@ -109,13 +284,13 @@ async fn check_imported(
             Some(digest) => {
                 // The pepper the import was stored under; an unknown version never matches.
                 let ok = ImportFormat::parse(&import.format) == Some(format)
-                    && state
+                    && service
                         .peppers
                         .get(record.key.verifier.version())
                         .is_some_and(|pepper| format.matches(key, digest, pepper));
                 (ok, ok, false)
             }
-            None => match state
+            None => match service
                 .peppers
                 .verify(&record.key.key_id, secret, Some(&record.key.verifier))
                 .map_err(|e| ServiceError::Unexpected(e.into()))?
@@ -130,19 +305,19 @@ async fn check_imported(
         if upgrade {
             // First successful verify of an imported key: store the native verifier of the
             // whole key string and forget the old digest.
-            let to = state.peppers.verifier(&record.key.key_id, secret);
+            let to = service.peppers.verifier(&record.key.key_id, secret);
             let key_id = record.key.key_id.clone();
-            let state = state.clone();
+            let service = service.clone();
             tokio::spawn(async move {
-                match state.store.complete_import(&key_id, &to).await {
-                    Ok(_) => state.cache.invalidate(&key_id),
+                match service.store.complete_import(&key_id, &to).await {
+                    Ok(_) => service.cache.invalidate(&key_id),
                     Err(e) => {
                         tracing::warn!(key_id, error = %e, "upgrading an imported key failed")
                     }
                 }
             });
         } else if rehash {
-            spawn_rehash(state, &record, secret);
+            spawn_rehash(service, &record, secret);
         }
         return Ok(decide(record, required_scopes, now));
     }
@@ -151,14 +326,14 @@ async fn check_imported(
 
 /// The secret matched under an older pepper: store it under the newest, once, off the
 /// request's path. The new verifier is computed here, where the secret is.
-fn spawn_rehash(state: &Service, record: &KeyForVerify, secret: SecretStr<'_>) {
-    let to = state.peppers.verifier(&record.key.key_id, secret);
+fn spawn_rehash(service: &Service, record: &KeyForVerify, secret: SecretStr<'_>) {
+    let to = service.peppers.verifier(&record.key.key_id, secret);
     let from = record.key.verifier.version().get();
     let key_id = record.key.key_id.clone();
-    let state = state.clone();
+    let service = service.clone();
     tokio::spawn(async move {
-        match state.store.rehash_key(&key_id, from, &to).await {
-            Ok(_) => state.cache.invalidate(&key_id),
+        match service.store.rehash_key(&key_id, from, &to).await {
+            Ok(_) => service.cache.invalidate(&key_id),
             Err(e) => {
                 tracing::warn!(key_id, error = %e, "re-hashing a key to the newest pepper failed")
             }
@@ -166,7 +341,7 @@ fn spawn_rehash(state: &Service, record: &KeyForVerify, secret: SecretStr<'_>) {
     });
 }
 
-/// The policy decision for a key whose secret matched.
+/// Step 5: the policy decision for a key whose secret matched.
 fn decide(record: Arc<KeyForVerify>, required_scopes: &[String], now: Timestamp) -> Checked {
     let key = &record.key;
     let code = policy::decide(
@@ -187,5 +362,36 @@ fn decide(record: Arc<KeyForVerify>, required_scopes: &[String], now: Timestamp)
         code,
         key: Some(record),
         wrong_secret_for: None,
+    }
+}
+
+/// Per-code counters and the latency histogram, registered once: looking a metric up
+/// by name and labels on every verify was a measurable share of its cost.
+struct VerifyMetrics {
+    by_code: Vec<(VerifyCode, metrics::Counter)>,
+    duration: metrics::Histogram,
+}
+
+impl VerifyMetrics {
+    fn get() -> &'static Self {
+        static METRICS: OnceLock<VerifyMetrics> = OnceLock::new();
+        METRICS.get_or_init(|| VerifyMetrics {
+            by_code: VerifyCode::ALL
+                .into_iter()
+                .map(|code| {
+                    let counter =
+                        metrics::counter!(crate::metrics::VERIFICATIONS, "code" => code.as_str());
+                    (code, counter)
+                })
+                .collect(),
+            duration: metrics::histogram!(crate::metrics::VERIFY_DURATION),
+        })
+    }
+
+    fn record(&self, code: VerifyCode, start: Instant) {
+        if let Some((_, counter)) = self.by_code.iter().find(|(c, _)| *c == code) {
+            counter.increment(1);
+        }
+        self.duration.record(start.elapsed().as_secs_f64());
     }
 }

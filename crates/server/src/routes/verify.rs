@@ -1,54 +1,24 @@
-//! `POST /v1/keys/verify`: the hot path. See [`keyhaven_service::verify`] for the steps; this
-//! handler adds the response shape, usage counting and metrics.
-
-use std::time::Instant;
+//! `POST /v1/keys/verify`: the hot path. The decision is the service's
+//! ([`keyhaven_service::verify`], one file, top to bottom); this handler checks the root
+//! key's scope and writes the verdict as JSON, borrowing from the cached record.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use keyhaven_core::VerifyCode;
-use secrecy::{ExposeSecret, SecretString};
+use keyhaven_service::limits::{Applied, LimitScope};
+use keyhaven_service::validate::rfc3339;
+use keyhaven_service::verify::{self, Verdict};
+pub use keyhaven_service::verify::{MAX_COST, MAX_NAMED_LIMITS, VerifyRequest};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use super::*;
-use crate::auth::Scope;
-use crate::error::ClientError;
+use super::{json_response, to_body};
+use crate::auth::{RootAuth, Scope};
+use crate::error::{ApiError, ClientError};
 use crate::extract::JsonBody;
-use keyhaven_service::limits::{LimitScope, NamedCost};
-use keyhaven_service::usage::Outcome;
-use keyhaven_service::validate::rfc3339;
-use std::net::IpAddr;
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct VerifyRequest {
-    /// The whole key as presented by the caller.
-    #[schema(value_type = String)]
-    pub key: SecretString,
-    /// Scopes the key must hold (up to 64); otherwise the answer is INSUFFICIENT_SCOPES.
-    #[serde(default)]
-    #[schema(max_items = 64)]
-    pub scopes: Vec<String>,
-    /// Units this call takes from the key's rate limits and quota (default 1; 0 checks
-    /// without consuming; at most 1,000).
-    #[schema(maximum = 1000)]
-    pub cost: Option<u64>,
-    /// Check only these named limits, each at its own cost (default: every limit of the
-    /// key at `cost`); at most 32. Names the key does not have are ignored.
-    #[schema(max_items = 32)]
-    pub ratelimits: Option<Vec<NamedCost>>,
-    /// The address of the client that presented the key (as your API saw it): failed
-    /// verifications are limited per address as well as per key id.
-    #[schema(value_type = Option<String>)]
-    pub client_ip: Option<IpAddr>,
-}
-
-/// Largest `cost` of one verification.
-pub const MAX_COST: u64 = 1_000;
-/// Most named limits one verification may ask for.
-pub const MAX_NAMED_LIMITS: usize = 32;
+use crate::state::AppState;
 
 /// One rate limit as applied to this call.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -133,7 +103,7 @@ struct VerifyAnswer<'a> {
 }
 
 /// The applied limits, serialized straight from the decision.
-struct Ratelimits<'a>(&'a [keyhaven_service::limits::Applied<'a>]);
+struct Ratelimits<'a>(&'a [Applied<'a>]);
 
 impl Serialize for Ratelimits<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -167,29 +137,7 @@ struct OwnerRef<'a> {
     external_id: Option<&'a str>,
 }
 
-/// Per-code counters and the latency histogram, registered once: looking a metric up
-/// by name and labels on every verify was a measurable share of its cost.
-struct VerifyMetrics {
-    by_code: Vec<(VerifyCode, metrics::Counter)>,
-    duration: metrics::Histogram,
-}
-
-fn verify_metrics() -> &'static VerifyMetrics {
-    static METRICS: std::sync::OnceLock<VerifyMetrics> = std::sync::OnceLock::new();
-    METRICS.get_or_init(|| VerifyMetrics {
-        by_code: VerifyCode::ALL
-            .into_iter()
-            .map(|code| {
-                let counter =
-                    metrics::counter!(keyhaven_service::metrics::VERIFICATIONS, "code" => code.as_str());
-                (code, counter)
-            })
-            .collect(),
-        duration: metrics::histogram!(keyhaven_service::metrics::VERIFY_DURATION),
-    })
-}
-
-fn ratelimit_ref<'a>(a: &keyhaven_service::limits::Applied<'a>) -> RatelimitRef<'a> {
+fn ratelimit_ref<'a>(a: &Applied<'a>) -> RatelimitRef<'a> {
     RatelimitRef {
         name: a.name,
         scope: a.scope,
@@ -255,109 +203,43 @@ pub async fn verify(
     body: JsonBody<VerifyRequest>,
 ) -> Result<Response, ApiError> {
     auth.require(Scope::KeysVerify)?;
-    let start = Instant::now();
-    let req = body.value;
-    crate::routes::keys::validate_scopes(&req.scopes)?;
-    let cost = req.cost.unwrap_or(1);
-    let named = req.ratelimits.as_deref().unwrap_or_default();
-    if named.len() > MAX_NAMED_LIMITS {
-        return Err(ApiError::invalid(format!(
-            "at most {MAX_NAMED_LIMITS} named rate limits"
-        )));
-    }
-    if std::iter::once(cost)
-        .chain(named.iter().filter_map(|n| n.cost))
-        .any(|c| c > MAX_COST)
-    {
-        return Err(ApiError::invalid(format!(
-            "cost must be at most {MAX_COST}"
-        )));
-    }
-    let now_us = state.clock.now_micros();
-    let now = keyhaven_service::clock::Clock::seconds(now_us);
-    let checked = keyhaven_service::verify::check(
-        &state,
-        req.key.expose_secret(),
-        &req.scopes,
-        |ks| auth.sees_keyspace(ks),
-        now,
-    )
-    .await?;
-    let mut code = checked.code;
-    let found = checked.key.as_deref();
-    let mut limits = keyhaven_service::limits::Decision::default();
-    match (code, found) {
-        (VerifyCode::Valid, Some(record)) => {
-            limits = state
-                .limits
-                .decide(record, cost, req.ratelimits.as_deref(), now_us)
-                .await;
-            if let Some(denied) = limits.denied {
-                code = denied;
-            } else if let Some(seq) = limits.quota_use
-                && state.config.quota_flush_interval().is_none()
-            {
-                // Zero-loss quotas: the use is in the database before VALID is said.
-                state
-                    .limits
-                    .quotas
-                    .wait_durable(state.store.as_ref(), seq)
-                    .await?;
-            }
-        }
-        (VerifyCode::NotFound | VerifyCode::Malformed, None) => {
-            let key_id = keyhaven_core::parse(req.key.expose_secret())
-                .ok()
-                .map(|p| p.key_id());
-            if let Some(blocked) = state.limits.failures.note(key_id, req.client_ip, now_us) {
-                code = VerifyCode::RateLimited;
-                limits.ratelimits.push(blocked);
-            }
-        }
-        _ => {}
-    }
-    if state.config.usage_tracking {
-        if let Some(found) = found {
-            state
-                .usage
-                .record(&found.key.key_id, Outcome::Answered(code), now);
-        } else if let Some(key_id) = &checked.wrong_secret_for {
-            state.usage.record(key_id, Outcome::WrongSecret, now);
-        }
-    }
-    let key = found.map(|f| &f.key);
-    let answer = VerifyAnswer {
-        valid: code == VerifyCode::Valid,
-        code: code.as_str(),
-        key_id: key.map(|k| k.key_id.as_str()),
-        keyspace_id: key.map(|k| k.keyspace_id.as_str()),
-        keyspace: found.map(|f| f.keyspace_name.as_str()),
-        owner: found.and_then(|f| {
-            f.key.owner_id.as_deref().map(|id| OwnerRef {
-                id,
-                external_id: f.owner_external_id.as_deref(),
-            })
-        }),
-        name: key.and_then(|k| k.name.as_deref()),
-        scopes: key.map(|k| k.scopes.as_slice()),
-        meta: key.map(|k| &k.meta),
-        expires_at: key.and_then(|k| k.expires_at.map(rfc3339)),
-        rotation: key.and_then(|k| {
-            k.rotation.as_ref().map(|r| RotationRef {
-                successor_key_id: &r.successor,
-                grace_until: rfc3339(r.grace_until),
-            })
-        }),
-        ratelimits: Ratelimits(&limits.ratelimits),
-        remaining: limits.remaining,
-    };
-    let body = to_body(&answer)?;
-    let m = verify_metrics();
-    if let Some((_, counter)) = m.by_code.iter().find(|(c, _)| *c == code) {
-        counter.increment(1);
-    }
-    m.duration.record(start.elapsed().as_secs_f64());
+    let body = verify::verify(&state, &auth, &body.value, |v| {
+        to_body(&VerifyAnswer::of(v))
+    })
+    .await??;
     Ok(json_response(StatusCode::OK, body))
+}
+
+impl<'a> VerifyAnswer<'a> {
+    fn of(verdict: &'a Verdict<'a>) -> Self {
+        let found = verdict.key;
+        let key = found.map(|f| &f.key);
+        Self {
+            valid: verdict.code == VerifyCode::Valid,
+            code: verdict.code.as_str(),
+            key_id: key.map(|k| k.key_id.as_str()),
+            keyspace_id: key.map(|k| k.keyspace_id.as_str()),
+            keyspace: found.map(|f| f.keyspace_name.as_str()),
+            owner: found.and_then(|f| {
+                f.key.owner_id.as_deref().map(|id| OwnerRef {
+                    id,
+                    external_id: f.owner_external_id.as_deref(),
+                })
+            }),
+            name: key.and_then(|k| k.name.as_deref()),
+            scopes: key.map(|k| k.scopes.as_slice()),
+            meta: key.map(|k| &k.meta),
+            expires_at: key.and_then(|k| k.expires_at.map(rfc3339)),
+            rotation: key.and_then(|k| {
+                k.rotation.as_ref().map(|r| RotationRef {
+                    successor_key_id: &r.successor,
+                    grace_until: rfc3339(r.grace_until),
+                })
+            }),
+            ratelimits: Ratelimits(&verdict.limits.ratelimits),
+            remaining: verdict.limits.remaining,
+        }
+    }
 }
 
 #[cfg(test)]
