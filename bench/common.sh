@@ -18,8 +18,13 @@ if ! command -v wrk >/dev/null; then
   command -v wrk >/dev/null || { echo "error: wrk is required (apt-get install wrk)" >&2; exit 1; }
 fi
 
-cargo build --release -q -p keyhaven
-BIN=target/release/keyhaven
+# KEYHAVEN_BIN runs another build (e.g. an older commit's, for an old/new comparison).
+if [[ -n "${KEYHAVEN_BIN:-}" ]]; then
+    BIN="$KEYHAVEN_BIN"
+else
+    cargo build --release -q -p keyhaven
+    BIN=target/release/keyhaven
+fi
 
 WORK="$(mktemp -d)"
 SERVER_PID=""
