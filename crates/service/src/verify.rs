@@ -4,7 +4,7 @@
 //!
 //! 1. Check the request (scopes, costs) — no storage.
 //! 2. Parse the key once: prefix, key id, secret, checksum — no storage. A string that
-//!    is not in Keyhaven's format may be an imported key ([`check_imported`]): only
+//!    is not in Keyhaven's format may be an imported key ([`match_imported`]): only
 //!    when the deployment holds imported keys is it looked up, by the lookups its shape
 //!    allows (`keyhaven_core::compat::lookups`); otherwise it is MALFORMED at once.
 //! 3. The key's record, from the cache ([`crate::cache`]) or the store, by key id.
@@ -101,18 +101,18 @@ pub async fn verify<R>(
     let presented = request.key.expose_secret();
     let parsed = keyhaven_core::parse(presented).ok();
     let visible = |keyspace: &str| actor.sees_keyspace(keyspace);
-    let checked = match &parsed {
-        Some(parsed) => check(service, parsed, &request.scopes, visible, now).await?,
-        None => check_imported(service, presented, &request.scopes, visible, now).await?,
+    let matched = match &parsed {
+        Some(parsed) => match_native(service, parsed, &request.scopes, visible, now).await?,
+        None => match_imported(service, presented, &request.scopes, visible, now).await?,
     };
-    let mut code = checked.code;
-    let found = checked.key.as_deref();
+    let mut code = matched.code;
+    let found = matched.key.as_deref();
     // 6. Limits.
     let mut limits = Decision::default();
     match (code, found) {
         (VerifyCode::Valid, Some(record)) => {
             limits = (service.limits)
-                .decide(record, cost, request.ratelimits.as_deref(), now_us)
+                .admit(record, cost, request.ratelimits.as_deref(), now_us)
                 .await;
             if let Some(denied) = limits.denied {
                 code = denied;
@@ -139,7 +139,7 @@ pub async fn verify<R>(
     if service.config.usage_tracking {
         if let Some(found) = found {
             (service.usage).record(&found.key.key_id, Outcome::Answered(code), now);
-        } else if let Some(key_id) = &checked.wrong_secret_for {
+        } else if let Some(key_id) = &matched.wrong_secret_for {
             (service.usage).record(key_id, Outcome::WrongSecret, now);
         }
     }
@@ -162,11 +162,11 @@ pub async fn authenticate(
 ) -> Result<Option<Actor>> {
     let now = service.clock.now();
     let is_root = |keyspace: &str| keyspace == ROOT_KEYSPACE_ID;
-    let checked = match keyhaven_core::parse(token) {
-        Ok(parsed) => check(service, &parsed, &[], is_root, now).await?,
-        Err(_) => check_imported(service, token, &[], is_root, now).await?,
+    let matched = match keyhaven_core::parse(token) {
+        Ok(parsed) => match_native(service, &parsed, &[], is_root, now).await?,
+        Err(_) => match_imported(service, token, &[], is_root, now).await?,
     };
-    let key = match (checked.code, checked.key) {
+    let key = match (matched.code, matched.key) {
         (VerifyCode::Valid, Some(key)) => key,
         _ => return Ok(None),
     };
@@ -199,7 +199,7 @@ fn checked_cost(request: &VerifyRequest) -> Result<u64> {
 
 /// A verification's result before limits: the code and, once the secret matched, the key.
 #[derive(Debug, Clone)]
-struct Checked {
+struct Matched {
     code: VerifyCode,
     key: Option<Arc<KeyForVerify>>,
     /// The id of a stored key that was presented with a wrong secret (for its usage
@@ -207,7 +207,7 @@ struct Checked {
     wrong_secret_for: Option<String>,
 }
 
-impl Checked {
+impl Matched {
     fn rejected(code: VerifyCode) -> Self {
         Self {
             code,
@@ -219,13 +219,13 @@ impl Checked {
 
 /// Steps 3-5 for a key in Keyhaven's format. `visible` decides whether the caller may
 /// learn about the key's keyspace at all; outside it the key is NOT_FOUND.
-async fn check(
+async fn match_native(
     service: &Service,
     parsed: &ParsedKey<'_>,
     required_scopes: &[String],
     visible: impl FnOnce(&str) -> bool,
     now: Timestamp,
-) -> Result<Checked> {
+) -> Result<Matched> {
     let record = service
         .cache
         .get(service.store.as_ref(), parsed.key_id())
@@ -244,29 +244,29 @@ async fn check(
             (record, rehash)
         }
         (Verification::Invalid, Some(record)) if record.keyspace_prefix == parsed.prefix() => {
-            return Ok(Checked {
+            return Ok(Matched {
                 wrong_secret_for: Some(record.key.key_id.clone()),
-                ..Checked::rejected(VerifyCode::NotFound)
+                ..Matched::rejected(VerifyCode::NotFound)
             });
         }
-        _ => return Ok(Checked::rejected(VerifyCode::NotFound)),
+        _ => return Ok(Matched::rejected(VerifyCode::NotFound)),
     };
     if rehash {
         spawn_rehash(service, &record, parsed.secret());
     }
-    Ok(decide(record, required_scopes, now))
+    Ok(apply_policy(record, required_scopes, now))
 }
 
 /// A non-native key: an imported key, or MALFORMED.
-async fn check_imported(
+async fn match_imported(
     service: &Service,
     key: &str,
     required_scopes: &[String],
     visible: impl FnOnce(&str) -> bool,
     now: Timestamp,
-) -> Result<Checked, ServiceError> {
+) -> Result<Matched, ServiceError> {
     if !service.has_imported_keys() || key.is_empty() || key.len() > MAX_IMPORTED_KEY_LEN {
-        return Ok(Checked::rejected(VerifyCode::Malformed));
+        return Ok(Matched::rejected(VerifyCode::Malformed));
     }
     let store = service.store.as_ref();
     for (format, lookup) in compat::lookups(key, &service.peppers) {
@@ -300,7 +300,7 @@ async fn check_imported(
             },
         };
         if !matched || !visible(&record.key.keyspace_id) {
-            return Ok(Checked::rejected(VerifyCode::NotFound));
+            return Ok(Matched::rejected(VerifyCode::NotFound));
         }
         if upgrade {
             // First successful verify of an imported key: store the native verifier of the
@@ -319,9 +319,9 @@ async fn check_imported(
         } else if rehash {
             spawn_rehash(service, &record, secret);
         }
-        return Ok(decide(record, required_scopes, now));
+        return Ok(apply_policy(record, required_scopes, now));
     }
-    Ok(Checked::rejected(VerifyCode::Malformed))
+    Ok(Matched::rejected(VerifyCode::Malformed))
 }
 
 /// The secret matched under an older pepper: store it under the newest, once, off the
@@ -342,7 +342,7 @@ fn spawn_rehash(service: &Service, record: &KeyForVerify, secret: SecretStr<'_>)
 }
 
 /// Step 5: the policy decision for a key whose secret matched.
-fn decide(record: Arc<KeyForVerify>, required_scopes: &[String], now: Timestamp) -> Checked {
+fn apply_policy(record: Arc<KeyForVerify>, required_scopes: &[String], now: Timestamp) -> Matched {
     let key = &record.key;
     let code = policy::decide(
         KeyState {
@@ -358,7 +358,7 @@ fn decide(record: Arc<KeyForVerify>, required_scopes: &[String], now: Timestamp)
         required_scopes,
         now.unix_timestamp(),
     );
-    Checked {
+    Matched {
         code,
         key: Some(record),
         wrong_secret_for: None,

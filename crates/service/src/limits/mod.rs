@@ -173,7 +173,7 @@ impl Limiter {
 
     /// Decides the key's limits and quotas for a call of `cost` (or, with `only`, just
     /// the named limits at their own costs) at `now_us`.
-    pub async fn decide<'a>(
+    pub async fn admit<'a>(
         &self,
         record: &'a KeyForVerify,
         cost: u64,
