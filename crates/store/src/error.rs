@@ -63,3 +63,46 @@ impl From<sqlx::Error> for StoreError {
         Self::Unexpected(anyhow::Error::new(e))
     }
 }
+
+/// Names the operation an unexpected error interrupted, so the logged chain of a 500 says
+/// what the store was doing ("revoking a key: …"). `NotFound` and `Conflict` are answers,
+/// not failures, and pass unchanged (anyhow's `Context` would turn them into
+/// `Unexpected`).
+pub(crate) trait Doing<T> {
+    fn doing(self, what: &'static str) -> Result<T, StoreError>;
+}
+
+impl<T> Doing<T> for Result<T, StoreError> {
+    fn doing(self, what: &'static str) -> Result<T, StoreError> {
+        self.map_err(|e| match e {
+            StoreError::Unexpected(e) => StoreError::Unexpected(e.context(what)),
+            answer => answer,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Conflict, Doing as _, StoreError};
+
+    #[test]
+    fn doing_names_unexpected_errors_only() {
+        let failed: Result<(), StoreError> = Err(anyhow::anyhow!("disk full").into());
+        match failed.doing("revoking a key") {
+            Err(StoreError::Unexpected(e)) => {
+                assert_eq!(format!("{e:#}"), "revoking a key: disk full");
+            }
+            other => panic!("expected Unexpected, got {other:?}"),
+        }
+        let missing: Result<(), StoreError> = Err(StoreError::NotFound);
+        assert!(matches!(
+            missing.doing("revoking a key"),
+            Err(StoreError::NotFound)
+        ));
+        let taken: Result<(), StoreError> = Err(StoreError::Conflict(Conflict::AlreadyRevoked));
+        assert!(matches!(
+            taken.doing("revoking a key"),
+            Err(StoreError::Conflict(Conflict::AlreadyRevoked))
+        ));
+    }
+}

@@ -1,6 +1,6 @@
 //! Keyhaven's persistent state: the [`Store`] trait the server is written against, its
 //! two engines (SQLite, the zero-setup default, and PostgreSQL, for several nodes on one
-//! database: both run the same queries, from `engine.rs`), and the pepper file that lives
+//! database: both run the same queries, from `engine/`), and the pepper file that lives
 //! beside the database in the data directory.
 //!
 //! Rules every engine keeps (and the conformance suite in `tests/conformance.rs` checks):

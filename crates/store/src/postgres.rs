@@ -1,6 +1,6 @@
 //! The PostgreSQL engine, for several Keyhaven nodes on one database.
 //!
-//! The queries are the SQLite engine's (`engine.rs`, compiled once per engine); what is
+//! The queries are the SQLite engine's (`engine/`, compiled once per engine); what is
 //! PostgreSQL's own lives here: the pool, the durability check, row locks for
 //! check-then-write transactions (`dialect::FOR_UPDATE`), and cross-node cache
 //! invalidation. Every mutation that changes how a key verifies sends an
@@ -21,10 +21,10 @@ use crate::error::StoreError;
 use crate::model::Invalidation;
 use crate::store::{ChangeFeed, Store as _};
 
-// Deliberately compiled once per engine (see the top of engine.rs): the queries have one
-// definition, the types are each engine's own.
+// Deliberately compiled once per engine (see the top of engine/mod.rs): the queries
+// have one definition, the types are each engine's own.
 #[allow(clippy::duplicate_mod)]
-#[path = "engine.rs"]
+#[path = "engine/mod.rs"]
 mod engine;
 
 /// Whether this engine has a change feed (see `Store::listen`).

@@ -21,10 +21,10 @@ use crate::error::StoreError;
 use crate::model::Invalidation;
 use crate::store::Store as _;
 
-// Deliberately compiled once per engine (see the top of engine.rs): the queries have one
-// definition, the types are each engine's own.
+// Deliberately compiled once per engine (see the top of engine/mod.rs): the queries
+// have one definition, the types are each engine's own.
 #[allow(clippy::duplicate_mod)]
-#[path = "engine.rs"]
+#[path = "engine/mod.rs"]
 mod engine;
 
 /// Whether this engine has a change feed (see `Store::listen`).

@@ -1,7 +1,16 @@
-//! Webhook endpoints, the outbox and the delivery log: part of `engine.rs` (compiled
-//! once per engine, as it is), called from its `impl Store`.
+//! Webhook endpoints, the outbox and the delivery log.
+//!
+//! Part of the engine directory, compiled once per engine (see `mod.rs`).
 
-use super::*;
+use anyhow::Context as _;
+use sqlx::Row as _;
+
+use super::audit::commit_change;
+use super::rows::{DbRow, event_from, expect_one, json_text, page_of, scope_json};
+use super::{Engine, dialect};
+use crate::error::StoreError;
+use crate::model::{Change, KeyspaceScope, Page, PageRequest, from_unix, to_unix};
+use crate::webhook::{AfterAttempt, Attempt, Delivery, DeliveryStatus, DueDelivery, Webhook};
 
 fn webhook_from(row: &DbRow) -> Result<Webhook, StoreError> {
     let types: String = row.try_get("event_types")?;

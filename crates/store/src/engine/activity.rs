@@ -1,7 +1,20 @@
-//! Usage series and totals, and anomaly alerts: part of `engine.rs` (compiled once per
-//! engine, as it is), called from its `impl Store`.
+//! Usage: counting verifications (per minute, rolled up into hours and days), quota use,
+//! series and totals read back, and anomaly alerts.
+//!
+//! Part of the engine directory, compiled once per engine (see `mod.rs`).
 
-use super::*;
+use std::collections::BTreeMap;
+
+use sqlx::Row as _;
+
+use super::audit::insert_event;
+use super::rows::{DbRow, json_text, thresholds_from};
+use super::{Engine, dialect};
+use crate::activity::{Alert, Granularity, KeyUsageTotal, MinuteActivity, UsageRow, UsageTarget};
+use crate::error::StoreError;
+use crate::model::{
+    QuotaTarget, QuotaUse, ROOT_KEYSPACE_ID, Timestamp, UsageBatch, UsageCount, from_unix, to_unix,
+};
 
 /// `SUM` of a BIGINT is NUMERIC on PostgreSQL; cast back so both engines give an i64.
 fn sum(expr: &str) -> String {
@@ -237,4 +250,133 @@ pub(super) async fn record_alert(
         crate::counters::events_written(alert.event_type, 1);
     }
     Ok(started)
+}
+
+pub(super) async fn record_usage(store: &Engine, batch: &UsageBatch) -> Result<(), StoreError> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    // Rows are written in key order, duplicates merged: nodes flushing at the same
+    // time then lock rows in the same order and never deadlock (PostgreSQL).
+    let mut counts: BTreeMap<(&str, i64, &str), u64> = BTreeMap::new();
+    for c in &batch.counts {
+        let n = counts.entry((&c.key_id, c.minute, &c.outcome)).or_default();
+        *n = n.saturating_add(c.count);
+    }
+    let mut last_used: BTreeMap<&str, i64> = BTreeMap::new();
+    for (key_id, at) in &batch.last_used {
+        let t = last_used.entry(key_id).or_insert(i64::MIN);
+        *t = (*t).max(to_unix(*at));
+    }
+    let mut tx = store.begin().await?;
+    // Minutes, and their roll-ups into hours and days, in one transaction: the three
+    // tables always agree.
+    for granularity in Granularity::ALL {
+        let mut rolled: BTreeMap<(&str, i64, &str), u64> = BTreeMap::new();
+        for (&(key_id, minute, outcome), &count) in &counts {
+            let n = rolled
+                .entry((key_id, granularity.floor(minute), outcome))
+                .or_default();
+            *n = n.saturating_add(count);
+        }
+        let (table, column) = granularity.table();
+        let sql = format!(
+            "INSERT INTO {table} (key_id, {column}, outcome, count) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (key_id, {column}, outcome) \
+             DO UPDATE SET count = {table}.count + excluded.count"
+        );
+        for ((key_id, bucket, outcome), count) in rolled {
+            sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                .bind(key_id)
+                .bind(bucket)
+                .bind(outcome)
+                .bind(i64::try_from(count).unwrap_or(i64::MAX))
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    let sql = format!(
+        "UPDATE keys SET last_used_at = {}(COALESCE(last_used_at, 0), $1) WHERE key_id = $2",
+        dialect::GREATEST
+    );
+    for (key_id, at) in last_used {
+        sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+            .bind(at)
+            .bind(key_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(super) async fn record_quota_use(store: &Engine, uses: &[QuotaUse]) -> Result<(), StoreError> {
+    let greatest = dialect::GREATEST;
+    // In a fixed order, so concurrent writers never deadlock (PostgreSQL).
+    let mut uses: Vec<&QuotaUse> = uses.iter().collect();
+    uses.sort_by(|a, b| a.target.cmp(&b.target));
+    let mut tx = store.begin().await?;
+    for u in uses {
+        let (table, column, id) = match &u.target {
+            QuotaTarget::Key(id) => ("keys", "key_id", id),
+            QuotaTarget::Owner(id) => ("owners", "id", id),
+        };
+        let used = u.used;
+        let mut refilled = false;
+        if let Some((at, amount)) = u.refilled {
+            // Another writer may have refilled for this boundary (or a later one)
+            // already: then only the uses are subtracted.
+            let sql = format!(
+                "UPDATE {table} SET quota_remaining = {greatest}($1 - $2, 0), quota_refilled_at = $3 \
+                 WHERE {column} = $4 AND quota_remaining IS NOT NULL \
+                 AND COALESCE(quota_refilled_at, 0) < $3"
+            );
+            let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(i64::try_from(amount).unwrap_or(i64::MAX))
+                .bind(used)
+                .bind(to_unix(at))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            refilled = done.rows_affected() > 0;
+        }
+        if !refilled && used != 0 {
+            let sql = format!(
+                "UPDATE {table} SET quota_remaining = {greatest}(quota_remaining - $1, 0) \
+                 WHERE {column} = $2 AND quota_remaining IS NOT NULL"
+            );
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(used)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(super) async fn usage(
+    store: &Engine,
+    key_id: &str,
+    since: i64,
+) -> Result<Vec<UsageCount>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT key_id, minute, outcome, count FROM usage_minutely \
+         WHERE key_id = $1 AND minute >= $2 ORDER BY minute, outcome",
+    )
+    .bind(key_id)
+    .bind(since)
+    .fetch_all(store.reads())
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(UsageCount {
+                key_id: row.try_get("key_id")?,
+                minute: row.try_get("minute")?,
+                outcome: row.try_get("outcome")?,
+                count: u64::try_from(row.try_get::<i64, _>("count")?).unwrap_or(0),
+            })
+        })
+        .collect()
 }

@@ -1,0 +1,342 @@
+//! Keys: inserted (one, or many in multi-row statements), read for verification, listed,
+//! updated, revoked, rotated and deleted.
+//!
+//! Part of the engine directory, compiled once per engine (see `mod.rs`).
+
+use sqlx::Row as _;
+
+use super::audit::commit_change;
+use super::rows::{
+    BindQuota as _, Tx, classify, expect_one, json_text, key_from, limits_from, page_of,
+    quota_columns, ratelimits_from, scope_json,
+};
+use super::{Db, Engine, dialect, notify};
+use crate::error::{Conflict, StoreError};
+use crate::model::{
+    Change, Invalidation, KeyFilter, KeyForVerify, KeyRecord, Page, PageRequest, QuotaWrite,
+    ROOT_KEYSPACE_ID, Timestamp, to_unix,
+};
+
+/// Inserts `key`; returns false (inserting nothing) when its import lookup is taken.
+async fn insert_key(tx: &mut Tx, key: &KeyRecord) -> Result<bool, StoreError> {
+    Ok(insert_keys(tx, std::slice::from_ref(key)).await?.len() == 1)
+}
+
+/// Rows per multi-row INSERT: 30 columns each stays under SQLite's 32,766 parameters.
+const INSERT_CHUNK: usize = 500;
+
+/// Inserts `keys` with multi-row statements (bulk imports would otherwise pay one
+/// statement round trip per key); returns the key ids actually inserted (a key whose
+/// import lookup is already stored is skipped).
+pub(super) async fn insert_keys(
+    tx: &mut Tx,
+    keys: &[KeyRecord],
+) -> Result<Vec<String>, StoreError> {
+    let mut inserted = Vec::with_capacity(keys.len());
+    for chunk in keys.chunks(INSERT_CHUNK) {
+        let mut texts = Vec::with_capacity(chunk.len());
+        for key in chunk {
+            texts.push((
+                json_text(&key.scopes)?,
+                json_text(&key.meta)?,
+                key.allowed_keyspaces.as_ref().map(json_text).transpose()?,
+                json_text(&key.limits.ratelimits)?,
+            ));
+        }
+        let mut q = sqlx::QueryBuilder::<Db>::new(
+            "INSERT INTO keys (key_id, keyspace_id, owner_id, name, last4, pepper_version, \
+             verifier, scopes, meta, allowed_keyspaces, enabled, expires_at, revoked_at, \
+             revoked_reason, rotated_to, grace_until, rotated_from, sealed_key, import_format, \
+             import_lookup, import_digest, import_public, last_used_at, created_at, updated_at, \
+             ratelimits, quota_remaining, quota_refill_interval, quota_refill_day, \
+             quota_refill_amount, quota_refilled_at) ",
+        );
+        q.push_values(
+            chunk.iter().zip(texts),
+            |mut row, (key, (scopes, meta, allowed, ratelimits))| {
+                let quota = quota_columns(key.limits.quota.as_ref());
+                row.push_bind(key.key_id.clone())
+                    .push_bind(key.keyspace_id.clone())
+                    .push_bind(key.owner_id.clone())
+                    .push_bind(key.name.clone())
+                    .push_bind(key.last4.clone())
+                    .push_bind(i64::from(key.verifier.version().get()))
+                    .push_bind(key.verifier.mac().to_vec())
+                    .push_bind(scopes)
+                    .push_bind(meta)
+                    .push_bind(allowed)
+                    .push_bind(key.enabled)
+                    .push_bind(key.expires_at.map(to_unix))
+                    .push_bind(key.revoked_at.map(to_unix))
+                    .push_bind(key.revoked_reason.clone())
+                    .push_bind(key.rotation.as_ref().map(|r| r.successor.clone()))
+                    .push_bind(key.rotation.as_ref().map(|r| to_unix(r.grace_until)))
+                    .push_bind(key.rotated_from.clone())
+                    .push_bind(key.sealed_key.clone())
+                    .push_bind(key.import.as_ref().map(|i| i.format.clone()))
+                    .push_bind(key.import.as_ref().map(|i| i.lookup.clone()))
+                    .push_bind(key.import.as_ref().and_then(|i| i.digest.clone()))
+                    .push_bind(key.import.as_ref().and_then(|i| i.public.clone()))
+                    .push_bind(key.last_used_at.map(to_unix))
+                    .push_bind(to_unix(key.created_at))
+                    .push_bind(to_unix(key.updated_at))
+                    .push_bind(ratelimits)
+                    .push_bind(quota.0)
+                    .push_bind(quota.1)
+                    .push_bind(quota.2)
+                    .push_bind(quota.3)
+                    .push_bind(quota.4);
+            },
+        );
+        q.push(
+            " ON CONFLICT (import_lookup) WHERE import_lookup IS NOT NULL DO NOTHING \
+             RETURNING key_id",
+        );
+        let ids: Vec<String> = q
+            .build_query_scalar()
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(|e| classify(e, Conflict::DuplicateId))?;
+        inserted.extend(ids);
+    }
+    Ok(inserted)
+}
+
+const KEY_COLUMNS: &str = "k.seq, k.key_id, k.keyspace_id, k.owner_id, k.name, k.last4, \
+    k.pepper_version, k.verifier, k.scopes, k.meta, k.allowed_keyspaces, k.enabled, \
+    k.expires_at, k.revoked_at, k.revoked_reason, k.rotated_to, k.grace_until, \
+    k.rotated_from, k.sealed_key, k.import_format, k.import_lookup, k.import_digest, \
+    k.import_public, k.last_used_at, k.created_at, k.updated_at, k.ratelimits, k.quota_remaining, \
+    k.quota_refill_interval, k.quota_refill_day, k.quota_refill_amount, k.quota_refilled_at";
+
+pub(super) async fn create_key(
+    store: &Engine,
+    key: &KeyRecord,
+    change: Change<'_>,
+) -> Result<(), StoreError> {
+    let mut tx = store.begin().await?;
+    if !insert_key(&mut tx, key).await? {
+        return Err(StoreError::Conflict(Conflict::DuplicateId));
+    }
+    // A node may have cached "no such key" for this id.
+    notify(&mut tx, Invalidation::Key(key.key_id.clone())).await?;
+    commit_change(tx, change).await?;
+    Ok(())
+}
+
+pub(super) async fn key_for_verify(
+    store: &Engine,
+    key_id: &str,
+) -> Result<Option<KeyForVerify>, StoreError> {
+    let sql = format!(
+        "SELECT {KEY_COLUMNS}, ks.prefix AS ks_prefix, ks.name AS ks_name, \
+         ks.max_key_age_seconds AS ks_max_age, ks.ratelimits AS ks_ratelimits, \
+         o.external_id AS owner_external_id, o.ratelimits AS o_ratelimits, \
+         o.quota_remaining AS o_quota_remaining, \
+         o.quota_refill_interval AS o_quota_refill_interval, \
+         o.quota_refill_day AS o_quota_refill_day, \
+         o.quota_refill_amount AS o_quota_refill_amount, \
+         o.quota_refilled_at AS o_quota_refilled_at \
+         FROM keys k JOIN keyspaces ks ON ks.id = k.keyspace_id \
+         LEFT JOIN owners o ON o.id = k.owner_id WHERE k.key_id = $1"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(key_id)
+        .fetch_optional(store.reads())
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    Ok(Some(KeyForVerify {
+        key: key_from(&row)?,
+        keyspace_prefix: row.try_get("ks_prefix")?,
+        keyspace_name: row.try_get("ks_name")?,
+        max_key_age: row.try_get("ks_max_age")?,
+        owner_external_id: row.try_get("owner_external_id")?,
+        keyspace_ratelimits: ratelimits_from(&row, "ks_ratelimits")?,
+        owner_limits: limits_from(&row, "o_")?,
+    }))
+}
+
+pub(super) async fn list_keys(
+    store: &Engine,
+    filter: &KeyFilter<'_>,
+    page: PageRequest,
+) -> Result<Page<KeyRecord>, StoreError> {
+    // Most recently used first, never-used keys last; newest first among equals.
+    let (after, order) = if filter.by_last_used {
+        (
+            "($4 IS NULL OR COALESCE(k.last_used_at, 0) < $6 \
+                 OR (COALESCE(k.last_used_at, 0) = $6 AND k.seq < $4))",
+            "COALESCE(k.last_used_at, 0) DESC, k.seq DESC",
+        )
+    } else {
+        ("($4 IS NULL OR k.seq < $4)", "k.seq DESC")
+    };
+    let sql = format!(
+        "SELECT {KEY_COLUMNS} FROM keys k WHERE k.keyspace_id <> '{ROOT_KEYSPACE_ID}' \
+         AND ($1 IS NULL OR k.keyspace_id IN {visible}) \
+         AND ($2 IS NULL OR k.keyspace_id = $2) \
+         AND ($3 IS NULL OR k.owner_id = $3) AND {after} ORDER BY {order} LIMIT $5",
+        visible = dialect::json_list("$1"),
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(scope_json(filter.visible)?)
+        .bind(filter.keyspace_id)
+        .bind(filter.owner_id)
+        .bind(page.after)
+        .bind(i64::from(page.limit) + 1)
+        .bind(filter.last_used_before.unwrap_or(0))
+        .fetch_all(store.reads())
+        .await?;
+    page_of(&rows, page.limit, key_from)
+}
+
+pub(super) async fn update_key(
+    store: &Engine,
+    key: &KeyRecord,
+    quota: QuotaWrite,
+    change: Change<'_>,
+) -> Result<(), StoreError> {
+    let mut tx = store.begin().await?;
+    let done = sqlx::query(
+        "UPDATE keys SET owner_id = $1, name = $2, scopes = $3, meta = $4, enabled = $5, \
+         expires_at = $6, updated_at = $7, ratelimits = $9, \
+         quota_remaining = CASE WHEN $10 THEN $11 ELSE quota_remaining END, \
+         quota_refill_interval = CASE WHEN $10 THEN $12 ELSE quota_refill_interval END, \
+         quota_refill_day = CASE WHEN $10 THEN $13 ELSE quota_refill_day END, \
+         quota_refill_amount = CASE WHEN $10 THEN $14 ELSE quota_refill_amount END, \
+         quota_refilled_at = CASE WHEN $10 THEN $15 ELSE quota_refilled_at END \
+         WHERE key_id = $8",
+    )
+    .bind(&key.owner_id)
+    .bind(&key.name)
+    .bind(json_text(&key.scopes)?)
+    .bind(json_text(&key.meta)?)
+    .bind(key.enabled)
+    .bind(key.expires_at.map(to_unix))
+    .bind(to_unix(key.updated_at))
+    .bind(&key.key_id)
+    .bind(json_text(&key.limits.ratelimits)?)
+    .bind(quota == QuotaWrite::Set)
+    .bind_quota(key.limits.quota.as_ref())
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| classify(e, Conflict::DuplicateId))?;
+    expect_one(done.rows_affected())?;
+    notify(&mut tx, Invalidation::Key(key.key_id.clone())).await?;
+    commit_change(tx, change).await?;
+    Ok(())
+}
+
+pub(super) async fn revoke_key(
+    store: &Engine,
+    key_id: &str,
+    at: Timestamp,
+    reason: Option<&str>,
+    change: Change<'_>,
+) -> Result<(), StoreError> {
+    let mut tx = store.begin().await?;
+    let sql = format!(
+        "SELECT revoked_at FROM keys WHERE key_id = $1{}",
+        dialect::FOR_UPDATE
+    );
+    let revoked: Option<Option<i64>> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(key_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    match revoked {
+        None => return Err(StoreError::NotFound),
+        Some(Some(_)) => return Err(StoreError::Conflict(Conflict::AlreadyRevoked)),
+        Some(None) => {}
+    }
+    sqlx::query(
+        "UPDATE keys SET revoked_at = $1, revoked_reason = $2, updated_at = $3 WHERE key_id = $4",
+    )
+    .bind(to_unix(at))
+    .bind(reason)
+    .bind(to_unix(at))
+    .bind(key_id)
+    .execute(&mut *tx)
+    .await?;
+    notify(&mut tx, Invalidation::Key(key_id.to_owned())).await?;
+    commit_change(tx, change).await?;
+    Ok(())
+}
+
+pub(super) async fn rotate_key(
+    store: &Engine,
+    key_id: &str,
+    successor: &KeyRecord,
+    grace_until: Timestamp,
+    change: Change<'_>,
+) -> Result<(), StoreError> {
+    let mut tx = store.begin().await?;
+    let sql = format!(
+        "SELECT revoked_at, rotated_to FROM keys WHERE key_id = $1{}",
+        dialect::FOR_UPDATE
+    );
+    let state: Option<(Option<i64>, Option<String>)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(key_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    match state {
+        None => return Err(StoreError::NotFound),
+        Some((Some(_), _)) => return Err(StoreError::Conflict(Conflict::AlreadyRevoked)),
+        Some((None, Some(_))) => return Err(StoreError::Conflict(Conflict::AlreadyRotated)),
+        Some((None, None)) => {}
+    }
+    if !insert_key(&mut tx, successor).await? {
+        return Err(StoreError::Conflict(Conflict::DuplicateId));
+    }
+    sqlx::query(
+        "UPDATE keys SET rotated_to = $1, grace_until = $2, updated_at = $3 WHERE key_id = $4",
+    )
+    .bind(&successor.key_id)
+    .bind(to_unix(grace_until))
+    .bind(to_unix(successor.created_at))
+    .bind(key_id)
+    .execute(&mut *tx)
+    .await?;
+    notify(&mut tx, Invalidation::Key(key_id.to_owned())).await?;
+    notify(&mut tx, Invalidation::Key(successor.key_id.clone())).await?;
+    commit_change(tx, change).await?;
+    Ok(())
+}
+
+pub(super) async fn delete_key(
+    store: &Engine,
+    key_id: &str,
+    change: Change<'_>,
+) -> Result<(), StoreError> {
+    let mut tx = store.begin().await?;
+    let done = sqlx::query("DELETE FROM keys WHERE key_id = $1")
+        .bind(key_id)
+        .execute(&mut *tx)
+        .await?;
+    expect_one(done.rows_affected())?;
+    notify(&mut tx, Invalidation::Key(key_id.to_owned())).await?;
+    notify(&mut tx, Invalidation::Imports).await?;
+    commit_change(tx, change).await?;
+    Ok(())
+}
+
+pub(super) async fn count_root_keys(store: &Engine) -> Result<u64, StoreError> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM keys WHERE keyspace_id = $1")
+        .bind(ROOT_KEYSPACE_ID)
+        .fetch_one(store.reads())
+        .await?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+pub(super) async fn holds_keys(store: &Engine) -> Result<bool, StoreError> {
+    Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM keys)")
+        .fetch_one(store.reads())
+        .await?)
+}
+
+pub(super) async fn holds_sealed_keys(store: &Engine) -> Result<bool, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM keys WHERE sealed_key IS NOT NULL)")
+            .fetch_one(store.reads())
+            .await?,
+    )
+}
