@@ -3,7 +3,7 @@
 //! database: both run the same queries, from `engine/`), and the pepper file that lives
 //! beside the database in the data directory.
 //!
-//! Rules every engine keeps (and the conformance suite in `tests/conformance.rs` checks):
+//! Rules every engine keeps (and the conformance suite in `tests/conformance/` checks):
 //! - lookups are by key id; no secret or verifier ever appears in a `WHERE` clause;
 //! - every mutation writes its audit event, and its idempotent response when given, in
 //!   the same transaction: if either write fails, the mutation is undone;

@@ -1,0 +1,289 @@
+//! Idempotent responses: written in the mutation's transaction, or not at all.
+
+use keyhaven_store::*;
+
+use crate::support::*;
+
+pub async fn idempotent_responses_share_the_transaction(store: &dyn Store) {
+    add_keyspace(store, &keyspace("ks_a", "alpha")).await;
+    add_keyspace(store, &keyspace("ks_empty", "empty")).await;
+    add_owner(store, &owner("own_1", "cus_1")).await;
+    let mut log = AuditLog::read(store).await;
+    assert_eq!(
+        store
+            .idempotent_response("rk_actor1", "idem-1")
+            .await
+            .unwrap(),
+        None
+    );
+
+    let saved = IdempotentResponse {
+        actor: "rk_actor1".into(),
+        idempotency_key: "idem-1".into(),
+        request_hash: [3; 32],
+        status: 201,
+        sealed_response: vec![1, 2, 3, 4, 0, 255],
+        created_at: at(0),
+    };
+    let k1 = key(&kid(1), "ks_a", Some("own_1"));
+    let audit = event("1", "key.create", &kid(1), Some("ks_a"), 0);
+    store
+        .create_key(
+            &k1,
+            Change {
+                audit: &audit,
+                idempotency: Some(&saved),
+            },
+        )
+        .await
+        .unwrap();
+    log.expect_one(store, &audit).await;
+    assert_eq!(
+        store
+            .idempotent_response("rk_actor1", "idem-1")
+            .await
+            .unwrap(),
+        Some(saved.clone())
+    );
+    assert_eq!(
+        store
+            .idempotent_response("rk_actor2", "idem-1")
+            .await
+            .unwrap(),
+        None,
+        "keys are per actor"
+    );
+    assert_eq!(
+        store
+            .idempotent_response("rk_actor1", "idem-2")
+            .await
+            .unwrap(),
+        None
+    );
+
+    // Any mutation that reuses (actor, key) is refused whole: no object, no change,
+    // no audit event, and the stored response stays as it was.
+    let reuse = IdempotentResponse {
+        request_hash: [4; 32],
+        status: 200,
+        sealed_response: vec![9],
+        created_at: at(1),
+        ..saved.clone()
+    };
+    let audits: Vec<AuditEvent> = (0..10)
+        .map(|i| event(&format!("refused_{i}"), "any.change", "t", None, 1))
+        .collect();
+    let with = |i: usize| Change {
+        audit: &audits[i],
+        idempotency: Some(&reuse),
+    };
+    let refusals: Vec<(&str, Result<(), StoreError>)> = vec![
+        (
+            "create_keyspace",
+            store
+                .create_keyspace(&keyspace("ks_b", "beta"), with(0))
+                .await,
+        ),
+        (
+            "update_keyspace",
+            store
+                .update_keyspace(
+                    &Keyspace {
+                        name: "changed".into(),
+                        policy: KeyspacePolicy {
+                            max_key_age: Some(60),
+                            ..Default::default()
+                        },
+                        updated_at: at(1),
+                        ..keyspace("ks_a", "alpha")
+                    },
+                    with(1),
+                )
+                .await,
+        ),
+        (
+            "delete_keyspace",
+            store.delete_keyspace("ks_empty", with(2)).await,
+        ),
+        (
+            "create_owner",
+            store.create_owner(&owner("own_2", "cus_2"), with(3)).await,
+        ),
+        (
+            "update_owner",
+            store
+                .update_owner(&owner("own_1", "cus_changed"), QuotaWrite::Keep, with(4))
+                .await,
+        ),
+        (
+            "create_key",
+            store.create_key(&key(&kid(2), "ks_a", None), with(5)).await,
+        ),
+        (
+            "update_key",
+            store
+                .update_key(
+                    &KeyRecord {
+                        name: Some("changed".into()),
+                        enabled: false,
+                        ..k1.clone()
+                    },
+                    QuotaWrite::Keep,
+                    with(6),
+                )
+                .await,
+        ),
+        (
+            "revoke_key",
+            store.revoke_key(&kid(1), at(1), Some("r"), with(7)).await,
+        ),
+        (
+            "rotate_key",
+            store
+                .rotate_key(&kid(1), &key(&kid(3), "ks_a", None), at(60), with(8))
+                .await,
+        ),
+        ("delete_key", store.delete_key(&kid(1), with(9)).await),
+    ];
+    for (what, result) in refusals {
+        assert!(
+            matches!(
+                result,
+                Err(StoreError::Conflict(Conflict::IdempotencyKeyTaken))
+            ),
+            "{what}: expected IdempotencyKeyTaken, got {result:?}"
+        );
+    }
+    log.expect_none(store, "a mutation with a taken idempotency key")
+        .await;
+    assert_eq!(store.keyspace("ks_b").await.unwrap(), None);
+    assert_eq!(
+        store.keyspace("ks_a").await.unwrap(),
+        Some(keyspace("ks_a", "alpha"))
+    );
+    assert_eq!(
+        store.keyspace("ks_empty").await.unwrap(),
+        Some(keyspace("ks_empty", "empty"))
+    );
+    assert_eq!(store.owner("own_2").await.unwrap(), None);
+    assert_eq!(store.owner_by_external_id("cus_2").await.unwrap(), None);
+    assert_eq!(
+        store.owner("own_1").await.unwrap(),
+        Some(owner("own_1", "cus_1"))
+    );
+    assert_eq!(
+        stored_key(store, &kid(1)).await,
+        k1,
+        "not updated, revoked, rotated or deleted"
+    );
+    assert_eq!(store.key_for_verify(&kid(2)).await.unwrap(), None);
+    assert_eq!(store.key_for_verify(&kid(3)).await.unwrap(), None);
+    assert_eq!(
+        store
+            .idempotent_response("rk_actor1", "idem-1")
+            .await
+            .unwrap(),
+        Some(saved.clone())
+    );
+
+    // The same key under another actor is another key.
+    let other = IdempotentResponse {
+        actor: "rk_actor2".into(),
+        created_at: at(50),
+        ..saved.clone()
+    };
+    let audit = event("2", "keyspace.create", "ks_b", Some("ks_b"), 50);
+    store
+        .create_keyspace(
+            &keyspace("ks_b", "beta"),
+            Change {
+                audit: &audit,
+                idempotency: Some(&other),
+            },
+        )
+        .await
+        .unwrap();
+    log.expect_one(store, &audit).await;
+    let newer = IdempotentResponse {
+        idempotency_key: "idem-2".into(),
+        created_at: at(100),
+        ..saved.clone()
+    };
+    let audit = event("3", "owner.create", "own_2", None, 100);
+    store
+        .create_owner(
+            &owner("own_2", "cus_2"),
+            Change {
+                audit: &audit,
+                idempotency: Some(&newer),
+            },
+        )
+        .await
+        .unwrap();
+    log.expect_one(store, &audit).await;
+
+    // Purging removes only responses created strictly before the cut-off.
+    assert_eq!(store.purge_idempotency(at(50)).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .idempotent_response("rk_actor1", "idem-1")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .idempotent_response("rk_actor2", "idem-1")
+            .await
+            .unwrap(),
+        Some(other.clone())
+    );
+    assert_eq!(
+        store
+            .idempotent_response("rk_actor1", "idem-2")
+            .await
+            .unwrap(),
+        Some(newer.clone())
+    );
+    assert_eq!(store.purge_idempotency(at(50)).await.unwrap(), 0);
+    log.expect_none(store, "purging idempotency keys").await;
+    // A purged key can be used again.
+    let audit = event("4", "key.create", &kid(2), Some("ks_a"), 101);
+    let again = IdempotentResponse {
+        created_at: at(101),
+        ..saved.clone()
+    };
+    store
+        .create_key(
+            &key(&kid(2), "ks_a", None),
+            Change {
+                audit: &audit,
+                idempotency: Some(&again),
+            },
+        )
+        .await
+        .unwrap();
+    log.expect_one(store, &audit).await;
+    assert_eq!(
+        store
+            .idempotent_response("rk_actor1", "idem-1")
+            .await
+            .unwrap(),
+        Some(again)
+    );
+    assert_eq!(store.purge_idempotency(at(1000)).await.unwrap(), 3);
+    assert_eq!(
+        store
+            .idempotent_response("rk_actor2", "idem-1")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .idempotent_response("rk_actor1", "idem-2")
+            .await
+            .unwrap(),
+        None
+    );
+}
