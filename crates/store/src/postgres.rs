@@ -246,7 +246,9 @@ mod dialect {
 }
 
 /// For this workspace's tests: a fresh database on the throwaway PostgreSQL server that
-/// `.ci/run` starts (`KEYHAVEN_TEST_POSTGRES_URL`, an admin URL).
+/// `.ci/run` starts (`KEYHAVEN_TEST_POSTGRES_URL`, an admin URL). Behind the `testing`
+/// feature, so no build of the product carries it.
+#[cfg(feature = "testing")]
 pub mod testing {
     use std::sync::atomic::{AtomicU32, Ordering};
 
