@@ -1,69 +1,15 @@
-//! The `keyhaven` command. `main.rs` only parses arguments; each subcommand lives in
-//! `commands/` and returns an exit code.
+//! The `keyhaven` command. `main.rs` only parses arguments; `cli.rs` defines them and
+//! hands each subcommand to its file in `commands/`, which returns an exit code. The
+//! commands that open a deployment share `setup.rs` (flags, configuration, runtime, store).
+//! This root only declares and re-exports, so the modules below it can use its items
+//! without a cycle.
 #![allow(clippy::print_stderr)] // a CLI reports errors on stderr
 
-use std::process::ExitCode;
-
-use clap::{Parser, Subcommand};
-
+mod cli;
 pub mod commands;
+pub mod setup;
 
-/// Keyhaven: API keys done right. Serve, generate and inspect keys.
-#[derive(Debug, Parser)]
-#[command(name = "keyhaven", version, about, propagate_version = true)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Run the HTTP server (admin API, verify API, metrics).
-    Serve(commands::serve::Args),
-    /// Manage root keys (the keys that call Keyhaven's own API).
-    #[command(subcommand)]
-    RootKey(commands::root_key::Command),
-    /// Apply pending database migrations and exit.
-    Migrate(commands::migrate::Args),
-    /// Copy a SQLite deployment into an empty PostgreSQL database.
-    Copy(commands::copy::Args),
-    /// Import existing keys (JSON Lines or CSV) into the database.
-    Import(commands::import::Args),
-    /// Rotate, inspect and retire pepper versions.
-    #[command(subcommand)]
-    Pepper(commands::pepper::Command),
-    Generate(commands::generate::Args),
-    Inspect(commands::inspect::Args),
-}
+pub use cli::{Cli, Command, run};
 
 /// Exit status for input that is not a well-formed key (usage errors exit 2, via clap).
 pub const EXIT_INVALID: u8 = 1;
-
-pub fn run(cli: Cli) -> ExitCode {
-    let result = match cli.command {
-        Command::Serve(args) => commands::serve::run(&args),
-        Command::RootKey(command) => commands::root_key::run(&command),
-        Command::Migrate(args) => commands::migrate::run(&args),
-        Command::Copy(args) => commands::copy::run(&args),
-        Command::Pepper(command) => commands::pepper::run(&command),
-        Command::Import(args) => commands::import::run(&args),
-        Command::Generate(args) => commands::generate::run(&args),
-        Command::Inspect(args) => commands::inspect::run(&args),
-    };
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(EXIT_INVALID)
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_command_line_definition_is_consistent() {
-        use clap::CommandFactory;
-        super::Cli::command().debug_assert();
-    }
-}

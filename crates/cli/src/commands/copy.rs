@@ -5,24 +5,25 @@
 //! after the snapshot; then start the nodes with `KEYHAVEN_DATABASE_URL` and the same
 //! pepper.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use keyhaven_store::{PgOptions, PgStore, SqliteStore};
 
-use super::serve::{flag_layer, load_config};
+use crate::setup::{self, Deployment};
 
 #[derive(Debug, clap::Args)]
+#[command(
+    mut_arg("data_dir", |a| a.help(
+        "The data directory whose SQLite database is copied [default: ./keyhaven-data]"
+    )),
+    mut_arg("database_url", |a| a.help(
+        "The source, if not the data directory's file: a `sqlite:` URL"
+    ))
+)]
 pub struct Args {
-    #[arg(long, env = "KEYHAVEN_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// The data directory whose SQLite database is copied [default: ./keyhaven-data]
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    /// The source, if not the data directory's file: a `sqlite:` URL.
-    #[arg(long)]
-    pub database_url: Option<String>,
+    #[command(flatten)]
+    pub deployment: Deployment,
     /// The target PostgreSQL database (`postgres://user:password@host:port/db`); it is
     /// migrated first and must hold no keys, owners, keyspaces or audit events.
     #[arg(long, value_name = "URL")]
@@ -30,21 +31,11 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    let flags = flag_layer(
-        args.data_dir.as_ref(),
-        None,
-        args.database_url.as_ref(),
-        None,
-    );
-    let config = load_config(args.config.as_ref(), &flags)?;
+    let config = args.deployment.config()?;
     if !(args.to.starts_with("postgres://") || args.to.starts_with("postgresql://")) {
         bail!("--to must be a postgres:// URL");
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(async {
+    setup::multi_thread()?.block_on(async {
         let source = match config.database_url.as_deref() {
             None => {
                 let path = config.database_path();

@@ -16,22 +16,17 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
-use keyhaven_service::bootstrap;
 use keyhaven_service::import::{self, ImportItem};
 use keyhaven_store::{AuditEvent, KeyRecord, Store};
 
-use super::serve::{flag_layer, load_config};
+use crate::setup::{self, Deployment, Opened};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// JSON Lines (`.jsonl`, `.json`) or CSV (`.csv`) file of keys to import.
     pub file: PathBuf,
-    #[arg(long, env = "KEYHAVEN_CONFIG")]
-    pub config: Option<PathBuf>,
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    #[arg(long)]
-    pub database_url: Option<String>,
+    #[command(flatten)]
+    pub deployment: Deployment,
     /// Keys per transaction.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=50_000))]
     pub batch: u32,
@@ -249,13 +244,7 @@ fn parse_file(
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    let flags = flag_layer(
-        args.data_dir.as_ref(),
-        None,
-        args.database_url.as_ref(),
-        None,
-    );
-    let config = load_config(args.config.as_ref(), &flags)?;
+    let config = args.deployment.config()?;
     let file = std::fs::File::open(&args.file)
         .with_context(|| format!("opening {}", args.file.display()))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
@@ -263,14 +252,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .file
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(async {
-        bootstrap::ensure_data_dir(&config.data_dir)?;
-        let store = bootstrap::open_store(&config).await?;
-        let (peppers, _) = bootstrap::load_peppers(&config.data_dir, store.as_ref()).await?;
+    setup::with_store(&config, async |Opened { store, peppers, .. }| {
         let report: Box<dyn Write> = match &args.report {
             Some(path) => Box::new(std::io::BufWriter::new(
                 std::fs::File::create(path)

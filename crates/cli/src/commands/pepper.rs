@@ -4,7 +4,6 @@
 //! verify; a version can be retired once no key uses it.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
@@ -12,32 +11,22 @@ use keyhaven_core::PepperVersion;
 use keyhaven_service::bootstrap;
 use keyhaven_store::pepper_file::{self, PEPPER_ENV};
 
-use super::serve::{flag_layer, load_config};
+use crate::setup::{self, Deployment};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Add a new pepper version to the pepper file; restart servers to use it.
-    Rotate(Target),
+    Rotate(Deployment),
     /// Show each pepper version and how many keys still use it.
-    Status(Target),
+    Status(Deployment),
     /// Remove a pepper version that no key uses any more.
     Retire {
         #[command(flatten)]
-        target: Target,
+        target: Deployment,
         /// The version to remove.
         #[arg(value_name = "VERSION")]
         pepper_version: u32,
     },
-}
-
-#[derive(Debug, clap::Args)]
-pub struct Target {
-    #[arg(long, env = "KEYHAVEN_CONFIG")]
-    pub config: Option<PathBuf>,
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    #[arg(long)]
-    pub database_url: Option<String>,
 }
 
 fn refuse_env() -> anyhow::Result<()> {
@@ -54,17 +43,7 @@ pub fn run(command: &Command) -> anyhow::Result<ExitCode> {
     let target = match command {
         Command::Rotate(t) | Command::Status(t) | Command::Retire { target: t, .. } => t,
     };
-    let flags = flag_layer(
-        target.data_dir.as_ref(),
-        None,
-        target.database_url.as_ref(),
-        None,
-    );
-    let config = load_config(target.config.as_ref(), &flags)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let config = target.config()?;
     let mut out = std::io::stdout().lock();
     match command {
         Command::Rotate(_) => {
@@ -83,7 +62,7 @@ pub fn run(command: &Command) -> anyhow::Result<ExitCode> {
                  when next verified. `keyhaven pepper status` shows what remains."
             )?;
         }
-        Command::Status(_) => runtime.block_on(async {
+        Command::Status(_) => setup::block_on(async {
             let (peppers, source) = bootstrap::read_peppers(&config.data_dir)?;
             let store = bootstrap::open_store(&config).await?;
             let counts = store.pepper_version_counts().await?;
@@ -113,7 +92,7 @@ pub fn run(command: &Command) -> anyhow::Result<ExitCode> {
         Command::Retire {
             pepper_version: version,
             ..
-        } => runtime.block_on(async {
+        } => setup::block_on(async {
             refuse_env()?;
             let v = PepperVersion::new(*version).context("pepper versions start at 1")?;
             let store = bootstrap::open_store(&config).await?;

@@ -2,15 +2,12 @@
 //! the last line). Works while a server runs on the same data directory.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
-use keyhaven_service::bootstrap;
 use keyhaven_service::root_keys::{self, CLI_ACTOR, RootKeyError};
 use secrecy::ExposeSecret;
 
-use super::serve::{flag_layer, load_config};
+use crate::setup::{self, Deployment, Opened};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -19,16 +16,14 @@ pub enum Command {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(
+    mut_arg("config", |a| a.help("TOML configuration file")),
+    mut_arg("data_dir", |a| a.help("The server's data directory [default: ./keyhaven-data]")),
+    mut_arg("database_url", |a| a.help("Database URL [default: sqlite in the data directory]"))
+)]
 pub struct CreateArgs {
-    /// TOML configuration file.
-    #[arg(long, env = "KEYHAVEN_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// The server's data directory [default: ./keyhaven-data]
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    /// Database URL [default: sqlite in the data directory]
-    #[arg(long)]
-    pub database_url: Option<String>,
+    #[command(flatten)]
+    pub deployment: Deployment,
     /// Comma-separated scopes, e.g. `keys:verify` or `keys:*,audit:read` [default: *]
     #[arg(long, value_delimiter = ',', default_value = "*")]
     pub scopes: Vec<String>,
@@ -42,21 +37,8 @@ pub struct CreateArgs {
 
 pub fn run(command: &Command) -> anyhow::Result<ExitCode> {
     let Command::Create(args) = command;
-    let flags = flag_layer(
-        args.data_dir.as_ref(),
-        None,
-        args.database_url.as_ref(),
-        None,
-    );
-    let config = load_config(args.config.as_ref(), &flags)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(async {
-        bootstrap::ensure_data_dir(&config.data_dir)?;
-        let store = bootstrap::open_store(&config).await?;
-        let (peppers, _) = bootstrap::load_peppers(&config.data_dir, store.as_ref()).await?;
+    let config = args.deployment.config()?;
+    setup::with_store(&config, async |Opened { store, peppers, .. }| {
         let keyspaces = (!args.keyspaces.is_empty()).then(|| args.keyspaces.clone());
         let key = match root_keys::create(
             store.as_ref(),

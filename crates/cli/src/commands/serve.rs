@@ -13,6 +13,8 @@ use keyhaven_service::config::{Config, LogFormat};
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 
+use crate::setup::{self, Opened};
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// TOML configuration file (see docs/configuration.md).
@@ -32,41 +34,6 @@ pub struct Args {
     pub log_format: Option<String>,
 }
 
-/// The options given as flags, for the configuration's top layer.
-pub fn flag_layer(
-    data_dir: Option<&PathBuf>,
-    listen: Option<&String>,
-    database_url: Option<&String>,
-    log_format: Option<&String>,
-) -> serde_json::Map<String, serde_json::Value> {
-    let mut flags = serde_json::Map::new();
-    if let Some(d) = data_dir {
-        flags.insert("data_dir".into(), d.display().to_string().into());
-    }
-    if let Some(l) = listen {
-        flags.insert("listen".into(), l.clone().into());
-    }
-    if let Some(u) = database_url {
-        flags.insert("database_url".into(), u.clone().into());
-    }
-    if let Some(f) = log_format {
-        flags.insert("log_format".into(), f.clone().into());
-    }
-    flags
-}
-
-pub fn load_config(
-    file: Option<&PathBuf>,
-    flags: &serde_json::Map<String, serde_json::Value>,
-) -> anyhow::Result<Config> {
-    let config = Config::load(file.map(PathBuf::as_path), flags)
-        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
-    for name in Config::unknown_env(std::env::vars()) {
-        tracing::warn!(variable = %name, "unknown KEYHAVEN_* environment variable ignored");
-    }
-    Ok(config)
-}
-
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KEYHAVEN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -80,26 +47,26 @@ fn init_logging(format: LogFormat) {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    let flags = flag_layer(
-        args.data_dir.as_ref(),
-        args.listen.as_ref(),
-        args.database_url.as_ref(),
-        args.log_format.as_ref(),
-    );
-    let config = load_config(args.config.as_ref(), &flags)?;
+    let config = setup::load_config(
+        args.config.as_deref(),
+        args.data_dir.as_deref(),
+        &[
+            ("listen", args.listen.as_ref()),
+            ("database_url", args.database_url.as_ref()),
+            ("log_format", args.log_format.as_ref()),
+        ],
+    )?;
     init_logging(config.log_format);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(serve(config))?;
+    setup::multi_thread()?.block_on(serve(config))?;
     Ok(ExitCode::SUCCESS)
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    bootstrap::ensure_data_dir(&config.data_dir)?;
-    let store = bootstrap::open_store(&config).await?;
-    let (peppers, source) = bootstrap::load_peppers(&config.data_dir, store.as_ref()).await?;
+    let Opened {
+        store,
+        peppers,
+        source,
+    } = setup::open(&config).await?;
     let master_keys = bootstrap::load_master_keys(&config.data_dir, store.as_ref()).await?;
     tracing::info!(source = ?source, versions = ?peppers.versions().map(|v| v.get()).collect::<Vec<_>>(), "pepper loaded");
     let listener = TcpListener::bind(config.listen)

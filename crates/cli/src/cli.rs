@@ -1,0 +1,65 @@
+//! The command line: its definition, and the dispatch to each subcommand's `run`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::EXIT_INVALID;
+use crate::commands;
+
+/// Keyhaven: API keys done right. Serve, generate and inspect keys.
+#[derive(Debug, Parser)]
+#[command(name = "keyhaven", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server (admin API, verify API, metrics).
+    Serve(commands::serve::Args),
+    /// Manage root keys (the keys that call Keyhaven's own API).
+    #[command(subcommand)]
+    RootKey(commands::root_key::Command),
+    /// Apply pending database migrations and exit.
+    Migrate(commands::migrate::Args),
+    /// Copy a SQLite deployment into an empty PostgreSQL database.
+    Copy(commands::copy::Args),
+    /// Import existing keys (JSON Lines or CSV) into the database.
+    Import(commands::import::Args),
+    /// Rotate, inspect and retire pepper versions.
+    #[command(subcommand)]
+    Pepper(commands::pepper::Command),
+    Generate(commands::generate::Args),
+    Inspect(commands::inspect::Args),
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Serve(args) => commands::serve::run(&args),
+        Command::RootKey(command) => commands::root_key::run(&command),
+        Command::Migrate(args) => commands::migrate::run(&args),
+        Command::Copy(args) => commands::copy::run(&args),
+        Command::Pepper(command) => commands::pepper::run(&command),
+        Command::Import(args) => commands::import::run(&args),
+        Command::Generate(args) => commands::generate::run(&args),
+        Command::Inspect(args) => commands::inspect::run(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_INVALID)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,116 @@
+//! What the commands that work on a deployment share: the flags that find it, the
+//! configuration built from them, a runtime, and the opened store with its pepper. Each
+//! command then does only its own part.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use keyhaven_core::PepperSet;
+use keyhaven_service::bootstrap;
+use keyhaven_service::config::Config;
+use keyhaven_store::Store;
+use keyhaven_store::pepper_file::PepperSource;
+
+/// The flags that name a deployment (`--config`, `--data-dir`, `--database-url`),
+/// flattened into each command that opens one. A command that describes them in its own
+/// words sets their help with `mut_arg` (see `keyhaven root-key create`).
+#[derive(Debug, clap::Args)]
+pub struct Deployment {
+    // No doc comments on the fields: they would become every command's `--help` text.
+    #[arg(long, env = "KEYHAVEN_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    #[arg(long)]
+    pub database_url: Option<String>,
+}
+
+impl Deployment {
+    /// The configuration these flags name.
+    pub fn config(&self) -> anyhow::Result<Config> {
+        load_config(
+            self.config.as_deref(),
+            self.data_dir.as_deref(),
+            &[("database_url", self.database_url.as_ref())],
+        )
+    }
+}
+
+/// The configuration, layered: defaults, the TOML `file`, `KEYHAVEN_*` variables, then the
+/// options given as flags (`data_dir`, and each `(option, value)` given). Unknown
+/// `KEYHAVEN_*` variables are warned about.
+pub fn load_config(
+    file: Option<&Path>,
+    data_dir: Option<&Path>,
+    flags: &[(&str, Option<&String>)],
+) -> anyhow::Result<Config> {
+    let mut layer = serde_json::Map::new();
+    if let Some(dir) = data_dir {
+        layer.insert("data_dir".into(), dir.display().to_string().into());
+    }
+    for &(name, value) in flags {
+        if let Some(value) = value {
+            layer.insert(name.into(), value.clone().into());
+        }
+    }
+    let config =
+        Config::load(file, &layer).map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    for name in Config::unknown_env(std::env::vars()) {
+        tracing::warn!(variable = %name, "unknown KEYHAVEN_* environment variable ignored");
+    }
+    Ok(config)
+}
+
+/// A deployment's store, opened, with the pepper checked against it.
+#[derive(Debug)]
+pub struct Opened {
+    pub store: Arc<dyn Store>,
+    pub peppers: PepperSet,
+    pub source: PepperSource,
+}
+
+/// Opens the configured store: creates the data directory if missing, applies pending
+/// migrations.
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    bootstrap::ensure_data_dir(&config.data_dir)?;
+    bootstrap::open_store(config).await
+}
+
+/// [`open_store`], then the pepper (created with a new database, refused if it is not the
+/// one the database was used with).
+pub async fn open(config: &Config) -> anyhow::Result<Opened> {
+    let store = open_store(config).await?;
+    let (peppers, source) = bootstrap::load_peppers(&config.data_dir, store.as_ref()).await?;
+    Ok(Opened {
+        store,
+        peppers,
+        source,
+    })
+}
+
+/// Runs `work` on the opened deployment, on a runtime of one thread (a command's few
+/// database calls run in sequence).
+pub fn with_store<T>(
+    config: &Config,
+    work: impl AsyncFnOnce(Opened) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    block_on(async { work(open(config).await?).await })
+}
+
+/// Runs `work` to completion on a runtime of one thread.
+pub fn block_on<T>(work: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(work)
+}
+
+/// A runtime with a thread per core, for the commands that serve or copy in bulk.
+pub fn multi_thread() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
