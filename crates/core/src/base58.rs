@@ -2,7 +2,7 @@
 //! characters from, one to recognise them, and the fixed-width number encoding used by
 //! the checksum. Arbitrary-length byte encoding is not needed anywhere in the format.
 
-use crate::charset::ByteTable;
+use crate::table::ByteTable;
 
 /// The Bitcoin base58 alphabet: no `0`, `O`, `I` or `l`, so keys survive being read aloud
 /// or retyped from a screenshot.

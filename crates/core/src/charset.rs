@@ -1,23 +1,7 @@
 //! Byte classes for the key alphabet, as 256-entry tables so that checking a key is one
 //! table load per byte with no branches.
 
-/// A table indexed by byte value.
-pub(crate) struct ByteTable([u8; 256]);
-
-impl ByteTable {
-    pub(crate) const fn new(table: [u8; 256]) -> Self {
-        Self(table)
-    }
-
-    #[inline(always)]
-    #[allow(
-        clippy::indexing_slicing,
-        reason = "a u8 always indexes a 256-entry table"
-    )]
-    pub(crate) const fn get(&self, byte: u8) -> u8 {
-        self.0[byte as usize]
-    }
-}
+use crate::table::ByteTable;
 
 /// Base58 digit (Bitcoin alphabet).
 pub(crate) const BASE58: u8 = 1;
@@ -51,7 +35,7 @@ pub(crate) const CLASSES: ByteTable = {
         t[b] = bits;
         b += 1;
     }
-    ByteTable(t)
+    ByteTable::new(t)
 };
 
 /// AND of the class bits of every byte in `bytes` (all bits set for an empty slice).

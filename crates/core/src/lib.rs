@@ -18,6 +18,7 @@ pub mod quota;
 pub mod random;
 pub mod ratelimit;
 pub mod secret;
+mod table;
 pub mod verifier;
 
 pub use format::{

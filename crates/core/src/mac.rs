@@ -15,7 +15,8 @@ use hmac::{KeyInit, Mac};
 use sha2::block_api::compress256;
 use zeroize::Zeroizing;
 
-use crate::pepper::HmacSha256;
+/// HMAC-SHA-256, as RustCrypto computes it.
+pub(crate) type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
 /// SHA-256 initial hash value (FIPS 180-4 §5.3.3).
 const IV: [u32; 8] = [

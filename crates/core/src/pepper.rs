@@ -13,14 +13,10 @@
 
 use std::fmt;
 
-use hmac::Hmac;
-use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use crate::mac::PrecomputedHmac;
 use crate::random::{self, RandomError};
-
-pub(crate) type HmacSha256 = Hmac<Sha256>;
 
 /// Length of a pepper in bytes.
 pub const PEPPER_LEN: usize = 32;

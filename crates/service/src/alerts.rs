@@ -17,7 +17,9 @@ use keyhaven_core::anomaly::SpikeRule;
 use keyhaven_store::{Alert, MinuteActivity, StoreError, Timestamp};
 use serde_json::{Map, Value, json};
 
-use crate::service::Service;
+use keyhaven_store::Store;
+
+use crate::config::Config;
 use crate::validate::rfc3339;
 
 /// After a restart, how many closed minutes are judged (again: judging is idempotent).
@@ -34,10 +36,15 @@ pub struct AlertJudge {
 impl AlertJudge {
     /// Judges every minute that closed by `now` since the last call (this node's counts
     /// up to `now` must be flushed). Returns how many episodes started (events stored).
-    pub async fn run(&self, state: &Service, now: Timestamp) -> Result<u64, StoreError> {
+    pub async fn run(
+        &self,
+        store: &dyn Store,
+        config: &Config,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
         // A minute is judged once its end is two flush intervals (at least 2 s) past:
         // by then every node has written its counts for it.
-        let flush_secs = state.config.usage_flush_interval().as_secs_f64().ceil() as i64;
+        let flush_secs = config.usage_flush_interval().as_secs_f64().ceil() as i64;
         let grace = (2 * flush_secs).max(2);
         let through = minute(now.unix_timestamp() - grace) - 60;
         let last = *self.lock();
@@ -47,13 +54,13 @@ impl AlertJudge {
         if through <= after {
             return Ok(0);
         }
-        let activity = state.store.minute_activity(after, through).await?;
+        let activity = store.minute_activity(after, through).await?;
         let quiet =
-            i64::try_from(state.config.alert_quiet_minutes.saturating_mul(60)).unwrap_or(i64::MAX);
+            i64::try_from(config.alert_quiet_minutes.saturating_mul(60)).unwrap_or(i64::MAX);
         let mut started = 0;
         for a in &activity {
-            for alert in alerts(state, a).await? {
-                if state.store.record_alert(&alert, quiet, now).await? {
+            for alert in alerts(store, config, a).await? {
+                if store.record_alert(&alert, quiet, now).await? {
                     tracing::info!(
                         key_id = alert.key_id,
                         kind = alert.kind,
@@ -76,8 +83,11 @@ impl AlertJudge {
 }
 
 /// What one key's minute shows.
-async fn alerts(state: &Service, a: &MinuteActivity) -> Result<Vec<Alert>, StoreError> {
-    let config = &state.config;
+async fn alerts(
+    store: &dyn Store,
+    config: &Config,
+    a: &MinuteActivity,
+) -> Result<Vec<Alert>, StoreError> {
     let mut alerts = Vec::new();
     let alert = |kind, event_type, data: Value| Alert {
         key_id: a.key_id.clone(),
@@ -102,8 +112,7 @@ async fn alerts(state: &Service, a: &MinuteActivity) -> Result<Vec<Alert>, Store
     // Only keys with a whole baseline window behind them; cheap checks first, the
     // baseline query only for a minute that could be a spike.
     if a.total >= rule.min_per_minute && a.key_created_at.unix_timestamp() <= a.minute - window {
-        let before = state
-            .store
+        let before = store
             .usage_sum(&a.key_id, a.minute - window, a.minute)
             .await?;
         if rule.is_spike(a.total, before) {

@@ -83,7 +83,7 @@ async fn run(state: Service) {
                 match state.usage.flush(state.store.as_ref()).await {
                     // Anomalies are judged from flushed counts, after this node's are in.
                     Ok(_) if state.config.usage_tracking => {
-                        if let Err(e) = state.alerts.run(&state, now).await {
+                        if let Err(e) = state.alerts.run(state.store.as_ref(), &state.config, now).await {
                             tracing::warn!(error = %e, "judging usage for alerts failed; will retry");
                         }
                     }
