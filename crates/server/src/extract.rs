@@ -326,8 +326,8 @@ mod tests {
 
     #[test]
     fn nested_and_nullable_integer_fields_are_named_by_their_path() {
-        use crate::routes::keyspaces::{CreateKeyspace, UpdateKeyspace};
         use crate::routes::verify::VerifyRequest;
+        use keyhaven_service::keyspaces::{CreateKeyspace, UpdateKeyspace};
         let body = r#"{"name": "a", "prefix": "a",
             "ratelimits": [{"name": "x", "limit": 1, "duration_ms": 1000},
                            {"name": "y", "limit": 2.5, "duration_ms": 1000}]}"#;
@@ -363,7 +363,7 @@ mod tests {
     #[test]
     fn other_body_errors_keep_their_wording() {
         use crate::routes::keys::RotateKey;
-        use crate::routes::webhooks::UpdateWebhook;
+        use keyhaven_service::webhooks::UpdateWebhook;
         let (code, detail) = refused::<UpdateWebhook>(r#"{"enabled": "acme_live_secret"}"#);
         assert_eq!(code, "validation_failed");
         assert_eq!(

@@ -164,8 +164,9 @@ mod tests {
 
     #[test]
     fn documented_limits_are_the_enforced_ones() {
-        use crate::routes::{keys, keyspaces, verify, webhooks};
+        use crate::routes::{keys, verify};
         use keyhaven_service::limits::spec as limits;
+        use keyhaven_service::{keyspaces, webhooks};
         let doc = doc();
         let schemas = &doc["components"]["schemas"];
         let checks: [(&str, u64); 16] = [

@@ -12,7 +12,7 @@ use aes_gcm::aead::{Aead, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
 use anyhow::Context as _;
 use keyhaven_core::{PepperSet, PepperVersion};
-use keyhaven_store::{Conflict, IdempotentResponse, StoreError, Timestamp};
+use keyhaven_store::{AuditEvent, Change, Conflict, IdempotentResponse, StoreError, Timestamp};
 use sha2::{Digest, Sha256};
 
 use crate::actor::Actor;
@@ -148,6 +148,24 @@ impl<'a> Idempotent<'a> {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Writes an audited change with `answer` stored beside it, then ends the operation
+    /// as [`Self::finish`] does: the epilogue of an idempotent create.
+    pub async fn commit(
+        &self,
+        answer: Rendered,
+        event: &AuditEvent,
+        now: Timestamp,
+        write: impl AsyncFnOnce(Change<'_>) -> Result<(), StoreError>,
+    ) -> Result<Done> {
+        let saved = self.record(&answer, now)?;
+        let change = Change {
+            audit: event,
+            idempotency: saved.as_ref(),
+        };
+        let result = write(change).await;
+        self.finish(result, answer).await
     }
 }
 

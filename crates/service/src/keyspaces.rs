@@ -1,1 +1,360 @@
-//! Operations on keyspaces (to be filled in).
+//! Operations on keyspaces: families of keys sharing a prefix, with lifecycle defaults,
+//! default rate limits and alert thresholds. The reserved root keyspace does not exist
+//! here; an actor limited to some keyspaces sees only those, and cannot create any.
+//!
+//! A change to a keyspace changes how its keys verify (policy, limits, prefix lookups),
+//! so updates and deletes empty the whole verify cache before they return.
+
+use keyhaven_core::Prefix;
+use keyhaven_store::{
+    AlertThresholds, Change, Keyspace, KeyspacePolicy, Page, PageRequest, RateLimitDef,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+
+use crate::actor::Actor;
+use crate::audit;
+use crate::error::{Context as _, Result, ServiceError};
+use crate::idempotency::{Done, Idempotent, Rendered};
+use crate::ids;
+use crate::limits::spec::{RateLimitBody, rate_limits};
+use crate::patch::double_option;
+use crate::service::Service;
+use crate::validate;
+
+/// Longest policy duration: 100 years.
+pub const MAX_POLICY_SECONDS: i64 = 100 * 366 * 24 * 3600;
+
+/// When a key of the keyspace raises a `usage.anomaly` event. Judged per closed minute
+/// from the flushed usage counters; one event per episode.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsBody {
+    /// A minute with more than this many times the key's own baseline (its mean rate
+    /// over the preceding `alert_baseline_minutes`) is a spike; 2-10000.
+    #[schema(minimum = 2, maximum = 10000)]
+    pub spike_factor: Option<u32>,
+    /// Minutes with fewer verifications are never a spike; 1-10000000.
+    #[schema(minimum = 1, maximum = 10000000)]
+    pub spike_min_per_minute: Option<u64>,
+    /// This many wrong secrets for one key id in a minute is a burst; 1-10000000.
+    #[schema(minimum = 1, maximum = 10000000)]
+    pub failed_per_minute: Option<u64>,
+}
+
+impl AlertsBody {
+    fn thresholds(self) -> Result<AlertThresholds> {
+        const MAX: u64 = 10_000_000;
+        if self
+            .spike_factor
+            .is_some_and(|f| !(2..=10_000).contains(&f))
+        {
+            return Err(ServiceError::invalid(
+                "alerts.spike_factor must be between 2 and 10000",
+            ));
+        }
+        for (name, v) in [
+            ("spike_min_per_minute", self.spike_min_per_minute),
+            ("failed_per_minute", self.failed_per_minute),
+        ] {
+            if v.is_some_and(|v| !(1..=MAX).contains(&v)) {
+                return Err(ServiceError::invalid(format!(
+                    "alerts.{name} must be between 1 and {MAX}"
+                )));
+            }
+        }
+        Ok(AlertThresholds {
+            spike_factor: self.spike_factor,
+            spike_min_per_minute: self.spike_min_per_minute,
+            failed_per_minute: self.failed_per_minute,
+        })
+    }
+
+    /// Stored thresholds as they are shown.
+    pub fn of(t: &AlertThresholds) -> Self {
+        Self {
+            spike_factor: t.spike_factor,
+            spike_min_per_minute: t.spike_min_per_minute,
+            failed_per_minute: t.failed_per_minute,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKeyspace {
+    /// Human-readable name, 1-200 characters without control characters.
+    #[schema(min_length = 1, max_length = 200)]
+    pub name: String,
+    /// Key prefix: 1-20 characters `[a-z][a-z0-9_]*`, unique; `kh` and `kh_*` are
+    /// reserved.
+    #[schema(min_length = 1, max_length = 20, pattern = "^[a-z][a-z0-9_]*$")]
+    pub prefix: String,
+    /// Keys stop verifying (EXPIRED) this many seconds after creation; 1 second to 100
+    /// years.
+    #[schema(minimum = 1, maximum = 3162240000_i64)]
+    pub max_key_age_seconds: Option<i64>,
+    /// Grace period of a rotation that names none; 0 to 100 years.
+    #[schema(minimum = 0, maximum = 3162240000_i64)]
+    pub default_grace_seconds: Option<i64>,
+    /// Keys this close to their expiry are listed as expiring (default 7 days); 1
+    /// second to 100 years.
+    #[schema(minimum = 1, maximum = 3162240000_i64)]
+    pub expiry_warning_seconds: Option<i64>,
+    /// Default rate limits of every key (a key's or owner's limit of the same name
+    /// takes precedence); at most 16.
+    #[serde(default)]
+    #[schema(max_items = 16)]
+    pub ratelimits: Vec<RateLimitBody>,
+    #[serde(default)]
+    pub alerts: AlertsBody,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateKeyspace {
+    /// 1-200 characters without control characters.
+    #[schema(min_length = 1, max_length = 200)]
+    pub name: Option<String>,
+    /// 1 second to 100 years; `null` removes the limit.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 3162240000_i64)]
+    pub max_key_age_seconds: Option<Option<i64>>,
+    /// 0 to 100 years; `null` removes it.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 3162240000_i64)]
+    pub default_grace_seconds: Option<Option<i64>>,
+    /// 1 second to 100 years; `null` restores the default (7 days).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 3162240000_i64)]
+    pub expiry_warning_seconds: Option<Option<i64>>,
+    /// Replaces the default rate limits (`[]` removes them); at most 16.
+    #[schema(max_items = 16)]
+    pub ratelimits: Option<Vec<RateLimitBody>>,
+    /// Replaces the alert thresholds (fields left out take the server's defaults).
+    pub alerts: Option<AlertsBody>,
+}
+
+/// Each policy duration is 1 second to 100 years (grace may be 0).
+fn validate_policy(p: &KeyspacePolicy) -> Result<()> {
+    const MAX: i64 = MAX_POLICY_SECONDS;
+    let check = |name: &str, v: Option<i64>, min: i64| match v {
+        Some(v) if !(min..=MAX).contains(&v) => Err(ServiceError::invalid(format!(
+            "{name} must be between {min} and {MAX} seconds"
+        ))),
+        _ => Ok(()),
+    };
+    check("max_key_age_seconds", p.max_key_age, 1)?;
+    check("default_grace_seconds", p.default_grace, 0)?;
+    check("expiry_warning_seconds", p.expiry_warning, 1)
+}
+
+fn validate_prefix(prefix: &str) -> Result<()> {
+    Prefix::new(prefix).map_err(|e| ServiceError::invalid(format!("prefix: {e}")))?;
+    if prefix.starts_with("kh_") || prefix == "kh" {
+        return Err(ServiceError::invalid(
+            "prefix: `kh` and `kh_*` are reserved for Keyhaven",
+        ));
+    }
+    Ok(())
+}
+
+/// A keyspace the actor may see, or `NotFound`.
+pub async fn find(service: &Service, actor: &Actor, id: &str) -> Result<Keyspace> {
+    if !ids::is_plausible("ks", id) || !actor.sees_keyspace(id) {
+        return Err(ServiceError::NotFound);
+    }
+    service
+        .store
+        .keyspace(id)
+        .await
+        .context("reading a keyspace")?
+        .ok_or(ServiceError::NotFound)
+}
+
+/// A page of the keyspaces the actor may see.
+#[tracing::instrument(skip_all)]
+pub async fn list(service: &Service, actor: &Actor, page: PageRequest) -> Result<Page<Keyspace>> {
+    service
+        .store
+        .list_keyspaces(actor.visible(), page)
+        .await
+        .context("listing keyspaces")
+}
+
+/// Creates a keyspace. Only an actor not limited to keyspaces may: a limited one cannot
+/// widen its own reach. `render` shapes the answer, stored with the change for `idem`'s
+/// replays.
+#[tracing::instrument(skip_all)]
+pub async fn create(
+    service: &Service,
+    actor: &Actor,
+    input: CreateKeyspace,
+    idem: &Idempotent<'_>,
+    render: impl FnOnce(&Keyspace) -> Result<Rendered>,
+) -> Result<Done> {
+    if actor.is_restricted() {
+        return Err(ServiceError::MissingScope(
+            "keyspaces:write (unrestricted root key)",
+        ));
+    }
+    if let Some(replay) = idem.replay().await? {
+        return Ok(Done::Replayed(replay));
+    }
+    validate::name("name", &input.name)?;
+    validate_prefix(&input.prefix)?;
+    let now = service.clock.now();
+    let policy = KeyspacePolicy {
+        max_key_age: input.max_key_age_seconds,
+        default_grace: input.default_grace_seconds,
+        expiry_warning: input.expiry_warning_seconds,
+    };
+    validate_policy(&policy)?;
+    let ks = Keyspace {
+        id: ids::new_id("ks")?,
+        name: input.name,
+        prefix: input.prefix,
+        policy,
+        ratelimits: rate_limits(input.ratelimits)?,
+        alerts: input.alerts.thresholds()?,
+        created_at: now,
+        updated_at: now,
+    };
+    let answer = render(&ks)?;
+    let event = audit::event(
+        actor,
+        "keyspace.create",
+        ("keyspace", &ks.id),
+        Some(&ks.id),
+        audit::created(&[
+            ("name", json!(ks.name)),
+            ("prefix", json!(ks.prefix)),
+            ("max_key_age_seconds", json!(ks.policy.max_key_age)),
+            ("default_grace_seconds", json!(ks.policy.default_grace)),
+            ("expiry_warning_seconds", json!(ks.policy.expiry_warning)),
+            ("ratelimits", limits_audit(&ks.ratelimits)),
+            (
+                "alerts",
+                if ks.alerts == AlertThresholds::default() {
+                    Value::Null
+                } else {
+                    json!(AlertsBody::of(&ks.alerts))
+                },
+            ),
+        ]),
+        now,
+    )?;
+    idem.commit(answer, &event, now, async |change| {
+        service.store.create_keyspace(&ks, change).await
+    })
+    .await
+}
+
+/// Rate limits as a created object's audit event shows them (none: left out).
+pub(crate) fn limits_audit(limits: &[RateLimitDef]) -> Value {
+    if limits.is_empty() {
+        Value::Null
+    } else {
+        json!(limits)
+    }
+}
+
+/// Updates a keyspace's name, policy, default limits or alert thresholds; returns it
+/// as stored. Every key of it may now verify differently: the cache is emptied.
+#[tracing::instrument(skip_all)]
+pub async fn update(
+    service: &Service,
+    actor: &Actor,
+    id: &str,
+    input: UpdateKeyspace,
+) -> Result<Keyspace> {
+    let before = find(service, actor, id).await?;
+    let mut after = before.clone();
+    if let Some(name) = input.name {
+        validate::name("name", &name)?;
+        after.name = name;
+    }
+    if let Some(v) = input.max_key_age_seconds {
+        after.policy.max_key_age = v;
+    }
+    if let Some(v) = input.default_grace_seconds {
+        after.policy.default_grace = v;
+    }
+    if let Some(v) = input.expiry_warning_seconds {
+        after.policy.expiry_warning = v;
+    }
+    if let Some(v) = input.ratelimits {
+        after.ratelimits = rate_limits(v)?;
+    }
+    if let Some(v) = input.alerts {
+        after.alerts = v.thresholds()?;
+    }
+    validate_policy(&after.policy)?;
+    let now = service.clock.now();
+    after.updated_at = now;
+    let (b, a) = (&before.policy, &after.policy);
+    let event = audit::event(
+        actor,
+        "keyspace.update",
+        ("keyspace", id),
+        Some(id),
+        audit::diff(&[
+            ("name", json!(before.name), json!(after.name)),
+            (
+                "max_key_age_seconds",
+                json!(b.max_key_age),
+                json!(a.max_key_age),
+            ),
+            (
+                "default_grace_seconds",
+                json!(b.default_grace),
+                json!(a.default_grace),
+            ),
+            (
+                "expiry_warning_seconds",
+                json!(b.expiry_warning),
+                json!(a.expiry_warning),
+            ),
+            (
+                "ratelimits",
+                json!(before.ratelimits),
+                json!(after.ratelimits),
+            ),
+            (
+                "alerts",
+                json!(AlertsBody::of(&before.alerts)),
+                json!(AlertsBody::of(&after.alerts)),
+            ),
+        ]),
+        now,
+    )?;
+    service
+        .store
+        .update_keyspace(&after, Change::audited(&event))
+        .await
+        .context("updating a keyspace")?;
+    service.cache.invalidate_all();
+    Ok(after)
+}
+
+/// Deletes an empty keyspace (`keyspace_not_empty` while it holds keys).
+#[tracing::instrument(skip_all)]
+pub async fn delete(service: &Service, actor: &Actor, id: &str) -> Result<()> {
+    let ks = find(service, actor, id).await?;
+    let event = audit::event(
+        actor,
+        "keyspace.delete",
+        ("keyspace", id),
+        Some(id),
+        audit::created(&[("name", json!(ks.name)), ("prefix", json!(ks.prefix))]),
+        service.clock.now(),
+    )?;
+    service
+        .store
+        .delete_keyspace(id, Change::audited(&event))
+        .await
+        .context("deleting a keyspace")?;
+    service.cache.invalidate_all();
+    Ok(())
+}

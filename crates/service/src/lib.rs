@@ -10,7 +10,8 @@
 //!   [`ServiceError`];
 //! - what every operation reaches: [`Service`]; who is asking: [`actor`];
 //! - the record cache and its invalidation rule: [`cache`]; other nodes' changes:
-//!   [`coherence`]; limits and quotas: [`limits`]; usage counting: [`usage`]; alerts:
+//!   [`coherence`]; limits and quotas: [`limits`]; usage counting: [`usage`], and
+//!   reading it back: [`usage_report`]; the audit and event logs: [`audit`]; alerts:
 //!   [`alerts`]; background work: [`background`];
 //! - starting up (data directory, peppers, master keys, store): [`bootstrap`];
 //!   configuration layers: [`config`].
@@ -33,10 +34,12 @@ pub mod keyspaces;
 pub mod limits;
 pub mod metrics;
 pub mod owners;
+pub mod patch;
 pub mod recoverable;
 pub mod root_keys;
 pub mod service;
 pub mod usage;
+pub mod usage_report;
 pub mod validate;
 pub mod verify;
 pub mod webhooks;

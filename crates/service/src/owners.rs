@@ -1,1 +1,294 @@
-//! Operations on owners (to be filled in).
+//! Operations on owners: the deployment's customers that keys belong to. Owners are
+//! deployment-wide (one customer can hold keys in several keyspaces) and `external_id`,
+//! the id in the company's own database, is unique across the deployment.
+//!
+//! Because they are deployment-wide, an actor limited to some keyspaces may neither see
+//! nor change owners (it could read or rename another tenant's customers): every
+//! operation here answers it `MissingScope`.
+//!
+//! Verify answers carry an owner's external id and limits, so changes empty the verify
+//! cache before they return.
+
+use keyhaven_store::{Change, Limits, Owner, Page, PageRequest, QuotaTarget, QuotaWrite};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use utoipa::ToSchema;
+
+use crate::actor::Actor;
+use crate::audit;
+use crate::error::{Context as _, Result, ServiceError};
+use crate::idempotency::{Done, Idempotent, Rendered};
+use crate::ids;
+use crate::keyspaces::limits_audit;
+use crate::limits::spec::{
+    QuotaBody, RateLimitBody, patch_limits, quota, quota_audit, rate_limits,
+};
+use crate::patch::double_option;
+use crate::service::Service;
+use crate::validate;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOwner {
+    /// Your id for this customer: 1-255 characters without control characters, unique
+    /// in the deployment.
+    #[schema(min_length = 1, max_length = 255)]
+    pub external_id: String,
+    /// 1-200 characters without control characters.
+    #[schema(min_length = 1, max_length = 200)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub meta: Map<String, Value>,
+    /// Rate limits shared by all the owner's keys (they take precedence over keyspace
+    /// defaults of the same name); at most 16.
+    #[serde(default)]
+    #[schema(max_items = 16)]
+    pub ratelimits: Vec<RateLimitBody>,
+    /// Uses shared by all the owner's keys.
+    pub quota: Option<QuotaBody>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateOwner {
+    /// 1-255 characters without control characters, unique in the deployment.
+    #[schema(min_length = 1, max_length = 255)]
+    pub external_id: Option<String>,
+    /// 1-200 characters without control characters; `null` clears the name.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 200)]
+    pub name: Option<Option<String>>,
+    pub meta: Option<Map<String, Value>>,
+    /// Replaces the rate limits (`[]` removes them); at most 16.
+    #[schema(max_items = 16)]
+    pub ratelimits: Option<Vec<RateLimitBody>>,
+    /// Sets the quota (its counter to `remaining`: a top-up); `null` removes it.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<QuotaBody>)]
+    pub quota: Option<Option<QuotaBody>>,
+}
+
+/// Refuses an actor limited to keyspaces (see the module docs).
+pub fn require_unrestricted(actor: &Actor) -> Result<()> {
+    if actor.is_restricted() {
+        return Err(ServiceError::MissingScope(
+            "owners:* (unrestricted root key)",
+        ));
+    }
+    Ok(())
+}
+
+fn validate_external_id(value: &str) -> Result<()> {
+    let len = value.chars().count();
+    if len == 0 || len > 255 || value.chars().any(|c| c.is_control()) {
+        return Err(ServiceError::invalid(
+            "external_id must be 1-255 characters without control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// An owner, or `NotFound`.
+pub async fn find(service: &Service, actor: &Actor, id: &str) -> Result<Owner> {
+    require_unrestricted(actor)?;
+    if !ids::is_plausible("own", id) {
+        return Err(ServiceError::NotFound);
+    }
+    service
+        .store
+        .owner(id)
+        .await
+        .context("reading an owner")?
+        .ok_or(ServiceError::NotFound)
+}
+
+/// The owner with this external id, if there is one.
+#[tracing::instrument(skip_all)]
+pub async fn by_external_id(
+    service: &Service,
+    actor: &Actor,
+    external_id: &str,
+) -> Result<Option<Owner>> {
+    require_unrestricted(actor)?;
+    service
+        .store
+        .owner_by_external_id(external_id)
+        .await
+        .context("finding an owner by external id")
+}
+
+/// A page of owners.
+#[tracing::instrument(skip_all)]
+pub async fn list(service: &Service, actor: &Actor, page: PageRequest) -> Result<Page<Owner>> {
+    require_unrestricted(actor)?;
+    service
+        .store
+        .list_owners(page)
+        .await
+        .context("listing owners")
+}
+
+/// Creates an owner. `render` shapes the answer, stored with the change for `idem`'s
+/// replays.
+#[tracing::instrument(skip_all)]
+pub async fn create(
+    service: &Service,
+    actor: &Actor,
+    input: CreateOwner,
+    idem: &Idempotent<'_>,
+    render: impl FnOnce(&Owner) -> Result<Rendered>,
+) -> Result<Done> {
+    require_unrestricted(actor)?;
+    if let Some(replay) = idem.replay().await? {
+        return Ok(Done::Replayed(replay));
+    }
+    validate_external_id(&input.external_id)?;
+    if let Some(name) = &input.name {
+        validate::name("name", name)?;
+    }
+    validate::meta(&input.meta)?;
+    let now = service.clock.now();
+    let owner = Owner {
+        id: ids::new_id("own")?,
+        external_id: input.external_id,
+        name: input.name,
+        meta: input.meta,
+        limits: Limits {
+            ratelimits: rate_limits(input.ratelimits)?,
+            quota: input.quota.map(|q| quota(q, now)).transpose()?,
+        },
+        created_at: now,
+        updated_at: now,
+    };
+    let answer = render(&owner)?;
+    let event = audit::event(
+        actor,
+        "owner.create",
+        ("owner", &owner.id),
+        None,
+        audit::created(&[
+            ("external_id", json!(owner.external_id)),
+            ("name", json!(owner.name)),
+            ("meta", json!(owner.meta)),
+            ("quota", quota_audit(owner.limits.quota.as_ref())),
+            ("ratelimits", limits_audit(&owner.limits.ratelimits)),
+        ]),
+        now,
+    )?;
+    idem.commit(answer, &event, now, async |change| {
+        service.store.create_owner(&owner, change).await
+    })
+    .await
+}
+
+/// Updates an owner; a `quota` in the input replaces its quota and counter (a top-up).
+/// Returns the owner as stored.
+#[tracing::instrument(skip_all)]
+pub async fn update(
+    service: &Service,
+    actor: &Actor,
+    id: &str,
+    input: UpdateOwner,
+) -> Result<Owner> {
+    let before = find(service, actor, id).await?;
+    let mut after = before.clone();
+    if let Some(external_id) = input.external_id {
+        validate_external_id(&external_id)?;
+        after.external_id = external_id;
+    }
+    if let Some(name) = input.name {
+        if let Some(name) = &name {
+            validate::name("name", name)?;
+        }
+        after.name = name;
+    }
+    if let Some(meta) = input.meta {
+        validate::meta(&meta)?;
+        after.meta = meta;
+    }
+    let now = service.clock.now();
+    let quota_write = patch_limits(&mut after.limits, input.ratelimits, input.quota, now)?;
+    after.updated_at = now;
+    let quota_change = |o: &Owner| match quota_write {
+        QuotaWrite::Set => quota_audit(o.limits.quota.as_ref()),
+        QuotaWrite::Keep => Value::Null,
+    };
+    let event = audit::event(
+        actor,
+        "owner.update",
+        ("owner", id),
+        None,
+        audit::diff(&[
+            (
+                "external_id",
+                json!(before.external_id),
+                json!(after.external_id),
+            ),
+            ("name", json!(before.name), json!(after.name)),
+            ("meta", json!(before.meta), json!(after.meta)),
+            (
+                "ratelimits",
+                json!(before.limits.ratelimits),
+                json!(after.limits.ratelimits),
+            ),
+            ("quota", quota_change(&before), quota_change(&after)),
+        ]),
+        now,
+    )?;
+    write_update(service, after.clone(), quota_write, event)
+        .await
+        .context("updating an owner")?;
+    Ok(after)
+}
+
+/// Writes an owner update (and its quota) on a task of its own, so a caller cut off
+/// after the commit still updates this node's quota counter and cache (as key
+/// mutations do).
+async fn write_update(
+    service: &Service,
+    after: Owner,
+    quota_write: QuotaWrite,
+    event: keyhaven_store::AuditEvent,
+) -> Result<(), keyhaven_store::StoreError> {
+    let service = service.clone();
+    tokio::spawn(async move {
+        let store = service.store.as_ref();
+        let write = store.update_owner(&after, quota_write, Change::audited(&event));
+        let result = if quota_write == QuotaWrite::Set {
+            let target = QuotaTarget::Owner(after.id.clone());
+            (service.limits.quotas)
+                .replace(store, &target, after.limits.quota.as_ref(), write)
+                .await
+        } else {
+            write.await
+        };
+        // Verify answers carry the owner's external id and limits.
+        service.cache.invalidate_all();
+        result
+    })
+    .await
+    .map_err(|e| {
+        keyhaven_store::StoreError::Unexpected(anyhow::anyhow!("an owner update task failed: {e}"))
+    })?
+}
+
+/// Deletes an owner without keys (`owner_has_keys` otherwise).
+#[tracing::instrument(skip_all)]
+pub async fn delete(service: &Service, actor: &Actor, id: &str) -> Result<()> {
+    let owner = find(service, actor, id).await?;
+    let event = audit::event(
+        actor,
+        "owner.delete",
+        ("owner", id),
+        None,
+        audit::created(&[("external_id", json!(owner.external_id))]),
+        service.clock.now(),
+    )?;
+    service
+        .store
+        .delete_owner(id, Change::audited(&event))
+        .await
+        .context("deleting an owner")?;
+    service.cache.invalidate_all();
+    Ok(())
+}

@@ -64,6 +64,18 @@ pub fn time(field: &str, value: &str) -> Result<Timestamp> {
     Ok(t.replace_nanosecond(0).unwrap_or(t))
 }
 
+/// An optional RFC 3339 filter of a read (`since`, `from`, …), as given: an answer of
+/// code `invalid_query` when it is not one.
+pub fn query_time(field: &str, value: Option<&str>) -> Result<Option<Timestamp>> {
+    value
+        .map(|v| {
+            Timestamp::parse(v, &time::format_description::well_known::Rfc3339).map_err(|_| {
+                ServiceError::bad_request("invalid_query", format!("{field} must be RFC 3339"))
+            })
+        })
+        .transpose()
+}
+
 /// A time as every answer, event and audit entry writes it: RFC 3339, UTC.
 pub fn rfc3339(t: Timestamp) -> String {
     t.format(&time::format_description::well_known::Rfc3339)

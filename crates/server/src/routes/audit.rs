@@ -1,20 +1,23 @@
-//! `GET /v1/audit-events`: every admin mutation, newest first. A keyspace-restricted
-//! root key sees only events of its keyspaces (owner events have no keyspace and are
-//! shown to unrestricted root keys only).
+//! `GET /v1/audit-events`: every admin mutation, newest first; `GET /v1/events`: the
+//! event log. A keyspace-restricted root key sees only entries of its keyspaces (owner
+//! events have no keyspace and are shown to unrestricted root keys only). The reads are
+//! [`keyhaven_service::audit`].
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use keyhaven_store::{AuditEvent, AuditFilter, EVENT_TYPES, Event, EventFilter};
+use keyhaven_service::audit::{self, AuditQuery, EventQuery};
+use keyhaven_service::validate::rfc3339;
+use keyhaven_store::{AuditEvent, Event};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
-use super::*;
-use crate::auth::Scope;
-use crate::error::ClientError;
+use super::{List, json_response, page_request, to_body};
+use crate::auth::{RootAuth, Scope};
+use crate::error::{ApiError, ClientError};
 use crate::extract::ApiQuery;
-use keyhaven_service::validate::rfc3339;
+use crate::state::AppState;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AuditEventView {
@@ -67,20 +70,6 @@ pub struct ListParams {
     pub cursor: Option<String>,
 }
 
-fn time_param(
-    name: &str,
-    value: Option<&str>,
-) -> Result<Option<keyhaven_store::Timestamp>, ApiError> {
-    value
-        .map(|v| {
-            keyhaven_store::Timestamp::parse(v, &time::format_description::well_known::Rfc3339)
-                .map_err(|_| {
-                    ApiError::bad_request("invalid_query", format!("{name} must be RFC 3339"))
-                })
-        })
-        .transpose()
-}
-
 #[utoipa::path(get, path = "/v1/audit-events", tag = "audit",
     operation_id = "audit_events_list", params(ListParams),
     responses(
@@ -96,24 +85,15 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     auth.require(Scope::AuditRead)?;
     let page = page_request(params.limit, params.cursor.as_deref())?;
-    if let Some(ks) = &params.keyspace_id
-        && !auth.sees_keyspace(ks)
-    {
-        return Ok(json_response(
-            StatusCode::OK,
-            to_body(&List::<AuditEventView>::new(vec![], None))?,
-        ));
-    }
-    let filter = AuditFilter {
-        visible: auth.visible(),
-        keyspace_id: params.keyspace_id.as_deref(),
-        target_id: params.target_id.as_deref(),
-        action: params.action.as_deref(),
-        actor: params.actor.as_deref(),
-        since: time_param("since", params.since.as_deref())?,
-        until: time_param("until", params.until.as_deref())?,
+    let query = AuditQuery {
+        keyspace_id: params.keyspace_id,
+        target_id: params.target_id,
+        action: params.action,
+        actor: params.actor,
+        since: params.since,
+        until: params.until,
     };
-    let page = state.store.list_audit_events(&filter, page).await?;
+    let page = audit::list(&state, &auth, &query, page).await?;
     let list = List::new(
         page.items.iter().map(AuditEventView::from).collect(),
         page.next,
@@ -184,31 +164,14 @@ pub async fn events(
 ) -> Result<Response, ApiError> {
     auth.require(Scope::AuditRead)?;
     let page = page_request(params.limit, params.cursor.as_deref())?;
-    if let Some(kind) = params.kind.as_deref()
-        && !EVENT_TYPES.contains(&kind)
-    {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            format!("type must be one of {}", EVENT_TYPES.join(", ")),
-        ));
-    }
-    if let Some(ks) = &params.keyspace_id
-        && !auth.sees_keyspace(ks)
-    {
-        return Ok(json_response(
-            StatusCode::OK,
-            to_body(&List::<EventView>::new(vec![], None))?,
-        ));
-    }
-    let filter = EventFilter {
-        visible: auth.visible(),
-        kind: params.kind.as_deref(),
-        key_id: params.key_id.as_deref(),
-        keyspace_id: params.keyspace_id.as_deref(),
-        since: time_param("since", params.since.as_deref())?,
-        until: time_param("until", params.until.as_deref())?,
+    let query = EventQuery {
+        kind: params.kind,
+        key_id: params.key_id,
+        keyspace_id: params.keyspace_id,
+        since: params.since,
+        until: params.until,
     };
-    let page = state.store.list_events(&filter, page).await?;
+    let page = audit::events(&state, &auth, &query, page).await?;
     let data = page.items.iter().map(EventView::from).collect();
     Ok(json_response(
         StatusCode::OK,

@@ -2,28 +2,25 @@
 //! re-sends. The signing secret is returned once, at creation; it is stored sealed.
 //!
 //! A webhook with a `keyspace_id` receives only that keyspace's events; one without
-//! receives every event and can be managed only by an unrestricted root key.
+//! receives every event and can be managed only by an unrestricted root key. The
+//! operations are [`keyhaven_service::webhooks`].
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use keyhaven_store::{
-    Attempt, Change, Delivery, DeliveryStatus, EVENT_TYPES, PageRequest, Webhook,
-};
+use keyhaven_service::idempotency::Idempotent;
+use keyhaven_service::validate::rfc3339;
+use keyhaven_service::webhooks::{self, CreateWebhook, UpdateWebhook};
+use keyhaven_store::{Attempt, Delivery, DeliveryStatus, Webhook};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
-use super::keyspaces::{rfc3339, visible_keyspace};
-use super::*;
+use super::{List, answer, json_response, page_request, render, to_body};
 use crate::auth::{RootAuth, Scope};
-use crate::error::ClientError;
-use crate::extract::{ApiPath, ApiQuery, JsonBody};
-use keyhaven_service::webhooks::{SECRET_PURPOSE, signing, target};
-
-/// Most event types one webhook lists.
-pub const MAX_EVENT_TYPES: usize = 16;
+use crate::error::{ApiError, ClientError};
+use crate::extract::{ApiPath, ApiQuery, IdempotencyKey, JsonBody};
+use crate::state::AppState;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct WebhookView {
@@ -62,43 +59,6 @@ pub struct CreatedWebhook {
     pub secret: String,
     #[serde(flatten)]
     pub webhook: WebhookView,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateWebhook {
-    /// `http(s)://…`, at most 2048 characters, no credentials; a public address unless
-    /// the server allows private targets.
-    #[schema(min_length = 1, max_length = 2048)]
-    pub url: String,
-    /// 1-16 event types to deliver (default `["*"]`, every type).
-    #[schema(min_items = 1, max_items = 16)]
-    pub event_types: Option<Vec<String>>,
-    /// Deliver only this keyspace's events (required for a keyspace-restricted root key).
-    pub keyspace_id: Option<String>,
-    /// At most 500 characters without control characters.
-    #[schema(max_length = 500)]
-    pub description: Option<String>,
-    /// Default true.
-    pub enabled: Option<bool>,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UpdateWebhook {
-    /// `http(s)://…`, at most 2048 characters, no credentials; a public address unless
-    /// the server allows private targets.
-    #[schema(min_length = 1, max_length = 2048)]
-    pub url: Option<String>,
-    /// Replaces the event types: 1-16 (`["*"]` for every type).
-    #[schema(min_items = 1, max_items = 16)]
-    pub event_types: Option<Vec<String>>,
-    /// At most 500 characters without control characters; `null` removes it.
-    #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>, max_length = 500)]
-    pub description: Option<Option<String>>,
-    /// A disabled webhook gets no new deliveries, and those waiting are paused.
-    pub enabled: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -203,73 +163,6 @@ impl DeliveryView {
     }
 }
 
-fn validate_event_types(types: Option<Vec<String>>) -> Result<Vec<String>, ApiError> {
-    let mut types = types.unwrap_or_else(|| vec!["*".to_owned()]);
-    if types.is_empty() || types.len() > MAX_EVENT_TYPES {
-        return Err(ApiError::invalid(format!(
-            "event_types must list 1 to {MAX_EVENT_TYPES} types"
-        )));
-    }
-    if let Some(bad) = types
-        .iter()
-        .find(|t| *t != "*" && !EVENT_TYPES.contains(&t.as_str()))
-    {
-        return Err(ApiError::invalid(format!(
-            "unknown event type `{}`; known types: *, {}",
-            bad.chars().take(64).collect::<String>(),
-            EVENT_TYPES.join(", ")
-        )));
-    }
-    types.sort_unstable();
-    types.dedup();
-    Ok(types)
-}
-
-fn validate_description(d: Option<&str>) -> Result<(), ApiError> {
-    match d {
-        Some(d) if d.chars().count() > 500 || d.chars().any(char::is_control) => {
-            Err(ApiError::invalid(
-                "description must be at most 500 characters without control characters",
-            ))
-        }
-        _ => Ok(()),
-    }
-}
-
-fn validate_url(state: &AppState, url: &str) -> Result<(), ApiError> {
-    target::validate(url, state.config.webhook_allow_private_targets)
-        .map(|_| ())
-        .map_err(ApiError::invalid)
-}
-
-/// A webhook this root key may manage, or 404 (byte-identical to a missing one).
-async fn visible_webhook(state: &AppState, auth: &RootAuth, id: &str) -> Result<Webhook, ApiError> {
-    if !ids::is_plausible("wh", id) {
-        return Err(ApiError::NotFound);
-    }
-    match state.store.webhook(id).await? {
-        Some(h) if sees(auth, &h) => Ok(h),
-        _ => Err(ApiError::NotFound),
-    }
-}
-
-fn sees(auth: &RootAuth, hook: &Webhook) -> bool {
-    match &hook.keyspace_id {
-        Some(ks) => auth.sees_keyspace(ks),
-        None => !auth.is_restricted(),
-    }
-}
-
-fn fields(h: &Webhook) -> [(&'static str, Value); 5] {
-    [
-        ("url", json!(h.url)),
-        ("event_types", json!(h.event_types)),
-        ("keyspace_id", json!(h.keyspace_id)),
-        ("description", json!(h.description)),
-        ("enabled", json!(h.enabled)),
-    ]
-}
-
 #[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks",
     operation_id = "webhooks_create", request_body = CreateWebhook,
     params(("Idempotency-Key" = Option<String>, Header, description = "Replay protection")),
@@ -286,68 +179,18 @@ pub async fn create(
     body: JsonBody<CreateWebhook>,
 ) -> Result<Response, ApiError> {
     auth.require(Scope::WebhooksWrite)?;
-    let idem = Idempotent::new(&state, &auth, idem, body.request_hash());
-    if let Some(replay) = idem.replay().await? {
-        return Ok(replay);
-    }
-    let req = body.value;
-    validate_url(&state, &req.url)?;
-    validate_description(req.description.as_deref())?;
-    let event_types = validate_event_types(req.event_types)?;
-    match &req.keyspace_id {
-        Some(ks) => {
-            visible_keyspace(&state, &auth, ks)
-                .await
-                .map_err(|_| ApiError::invalid("keyspace_id names no keyspace"))?;
-        }
-        None if auth.is_restricted() => {
-            return Err(ApiError::invalid(
-                "a keyspace-restricted root key must give keyspace_id",
-            ));
-        }
-        None => {}
-    }
-    let secret = signing::new_secret()?;
-    let sealed_secret = keyhaven_service::idempotency::seal_for(
-        SECRET_PURPOSE,
-        &state.peppers,
-        secret.expose_secret().as_bytes(),
-    )?;
-    let now = state.clock.now();
-    let hook = Webhook {
-        id: ids::new_id("wh")?,
-        url: req.url,
-        description: req.description,
-        event_types,
-        keyspace_id: req.keyspace_id,
-        enabled: req.enabled.unwrap_or(true),
-        sealed_secret,
-        created_at: now,
-        updated_at: now,
-    };
-    let mut response = CreatedWebhook {
-        secret: secret.expose_secret().to_owned(),
-        webhook: WebhookView::from(&hook),
-    };
-    let body = zeroize::Zeroizing::new(to_body(&response)?);
-    zeroize::Zeroize::zeroize(&mut response.secret);
-    let event = audit_event(
-        &auth,
-        "webhook.create",
-        ("webhook", &hook.id),
-        hook.keyspace_id.as_deref(),
-        created(&fields(&hook)),
-        now,
-    )?;
-    let saved = idem.record(StatusCode::CREATED, &body, now)?;
-    let change = Change {
-        audit: &event,
-        idempotency: saved.as_ref(),
-    };
-    match state.store.create_webhook(&hook, change).await {
-        Ok(()) => Ok(json_response(StatusCode::CREATED, body.to_vec())),
-        Err(e) => idem.on_error(e).await,
-    }
+    let idem = Idempotent::new(&state, &auth, idem.0, body.request_hash());
+    let done = webhooks::create(&state, &auth, body.value, &idem, |hook, secret| {
+        let mut created = CreatedWebhook {
+            secret: secret.expose_secret().to_owned(),
+            webhook: WebhookView::from(hook),
+        };
+        let rendered = render(StatusCode::CREATED, &created);
+        zeroize::Zeroize::zeroize(&mut created.secret);
+        rendered
+    })
+    .await?;
+    Ok(answer(done))
 }
 
 #[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks",
@@ -364,7 +207,7 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     auth.require(Scope::WebhooksRead)?;
     let page = page_request(params.limit, params.cursor.as_deref())?;
-    let page = state.store.list_webhooks(auth.visible(), page).await?;
+    let page = webhooks::list(&state, &auth, page).await?;
     let list = List::new(
         page.items.iter().map(WebhookView::from).collect(),
         page.next,
@@ -385,7 +228,7 @@ pub async fn get(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     auth.require(Scope::WebhooksRead)?;
-    let hook = visible_webhook(&state, &auth, &id).await?;
+    let hook = webhooks::find(&state, &auth, &id).await?;
     Ok(json_response(
         StatusCode::OK,
         to_body(&WebhookView::from(&hook))?,
@@ -407,42 +250,7 @@ pub async fn update(
     body: JsonBody<UpdateWebhook>,
 ) -> Result<Response, ApiError> {
     auth.require(Scope::WebhooksWrite)?;
-    let before = visible_webhook(&state, &auth, &id).await?;
-    let req = body.value;
-    let mut after = before.clone();
-    if let Some(url) = req.url {
-        validate_url(&state, &url)?;
-        after.url = url;
-    }
-    if let Some(types) = req.event_types {
-        after.event_types = validate_event_types(Some(types))?;
-    }
-    if let Some(description) = req.description {
-        validate_description(description.as_deref())?;
-        after.description = description;
-    }
-    if let Some(enabled) = req.enabled {
-        after.enabled = enabled;
-    }
-    let now = state.clock.now();
-    after.updated_at = now;
-    let changes: Vec<(&str, Value, Value)> = fields(&before)
-        .into_iter()
-        .zip(fields(&after))
-        .map(|((name, from), (_, to))| (name, from, to))
-        .collect();
-    let event = audit_event(
-        &auth,
-        "webhook.update",
-        ("webhook", &id),
-        after.keyspace_id.as_deref(),
-        diff(&changes),
-        now,
-    )?;
-    state
-        .store
-        .update_webhook(&after, Change::audited(&event))
-        .await?;
+    let after = webhooks::update(&state, &auth, &id, body.value).await?;
     Ok(json_response(
         StatusCode::OK,
         to_body(&WebhookView::from(&after))?,
@@ -462,19 +270,7 @@ pub async fn delete(
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     auth.require(Scope::WebhooksWrite)?;
-    let hook = visible_webhook(&state, &auth, &id).await?;
-    let event = audit_event(
-        &auth,
-        "webhook.delete",
-        ("webhook", &id),
-        hook.keyspace_id.as_deref(),
-        created(&[("url", json!(hook.url))]),
-        state.clock.now(),
-    )?;
-    state
-        .store
-        .delete_webhook(&id, Change::audited(&event))
-        .await?;
+    webhooks::delete(&state, &auth, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -494,21 +290,9 @@ pub async fn deliveries(
     ApiQuery(params): ApiQuery<DeliveryParams>,
 ) -> Result<Response, ApiError> {
     auth.require(Scope::WebhooksRead)?;
-    let status = params
-        .status
-        .as_deref()
-        .map(|s| {
-            DeliveryStatus::parse(s).ok_or_else(|| {
-                ApiError::bad_request(
-                    "invalid_query",
-                    "status must be pending, delivered or failed",
-                )
-            })
-        })
-        .transpose()?;
-    let page: PageRequest = page_request(params.limit, params.cursor.as_deref())?;
-    visible_webhook(&state, &auth, &id).await?;
-    let page = state.store.list_deliveries(&id, status, page).await?;
+    let status = webhooks::deliveries::status(params.status.as_deref())?;
+    let page = page_request(params.limit, params.cursor.as_deref())?;
+    let page = webhooks::deliveries::list(&state, &auth, &id, status, page).await?;
     let list = List::new(
         page.items
             .iter()
@@ -533,30 +317,11 @@ pub async fn delivery(
     ApiPath((id, delivery_id)): ApiPath<(String, String)>,
 ) -> Result<Response, ApiError> {
     auth.require(Scope::WebhooksRead)?;
-    let (_, found) = visible_delivery(&state, &auth, &id, &delivery_id).await?;
-    let attempts = state.store.delivery_attempts(&delivery_id).await?;
+    let (found, attempts) = webhooks::deliveries::get(&state, &auth, &id, &delivery_id).await?;
     Ok(json_response(
         StatusCode::OK,
         to_body(&DeliveryView::new(&found, Some(&attempts)))?,
     ))
-}
-
-async fn visible_delivery(
-    state: &AppState,
-    auth: &RootAuth,
-    id: &str,
-    delivery_id: &str,
-) -> Result<(Webhook, Delivery), ApiError> {
-    let hook = visible_webhook(state, auth, id).await?;
-    if !ids::is_plausible("dlv", delivery_id) {
-        return Err(ApiError::NotFound);
-    }
-    let delivery = state
-        .store
-        .delivery(id, delivery_id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    Ok((hook, delivery))
 }
 
 /// Puts a delivery back in the queue, due now, with a fresh retry period (whatever its
@@ -576,28 +341,7 @@ pub async fn resend(
     ApiPath((id, delivery_id)): ApiPath<(String, String)>,
 ) -> Result<Response, ApiError> {
     auth.require(Scope::WebhooksWrite)?;
-    let (hook, found) = visible_delivery(&state, &auth, &id, &delivery_id).await?;
-    let now_ms = state.clock.now_micros() / 1_000;
-    let event = audit_event(
-        &auth,
-        "webhook.resend",
-        ("webhook", &id),
-        hook.keyspace_id.as_deref(),
-        created(&[
-            ("delivery_id", json!(delivery_id)),
-            ("event_id", json!(found.event_id)),
-        ]),
-        state.clock.now(),
-    )?;
-    state
-        .store
-        .resend_delivery(&id, &delivery_id, now_ms, Change::audited(&event))
-        .await?;
-    let after = state
-        .store
-        .delivery(&id, &delivery_id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let after = webhooks::deliveries::resend(&state, &auth, &id, &delivery_id).await?;
     Ok(json_response(
         StatusCode::ACCEPTED,
         to_body(&DeliveryView::new(&after, None))?,
