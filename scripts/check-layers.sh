@@ -45,6 +45,7 @@
 # 6. Crates depend one way ([dependencies], [build-dependencies] and target-specific
 #    ones; dev-dependencies are free): core on no keyhaven crate, store on core, service
 #    on core and store, server on core, store and service. The CLI may use them all.
+# 7. No source file under crates/*/src is longer than 600 lines.
 #
 # Limits, knowingly: `super` in a (non-test) inline module is read as the file's own
 # `super`; macros' generated paths and `#[path]` attributes are not followed.
@@ -478,13 +479,25 @@ check_manifest() {
   done < <(dependencies "$manifest")
 }
 
+# Rule 7: no source file longer than MAX_LINES (tests under crates/*/tests are free).
+MAX_LINES=600
+check_sizes() {
+  local f n
+  while IFS= read -r f; do
+    n="$(wc -l <"$f")"
+    if [ "$n" -gt "$MAX_LINES" ]; then
+      echo "$f:$n: $n lines; split it by what it holds (at most $MAX_LINES)"
+    fi
+  done < <(find "crates/$1/src" -name '*.rs' 2>/dev/null | sort)
+}
+
 check_tree() {
   local crate found=0 out
   cd "$1"
   [ -d crates ] || die "no crates/ directory in $1"
   for dir in crates/*/; do
     crate="$(basename "$dir")"
-    out="$(check_sources "$crate"; check_manifest "$crate")"
+    out="$(check_sources "$crate"; check_manifest "$crate"; check_sizes "$crate")"
     if [ -n "$out" ]; then
       printf '%s\n' "$out"
       found=$((found + $(grep -c '^[^ ]' <<<"$out")))
@@ -556,6 +569,9 @@ mod tests {
 }
 EOF
   printf 'pub struct Z;\npub fn g() { crate::d::w(); }\n' >"$t/crates/core/src/c.rs"
+  if [ "$clean" = 0 ]; then
+    for _ in $(seq 610); do echo '// filler'; done >>"$t/crates/core/src/c.rs"
+  fi
   printf 'pub fn w() { super::e::v(); }\n' >"$t/crates/core/src/d.rs"
   if [ "$clean" = 1 ]; then
     printf 'pub fn v() {}\n' >"$t/crates/core/src/e.rs"
@@ -646,7 +662,8 @@ self_test() {
   reject "crates/core/Cargo.toml"   # dev-dependencies are free
   reject "crates/server/src/openapi.rs:"
   reject "crates/server/src/app.rs:"
-  expect "check-layers: FAIL (12 offence(s)"
+  expect "crates/core/src/c.rs:612: 612 lines"
+  expect "check-layers: FAIL (13 offence(s)"
   bad_out="$out"
 
   fixture "$tmp/good" 1
