@@ -287,7 +287,7 @@ mod tests {
 
     #[test]
     fn a_float_for_an_integer_field_names_the_field_and_not_the_value() {
-        use crate::routes::keys::RotateKey;
+        use keyhaven_service::keys::RotateKey;
         let fraction = "Invalid request body: grace_period_seconds must be a whole number \
                         (got a number with a fraction or exponent)";
         for body in [
@@ -362,7 +362,7 @@ mod tests {
 
     #[test]
     fn other_body_errors_keep_their_wording() {
-        use crate::routes::keys::RotateKey;
+        use keyhaven_service::keys::RotateKey;
         use keyhaven_service::webhooks::UpdateWebhook;
         let (code, detail) = refused::<UpdateWebhook>(r#"{"enabled": "acme_live_secret"}"#);
         assert_eq!(code, "validation_failed");

@@ -20,6 +20,8 @@ pub mod error;
 pub mod extract;
 pub mod metrics;
 pub mod openapi;
+pub mod pagination;
+pub mod respond;
 pub mod routes;
 pub mod state;
 

@@ -164,9 +164,9 @@ mod tests {
 
     #[test]
     fn documented_limits_are_the_enforced_ones() {
-        use crate::routes::{keys, verify};
+        use crate::routes::verify;
         use keyhaven_service::limits::spec as limits;
-        use keyhaven_service::{keyspaces, webhooks};
+        use keyhaven_service::{keys, keyspaces, validate, webhooks};
         let doc = doc();
         let schemas = &doc["components"]["schemas"];
         let checks: [(&str, u64); 16] = [
@@ -197,7 +197,7 @@ mod tests {
             ("/RefillBody/properties/amount/maximum", limits::MAX_QUOTA),
             (
                 "/CreateKey/properties/scopes/maxItems",
-                keys::MAX_SCOPES as u64,
+                validate::MAX_SCOPES as u64,
             ),
             (
                 "/RotateKey/properties/grace_period_seconds/maximum",
@@ -237,7 +237,7 @@ mod tests {
             .find(|p| p["name"] == "limit")
             .unwrap()
             .clone();
-        assert_eq!(limit["schema"]["maximum"], crate::routes::MAX_PAGE);
+        assert_eq!(limit["schema"]["maximum"], crate::pagination::MAX_PAGE);
         assert_eq!(limit["schema"]["minimum"], 1);
     }
 }

@@ -162,15 +162,22 @@ fn validate_prefix(prefix: &str) -> Result<()> {
 
 /// A keyspace the actor may see, or `NotFound`.
 pub async fn find(service: &Service, actor: &Actor, id: &str) -> Result<Keyspace> {
-    if !ids::is_plausible("ks", id) || !actor.sees_keyspace(id) {
-        return Err(ServiceError::NotFound);
-    }
-    service
-        .store
-        .keyspace(id)
-        .await
-        .context("reading a keyspace")?
+    visible(service.store.as_ref(), actor, id)
+        .await?
         .ok_or(ServiceError::NotFound)
+}
+
+/// The keyspace `id` if the actor may see it; needs only the store (the CLI's import
+/// checks items with it).
+pub(crate) async fn visible(
+    store: &dyn keyhaven_store::Store,
+    actor: &Actor,
+    id: &str,
+) -> Result<Option<Keyspace>> {
+    if !ids::is_plausible("ks", id) || !actor.sees_keyspace(id) {
+        return Ok(None);
+    }
+    store.keyspace(id).await.context("reading a keyspace")
 }
 
 /// A page of the keyspaces the actor may see.

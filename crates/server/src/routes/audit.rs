@@ -13,10 +13,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{List, json_response, page_request, to_body};
 use crate::auth::{RootAuth, Scope};
 use crate::error::{ApiError, ClientError};
 use crate::extract::ApiQuery;
+use crate::pagination::{List, page_request};
+use crate::respond::{json_response, to_body};
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

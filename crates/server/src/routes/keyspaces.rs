@@ -8,14 +8,16 @@ use axum::response::Response;
 use keyhaven_service::idempotency::Idempotent;
 use keyhaven_service::keyspaces::{self, AlertsBody, CreateKeyspace, UpdateKeyspace};
 use keyhaven_service::limits::spec::{RateLimitBody, rate_limit_views};
+use keyhaven_service::validate::rfc3339;
 use keyhaven_store::Keyspace;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{List, answer, json_response, page_request, render, to_body};
 use crate::auth::{RootAuth, Scope};
 use crate::error::{ApiError, ClientError};
 use crate::extract::{ApiPath, ApiQuery, IdempotencyKey, JsonBody};
+use crate::pagination::{List, page_request};
+use crate::respond::{answer, json_response, render, to_body};
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -64,19 +66,6 @@ pub struct ListParams {
     pub limit: Option<u32>,
     /// `next_cursor` from the previous page.
     pub cursor: Option<String>,
-}
-
-/// Transitional, for `routes::keys` only (being rewritten to call
-/// [`keyspaces::find`] itself); remove with its last use.
-pub use keyhaven_service::validate::rfc3339;
-
-/// Transitional, for `routes::keys` only: [`keyspaces::find`] answering `ApiError`.
-pub async fn visible_keyspace(
-    state: &AppState,
-    auth: &RootAuth,
-    id: &str,
-) -> Result<Keyspace, ApiError> {
-    Ok(keyspaces::find(state, auth, id).await?)
 }
 
 #[utoipa::path(post, path = "/v1/keyspaces", tag = "keyspaces", operation_id = "keyspaces_create",

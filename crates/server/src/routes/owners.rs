@@ -16,10 +16,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{List, answer, json_response, page_request, render, to_body};
 use crate::auth::{RootAuth, Scope};
 use crate::error::{ApiError, ClientError};
 use crate::extract::{ApiPath, ApiQuery, IdempotencyKey, JsonBody};
+use crate::pagination::{List, page_request};
+use crate::respond::{answer, json_response, render, to_body};
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

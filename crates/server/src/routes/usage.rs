@@ -15,10 +15,10 @@ use keyhaven_store::{UsageTarget, from_unix};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{json_response, to_body};
 use crate::auth::{RootAuth, Scope};
 use crate::error::{ApiError, ClientError};
 use crate::extract::{ApiPath, ApiQuery};
+use crate::respond::{json_response, to_body};
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

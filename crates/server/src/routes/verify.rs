@@ -14,10 +14,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use super::{json_response, to_body};
 use crate::auth::{RootAuth, Scope};
 use crate::error::{ApiError, ClientError};
 use crate::extract::JsonBody;
+use crate::respond::{json_response, to_body};
 use crate::state::AppState;
 
 /// One rate limit as applied to this call.

@@ -1,16 +1,127 @@
-//! Changing an existing key: revoke, delete.
+//! Changing an existing key: update (PATCH), revoke, delete.
 
-use keyhaven_store::{Change, KeyForVerify};
+use keyhaven_store::{Change, KeyForVerify, QuotaTarget, QuotaWrite};
 use serde::Deserialize;
-use serde_json::{Map, json};
+use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
-use super::{find, to_completion};
+use super::{audited_fields, check_owner, find, noted, to_completion};
 use crate::actor::Actor;
 use crate::audit;
 use crate::error::{Context as _, Result, ServiceError};
 use crate::idempotency::{Done, Idempotent, Rendered};
+use crate::limits::spec::{QuotaBody, RateLimitBody, patch_limits, quota_audit};
+use crate::patch::double_option;
 use crate::service::Service;
+use crate::validate;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateKey {
+    /// 1-200 characters without control characters; `null` clears the name.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 200)]
+    pub name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub owner_id: Option<Option<String>>,
+    /// Replaces the scopes: up to 64, each 1-100 characters of `[A-Za-z0-9_:.*/-]`.
+    #[schema(max_items = 64)]
+    pub scopes: Option<Vec<String>>,
+    pub meta: Option<Map<String, Value>>,
+    /// RFC 3339, or `null` for no expiry.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub expires_at: Option<Option<String>>,
+    pub enabled: Option<bool>,
+    /// Replaces the key's own rate limits (`[]` removes them); at most 16.
+    #[schema(max_items = 16)]
+    pub ratelimits: Option<Vec<RateLimitBody>>,
+    /// Sets the quota (its counter to `remaining`: a top-up); `null` removes it.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<QuotaBody>)]
+    pub quota: Option<Option<QuotaBody>>,
+}
+
+/// Changes the fields `input` names (a PATCH: absent fields stay as they are). A new
+/// quota replaces the stored one together with the uses counted so far
+/// (`limits.quotas.replace`). Returns the key as updated.
+#[tracing::instrument(skip_all)]
+pub async fn update(
+    service: &Service,
+    actor: &Actor,
+    key_id: &str,
+    input: UpdateKey,
+) -> Result<KeyForVerify> {
+    let mut found = find(service, actor, key_id).await?;
+    let before = found.key.clone();
+    let after = &mut found.key;
+    if let Some(name) = input.name {
+        if let Some(name) = &name {
+            validate::name("name", name)?;
+        }
+        after.name = name;
+    }
+    if let Some(owner_id) = input.owner_id {
+        check_owner(service.store.as_ref(), actor, owner_id.as_deref()).await?;
+        after.owner_id = owner_id;
+    }
+    if let Some(scopes) = input.scopes {
+        validate::scopes(&scopes)?;
+        after.scopes = scopes;
+    }
+    if let Some(meta) = input.meta {
+        validate::meta(&meta)?;
+        after.meta = meta;
+    }
+    if let Some(expires_at) = input.expires_at {
+        after.expires_at = expires_at
+            .as_deref()
+            .map(|t| validate::time("expires_at", t))
+            .transpose()?;
+    }
+    if let Some(enabled) = input.enabled {
+        after.enabled = enabled;
+    }
+    let now = service.clock.now();
+    let quota_write = patch_limits(&mut after.limits, input.ratelimits, input.quota, now)?;
+    after.updated_at = now;
+    let mut changes: Vec<(&str, Value, Value)> = audited_fields(&before)
+        .into_iter()
+        .zip(audited_fields(after))
+        .map(|((name, from), (_, to))| (name, from, to))
+        .collect();
+    if quota_write == QuotaWrite::Set {
+        changes.push((
+            "quota",
+            quota_audit(before.limits.quota.as_ref()),
+            quota_audit(after.limits.quota.as_ref()),
+        ));
+    }
+    let event = audit::event(
+        actor,
+        "key.update",
+        ("key", key_id),
+        Some(&before.keyspace_id),
+        audit::diff(&changes),
+        now,
+    )?;
+    let (inner, after) = (service.clone(), after.clone());
+    let result = to_completion(service, vec![key_id.to_owned()], async move {
+        let store = inner.store.as_ref();
+        let write = store.update_key(&after, quota_write, Change::audited(&event));
+        if quota_write == QuotaWrite::Keep {
+            return write.await;
+        }
+        let target = QuotaTarget::Key(after.key_id.clone());
+        (inner.limits.quotas)
+            .replace(store, &target, after.limits.quota.as_ref(), write)
+            .await
+    })
+    .await;
+    result.context("updating a key")?;
+    Ok(found)
+}
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -68,7 +179,7 @@ pub async fn revoke(
         store.revoke_key(&id, now, reason.as_deref(), change).await
     })
     .await;
-    idem.finish(result, answer).await
+    idem.finish(noted(result, "revoking a key"), answer).await
 }
 
 /// Deletes a key (its usage and audit history stay).

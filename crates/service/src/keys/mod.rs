@@ -1,5 +1,5 @@
-//! Operations on keys: create (the only time the plaintext exists outside the caller),
-//! update, revoke, rotate, delete, reveal, import, and the reads. Keys in keyspaces the
+//! Operations on keys: create and rotate (the only times a plaintext exists outside the
+//! caller), update, revoke, delete, reveal, import, and the reads. Keys in keyspaces the
 //! actor may not see, and root keys themselves, are `NotFound` here exactly like keys
 //! that do not exist.
 //!
@@ -7,26 +7,94 @@
 //! cache is invalidated before the operation returns ([`to_completion`]).
 
 mod change;
+mod create;
+mod import;
+mod read;
+mod reveal;
 
 use std::future::Future;
 
 use keyhaven_core::KeyId;
-use keyhaven_store::{KeyForVerify, StoreError};
+use keyhaven_store::{KeyForVerify, KeyRecord, Store, StoreError};
+use serde_json::{Value, json};
 
-pub use self::change::{RevokeKey, delete, revoke};
+pub use self::change::{RevokeKey, UpdateKey, delete, revoke, update};
+pub use self::create::{CreateKey, MAX_GRACE_SECONDS, NewKey, RotateKey, create, rotate};
+pub use self::import::{Admission, ImportRequest, MAX_IMPORT_BATCH, Written, import, write_batch};
+pub use self::read::{ExpiringKeys, KeyList, KeySort, ListKeys, Prefixes, expiring, list};
+pub use self::reveal::{Revealed, reveal};
 use crate::actor::Actor;
-use crate::error::{Result, ServiceError};
+use crate::error::{Context as _, Result, ServiceError};
+use crate::ids;
 use crate::service::Service;
+use crate::validate::rfc3339;
 
-/// A key the actor may see, with its keyspace, or `NotFound`.
+/// A key the actor may see, with its keyspace, or `NotFound` (`GET /v1/keys/{id}`).
+#[tracing::instrument(skip_all)]
 pub async fn find(service: &Service, actor: &Actor, key_id: &str) -> Result<KeyForVerify> {
     if KeyId::parse(key_id).is_none() {
         return Err(ServiceError::NotFound);
     }
-    match service.store.key_for_verify(key_id).await? {
+    match service
+        .store
+        .key_for_verify(key_id)
+        .await
+        .context("reading a key")?
+    {
         Some(k) if actor.sees_keyspace(&k.key.keyspace_id) => Ok(k),
         _ => Err(ServiceError::NotFound),
     }
+}
+
+/// Whether `owner_id` names an existing owner.
+pub(crate) async fn owner_exists(store: &dyn Store, owner_id: &str) -> Result<bool> {
+    Ok(ids::is_plausible("own", owner_id)
+        && store
+            .owner(owner_id)
+            .await
+            .context("reading an owner")?
+            .is_some())
+}
+
+/// Refuses an `owner_id` that names no owner, or that an actor limited to keyspaces
+/// sets (owners are deployment-wide).
+async fn check_owner(store: &dyn Store, actor: &Actor, owner_id: Option<&str>) -> Result<()> {
+    actor.require_unrestricted("owner_id")?;
+    match owner_id {
+        Some(id) if !owner_exists(store, id).await? => Err(ServiceError::invalid(
+            "owner_id does not name an existing owner",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The fields a key's audit events record (created, or changed from → to).
+fn audited_fields(k: &KeyRecord) -> [(&'static str, Value); 7] {
+    [
+        (
+            "ratelimits",
+            if k.limits.ratelimits.is_empty() {
+                Value::Null
+            } else {
+                json!(k.limits.ratelimits)
+            },
+        ),
+        ("name", json!(k.name)),
+        ("owner_id", json!(k.owner_id)),
+        ("scopes", json!(k.scopes)),
+        ("meta", json!(k.meta)),
+        ("expires_at", json!(k.expires_at.map(rfc3339))),
+        ("enabled", json!(k.enabled)),
+    ]
+}
+
+/// Names `operation` in an unexpected store error, keeping the store's type (for a
+/// result handed to `Idempotent::finish`, which still needs its conflicts).
+fn noted(result: Result<(), StoreError>, operation: &'static str) -> Result<(), StoreError> {
+    result.map_err(|e| match e {
+        StoreError::Unexpected(e) => StoreError::Unexpected(e.context(operation)),
+        other => other,
+    })
 }
 
 /// Runs a key mutation and then invalidates `key_ids` in the verify cache on a task of

@@ -1,0 +1,317 @@
+//! Making keys: create, and rotate (a successor for an existing key). The plaintext of
+//! a new key lives only in [`NewKey`] (a secret type, zeroed when dropped) and reaches
+//! the front door once, when it renders its answer.
+
+use keyhaven_core::{GeneratedKey, Prefix, Verifier};
+use keyhaven_store::{Change, KeyRecord, Limits, Timestamp};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use utoipa::ToSchema;
+
+use super::{audited_fields, check_owner, find, noted, to_completion};
+use crate::actor::Actor;
+use crate::audit;
+use crate::error::{Context as _, Result, ServiceError};
+use crate::idempotency::{Done, Idempotent, Rendered};
+use crate::limits::spec::{QuotaBody, RateLimitBody, quota, quota_audit, rate_limits};
+use crate::recoverable;
+use crate::service::Service;
+use crate::validate::{self, rfc3339};
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    pub keyspace_id: String,
+    pub owner_id: Option<String>,
+    /// 1-200 characters without control characters.
+    #[schema(min_length = 1, max_length = 200)]
+    pub name: Option<String>,
+    /// Up to 64 scopes, each 1-100 characters of `[A-Za-z0-9_:.*/-]`.
+    #[serde(default)]
+    #[schema(max_items = 64)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub meta: Map<String, Value>,
+    /// RFC 3339; must be in the future.
+    pub expires_at: Option<String>,
+    /// Default true.
+    pub enabled: Option<bool>,
+    /// Keep the plaintext, sealed under the server's master key, so a root key with
+    /// `keys:reveal` can see it again. Default false.
+    pub recoverable: Option<bool>,
+    /// The key's own rate limits: override its keyspace's (and owner's) of the same
+    /// name, or add to them; at most 16.
+    #[serde(default)]
+    #[schema(max_items = 16)]
+    pub ratelimits: Vec<RateLimitBody>,
+    /// Remaining uses, optionally refilled daily or monthly.
+    pub quota: Option<QuotaBody>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateKey {
+    /// How long the old key keeps verifying (VALID, with `rotation` set in verify answers);
+    /// then it answers REVOKED. Default: the keyspace's `default_grace_seconds`, else 0
+    /// (ends it at once); at most one year (31622400).
+    #[schema(maximum = 31622400)]
+    pub grace_period_seconds: Option<u64>,
+}
+
+/// Longest grace period of a rotation: one (leap) year.
+pub const MAX_GRACE_SECONDS: u64 = 366 * 24 * 3600;
+
+/// A key just made, for its front door to show once: the plaintext and the record.
+pub struct NewKey {
+    generated: GeneratedKey,
+    pub key: KeyRecord,
+    /// The keyspace's prefix (for the key's display form).
+    pub prefix: String,
+}
+
+impl NewKey {
+    /// The whole key. Keyhaven keeps only a peppered HMAC (and, for a recoverable key, a
+    /// sealed copy): copies made from this must be zeroed once sent.
+    pub fn plaintext(&self) -> &SecretString {
+        self.generated.key()
+    }
+}
+
+impl std::fmt::Debug for NewKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewKey")
+            .field("plaintext", &"<redacted>")
+            .field("key_id", &self.key.key_id)
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+/// Creates a key in a keyspace the actor may see. Its expiry is capped by the
+/// keyspace's maximum key age; a recoverable key is sealed under the master key.
+/// `render` shapes the answer (the only time the plaintext is shown), which is stored
+/// sealed with the change for `idem`'s replays.
+#[tracing::instrument(skip_all)]
+pub async fn create(
+    service: &Service,
+    actor: &Actor,
+    input: CreateKey,
+    idem: &Idempotent<'_>,
+    render: impl FnOnce(&NewKey) -> Result<Rendered>,
+) -> Result<Done> {
+    if let Some(replay) = idem.replay().await? {
+        return Ok(Done::Replayed(replay));
+    }
+    let keyspace = crate::keyspaces::visible(service.store.as_ref(), actor, &input.keyspace_id)
+        .await?
+        .ok_or_else(|| ServiceError::invalid("keyspace_id does not name a keyspace"))?;
+    if let Some(name) = &input.name {
+        validate::name("name", name)?;
+    }
+    validate::scopes(&input.scopes)?;
+    validate::meta(&input.meta)?;
+    let now = service.clock.now();
+    let expires_at = input
+        .expires_at
+        .as_deref()
+        .map(|t| validate::time("expires_at", t))
+        .transpose()?;
+    if expires_at.is_some_and(|t| t <= now) {
+        return Err(ServiceError::invalid("expires_at must be in the future"));
+    }
+    // The keyspace's maximum age caps the expiry (it is also enforced when verifying).
+    let expires_at = cap_expiry(expires_at, keyspace.policy.max_key_age, now);
+    if input.owner_id.is_some() {
+        check_owner(service.store.as_ref(), actor, input.owner_id.as_deref()).await?;
+    }
+    let (generated, verifier) = mint(service, &keyspace.prefix)?;
+    let sealed_key = match input.recoverable {
+        Some(true) => Some(seal(service, &generated)?),
+        _ => None,
+    };
+    let key = KeyRecord {
+        key_id: generated.key_id().as_str().to_owned(),
+        keyspace_id: keyspace.id.clone(),
+        owner_id: input.owner_id,
+        name: input.name,
+        last4: generated.last4().to_owned(),
+        verifier,
+        scopes: input.scopes,
+        meta: input.meta,
+        allowed_keyspaces: None,
+        enabled: input.enabled.unwrap_or(true),
+        expires_at,
+        revoked_at: None,
+        revoked_reason: None,
+        rotation: None,
+        rotated_from: None,
+        sealed_key,
+        import: None,
+        limits: Limits {
+            ratelimits: rate_limits(input.ratelimits)?,
+            quota: input.quota.map(|q| quota(q, now)).transpose()?,
+        },
+        last_used_at: None,
+        created_at: now,
+        updated_at: now,
+    };
+    let new = NewKey {
+        generated,
+        key,
+        prefix: keyspace.prefix,
+    };
+    let answer = render(&new)?;
+    let key = &new.key;
+    let mut fields = audit::created(&audited_fields(key));
+    if key.limits.quota.is_some() {
+        fields.insert("quota".into(), quota_audit(key.limits.quota.as_ref()));
+    }
+    let event = audit::event(
+        actor,
+        "key.create",
+        ("key", &key.key_id),
+        Some(&key.keyspace_id),
+        fields,
+        now,
+    )?;
+    let saved = idem.record(&answer, now)?;
+    let change = Change {
+        audit: &event,
+        idempotency: saved.as_ref(),
+    };
+    let result = service.store.create_key(key, change).await;
+    if result.is_ok() {
+        service.cache.invalidate(&key.key_id);
+    }
+    idem.finish(noted(result, "creating a key"), answer).await
+}
+
+/// Rotates a key: a successor (recoverable if the old key was) takes over, and the old
+/// key keeps verifying for the grace period (default: its keyspace's). `render` shapes
+/// the answer (the successor, shown this once), stored with the change as for create.
+#[tracing::instrument(skip_all)]
+pub async fn rotate(
+    service: &Service,
+    actor: &Actor,
+    key_id: &str,
+    input: RotateKey,
+    idem: &Idempotent<'_>,
+    render: impl FnOnce(&NewKey) -> Result<Rendered>,
+) -> Result<Done> {
+    if let Some(replay) = idem.replay().await? {
+        return Ok(Done::Replayed(replay));
+    }
+    let found = find(service, actor, key_id).await?;
+    let policy = service
+        .store
+        .keyspace(&found.key.keyspace_id)
+        .await
+        .context("reading a keyspace")?
+        .map(|k| k.policy)
+        .unwrap_or_default();
+    let grace = match input.grace_period_seconds {
+        Some(g) => g,
+        None => u64::try_from(policy.default_grace.unwrap_or(0)).unwrap_or(0),
+    };
+    if grace > MAX_GRACE_SECONDS {
+        return Err(ServiceError::invalid(format!(
+            "grace_period_seconds must be at most {MAX_GRACE_SECONDS}"
+        )));
+    }
+    let old = found.key;
+    let now = service.clock.now();
+    let grace_until = now + time::Duration::seconds(i64::try_from(grace).unwrap_or(0));
+    let (generated, verifier) = mint(service, &found.keyspace_prefix)?;
+    // A recoverable key's successor is recoverable too, sealed with its own plaintext.
+    let sealed_key = match old.sealed_key {
+        Some(_) => Some(seal(service, &generated)?),
+        None => None,
+    };
+    let successor = KeyRecord {
+        sealed_key,
+        import: None,
+        key_id: generated.key_id().as_str().to_owned(),
+        last4: generated.last4().to_owned(),
+        verifier,
+        expires_at: cap_expiry(None, policy.max_key_age, now),
+        revoked_at: None,
+        revoked_reason: None,
+        rotation: None,
+        rotated_from: Some(old.key_id.clone()),
+        last_used_at: None,
+        created_at: now,
+        updated_at: now,
+        ..old.clone()
+    };
+    let new = NewKey {
+        generated,
+        key: successor,
+        prefix: found.keyspace_prefix,
+    };
+    let answer = render(&new)?;
+    let event = audit::event(
+        actor,
+        "key.rotate",
+        ("key", key_id),
+        Some(&old.keyspace_id),
+        audit::created(&[
+            ("successor_key_id", json!(new.key.key_id)),
+            ("grace_until", json!(rfc3339(grace_until))),
+        ]),
+        now,
+    )?;
+    let saved = idem.record(&answer, now)?;
+    let (store, id, successor) = (service.store.clone(), key_id.to_owned(), new.key.clone());
+    let ids = vec![id.clone(), successor.key_id.clone()];
+    let result = to_completion(service, ids, async move {
+        let change = Change {
+            audit: &event,
+            idempotency: saved.as_ref(),
+        };
+        store.rotate_key(&id, &successor, grace_until, change).await
+    })
+    .await;
+    idem.finish(noted(result, "rotating a key"), answer).await
+}
+
+/// The earlier of `expires_at` and `now + max_age`.
+fn cap_expiry(
+    expires_at: Option<Timestamp>,
+    max_age: Option<i64>,
+    now: Timestamp,
+) -> Option<Timestamp> {
+    let by_age = max_age.map(|age| now + time::Duration::seconds(age));
+    match (expires_at, by_age) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// A new key under `prefix` and its verifier under the newest pepper.
+fn mint(service: &Service, prefix: &str) -> Result<(GeneratedKey, Verifier)> {
+    let prefix = Prefix::new(prefix).map_err(anyhow::Error::from)?;
+    let generated = keyhaven_core::generate(&prefix).map_err(anyhow::Error::from)?;
+    let secret = keyhaven_core::parse(generated.key().expose_secret())
+        .map_err(|e| anyhow::anyhow!("generated key failed to parse: {e:?}"))?
+        .secret();
+    let verifier = service
+        .peppers
+        .verifier(generated.key_id().as_str(), secret);
+    Ok((generated, verifier))
+}
+
+/// The plaintext of `generated` sealed under the master key, for a recoverable key.
+fn seal(service: &Service, generated: &GeneratedKey) -> Result<Vec<u8>> {
+    let master = service.master_keys.as_ref().ok_or_else(|| {
+        ServiceError::bad_request(
+            "recoverable_keys_disabled",
+            "This server has no master key, so it cannot keep recoverable keys.",
+        )
+    })?;
+    Ok(recoverable::seal(
+        master,
+        generated.key_id().as_str(),
+        generated.key().expose_secret(),
+    )?)
+}

@@ -1,0 +1,175 @@
+//! Reading keys: a page of keys (newest or most recently used first) and the keys
+//! about to expire, each with its keyspace's prefix. A keyspace the actor may not see
+//! lists like an empty one. (One key: [`super::find`].)
+
+use keyhaven_store::{ExpiringKey, KeyFilter, KeyRecord, Page, PageRequest};
+
+use crate::actor::Actor;
+use crate::error::{Context as _, Result, ServiceError};
+use crate::service::Service;
+
+/// The order of a list of keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeySort {
+    /// Newest first.
+    #[default]
+    Created,
+    /// Most recently used first, never-used keys last.
+    LastUsed,
+}
+
+impl KeySort {
+    /// `created` (the default) or `last_used`.
+    pub fn parse(sort: Option<&str>) -> Result<Self> {
+        match sort {
+            None | Some("created") => Ok(Self::Created),
+            Some("last_used") => Ok(Self::LastUsed),
+            Some(_) => Err(ServiceError::bad_request(
+                "invalid_query",
+                "sort must be `created` or `last_used`",
+            )),
+        }
+    }
+}
+
+/// Which keys to list, in which order.
+#[derive(Debug, Default)]
+pub struct ListKeys<'a> {
+    pub keyspace_id: Option<&'a str>,
+    pub owner_id: Option<&'a str>,
+    pub sort: KeySort,
+}
+
+/// A page of keys.
+#[derive(Debug)]
+pub struct KeyList {
+    pub page: Page<KeyRecord>,
+    /// Sorted by last use, with a next page: the last key's last use (Unix seconds, 0 for
+    /// never), which the next page's request carries as `last_used_before`.
+    pub next_last_used: Option<i64>,
+    pub prefixes: Prefixes,
+}
+
+/// The keys within their keyspace's expiry warning, soonest first.
+#[derive(Debug)]
+pub struct ExpiringKeys {
+    pub keys: Vec<ExpiringKey>,
+    pub prefixes: Prefixes,
+}
+
+/// A page of keys. `page` and `last_used_before` come from the previous page (its
+/// [`Page::next`] and [`KeyList::next_last_used`]): a position by last use is refused
+/// for a list by creation and the other way round.
+#[tracing::instrument(skip_all)]
+pub async fn list(
+    service: &Service,
+    actor: &Actor,
+    query: ListKeys<'_>,
+    page: PageRequest,
+    last_used_before: Option<i64>,
+) -> Result<KeyList> {
+    let by_last_used = query.sort == KeySort::LastUsed;
+    if last_used_before.is_some() != (by_last_used && page.after.is_some()) {
+        return Err(ServiceError::bad_request(
+            "invalid_cursor",
+            "cursor is not one this server returned for this sort",
+        ));
+    }
+    if let Some(ks) = query.keyspace_id
+        && !actor.sees_keyspace(ks)
+    {
+        return Ok(KeyList {
+            page: Page {
+                items: Vec::new(),
+                next: None,
+            },
+            next_last_used: None,
+            prefixes: Prefixes::default(),
+        });
+    }
+    let filter = KeyFilter {
+        visible: actor.visible(),
+        keyspace_id: query.keyspace_id,
+        owner_id: query.owner_id,
+        by_last_used,
+        last_used_before,
+    };
+    let page = service
+        .store
+        .list_keys(&filter, page)
+        .await
+        .context("listing keys")?;
+    let next_last_used = match (page.next, page.items.last()) {
+        (Some(_), Some(last)) if by_last_used => {
+            Some(last.last_used_at.map_or(0, |t| t.unix_timestamp()))
+        }
+        _ => None,
+    };
+    let prefixes = Prefixes::load(service, page.items.iter().map(|k| &*k.keyspace_id)).await?;
+    Ok(KeyList {
+        page,
+        next_last_used,
+        prefixes,
+    })
+}
+
+/// Up to `limit` keys within their keyspace's expiry warning, soonest expiry first.
+#[tracing::instrument(skip_all)]
+pub async fn expiring(
+    service: &Service,
+    actor: &Actor,
+    keyspace_id: Option<&str>,
+    limit: u32,
+) -> Result<ExpiringKeys> {
+    if let Some(ks) = keyspace_id
+        && !actor.sees_keyspace(ks)
+    {
+        return Ok(ExpiringKeys {
+            keys: Vec::new(),
+            prefixes: Prefixes::default(),
+        });
+    }
+    let keys = service
+        .store
+        .expiring_keys(actor.visible(), keyspace_id, service.clock.now(), limit)
+        .await
+        .context("listing expiring keys")?;
+    let prefixes = Prefixes::load(service, keys.iter().map(|e| &*e.key.keyspace_id)).await?;
+    Ok(ExpiringKeys { keys, prefixes })
+}
+
+/// Keyspace prefixes for a page of keys (for their display form): one read per
+/// distinct keyspace.
+#[derive(Debug, Default)]
+pub struct Prefixes(Vec<(String, String)>);
+
+impl Prefixes {
+    async fn load<'a>(
+        service: &Service,
+        keyspace_ids: impl Iterator<Item = &'a str>,
+    ) -> Result<Self> {
+        let mut prefixes = Self::default();
+        for id in keyspace_ids {
+            if prefixes.0.iter().any(|(known, _)| known == id) {
+                continue;
+            }
+            let prefix = service
+                .store
+                .keyspace(id)
+                .await
+                .context("reading a keyspace")?
+                .map(|k| k.prefix)
+                .unwrap_or_default();
+            prefixes.0.push((id.to_owned(), prefix));
+        }
+        Ok(prefixes)
+    }
+
+    /// The prefix of keyspace `keyspace_id` (empty if it is gone).
+    pub fn of(&self, keyspace_id: &str) -> &str {
+        self.0
+            .iter()
+            .find(|(id, _)| id == keyspace_id)
+            .map_or("", |(_, p)| p)
+    }
+}
