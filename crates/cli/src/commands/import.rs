@@ -8,7 +8,6 @@
 //! A running server notices the first imported keys within `usage_flush_interval`;
 //! prefer `POST /v1/keys/import` for small imports into a live server.
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,8 +15,11 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
+use keyhaven_service::actor::{Actor, CLI_ACTOR};
 use keyhaven_service::import::{self, ImportItem};
-use keyhaven_store::{AuditEvent, KeyRecord, Store};
+use keyhaven_service::keys::{Admission, Written, write_batch};
+use keyhaven_service::clock;
+use keyhaven_store::{KeyRecord, Store};
 
 use crate::setup::{self, Deployment, Opened};
 
@@ -89,8 +91,8 @@ impl From<CsvRow> for ImportItem {
 struct Importer<'a> {
     store: &'a dyn Store,
     peppers: &'a keyhaven_core::PepperSet,
-    keyspaces: HashMap<String, bool>,
-    owners: HashMap<String, bool>,
+    actor: Actor,
+    admission: Admission,
     batch: Vec<KeyRecord>,
     batch_size: usize,
     tally: Tally,
@@ -100,7 +102,10 @@ struct Importer<'a> {
 impl Importer<'_> {
     async fn item(&mut self, line: usize, built: Built) -> anyhow::Result<()> {
         let built = match built {
-            Ok(record) => self.check(&record).await?.map(|()| record),
+            Ok(record) => (self.admission)
+                .check(self.store, &record.keyspace_id, record.owner_id.as_deref())
+                .await?
+                .map(|()| record),
             Err(e) => Err(e),
         };
         match built {
@@ -118,69 +123,18 @@ impl Importer<'_> {
         Ok(())
     }
 
-    async fn check(&mut self, item: &KeyRecord) -> anyhow::Result<Result<(), String>> {
-        if !self.keyspaces.contains_key(&item.keyspace_id) {
-            let ok = keyhaven_service::ids::is_plausible("ks", &item.keyspace_id)
-                && self.store.keyspace(&item.keyspace_id).await?.is_some();
-            self.keyspaces.insert(item.keyspace_id.clone(), ok);
-        }
-        if self.keyspaces.get(&item.keyspace_id) != Some(&true) {
-            return Ok(Err("keyspace_id does not name a keyspace".into()));
-        }
-        if let Some(owner) = &item.owner_id {
-            if !self.owners.contains_key(owner) {
-                let ok = keyhaven_service::ids::is_plausible("own", owner)
-                    && self.store.owner(owner).await?.is_some();
-                self.owners.insert(owner.clone(), ok);
-            }
-            if self.owners.get(owner) != Some(&true) {
-                return Ok(Err("owner_id does not name an existing owner".into()));
-            }
-        }
-        Ok(Ok(()))
-    }
-
     async fn flush(&mut self) -> anyhow::Result<()> {
         if self.batch.is_empty() {
             return Ok(());
         }
         // One transaction (and audit event) per keyspace in the batch.
         let batch = std::mem::take(&mut self.batch);
-        let mut by_keyspace: Vec<(String, Vec<KeyRecord>)> = Vec::new();
-        for record in batch {
-            if self.peppers.versions().nth(1).is_some()
-                && import::stored_under_older_pepper(self.store, &record, self.peppers).await?
-            {
-                self.tally.skipped += 1;
-                continue;
-            }
-            match by_keyspace
-                .iter_mut()
-                .find(|(ks, _)| *ks == record.keyspace_id)
-            {
-                Some((_, list)) => list.push(record),
-                None => by_keyspace.push((record.keyspace_id.clone(), vec![record])),
-            }
-        }
-        for (keyspace_id, records) in by_keyspace {
-            let event = AuditEvent {
-                id: keyhaven_service::ids::new_id("evt")?,
-                occurred_at: keyhaven_service::clock::now(),
-                actor: keyhaven_service::root_keys::CLI_ACTOR.to_owned(),
-                action: "key.import".to_owned(),
-                target_type: "keyspace".to_owned(),
-                target_id: keyspace_id.clone(),
-                keyspace_id: Some(keyspace_id),
-                changes: serde_json::Map::new(),
-                client_ip: None,
-            };
-            let inserted = self.store.import_keys(&records, &event).await?;
-            for done in inserted {
-                if done {
-                    self.tally.imported += 1;
-                } else {
-                    self.tally.skipped += 1;
-                }
+        let written =
+            write_batch(self.store, self.peppers, &self.actor, batch, clock::now()).await?;
+        for w in written {
+            match w {
+                Written::Imported(_) => self.tally.imported += 1,
+                Written::Skipped => self.tally.skipped += 1,
             }
         }
         Ok(())
@@ -198,7 +152,7 @@ fn parse_file(
     tx: &std::sync::mpsc::SyncSender<Vec<(usize, Built)>>,
 ) -> anyhow::Result<()> {
     const CHUNK: usize = 1000;
-    let build = |item: ImportItem| import::build(&item, peppers, keyhaven_service::clock::now());
+    let build = |item: ImportItem| import::build(&item, peppers, clock::now());
     let reader = BufReader::with_capacity(1 << 20, file);
     let mut chunk = Vec::with_capacity(CHUNK);
     let send = |chunk: &mut Vec<(usize, Built)>| -> bool {
@@ -265,11 +219,12 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {per_sec} eta {eta}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
+        let actor = Actor::local(CLI_ACTOR);
         let mut importer = Importer {
             store: store.as_ref(),
             peppers: &peppers,
-            keyspaces: HashMap::new(),
-            owners: HashMap::new(),
+            admission: Admission::new(&actor),
+            actor,
             batch: Vec::with_capacity(args.batch as usize),
             batch_size: args.batch as usize,
             tally: Tally::default(),
