@@ -16,9 +16,9 @@ use std::time::Instant;
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use keyhaven_service::actor::{Actor, CLI_ACTOR};
+use keyhaven_service::clock;
 use keyhaven_service::import::{self, ImportItem};
 use keyhaven_service::keys::{Admission, Written, write_batch};
-use keyhaven_service::clock;
 use keyhaven_store::{KeyRecord, Store};
 
 use crate::setup::{self, Deployment, Opened};
