@@ -10,7 +10,7 @@ use keyhaven_store::{
 use serde_json::{Map, Value};
 
 use crate::actor::Actor;
-use crate::error::{Context as _, Result, ServiceError};
+use crate::error::{Result, ServiceError};
 use crate::ids;
 use crate::service::Service;
 use crate::validate::query_time;
@@ -100,7 +100,7 @@ pub async fn list(
         .store
         .list_audit_events(&filter, page)
         .await
-        .context("listing audit events")
+        .map_err(ServiceError::from)
 }
 
 /// Which events of the event log to read; every filter is optional. Times are RFC 3339
@@ -151,7 +151,7 @@ pub async fn events(
         .store
         .list_events(&filter, page)
         .await
-        .context("listing events")
+        .map_err(ServiceError::from)
 }
 
 fn empty<T>() -> Page<T> {

@@ -76,18 +76,3 @@ fn conflict_detail(c: Conflict) -> &'static str {
         DuplicateId => "A generated id collided with an existing one; retry the request.",
     }
 }
-
-/// Names the operation in an unexpected store error, so a 500's log line says what
-/// failed. Expected outcomes (not found, conflicts) pass through unchanged.
-pub trait Context<T> {
-    fn context(self, operation: &'static str) -> Result<T>;
-}
-
-impl<T> Context<T> for std::result::Result<T, StoreError> {
-    fn context(self, operation: &'static str) -> Result<T> {
-        self.map_err(|e| match e {
-            StoreError::Unexpected(e) => ServiceError::Unexpected(e.context(operation)),
-            other => other.into(),
-        })
-    }
-}

@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 
 use crate::actor::Actor;
 use crate::audit;
-use crate::error::{Context as _, Result, ServiceError};
+use crate::error::{Result, ServiceError};
 use crate::idempotency::{Done, Idempotent, Rendered};
 use crate::ids;
 use crate::limits::spec::{RateLimitBody, rate_limits};
@@ -177,7 +177,7 @@ pub(crate) async fn visible(
     if !ids::is_plausible("ks", id) || !actor.sees_keyspace(id) {
         return Ok(None);
     }
-    store.keyspace(id).await.context("reading a keyspace")
+    store.keyspace(id).await.map_err(ServiceError::from)
 }
 
 /// A page of the keyspaces the actor may see.
@@ -187,7 +187,7 @@ pub async fn list(service: &Service, actor: &Actor, page: PageRequest) -> Result
         .store
         .list_keyspaces(actor.visible(), page)
         .await
-        .context("listing keyspaces")
+        .map_err(ServiceError::from)
 }
 
 /// Creates a keyspace. Only an actor not limited to keyspaces may: a limited one cannot
@@ -339,8 +339,7 @@ pub async fn update(
     service
         .store
         .update_keyspace(&after, Change::audited(&event))
-        .await
-        .context("updating a keyspace")?;
+        .await?;
     service.cache.invalidate_all();
     Ok(after)
 }
@@ -360,8 +359,7 @@ pub async fn delete(service: &Service, actor: &Actor, id: &str) -> Result<()> {
     service
         .store
         .delete_keyspace(id, Change::audited(&event))
-        .await
-        .context("deleting a keyspace")?;
+        .await?;
     service.cache.invalidate_all();
     Ok(())
 }

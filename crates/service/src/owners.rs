@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 
 use crate::actor::Actor;
 use crate::audit;
-use crate::error::{Context as _, Result, ServiceError};
+use crate::error::{Result, ServiceError};
 use crate::idempotency::{Done, Idempotent, Rendered};
 use crate::ids;
 use crate::keyspaces::limits_audit;
@@ -94,12 +94,7 @@ pub async fn find(service: &Service, actor: &Actor, id: &str) -> Result<Owner> {
     if !ids::is_plausible("own", id) {
         return Err(ServiceError::NotFound);
     }
-    service
-        .store
-        .owner(id)
-        .await
-        .context("reading an owner")?
-        .ok_or(ServiceError::NotFound)
+    service.store.owner(id).await?.ok_or(ServiceError::NotFound)
 }
 
 /// The owner with this external id, if there is one.
@@ -114,7 +109,7 @@ pub async fn by_external_id(
         .store
         .owner_by_external_id(external_id)
         .await
-        .context("finding an owner by external id")
+        .map_err(ServiceError::from)
 }
 
 /// A page of owners.
@@ -125,7 +120,7 @@ pub async fn list(service: &Service, actor: &Actor, page: PageRequest) -> Result
         .store
         .list_owners(page)
         .await
-        .context("listing owners")
+        .map_err(ServiceError::from)
 }
 
 /// Creates an owner. `render` shapes the answer, stored with the change for `idem`'s
@@ -235,9 +230,7 @@ pub async fn update(
         ]),
         now,
     )?;
-    write_update(service, after.clone(), quota_write, event)
-        .await
-        .context("updating an owner")?;
+    write_update(service, after.clone(), quota_write, event).await?;
     Ok(after)
 }
 
@@ -287,8 +280,7 @@ pub async fn delete(service: &Service, actor: &Actor, id: &str) -> Result<()> {
     service
         .store
         .delete_owner(id, Change::audited(&event))
-        .await
-        .context("deleting an owner")?;
+        .await?;
     service.cache.invalidate_all();
     Ok(())
 }

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::actor::Actor;
-use crate::error::{Context as _, Result, ServiceError};
+use crate::error::{Result, ServiceError};
 use crate::service::Service;
 use crate::validate::query_time;
 use crate::{keys, keyspaces, owners};
@@ -203,11 +203,7 @@ pub async fn series(
         now,
         default_buckets,
     )?;
-    let rows = service
-        .store
-        .usage_series(target, g, from, to)
-        .await
-        .context("reading a usage series")?;
+    let rows = service.store.usage_series(target, g, from, to).await?;
     Ok(series_of(g, from, to, &rows))
 }
 
@@ -241,22 +237,14 @@ pub async fn totals(service: &Service, actor: &Actor, params: &TotalsParams) -> 
         if KeyId::parse(id).is_none() {
             continue;
         }
-        if let Some(k) = service
-            .cache
-            .get(service.store.as_ref(), id)
-            .await
-            .context("reading a key")?
+        if let Some(k) = service.cache.get(service.store.as_ref(), id).await?
             && actor.sees_keyspace(&k.key.keyspace_id)
         {
             visible.push(k);
         }
     }
     let key_ids: Vec<String> = visible.iter().map(|k| k.key.key_id.clone()).collect();
-    let rows = service
-        .store
-        .usage_totals(&key_ids, g, from, to)
-        .await
-        .context("reading usage totals")?;
+    let rows = service.store.usage_totals(&key_ids, g, from, to).await?;
     let keys = visible
         .iter()
         .map(|k| KeyCounts {

@@ -5,10 +5,10 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
-use super::{audited_fields, check_owner, find, noted, to_completion};
+use super::{audited_fields, check_owner, find, to_completion};
 use crate::actor::Actor;
 use crate::audit;
-use crate::error::{Context as _, Result, ServiceError};
+use crate::error::{Result, ServiceError};
 use crate::idempotency::{Done, Idempotent, Rendered};
 use crate::limits::spec::{QuotaBody, RateLimitBody, patch_limits, quota_audit};
 use crate::patch::double_option;
@@ -119,7 +119,7 @@ pub async fn update(
             .await
     })
     .await;
-    result.context("updating a key")?;
+    result?;
     Ok(found)
 }
 
@@ -179,7 +179,7 @@ pub async fn revoke(
         store.revoke_key(&id, now, reason.as_deref(), change).await
     })
     .await;
-    idem.finish(noted(result, "revoking a key"), answer).await
+    idem.finish(result, answer).await
 }
 
 /// Deletes a key (its usage and audit history stay).
@@ -199,5 +199,5 @@ pub async fn delete(service: &Service, actor: &Actor, key_id: &str) -> Result<()
         store.delete_key(&id, Change::audited(&event)).await
     })
     .await
-    .context("deleting a key")
+    .map_err(ServiceError::from)
 }

@@ -9,10 +9,10 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
-use super::{audited_fields, check_owner, find, noted, to_completion};
+use super::{audited_fields, check_owner, find, to_completion};
 use crate::actor::Actor;
 use crate::audit;
-use crate::error::{Context as _, Result, ServiceError};
+use crate::error::{Result, ServiceError};
 use crate::idempotency::{Done, Idempotent, Rendered};
 use crate::limits::spec::{QuotaBody, RateLimitBody, quota, quota_audit, rate_limits};
 use crate::recoverable;
@@ -175,16 +175,14 @@ pub async fn create(
         fields,
         now,
     )?;
-    let saved = idem.record(&answer, now)?;
-    let change = Change {
-        audit: &event,
-        idempotency: saved.as_ref(),
-    };
-    let result = service.store.create_key(key, change).await;
-    if result.is_ok() {
-        service.cache.invalidate(&key.key_id);
-    }
-    idem.finish(noted(result, "creating a key"), answer).await
+    idem.commit(answer, &event, now, async |change| {
+        let result = service.store.create_key(key, change).await;
+        if result.is_ok() {
+            service.cache.invalidate(&key.key_id);
+        }
+        result
+    })
+    .await
 }
 
 /// Rotates a key: a successor (recoverable if the old key was) takes over, and the old
@@ -206,8 +204,7 @@ pub async fn rotate(
     let policy = service
         .store
         .keyspace(&found.key.keyspace_id)
-        .await
-        .context("reading a keyspace")?
+        .await?
         .map(|k| k.policy)
         .unwrap_or_default();
     let grace = match input.grace_period_seconds {
@@ -272,7 +269,7 @@ pub async fn rotate(
         store.rotate_key(&id, &successor, grace_until, change).await
     })
     .await;
-    idem.finish(noted(result, "rotating a key"), answer).await
+    idem.finish(result, answer).await
 }
 
 /// The earlier of `expires_at` and `now + max_age`.

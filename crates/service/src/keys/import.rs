@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use super::owner_exists;
 use crate::actor::Actor;
 use crate::audit;
-use crate::error::{Context as _, Result, ServiceError};
+use crate::error::{Result, ServiceError};
 use crate::import::{self, ImportItem, ImportOutcome};
 use crate::service::Service;
 
@@ -135,10 +135,7 @@ pub async fn write_batch(
             Map::new(),
             now,
         )?;
-        let inserted = store
-            .import_keys(&records, &event)
-            .await
-            .context("importing keys")?;
+        let inserted = store.import_keys(&records, &event).await?;
         for ((index, record), done) in indexes.into_iter().zip(records).zip(inserted) {
             if let (true, Some(slot)) = (done, written.get_mut(index)) {
                 *slot = Written::Imported(record.key_id);

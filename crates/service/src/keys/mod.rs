@@ -24,7 +24,7 @@ pub use self::import::{Admission, ImportRequest, MAX_IMPORT_BATCH, Written, impo
 pub use self::read::{ExpiringKeys, KeyList, KeySort, ListKeys, Prefixes, expiring, list};
 pub use self::reveal::{Revealed, reveal};
 use crate::actor::Actor;
-use crate::error::{Context as _, Result, ServiceError};
+use crate::error::{Result, ServiceError};
 use crate::ids;
 use crate::service::Service;
 use crate::validate::rfc3339;
@@ -35,12 +35,7 @@ pub async fn find(service: &Service, actor: &Actor, key_id: &str) -> Result<KeyF
     if KeyId::parse(key_id).is_none() {
         return Err(ServiceError::NotFound);
     }
-    match service
-        .store
-        .key_for_verify(key_id)
-        .await
-        .context("reading a key")?
-    {
+    match service.store.key_for_verify(key_id).await? {
         Some(k) if actor.sees_keyspace(&k.key.keyspace_id) => Ok(k),
         _ => Err(ServiceError::NotFound),
     }
@@ -48,12 +43,7 @@ pub async fn find(service: &Service, actor: &Actor, key_id: &str) -> Result<KeyF
 
 /// Whether `owner_id` names an existing owner.
 pub(crate) async fn owner_exists(store: &dyn Store, owner_id: &str) -> Result<bool> {
-    Ok(ids::is_plausible("own", owner_id)
-        && store
-            .owner(owner_id)
-            .await
-            .context("reading an owner")?
-            .is_some())
+    Ok(ids::is_plausible("own", owner_id) && store.owner(owner_id).await?.is_some())
 }
 
 /// Refuses an `owner_id` that names no owner, or that an actor limited to keyspaces
@@ -86,15 +76,6 @@ fn audited_fields(k: &KeyRecord) -> [(&'static str, Value); 7] {
         ("expires_at", json!(k.expires_at.map(rfc3339))),
         ("enabled", json!(k.enabled)),
     ]
-}
-
-/// Names `operation` in an unexpected store error, keeping the store's type (for a
-/// result handed to `Idempotent::finish`, which still needs its conflicts).
-fn noted(result: Result<(), StoreError>, operation: &'static str) -> Result<(), StoreError> {
-    result.map_err(|e| match e {
-        StoreError::Unexpected(e) => StoreError::Unexpected(e.context(operation)),
-        other => other,
-    })
 }
 
 /// Runs a key mutation and then invalidates `key_ids` in the verify cache on a task of

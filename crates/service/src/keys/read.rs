@@ -5,7 +5,7 @@
 use keyhaven_store::{ExpiringKey, KeyFilter, KeyRecord, Page, PageRequest};
 
 use crate::actor::Actor;
-use crate::error::{Context as _, Result, ServiceError};
+use crate::error::{Result, ServiceError};
 use crate::service::Service;
 
 /// The order of a list of keys.
@@ -94,11 +94,7 @@ pub async fn list(
         by_last_used,
         last_used_before,
     };
-    let page = service
-        .store
-        .list_keys(&filter, page)
-        .await
-        .context("listing keys")?;
+    let page = service.store.list_keys(&filter, page).await?;
     let next_last_used = match (page.next, page.items.last()) {
         (Some(_), Some(last)) if by_last_used => {
             Some(last.last_used_at.map_or(0, |t| t.unix_timestamp()))
@@ -132,8 +128,7 @@ pub async fn expiring(
     let keys = service
         .store
         .expiring_keys(actor.visible(), keyspace_id, service.clock.now(), limit)
-        .await
-        .context("listing expiring keys")?;
+        .await?;
     let prefixes = Prefixes::load(service, keys.iter().map(|e| &*e.key.keyspace_id)).await?;
     Ok(ExpiringKeys { keys, prefixes })
 }
@@ -156,8 +151,7 @@ impl Prefixes {
             let prefix = service
                 .store
                 .keyspace(id)
-                .await
-                .context("reading a keyspace")?
+                .await?
                 .map(|k| k.prefix)
                 .unwrap_or_default();
             prefixes.0.push((id.to_owned(), prefix));

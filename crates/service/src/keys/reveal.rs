@@ -7,7 +7,7 @@ use serde_json::Map;
 use super::find;
 use crate::actor::Actor;
 use crate::audit;
-use crate::error::{Context as _, Result, ServiceError};
+use crate::error::{Result, ServiceError};
 use crate::recoverable;
 use crate::service::Service;
 
@@ -47,11 +47,7 @@ pub async fn reveal(service: &Service, actor: &Actor, key_id: &str) -> Result<Re
         Map::new(),
         service.clock.now(),
     )?;
-    service
-        .store
-        .append_audit(&event)
-        .await
-        .context("auditing a key reveal")?;
+    service.store.append_audit(&event).await?;
     Ok(Revealed {
         key_id: key.key_id.clone(),
         plaintext: SecretString::from(plaintext.as_str()),

@@ -7,7 +7,7 @@ use serde_json::json;
 use super::endpoints;
 use crate::actor::Actor;
 use crate::audit;
-use crate::error::{Context as _, Result, ServiceError};
+use crate::error::{Result, ServiceError};
 use crate::ids;
 use crate::service::Service;
 
@@ -39,7 +39,7 @@ pub async fn list(
         .store
         .list_deliveries(webhook_id, status, page)
         .await
-        .context("listing deliveries")
+        .map_err(ServiceError::from)
 }
 
 async fn find(
@@ -55,8 +55,7 @@ async fn find(
     let delivery = service
         .store
         .delivery(webhook_id, delivery_id)
-        .await
-        .context("reading a delivery")?
+        .await?
         .ok_or(ServiceError::NotFound)?;
     Ok((hook, delivery))
 }
@@ -70,11 +69,7 @@ pub async fn get(
     delivery_id: &str,
 ) -> Result<(Delivery, Vec<Attempt>)> {
     let (_, delivery) = find(service, actor, webhook_id, delivery_id).await?;
-    let attempts = service
-        .store
-        .delivery_attempts(delivery_id)
-        .await
-        .context("reading a delivery's attempts")?;
+    let attempts = service.store.delivery_attempts(delivery_id).await?;
     Ok((delivery, attempts))
 }
 
@@ -104,12 +99,10 @@ pub async fn resend(
     service
         .store
         .resend_delivery(webhook_id, delivery_id, now_ms, Change::audited(&event))
-        .await
-        .context("re-sending a delivery")?;
+        .await?;
     service
         .store
         .delivery(webhook_id, delivery_id)
-        .await
-        .context("reading a delivery")?
+        .await?
         .ok_or(ServiceError::NotFound)
 }

@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use super::{SECRET_PURPOSE, signing, target};
 use crate::actor::Actor;
 use crate::audit;
-use crate::error::{Context as _, Result, ServiceError};
+use crate::error::{Result, ServiceError};
 use crate::idempotency::{self, Done, Idempotent, Rendered};
 use crate::ids;
 use crate::keyspaces;
@@ -112,12 +112,7 @@ pub async fn find(service: &Service, actor: &Actor, id: &str) -> Result<Webhook>
     if !ids::is_plausible("wh", id) {
         return Err(ServiceError::NotFound);
     }
-    match service
-        .store
-        .webhook(id)
-        .await
-        .context("reading a webhook")?
-    {
+    match service.store.webhook(id).await? {
         Some(h) if sees(actor, &h) => Ok(h),
         _ => Err(ServiceError::NotFound),
     }
@@ -130,7 +125,7 @@ pub async fn list(service: &Service, actor: &Actor, page: PageRequest) -> Result
         .store
         .list_webhooks(actor.visible(), page)
         .await
-        .context("listing webhooks")
+        .map_err(ServiceError::from)
 }
 
 /// The fields an audit event records (never the secret).
@@ -251,8 +246,7 @@ pub async fn update(
     service
         .store
         .update_webhook(&after, Change::audited(&event))
-        .await
-        .context("updating a webhook")?;
+        .await?;
     Ok(after)
 }
 
@@ -272,5 +266,5 @@ pub async fn delete(service: &Service, actor: &Actor, id: &str) -> Result<()> {
         .store
         .delete_webhook(id, Change::audited(&event))
         .await
-        .context("deleting a webhook")
+        .map_err(ServiceError::from)
 }
