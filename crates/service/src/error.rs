@@ -74,5 +74,6 @@ fn conflict_detail(c: Conflict) -> &'static str {
         MissingReference => "A referenced keyspace or owner does not exist.",
         IdempotencyKeyTaken => "A request with this Idempotency-Key is still in progress.",
         DuplicateId => "A generated id collided with an existing one; retry the request.",
+        EmailTaken => "Another operator already signs in with this email address.",
     }
 }

@@ -15,6 +15,7 @@ use utoipa::ToSchema;
 
 use crate::actor::Actor;
 use crate::audit;
+use crate::branding::BrandingBody;
 use crate::error::{Result, ServiceError};
 use crate::idempotency::{Done, Idempotent, Rendered};
 use crate::ids;
@@ -109,6 +110,9 @@ pub struct CreateKeyspace {
     pub ratelimits: Vec<RateLimitBody>,
     #[serde(default)]
     pub alerts: AlertsBody,
+    /// How the customer portal looks to this keyspace's customers.
+    #[serde(default)]
+    pub branding: BrandingBody,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -134,6 +138,8 @@ pub struct UpdateKeyspace {
     pub ratelimits: Option<Vec<RateLimitBody>>,
     /// Replaces the alert thresholds (fields left out take the server's defaults).
     pub alerts: Option<AlertsBody>,
+    /// Replaces the portal branding (`{}` restores the defaults).
+    pub branding: Option<BrandingBody>,
 }
 
 /// Each policy duration is 1 second to 100 years (grace may be 0).
@@ -225,6 +231,7 @@ pub async fn create(
         policy,
         ratelimits: rate_limits(input.ratelimits)?,
         alerts: input.alerts.thresholds()?,
+        branding: input.branding.validated()?,
         created_at: now,
         updated_at: now,
     };
@@ -247,6 +254,14 @@ pub async fn create(
                     Value::Null
                 } else {
                     json!(AlertsBody::of(&ks.alerts))
+                },
+            ),
+            (
+                "branding",
+                if ks.branding.is_empty() {
+                    Value::Null
+                } else {
+                    json!(BrandingBody::of(&ks.branding))
                 },
             ),
         ]),
@@ -297,6 +312,9 @@ pub async fn update(
     if let Some(v) = input.alerts {
         after.alerts = v.thresholds()?;
     }
+    if let Some(v) = input.branding {
+        after.branding = v.validated()?;
+    }
     validate_policy(&after.policy)?;
     let now = service.clock.now();
     after.updated_at = now;
@@ -332,6 +350,11 @@ pub async fn update(
                 "alerts",
                 json!(AlertsBody::of(&before.alerts)),
                 json!(AlertsBody::of(&after.alerts)),
+            ),
+            (
+                "branding",
+                json!(BrandingBody::of(&before.branding)),
+                json!(BrandingBody::of(&after.branding)),
             ),
         ]),
         now,

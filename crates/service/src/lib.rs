@@ -21,6 +21,7 @@ pub mod alerts;
 pub mod audit;
 pub mod background;
 pub mod bootstrap;
+pub mod branding;
 pub mod cache;
 pub mod clock;
 pub mod coherence;

@@ -34,6 +34,8 @@ pub enum Conflict {
     IdempotencyKeyTaken,
     /// A generated id collided with an existing one (astronomically unlikely; retry).
     DuplicateId,
+    /// Another operator already signs in with this email address.
+    EmailTaken,
 }
 
 impl Conflict {
@@ -48,6 +50,7 @@ impl Conflict {
             Self::MissingReference => "missing_reference",
             Self::IdempotencyKeyTaken => "idempotency_key_in_use",
             Self::DuplicateId => "duplicate_id",
+            Self::EmailTaken => "email_taken",
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod pepper_file;
 pub mod postgres;
 pub mod sqlite;
 mod store;
+pub mod web;
 pub mod webhook;
 
 pub use activity::*;
@@ -27,4 +28,5 @@ pub use model::*;
 pub use postgres::{PgOptions, PgStore};
 pub use sqlite::SqliteStore;
 pub use store::{ChangeFeed, Store};
+pub use web::*;
 pub use webhook::*;

@@ -40,8 +40,27 @@ pub struct Keyspace {
     /// same name, or its owner's, takes precedence).
     pub ratelimits: Vec<RateLimitDef>,
     pub alerts: crate::AlertThresholds,
+    /// How the customer portal looks to this keyspace's customers.
+    pub branding: Branding,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+}
+
+/// A keyspace's look in the customer portal; every field optional (defaults apply).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Branding {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logo_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accent_color: Option<String>,
+}
+
+impl Branding {
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
 }
 
 /// Lifecycle defaults of a keyspace (seconds). All optional.
@@ -368,6 +387,21 @@ pub struct KeyFilter<'a> {
     /// number in [`PageRequest::after`].
     pub by_last_used: bool,
     pub last_used_before: Option<i64>,
+    /// Keys whose id starts with, or whose name contains, this text (case-insensitive),
+    /// or whose owner's external id is exactly it.
+    pub search: Option<&'a str>,
+    /// Only keys in this state at `state_at`.
+    pub state: Option<(KeyStateFilter, i64)>,
+}
+
+/// The states a key list can be narrowed to (evaluated at a given Unix second).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyStateFilter {
+    /// Enabled, not revoked, not expired (rotating keys in their grace period included).
+    Active,
+    Revoked,
+    Expired,
+    Disabled,
 }
 
 #[derive(Debug, Clone, Default)]

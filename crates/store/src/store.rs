@@ -6,6 +6,7 @@ use keyhaven_core::Verifier;
 use crate::activity::*;
 use crate::error::StoreError;
 use crate::model::*;
+use crate::web::*;
 use crate::webhook::*;
 
 /// Everything the server keeps, behind one trait so SQLite and PostgreSQL engines are
@@ -283,6 +284,70 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         now_ms: i64,
         change: Change<'_>,
     ) -> Result<(), StoreError>;
+
+    // The dashboard's operators and the browser sessions of the dashboard and portal.
+    /// Fails with [`Conflict::EmailTaken`](crate::Conflict) when the email is in use.
+    async fn create_operator(
+        &self,
+        operator: &Operator,
+        change: Change<'_>,
+    ) -> Result<(), StoreError>;
+    async fn operator(&self, id: &str) -> Result<Option<Operator>, StoreError>;
+    async fn operator_by_email(&self, email: &str) -> Result<Option<Operator>, StoreError>;
+    /// Every operator, by email.
+    async fn list_operators(&self) -> Result<Vec<Operator>, StoreError>;
+    /// Stores a new password hash and ends the operator's sessions.
+    async fn set_operator_password(
+        &self,
+        id: &str,
+        password_hash: &str,
+        at: Timestamp,
+        change: Change<'_>,
+    ) -> Result<(), StoreError>;
+    /// Deletes the operator and ends its sessions.
+    async fn delete_operator(&self, id: &str, change: Change<'_>) -> Result<(), StoreError>;
+    async fn create_session(
+        &self,
+        session: &WebSession,
+        change: Change<'_>,
+    ) -> Result<(), StoreError>;
+    /// The session of `kind` stored under `token_hash`, expired or not (the caller
+    /// decides).
+    async fn session(
+        &self,
+        token_hash: &[u8; 32],
+        kind: SessionKind,
+    ) -> Result<Option<WebSession>, StoreError>;
+    async fn touch_session(&self, token_hash: &[u8; 32], at: Timestamp) -> Result<(), StoreError>;
+    /// Deletes the session (if it is still there) with the audit event of its end.
+    async fn end_session(
+        &self,
+        token_hash: &[u8; 32],
+        change: Change<'_>,
+    ) -> Result<(), StoreError>;
+    /// Deletes and returns the session of `kind` under `token_hash`: of several
+    /// concurrent takers exactly one gets it (single-use portal links).
+    async fn take_session(
+        &self,
+        token_hash: &[u8; 32],
+        kind: SessionKind,
+    ) -> Result<Option<WebSession>, StoreError>;
+    /// Notes one failed sign-in in each bucket.
+    async fn record_login_failure(
+        &self,
+        buckets: &[String],
+        at: Timestamp,
+    ) -> Result<(), StoreError>;
+    /// Failed sign-ins noted in `bucket` at or after `since`.
+    async fn login_failures(&self, bucket: &str, since: Timestamp) -> Result<u64, StoreError>;
+    async fn clear_login_failures(&self, bucket: &str) -> Result<(), StoreError>;
+    /// Deletes sessions and links past their absolute expiry, and failed sign-ins noted
+    /// before `failures_before`; returns how many rows.
+    async fn purge_web(
+        &self,
+        now: Timestamp,
+        failures_before: Timestamp,
+    ) -> Result<u64, StoreError>;
 
     // Several nodes on one database.
     /// A feed of every [`Invalidation`] committed from now on, by any node (this one

@@ -5,6 +5,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
+use keyhaven_service::branding::BrandingBody;
 use keyhaven_service::idempotency::Idempotent;
 use keyhaven_service::keyspaces::{self, AlertsBody, CreateKeyspace, UpdateKeyspace};
 use keyhaven_service::limits::spec::{RateLimitBody, rate_limit_views};
@@ -36,6 +37,8 @@ pub struct KeyspaceView {
     pub ratelimits: Vec<RateLimitBody>,
     /// Anomaly alert thresholds (`null` fields take the server's defaults).
     pub alerts: AlertsBody,
+    /// How the customer portal looks to this keyspace's customers.
+    pub branding: BrandingBody,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -51,6 +54,7 @@ impl From<&Keyspace> for KeyspaceView {
             expiry_warning_seconds: k.policy.expiry_warning,
             ratelimits: rate_limit_views(&k.ratelimits),
             alerts: AlertsBody::of(&k.alerts),
+            branding: BrandingBody::of(&k.branding),
             created_at: rfc3339(k.created_at),
             updated_at: rfc3339(k.updated_at),
         }

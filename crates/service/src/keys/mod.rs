@@ -21,7 +21,9 @@ use serde_json::{Value, json};
 pub use self::change::{RevokeKey, UpdateKey, delete, revoke, update};
 pub use self::create::{CreateKey, MAX_GRACE_SECONDS, NewKey, RotateKey, create, rotate};
 pub use self::import::{Admission, ImportRequest, MAX_IMPORT_BATCH, Written, import, write_batch};
-pub use self::read::{ExpiringKeys, KeyList, KeySort, ListKeys, Prefixes, expiring, list};
+pub use self::read::{
+    ExpiringKeys, KeyList, KeySort, ListKeys, MAX_SEARCH, Prefixes, expiring, list, parse_state,
+};
 pub use self::reveal::{Revealed, reveal};
 use crate::actor::Actor;
 use crate::error::{Result, ServiceError};

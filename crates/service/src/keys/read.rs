@@ -2,7 +2,7 @@
 //! about to expire, each with its keyspace's prefix. A keyspace the actor may not see
 //! lists like an empty one. (One key: [`super::find`].)
 
-use keyhaven_store::{ExpiringKey, KeyFilter, KeyRecord, Page, PageRequest};
+use keyhaven_store::{ExpiringKey, KeyFilter, KeyRecord, KeyStateFilter, Page, PageRequest};
 
 use crate::actor::Actor;
 use crate::error::{Result, ServiceError};
@@ -32,12 +32,36 @@ impl KeySort {
     }
 }
 
+/// Longest search text of a key list.
+pub const MAX_SEARCH: usize = 200;
+
+/// A key list's state filter: `active`, `disabled`, `expired` or `revoked`.
+pub fn parse_state(state: Option<&str>) -> Result<Option<KeyStateFilter>> {
+    Ok(match state {
+        None => None,
+        Some("active") => Some(KeyStateFilter::Active),
+        Some("disabled") => Some(KeyStateFilter::Disabled),
+        Some("expired") => Some(KeyStateFilter::Expired),
+        Some("revoked") => Some(KeyStateFilter::Revoked),
+        Some(_) => {
+            return Err(ServiceError::bad_request(
+                "invalid_query",
+                "state must be `active`, `disabled`, `expired` or `revoked`",
+            ));
+        }
+    })
+}
+
 /// Which keys to list, in which order.
 #[derive(Debug, Default)]
 pub struct ListKeys<'a> {
     pub keyspace_id: Option<&'a str>,
     pub owner_id: Option<&'a str>,
     pub sort: KeySort,
+    /// A key id prefix, part of a name, or an owner's external id.
+    pub search: Option<&'a str>,
+    /// Only keys in this state now.
+    pub state: Option<KeyStateFilter>,
 }
 
 /// A page of keys.
@@ -68,6 +92,12 @@ pub async fn list(
     page: PageRequest,
     last_used_before: Option<i64>,
 ) -> Result<KeyList> {
+    if query.search.is_some_and(|s| s.chars().count() > MAX_SEARCH) {
+        return Err(ServiceError::bad_request(
+            "invalid_query",
+            format!("search must be at most {MAX_SEARCH} characters"),
+        ));
+    }
     let by_last_used = query.sort == KeySort::LastUsed;
     if last_used_before.is_some() != (by_last_used && page.after.is_some()) {
         return Err(ServiceError::bad_request(
@@ -93,6 +123,10 @@ pub async fn list(
         owner_id: query.owner_id,
         by_last_used,
         last_used_before,
+        search: query.search.filter(|s| !s.is_empty()),
+        state: query
+            .state
+            .map(|state| (state, service.clock.now().unix_timestamp())),
     };
     let page = service.store.list_keys(&filter, page).await?;
     let next_last_used = match (page.next, page.items.last()) {

@@ -13,8 +13,8 @@ use super::rows::{
 use super::{Db, Engine, dialect, notify};
 use crate::error::{Conflict, StoreError};
 use crate::model::{
-    Change, Invalidation, KeyFilter, KeyForVerify, KeyRecord, Page, PageRequest, QuotaWrite,
-    ROOT_KEYSPACE_ID, Timestamp, to_unix,
+    Change, Invalidation, KeyFilter, KeyForVerify, KeyRecord, KeyStateFilter, Page, PageRequest,
+    QuotaWrite, ROOT_KEYSPACE_ID, Timestamp, to_unix,
 };
 
 /// Inserts `key`; returns false (inserting nothing) when its import lookup is taken.
@@ -171,13 +171,40 @@ pub(super) async fn list_keys(
     } else {
         ("($4 IS NULL OR k.seq < $4)", "k.seq DESC")
     };
+    // Expired at $8: its own expiry, the end of a rotation's grace, or its keyspace's
+    // maximum age.
+    let expired = "((k.expires_at IS NOT NULL AND k.expires_at <= $8) \
+         OR (k.grace_until IS NOT NULL AND k.grace_until <= $8) \
+         OR EXISTS (SELECT 1 FROM keyspaces s WHERE s.id = k.keyspace_id \
+             AND s.max_key_age_seconds IS NOT NULL \
+             AND k.created_at + s.max_key_age_seconds <= $8))";
     let sql = format!(
         "SELECT {KEY_COLUMNS} FROM keys k WHERE k.keyspace_id <> '{ROOT_KEYSPACE_ID}' \
          AND ($1 IS NULL OR k.keyspace_id IN {visible}) \
          AND ($2 IS NULL OR k.keyspace_id = $2) \
-         AND ($3 IS NULL OR k.owner_id = $3) AND {after} ORDER BY {order} LIMIT $5",
+         AND ($3 IS NULL OR k.owner_id = $3) \
+         AND ($7 IS NULL OR ($7 = 'revoked' AND k.revoked_at IS NOT NULL) \
+             OR ($7 = 'expired' AND k.revoked_at IS NULL AND {expired}) \
+             OR ($7 = 'disabled' AND k.revoked_at IS NULL AND NOT {expired} AND NOT k.enabled) \
+             OR ($7 = 'active' AND k.revoked_at IS NULL AND NOT {expired} AND k.enabled)) \
+         AND ($9 IS NULL OR k.key_id LIKE $9 ESCAPE '\\' \
+             OR LOWER(COALESCE(k.name, '')) LIKE $10 ESCAPE '\\' \
+             OR k.owner_id IN (SELECT o.id FROM owners o WHERE o.external_id = $11)) \
+         AND {after} ORDER BY {order} LIMIT $5",
         visible = dialect::json_list("$1"),
     );
+    let (state, now) = match filter.state {
+        Some((state, now)) => (Some(state_name(state)), now),
+        None => (None, 0),
+    };
+    let search = filter.search.map(|text| {
+        let escaped = like_escape(text);
+        (
+            format!("{escaped}%"),
+            format!("%{}%", escaped.to_lowercase()),
+            text,
+        )
+    });
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(scope_json(filter.visible)?)
         .bind(filter.keyspace_id)
@@ -185,9 +212,35 @@ pub(super) async fn list_keys(
         .bind(page.after)
         .bind(i64::from(page.limit) + 1)
         .bind(filter.last_used_before.unwrap_or(0))
+        .bind(state)
+        .bind(now)
+        .bind(search.as_ref().map(|s| s.0.clone()))
+        .bind(search.as_ref().map(|s| s.1.clone()))
+        .bind(search.as_ref().map(|s| s.2))
         .fetch_all(store.reads())
         .await?;
     page_of(&rows, page.limit, key_from)
+}
+
+fn state_name(state: KeyStateFilter) -> &'static str {
+    match state {
+        KeyStateFilter::Active => "active",
+        KeyStateFilter::Revoked => "revoked",
+        KeyStateFilter::Expired => "expired",
+        KeyStateFilter::Disabled => "disabled",
+    }
+}
+
+/// `text` with `LIKE`'s wildcards (and the escape character) escaped by `\`.
+fn like_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 pub(super) async fn update_key(

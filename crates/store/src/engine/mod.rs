@@ -37,6 +37,7 @@ use crate::model::{
     QuotaUse, QuotaWrite, Timestamp, UsageBatch, UsageCount,
 };
 use crate::store::{ChangeFeed, Store};
+use crate::web::{Operator, SessionKind, WebSession};
 use crate::webhook::{AfterAttempt, Attempt, Delivery, DeliveryStatus, DueDelivery, Webhook};
 
 mod activity;
@@ -48,6 +49,7 @@ mod keyspaces;
 mod owners;
 mod peppers;
 mod rows;
+mod web;
 mod webhooks;
 
 /// `impl Store for Engine`: the methods in `inline` as written, and each other method
@@ -215,4 +217,28 @@ impl_store! {
         now_ms: i64,
         change: Change<'_>,
     ) -> (), "resending a webhook delivery";
+    web::create_operator(operator: &Operator, change: Change<'_>) -> (), "creating an operator";
+    web::operator(id: &str) -> Option<Operator>, "reading an operator";
+    web::operator_by_email(email: &str) -> Option<Operator>, "reading an operator by email";
+    web::list_operators() -> Vec<Operator>, "listing operators";
+    web::set_operator_password(
+        id: &str,
+        password_hash: &str,
+        at: Timestamp,
+        change: Change<'_>,
+    ) -> (), "setting an operator's password";
+    web::delete_operator(id: &str, change: Change<'_>) -> (), "deleting an operator";
+    web::create_session(session: &WebSession, change: Change<'_>) -> (), "starting a session";
+    web::session(token_hash: &[u8; 32], kind: SessionKind) -> Option<WebSession>,
+        "reading a session";
+    web::touch_session(token_hash: &[u8; 32], at: Timestamp) -> (), "noting a session's activity";
+    web::end_session(token_hash: &[u8; 32], change: Change<'_>) -> (), "ending a session";
+    web::take_session(token_hash: &[u8; 32], kind: SessionKind) -> Option<WebSession>,
+        "taking a single-use link";
+    web::record_login_failure(buckets: &[String], at: Timestamp) -> (),
+        "recording a failed sign-in";
+    web::login_failures(bucket: &str, since: Timestamp) -> u64, "counting failed sign-ins";
+    web::clear_login_failures(bucket: &str) -> (), "clearing failed sign-ins";
+    web::purge_web(now: Timestamp, failures_before: Timestamp) -> u64,
+        "purging expired sessions";
 }

@@ -12,8 +12,9 @@ use super::Db;
 use crate::activity::AlertThresholds;
 use crate::error::{Conflict, StoreError};
 use crate::model::{
-    AuditEvent, Event, Import, KeyRecord, Keyspace, KeyspacePolicy, KeyspaceScope, Limits, Owner,
-    Page, Quota, RateLimitDef, Rotation, from_unix, interval_from, interval_name, to_unix,
+    AuditEvent, Branding, Event, Import, KeyRecord, Keyspace, KeyspacePolicy, KeyspaceScope,
+    Limits, Owner, Page, Quota, RateLimitDef, Rotation, from_unix, interval_from, interval_name,
+    to_unix,
 };
 
 pub(super) type DbRow = <Db as sqlx::Database>::Row;
@@ -128,9 +129,22 @@ pub(super) fn keyspace_from(row: &DbRow) -> Result<Keyspace, StoreError> {
         },
         ratelimits: ratelimits_from(row, "ratelimits")?,
         alerts: thresholds_from(row)?,
+        branding: match row.try_get::<Option<String>, _>("branding")? {
+            Some(text) => serde_json::from_str(&text).context("decoding a keyspace's branding")?,
+            None => Branding::default(),
+        },
         created_at: from_unix(row.try_get("created_at")?),
         updated_at: from_unix(row.try_get("updated_at")?),
     })
+}
+
+/// A keyspace's branding as stored: `NULL` when it sets nothing.
+pub(super) fn branding_text(branding: &Branding) -> Result<Option<String>, StoreError> {
+    if branding.is_empty() {
+        Ok(None)
+    } else {
+        json_text(branding).map(Some)
+    }
 }
 
 /// A keyspace's `alert_*` columns.

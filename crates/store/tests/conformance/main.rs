@@ -25,6 +25,7 @@ mod limits;
 mod owners;
 mod support;
 mod usage;
+mod web;
 mod webhooks;
 
 /// Expands to one `#[tokio::test]` per check listed (as `topic::check`), each on a store
@@ -55,6 +56,11 @@ macro_rules! conformance_tests {
             limits::limits_and_quota_counters,
             alerts::alerts_start_one_event_per_episode,
             webhooks::webhook_outbox_delivers_each_event_once_per_endpoint,
+            web::operators_and_their_sessions,
+            web::portal_links_are_single_use,
+            web::failed_sign_ins_are_counted_per_bucket,
+            web::key_lists_search_and_filter_by_state,
+            web::keyspace_branding_round_trips,
         );
     };
     (@each $engine:ident, $open:expr; $($topic:ident :: $check:ident),+ $(,)?) => {

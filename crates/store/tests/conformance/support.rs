@@ -46,6 +46,7 @@ pub fn keyspace(id: &str, prefix: &str) -> Keyspace {
         policy: KeyspacePolicy::default(),
         ratelimits: Vec::new(),
         alerts: AlertThresholds::default(),
+        branding: Branding::default(),
         created_at: T0,
         updated_at: T0,
     }

@@ -39,6 +39,12 @@ pub struct ListParams {
     /// `created` (newest first, the default) or `last_used` (most recently used first,
     /// never-used keys last).
     pub sort: Option<String>,
+    /// Keys whose id starts with this, whose name contains it (any case), or whose
+    /// owner's external id is exactly it; 1-200 characters.
+    #[param(max_length = 200)]
+    pub search: Option<String>,
+    /// `active`, `disabled`, `expired` or `revoked`: only keys in that state now.
+    pub state: Option<String>,
     /// Page size, 1-500 (default 50).
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
@@ -98,6 +104,8 @@ pub async fn list(
         keyspace_id: params.keyspace_id.as_deref(),
         owner_id: params.owner_id.as_deref(),
         sort,
+        search: params.search.as_deref(),
+        state: keys::parse_state(params.state.as_deref())?,
     };
     let listed = keys::list(&state, &auth, query, page, last_used_before).await?;
     let next_cursor = match (listed.page.next, listed.next_last_used) {
