@@ -1,15 +1,17 @@
 //! Who is asking: the actor every operation takes, and what it may touch.
 //!
-//! Today actors are root keys (the HTTP API) and the local command line. A root key's
-//! scopes say which operations it may call and `allowed_keyspaces` (when set) which
-//! keyspaces' objects it may see; everything outside them answers exactly like a
-//! missing object.
+//! Actors are root keys (the HTTP API), the local command line, operators signed in to
+//! the dashboard, and customers in the portal. A root key's scopes say which operations
+//! it may call and `allowed_keyspaces` (when set) which keyspaces' objects it may see;
+//! an operator's role says whether it may change anything; a portal customer sees only
+//! one owner's keys in the keyspaces its link named. Everything outside what an actor
+//! may see answers exactly like a missing object.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use keyhaven_core::policy;
-use keyhaven_store::{KeyForVerify, ROOT_KEYSPACE_ID};
+use keyhaven_store::{KeyForVerify, OperatorRole, ROOT_KEYSPACE_ID};
 
 use crate::error::{Result, ServiceError};
 
@@ -31,6 +33,8 @@ pub const ROOT_SCOPES: &[&str] = &[
     "webhooks:*",
     "webhooks:read",
     "webhooks:write",
+    "portal:*",
+    "portal:write",
 ];
 
 /// The actor recorded for changes made with local access (`keyhaven` commands).
@@ -51,6 +55,8 @@ pub enum Scope {
     AuditRead,
     WebhooksRead,
     WebhooksWrite,
+    /// Starting customer portal sessions.
+    PortalWrite,
 }
 
 impl Scope {
@@ -67,7 +73,20 @@ impl Scope {
             Self::AuditRead => "audit:read",
             Self::WebhooksRead => "webhooks:read",
             Self::WebhooksWrite => "webhooks:write",
+            Self::PortalWrite => "portal:write",
         }
+    }
+
+    /// Whether the scope only reads.
+    pub fn reads_only(self) -> bool {
+        matches!(
+            self,
+            Self::KeysRead
+                | Self::KeyspacesRead
+                | Self::OwnersRead
+                | Self::AuditRead
+                | Self::WebhooksRead
+        )
     }
 }
 
@@ -98,6 +117,86 @@ enum Who {
     RootKey(Arc<KeyForVerify>),
     /// Local access (the command line): every scope, every keyspace.
     Local(&'static str),
+    /// A person signed in to the dashboard: every keyspace; an admin may do everything
+    /// but reveal keys, a viewer only read.
+    Operator {
+        /// `operator:<email>`, as audit events name it.
+        name: String,
+        role: OperatorRole,
+    },
+    /// A customer in the portal: one owner's keys in some keyspaces.
+    Portal(Arc<PortalGrant>),
+}
+
+/// What a portal session may see and do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortalGrant {
+    /// `portal:<owner id>`, as audit events name it.
+    name: String,
+    pub owner_id: String,
+    pub keyspace_ids: Vec<String>,
+    pub permissions: Vec<PortalPermission>,
+    pub return_url: Option<String>,
+}
+
+impl PortalGrant {
+    pub fn new(
+        owner_id: String,
+        keyspace_ids: Vec<String>,
+        permissions: Vec<PortalPermission>,
+        return_url: Option<String>,
+    ) -> Self {
+        Self {
+            name: format!("portal:{owner_id}"),
+            owner_id,
+            keyspace_ids,
+            permissions,
+            return_url,
+        }
+    }
+
+    pub fn allows(&self, permission: PortalPermission) -> bool {
+        self.permissions.contains(&permission)
+    }
+}
+
+/// What a customer may do in the portal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum PortalPermission {
+    #[serde(rename = "keys:read")]
+    KeysRead,
+    #[serde(rename = "keys:create")]
+    KeysCreate,
+    #[serde(rename = "keys:rotate")]
+    KeysRotate,
+    #[serde(rename = "keys:revoke")]
+    KeysRevoke,
+    #[serde(rename = "usage:read")]
+    UsageRead,
+}
+
+impl PortalPermission {
+    pub const ALL: [Self; 5] = [
+        Self::KeysRead,
+        Self::KeysCreate,
+        Self::KeysRotate,
+        Self::KeysRevoke,
+        Self::UsageRead,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::KeysRead => "keys:read",
+            Self::KeysCreate => "keys:create",
+            Self::KeysRotate => "keys:rotate",
+            Self::KeysRevoke => "keys:revoke",
+            Self::UsageRead => "usage:read",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == s)
+    }
 }
 
 impl Actor {
@@ -117,11 +216,54 @@ impl Actor {
         }
     }
 
-    /// The actor's id in audit events: a root key's key id, or the local actor's name.
+    /// An operator signed in to the dashboard, recorded as `operator:<email>`.
+    pub fn operator(email: &str, role: OperatorRole, client_ip: Option<IpAddr>) -> Self {
+        Self {
+            who: Who::Operator {
+                name: format!("operator:{email}"),
+                role,
+            },
+            client_ip,
+        }
+    }
+
+    /// A customer in the portal, recorded as `portal:<owner id>`.
+    pub fn portal(grant: Arc<PortalGrant>, client_ip: Option<IpAddr>) -> Self {
+        Self {
+            who: Who::Portal(grant),
+            client_ip,
+        }
+    }
+
+    /// The actor's id in audit events: a root key's key id, the local actor's name,
+    /// `operator:<email>` or `portal:<owner id>`.
     pub fn id(&self) -> &str {
         match &self.who {
             Who::RootKey(key) => &key.key.key_id,
             Who::Local(name) => name,
+            Who::Operator { name, .. } => name,
+            Who::Portal(grant) => &grant.name,
+        }
+    }
+
+    /// The one owner whose keys this actor is limited to (a portal customer).
+    pub fn owner(&self) -> Option<&str> {
+        match &self.who {
+            Who::Portal(grant) => Some(&grant.owner_id),
+            _ => None,
+        }
+    }
+
+    /// Whether this actor may see a key of `owner_id` (beyond its keyspace).
+    pub fn sees_owner(&self, owner_id: Option<&str>) -> bool {
+        self.owner().is_none_or(|mine| owner_id == Some(mine))
+    }
+
+    /// Whether this actor may change anything at all (a viewer may not).
+    pub fn may_write(&self) -> bool {
+        match &self.who {
+            Who::Operator { role, .. } => *role == OperatorRole::Admin,
+            _ => true,
         }
     }
 
@@ -133,6 +275,35 @@ impl Actor {
         let scopes = match &self.who {
             Who::RootKey(key) => &key.key.scopes,
             Who::Local(_) => return Ok(()),
+            Who::Operator { role, .. } => {
+                let granted = match role {
+                    OperatorRole::Admin => scope != Scope::KeysReveal,
+                    OperatorRole::Viewer => scope.reads_only(),
+                };
+                return if granted {
+                    Ok(())
+                } else {
+                    Err(ServiceError::MissingScope(scope.as_str()))
+                };
+            }
+            Who::Portal(grant) => {
+                let granted = match scope {
+                    Scope::KeysRead => grant.allows(PortalPermission::KeysRead),
+                    Scope::KeysWrite => [
+                        PortalPermission::KeysCreate,
+                        PortalPermission::KeysRotate,
+                        PortalPermission::KeysRevoke,
+                    ]
+                    .into_iter()
+                    .any(|p| grant.allows(p)),
+                    _ => false,
+                };
+                return if granted {
+                    Ok(())
+                } else {
+                    Err(ServiceError::MissingScope(scope.as_str()))
+                };
+            }
         };
         let granted = if scope == Scope::KeysReveal {
             scopes.iter().any(|s| s == "*" || s == "keys:reveal")
@@ -158,7 +329,8 @@ impl Actor {
     pub fn visible(&self) -> Option<&[String]> {
         match &self.who {
             Who::RootKey(key) => key.key.allowed_keyspaces.as_deref(),
-            Who::Local(_) => None,
+            Who::Local(_) | Who::Operator { .. } => None,
+            Who::Portal(grant) => Some(&grant.keyspace_ids),
         }
     }
 

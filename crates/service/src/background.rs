@@ -112,6 +112,15 @@ async fn run(state: Service) {
                     Err(e) => tracing::warn!(error = %e, "idempotency purge failed"),
                 }
                 purge_usage(&state).await;
+                let now = state.clock.now();
+                let window = time::Duration::minutes(
+                    i64::try_from(state.config.login_failure_window_minutes).unwrap_or(15),
+                );
+                match state.store.purge_web(now, now - window).await {
+                    Ok(n) if n > 0 => tracing::info!(purged = n, "expired sessions and sign-in failures"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "session purge failed"),
+                }
             }
         }
     }

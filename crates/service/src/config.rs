@@ -120,6 +120,24 @@ pub struct Config {
     /// Allow webhook URLs on loopback, private, link-local and other non-public addresses
     /// (checked at creation and on every connection). For tests and private networks.
     pub webhook_allow_private_targets: bool,
+    /// The address people and browsers reach this server at (`https://keys.example.com`):
+    /// customer portal links start with it, and with `https` the dashboard's and portal's
+    /// cookies are marked `Secure`. Default: `http://<listen>`.
+    pub public_url: Option<String>,
+    /// A dashboard session unused for this long ends.
+    pub session_idle_minutes: u64,
+    /// A dashboard session ends this long after sign-in, however active.
+    pub session_max_hours: u64,
+    /// A customer portal session ends this long after its link was opened.
+    pub portal_session_minutes: u64,
+    /// Failed dashboard sign-ins for one email address within the window before further
+    /// attempts are refused until the window has passed.
+    pub login_failures_per_email: u32,
+    /// Failed dashboard sign-ins from one address within the window before further
+    /// attempts from it are refused.
+    pub login_failures_per_ip: u32,
+    /// The sliding window of the two limits above.
+    pub login_failure_window_minutes: u64,
 }
 
 /// `Debug` without the passwords URLs may carry (`redis://:secret@host`).
@@ -187,6 +205,16 @@ impl std::fmt::Debug for Config {
             .field(
                 "webhook_allow_private_targets",
                 &self.webhook_allow_private_targets,
+            )
+            .field("public_url", &self.public_url)
+            .field("session_idle_minutes", &self.session_idle_minutes)
+            .field("session_max_hours", &self.session_max_hours)
+            .field("portal_session_minutes", &self.portal_session_minutes)
+            .field("login_failures_per_email", &self.login_failures_per_email)
+            .field("login_failures_per_ip", &self.login_failures_per_ip)
+            .field(
+                "login_failure_window_minutes",
+                &self.login_failure_window_minutes,
             )
             .finish()
     }
@@ -304,6 +332,13 @@ impl Default for Config {
             webhook_retry_period_hours: 24,
             webhook_concurrency: 16,
             webhook_allow_private_targets: false,
+            public_url: None,
+            session_idle_minutes: 30,
+            session_max_hours: 12,
+            portal_session_minutes: 60,
+            login_failures_per_email: 10,
+            login_failures_per_ip: 50,
+            login_failure_window_minutes: 15,
         }
     }
 }
@@ -350,6 +385,13 @@ pub const FIELDS: &[&str] = &[
     "webhook_retry_period_hours",
     "webhook_concurrency",
     "webhook_allow_private_targets",
+    "public_url",
+    "session_idle_minutes",
+    "session_max_hours",
+    "portal_session_minutes",
+    "login_failures_per_email",
+    "login_failures_per_ip",
+    "login_failure_window_minutes",
 ];
 
 impl Config {
@@ -371,6 +413,21 @@ impl Config {
             .validate()
             .map_err(|e| Box::new(figment::Error::from(e)))?;
         Ok(config)
+    }
+
+    /// The address portal links start with, without a trailing `/`.
+    pub fn public_base(&self) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.listen),
+        }
+    }
+
+    /// Whether browsers reach this server over TLS (cookies are then `Secure`).
+    pub fn public_is_https(&self) -> bool {
+        self.public_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://"))
     }
 
     fn validate(&self) -> Result<(), String> {
@@ -414,7 +471,36 @@ impl Config {
                 self.webhook_retry_period_hours,
             ),
             ("webhook_concurrency", u64::from(self.webhook_concurrency)),
+            ("session_idle_minutes", self.session_idle_minutes),
+            ("session_max_hours", self.session_max_hours),
+            ("portal_session_minutes", self.portal_session_minutes),
+            (
+                "login_failures_per_email",
+                u64::from(self.login_failures_per_email),
+            ),
+            (
+                "login_failures_per_ip",
+                u64::from(self.login_failures_per_ip),
+            ),
+            (
+                "login_failure_window_minutes",
+                self.login_failure_window_minutes,
+            ),
         ];
+        if let Some(url) = &self.public_url {
+            let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
+            let rest = url.split_once("://").map_or("", |(_, r)| r);
+            if !scheme_ok
+                || rest.is_empty()
+                || url
+                    .chars()
+                    .any(|c| c.is_whitespace() || c == '?' || c == '#')
+            {
+                return Err("public_url must be an http:// or https:// address such as \
+                     https://keys.example.com (no query or fragment)"
+                    .to_owned());
+            }
+        }
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("{name} must be greater than 0"));
         }

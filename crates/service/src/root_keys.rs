@@ -97,3 +97,53 @@ pub async fn create(
         .map_err(anyhow::Error::from)?;
     Ok(generated)
 }
+
+/// Root keys, newest first (every one: only an unrestricted actor may list them).
+pub async fn list(
+    service: &crate::Service,
+    actor: &crate::Actor,
+    page: keyhaven_store::PageRequest,
+) -> crate::Result<keyhaven_store::Page<KeyRecord>> {
+    actor.require_unrestricted("root keys")?;
+    let filter = keyhaven_store::KeyFilter {
+        root_keys: true,
+        ..Default::default()
+    };
+    Ok(service.store.list_keys(&filter, page).await?)
+}
+
+/// Revokes a root key (audited `root_key.revoke`): it stops authenticating at once on
+/// this node, and on the others within `cache_coherence_ms`.
+pub async fn revoke(
+    service: &crate::Service,
+    actor: &crate::Actor,
+    key_id: &str,
+    reason: Option<String>,
+) -> crate::Result<()> {
+    actor.require_unrestricted("root keys")?;
+    if let Some(reason) = &reason {
+        crate::validate::name("reason", reason)?;
+    }
+    let found = match keyhaven_core::KeyId::parse(key_id) {
+        Some(_) => service.store.key_for_verify(key_id).await?,
+        None => None,
+    };
+    if found.is_none_or(|k| k.key.keyspace_id != ROOT_KEYSPACE_ID) {
+        return Err(crate::ServiceError::NotFound);
+    }
+    let now = service.clock.now();
+    let event = crate::audit::event(
+        actor,
+        "root_key.revoke",
+        ("root_key", key_id),
+        None,
+        crate::audit::created(&[("reason", json!(reason))]),
+        now,
+    )?;
+    service
+        .store
+        .revoke_key(key_id, now, reason.as_deref(), Change::audited(&event))
+        .await?;
+    service.cache.invalidate(key_id);
+    Ok(())
+}

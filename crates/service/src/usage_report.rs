@@ -239,6 +239,7 @@ pub async fn totals(service: &Service, actor: &Actor, params: &TotalsParams) -> 
         }
         if let Some(k) = service.cache.get(service.store.as_ref(), id).await?
             && actor.sees_keyspace(&k.key.keyspace_id)
+            && actor.sees_owner(k.key.owner_id.as_deref())
         {
             visible.push(k);
         }

@@ -390,8 +390,11 @@ pub struct KeyFilter<'a> {
     /// Keys whose id starts with, or whose name contains, this text (case-insensitive),
     /// or whose owner's external id is exactly it.
     pub search: Option<&'a str>,
-    /// Only keys in this state at `state_at`.
+    /// Only keys in this state at the given Unix second.
     pub state: Option<(KeyStateFilter, i64)>,
+    /// Root keys (in the reserved keyspace) instead of other keys; `visible` and
+    /// `keyspace_id` then do not apply.
+    pub root_keys: bool,
 }
 
 /// The states a key list can be narrowed to (evaluated at a given Unix second).

@@ -43,6 +43,19 @@ pub struct UpdateKey {
     pub quota: Option<Option<QuotaBody>>,
 }
 
+impl UpdateKey {
+    /// Whether the change touches nothing but the name.
+    pub fn only_renames(&self) -> bool {
+        self.owner_id.is_none()
+            && self.scopes.is_none()
+            && self.meta.is_none()
+            && self.expires_at.is_none()
+            && self.enabled.is_none()
+            && self.ratelimits.is_none()
+            && self.quota.is_none()
+    }
+}
+
 /// Changes the fields `input` names (a PATCH: absent fields stay as they are). A new
 /// quota replaces the stored one together with the uses counted so far
 /// (`limits.quotas.replace`). Returns the key as updated.
@@ -54,6 +67,11 @@ pub async fn update(
     input: UpdateKey,
 ) -> Result<KeyForVerify> {
     let mut found = find(service, actor, key_id).await?;
+    if actor.owner().is_some() && !input.only_renames() {
+        return Err(ServiceError::invalid(
+            "only a key's name can be changed here",
+        ));
+    }
     let before = found.key.clone();
     let after = &mut found.key;
     if let Some(name) = input.name {
@@ -186,6 +204,9 @@ pub async fn revoke(
 #[tracing::instrument(skip_all)]
 pub async fn delete(service: &Service, actor: &Actor, key_id: &str) -> Result<()> {
     let found = find(service, actor, key_id).await?;
+    if actor.owner().is_some() {
+        return Err(ServiceError::MissingScope("keys:delete"));
+    }
     let event = audit::event(
         actor,
         "key.delete",

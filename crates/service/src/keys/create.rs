@@ -122,9 +122,19 @@ pub async fn create(
     }
     // The keyspace's maximum age caps the expiry (it is also enforced when verifying).
     let expires_at = cap_expiry(expires_at, keyspace.policy.max_key_age, now);
-    if input.owner_id.is_some() {
-        check_owner(service.store.as_ref(), actor, input.owner_id.as_deref()).await?;
-    }
+    // A portal customer's keys are always its owner's.
+    let owner_id = match actor.owner() {
+        Some(_) if input.owner_id.is_some() => {
+            return Err(ServiceError::invalid("owner_id cannot be chosen here"));
+        }
+        Some(mine) => Some(mine.to_owned()),
+        None => {
+            if input.owner_id.is_some() {
+                check_owner(service.store.as_ref(), actor, input.owner_id.as_deref()).await?;
+            }
+            input.owner_id
+        }
+    };
     let (generated, verifier) = mint(service, &keyspace.prefix)?;
     let sealed_key = match input.recoverable {
         Some(true) => Some(seal(service, &generated)?),
@@ -133,7 +143,7 @@ pub async fn create(
     let key = KeyRecord {
         key_id: generated.key_id().as_str().to_owned(),
         keyspace_id: keyspace.id.clone(),
-        owner_id: input.owner_id,
+        owner_id,
         name: input.name,
         last4: generated.last4().to_owned(),
         verifier,

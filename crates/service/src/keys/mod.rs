@@ -38,7 +38,12 @@ pub async fn find(service: &Service, actor: &Actor, key_id: &str) -> Result<KeyF
         return Err(ServiceError::NotFound);
     }
     match service.store.key_for_verify(key_id).await? {
-        Some(k) if actor.sees_keyspace(&k.key.keyspace_id) => Ok(k),
+        Some(k)
+            if actor.sees_keyspace(&k.key.keyspace_id)
+                && actor.sees_owner(k.key.owner_id.as_deref()) =>
+        {
+            Ok(k)
+        }
         _ => Err(ServiceError::NotFound),
     }
 }

@@ -105,9 +105,14 @@ pub async fn list(
             "cursor is not one this server returned for this sort",
         ));
     }
-    if let Some(ks) = query.keyspace_id
-        && !actor.sees_keyspace(ks)
-    {
+    // A portal customer lists its owner's keys only.
+    let owner_id = match (actor.owner(), query.owner_id) {
+        (Some(mine), Some(asked)) if mine != asked => None,
+        (Some(mine), _) => Some(Some(mine)),
+        (None, asked) => Some(asked),
+    };
+    let keyspace_hidden = query.keyspace_id.is_some_and(|ks| !actor.sees_keyspace(ks));
+    let Some(owner_id) = owner_id.filter(|_| !keyspace_hidden) else {
         return Ok(KeyList {
             page: Page {
                 items: Vec::new(),
@@ -116,17 +121,18 @@ pub async fn list(
             next_last_used: None,
             prefixes: Prefixes::default(),
         });
-    }
+    };
     let filter = KeyFilter {
         visible: actor.visible(),
         keyspace_id: query.keyspace_id,
-        owner_id: query.owner_id,
+        owner_id,
         by_last_used,
         last_used_before,
         search: query.search.filter(|s| !s.is_empty()),
         state: query
             .state
             .map(|state| (state, service.clock.now().unix_timestamp())),
+        root_keys: false,
     };
     let page = service.store.list_keys(&filter, page).await?;
     let next_last_used = match (page.next, page.items.last()) {

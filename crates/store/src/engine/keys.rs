@@ -179,7 +179,7 @@ pub(super) async fn list_keys(
              AND s.max_key_age_seconds IS NOT NULL \
              AND k.created_at + s.max_key_age_seconds <= $8))";
     let sql = format!(
-        "SELECT {KEY_COLUMNS} FROM keys k WHERE k.keyspace_id <> '{ROOT_KEYSPACE_ID}' \
+        "SELECT {KEY_COLUMNS} FROM keys k WHERE {which} \
          AND ($1 IS NULL OR k.keyspace_id IN {visible}) \
          AND ($2 IS NULL OR k.keyspace_id = $2) \
          AND ($3 IS NULL OR k.owner_id = $3) \
@@ -192,6 +192,11 @@ pub(super) async fn list_keys(
              OR k.owner_id IN (SELECT o.id FROM owners o WHERE o.external_id = $11)) \
          AND {after} ORDER BY {order} LIMIT $5",
         visible = dialect::json_list("$1"),
+        which = if filter.root_keys {
+            format!("k.keyspace_id = '{ROOT_KEYSPACE_ID}'")
+        } else {
+            format!("k.keyspace_id <> '{ROOT_KEYSPACE_ID}'")
+        },
     );
     let (state, now) = match filter.state {
         Some((state, now)) => (Some(state_name(state)), now),
@@ -205,9 +210,14 @@ pub(super) async fn list_keys(
             text,
         )
     });
+    let (visible, keyspace_id) = if filter.root_keys {
+        (None, None)
+    } else {
+        (scope_json(filter.visible)?, filter.keyspace_id)
+    };
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(scope_json(filter.visible)?)
-        .bind(filter.keyspace_id)
+        .bind(visible)
+        .bind(keyspace_id)
         .bind(filter.owner_id)
         .bind(page.after)
         .bind(i64::from(page.limit) + 1)
