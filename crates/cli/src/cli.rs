@@ -22,6 +22,9 @@ pub enum Command {
     /// Manage root keys (the keys that call Keyhaven's own API).
     #[command(subcommand)]
     RootKey(commands::root_key::Command),
+    /// Manage operators (the people who sign in to the dashboard at /dashboard/).
+    #[command(subcommand)]
+    Operator(commands::operator::Command),
     /// Apply pending database migrations and exit.
     Migrate(commands::migrate::Args),
     /// Copy a SQLite deployment into an empty PostgreSQL database.
@@ -39,6 +42,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => commands::serve::run(&args),
         Command::RootKey(command) => commands::root_key::run(&command),
+        Command::Operator(command) => commands::operator::run(&command),
         Command::Migrate(args) => commands::migrate::run(&args),
         Command::Copy(args) => commands::copy::run(&args),
         Command::Pepper(command) => commands::pepper::run(&command),

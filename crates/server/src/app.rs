@@ -16,7 +16,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::error::ApiError;
-use crate::routes::{audit, health, keys, keyspaces, owners, usage, verify, webhooks};
+use crate::routes::{audit, health, keys, keyspaces, owners, portal, usage, verify, webhooks};
 use crate::state::AppState;
 use keyhaven_service::config::MetricsListen;
 
@@ -70,6 +70,7 @@ pub fn router(state: AppState) -> Router {
             post(webhooks::resend),
         )
         .route("/v1/events", get(audit::events))
+        .route("/v1/portal/sessions", post(portal::create))
         .route(
             "/v1/keys/import",
             post(keys::import).layer(DefaultBodyLimit::max(IMPORT_BODY_LIMIT)),
@@ -89,7 +90,8 @@ pub fn router(state: AppState) -> Router {
         MetricsListen::Main => api.route("/metrics", get(health::metrics)),
         MetricsListen::Off | MetricsListen::Address(_) => api,
     };
-    api.fallback(not_found)
+    api.merge(crate::web::router())
+        .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), timeout))
         .layer(DefaultBodyLimit::max(limit))

@@ -24,6 +24,7 @@ pub mod pagination;
 pub mod respond;
 pub mod routes;
 pub mod state;
+mod web;
 
 pub use app::{router, serve, shutdown_signal};
 pub use keyhaven_service::Config;

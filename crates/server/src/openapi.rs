@@ -12,7 +12,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{audit, health, keys, keyspaces, owners, usage, verify, webhooks};
+use crate::routes::{audit, health, keys, keyspaces, owners, portal, usage, verify, webhooks};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -26,6 +26,7 @@ use crate::routes::{audit, health, keys, keyspaces, owners, usage, verify, webho
         audit::list, audit::events,
         webhooks::create, webhooks::list, webhooks::get, webhooks::update, webhooks::delete,
         webhooks::deliveries, webhooks::delivery, webhooks::resend,
+        portal::create,
         health::healthz, health::readyz, health::metrics,
     ),
     components(schemas(crate::error::Problem)),
@@ -38,6 +39,7 @@ use crate::routes::{audit, health, keys, keyspaces, owners, usage, verify, webho
         (name = "usage", description = "Verifications by outcome, over time"),
         (name = "audit", description = "Every admin change, and the event log"),
         (name = "webhooks", description = "Events delivered to your endpoints, signed"),
+        (name = "portal", description = "Links for your customers to manage their own keys"),
         (name = "health", description = "Liveness, readiness, metrics"),
     )
 )]

@@ -25,7 +25,7 @@ pub const MAX_BUCKETS: i64 = 1_500;
 /// Most keys one totals call answers for.
 pub const MAX_KEYS: usize = 100;
 
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SeriesParams {

@@ -402,6 +402,7 @@ pub struct KeyFilter<'a> {
 pub enum KeyStateFilter {
     /// Enabled, not revoked, not expired (rotating keys in their grace period included).
     Active,
+    /// Revoked, or rotated with the grace period over.
     Revoked,
     Expired,
     Disabled,

@@ -3,6 +3,7 @@ pub mod generate;
 pub mod import;
 pub mod inspect;
 pub mod migrate;
+pub mod operator;
 pub mod pepper;
 pub mod root_key;
 pub mod serve;

@@ -25,4 +25,5 @@ mod recoverable;
 mod shared_limits;
 mod tenancy;
 mod usage;
+mod web;
 mod webhooks;

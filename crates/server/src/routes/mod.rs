@@ -7,6 +7,7 @@ pub mod health;
 pub mod keys;
 pub mod keyspaces;
 pub mod owners;
+pub mod portal;
 pub mod usage;
 pub mod verify;
 pub mod webhooks;

@@ -15,7 +15,7 @@ use crate::patch::double_option;
 use crate::service::Service;
 use crate::validate;
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateKey {
     /// 1-200 characters without control characters; `null` clears the name.

@@ -15,7 +15,7 @@ mod reveal;
 use std::future::Future;
 
 use keyhaven_core::KeyId;
-use keyhaven_store::{KeyForVerify, KeyRecord, Store, StoreError};
+use keyhaven_store::{KeyForVerify, KeyRecord, Store, StoreError, Timestamp};
 use serde_json::{Value, json};
 
 pub use self::change::{RevokeKey, UpdateKey, delete, revoke, update};
@@ -62,6 +62,55 @@ async fn check_owner(store: &dyn Store, actor: &Actor, owner_id: Option<&str>) -
             "owner_id does not name an existing owner",
         )),
         _ => Ok(()),
+    }
+}
+
+/// Where a key stands in its life, as the dashboard, the portal and `state=` filters
+/// show it (the verify path decides the same way: revocation, then expiry, then
+/// disabled).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyState {
+    Active,
+    /// Rotated, still verifying until its grace period ends.
+    Rotating,
+    Disabled,
+    Expired,
+    /// Revoked, or rotated with its grace period over.
+    Revoked,
+}
+
+impl KeyState {
+    pub fn of(key: &KeyRecord, max_key_age: Option<i64>, now: Timestamp) -> Self {
+        let grace_over = key.rotation.as_ref().is_some_and(|r| r.grace_until <= now);
+        let aged_out = max_key_age.is_some_and(|age| {
+            key.created_at.unix_timestamp().saturating_add(age) <= now.unix_timestamp()
+        });
+        if key.revoked_at.is_some() || grace_over {
+            Self::Revoked
+        } else if key.expires_at.is_some_and(|t| t <= now) || aged_out {
+            Self::Expired
+        } else if !key.enabled {
+            Self::Disabled
+        } else if key.rotation.is_some() {
+            Self::Rotating
+        } else {
+            Self::Active
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Rotating => "rotating",
+            Self::Disabled => "disabled",
+            Self::Expired => "expired",
+            Self::Revoked => "revoked",
+        }
+    }
+
+    /// Whether the key can still be changed in its life (rotated, revoked, enabled).
+    pub fn is_live(self) -> bool {
+        !matches!(self, Self::Revoked)
     }
 }
 

@@ -173,10 +173,10 @@ pub async fn expiring(
     Ok(ExpiringKeys { keys, prefixes })
 }
 
-/// Keyspace prefixes for a page of keys (for their display form): one read per
-/// distinct keyspace.
+/// Keyspace prefixes (for keys' display form) and maximum ages (for their state) for a
+/// page of keys: one read per distinct keyspace.
 #[derive(Debug, Default)]
-pub struct Prefixes(Vec<(String, String)>);
+pub struct Prefixes(Vec<(String, String, Option<i64>)>);
 
 impl Prefixes {
     async fn load<'a>(
@@ -185,16 +185,16 @@ impl Prefixes {
     ) -> Result<Self> {
         let mut prefixes = Self::default();
         for id in keyspace_ids {
-            if prefixes.0.iter().any(|(known, _)| known == id) {
+            if prefixes.0.iter().any(|(known, _, _)| known == id) {
                 continue;
             }
-            let prefix = service
+            let (prefix, max_age) = service
                 .store
                 .keyspace(id)
                 .await?
-                .map(|k| k.prefix)
+                .map(|k| (k.prefix, k.policy.max_key_age))
                 .unwrap_or_default();
-            prefixes.0.push((id.to_owned(), prefix));
+            prefixes.0.push((id.to_owned(), prefix, max_age));
         }
         Ok(prefixes)
     }
@@ -203,7 +203,15 @@ impl Prefixes {
     pub fn of(&self, keyspace_id: &str) -> &str {
         self.0
             .iter()
-            .find(|(id, _)| id == keyspace_id)
-            .map_or("", |(_, p)| p)
+            .find(|(id, _, _)| id == keyspace_id)
+            .map_or("", |(_, p, _)| p)
+    }
+
+    /// The maximum key age of keyspace `keyspace_id`.
+    pub fn max_age(&self, keyspace_id: &str) -> Option<i64> {
+        self.0
+            .iter()
+            .find(|(id, _, _)| id == keyspace_id)
+            .and_then(|(_, _, age)| *age)
     }
 }

@@ -171,10 +171,11 @@ pub(super) async fn list_keys(
     } else {
         ("($4 IS NULL OR k.seq < $4)", "k.seq DESC")
     };
-    // Expired at $8: its own expiry, the end of a rotation's grace, or its keyspace's
-    // maximum age.
+    // At $8: revoked (or rotated with its grace over), else expired (its own expiry or
+    // its keyspace's maximum age), else disabled, else active; as the verify path decides.
+    let revoked = "(k.revoked_at IS NOT NULL \
+         OR (k.grace_until IS NOT NULL AND k.grace_until <= $8))";
     let expired = "((k.expires_at IS NOT NULL AND k.expires_at <= $8) \
-         OR (k.grace_until IS NOT NULL AND k.grace_until <= $8) \
          OR EXISTS (SELECT 1 FROM keyspaces s WHERE s.id = k.keyspace_id \
              AND s.max_key_age_seconds IS NOT NULL \
              AND k.created_at + s.max_key_age_seconds <= $8))";
@@ -183,10 +184,10 @@ pub(super) async fn list_keys(
          AND ($1 IS NULL OR k.keyspace_id IN {visible}) \
          AND ($2 IS NULL OR k.keyspace_id = $2) \
          AND ($3 IS NULL OR k.owner_id = $3) \
-         AND ($7 IS NULL OR ($7 = 'revoked' AND k.revoked_at IS NOT NULL) \
-             OR ($7 = 'expired' AND k.revoked_at IS NULL AND {expired}) \
-             OR ($7 = 'disabled' AND k.revoked_at IS NULL AND NOT {expired} AND NOT k.enabled) \
-             OR ($7 = 'active' AND k.revoked_at IS NULL AND NOT {expired} AND k.enabled)) \
+         AND ($7 IS NULL OR ($7 = 'revoked' AND {revoked}) \
+             OR ($7 = 'expired' AND NOT {revoked} AND {expired}) \
+             OR ($7 = 'disabled' AND NOT {revoked} AND NOT {expired} AND NOT k.enabled) \
+             OR ($7 = 'active' AND NOT {revoked} AND NOT {expired} AND k.enabled)) \
          AND ($9 IS NULL OR k.key_id LIKE $9 ESCAPE '\\' \
              OR LOWER(COALESCE(k.name, '')) LIKE $10 ESCAPE '\\' \
              OR k.owner_id IN (SELECT o.id FROM owners o WHERE o.external_id = $11)) \

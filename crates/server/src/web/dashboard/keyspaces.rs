@@ -1,0 +1,280 @@
+//! Keyspaces: the list with a form to create one, and a keyspace's page with its policy,
+//! default rate limit, portal branding and usage.
+
+use axum::extract::{Path, RawQuery, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use keyhaven_service::branding::BrandingBody;
+use keyhaven_service::idempotency::{Idempotent, Rendered};
+use keyhaven_service::keyspaces::{self, CreateKeyspace, UpdateKeyspace};
+use keyhaven_service::limits::spec::{RateLimitBody, rate_limit_views};
+use keyhaven_service::usage_report::{self, SeriesParams};
+use keyhaven_service::{Scope, ServiceError};
+use keyhaven_store::{Keyspace, UsageTarget};
+use maud::{Markup, html};
+
+use super::keys::all_keyspaces;
+use super::{fail, number, query};
+use crate::state::AppState;
+use crate::web::chart;
+use crate::web::html::{self, Section, csrf, done_notice, when};
+use crate::web::session::{DashboardForm, Fields, Operator};
+
+fn days(seconds: Option<i64>) -> String {
+    match seconds {
+        None => "—".to_owned(),
+        Some(s) if s % 86_400 == 0 => format!("{} days", s / 86_400),
+        Some(s) if s % 3600 == 0 => format!("{} hours", s / 3600),
+        Some(s) => format!("{s} s"),
+    }
+}
+
+pub async fn list(State(state): State<AppState>, op: Operator, raw: RawQuery) -> Response {
+    let q = query(raw);
+    match all_keyspaces(&state, &op.actor).await {
+        Ok(list) => html::dashboard(
+            &op,
+            Section::Keyspaces,
+            "Keyspaces",
+            list_body(&op, &list, None, &q),
+        ),
+        Err(e) => fail(e),
+    }
+}
+
+fn list_body(op: &Operator, list: &[Keyspace], error: Option<&str>, f: &Fields) -> Markup {
+    html! {
+        div.head { div { h1 { "Keyspaces" } p.muted { "Families of keys sharing a prefix, lifecycle policy and default limits: e.g. live and test keys." } } }
+        (done_notice(f.get("done")))
+        div.card { div.table-wrap { table {
+            thead { tr { th { "Name" } th { "Prefix" } th.hide-sm { "Max key age" } th.hide-sm { "Default grace" } th.hide-sm { "Created" } } }
+            tbody {
+                @for ks in list {
+                    tr {
+                        td { a href={"/dashboard/keyspaces/" (ks.id)} { (ks.name) } }
+                        td.mono { (ks.prefix) "_…" }
+                        td.hide-sm { (days(ks.policy.max_key_age)) }
+                        td.hide-sm { (days(ks.policy.default_grace)) }
+                        td.hide-sm { (when(ks.created_at)) }
+                    }
+                }
+                @if list.is_empty() { tr { td.empty colspan="5" { "No keyspace yet." } } }
+            }
+        } } }
+        @if op.may_write() {
+            section.card aria-labelledby="new-ks" {
+                h2 #new-ks { "Create a keyspace" }
+                @if let Some(error) = error { div.notice.bad role="alert" { (error) } }
+                form.stack method="post" action="/dashboard/keyspaces" {
+                    (csrf(&op.csrf()))
+                    label { "Name" input type="text" name="name" required maxlength="200" value=[f.get("name")] placeholder="Production"; }
+                    label { "Prefix" span.hint { "Lower-case letters, digits and _; keys look like prefix_…" }
+                        input type="text" name="prefix" required maxlength="20" pattern="[a-z][a-z0-9_]*" value=[f.get("prefix")] placeholder="acme_live";
+                    }
+                    (policy_fields(None))
+                    button type="submit" { "Create keyspace" }
+                }
+            }
+        }
+    }
+}
+
+fn policy_fields(ks: Option<&Keyspace>) -> Markup {
+    let p = ks.map(|k| k.policy).unwrap_or_default();
+    let limit: Option<RateLimitBody> =
+        ks.and_then(|k| rate_limit_views(&k.ratelimits).into_iter().next());
+    html! {
+        fieldset {
+            legend { "Policy" }
+            div.row {
+                label { "Max key age (days)" input type="number" name="max_age_days" min="1" value=[p.max_key_age.map(|s| s / 86_400)]; }
+                label { "Default grace (hours)" input type="number" name="grace_hours" min="0" value=[p.default_grace.map(|s| s / 3600)]; }
+                label { "Expiry warning (days)" input type="number" name="warning_days" min="1" value=[p.expiry_warning.map(|s| s / 86_400)]; }
+            }
+        }
+        fieldset {
+            legend { "Default rate limit of every key" }
+            div.row {
+                label { "Requests" input type="number" name="rl_limit" min="1" value=[limit.as_ref().map(|l| l.limit)]; }
+                label { "Per"
+                    select name="rl_per" {
+                        @for (ms, name) in [(1000u64, "second"), (60_000, "minute"), (3_600_000, "hour"), (86_400_000, "day")] {
+                            option value=(ms) selected[limit.as_ref().is_some_and(|l| l.duration_ms == ms)] { (name) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+struct Policy {
+    max_key_age: Option<i64>,
+    default_grace: Option<i64>,
+    expiry_warning: Option<i64>,
+    ratelimits: Vec<RateLimitBody>,
+}
+
+fn policy_from(f: &Fields) -> Result<Policy, ServiceError> {
+    let scaled = |name: &str, label: &str, unit: i64| -> Result<Option<i64>, ServiceError> {
+        Ok(number::<i64>(f, name, label)?.map(|n| n.saturating_mul(unit)))
+    };
+    Ok(Policy {
+        max_key_age: scaled("max_age_days", "Max key age", 86_400)?,
+        default_grace: scaled("grace_hours", "Default grace", 3600)?,
+        expiry_warning: scaled("warning_days", "Expiry warning", 86_400)?,
+        ratelimits: match number::<u64>(f, "rl_limit", "Requests")? {
+            None => Vec::new(),
+            Some(limit) => vec![RateLimitBody {
+                name: "default".into(),
+                limit,
+                duration_ms: number::<u64>(f, "rl_per", "Per")?.unwrap_or(60_000),
+                burst: None,
+            }],
+        },
+    })
+}
+
+pub async fn create(State(state): State<AppState>, form: DashboardForm) -> Response {
+    let (op, f) = (&form.op, &form.fields);
+    let mut created = None;
+    let result = async {
+        op.actor.require(Scope::KeyspacesWrite)?;
+        let p = policy_from(f)?;
+        let input = CreateKeyspace {
+            name: f.get("name").unwrap_or("").to_owned(),
+            prefix: f.get("prefix").unwrap_or("").to_owned(),
+            max_key_age_seconds: p.max_key_age,
+            default_grace_seconds: p.default_grace,
+            expiry_warning_seconds: p.expiry_warning,
+            ratelimits: p.ratelimits,
+            alerts: Default::default(),
+            branding: BrandingBody::default(),
+        };
+        let idem = Idempotent::none(&state, &op.actor);
+        keyspaces::create(&state, &op.actor, input, &idem, |ks| {
+            created = Some(ks.id.clone());
+            Ok(Rendered {
+                status: 201,
+                body: zeroize::Zeroizing::new(Vec::new()),
+            })
+        })
+        .await
+    };
+    match result.await {
+        Ok(_) => Redirect::to(&format!(
+            "/dashboard/keyspaces/{}?done=created",
+            created.unwrap_or_default()
+        ))
+        .into_response(),
+        Err(ServiceError::Invalid { detail, .. } | ServiceError::Conflict { detail, .. }) => {
+            let list = all_keyspaces(&state, &op.actor).await.unwrap_or_default();
+            let mut r = html::dashboard(
+                op,
+                Section::Keyspaces,
+                "Keyspaces",
+                list_body(op, &list, Some(&detail), f),
+            );
+            *r.status_mut() = axum::http::StatusCode::BAD_REQUEST;
+            r
+        }
+        Err(e) => fail(e),
+    }
+}
+
+pub async fn page(
+    State(state): State<AppState>,
+    op: Operator,
+    Path(id): Path<String>,
+    raw: RawQuery,
+) -> Response {
+    let q = query(raw);
+    let result = async {
+        op.actor.require(Scope::KeyspacesRead)?;
+        let ks = keyspaces::find(&state, &op.actor, &id).await?;
+        let series = usage_report::series(
+            &state,
+            &op.actor,
+            UsageTarget::Keyspace(&id),
+            &SeriesParams::default(),
+        )
+        .await?;
+        Ok::<_, ServiceError>((ks, series))
+    };
+    let (ks, series) = match result.await {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    let b = &ks.branding;
+    let body = html! {
+        div.head {
+            div {
+                div.crumbs { a href="/dashboard/keyspaces" { "Keyspaces" } " / " span.mono { (ks.id) } }
+                h1 { (ks.name) }
+                p.muted { "Keys look like " code { (ks.prefix) "_<key id>_<secret>" } }
+            }
+            div.actions { a.button.secondary href={"/dashboard/keys?keyspace_id=" (ks.id)} { "Its keys" } }
+        }
+        (done_notice(q.get("done")))
+        section.card aria-labelledby="usage" {
+            h2 #usage { "Verifications, last 24 hours" }
+            (chart::usage("per hour", &series))
+        }
+        section.card aria-labelledby="settings" {
+            h2 #settings { "Settings" }
+            @if op.may_write() {
+                form.stack method="post" action={"/dashboard/keyspaces/" (ks.id)} {
+                    (csrf(&op.csrf()))
+                    label { "Name" input type="text" name="name" required maxlength="200" value=(ks.name); }
+                    (policy_fields(Some(&ks)))
+                    fieldset {
+                        legend { "Customer portal branding" }
+                        div.row {
+                            label { "Company name" input type="text" name="brand_name" maxlength="200" value=[b.name.as_deref()]; }
+                            label { "Accent colour" input type="text" name="brand_color" placeholder="#4f46e5" pattern="#[0-9a-fA-F]{6}" value=[b.accent_color.as_deref()]; }
+                        }
+                        label { "Logo address" span.hint { "https:// only" } input type="url" name="brand_logo" value=[b.logo_url.as_deref()]; }
+                    }
+                    button type="submit" { "Save settings" }
+                }
+            } @else {
+                dl.facts {
+                    dt { "Max key age" } dd { (days(ks.policy.max_key_age)) }
+                    dt { "Default grace" } dd { (days(ks.policy.default_grace)) }
+                    dt { "Expiry warning" } dd { (days(ks.policy.expiry_warning.or(Some(keyhaven_store::DEFAULT_EXPIRY_WARNING)))) }
+                    dt { "Portal name" } dd { (b.name.as_deref().unwrap_or("—")) }
+                }
+            }
+        }
+    };
+    html::dashboard(&op, Section::Keyspaces, &ks.name, body)
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    form: DashboardForm,
+) -> Response {
+    let f = &form.fields;
+    let result = async {
+        form.op.actor.require(Scope::KeyspacesWrite)?;
+        let p = policy_from(f)?;
+        let input = UpdateKeyspace {
+            name: f.opt("name"),
+            max_key_age_seconds: Some(p.max_key_age),
+            default_grace_seconds: Some(p.default_grace),
+            expiry_warning_seconds: Some(p.expiry_warning),
+            ratelimits: Some(p.ratelimits),
+            alerts: None,
+            branding: Some(BrandingBody {
+                name: f.opt("brand_name"),
+                logo_url: f.opt("brand_logo"),
+                accent_color: f.opt("brand_color"),
+            }),
+        };
+        keyspaces::update(&state, &form.op.actor, &id, input).await
+    };
+    match result.await {
+        Ok(_) => Redirect::to(&format!("/dashboard/keyspaces/{id}?done=updated")).into_response(),
+        Err(e) => fail(e),
+    }
+}
