@@ -59,7 +59,7 @@ async fn browser(base: &str) -> Option<Browser> {
             std::env::var("CI").as_deref() != Ok("true"),
             "chromium and chromedriver are required under CI (apt-get install chromium chromium-driver)"
         );
-        eprintln!("SKIPPED: the browser suite needs chromium and chromedriver");
+        println!("SKIPPED: the browser suite needs chromium and chromedriver");
         return None;
     };
     let port = helpers::free_port();
@@ -86,7 +86,8 @@ async fn browser(base: &str) -> Option<Browser> {
             .await
         {
             Ok(client) => {
-                let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
+                let shots =
+                    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
                 std::fs::create_dir_all(&shots).unwrap();
                 return Some(Browser {
                     client,
@@ -104,7 +105,10 @@ async fn browser(base: &str) -> Option<Browser> {
 
 impl Browser {
     async fn go(&self, path: &str) {
-        self.client.goto(&format!("{}{path}", self.base)).await.unwrap();
+        self.client
+            .goto(&format!("{}{path}", self.base))
+            .await
+            .unwrap();
     }
 
     async fn path(&self) -> String {
@@ -116,21 +120,35 @@ impl Browser {
     }
 
     async fn fill(&self, name: &str, value: &str) {
-        let field = self.client.find(Locator::Css(&format!("[name='{name}']"))).await.unwrap();
+        let field = self
+            .client
+            .find(Locator::Css(&format!("[name='{name}']")))
+            .await
+            .unwrap();
         field.clear().await.unwrap();
         field.send_keys(value).await.unwrap();
     }
 
     async fn select(&self, name: &str, value: &str) {
-        let field = self.client.find(Locator::Css(&format!("select[name='{name}']"))).await.unwrap();
+        let field = self
+            .client
+            .find(Locator::Css(&format!("select[name='{name}']")))
+            .await
+            .unwrap();
         field.select_by_value(value).await.unwrap();
     }
 
     /// Clicks the button, link or disclosure with this text; when that navigates (a link,
     /// a submit button), waits until the new page has replaced the old one.
     async fn click(&self, text: &str) {
-        let xpath = format!("//button[normalize-space()='{text}'] | //a[normalize-space()='{text}'] | //summary[normalize-space()='{text}']");
-        let element = self.client.find(Locator::XPath(&xpath)).await.unwrap_or_else(|e| panic!("no `{text}` to click: {e}"));
+        let xpath = format!(
+            "//button[normalize-space()='{text}'] | //a[normalize-space()='{text}'] | //summary[normalize-space()='{text}']"
+        );
+        let element = self
+            .client
+            .find(Locator::XPath(&xpath))
+            .await
+            .unwrap_or_else(|e| panic!("no `{text}` to click: {e}"));
         let navigates = element.tag_name().await.unwrap() != "summary"
             && element.attr("type").await.unwrap().as_deref() != Some("button");
         element.click().await.unwrap();
@@ -141,17 +159,34 @@ impl Browser {
                 }
                 tokio::time::sleep(Duration::from_millis(25)).await;
             }
-            self.client.wait().for_element(Locator::Css("body")).await.unwrap();
+            self.client
+                .wait()
+                .for_element(Locator::Css("body"))
+                .await
+                .unwrap();
         }
     }
 
     async fn has(&self, text: &str) -> bool {
-        let xpath = format!("//button[normalize-space()='{text}'] | //a[normalize-space()='{text}'] | //summary[normalize-space()='{text}']");
-        !self.client.find_all(Locator::XPath(&xpath)).await.unwrap().is_empty()
+        let xpath = format!(
+            "//button[normalize-space()='{text}'] | //a[normalize-space()='{text}'] | //summary[normalize-space()='{text}']"
+        );
+        !self
+            .client
+            .find_all(Locator::XPath(&xpath))
+            .await
+            .unwrap()
+            .is_empty()
     }
 
     async fn text(&self, css: &str) -> String {
-        self.client.find(Locator::Css(css)).await.unwrap().text().await.unwrap()
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     }
 
     async fn heading(&self) -> String {
@@ -188,7 +223,9 @@ impl Browser {
             )
             .await
             .unwrap();
-        status.as_u64().unwrap_or_else(|| panic!("fetch failed: {status}"))
+        status
+            .as_u64()
+            .unwrap_or_else(|| panic!("fetch failed: {status}"))
     }
 
     /// Every visible form field has a label, and the page is no wider than the window.
@@ -204,16 +241,32 @@ impl Browser {
             )
             .await
             .unwrap();
-        assert_eq!(report["unlabelled"], json!([]), "fields without a label on {}", self.path().await);
+        assert_eq!(
+            report["unlabelled"],
+            json!([]),
+            "fields without a label on {}",
+            self.path().await
+        );
         let scroll = report["width"].as_u64().unwrap();
-        assert!(scroll <= width, "{} is {scroll}px wide in a {width}px window", self.path().await);
+        assert!(
+            scroll <= width,
+            "{} is {scroll}px wide in a {width}px window",
+            self.path().await
+        );
     }
 }
 
 async fn add_operator(app: &TestApp, email: &str, role: OperatorRole) {
-    operators::create(app.store.as_ref(), &Actor::local("cli"), email, role, SecretString::from(PASSWORD), app.clock.now())
-        .await
-        .unwrap();
+    operators::create(
+        app.store.as_ref(),
+        &Actor::local("cli"),
+        email,
+        role,
+        SecretString::from(PASSWORD),
+        app.clock.now(),
+    )
+    .await
+    .unwrap();
 }
 
 async fn verify_code(app: &TestApp, key: &str) -> String {
@@ -222,13 +275,18 @@ async fn verify_code(app: &TestApp, key: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_creates_rotates_and_revokes_a_key_in_the_browser() {
-    let app = spawn_app().await;
-    let Some(b) = browser(&app.base).await else { return };
+    let app = helpers::spawn_app_with(|c| c.usage_flush_interval_ms = 100).await;
+    let Some(b) = browser(&app.base).await else {
+        return;
+    };
     add_operator(&app, "ann@example.com", OperatorRole::Admin).await;
 
     // Sign in.
     b.go("/dashboard/").await;
-    assert!(b.path().await.starts_with("/dashboard/login"), "sent to sign in");
+    assert!(
+        b.path().await.starts_with("/dashboard/login"),
+        "sent to sign in"
+    );
     b.shot("01-sign-in").await;
     b.sign_in("ann@example.com", PASSWORD).await;
     assert_eq!(b.path().await, "/dashboard/");
@@ -272,7 +330,6 @@ async fn operator_creates_rotates_and_revokes_a_key_in_the_browser() {
     b.click("I have copied it: show the key").await;
     assert_eq!(b.path().await, format!("/dashboard/keys/{key_id}"));
     assert!(!b.client.source().await.unwrap().contains(&plaintext));
-    b.shot("06-key").await;
 
     // Rotate with a grace period: both keys verify until it ends.
     b.click("Rotate…").await;
@@ -282,10 +339,17 @@ async fn operator_creates_rotates_and_revokes_a_key_in_the_browser() {
     let successor = b.text("#plaintext").await;
     assert_ne!(successor, plaintext);
     assert_eq!(verify_code(&app, &successor).await, "VALID");
-    assert_eq!(verify_code(&app, &plaintext).await, "VALID", "within the grace period");
+    assert_eq!(
+        verify_code(&app, &plaintext).await,
+        "VALID",
+        "within the grace period"
+    );
     b.click("I have copied it: show the new key").await;
     let successor_id = successor.split('_').nth(2).unwrap().to_owned();
-    assert!(b.body().await.contains(&key_id), "the rotation chain names the old key");
+    assert!(
+        b.body().await.contains(&key_id),
+        "the rotation chain names the old key"
+    );
 
     // Revoke the new key with a reason.
     b.click("Revoke…").await;
@@ -297,6 +361,10 @@ async fn operator_creates_rotates_and_revokes_a_key_in_the_browser() {
 
     // Disable and enable the old key.
     b.go(&format!("/dashboard/keys/{key_id}")).await;
+    assert!(
+        !b.body().await.contains("No verifications in this period"),
+        "its verifications are charted"
+    );
     b.click("Disable").await;
     assert_eq!(verify_code(&app, &plaintext).await, "DISABLED");
     b.click("Enable").await;
@@ -307,15 +375,29 @@ async fn operator_creates_rotates_and_revokes_a_key_in_the_browser() {
     b.select("state", "revoked").await;
     b.click("Apply").await;
     let listed = b.body().await;
-    assert!(listed.contains(&successor_id) && !listed.contains(&key_id), "{listed}");
+    assert!(
+        listed.contains(&successor_id) && !listed.contains(&key_id),
+        "{listed}"
+    );
     b.go("/dashboard/keys?search=production").await;
     b.shot("08-keys").await;
 
     // The audit log names the operator for every change.
-    b.go("/dashboard/audit?actor=operator%3Aann%40example.com").await;
+    b.go("/dashboard/audit?actor=operator%3Aann%40example.com")
+        .await;
     let audit = b.body().await;
-    for action in ["keyspace.create", "key.create", "key.rotate", "key.revoke", "key.update", "operator.login"] {
-        assert!(audit.contains(action), "{action} missing from the audit page");
+    for action in [
+        "keyspace.create",
+        "key.create",
+        "key.rotate",
+        "key.revoke",
+        "key.update",
+        "operator.login",
+    ] {
+        assert!(
+            audit.contains(action),
+            "{action} missing from the audit page"
+        );
     }
     assert!(!audit.contains(&plaintext[plaintext.len() - 12..]));
     b.shot("09-audit").await;
@@ -327,17 +409,37 @@ async fn operator_creates_rotates_and_revokes_a_key_in_the_browser() {
     // Root keys: created (shown once), listed, revoked.
     b.go("/dashboard/root-keys").await;
     b.fill("name", "billing service").await;
-    b.client.find(Locator::Css("input[name=scopes][value='keys:verify']")).await.unwrap().click().await.unwrap();
+    b.client
+        .find(Locator::Css("input[name=scopes][value='keys:verify']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     b.click("Create root key").await;
     let root = b.text("#plaintext").await;
     assert!(root.starts_with("kh_root_"));
     assert_eq!(verify_code(&app, &plaintext).await, "VALID");
-    let (status, _) = app.send_as(&root, Method::POST, "/v1/keys/verify", Some(&json!({"key": plaintext}))).await;
+    let (status, _) = app
+        .send_as(
+            &root,
+            Method::POST,
+            "/v1/keys/verify",
+            Some(&json!({"key": plaintext})),
+        )
+        .await;
     assert_eq!(status, 200, "the new root key works");
     b.click("I have copied it: back to root keys").await;
     b.click("Revoke…").await;
     b.click("Revoke").await;
-    let (status, _) = app.send_as(&root, Method::POST, "/v1/keys/verify", Some(&json!({"key": plaintext}))).await;
+    let (status, _) = app
+        .send_as(
+            &root,
+            Method::POST,
+            "/v1/keys/verify",
+            Some(&json!({"key": plaintext})),
+        )
+        .await;
     assert_eq!(status, 401, "a revoked root key no longer authenticates");
     b.shot("11-root-keys").await;
 
@@ -349,18 +451,37 @@ async fn operator_creates_rotates_and_revokes_a_key_in_the_browser() {
 
     // At 375 px wide nothing overflows.
     b.client.set_window_size(375, 800).await.unwrap();
-    for path in ["/dashboard/", &format!("/dashboard/keys/{key_id}"), "/dashboard/keys", "/dashboard/audit"] {
+    for path in [
+        "/dashboard/",
+        &format!("/dashboard/keys/{key_id}"),
+        "/dashboard/keys",
+        "/dashboard/audit",
+    ] {
         b.go(path).await;
         b.check_accessible_layout(375).await;
     }
     b.go(&format!("/dashboard/keys/{key_id}")).await;
     b.shot("14-key-mobile").await;
+    b.client.set_window_size(1280, 1400).await.unwrap();
+    b.go(&format!("/dashboard/keys/{key_id}")).await;
+    b.shot("06-key").await;
 
     // A forged form (no CSRF token) is refused, and so is one with a wrong token.
     b.client.set_window_size(1280, 1000).await.unwrap();
     b.go("/dashboard/").await;
-    assert_eq!(b.post_from_page(&format!("/dashboard/keys/{key_id}/revoke"), "reason=forged").await, 403);
-    assert_eq!(b.post_from_page(&format!("/dashboard/keys/{key_id}/revoke"), "csrf=wrong&reason=forged").await, 403);
+    assert_eq!(
+        b.post_from_page(&format!("/dashboard/keys/{key_id}/revoke"), "reason=forged")
+            .await,
+        403
+    );
+    assert_eq!(
+        b.post_from_page(
+            &format!("/dashboard/keys/{key_id}/revoke"),
+            "csrf=wrong&reason=forged"
+        )
+        .await,
+        403
+    );
     assert_eq!(verify_code(&app, &plaintext).await, "VALID");
 
     // Sign out.
@@ -374,14 +495,19 @@ async fn operator_creates_rotates_and_revokes_a_key_in_the_browser() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_viewer_sees_no_buttons_and_cannot_post() {
     let app = spawn_app().await;
-    let Some(b) = browser(&app.base).await else { return };
+    let Some(b) = browser(&app.base).await else {
+        return;
+    };
     add_operator(&app, "vic@example.com", OperatorRole::Viewer).await;
     let ks = app.create_keyspace("acme_live").await;
-    let key = app.create_key(json!({"keyspace_id": ks.id, "name": "prod"})).await;
+    let key = app
+        .create_key(json!({"keyspace_id": ks.id, "name": "prod"}))
+        .await;
     b.sign_in("vic@example.com", PASSWORD).await;
     assert_eq!(b.heading().await, "Overview");
     assert!(!b.has("Create key").await);
-    b.go(&format!("/dashboard/keys/{}", key.record.key_id)).await;
+    b.go(&format!("/dashboard/keys/{}", key.record.key_id))
+        .await;
     assert_eq!(b.heading().await, "prod active");
     for button in ["Rotate…", "Revoke…", "Disable", "Edit…"] {
         assert!(!b.has(button).await, "a viewer sees {button}");
@@ -392,9 +518,25 @@ async fn a_viewer_sees_no_buttons_and_cannot_post() {
     b.go("/dashboard/root-keys").await;
     assert!(!b.has("Create root key").await);
     // Even with a valid CSRF token, a viewer's POST is refused.
-    b.go(&format!("/dashboard/keys/{}", key.record.key_id)).await;
-    let csrf = b.client.find(Locator::Css("input[name=csrf]")).await.unwrap().attr("value").await.unwrap().unwrap();
-    assert_eq!(b.post_from_page(&format!("/dashboard/keys/{}/revoke", key.record.key_id), &format!("csrf={csrf}")).await, 403);
+    b.go(&format!("/dashboard/keys/{}", key.record.key_id))
+        .await;
+    let csrf = b
+        .client
+        .find(Locator::Css("input[name=csrf]"))
+        .await
+        .unwrap()
+        .attr("value")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        b.post_from_page(
+            &format!("/dashboard/keys/{}/revoke", key.record.key_id),
+            &format!("csrf={csrf}")
+        )
+        .await,
+        403
+    );
     assert_eq!(verify_code(&app, &key.key).await, "VALID");
     b.client.clone().close().await.unwrap();
 }
@@ -402,21 +544,28 @@ async fn a_viewer_sees_no_buttons_and_cannot_post() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_wrong_passwords_throttle_sign_in() {
     let app = spawn_app().await;
-    let Some(b) = browser(&app.base).await else { return };
+    let Some(b) = browser(&app.base).await else {
+        return;
+    };
     add_operator(&app, "ann@example.com", OperatorRole::Admin).await;
     for _ in 0..10 {
         b.sign_in("ann@example.com", "wrong password").await;
         assert!(b.body().await.contains("Wrong email address or password."));
     }
     b.sign_in("ann@example.com", PASSWORD).await;
-    assert!(b.body().await.contains("Too many failed sign-ins"), "throttled, even with the right password");
+    assert!(
+        b.body().await.contains("Too many failed sign-ins"),
+        "throttled, even with the right password"
+    );
     assert!(b.path().await.starts_with("/dashboard/login"));
     b.shot("16-sign-in-throttled").await;
     b.client.clone().close().await.unwrap();
 }
 
 async fn portal_path(app: &TestApp, body: Value) -> String {
-    let (status, answer) = app.send(Method::POST, "/v1/portal/sessions", Some(&body)).await;
+    let (status, answer) = app
+        .send(Method::POST, "/v1/portal/sessions", Some(&body))
+        .await;
     assert_eq!(status, 201, "{answer}");
     let url = answer["url"].as_str().unwrap();
     url[url.find("/portal/start/").unwrap()..].to_owned()
@@ -425,18 +574,42 @@ async fn portal_path(app: &TestApp, body: Value) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_customer_manages_their_own_keys_in_the_portal() {
     let app = spawn_app().await;
-    let Some(b) = browser(&app.base).await else { return };
+    let Some(b) = browser(&app.base).await else {
+        return;
+    };
     let (_, ks) = app
-        .send(Method::POST, "/v1/keyspaces", Some(&json!({
-            "name": "Acme live", "prefix": "acme_live", "default_grace_seconds": 3600,
-            "branding": {"name": "Acme", "accent_color": "#0f766e"}
-        })))
+        .send(
+            Method::POST,
+            "/v1/keyspaces",
+            Some(&json!({
+                "name": "Acme live", "prefix": "acme_live", "default_grace_seconds": 3600,
+                "branding": {"name": "Acme", "accent_color": "#0f766e"}
+            })),
+        )
         .await;
     let ks_id = ks["id"].as_str().unwrap().to_owned();
-    let (_, a) = app.send(Method::POST, "/v1/owners", Some(&json!({"external_id": "cus_a"}))).await;
-    let (_, other) = app.send(Method::POST, "/v1/owners", Some(&json!({"external_id": "cus_b"}))).await;
-    let b_key = app.create_key(json!({"keyspace_id": ks_id, "owner_id": other["id"], "name": "B's key"})).await;
-    let link = portal_path(&app, json!({"owner_id": a["id"], "return_url": "https://acme.example/account"})).await;
+    let (_, a) = app
+        .send(
+            Method::POST,
+            "/v1/owners",
+            Some(&json!({"external_id": "cus_a"})),
+        )
+        .await;
+    let (_, other) = app
+        .send(
+            Method::POST,
+            "/v1/owners",
+            Some(&json!({"external_id": "cus_b"})),
+        )
+        .await;
+    let b_key = app
+        .create_key(json!({"keyspace_id": ks_id, "owner_id": other["id"], "name": "B's key"}))
+        .await;
+    let link = portal_path(
+        &app,
+        json!({"owner_id": a["id"], "return_url": "https://acme.example/account"}),
+    )
+    .await;
 
     b.go(&link).await;
     assert_eq!(b.path().await, "/portal/");
@@ -445,7 +618,10 @@ async fn a_customer_manages_their_own_keys_in_the_portal() {
     assert!(!b.body().await.contains("B's key"));
     let accent = b
         .client
-        .execute("return getComputedStyle(document.documentElement).getPropertyValue('--accent').trim()", vec![])
+        .execute(
+            "return getComputedStyle(document.documentElement).getPropertyValue('--accent').trim()",
+            vec![],
+        )
         .await
         .unwrap();
     assert_eq!(accent, json!("#0f766e"), "the keyspace's accent colour");
@@ -458,7 +634,11 @@ async fn a_customer_manages_their_own_keys_in_the_portal() {
     assert!(b.has("Copy").await);
     assert_eq!(verify_code(&app, &plaintext).await, "VALID");
     let verified = app.verify(&plaintext).await;
-    assert_eq!(verified.owner.as_ref().map(|o| o.id.as_str()), a["id"].as_str(), "the key is the customer's");
+    assert_eq!(
+        verified.owner.as_ref().map(|o| o.id.as_str()),
+        a["id"].as_str(),
+        "the key is the customer's"
+    );
     b.shot("17-portal-key-created").await;
     b.click("I have copied it").await;
     assert!(!b.client.source().await.unwrap().contains(&plaintext));
@@ -483,13 +663,33 @@ async fn a_customer_manages_their_own_keys_in_the_portal() {
     // The link was single-use: opening it again starts nothing.
     b.client.delete_all_cookies().await.unwrap();
     b.go(&link).await;
-    assert_eq!(b.heading().await, "This link has expired or was already used");
+    assert_eq!(
+        b.heading().await,
+        "This link has expired or was already used"
+    );
     b.shot("20-portal-link-used").await;
     b.go("/portal/").await;
     assert_eq!(b.heading().await, "Your session has ended");
 
-    let (_, audit) = app.send(Method::GET, &format!("/v1/audit-events?actor=portal:{}", a["id"].as_str().unwrap()), None).await;
-    let actions: Vec<&str> = audit["data"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
-    assert_eq!(actions, ["key.revoke", "key.create", "portal.session.start"]);
+    let (_, audit) = app
+        .send(
+            Method::GET,
+            &format!(
+                "/v1/audit-events?actor=portal:{}",
+                a["id"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await;
+    let actions: Vec<&str> = audit["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["key.revoke", "key.create", "portal.session.start"]
+    );
     b.client.clone().close().await.unwrap();
 }

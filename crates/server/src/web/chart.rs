@@ -64,6 +64,9 @@ pub fn usage(caption: &str, series: &Series) -> Markup {
             *t = t.saturating_add(*n);
         }
     }
+    if totals.iter().all(|n| *n == 0) {
+        return html! { p.muted { "No verifications in this period (" (caption) ")." } };
+    }
     let max = per_bucket
         .iter()
         .map(|s| s.iter().sum::<u64>())

@@ -9,7 +9,7 @@ use keyhaven_service::validate::rfc3339;
 use keyhaven_store::{Branding, Timestamp};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
-use super::session::Operator;
+use keyhaven_store::OperatorRole;
 
 /// The dashboard's sections, for its navigation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,8 +47,16 @@ fn head(title: &str, extra_css: Option<&str>) -> Markup {
     }
 }
 
+/// Who is signed in, as the dashboard's frame shows them.
+#[derive(Debug)]
+pub struct SignedIn<'a> {
+    pub email: &'a str,
+    pub role: OperatorRole,
+    pub csrf: String,
+}
+
 /// A dashboard page: the frame around `body`.
-pub fn dashboard(op: &Operator, section: Section, title: &str, body: Markup) -> Response {
+pub fn dashboard(op: &SignedIn<'_>, section: Section, title: &str, body: Markup) -> Response {
     let page = html! {
         (DOCTYPE)
         html lang="en" {
@@ -67,9 +75,9 @@ pub fn dashboard(op: &Operator, section: Section, title: &str, body: Markup) -> 
                         }
                     }
                     div.who {
-                        span { (op.operator.email) " " span class={"badge " (op.operator.role.as_str())} { (op.operator.role.as_str()) } }
+                        span { (op.email) " " span class={"badge " (op.role.as_str())} { (op.role.as_str()) } }
                         form method="post" action="/dashboard/logout" {
-                            (csrf(&op.csrf()))
+                            (csrf(&op.csrf))
                             button type="submit" { "Sign out" }
                         }
                     }
@@ -248,10 +256,10 @@ pub fn pager(base: &str, query: &[(&str, Option<&str>)], cursor: Option<&str>) -
     let mut href = format!("{base}?");
     for (k, v) in query {
         if let Some(v) = v.filter(|v| !v.is_empty()) {
-            href.push_str(&format!("{k}={}&", super::session::url_encode(v)));
+            href.push_str(&format!("{k}={}&", url_encode(v)));
         }
     }
-    href.push_str(&format!("cursor={}", super::session::url_encode(cursor)));
+    href.push_str(&format!("cursor={}", url_encode(cursor)));
     html! { div.pager { a.button.secondary href=(href) { "Next page →" } } }
 }
 
@@ -272,4 +280,17 @@ pub fn secret_once(id: &str, what: &str, secret: &str) -> Markup {
 /// Raw markup made by this crate (the SVG charts).
 pub fn trusted(markup: String) -> Markup {
     PreEscaped(markup)
+}
+
+/// Percent-encodes everything but unreserved characters.
+pub fn url_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }

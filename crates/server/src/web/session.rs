@@ -88,6 +88,16 @@ impl Operator {
     pub fn may_write(&self) -> bool {
         self.actor.may_write()
     }
+
+    /// A dashboard page for this operator: the frame around `body`.
+    pub fn page(&self, section: html::Section, title: &str, body: maud::Markup) -> Response {
+        let who = html::SignedIn {
+            email: &self.operator.email,
+            role: self.operator.role,
+            csrf: self.csrf(),
+        };
+        html::dashboard(&who, section, title, body)
+    }
 }
 
 /// Where a request without a live session is sent: the sign-in page, which brings it
@@ -98,24 +108,12 @@ fn to_login(parts: &Parts) -> Response {
         && path != "/dashboard/"
         && path.starts_with("/dashboard/")
     {
-        let next: String = url_encode(parts.uri.path_and_query().map_or(path, |p| p.as_str()));
+        let next: String =
+            html::url_encode(parts.uri.path_and_query().map_or(path, |p| p.as_str()));
         Redirect::to(&format!("/dashboard/login?next={next}")).into_response()
     } else {
         Redirect::to("/dashboard/login").into_response()
     }
-}
-
-/// Percent-encodes everything but unreserved characters.
-pub fn url_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 impl FromRequestParts<AppState> for Operator {

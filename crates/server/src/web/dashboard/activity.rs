@@ -10,7 +10,7 @@ use maud::html;
 
 use super::{fail, page_at, query};
 use crate::state::AppState;
-use crate::web::html::{self, Section, pager, when};
+use crate::web::html::{Section, pager, when};
 use crate::web::session::{Fields, Operator};
 
 fn tabs(current: &str) -> maud::Markup {
@@ -82,7 +82,7 @@ async fn render_audit(
         } } }
         (pager("/dashboard/audit", &[("actor", filter.actor.as_deref()), ("action", filter.action.as_deref()), ("target_id", filter.target_id.as_deref()), ("keyspace_id", filter.keyspace_id.as_deref())], next.as_deref()))
     };
-    Ok(html::dashboard(op, Section::Activity, "Audit log", body))
+    Ok(op.page(Section::Activity, "Audit log", body))
 }
 
 pub async fn events(State(state): State<AppState>, op: Operator, raw: RawQuery) -> Response {
@@ -142,5 +142,5 @@ async fn render_events(
         } } }
         (pager("/dashboard/events", &[("type", filter.kind.as_deref()), ("key_id", filter.key_id.as_deref()), ("keyspace_id", filter.keyspace_id.as_deref())], next.as_deref()))
     };
-    Ok(html::dashboard(op, Section::Activity, "Events", body))
+    Ok(op.page(Section::Activity, "Events", body))
 }

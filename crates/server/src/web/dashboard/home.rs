@@ -10,7 +10,7 @@ use maud::html;
 
 use super::fail;
 use crate::state::AppState;
-use crate::web::html::{self, Section, when};
+use crate::web::html::{Section, when};
 use crate::web::session::Operator;
 
 pub async fn page(State(state): State<AppState>, op: Operator) -> Response {
@@ -96,5 +96,5 @@ pub async fn page(State(state): State<AppState>, op: Operator) -> Response {
             }
         }
     };
-    html::dashboard(&op, Section::Overview, "Overview", body)
+    op.page(Section::Overview, "Overview", body)
 }

@@ -208,7 +208,7 @@ async fn render(
             }
         }
     };
-    Ok(html::dashboard(op, Section::Keys, &title, body))
+    Ok(op.page(Section::Keys, &title, body))
 }
 
 fn actions(op: &Operator, found: &KeyForVerify, key_state: KeyState) -> Markup {
@@ -410,7 +410,7 @@ pub async fn rotate(
                     div.actions { a.button href={"/dashboard/keys/" (new_id)} { "I have copied it: show the new key" } }
                 }
             };
-            html::dashboard(op, Section::Keys, "Key rotated", body)
+            op.page(Section::Keys, "Key rotated", body)
         }
         Err(e) => fail(e),
     }

@@ -149,7 +149,7 @@ async fn render_list(
         } } }
         (pager("/dashboard/keys", &[("search", search.as_deref()), ("keyspace_id", keyspace.as_deref()), ("owner_id", owner.as_deref()), ("state", state_filter.as_deref()), ("sort", Some(sort_name))], next.as_deref()))
     };
-    Ok(html::dashboard(op, Section::Keys, "Keys", body))
+    Ok(op.page(Section::Keys, "Keys", body))
 }
 
 /// The fields of a key's limits, shared by the create and edit forms.
@@ -258,8 +258,7 @@ pub async fn new(State(state): State<AppState>, op: Operator, raw: RawQuery) -> 
         Err(e) => return fail(e),
     };
     let q = query(raw);
-    html::dashboard(
-        &op,
+    op.page(
         Section::Keys,
         "Create a key",
         new_form(&op, &keyspaces, None, &q),
@@ -301,11 +300,10 @@ pub async fn create(State(state): State<AppState>, form: DashboardForm) -> Respo
         .await
     };
     match attempt.await {
-        Ok(body) => html::dashboard(op, Section::Keys, "Key created", body),
+        Ok(body) => op.page(Section::Keys, "Key created", body),
         Err(ServiceError::Invalid { detail, .. }) => {
             let keyspaces = all_keyspaces(&state, &op.actor).await.unwrap_or_default();
-            let mut response = html::dashboard(
-                op,
+            let mut response = op.page(
                 Section::Keys,
                 "Create a key",
                 new_form(op, &keyspaces, Some(&detail), f),

@@ -16,7 +16,7 @@ use super::keys::all_keyspaces;
 use super::{fail, number, query};
 use crate::state::AppState;
 use crate::web::chart;
-use crate::web::html::{self, Section, csrf, done_notice, when};
+use crate::web::html::{Section, csrf, done_notice, when};
 use crate::web::session::{DashboardForm, Fields, Operator};
 
 fn days(seconds: Option<i64>) -> String {
@@ -31,8 +31,7 @@ fn days(seconds: Option<i64>) -> String {
 pub async fn list(State(state): State<AppState>, op: Operator, raw: RawQuery) -> Response {
     let q = query(raw);
     match all_keyspaces(&state, &op.actor).await {
-        Ok(list) => html::dashboard(
-            &op,
+        Ok(list) => op.page(
             Section::Keyspaces,
             "Keyspaces",
             list_body(&op, &list, None, &q),
@@ -168,8 +167,7 @@ pub async fn create(State(state): State<AppState>, form: DashboardForm) -> Respo
         .into_response(),
         Err(ServiceError::Invalid { detail, .. } | ServiceError::Conflict { detail, .. }) => {
             let list = all_keyspaces(&state, &op.actor).await.unwrap_or_default();
-            let mut r = html::dashboard(
-                op,
+            let mut r = op.page(
                 Section::Keyspaces,
                 "Keyspaces",
                 list_body(op, &list, Some(&detail), f),
@@ -246,7 +244,7 @@ pub async fn page(
             }
         }
     };
-    html::dashboard(&op, Section::Keyspaces, &ks.name, body)
+    op.page(Section::Keyspaces, &ks.name, body)
 }
 
 pub async fn update(

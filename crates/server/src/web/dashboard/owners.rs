@@ -13,7 +13,7 @@ use maud::html;
 use super::{fail, page_at, query};
 use crate::state::AppState;
 use crate::web::chart;
-use crate::web::html::{self, Section, csrf, done_notice, pager, state_badge, when, when_opt};
+use crate::web::html::{Section, csrf, done_notice, pager, state_badge, when, when_opt};
 use crate::web::session::{DashboardForm, Fields, Operator};
 
 pub async fn list(State(state): State<AppState>, op: Operator, raw: RawQuery) -> Response {
@@ -83,7 +83,7 @@ async fn render_list(
             }
         }
     };
-    Ok(html::dashboard(op, Section::Owners, "Owners", body))
+    Ok(op.page(Section::Owners, "Owners", body))
 }
 
 pub async fn create(State(state): State<AppState>, form: DashboardForm) -> Response {
@@ -179,5 +179,5 @@ async fn render(state: &AppState, op: &Operator, id: &str) -> Result<Response, S
             @if listed.page.next.is_some() { p { a href={"/dashboard/keys?owner_id=" (owner.id)} { "All their keys →" } } }
         }
     };
-    Ok(html::dashboard(op, Section::Owners, "Owner", body))
+    Ok(op.page(Section::Owners, "Owner", body))
 }

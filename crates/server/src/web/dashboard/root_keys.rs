@@ -85,7 +85,7 @@ pub async fn list(State(state): State<AppState>, op: Operator, raw: RawQuery) ->
             }
         }
     };
-    html::dashboard(&op, Section::RootKeys, "Root keys", body)
+    op.page(Section::RootKeys, "Root keys", body)
 }
 
 pub async fn create(State(state): State<AppState>, form: DashboardForm) -> Response {
@@ -116,7 +116,7 @@ pub async fn create(State(state): State<AppState>, form: DashboardForm) -> Respo
                     div.actions { a.button href="/dashboard/root-keys" { "I have copied it: back to root keys" } }
                 }
             };
-            html::dashboard(op, Section::RootKeys, "Root key created", body)
+            op.page(Section::RootKeys, "Root key created", body)
         }
         Err(RootKeyError::Invalid(detail)) => fail(ServiceError::invalid(detail)),
         Err(RootKeyError::Unexpected(e)) => fail(ServiceError::Unexpected(e)),

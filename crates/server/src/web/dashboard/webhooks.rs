@@ -75,7 +75,7 @@ pub async fn list(State(state): State<AppState>, op: Operator, raw: RawQuery) ->
             }
         }
     };
-    html::dashboard(&op, Section::Webhooks, "Webhooks", body)
+    op.page(Section::Webhooks, "Webhooks", body)
 }
 
 pub async fn create(State(state): State<AppState>, form: DashboardForm) -> Response {
@@ -119,7 +119,7 @@ pub async fn create(State(state): State<AppState>, form: DashboardForm) -> Respo
                     div.actions { a.button href={"/dashboard/webhooks/" (id)} { "I have copied it: show the endpoint" } }
                 }
             };
-            html::dashboard(op, Section::Webhooks, "Endpoint added", body)
+            op.page(Section::Webhooks, "Endpoint added", body)
         }
         Err(e) => fail(e),
     }
@@ -199,7 +199,7 @@ pub async fn page(
         }
         (pager(&format!("/dashboard/webhooks/{}", hook.id), &[("status", status.as_deref())], next.as_deref()))
     };
-    html::dashboard(&op, Section::Webhooks, "Webhook", body)
+    op.page(Section::Webhooks, "Webhook", body)
 }
 
 pub async fn resend(

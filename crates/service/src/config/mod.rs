@@ -11,6 +11,11 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+mod values;
+
+use values::without_password;
+pub use values::{LogFormat, MetricsListen, RatelimitFallback};
+
 /// Environment variables read outside this struct (so not "unknown").
 pub const OTHER_ENV: &[&str] = &[
     "KEYHAVEN_PEPPER",
@@ -218,75 +223,6 @@ impl std::fmt::Debug for Config {
             )
             .finish()
     }
-}
-
-/// `scheme://user:password@host…` → `scheme://user:<redacted>@host…`.
-fn without_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority = rest.split('/').next().unwrap_or(rest);
-    match authority
-        .rsplit_once('@')
-        .map(|(userinfo, _)| userinfo.len())
-    {
-        Some(at) => {
-            let (userinfo, host) = rest.split_at(at);
-            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            format!("{scheme}://{user}:<redacted>{host}")
-        }
-        None => url.to_owned(),
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RatelimitFallback {
-    LocalShare,
-    Deny,
-}
-
-/// Where `/metrics` is served.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MetricsListen {
-    /// On the main listener, beside the API.
-    Main,
-    /// Nowhere.
-    Off,
-    /// On a listener of its own, which serves nothing else.
-    Address(SocketAddr),
-}
-
-impl Serialize for MetricsListen {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Self::Main => serializer.serialize_str("main"),
-            Self::Off => serializer.serialize_str("off"),
-            Self::Address(addr) => serializer.collect_str(addr),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for MetricsListen {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        match text.as_str() {
-            "main" => Ok(Self::Main),
-            "off" => Ok(Self::Off),
-            other => other.parse().map(Self::Address).map_err(|_| {
-                serde::de::Error::custom(
-                    "metrics_listen must be `main`, `off` or an address like 127.0.0.1:9100",
-                )
-            }),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Text,
-    Json,
 }
 
 impl Default for Config {
@@ -582,95 +518,4 @@ impl Config {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::io::Write;
-
-    use super::*;
-
-    #[test]
-    fn layers_apply_in_order_and_unknown_fields_fail() {
-        let mut file = tempfile::NamedTempFile::new().unwrap();
-        writeln!(file, "listen = \"127.0.0.1:9000\"\ncache_ttl_ms = 5").unwrap();
-        let mut flags = serde_json::Map::new();
-        flags.insert("cache_ttl_ms".into(), 7.into());
-        let c = Config::load(Some(file.path()), &flags).unwrap();
-        assert_eq!(c.listen, "127.0.0.1:9000".parse().unwrap());
-        assert_eq!(c.cache_ttl_ms, 7);
-
-        let mut bad = tempfile::NamedTempFile::new().unwrap();
-        writeln!(bad, "lisen = \"127.0.0.1:9000\"").unwrap();
-        let err = Config::load(Some(bad.path()), &serde_json::Map::new()).unwrap_err();
-        assert!(err.to_string().contains("lisen"), "{err}");
-
-        let mut zero = tempfile::NamedTempFile::new().unwrap();
-        writeln!(zero, "usage_flush_interval_ms = 0").unwrap();
-        assert!(Config::load(Some(zero.path()), &serde_json::Map::new()).is_err());
-    }
-
-    #[test]
-    fn every_option_is_in_the_reference_and_named_in_fields() {
-        let serialized = serde_json::to_value(Config::default()).unwrap();
-        let mut keys: Vec<&str> = serialized
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
-        let mut fields = FIELDS.to_vec();
-        keys.sort_unstable();
-        fields.sort_unstable();
-        assert_eq!(
-            keys, fields,
-            "FIELDS must list every option (it gates the env layer)"
-        );
-        let doc = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../docs/configuration.md"
-        ))
-        .unwrap();
-        for field in FIELDS {
-            let env = format!("KEYHAVEN_{}", field.to_ascii_uppercase());
-            assert!(
-                doc.contains(&format!("| `{field}` | `{env}` |")),
-                "{field} undocumented"
-            );
-        }
-        for var in OTHER_ENV {
-            assert!(doc.contains(&format!("`{var}`")), "{var} undocumented");
-        }
-    }
-
-    #[test]
-    fn debug_output_hides_url_passwords() {
-        let c = Config {
-            redis_url: Some("redis://:hunter2@127.0.0.1:6379/0".into()),
-            database_url: Some("postgres://kh:s3c@ret@db/keyhaven".into()),
-            ..Config::default()
-        };
-        let shown = format!("{c:?}");
-        assert!(
-            !shown.contains("hunter2") && !shown.contains("s3cret"),
-            "{shown}"
-        );
-        assert!(
-            shown.contains("redis://:<redacted>@127.0.0.1:6379/0"),
-            "{shown}"
-        );
-        assert!(shown.contains("quota_flush_interval_ms"), "{shown}");
-    }
-
-    #[test]
-    fn unknown_environment_variables_are_named() {
-        let vars = [
-            ("KEYHAVEN_LISTEN", "x"),
-            ("KEYHAVEN_LISTNE", "x"),
-            ("KEYHAVEN_PEPPER", "x"),
-            ("PATH", "x"),
-        ]
-        .map(|(a, b)| (a.to_owned(), b.to_owned()));
-        assert_eq!(
-            Config::unknown_env(vars.into_iter()),
-            vec!["KEYHAVEN_LISTNE"]
-        );
-    }
-}
+mod tests;

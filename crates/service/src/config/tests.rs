@@ -1,0 +1,91 @@
+//! The configuration's layers, checks and reference.
+use std::io::Write;
+
+use super::*;
+
+#[test]
+fn layers_apply_in_order_and_unknown_fields_fail() {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    writeln!(file, "listen = \"127.0.0.1:9000\"\ncache_ttl_ms = 5").unwrap();
+    let mut flags = serde_json::Map::new();
+    flags.insert("cache_ttl_ms".into(), 7.into());
+    let c = Config::load(Some(file.path()), &flags).unwrap();
+    assert_eq!(c.listen, "127.0.0.1:9000".parse().unwrap());
+    assert_eq!(c.cache_ttl_ms, 7);
+
+    let mut bad = tempfile::NamedTempFile::new().unwrap();
+    writeln!(bad, "lisen = \"127.0.0.1:9000\"").unwrap();
+    let err = Config::load(Some(bad.path()), &serde_json::Map::new()).unwrap_err();
+    assert!(err.to_string().contains("lisen"), "{err}");
+
+    let mut zero = tempfile::NamedTempFile::new().unwrap();
+    writeln!(zero, "usage_flush_interval_ms = 0").unwrap();
+    assert!(Config::load(Some(zero.path()), &serde_json::Map::new()).is_err());
+}
+
+#[test]
+fn every_option_is_in_the_reference_and_named_in_fields() {
+    let serialized = serde_json::to_value(Config::default()).unwrap();
+    let mut keys: Vec<&str> = serialized
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut fields = FIELDS.to_vec();
+    keys.sort_unstable();
+    fields.sort_unstable();
+    assert_eq!(
+        keys, fields,
+        "FIELDS must list every option (it gates the env layer)"
+    );
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/configuration.md"
+    ))
+    .unwrap();
+    for field in FIELDS {
+        let env = format!("KEYHAVEN_{}", field.to_ascii_uppercase());
+        assert!(
+            doc.contains(&format!("| `{field}` | `{env}` |")),
+            "{field} undocumented"
+        );
+    }
+    for var in OTHER_ENV {
+        assert!(doc.contains(&format!("`{var}`")), "{var} undocumented");
+    }
+}
+
+#[test]
+fn debug_output_hides_url_passwords() {
+    let c = Config {
+        redis_url: Some("redis://:hunter2@127.0.0.1:6379/0".into()),
+        database_url: Some("postgres://kh:s3c@ret@db/keyhaven".into()),
+        ..Config::default()
+    };
+    let shown = format!("{c:?}");
+    assert!(
+        !shown.contains("hunter2") && !shown.contains("s3cret"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("redis://:<redacted>@127.0.0.1:6379/0"),
+        "{shown}"
+    );
+    assert!(shown.contains("quota_flush_interval_ms"), "{shown}");
+}
+
+#[test]
+fn unknown_environment_variables_are_named() {
+    let vars = [
+        ("KEYHAVEN_LISTEN", "x"),
+        ("KEYHAVEN_LISTNE", "x"),
+        ("KEYHAVEN_PEPPER", "x"),
+        ("PATH", "x"),
+    ]
+    .map(|(a, b)| (a.to_owned(), b.to_owned()));
+    assert_eq!(
+        Config::unknown_env(vars.into_iter()),
+        vec!["KEYHAVEN_LISTNE"]
+    );
+}
