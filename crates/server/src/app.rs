@@ -97,8 +97,18 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn(crate::metrics::track))
         .layer(CatchPanicLayer::custom(panicked))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)
+}
+
+/// The span of a request: its method and its route (`/portal/start/{token}`), never the
+/// path as sent, which may carry a portal link's token.
+fn request_span(request: &Request) -> tracing::Span {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("(no route)", |p| p.as_str());
+    tracing::debug_span!("request", method = %request.method(), route)
 }
 
 /// The separate `/metrics` listener's router (`metrics_listen = "ADDR"`): nothing else.

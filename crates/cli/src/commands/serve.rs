@@ -138,6 +138,8 @@ Next, in another terminal (plain sh + curl):
     curl -s $KH/v1/keys/verify -H "Authorization: Bearer $ROOT_KEY" \
       -H 'Content-Type: application/json' -d "{{\"key\":\"$KEY\"}}"
 
+Dashboard: http://{addr}/dashboard/ (first make yourself an operator:
+    keyhaven operator create --email you@example.com)
 API reference: http://{addr}/openapi.json
 "#
     );

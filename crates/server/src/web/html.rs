@@ -277,6 +277,26 @@ pub fn secret_once(id: &str, what: &str, secret: &str) -> Markup {
     }
 }
 
+/// The page body that shows a new secret once: where it came from, the secret with its
+/// warning and copy button, and the way on (`next`: address, label).
+pub fn secret_page(
+    crumbs: Markup,
+    title: &str,
+    intro: Option<&str>,
+    what: &str,
+    secret: &str,
+    next: (&str, &str),
+) -> Markup {
+    html! {
+        div.head { div { div.crumbs { (crumbs) } h1 { (title) } } }
+        div.card {
+            @if let Some(intro) = intro { p { (intro) } }
+            (secret_once("plaintext", what, secret))
+            div.actions { a.button href=(next.0) { (next.1) } }
+        }
+    }
+}
+
 /// Raw markup made by this crate (the SVG charts).
 pub fn trusted(markup: String) -> Markup {
     PreEscaped(markup)

@@ -26,6 +26,7 @@ mod assets;
 mod chart;
 mod dashboard;
 mod html;
+mod once;
 mod portal;
 mod session;
 

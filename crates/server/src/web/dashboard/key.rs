@@ -5,20 +5,20 @@
 use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use keyhaven_service::audit::{self, AuditQuery, EventQuery};
-use keyhaven_service::idempotency::{Done, Idempotent, Rendered};
+use keyhaven_service::idempotency::Idempotent;
 use keyhaven_service::keys::{self, KeyState, RevokeKey, RotateKey, UpdateKey};
 use keyhaven_service::limits::spec::{QuotaCtx, rate_limit_views};
 use keyhaven_service::usage_report::{self, SeriesParams};
 use keyhaven_service::{Scope, ServiceError};
 use keyhaven_store::{KeyForVerify, PageRequest, QuotaTarget, UsageTarget};
 use maud::{Markup, html};
-use secrecy::ExposeSecret as _;
 
 use super::keys::{limit_fields, limits_from};
 use super::{fail, local_time, query, scope_list};
 use crate::state::AppState;
 use crate::web::chart;
 use crate::web::html::{self, Section, csrf, done_notice, state_badge, when, when_opt};
+use crate::web::once::{Once, unstored};
 use crate::web::session::{DashboardForm, Operator};
 
 /// The keys before and after this one in its rotations (at most 20 each way).
@@ -343,12 +343,7 @@ pub async fn revoke(
                 reason: form.fields.opt("reason"),
             },
             &idem,
-            |_| {
-                Ok(Rendered {
-                    status: 200,
-                    body: zeroize::Zeroizing::new(Vec::new()),
-                })
-            },
+            |_| Ok(unstored()),
         )
         .await
     };
@@ -368,48 +363,28 @@ pub async fn rotate(
         op.actor.require(Scope::KeysWrite)?;
         let grace = super::number::<u64>(&form.fields, "grace", "Grace period")?;
         let idem = Idempotent::none(&state, &op.actor);
-        let mut shown = None;
-        let done = keys::rotate(
-            &state,
-            &op.actor,
-            &id,
-            RotateKey {
-                grace_period_seconds: grace,
-            },
-            &idem,
-            |new| {
-                shown = Some((
-                    new.plaintext().expose_secret().to_owned(),
-                    new.key.key_id.clone(),
-                ));
-                Ok(Rendered {
-                    status: 201,
-                    body: zeroize::Zeroizing::new(Vec::new()),
-                })
-            },
-        )
-        .await?;
-        match (done, shown) {
-            (Done::Fresh(_), Some(s)) => Ok(s),
-            _ => Err(ServiceError::Unexpected(anyhow::anyhow!(
-                "a rotated key was not rendered"
-            ))),
-        }
+        let mut once = Once::default();
+        let input = RotateKey {
+            grace_period_seconds: grace,
+        };
+        let done = keys::rotate(&state, &op.actor, &id, input, &idem, once.key()).await?;
+        once.take(done)
     };
     match result.await {
         Ok((plaintext, new_id)) => {
-            let plaintext = zeroize::Zeroizing::new(plaintext);
-            let body = html! {
-                div.head { div {
-                    div.crumbs { a href="/dashboard/keys" { "Keys" } " / " a.mono href={"/dashboard/keys/" (id)} { (id) } " / rotate" }
-                    h1 { "Key rotated" }
-                } }
-                div.card {
-                    p { "The old key keeps verifying until its grace period ends. Give this new key to its user:" }
-                    (html::secret_once("plaintext", "new key", &plaintext))
-                    div.actions { a.button href={"/dashboard/keys/" (new_id)} { "I have copied it: show the new key" } }
-                }
-            };
+            let body = html::secret_page(
+                html! { a href="/dashboard/keys" { "Keys" } " / " a.mono href={"/dashboard/keys/" (id)} { (id) } " / rotate" },
+                "Key rotated",
+                Some(
+                    "The old key keeps verifying until its grace period ends. Give this new key to its user:",
+                ),
+                "new key",
+                &plaintext,
+                (
+                    &format!("/dashboard/keys/{new_id}"),
+                    "I have copied it: show the new key",
+                ),
+            );
             op.page(Section::Keys, "Key rotated", body)
         }
         Err(e) => fail(e),

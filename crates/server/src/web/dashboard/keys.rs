@@ -4,17 +4,17 @@
 
 use axum::extract::{RawQuery, State};
 use axum::response::Response;
-use keyhaven_service::idempotency::{Done, Idempotent, Rendered};
+use keyhaven_service::idempotency::Idempotent;
 use keyhaven_service::keys::{self, CreateKey, KeySort, KeyState, ListKeys};
 use keyhaven_service::limits::spec::{QuotaBody, RateLimitBody, RefillBody};
 use keyhaven_service::{Actor, Scope, ServiceError};
 use keyhaven_store::{Keyspace, PageRequest};
 use maud::{Markup, html};
-use secrecy::ExposeSecret as _;
 
 use super::{fail, local_time, number, query, scope_list};
 use crate::state::AppState;
 use crate::web::html::{self, Section, csrf, pager, state_badge, when_opt};
+use crate::web::once::Once;
 use crate::web::session::{DashboardForm, Fields, Operator};
 
 const STATES: [&str; 4] = ["active", "disabled", "expired", "revoked"];
@@ -283,21 +283,21 @@ pub async fn create(State(state): State<AppState>, form: DashboardForm) -> Respo
             ratelimits,
             quota,
         };
-        create_and_show(&state, &op.actor, input, |plaintext, key_id| {
-            html! {
-                div.head { div {
-                    div.crumbs { a href="/dashboard/keys" { "Keys" } " / new" }
-                    h1 { "Key created" }
-                } }
-                div.card {
-                    (html::secret_once("plaintext", "key", plaintext))
-                    div.actions {
-                        a.button href={"/dashboard/keys/" (key_id)} { "I have copied it: show the key" }
-                    }
-                }
-            }
-        })
-        .await
+        let mut once = Once::default();
+        let idem = Idempotent::none(&state, &op.actor);
+        let done = keys::create(&state, &op.actor, input, &idem, once.key()).await?;
+        let (plaintext, key_id) = once.take(done)?;
+        Ok(html::secret_page(
+            html! { a href="/dashboard/keys" { "Keys" } " / new" },
+            "Key created",
+            None,
+            "key",
+            &plaintext,
+            (
+                &format!("/dashboard/keys/{key_id}"),
+                "I have copied it: show the key",
+            ),
+        ))
     };
     match attempt.await {
         Ok(body) => op.page(Section::Keys, "Key created", body),
@@ -312,31 +312,5 @@ pub async fn create(State(state): State<AppState>, form: DashboardForm) -> Respo
             response
         }
         Err(e) => fail(e),
-    }
-}
-
-/// Creates a key and renders the page that shows its plaintext this once. The
-/// plaintext goes into the page and nowhere else (no idempotent copy is stored).
-pub(super) async fn create_and_show(
-    state: &AppState,
-    actor: &Actor,
-    input: CreateKey,
-    page: impl FnOnce(&str, &str) -> Markup,
-) -> Result<Markup, ServiceError> {
-    let mut shown = None;
-    let idem = Idempotent::none(state, actor);
-    let done = keys::create(state, actor, input, &idem, |new| {
-        shown = Some(page(new.plaintext().expose_secret(), &new.key.key_id));
-        Ok(Rendered {
-            status: 201,
-            body: zeroize::Zeroizing::new(Vec::new()),
-        })
-    })
-    .await?;
-    match (done, shown) {
-        (Done::Fresh(_), Some(body)) => Ok(body),
-        _ => Err(ServiceError::Unexpected(anyhow::anyhow!(
-            "a new key was not rendered"
-        ))),
     }
 }

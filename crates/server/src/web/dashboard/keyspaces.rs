@@ -4,7 +4,7 @@
 use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use keyhaven_service::branding::BrandingBody;
-use keyhaven_service::idempotency::{Idempotent, Rendered};
+use keyhaven_service::idempotency::Idempotent;
 use keyhaven_service::keyspaces::{self, CreateKeyspace, UpdateKeyspace};
 use keyhaven_service::limits::spec::{RateLimitBody, rate_limit_views};
 use keyhaven_service::usage_report::{self, SeriesParams};
@@ -17,6 +17,7 @@ use super::{fail, number, query};
 use crate::state::AppState;
 use crate::web::chart;
 use crate::web::html::{Section, csrf, done_notice, when};
+use crate::web::once::unstored;
 use crate::web::session::{DashboardForm, Fields, Operator};
 
 fn days(seconds: Option<i64>) -> String {
@@ -152,10 +153,7 @@ pub async fn create(State(state): State<AppState>, form: DashboardForm) -> Respo
         let idem = Idempotent::none(&state, &op.actor);
         keyspaces::create(&state, &op.actor, input, &idem, |ks| {
             created = Some(ks.id.clone());
-            Ok(Rendered {
-                status: 201,
-                body: zeroize::Zeroizing::new(Vec::new()),
-            })
+            Ok(unstored())
         })
         .await
     };

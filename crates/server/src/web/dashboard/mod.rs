@@ -66,6 +66,10 @@ pub fn router() -> Router<AppState> {
             get(root_keys::list).post(root_keys::create),
         )
         .route("/dashboard/root-keys/{id}/revoke", post(root_keys::revoke))
+        .route(
+            "/dashboard/{*rest}",
+            get(|| async { fail(ServiceError::NotFound) }),
+        )
 }
 
 /// An operation's error as a dashboard page.

@@ -2,7 +2,7 @@
 
 use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Redirect, Response};
-use keyhaven_service::idempotency::{Idempotent, Rendered};
+use keyhaven_service::idempotency::Idempotent;
 use keyhaven_service::keys::{self, KeySort, KeyState, ListKeys};
 use keyhaven_service::owners::{self, CreateOwner};
 use keyhaven_service::usage_report::{self, SeriesParams};
@@ -14,6 +14,7 @@ use super::{fail, page_at, query};
 use crate::state::AppState;
 use crate::web::chart;
 use crate::web::html::{Section, csrf, done_notice, pager, state_badge, when, when_opt};
+use crate::web::once::unstored;
 use crate::web::session::{DashboardForm, Fields, Operator};
 
 pub async fn list(State(state): State<AppState>, op: Operator, raw: RawQuery) -> Response {
@@ -102,10 +103,7 @@ pub async fn create(State(state): State<AppState>, form: DashboardForm) -> Respo
         let idem = Idempotent::none(&state, actor);
         owners::create(&state, actor, input, &idem, |o| {
             created = Some(o.id.clone());
-            Ok(Rendered {
-                status: 201,
-                body: zeroize::Zeroizing::new(Vec::new()),
-            })
+            Ok(unstored())
         })
         .await
     };

@@ -109,13 +109,17 @@ pub async fn create(State(state): State<AppState>, form: DashboardForm) -> Respo
     .await;
     match created {
         Ok(generated) => {
-            let body = html! {
-                div.head { div { div.crumbs { a href="/dashboard/root-keys" { "Root keys" } " / new" } h1 { "Root key created" } } }
-                div.card {
-                    (html::secret_once("plaintext", "root key", generated.key().expose_secret()))
-                    div.actions { a.button href="/dashboard/root-keys" { "I have copied it: back to root keys" } }
-                }
-            };
+            let body = html::secret_page(
+                html! { a href="/dashboard/root-keys" { "Root keys" } " / new" },
+                "Root key created",
+                None,
+                "root key",
+                generated.key().expose_secret(),
+                (
+                    "/dashboard/root-keys",
+                    "I have copied it: back to root keys",
+                ),
+            );
             op.page(Section::RootKeys, "Root key created", body)
         }
         Err(RootKeyError::Invalid(detail)) => fail(ServiceError::invalid(detail)),

@@ -3,7 +3,7 @@
 
 use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Redirect, Response};
-use keyhaven_service::idempotency::{Done, Idempotent, Rendered};
+use keyhaven_service::idempotency::Idempotent;
 use keyhaven_service::webhooks::{deliveries, endpoints};
 use keyhaven_service::{Scope, ServiceError};
 use keyhaven_store::EVENT_TYPES;
@@ -14,6 +14,7 @@ use super::keys::all_keyspaces;
 use super::{fail, page_at, query};
 use crate::state::AppState;
 use crate::web::html::{self, Section, csrf, done_notice, pager, when};
+use crate::web::once::{Once, unstored};
 use crate::web::session::{DashboardForm, Operator};
 
 pub async fn list(State(state): State<AppState>, op: Operator, raw: RawQuery) -> Response {
@@ -90,35 +91,29 @@ pub async fn create(State(state): State<AppState>, form: DashboardForm) -> Respo
             enabled: None,
         };
         let idem = Idempotent::none(&state, &op.actor);
-        let mut shown = None;
+        let mut once = Once::default();
         let done = endpoints::create(&state, &op.actor, input, &idem, |hook, secret| {
-            shown = Some((
-                hook.id.clone(),
-                zeroize::Zeroizing::new(secret.expose_secret().to_owned()),
-            ));
-            Ok(Rendered {
-                status: 201,
-                body: zeroize::Zeroizing::new(Vec::new()),
-            })
+            once.keep(secret.expose_secret(), &hook.id);
+            Ok(unstored())
         })
         .await?;
-        match (done, shown) {
-            (Done::Fresh(_), Some(s)) => Ok(s),
-            _ => Err(ServiceError::Unexpected(anyhow::anyhow!(
-                "a new webhook was not rendered"
-            ))),
-        }
+        once.take(done)
     };
     match result.await {
-        Ok((id, secret)) => {
-            let body = html! {
-                div.head { div { div.crumbs { a href="/dashboard/webhooks" { "Webhooks" } " / new" } h1 { "Endpoint added" } } }
-                div.card {
-                    p { "Deliveries are signed with this secret. Configure your receiver to check the signature with it." }
-                    (html::secret_once("plaintext", "signing secret", &secret))
-                    div.actions { a.button href={"/dashboard/webhooks/" (id)} { "I have copied it: show the endpoint" } }
-                }
-            };
+        Ok((secret, id)) => {
+            let body = html::secret_page(
+                html! { a href="/dashboard/webhooks" { "Webhooks" } " / new" },
+                "Endpoint added",
+                Some(
+                    "Deliveries are signed with this secret. Configure your receiver to check the signature with it.",
+                ),
+                "signing secret",
+                &secret,
+                (
+                    &format!("/dashboard/webhooks/{id}"),
+                    "I have copied it: show the endpoint",
+                ),
+            );
             op.page(Section::Webhooks, "Endpoint added", body)
         }
         Err(e) => fail(e),

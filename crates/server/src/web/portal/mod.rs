@@ -31,6 +31,10 @@ pub fn router() -> Router<AppState> {
         .route("/portal/keys/{id}/rotate", post(pages::rotate))
         .route("/portal/keys/{id}/revoke", post(pages::revoke))
         .route("/portal/logout", post(logout))
+        .route(
+            "/portal/{*rest}",
+            get(|| async { fail(ServiceError::NotFound) }),
+        )
 }
 
 fn fail(e: ServiceError) -> Response {

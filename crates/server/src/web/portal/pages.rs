@@ -6,19 +6,19 @@ use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use keyhaven_service::ServiceError;
 use keyhaven_service::actor::PortalPermission;
-use keyhaven_service::idempotency::{Done, Idempotent, Rendered};
+use keyhaven_service::idempotency::Idempotent;
 use keyhaven_service::keys::{
     self, CreateKey, KeySort, KeyState, ListKeys, RevokeKey, RotateKey, UpdateKey,
 };
 use keyhaven_service::usage_report::{self, SeriesParams};
 use keyhaven_store::{Keyspace, PageRequest, UsageTarget};
 use maud::{Markup, html};
-use secrecy::ExposeSecret as _;
 
 use super::{branding, fail, require};
 use crate::state::AppState;
 use crate::web::chart;
 use crate::web::html::{self, csrf, done_notice, state_badge, when, when_opt};
+use crate::web::once::{Once, unstored};
 use crate::web::session::{Customer, Fields, PortalForm};
 
 async fn show(state: &AppState, customer: &Customer, title: &str, body: Markup) -> Response {
@@ -140,34 +140,20 @@ pub async fn create(State(state): State<AppState>, form: PortalForm) -> Response
             quota: None,
         };
         let idem = Idempotent::none(&state, &customer.actor);
-        let mut shown = None;
-        let done = keys::create(&state, &customer.actor, input, &idem, |new| {
-            shown = Some((
-                zeroize::Zeroizing::new(new.plaintext().expose_secret().to_owned()),
-                new.key.key_id.clone(),
-            ));
-            Ok(Rendered {
-                status: 201,
-                body: zeroize::Zeroizing::new(Vec::new()),
-            })
-        })
-        .await?;
-        match (done, shown) {
-            (Done::Fresh(_), Some(s)) => Ok(s),
-            _ => Err(ServiceError::Unexpected(anyhow::anyhow!(
-                "a new key was not rendered"
-            ))),
-        }
+        let mut once = Once::default();
+        let done = keys::create(&state, &customer.actor, input, &idem, once.key()).await?;
+        once.take(done)
     };
     match result.await {
         Ok((plaintext, key_id)) => {
-            let body = html! {
-                div.head { div { div.crumbs { a href="/portal/" { "Your API keys" } " / new" } h1 { "Your new key" } } }
-                div.card {
-                    (html::secret_once("plaintext", "key", &plaintext))
-                    div.actions { a.button href={"/portal/keys/" (key_id)} { "I have copied it" } }
-                }
-            };
+            let body = html::secret_page(
+                html! { a href="/portal/" { "Your API keys" } " / new" },
+                "Your new key",
+                None,
+                "key",
+                &plaintext,
+                (&format!("/portal/keys/{key_id}"), "I have copied it"),
+            );
             show(&state, customer, "Your new key", body).await
         }
         Err(e) => fail(e),
@@ -304,12 +290,7 @@ pub async fn revoke(
                 reason: Some("revoked in the customer portal".into()),
             },
             &idem,
-            |_| {
-                Ok(Rendered {
-                    status: 200,
-                    body: zeroize::Zeroizing::new(Vec::new()),
-                })
-            },
+            |_| Ok(unstored()),
         )
         .await
     };
@@ -328,45 +309,24 @@ pub async fn rotate(
     let result = async {
         require(customer, PortalPermission::KeysRotate)?;
         let idem = Idempotent::none(&state, &customer.actor);
-        let mut shown = None;
+        let mut once = Once::default();
         // No grace given: the keyspace's default applies.
-        let done = keys::rotate(
-            &state,
-            &customer.actor,
-            &id,
-            RotateKey {
-                grace_period_seconds: None,
-            },
-            &idem,
-            |new| {
-                shown = Some((
-                    zeroize::Zeroizing::new(new.plaintext().expose_secret().to_owned()),
-                    new.key.key_id.clone(),
-                ));
-                Ok(Rendered {
-                    status: 201,
-                    body: zeroize::Zeroizing::new(Vec::new()),
-                })
-            },
-        )
-        .await?;
-        match (done, shown) {
-            (Done::Fresh(_), Some(s)) => Ok(s),
-            _ => Err(ServiceError::Unexpected(anyhow::anyhow!(
-                "a rotated key was not rendered"
-            ))),
-        }
+        let input = RotateKey {
+            grace_period_seconds: None,
+        };
+        let done = keys::rotate(&state, &customer.actor, &id, input, &idem, once.key()).await?;
+        once.take(done)
     };
     match result.await {
         Ok((plaintext, new_id)) => {
-            let body = html! {
-                div.head { div { div.crumbs { a href="/portal/" { "Your API keys" } " / rotate" } h1 { "Your new key" } } }
-                div.card {
-                    p { "Your old key keeps working for its grace period. Replace it with this one:" }
-                    (html::secret_once("plaintext", "key", &plaintext))
-                    div.actions { a.button href={"/portal/keys/" (new_id)} { "I have copied it" } }
-                }
-            };
+            let body = html::secret_page(
+                html! { a href="/portal/" { "Your API keys" } " / rotate" },
+                "Your new key",
+                Some("Your old key keeps working for its grace period. Replace it with this one:"),
+                "key",
+                &plaintext,
+                (&format!("/portal/keys/{new_id}"), "I have copied it"),
+            );
             show(&state, customer, "Your new key", body).await
         }
         Err(e) => fail(e),
