@@ -226,3 +226,124 @@ fn inspect_reads_the_key_from_stdin_with_a_dash() {
             .contains("checksum: valid")
     );
 }
+
+/// Runs `keyhaven` with `input` on standard input (not a terminal).
+fn keyhaven_with_input(args: &[&str], input: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keyhaven"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn operators_are_created_listed_reset_and_deleted_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let create = |email: &str, role: &str, password: &str| {
+        keyhaven_with_input(
+            &[
+                "operator",
+                "create",
+                "--data-dir",
+                data,
+                "--email",
+                email,
+                "--role",
+                role,
+            ],
+            &format!("{password}\n"),
+        )
+    };
+    let o = create("Ann@Example.com", "admin", "correct horse battery");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("Created operator ann@example.com (admin)"));
+    let o = create("vic@example.com", "viewer", "another long password");
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // Refusals: a clear message, a non-zero exit, nothing written.
+    for (email, role, password, message) in [
+        (
+            "ann@example.com",
+            "admin",
+            "yet another password",
+            "already signs in with this email",
+        ),
+        (
+            "bob@example.com",
+            "admin",
+            "short",
+            "at least 12 characters",
+        ),
+        (
+            "not an email",
+            "admin",
+            "long enough password",
+            "must look like name@example.com",
+        ),
+        (
+            "bob@example.com",
+            "admin",
+            "",
+            "no password on standard input",
+        ),
+    ] {
+        let o = create(email, role, password);
+        assert!(!o.status.success(), "{email}");
+        assert!(stderr(&o).contains(message), "{email}: {}", stderr(&o));
+        assert!(!stderr(&o).contains(password) || password.is_empty() || password == "short");
+    }
+    let o = create("bob@example.com", "owner", "long enough password");
+    assert!(!o.status.success(), "unknown role");
+
+    let o = keyhaven(&["operator", "list", "--data-dir", data]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("ann@example.com") && out.contains("admin"));
+    assert!(out.contains("vic@example.com") && out.contains("viewer"));
+    assert!(!out.contains("bob@example.com"));
+    assert!(!out.contains("$argon2"), "never the hash");
+
+    let o = keyhaven_with_input(
+        &[
+            "operator",
+            "reset-password",
+            "--data-dir",
+            data,
+            "--email",
+            "vic@example.com",
+        ],
+        "a brand new password\n",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = keyhaven(&[
+        "operator",
+        "delete",
+        "--data-dir",
+        data,
+        "--email",
+        "VIC@example.com",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = keyhaven(&[
+        "operator",
+        "delete",
+        "--data-dir",
+        data,
+        "--email",
+        "vic@example.com",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("no operator has the email address"));
+    let o = keyhaven(&["operator", "list", "--data-dir", data]);
+    assert!(!stdout(&o).contains("vic@example.com"));
+}

@@ -8,7 +8,7 @@ use keyhaven_store::{PageRequest, Timestamp};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::actor::{Actor, PortalGrant, PortalPermission};
+use crate::actor::{Actor, PortalGrant, PortalPermission, Scope};
 use crate::error::{Result, ServiceError};
 use crate::ids;
 use crate::service::Service;
@@ -106,7 +106,8 @@ async fn keyspaces_for(
 }
 
 /// Makes a single-use link to a portal session for one owner (audited
-/// `portal.link.create`). Whoever holds the link can manage that owner's keys until it
+/// `portal.link.create`). The actor must be unrestricted and hold the key scopes the
+/// permissions amount to (`keys:write` to create, rotate or revoke; `keys:read` to read). Whoever holds the link can manage that owner's keys until it
 /// is opened or expires: hand it to the signed-in customer only.
 #[tracing::instrument(skip_all)]
 pub async fn create_link(
@@ -114,6 +115,13 @@ pub async fn create_link(
     actor: &Actor,
     input: CreatePortalSession,
 ) -> Result<PortalLink> {
+    // Binding keys to an owner is for actors not limited to keyspaces (as `owner_id` on
+    // a key), and a link grants nothing its maker could not do itself.
+    if actor.is_restricted() {
+        return Err(ServiceError::MissingScope(
+            "portal:write (unrestricted root key)",
+        ));
+    }
     let owner_exists = ids::is_plausible("own", &input.owner_id)
         && service.store.owner(&input.owner_id).await?.is_some();
     if !owner_exists {
@@ -144,6 +152,14 @@ pub async fn create_link(
             permissions
         }
     };
+    for p in &permissions {
+        actor.require(match p {
+            PortalPermission::KeysRead | PortalPermission::UsageRead => Scope::KeysRead,
+            PortalPermission::KeysCreate
+            | PortalPermission::KeysRotate
+            | PortalPermission::KeysRevoke => Scope::KeysWrite,
+        })?;
+    }
     if let Some(url) = &input.return_url
         && !plain_url(url)
     {

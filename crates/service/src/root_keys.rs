@@ -140,10 +140,22 @@ pub async fn revoke(
         crate::audit::created(&[("reason", json!(reason))]),
         now,
     )?;
-    service
-        .store
-        .revoke_key(key_id, now, reason.as_deref(), Change::audited(&event))
-        .await?;
-    service.cache.invalidate(key_id);
+    let store = service.store.clone();
+    let id = key_id.to_owned();
+    crate::keys::to_completion(service, vec![key_id.to_owned()], async move {
+        store
+            .revoke_key(&id, now, reason.as_deref(), Change::audited(&event))
+            .await
+    })
+    .await?;
+    Ok(())
+}
+
+/// Refuses root-key scopes that `actor` could not use itself: `*` and `keys:reveal` need
+/// an actor that may reveal keys (an operator may not).
+pub fn check_grantable(actor: &crate::Actor, scopes: &[String]) -> crate::Result<()> {
+    if scopes.iter().any(|s| s == "*" || s == "keys:reveal") {
+        actor.require(crate::Scope::KeysReveal)?;
+    }
     Ok(())
 }

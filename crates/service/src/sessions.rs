@@ -183,12 +183,18 @@ pub async fn operator_session(
     }))
 }
 
-/// Ends the session behind `token` (audited as `operator.logout` or `portal.logout`).
-pub async fn sign_out(service: &Service, actor: &Actor, token: &SessionToken) -> Result<()> {
+/// Ends the session behind `token` (audited as `operator.logout` or `portal.logout`,
+/// with the operator's or owner's id as target, as at its start).
+pub async fn sign_out(
+    service: &Service,
+    actor: &Actor,
+    subject: &str,
+    token: &SessionToken,
+) -> Result<()> {
     let now = service.clock.now();
     let (action, target) = match actor.owner() {
         Some(owner) => ("portal.logout", ("owner", owner)),
-        None => ("operator.logout", ("operator", actor.id())),
+        None => ("operator.logout", ("operator", subject)),
     };
     let event = audit::event(actor, action, target, None, Map::new(), now)?;
     Ok(service

@@ -31,6 +31,10 @@ const TABLES: &[(&str, &str)] = &[
     ("webhook_attempts", "seq"),
     ("secret_checks", "name, version"),
     ("pending_upgrades", "name"),
+    ("operators", "email"),
+    // Sessions move too, so nobody is signed out by the move; failed sign-ins do not
+    // (they only matter for minutes).
+    ("web_sessions", "token_hash"),
 ];
 
 /// Rows per read and per multi-row INSERT (31 columns × 1,000 stays under PostgreSQL's

@@ -159,6 +159,17 @@ async fn a_sqlite_deployment_copied_to_postgres_verifies_every_key_the_same() {
         .unwrap();
     let mut sqlite = sqlite;
     sqlite.child.wait().unwrap();
+    // An operator of the dashboard moves with the rest.
+    keyhaven_service::operators::create(
+        store_for(&data).await.as_ref(),
+        &keyhaven_service::Actor::local("cli"),
+        "ann@example.com",
+        keyhaven_store::OperatorRole::Admin,
+        secrecy::SecretString::from("correct horse battery"),
+        keyhaven_service::clock::now(),
+    )
+    .await
+    .unwrap();
 
     let url = keyhaven_store::postgres::testing::fresh_database(&admin)
         .await
@@ -198,6 +209,9 @@ async fn a_sqlite_deployment_copied_to_postgres_verifies_every_key_the_same() {
     );
     assert_eq!(all_keys(from.as_ref()).await, all_keys(to.as_ref()).await);
     assert_eq!(all_audit(from.as_ref()).await, all_audit(to.as_ref()).await);
+    let operators = from.list_operators().await.unwrap();
+    assert_eq!(operators.len(), 1);
+    assert_eq!(operators, to.list_operators().await.unwrap());
     let used = &keys[0].0; // verified above, owned, with the owner's quota
     assert_eq!(
         from.usage(used, 0).await.unwrap(),

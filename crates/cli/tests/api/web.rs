@@ -52,6 +52,18 @@ impl Page {
         rest[..rest.find('"').unwrap()].to_owned()
     }
 
+    /// The value attribute of the form field named `name` (empty if it has none).
+    pub fn field(&self, name: &str) -> String {
+        let at = self
+            .body
+            .find(&format!("name=\"{name}\""))
+            .unwrap_or_else(|| panic!("no field {name}"));
+        let tag = &self.body[at..at + self.body[at..].find('>').unwrap()];
+        tag.find("value=\"").map_or(String::new(), |v| {
+            tag[v + 7..].split('"').next().unwrap().to_owned()
+        })
+    }
+
     pub fn location(&self) -> &str {
         self.headers
             .get(header::LOCATION)
@@ -723,26 +735,48 @@ async fn portal_links_are_checked_and_need_the_portal_scope() {
         )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    // A root key limited to one keyspace hands out portals of that keyspace only.
-    let limited = app.root_key(&["portal:write"], Some(&[&ks.id])).await;
+    // A root key limited to keyspaces binds no keys to owners, so it makes no links; a
+    // link grants nothing its maker could not do: creating keys needs `keys:write`.
+    let limited = app.root_key(&["*"], Some(&[&ks.id])).await;
     let (status, _) = app
         .send_as(
             &limited,
             Method::POST,
             "/v1/portal/sessions",
-            Some(&json!({"owner_id": a, "keyspace_ids": [other.id]})),
+            Some(&json!({"owner_id": a})),
         )
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    let (status, link) = app
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let portal_only = app.root_key(&["portal:write"], None).await;
+    let (status, _) = app
         .send_as(
-            &limited,
+            &portal_only,
             Method::POST,
             "/v1/portal/sessions",
-            Some(&json!({"owner_id": a, "permissions": ["keys:read"]})),
+            Some(&json!({"owner_id": a})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let reader = app.root_key(&["portal:write", "keys:read"], None).await;
+    let (status, _) = app
+        .send_as(
+            &reader,
+            Method::POST,
+            "/v1/portal/sessions",
+            Some(&json!({"owner_id": a, "permissions": ["keys:create"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, link) = app
+        .send_as(
+            &reader,
+            Method::POST,
+            "/v1/portal/sessions",
+            Some(&json!({"owner_id": a, "keyspace_ids": [ks.id], "permissions": ["keys:read"]})),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{link}");
+    let _ = &other;
     let url = link["url"].as_str().unwrap();
     let path = &url[url.find("/portal/start/").unwrap()..];
     let mut customer = WebClient::new(&app);
@@ -752,6 +786,24 @@ async fn portal_links_are_checked_and_need_the_portal_scope() {
         !home.body.contains("Create a key"),
         "keys:read only: no create form"
     );
+    let own = app
+        .create_key(json!({"keyspace_id": ks.id, "owner_id": a, "name": "theirs"}))
+        .await;
+    let page = customer
+        .get(&format!("/portal/keys/{}", own.record.key_id))
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        !page.body.contains("Rename"),
+        "read-only: nothing to change"
+    );
+    let renamed = customer
+        .post(
+            &format!("/portal/keys/{}/name", own.record.key_id),
+            &[("csrf", &page.csrf()), ("name", "mine")],
+        )
+        .await;
+    assert_eq!(renamed.status, StatusCode::FORBIDDEN);
     let csrf = home.csrf();
     let refused = customer
         .post(
@@ -761,5 +813,178 @@ async fn portal_links_are_checked_and_need_the_portal_scope() {
         .await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
     let (_, keys) = app.send(Method::GET, "/v1/keys", None).await;
-    assert_eq!(keys["data"].as_array().unwrap().len(), 0);
+    assert_eq!(
+        keys["data"].as_array().unwrap().len(),
+        1,
+        "only the one made through the API: {keys}"
+    );
+}
+
+#[tokio::test]
+async fn saving_a_form_changes_only_what_was_changed() {
+    let app = spawn_app().await;
+    add_operator(&app, "ann@example.com", OperatorRole::Admin).await;
+    let limits = json!([
+        {"name": "burst", "limit": 10, "duration_ms": 300000, "burst": 20},
+        {"name": "daily", "limit": 1000, "duration_ms": 86400000}
+    ]);
+    let (status, ks) = app
+        .send(
+            Method::POST,
+            "/v1/keyspaces",
+            Some(&json!({
+                "name": "odd", "prefix": "odd", "max_key_age_seconds": 129600,
+                "default_grace_seconds": 1800, "ratelimits": limits
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let id = ks["id"].as_str().unwrap();
+    let key = app
+        .create_key(
+            json!({"keyspace_id": id, "name": "k", "expires_at": "2099-01-01T00:00:30Z",
+        "ratelimits": [{"name": "own", "limit": 5, "duration_ms": 1500}]}),
+        )
+        .await;
+    let mut web = WebClient::new(&app);
+    web.sign_in("ann@example.com", PASSWORD).await;
+
+    // The keyspace form: only the branding is changed.
+    let page = web.get(&format!("/dashboard/keyspaces/{id}")).await;
+    let field = |name: &str| page.field(name);
+    let mut form: Vec<(String, String)> = [
+        "name",
+        "max_age_days",
+        "max_age_days__was",
+        "grace_hours",
+        "grace_hours__was",
+        "warning_days",
+        "warning_days__was",
+        "brand_name__was",
+        "brand_logo__was",
+        "brand_color__was",
+    ]
+    .iter()
+    .map(|n| ((*n).to_owned(), field(n)))
+    .collect();
+    form.push(("csrf".into(), page.csrf()));
+    form.push(("brand_name".into(), "Odd Co".into()));
+    let fields: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let saved = web
+        .post(&format!("/dashboard/keyspaces/{id}"), &fields)
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    let (_, after) = app
+        .send(Method::GET, &format!("/v1/keyspaces/{id}"), None)
+        .await;
+    assert_eq!(
+        after["max_key_age_seconds"], 129600,
+        "not rounded to whole days"
+    );
+    assert_eq!(
+        after["default_grace_seconds"], 1800,
+        "not rounded to whole hours"
+    );
+    assert_eq!(
+        after["ratelimits"], limits,
+        "limits the form cannot show are kept"
+    );
+    assert_eq!(after["branding"]["name"], "Odd Co");
+
+    // The key form: only the name is changed.
+    let page = web
+        .get(&format!("/dashboard/keys/{}", key.record.key_id))
+        .await;
+    let field = |name: &str| page.field(name);
+    let mut form: Vec<(String, String)> = [
+        "scopes",
+        "scopes__was",
+        "expires_at",
+        "expires_at__was",
+        "name__was",
+        "rl_name",
+        "rl_limit",
+        "rl_limit__was",
+        "rl_per__was",
+    ]
+    .iter()
+    .map(|n| ((*n).to_owned(), field(n)))
+    .collect();
+    form.push(("rl_per".into(), field("rl_per__was")));
+    form.push(("csrf".into(), page.csrf()));
+    form.push(("name".into(), "renamed".into()));
+    let fields: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let saved = web
+        .post(
+            &format!("/dashboard/keys/{}/update", key.record.key_id),
+            &fields,
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    let (_, after) = app
+        .send(
+            Method::GET,
+            &format!("/v1/keys/{}", key.record.key_id),
+            None,
+        )
+        .await;
+    assert_eq!(after["name"], "renamed");
+    assert_eq!(
+        after["expires_at"],
+        key.record.expires_at.as_deref().unwrap(),
+        "seconds kept"
+    );
+    assert_eq!(
+        after["ratelimits"],
+        json!([{"name": "own", "limit": 5, "duration_ms": 1500}]),
+        "a 1.5 s period kept"
+    );
+}
+
+#[tokio::test]
+async fn sign_in_returns_only_to_plain_dashboard_paths_and_admins_grant_no_more_than_they_hold() {
+    let app = spawn_app().await;
+    add_operator(&app, "ann@example.com", OperatorRole::Admin).await;
+    let mut web = WebClient::new(&app);
+    for (next, to) in [
+        ("/dashboard/keys", "/dashboard/keys"),
+        ("/dashboard/\nx", "/dashboard/"),
+        ("https://evil.example/", "/dashboard/"),
+        ("//evil.example/dashboard/", "/dashboard/"),
+    ] {
+        let form = web.get("/dashboard/login").await;
+        let signed = web
+            .post(
+                "/dashboard/login",
+                &[
+                    ("csrf", &form.csrf()),
+                    ("email", "ann@example.com"),
+                    ("password", PASSWORD),
+                    ("next", next),
+                ],
+            )
+            .await;
+        assert_eq!(signed.status, StatusCode::SEE_OTHER, "{next:?}");
+        assert_eq!(signed.location(), to, "{next:?}");
+    }
+    let page = web.get("/dashboard/root-keys").await;
+    assert!(page.body.contains("value=\"keys:verify\""));
+    assert!(
+        !page.body.contains("value=\"keys:reveal\"") && !page.body.contains("value=\"*\""),
+        "not offered"
+    );
+    for scope in ["*", "keys:reveal"] {
+        let refused = web
+            .post(
+                "/dashboard/root-keys",
+                &[("csrf", &page.csrf()), ("scopes", scope)],
+            )
+            .await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{scope}");
+    }
+    assert_eq!(
+        app.store.count_root_keys().await.unwrap(),
+        1,
+        "none was created"
+    );
 }

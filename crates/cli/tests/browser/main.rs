@@ -365,6 +365,10 @@ async fn operator_creates_rotates_and_revokes_a_key_in_the_browser() {
         !b.body().await.contains("No verifications in this period"),
         "its verifications are charted"
     );
+    b.select("range", "7d").await;
+    b.click("Show").await;
+    assert!(b.body().await.contains("per hour, last 7 days"));
+    assert!(b.path().await.ends_with("?range=7d"));
     b.click("Disable").await;
     assert_eq!(verify_code(&app, &plaintext).await, "DISABLED");
     b.click("Enable").await;

@@ -178,8 +178,17 @@ impl FromRequestParts<AppState> for Customer {
 }
 
 /// The fields of a posted form, in order (checkboxes may repeat a name).
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Fields(Vec<(String, String)>);
+
+/// Names only: a form may hold a password or a CSRF token.
+impl std::fmt::Debug for Fields {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(k, _)| k))
+            .finish()
+    }
+}
 
 impl Fields {
     pub fn parse(body: &[u8]) -> Option<Self> {

@@ -361,9 +361,10 @@ impl Config {
 
     /// Whether browsers reach this server over TLS (cookies are then `Secure`).
     pub fn public_is_https(&self) -> bool {
-        self.public_url
-            .as_deref()
-            .is_some_and(|u| u.starts_with("https://"))
+        self.public_url.as_deref().is_some_and(|u| {
+            u.get(..8)
+                .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+        })
     }
 
     fn validate(&self) -> Result<(), String> {
@@ -423,8 +424,32 @@ impl Config {
                 self.login_failure_window_minutes,
             ),
         ];
+        // Session lifetimes are added to timestamps: keep them far from overflow.
+        for (name, value, max) in [
+            (
+                "session_idle_minutes",
+                self.session_idle_minutes,
+                60 * 24 * 366,
+            ),
+            ("session_max_hours", self.session_max_hours, 24 * 366),
+            (
+                "portal_session_minutes",
+                self.portal_session_minutes,
+                60 * 24 * 366,
+            ),
+            (
+                "login_failure_window_minutes",
+                self.login_failure_window_minutes,
+                60 * 24 * 366,
+            ),
+        ] {
+            if value > max {
+                return Err(format!("{name} must be at most {max} (a year)"));
+            }
+        }
         if let Some(url) = &self.public_url {
-            let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
+            let lower = url.to_ascii_lowercase();
+            let scheme_ok = lower.starts_with("https://") || lower.starts_with("http://");
             let rest = url.split_once("://").map_or("", |(_, r)| r);
             if !scheme_ok
                 || rest.is_empty()

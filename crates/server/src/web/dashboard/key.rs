@@ -8,15 +8,13 @@ use keyhaven_service::audit::{self, AuditQuery, EventQuery};
 use keyhaven_service::idempotency::Idempotent;
 use keyhaven_service::keys::{self, KeyState, RevokeKey, RotateKey, UpdateKey};
 use keyhaven_service::limits::spec::{QuotaCtx, rate_limit_views};
-use keyhaven_service::usage_report::{self, SeriesParams};
 use keyhaven_service::{Scope, ServiceError};
 use keyhaven_store::{KeyForVerify, PageRequest, QuotaTarget, UsageTarget};
 use maud::{Markup, html};
 
-use super::keys::{limit_fields, limits_from};
+use super::keys::{quota_fields, quota_from, rate_limit_fields, ratelimits_from};
 use super::{fail, local_time, query, scope_list};
 use crate::state::AppState;
-use crate::web::chart;
 use crate::web::html::{self, Section, csrf, done_notice, state_badge, when, when_opt};
 use crate::web::once::{Once, unstored};
 use crate::web::session::{DashboardForm, Operator};
@@ -64,7 +62,7 @@ pub async fn page(
     raw: RawQuery,
 ) -> Response {
     let q = query(raw);
-    match render(&state, &op, &id, q.get("done")).await {
+    match render(&state, &op, &id, q.get("done"), q.get("range")).await {
         Ok(r) => r,
         Err(e) => fail(e),
     }
@@ -75,6 +73,7 @@ async fn render(
     op: &Operator,
     id: &str,
     done: Option<&str>,
+    range: Option<&str>,
 ) -> Result<Response, ServiceError> {
     op.actor.require(Scope::KeysRead)?;
     let found = keys::find(state, &op.actor, id).await?;
@@ -82,13 +81,7 @@ async fn render(
     let now = state.clock.now();
     let key_state = KeyState::of(key, found.max_key_age, now);
     let chain = rotation_chain(state, op, &found).await;
-    let series = usage_report::series(
-        state,
-        &op.actor,
-        UsageTarget::Key(id),
-        &SeriesParams::default(),
-    )
-    .await?;
+    let usage = super::usage_card(state, &op.actor, UsageTarget::Key(id), range).await?;
     let events = audit::events(
         state,
         &op.actor,
@@ -185,10 +178,7 @@ async fn render(
             }
         }
         @if op.may_write() && key_state.is_live() { (actions(op, &found, key_state)) }
-        section.card aria-labelledby="usage" {
-            h2 #usage { "Verifications, last 24 hours" }
-            (chart::usage("per hour", &series))
-        }
+        (usage)
         div.grid {
             section.card aria-labelledby="events" {
                 h2 #events { "Events" }
@@ -215,7 +205,14 @@ fn actions(op: &Operator, found: &KeyForVerify, key_state: KeyState) -> Markup {
     let key = &found.key;
     let id = &key.key_id;
     let csrf_token = op.csrf();
-    let limit = rate_limit_views(&key.limits.ratelimits).into_iter().next();
+    let limits = rate_limit_views(&key.limits.ratelimits);
+    let scopes = key.scopes.join(" ");
+    let expires = key.expires_at.and_then(|t| {
+        t.format(time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]"
+        ))
+        .ok()
+    });
     html! {
         section.card aria-labelledby="actions" {
             h2 #actions { "Change this key" }
@@ -263,12 +260,16 @@ fn actions(op: &Operator, found: &KeyForVerify, key_state: KeyState) -> Markup {
                 summary { "Edit…" }
                 form.stack method="post" action={"/dashboard/keys/" (id) "/update"} {
                     (csrf(&csrf_token))
+                    (super::was("name", key.name.as_deref().unwrap_or("")))
+                    (super::was("scopes", &scopes))
+                    (super::was("expires_at", expires.as_deref().unwrap_or("")))
                     label { "Name" input type="text" name="name" maxlength="200" value=[key.name.as_deref()]; }
-                    label { "Scopes" span.hint { "Separated by spaces or commas." } input type="text" name="scopes" value=(key.scopes.join(" ")); }
+                    label { "Scopes" span.hint { "Separated by spaces or commas." } input type="text" name="scopes" value=(scopes); }
                     label { "Expires" span.hint { "UTC; empty for never." }
-                        input type="datetime-local" name="expires_at" value=[key.expires_at.and_then(|t| t.format(time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]")).ok())];
+                        input type="datetime-local" name="expires_at" value=[expires.as_deref()];
                     }
-                    (limit_fields(limit.as_ref(), None))
+                    (rate_limit_fields(&limits, "Empty removes the key's own limit (its keyspace's defaults still apply)."))
+                    (quota_fields())
                     label.check { input type="checkbox" name="set_quota" value="1"; "Replace the quota with the one above (its counter restarts)" }
                     button type="submit" { "Save changes" }
                 }
@@ -309,13 +310,19 @@ pub async fn update(
     let f = &form.fields;
     let result = async {
         form.op.actor.require(Scope::KeysWrite)?;
-        let (ratelimits, quota) = limits_from(f)?;
+        // Only what the form changed: a field left as shown keeps its stored value
+        // (shown rounded or not at all, it would otherwise be rewritten).
+        let changed = |name: &str| super::changed(f, &[name]);
         let input = UpdateKey {
-            name: Some(f.opt("name")),
-            scopes: Some(scope_list(f.get("scopes"))),
-            expires_at: Some(local_time(f, "expires_at")),
-            ratelimits: Some(ratelimits),
-            quota: f.checked("set_quota").then_some(quota),
+            name: changed("name").then(|| f.opt("name")),
+            scopes: changed("scopes").then(|| scope_list(f.get("scopes"))),
+            expires_at: changed("expires_at").then(|| local_time(f, "expires_at")),
+            ratelimits: ratelimits_from(f)?,
+            quota: if f.checked("set_quota") {
+                Some(quota_from(f)?)
+            } else {
+                None
+            },
             ..UpdateKey::default()
         };
         keys::update(&state, &form.op.actor, &id, input).await

@@ -152,57 +152,88 @@ async fn render_list(
     Ok(op.page(Section::Keys, "Keys", body))
 }
 
-/// The fields of a key's limits, shared by the create and edit forms.
-pub(super) fn limit_fields(
-    limit: Option<&RateLimitBody>,
-    quota: Option<(u64, Option<&RefillBody>)>,
-) -> Markup {
+/// The standard periods of a rate limit in the forms.
+const PERIODS: [(u64, &str); 4] = [
+    (1000, "second"),
+    (60_000, "minute"),
+    (3_600_000, "hour"),
+    (86_400_000, "day"),
+];
+
+/// The rate-limit fields of a form (create and edit forms of keys and keyspaces). The
+/// form handles one limit without a burst; anything else is shown, not offered for
+/// editing (a save then leaves it alone). Each field carries its shown value, so a save
+/// changes only what was changed ([`super::changed`]).
+pub(super) fn rate_limit_fields(limits: &[RateLimitBody], default_note: &str) -> Markup {
+    let editable = limits.len() <= 1 && limits.first().is_none_or(|l| l.burst.is_none());
+    let limit = limits.first();
+    let per = limit.map_or(60_000, |l| l.duration_ms);
     html! {
         fieldset {
             legend { "Rate limit" }
-            div.row {
-                label { "Requests" input type="number" name="rl_limit" min="1" value=[limit.map(|l| l.limit)]; }
-                label { "Per"
-                    select name="rl_per" {
-                        @for (ms, name) in [(1000u64, "second"), (60_000, "minute"), (3_600_000, "hour"), (86_400_000, "day")] {
-                            option value=(ms) selected[limit.is_some_and(|l| l.duration_ms == ms)] { (name) }
+            @if editable {
+                input type="hidden" name="rl_name" value=(limit.map_or("default", |l| l.name.as_str()));
+                (super::was("rl_limit", &limit.map(|l| l.limit.to_string()).unwrap_or_default()))
+                (super::was("rl_per", &per.to_string()))
+                div.row {
+                    label { "Requests" input type="number" name="rl_limit" min="1" value=[limit.map(|l| l.limit)]; }
+                    label { "Per"
+                        select name="rl_per" {
+                            @for (ms, name) in PERIODS { option value=(ms) selected[per == ms] { (name) } }
+                            @if !PERIODS.iter().any(|(ms, _)| *ms == per) { option value=(per) selected { (per) " ms" } }
                         }
                     }
                 }
-            }
-            span.hint.small.muted { "Leave empty for no limit of the key's own (its keyspace's defaults still apply)." }
-        }
-        fieldset {
-            legend { "Quota" }
-            div.row {
-                label { "Uses left" input type="number" name="quota_remaining" min="0" value=[quota.map(|q| q.0)]; }
-                label { "Refill"
-                    select name="quota_refill" {
-                        option value="" { "Never" }
-                        option value="daily" selected[quota.and_then(|q| q.1).is_some_and(|r| r.interval == "daily")] { "Daily" }
-                        option value="monthly" selected[quota.and_then(|q| q.1).is_some_and(|r| r.interval == "monthly")] { "Monthly" }
-                    }
+                span.hint.small.muted { (default_note) }
+            } @else {
+                p.small {
+                    @for l in limits { code { (l.name) } ": " (l.limit) " per " (l.duration_ms) " ms" @if let Some(b) = l.burst { " (burst " (b) ")" } br; }
+                    span.muted { "Several limits or bursts are managed through the API; saving here leaves them as they are." }
                 }
-                label { "Refill to" input type="number" name="quota_amount" min="0" value=[quota.and_then(|q| q.1).map(|r| r.amount)]; }
             }
         }
     }
 }
 
-/// The rate limit and quota a form describes (`None`: the form leaves them out).
-pub(super) fn limits_from(
-    f: &Fields,
-) -> Result<(Vec<RateLimitBody>, Option<QuotaBody>), ServiceError> {
-    let ratelimits = match number::<u64>(f, "rl_limit", "Requests")? {
+/// The quota fields of a form.
+pub(super) fn quota_fields() -> Markup {
+    html! {
+        fieldset {
+            legend { "Quota" }
+            div.row {
+                label { "Uses left" input type="number" name="quota_remaining" min="0"; }
+                label { "Refill"
+                    select name="quota_refill" {
+                        option value="" { "Never" }
+                        option value="daily" { "Daily" }
+                        option value="monthly" { "Monthly" }
+                    }
+                }
+                label { "Refill to" input type="number" name="quota_amount" min="0"; }
+            }
+        }
+    }
+}
+
+/// The rate limits a form sets, or `None` when it leaves them as they were.
+pub(super) fn ratelimits_from(f: &Fields) -> Result<Option<Vec<RateLimitBody>>, ServiceError> {
+    if !super::changed(f, &["rl_limit", "rl_per"]) {
+        return Ok(None);
+    }
+    Ok(Some(match number::<u64>(f, "rl_limit", "Requests")? {
         None => Vec::new(),
         Some(limit) => vec![RateLimitBody {
-            name: "default".into(),
+            name: f.opt("rl_name").unwrap_or_else(|| "default".to_owned()),
             limit,
             duration_ms: number::<u64>(f, "rl_per", "Per")?.unwrap_or(60_000),
             burst: None,
         }],
-    };
-    let quota = match number::<u64>(f, "quota_remaining", "Uses left")? {
+    }))
+}
+
+/// The quota a form describes (`None`: none).
+pub(super) fn quota_from(f: &Fields) -> Result<Option<QuotaBody>, ServiceError> {
+    Ok(match number::<u64>(f, "quota_remaining", "Uses left")? {
         None => None,
         Some(remaining) => Some(QuotaBody {
             remaining,
@@ -215,8 +246,7 @@ pub(super) fn limits_from(
                 }),
             },
         }),
-    };
-    Ok((ratelimits, quota))
+    })
 }
 
 fn new_form(op: &Operator, keyspaces: &[Keyspace], error: Option<&str>, f: &Fields) -> Markup {
@@ -241,7 +271,8 @@ fn new_form(op: &Operator, keyspaces: &[Keyspace], error: Option<&str>, f: &Fiel
                     label { "Owner id" span.hint { "Optional: the owner (customer) the key belongs to, e.g. own_…" } input type="text" name="owner_id" value=[f.get("owner_id")]; }
                     label { "Scopes" span.hint { "Separated by spaces or commas, e.g. read:orders write:orders" } input type="text" name="scopes" value=[f.get("scopes")]; }
                     label { "Expires" span.hint { "Optional, UTC." } input type="datetime-local" name="expires_at" value=[f.get("expires_at")]; }
-                    (limit_fields(None, None))
+                    (rate_limit_fields(&[], "Leave empty for no limit of the key's own (its keyspace's defaults still apply)."))
+                    (quota_fields())
                     button type="submit" { "Create key" }
                 }
             }
@@ -270,7 +301,6 @@ pub async fn create(State(state): State<AppState>, form: DashboardForm) -> Respo
     let f = &form.fields;
     let attempt = async {
         op.actor.require(Scope::KeysWrite)?;
-        let (ratelimits, quota) = limits_from(f)?;
         let input = CreateKey {
             keyspace_id: f.get("keyspace_id").unwrap_or("").to_owned(),
             owner_id: f.opt("owner_id"),
@@ -280,8 +310,8 @@ pub async fn create(State(state): State<AppState>, form: DashboardForm) -> Respo
             expires_at: local_time(f, "expires_at"),
             enabled: None,
             recoverable: None,
-            ratelimits,
-            quota,
+            ratelimits: ratelimits_from(f)?.unwrap_or_default(),
+            quota: quota_from(f)?,
         };
         let mut once = Once::default();
         let idem = Idempotent::none(&state, &op.actor);

@@ -7,15 +7,13 @@ use keyhaven_service::branding::BrandingBody;
 use keyhaven_service::idempotency::Idempotent;
 use keyhaven_service::keyspaces::{self, CreateKeyspace, UpdateKeyspace};
 use keyhaven_service::limits::spec::{RateLimitBody, rate_limit_views};
-use keyhaven_service::usage_report::{self, SeriesParams};
 use keyhaven_service::{Scope, ServiceError};
 use keyhaven_store::{Keyspace, UsageTarget};
 use maud::{Markup, html};
 
-use super::keys::all_keyspaces;
+use super::keys::{all_keyspaces, rate_limit_fields, ratelimits_from};
 use super::{fail, number, query};
 use crate::state::AppState;
-use crate::web::chart;
 use crate::web::html::{Section, csrf, done_notice, when};
 use crate::web::once::unstored;
 use crate::web::session::{DashboardForm, Fields, Operator};
@@ -78,59 +76,80 @@ fn list_body(op: &Operator, list: &[Keyspace], error: Option<&str>, f: &Fields) 
     }
 }
 
+/// A policy duration as the form shows it: whole `unit`s (rounded down; [`super::was`]
+/// keeps a save from writing the rounding back).
+fn shown(seconds: Option<i64>, unit: i64) -> String {
+    seconds.map(|s| (s / unit).to_string()).unwrap_or_default()
+}
+
 fn policy_fields(ks: Option<&Keyspace>) -> Markup {
     let p = ks.map(|k| k.policy).unwrap_or_default();
-    let limit: Option<RateLimitBody> =
-        ks.and_then(|k| rate_limit_views(&k.ratelimits).into_iter().next());
+    let limits = ks
+        .map(|k| rate_limit_views(&k.ratelimits))
+        .unwrap_or_default();
+    let fields = [
+        (
+            "max_age_days",
+            "Max key age (days)",
+            shown(p.max_key_age, 86_400),
+            "1",
+        ),
+        (
+            "grace_hours",
+            "Default grace (hours)",
+            shown(p.default_grace, 3600),
+            "0",
+        ),
+        (
+            "warning_days",
+            "Expiry warning (days)",
+            shown(p.expiry_warning, 86_400),
+            "1",
+        ),
+    ];
     html! {
         fieldset {
             legend { "Policy" }
             div.row {
-                label { "Max key age (days)" input type="number" name="max_age_days" min="1" value=[p.max_key_age.map(|s| s / 86_400)]; }
-                label { "Default grace (hours)" input type="number" name="grace_hours" min="0" value=[p.default_grace.map(|s| s / 3600)]; }
-                label { "Expiry warning (days)" input type="number" name="warning_days" min="1" value=[p.expiry_warning.map(|s| s / 86_400)]; }
-            }
-        }
-        fieldset {
-            legend { "Default rate limit of every key" }
-            div.row {
-                label { "Requests" input type="number" name="rl_limit" min="1" value=[limit.as_ref().map(|l| l.limit)]; }
-                label { "Per"
-                    select name="rl_per" {
-                        @for (ms, name) in [(1000u64, "second"), (60_000, "minute"), (3_600_000, "hour"), (86_400_000, "day")] {
-                            option value=(ms) selected[limit.as_ref().is_some_and(|l| l.duration_ms == ms)] { (name) }
-                        }
-                    }
+                @for (name, label, value, min) in &fields {
+                    (super::was(name, value))
+                    label { (label) input type="number" name=(name) min=(min) value=(value); }
                 }
             }
         }
+        (rate_limit_fields(&limits, "The default limit of every key in the keyspace; empty for none."))
     }
 }
 
+/// A policy duration the form changed, in seconds: `None` when left as shown (the stored
+/// value stays), `Some(None)` when emptied.
+fn policy_field(
+    f: &Fields,
+    name: &str,
+    label: &str,
+    unit: i64,
+) -> Result<Option<Option<i64>>, ServiceError> {
+    if !super::changed(f, &[name]) {
+        return Ok(None);
+    }
+    Ok(Some(
+        number::<i64>(f, name, label)?.map(|n| n.saturating_mul(unit)),
+    ))
+}
+
 struct Policy {
-    max_key_age: Option<i64>,
-    default_grace: Option<i64>,
-    expiry_warning: Option<i64>,
-    ratelimits: Vec<RateLimitBody>,
+    max_key_age: Option<Option<i64>>,
+    default_grace: Option<Option<i64>>,
+    expiry_warning: Option<Option<i64>>,
+    ratelimits: Option<Vec<RateLimitBody>>,
 }
 
 fn policy_from(f: &Fields) -> Result<Policy, ServiceError> {
-    let scaled = |name: &str, label: &str, unit: i64| -> Result<Option<i64>, ServiceError> {
-        Ok(number::<i64>(f, name, label)?.map(|n| n.saturating_mul(unit)))
-    };
     Ok(Policy {
-        max_key_age: scaled("max_age_days", "Max key age", 86_400)?,
-        default_grace: scaled("grace_hours", "Default grace", 3600)?,
-        expiry_warning: scaled("warning_days", "Expiry warning", 86_400)?,
-        ratelimits: match number::<u64>(f, "rl_limit", "Requests")? {
-            None => Vec::new(),
-            Some(limit) => vec![RateLimitBody {
-                name: "default".into(),
-                limit,
-                duration_ms: number::<u64>(f, "rl_per", "Per")?.unwrap_or(60_000),
-                burst: None,
-            }],
-        },
+        max_key_age: policy_field(f, "max_age_days", "Max key age", 86_400)?,
+        default_grace: policy_field(f, "grace_hours", "Default grace", 3600)?,
+        expiry_warning: policy_field(f, "warning_days", "Expiry warning", 86_400)?,
+        ratelimits: ratelimits_from(f)?,
     })
 }
 
@@ -143,10 +162,10 @@ pub async fn create(State(state): State<AppState>, form: DashboardForm) -> Respo
         let input = CreateKeyspace {
             name: f.get("name").unwrap_or("").to_owned(),
             prefix: f.get("prefix").unwrap_or("").to_owned(),
-            max_key_age_seconds: p.max_key_age,
-            default_grace_seconds: p.default_grace,
-            expiry_warning_seconds: p.expiry_warning,
-            ratelimits: p.ratelimits,
+            max_key_age_seconds: p.max_key_age.flatten(),
+            default_grace_seconds: p.default_grace.flatten(),
+            expiry_warning_seconds: p.expiry_warning.flatten(),
+            ratelimits: p.ratelimits.unwrap_or_default(),
             alerts: Default::default(),
             branding: BrandingBody::default(),
         };
@@ -187,16 +206,16 @@ pub async fn page(
     let result = async {
         op.actor.require(Scope::KeyspacesRead)?;
         let ks = keyspaces::find(&state, &op.actor, &id).await?;
-        let series = usage_report::series(
+        let usage = super::usage_card(
             &state,
             &op.actor,
             UsageTarget::Keyspace(&id),
-            &SeriesParams::default(),
+            q.get("range"),
         )
         .await?;
-        Ok::<_, ServiceError>((ks, series))
+        Ok::<_, ServiceError>((ks, usage))
     };
-    let (ks, series) = match result.await {
+    let (ks, usage) = match result.await {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
@@ -211,10 +230,7 @@ pub async fn page(
             div.actions { a.button.secondary href={"/dashboard/keys?keyspace_id=" (ks.id)} { "Its keys" } }
         }
         (done_notice(q.get("done")))
-        section.card aria-labelledby="usage" {
-            h2 #usage { "Verifications, last 24 hours" }
-            (chart::usage("per hour", &series))
-        }
+        (usage)
         section.card aria-labelledby="settings" {
             h2 #settings { "Settings" }
             @if op.may_write() {
@@ -224,6 +240,9 @@ pub async fn page(
                     (policy_fields(Some(&ks)))
                     fieldset {
                         legend { "Customer portal branding" }
+                        (super::was("brand_name", b.name.as_deref().unwrap_or("")))
+                        (super::was("brand_logo", b.logo_url.as_deref().unwrap_or("")))
+                        (super::was("brand_color", b.accent_color.as_deref().unwrap_or("")))
                         div.row {
                             label { "Company name" input type="text" name="brand_name" maxlength="200" value=[b.name.as_deref()]; }
                             label { "Accent colour" input type="text" name="brand_color" placeholder="#4f46e5" pattern="#[0-9a-fA-F]{6}" value=[b.accent_color.as_deref()]; }
@@ -256,15 +275,17 @@ pub async fn update(
         let p = policy_from(f)?;
         let input = UpdateKeyspace {
             name: f.opt("name"),
-            max_key_age_seconds: Some(p.max_key_age),
-            default_grace_seconds: Some(p.default_grace),
-            expiry_warning_seconds: Some(p.expiry_warning),
-            ratelimits: Some(p.ratelimits),
+            max_key_age_seconds: p.max_key_age,
+            default_grace_seconds: p.default_grace,
+            expiry_warning_seconds: p.expiry_warning,
+            ratelimits: p.ratelimits,
             alerts: None,
-            branding: Some(BrandingBody {
-                name: f.opt("brand_name"),
-                logo_url: f.opt("brand_logo"),
-                accent_color: f.opt("brand_color"),
+            branding: super::changed(f, &["brand_name", "brand_logo", "brand_color"]).then(|| {
+                BrandingBody {
+                    name: f.opt("brand_name"),
+                    logo_url: f.opt("brand_logo"),
+                    accent_color: f.opt("brand_color"),
+                }
             }),
         };
         keyspaces::update(&state, &form.op.actor, &id, input).await

@@ -18,7 +18,13 @@ use crate::web::session::{DASHBOARD_COOKIE, DashboardForm, LOGIN_COOKIE, LoginFo
 /// Only a path inside the dashboard (never another site) is a place to return to.
 fn safe_next(next: Option<&str>) -> &str {
     match next {
-        Some(n) if n.starts_with("/dashboard/") && !n.starts_with("//") && !n.contains('\\') => n,
+        Some(n)
+            if n.starts_with("/dashboard/")
+                && !n.contains('\\')
+                && n.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            n
+        }
         _ => "/dashboard/",
     }
 }
@@ -133,7 +139,9 @@ pub async fn submit(State(state): State<AppState>, form: LoginForm) -> Response 
 }
 
 pub async fn logout(State(state): State<AppState>, form: DashboardForm) -> Response {
-    if let Err(e) = sessions::sign_out(&state, &form.op.actor, &form.op.token).await {
+    if let Err(e) =
+        sessions::sign_out(&state, &form.op.actor, &form.op.operator.id, &form.op.token).await
+    {
         return fail(e);
     }
     let clear = set_cookie(&state, DASHBOARD_COOKIE, None, "/dashboard", "Lax");

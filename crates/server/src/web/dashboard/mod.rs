@@ -8,10 +8,13 @@ use axum::extract::RawQuery;
 use axum::response::{Redirect, Response};
 use axum::routing::{get, post};
 use keyhaven_service::ServiceError;
-use keyhaven_store::PageRequest;
+use keyhaven_service::usage_report::{self, SeriesParams};
+use keyhaven_service::validate::rfc3339;
+use keyhaven_store::{PageRequest, UsageTarget};
+use maud::{Markup, html};
 
-use super::html;
 use super::session::Fields;
+use super::{chart, html};
 use crate::state::AppState;
 
 mod activity;
@@ -82,6 +85,68 @@ fn query(raw: RawQuery) -> Fields {
     raw.0
         .and_then(|q| Fields::parse(q.as_bytes()))
         .unwrap_or_default()
+}
+
+/// A hidden copy of the value a form field shows, so a save can tell what was changed.
+fn was(name: &str, value: &str) -> Markup {
+    html! { input type="hidden" name={(name) "__was"} value=(value); }
+}
+
+/// Whether any of the fields differs from the value it was shown with ([`was`]).
+fn changed(f: &Fields, names: &[&str]) -> bool {
+    names
+        .iter()
+        .any(|n| f.get(n).unwrap_or("") != f.get(&format!("{n}__was")).unwrap_or(""))
+}
+
+/// A usage card: verifications of `target` by outcome over the period `range` names
+/// (`24h` by hour, the default; `7d` by hour; `30d` by day), with its period picker.
+async fn usage_card(
+    state: &AppState,
+    actor: &keyhaven_service::Actor,
+    target: UsageTarget<'_>,
+    range: Option<&str>,
+) -> Result<Markup, ServiceError> {
+    let now = state.clock.now();
+    let (params, caption, chosen) = match range {
+        Some("7d") => (
+            SeriesParams {
+                from: Some(rfc3339(now - time::Duration::days(7))),
+                granularity: Some("hour".into()),
+                ..Default::default()
+            },
+            "per hour, last 7 days",
+            "7d",
+        ),
+        Some("30d") => (
+            SeriesParams {
+                granularity: Some("day".into()),
+                ..Default::default()
+            },
+            "per day, last 30 days",
+            "30d",
+        ),
+        _ => (SeriesParams::default(), "per hour, last 24 hours", "24h"),
+    };
+    let series = usage_report::series(state, actor, target, &params).await?;
+    Ok(html! {
+        section.card aria-labelledby="usage" {
+            div.head {
+                h2 #usage { "Verifications" }
+                form.inline method="get" {
+                    label { "Period"
+                        select name="range" {
+                            @for (value, label) in [("24h", "24 hours"), ("7d", "7 days"), ("30d", "30 days")] {
+                                option value=(value) selected[value == chosen] { (label) }
+                            }
+                        }
+                    }
+                    button.secondary type="submit" { "Show" }
+                }
+            }
+            (chart::usage(caption, &series))
+        }
+    })
 }
 
 /// Rows per page in the dashboard's lists.

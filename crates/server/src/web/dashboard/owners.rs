@@ -5,14 +5,12 @@ use axum::response::{IntoResponse, Redirect, Response};
 use keyhaven_service::idempotency::Idempotent;
 use keyhaven_service::keys::{self, KeySort, KeyState, ListKeys};
 use keyhaven_service::owners::{self, CreateOwner};
-use keyhaven_service::usage_report::{self, SeriesParams};
 use keyhaven_service::{Scope, ServiceError};
 use keyhaven_store::{PageRequest, UsageTarget};
 use maud::html;
 
 use super::{fail, page_at, query};
 use crate::state::AppState;
-use crate::web::chart;
 use crate::web::html::{Section, csrf, done_notice, pager, state_badge, when, when_opt};
 use crate::web::once::unstored;
 use crate::web::session::{DashboardForm, Fields, Operator};
@@ -116,14 +114,25 @@ pub async fn create(State(state): State<AppState>, form: DashboardForm) -> Respo
     }
 }
 
-pub async fn page(State(state): State<AppState>, op: Operator, Path(id): Path<String>) -> Response {
-    match render(&state, &op, &id).await {
+pub async fn page(
+    State(state): State<AppState>,
+    op: Operator,
+    Path(id): Path<String>,
+    raw: RawQuery,
+) -> Response {
+    let q = query(raw);
+    match render(&state, &op, &id, q.get("range")).await {
         Ok(r) => r,
         Err(e) => fail(e),
     }
 }
 
-async fn render(state: &AppState, op: &Operator, id: &str) -> Result<Response, ServiceError> {
+async fn render(
+    state: &AppState,
+    op: &Operator,
+    id: &str,
+    range: Option<&str>,
+) -> Result<Response, ServiceError> {
     op.actor.require(Scope::OwnersRead)?;
     let owner = owners::find(state, &op.actor, id).await?;
     let listed = keys::list(
@@ -141,13 +150,7 @@ async fn render(state: &AppState, op: &Operator, id: &str) -> Result<Response, S
         None,
     )
     .await?;
-    let series = usage_report::series(
-        state,
-        &op.actor,
-        UsageTarget::Owner(id),
-        &SeriesParams::default(),
-    )
-    .await?;
+    let usage = super::usage_card(state, &op.actor, UsageTarget::Owner(id), range).await?;
     let now = state.clock.now();
     let body = html! {
         div.head { div {
@@ -155,10 +158,7 @@ async fn render(state: &AppState, op: &Operator, id: &str) -> Result<Response, S
             h1 { (owner.name.as_deref().unwrap_or(&owner.external_id)) }
             p.muted { "External id " code { (owner.external_id) } }
         } }
-        section.card aria-labelledby="usage" {
-            h2 #usage { "Verifications of all their keys, last 24 hours" }
-            (chart::usage("per hour", &series))
-        }
+        (usage)
         section.card aria-labelledby="keys" {
             h2 #keys { "Keys" }
             div.table-wrap { table {

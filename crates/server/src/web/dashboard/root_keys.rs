@@ -76,7 +76,9 @@ pub async fn list(State(state): State<AppState>, op: Operator, raw: RawQuery) ->
                     fieldset {
                         legend { "Scopes" }
                         div.row {
-                            @for s in ROOT_SCOPES { label.check { input type="checkbox" name="scopes" value=(s); code { (s) } } }
+                            @for s in ROOT_SCOPES.iter().filter(|s| root_keys::check_grantable(&op.actor, &[(**s).to_owned()]).is_ok()) {
+                                label.check { input type="checkbox" name="scopes" value=(s); code { (s) } }
+                            }
                         }
                     }
                     label { "Only these keyspaces" span.hint { "Optional: keyspace ids separated by spaces." } input type="text" name="keyspaces"; }
@@ -97,11 +99,15 @@ pub async fn create(State(state): State<AppState>, form: DashboardForm) -> Respo
     {
         return fail(e);
     }
+    let scopes = f.all("scopes");
+    if let Err(e) = root_keys::check_grantable(&op.actor, &scopes) {
+        return fail(e);
+    }
     let keyspaces = super::scope_list(f.get("keyspaces"));
     let created = root_keys::create(
         state.store.as_ref(),
         &state.peppers,
-        f.all("scopes"),
+        scopes,
         (!keyspaces.is_empty()).then_some(keyspaces),
         f.opt("name"),
         op.actor.id(),

@@ -102,7 +102,14 @@ async fn start(
 }
 
 async fn logout(State(state): State<AppState>, form: PortalForm) -> Response {
-    if let Err(e) = sessions::sign_out(&state, &form.customer.actor, &form.customer.token).await {
+    if let Err(e) = sessions::sign_out(
+        &state,
+        &form.customer.actor,
+        &form.customer.grant.owner_id,
+        &form.customer.token,
+    )
+    .await
+    {
         return fail(e);
     }
     let clear = session::set_cookie(&state, PORTAL_COOKIE, None, "/portal", "Lax");

@@ -216,7 +216,7 @@ pub async fn key(
         @if let Some(series) = &series {
             section.card aria-labelledby="usage" { h2 #usage { "Requests, last 24 hours" } (chart::usage("per hour", series)) }
         }
-        @if key_state.is_live() {
+        @if key_state.is_live() && customer.actor.require(keyhaven_service::Scope::KeysWrite).is_ok() {
             section.card aria-labelledby="manage" {
                 h2 #manage { "Manage" }
                 form.inline method="post" action={"/portal/keys/" (k.key_id) "/name"} {
@@ -224,7 +224,7 @@ pub async fn key(
                     label { "Name" input type="text" name="name" maxlength="200" value=[k.name.as_deref()]; }
                     button.secondary type="submit" { "Rename" }
                 }
-                @if customer.grant.allows(PortalPermission::KeysRotate) && key_state != KeyState::Rotating {
+                @if customer.grant.allows(PortalPermission::KeysRotate) && rotatable(key_state) {
                     details.action {
                         summary { "Rotate…" }
                         p.muted { "You get a new key. This one keeps working for a short grace period so you can switch over." }
@@ -250,6 +250,12 @@ pub async fn key(
     show(&state, &customer, &title, body).await
 }
 
+/// Whether a customer may rotate a key in this state: not once it has expired or is
+/// already being replaced.
+fn rotatable(state: KeyState) -> bool {
+    matches!(state, KeyState::Active | KeyState::Disabled)
+}
+
 fn back(id: &str, done: &str) -> Response {
     Redirect::to(&format!("/portal/keys/{id}?done={done}")).into_response()
 }
@@ -260,7 +266,9 @@ pub async fn rename(
     form: PortalForm,
 ) -> Response {
     let result = async {
-        require(&form.customer, PortalPermission::KeysRead)?;
+        form.customer
+            .actor
+            .require(keyhaven_service::Scope::KeysWrite)?;
         let input = UpdateKey {
             name: Some(form.fields.opt("name")),
             ..UpdateKey::default()
@@ -308,6 +316,17 @@ pub async fn rotate(
     let customer = &form.customer;
     let result = async {
         require(customer, PortalPermission::KeysRotate)?;
+        // An expired key stays expired: rotating it would hand out a fresh one.
+        let found = keys::find(&state, &customer.actor, &id).await?;
+        if !rotatable(KeyState::of(
+            &found.key,
+            found.max_key_age,
+            state.clock.now(),
+        )) {
+            return Err(ServiceError::invalid(
+                "This key cannot be rotated any more; create a new key instead.",
+            ));
+        }
         let idem = Idempotent::none(&state, &customer.actor);
         let mut once = Once::default();
         // No grace given: the keyspace's default applies.
