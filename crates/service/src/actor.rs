@@ -259,6 +259,15 @@ impl Actor {
         self.owner().is_none_or(|mine| owner_id == Some(mine))
     }
 
+    /// Refuses an actor bound to one owner (a portal customer) an operation whose
+    /// answer spans owners (audit log, events, webhooks, keyspace-wide usage).
+    pub fn require_all_owners(&self, what: &'static str) -> Result<()> {
+        if self.owner().is_some() {
+            return Err(ServiceError::MissingScope(what));
+        }
+        Ok(())
+    }
+
     /// Whether this actor may change anything at all (a viewer may not).
     pub fn may_write(&self) -> bool {
         match &self.who {
@@ -412,6 +421,47 @@ mod tests {
         assert!(all.require(Scope::AuditRead).is_ok());
         assert!(all.sees_keyspace("ks_b"));
         assert!(!all.sees_keyspace(ROOT_KEYSPACE_ID));
+    }
+
+    #[test]
+    fn portal_customers_see_one_owner_and_operators_their_role() {
+        let grant = PortalGrant::new(
+            "own_a".into(),
+            vec!["ks_a".into()],
+            vec![PortalPermission::KeysRead, PortalPermission::KeysRevoke],
+            None,
+        );
+        let p = Actor::portal(Arc::new(grant), None);
+        assert_eq!(p.id(), "portal:own_a");
+        assert!(p.require(Scope::KeysRead).is_ok());
+        assert!(p.require(Scope::KeysWrite).is_ok(), "revoke is a write");
+        for scope in [
+            Scope::AuditRead,
+            Scope::WebhooksRead,
+            Scope::OwnersRead,
+            Scope::KeysReveal,
+            Scope::PortalWrite,
+        ] {
+            assert!(p.require(scope).is_err(), "{scope:?}");
+        }
+        assert!(p.require_all_owners("x").is_err());
+        assert!(p.sees_owner(Some("own_a")));
+        assert!(!p.sees_owner(Some("own_b")) && !p.sees_owner(None));
+        assert!(p.sees_keyspace("ks_a") && !p.sees_keyspace("ks_b"));
+        assert!(p.is_restricted());
+
+        let viewer = Actor::operator("vic@example.com", OperatorRole::Viewer, None);
+        assert_eq!(viewer.id(), "operator:vic@example.com");
+        assert!(viewer.require(Scope::AuditRead).is_ok());
+        assert!(viewer.require(Scope::KeysWrite).is_err());
+        assert!(!viewer.may_write());
+        let admin = Actor::operator("ann@example.com", OperatorRole::Admin, None);
+        assert!(admin.require(Scope::KeysWrite).is_ok() && admin.may_write());
+        assert!(
+            admin.require(Scope::KeysReveal).is_err(),
+            "operators never reveal keys"
+        );
+        assert!(!admin.is_restricted() && admin.sees_owner(None));
     }
 
     #[test]

@@ -82,6 +82,7 @@ pub async fn list(
     query: &AuditQuery,
     page: PageRequest,
 ) -> Result<Page<AuditEvent>> {
+    actor.require_all_owners("audit:read")?;
     if let Some(ks) = &query.keyspace_id
         && !actor.sees_keyspace(ks)
     {
@@ -126,6 +127,7 @@ pub async fn events(
     query: &EventQuery,
     page: PageRequest,
 ) -> Result<Page<Event>> {
+    actor.require_all_owners("keys:read (events)")?;
     if let Some(kind) = query.kind.as_deref()
         && !EVENT_TYPES.contains(&kind)
     {

@@ -227,7 +227,9 @@ fn decoy_hash() -> &'static str {
 }
 
 /// Checks an operator's password, unless this email or address has failed too often
-/// lately. A failure is counted against both; a success clears the email's count.
+/// lately. The attempt is noted in both buckets before the (slow) password check, so
+/// guesses sent in parallel all count; a throttled attempt is not counted, a successful
+/// one is forgotten and clears the email's failures.
 pub async fn login(
     store: &dyn Store,
     email: &str,
@@ -245,14 +247,22 @@ pub async fn login(
     if let Some(ip) = ip {
         buckets.push(format!("ip:{ip}"));
     }
+    let attempt = ids::new_id("att").map_err(ServiceError::Unexpected)?;
+    store
+        .record_login_failure(&attempt, &buckets, now)
+        .await
+        .map_err(ServiceError::from)?;
     let since = now - limits.window;
     for (bucket, limit) in buckets.iter().zip([limits.per_email, limits.per_ip]) {
-        if store
+        let attempts = store
             .login_failures(bucket, since)
             .await
-            .map_err(ServiceError::from)?
-            >= u64::from(limit)
-        {
+            .map_err(ServiceError::from)?;
+        if attempts > u64::from(limit) {
+            store
+                .forget_login_attempt(&attempt)
+                .await
+                .map_err(ServiceError::from)?;
             return Err(LoginError::Throttled {
                 retry_after_minutes: u64::try_from(limits.window.whole_minutes()).unwrap_or(15),
             });
@@ -271,18 +281,16 @@ pub async fn login(
     match operator {
         Some(operator) if matched => {
             store
+                .forget_login_attempt(&attempt)
+                .await
+                .map_err(ServiceError::from)?;
+            store
                 .clear_login_failures(&email_bucket)
                 .await
                 .map_err(ServiceError::from)?;
             Ok(operator)
         }
-        _ => {
-            store
-                .record_login_failure(&buckets, now)
-                .await
-                .map_err(ServiceError::from)?;
-            Err(LoginError::Wrong)
-        }
+        _ => Err(LoginError::Wrong),
     }
 }
 

@@ -186,6 +186,7 @@ pub async fn series(
             owners::find(service, actor, id).await?;
         }
         UsageTarget::Keyspace(id) => {
+            actor.require_all_owners("keys:read (keyspace usage)")?;
             keyspaces::find(service, actor, id).await?;
         }
     }

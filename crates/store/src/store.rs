@@ -332,12 +332,16 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         token_hash: &[u8; 32],
         kind: SessionKind,
     ) -> Result<Option<WebSession>, StoreError>;
-    /// Notes one failed sign-in in each bucket.
+    /// Notes sign-in attempt `attempt` in each bucket. An attempt is noted before its
+    /// password is checked (so parallel guesses all count) and forgotten if it succeeds.
     async fn record_login_failure(
         &self,
+        attempt: &str,
         buckets: &[String],
         at: Timestamp,
     ) -> Result<(), StoreError>;
+    /// Removes attempt `attempt` from every bucket.
+    async fn forget_login_attempt(&self, attempt: &str) -> Result<(), StoreError>;
     /// Failed sign-ins noted in `bucket` at or after `since`.
     async fn login_failures(&self, bucket: &str, since: Timestamp) -> Result<u64, StoreError>;
     async fn clear_login_failures(&self, bucket: &str) -> Result<(), StoreError>;

@@ -988,3 +988,73 @@ async fn sign_in_returns_only_to_plain_dashboard_paths_and_admins_grant_no_more_
         "none was created"
     );
 }
+
+#[tokio::test]
+async fn guesses_sent_in_parallel_are_counted_before_their_password_is_checked() {
+    let app = spawn_app().await;
+    add_operator(&app, "ann@example.com", OperatorRole::Admin).await;
+    let mut clients: Vec<WebClient<'_>> = (0..30).map(|_| WebClient::new(&app)).collect();
+    let mut tokens = Vec::new();
+    for client in &mut clients {
+        tokens.push(client.get("/dashboard/login").await.csrf());
+    }
+    let attempts = clients
+        .iter_mut()
+        .zip(&tokens)
+        .map(|(client, csrf)| async move {
+            client
+                .post(
+                    "/dashboard/login",
+                    &[
+                        ("csrf", csrf),
+                        ("email", "ann@example.com"),
+                        ("password", "guess"),
+                    ],
+                )
+                .await
+                .status
+        });
+    let statuses = futures_join_all(attempts).await;
+    let checked = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    let throttled = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!(checked + throttled, 30, "{statuses:?}");
+    assert!(
+        checked <= 10,
+        "{checked} passwords were checked, not at most 10"
+    );
+}
+
+/// Runs the futures at once on this task.
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl IntoIterator<Item = F>,
+) -> Vec<F::Output> {
+    let mut set = Vec::new();
+    for f in futures {
+        set.push(Box::pin(f));
+    }
+    let mut out: Vec<Option<F::Output>> = (0..set.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (slot, fut) in out.iter_mut().zip(set.iter_mut()) {
+            if slot.is_none() {
+                match fut.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *slot = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().map(|v| v.unwrap()).collect()
+}

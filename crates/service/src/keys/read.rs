@@ -157,6 +157,7 @@ pub async fn expiring(
     keyspace_id: Option<&str>,
     limit: u32,
 ) -> Result<ExpiringKeys> {
+    actor.require_all_owners("keys:read (expiring keys)")?;
     if let Some(ks) = keyspace_id
         && !actor.sees_keyspace(ks)
     {

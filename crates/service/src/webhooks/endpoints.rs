@@ -109,6 +109,7 @@ fn sees(actor: &Actor, hook: &Webhook) -> bool {
 
 /// A webhook the actor may manage, or `NotFound` (exactly like a missing one).
 pub async fn find(service: &Service, actor: &Actor, id: &str) -> Result<Webhook> {
+    actor.require_all_owners("webhooks:read")?;
     if !ids::is_plausible("wh", id) {
         return Err(ServiceError::NotFound);
     }
@@ -121,6 +122,7 @@ pub async fn find(service: &Service, actor: &Actor, id: &str) -> Result<Webhook>
 /// A page of the webhooks the actor may manage.
 #[tracing::instrument(skip_all)]
 pub async fn list(service: &Service, actor: &Actor, page: PageRequest) -> Result<Page<Webhook>> {
+    actor.require_all_owners("webhooks:read")?;
     service
         .store
         .list_webhooks(actor.visible(), page)
@@ -150,6 +152,7 @@ pub async fn create(
     idem: &Idempotent<'_>,
     render: impl FnOnce(&Webhook, &SecretString) -> Result<Rendered>,
 ) -> Result<Done> {
+    actor.require_all_owners("webhooks:write")?;
     if let Some(replay) = idem.replay().await? {
         return Ok(Done::Replayed(replay));
     }

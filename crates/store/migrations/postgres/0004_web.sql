@@ -23,9 +23,11 @@ CREATE TABLE web_sessions (
 CREATE INDEX web_sessions_subject ON web_sessions (kind, subject);
 CREATE INDEX web_sessions_expiry ON web_sessions (expires_at);
 
--- Failed sign-ins, one row each, by bucket (`email:<address>`, `ip:<address>`), counted
--- over a sliding window to throttle guessing on every node.
+-- Sign-in attempts, one row per bucket (`email:<address>`, `ip:<address>`), counted over a
+-- sliding window to throttle guessing on every node. An attempt is written before its
+-- password is checked (so parallel guesses count) and removed if it succeeds.
 CREATE TABLE login_failures (
+    attempt TEXT   NOT NULL,
     bucket TEXT    NOT NULL,
     at     BIGINT  NOT NULL
 );

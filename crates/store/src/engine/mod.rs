@@ -235,8 +235,9 @@ impl_store! {
     web::end_session(token_hash: &[u8; 32], change: Change<'_>) -> (), "ending a session";
     web::take_session(token_hash: &[u8; 32], kind: SessionKind) -> Option<WebSession>,
         "taking a single-use link";
-    web::record_login_failure(buckets: &[String], at: Timestamp) -> (),
-        "recording a failed sign-in";
+    web::record_login_failure(attempt: &str, buckets: &[String], at: Timestamp) -> (),
+        "recording a sign-in attempt";
+    web::forget_login_attempt(attempt: &str) -> (), "forgetting a sign-in attempt";
     web::login_failures(bucket: &str, since: Timestamp) -> u64, "counting failed sign-ins";
     web::clear_login_failures(bucket: &str) -> (), "clearing failed sign-ins";
     web::purge_web(now: Timestamp, failures_before: Timestamp) -> u64,

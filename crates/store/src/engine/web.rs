@@ -216,18 +216,28 @@ pub(super) async fn take_session(
 
 pub(super) async fn record_login_failure(
     store: &Engine,
+    attempt: &str,
     buckets: &[String],
     at: Timestamp,
 ) -> Result<(), StoreError> {
     let mut tx = store.begin().await?;
     for bucket in buckets {
-        sqlx::query("INSERT INTO login_failures (bucket, at) VALUES ($1, $2)")
+        sqlx::query("INSERT INTO login_failures (attempt, bucket, at) VALUES ($1, $2, $3)")
+            .bind(attempt)
             .bind(bucket)
             .bind(to_unix(at))
             .execute(&mut *tx)
             .await?;
     }
     tx.commit().await?;
+    Ok(())
+}
+
+pub(super) async fn forget_login_attempt(store: &Engine, attempt: &str) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM login_failures WHERE attempt = $1")
+        .bind(attempt)
+        .execute(store.writes())
+        .await?;
     Ok(())
 }
 

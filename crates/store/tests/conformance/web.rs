@@ -276,14 +276,21 @@ pub async fn failed_sign_ins_are_counted_per_bucket(store: &dyn Store) {
     let ip = "ip:127.0.0.1".to_owned();
     for t in 0..5 {
         store
-            .record_login_failure(&[email.clone(), ip.clone()], at(t * 60))
+            .record_login_failure(&format!("a{t}"), &[email.clone(), ip.clone()], at(t * 60))
             .await
             .unwrap();
     }
     store
-        .record_login_failure(std::slice::from_ref(&ip), at(300))
+        .record_login_failure("a5", std::slice::from_ref(&ip), at(300))
         .await
         .unwrap();
+    // A forgotten attempt leaves every bucket it was noted in.
+    store
+        .record_login_failure("ok", &[email.clone(), ip.clone()], at(301))
+        .await
+        .unwrap();
+    assert_eq!(store.login_failures(&ip, at(0)).await.unwrap(), 7);
+    store.forget_login_attempt("ok").await.unwrap();
     assert_eq!(store.login_failures(&email, at(0)).await.unwrap(), 5);
     assert_eq!(
         store.login_failures(&email, at(120)).await.unwrap(),

@@ -62,8 +62,8 @@ pub async fn home(State(state): State<AppState>, customer: Customer, raw: RawQue
                         ..Default::default()
                     },
                     PageRequest {
-                        limit: 100,
-                        after: None,
+                        limit: 50,
+                        after: q.get("cursor").and_then(|c| c.parse().ok()),
                     },
                     None,
                 )
@@ -101,6 +101,9 @@ pub async fn home(State(state): State<AppState>, customer: Customer, raw: RawQue
                     @if listed.page.items.is_empty() { tr { td.empty colspan="4" { "You have no keys yet." } } }
                 }
             } } }
+        }
+        @if let Some(next) = listed.as_ref().and_then(|l| l.page.next) {
+            (html::pager("/portal/", &[], Some(&next.to_string())))
         }
         @if customer.grant.allows(PortalPermission::KeysCreate) {
             section.card aria-labelledby="new-key" {
