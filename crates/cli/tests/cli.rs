@@ -347,3 +347,73 @@ fn operators_are_created_listed_reset_and_deleted_from_the_command_line() {
     let o = keyhaven(&["operator", "list", "--data-dir", data]);
     assert!(!stdout(&o).contains("vic@example.com"));
 }
+
+#[test]
+fn root_keys_are_listed_rotated_and_revoked_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let o = keyhaven(&[
+        "root-key",
+        "create",
+        "--data-dir",
+        data,
+        "--scopes",
+        "keys:verify",
+        "--name",
+        "ci",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let key = stdout(&o).lines().last().unwrap().to_owned();
+    let id = parse(&key).unwrap().key_id().to_owned();
+
+    let o = keyhaven(&["root-key", "list", "--data-dir", data]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let listed = stdout(&o);
+    assert!(
+        listed.contains(&id) && listed.contains("active") && listed.contains("keys:verify"),
+        "{listed}"
+    );
+    assert!(!listed.contains(&key), "never the secret");
+
+    let o = keyhaven(&[
+        "root-key",
+        "rotate",
+        "--data-dir",
+        data,
+        &id,
+        "--grace-seconds",
+        "60",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let successor = stdout(&o).lines().last().unwrap().to_owned();
+    assert!(successor.starts_with("kh_root_") && successor != key);
+    let o = keyhaven(&["root-key", "list", "--data-dir", data]);
+    assert!(stdout(&o).contains("rotating"), "{}", stdout(&o));
+
+    let new_id = parse(&successor).unwrap().key_id().to_owned();
+    let o = keyhaven(&[
+        "root-key",
+        "revoke",
+        "--data-dir",
+        data,
+        &new_id,
+        "--reason",
+        "test",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = keyhaven(&["root-key", "list", "--data-dir", data]);
+    let line = stdout(&o)
+        .lines()
+        .find(|l| l.starts_with(&new_id))
+        .unwrap()
+        .to_owned();
+    assert!(line.contains("revoked"), "{line}");
+
+    let o = keyhaven(&["root-key", "revoke", "--data-dir", data, "Abcdefghijkm"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("no root key has that id"),
+        "{}",
+        stderr(&o)
+    );
+}

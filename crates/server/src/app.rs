@@ -16,7 +16,9 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::error::ApiError;
-use crate::routes::{audit, health, keys, keyspaces, owners, portal, usage, verify, webhooks};
+use crate::routes::{
+    audit, health, keys, keyspaces, owners, portal, root_keys, usage, verify, webhooks,
+};
 use crate::state::AppState;
 use keyhaven_service::config::MetricsListen;
 
@@ -71,6 +73,13 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/events", get(audit::events))
         .route("/v1/portal/sessions", post(portal::create))
+        .route(
+            "/v1/root-keys",
+            get(root_keys::list).post(root_keys::create),
+        )
+        .route("/v1/root-keys/{key_id}", get(root_keys::get))
+        .route("/v1/root-keys/{key_id}/revoke", post(root_keys::revoke))
+        .route("/v1/root-keys/{key_id}/rotate", post(root_keys::rotate))
         .route(
             "/v1/keys/import",
             post(keys::import).layer(DefaultBodyLimit::max(IMPORT_BODY_LIMIT)),

@@ -12,7 +12,9 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{audit, health, keys, keyspaces, owners, portal, usage, verify, webhooks};
+use crate::routes::{
+    audit, health, keys, keyspaces, owners, portal, root_keys, usage, verify, webhooks,
+};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -27,6 +29,7 @@ use crate::routes::{audit, health, keys, keyspaces, owners, portal, usage, verif
         webhooks::create, webhooks::list, webhooks::get, webhooks::update, webhooks::delete,
         webhooks::deliveries, webhooks::delivery, webhooks::resend,
         portal::create,
+        root_keys::list, root_keys::get, root_keys::create, root_keys::revoke, root_keys::rotate,
         health::healthz, health::readyz, health::metrics,
     ),
     components(schemas(crate::error::Problem)),
@@ -40,6 +43,7 @@ use crate::routes::{audit, health, keys, keyspaces, owners, portal, usage, verif
         (name = "audit", description = "Every admin change, and the event log"),
         (name = "webhooks", description = "Events delivered to your endpoints, signed"),
         (name = "portal", description = "Links for your customers to manage their own keys"),
+        (name = "root-keys", description = "The admin API's own keys"),
         (name = "health", description = "Liveness, readiness, metrics"),
     )
 )]

@@ -35,6 +35,9 @@ pub const ROOT_SCOPES: &[&str] = &[
     "webhooks:write",
     "portal:*",
     "portal:write",
+    "root_keys:*",
+    "root_keys:read",
+    "root_keys:write",
 ];
 
 /// The actor recorded for changes made with local access (`keyhaven` commands).
@@ -57,6 +60,8 @@ pub enum Scope {
     WebhooksWrite,
     /// Starting customer portal sessions.
     PortalWrite,
+    RootKeysRead,
+    RootKeysWrite,
 }
 
 impl Scope {
@@ -74,6 +79,8 @@ impl Scope {
             Self::WebhooksRead => "webhooks:read",
             Self::WebhooksWrite => "webhooks:write",
             Self::PortalWrite => "portal:write",
+            Self::RootKeysRead => "root_keys:read",
+            Self::RootKeysWrite => "root_keys:write",
         }
     }
 
@@ -86,6 +93,7 @@ impl Scope {
                 | Self::OwnersRead
                 | Self::AuditRead
                 | Self::WebhooksRead
+                | Self::RootKeysRead
         )
     }
 }
@@ -266,6 +274,31 @@ impl Actor {
             return Err(ServiceError::MissingScope(what));
         }
         Ok(())
+    }
+
+    /// Whether this actor may hand out root-key scope `scope` (it holds it itself): `*`
+    /// only from `*`, `keys:reveal` only from `keys:reveal` or `*`, a family (`keys:*`)
+    /// only from the family or `*`. Operators grant neither `*` nor `keys:reveal`.
+    pub fn grants(&self, scope: &str) -> bool {
+        match &self.who {
+            Who::Local(_) => true,
+            Who::Portal(_) => false,
+            Who::Operator { role, .. } => {
+                *role == OperatorRole::Admin && scope != "*" && scope != "keys:reveal"
+            }
+            Who::RootKey(key) => {
+                let mine = &key.key.scopes;
+                if mine.iter().any(|s| s == "*") {
+                    return true;
+                }
+                match scope {
+                    "*" => false,
+                    "keys:reveal" => mine.iter().any(|s| s == "keys:reveal"),
+                    family if family.ends_with(":*") => mine.iter().any(|s| s == family),
+                    s => policy::scopes_grant(mine, s),
+                }
+            }
+        }
     }
 
     /// Whether this actor may change anything at all (a viewer may not).

@@ -40,6 +40,7 @@ pub mod patch;
 pub mod portal;
 pub mod recoverable;
 pub mod root_keys;
+pub mod serve_lock;
 pub mod service;
 pub mod sessions;
 pub mod usage;

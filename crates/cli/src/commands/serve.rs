@@ -62,6 +62,8 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    bootstrap::ensure_data_dir(&config.data_dir)?;
+    let _lock = keyhaven_service::serve_lock::acquire(&config)?;
     let Opened {
         store,
         peppers,

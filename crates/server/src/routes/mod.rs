@@ -8,6 +8,7 @@ pub mod keys;
 pub mod keyspaces;
 pub mod owners;
 pub mod portal;
+pub mod root_keys;
 pub mod usage;
 pub mod verify;
 pub mod webhooks;

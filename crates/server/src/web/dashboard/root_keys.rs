@@ -3,10 +3,10 @@
 
 use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Redirect, Response};
+use keyhaven_service::Scope;
 use keyhaven_service::actor::ROOT_SCOPES;
 use keyhaven_service::keys::KeyState;
-use keyhaven_service::root_keys::{self, RootKeyError};
-use keyhaven_service::{Scope, ServiceError};
+use keyhaven_service::root_keys::{self, CreateRootKey};
 use keyhaven_store::ROOT_PREFIX;
 use maud::html;
 use secrecy::ExposeSecret as _;
@@ -19,7 +19,7 @@ use crate::web::session::{DashboardForm, Operator};
 pub async fn list(State(state): State<AppState>, op: Operator, raw: RawQuery) -> Response {
     let q = query(raw);
     let result = async {
-        op.actor.require(Scope::KeysRead)?;
+        op.actor.require(Scope::RootKeysRead)?;
         root_keys::list(
             &state,
             &op.actor,
@@ -92,29 +92,19 @@ pub async fn list(State(state): State<AppState>, op: Operator, raw: RawQuery) ->
 
 pub async fn create(State(state): State<AppState>, form: DashboardForm) -> Response {
     let (op, f) = (&form.op, &form.fields);
-    if let Err(e) = op
-        .actor
-        .require(Scope::KeysWrite)
-        .and_then(|()| op.actor.require_unrestricted("root keys"))
-    {
-        return fail(e);
-    }
-    let scopes = f.all("scopes");
-    if let Err(e) = root_keys::check_grantable(&op.actor, &scopes) {
-        return fail(e);
-    }
     let keyspaces = super::scope_list(f.get("keyspaces"));
-    let created = root_keys::create(
-        state.store.as_ref(),
-        &state.peppers,
-        scopes,
-        (!keyspaces.is_empty()).then_some(keyspaces),
-        f.opt("name"),
-        op.actor.id(),
-    )
-    .await;
-    match created {
-        Ok(generated) => {
+    let input = CreateRootKey {
+        scopes: f.all("scopes"),
+        keyspace_ids: (!keyspaces.is_empty()).then_some(keyspaces),
+        name: f.opt("name"),
+        expires_at: None,
+    };
+    let result = async {
+        op.actor.require(Scope::RootKeysWrite)?;
+        root_keys::create_as(&state, &op.actor, input).await
+    };
+    match result.await {
+        Ok((generated, _)) => {
             let body = html::secret_page(
                 html! { a href="/dashboard/root-keys" { "Root keys" } " / new" },
                 "Root key created",
@@ -128,8 +118,7 @@ pub async fn create(State(state): State<AppState>, form: DashboardForm) -> Respo
             );
             op.page(Section::RootKeys, "Root key created", body)
         }
-        Err(RootKeyError::Invalid(detail)) => fail(ServiceError::invalid(detail)),
-        Err(RootKeyError::Unexpected(e)) => fail(ServiceError::Unexpected(e)),
+        Err(e) => fail(e),
     }
 }
 
@@ -139,7 +128,7 @@ pub async fn revoke(
     form: DashboardForm,
 ) -> Response {
     let result = async {
-        form.op.actor.require(Scope::KeysWrite)?;
+        form.op.actor.require(Scope::RootKeysWrite)?;
         root_keys::revoke(&state, &form.op.actor, &id, form.fields.opt("reason")).await
     };
     match result.await {

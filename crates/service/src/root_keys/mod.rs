@@ -1,5 +1,14 @@
-//! Creating root keys: on first start (one key with every scope) and with
-//! `keyhaven root-key create` (which may run while a server uses the same database).
+//! Root keys: the credentials of the admin API, keys of the reserved `ks_root`
+//! keyspace. Created on first start (one key with every scope) and with `keyhaven
+//! root-key create` (which may run while a server uses the same database): this file;
+//! listed, created narrower, revoked and rotated by an actor through the API, the
+//! dashboard and the CLI: [`manage`].
+
+mod manage;
+
+pub use manage::{
+    CreateRootKey, RotateRootKey, check_grantable, create_as, find, list, revoke, rotate,
+};
 
 use keyhaven_core::{GeneratedKey, PepperSet, Prefix};
 use keyhaven_store::{AuditEvent, Change, KeyRecord, ROOT_KEYSPACE_ID, ROOT_PREFIX, Store};
@@ -28,6 +37,22 @@ pub async fn create(
     name: Option<String>,
     actor: &str,
 ) -> Result<GeneratedKey, RootKeyError> {
+    create_record(store, peppers, scopes, keyspaces, name, None, (actor, None))
+        .await
+        .map(|(generated, _)| generated)
+}
+
+/// [`create`], with an expiry and the client address for the audit event; returns the
+/// stored record too.
+pub(crate) async fn create_record(
+    store: &dyn Store,
+    peppers: &PepperSet,
+    scopes: Vec<String>,
+    keyspaces: Option<Vec<String>>,
+    name: Option<String>,
+    expires_at: Option<keyhaven_store::Timestamp>,
+    (actor, client_ip): (&str, Option<String>),
+) -> Result<(GeneratedKey, KeyRecord), RootKeyError> {
     validate_root_scopes(&scopes).map_err(RootKeyError::Invalid)?;
     if let Some(list) = &keyspaces {
         if list.is_empty() {
@@ -47,24 +72,20 @@ pub async fn create(
             }
         }
     }
-    let prefix = Prefix::new(ROOT_PREFIX).map_err(anyhow::Error::from)?;
-    let generated = keyhaven_core::generate(&prefix).map_err(anyhow::Error::from)?;
-    let secret = keyhaven_core::parse(generated.key().expose_secret())
-        .map_err(|e| anyhow::anyhow!("generated root key failed to parse: {e:?}"))?
-        .secret();
     let now = crate::clock::now();
+    let (generated, verifier) = mint(peppers)?;
     let record = KeyRecord {
         key_id: generated.key_id().as_str().to_owned(),
         keyspace_id: ROOT_KEYSPACE_ID.to_owned(),
         owner_id: None,
         name,
         last4: generated.last4().to_owned(),
-        verifier: peppers.verifier(generated.key_id().as_str(), secret),
+        verifier,
         scopes,
         meta: serde_json::Map::new(),
         allowed_keyspaces: keyspaces,
         enabled: true,
-        expires_at: None,
+        expires_at,
         revoked_at: None,
         revoked_reason: None,
         rotation: None,
@@ -80,6 +101,9 @@ pub async fn create(
     changes.insert("scopes".into(), json!(record.scopes));
     changes.insert("allowed_keyspaces".into(), json!(record.allowed_keyspaces));
     changes.insert("name".into(), json!(record.name));
+    if let Some(t) = record.expires_at {
+        changes.insert("expires_at".into(), json!(crate::validate::rfc3339(t)));
+    }
     let event = AuditEvent {
         id: ids::new_id("evt")?,
         occurred_at: now,
@@ -89,73 +113,22 @@ pub async fn create(
         target_id: record.key_id.clone(),
         keyspace_id: None,
         changes,
-        client_ip: None,
+        client_ip,
     };
     store
         .create_key(&record, Change::audited(&event))
         .await
         .map_err(anyhow::Error::from)?;
-    Ok(generated)
+    Ok((generated, record))
 }
 
-/// Root keys, newest first (every one: only an unrestricted actor may list them).
-pub async fn list(
-    service: &crate::Service,
-    actor: &crate::Actor,
-    page: keyhaven_store::PageRequest,
-) -> crate::Result<keyhaven_store::Page<KeyRecord>> {
-    actor.require_unrestricted("root keys")?;
-    let filter = keyhaven_store::KeyFilter {
-        root_keys: true,
-        ..Default::default()
-    };
-    Ok(service.store.list_keys(&filter, page).await?)
-}
-
-/// Revokes a root key (audited `root_key.revoke`): it stops authenticating at once on
-/// this node, and on the others within `cache_coherence_ms`.
-pub async fn revoke(
-    service: &crate::Service,
-    actor: &crate::Actor,
-    key_id: &str,
-    reason: Option<String>,
-) -> crate::Result<()> {
-    actor.require_unrestricted("root keys")?;
-    if let Some(reason) = &reason {
-        crate::validate::name("reason", reason)?;
-    }
-    let found = match keyhaven_core::KeyId::parse(key_id) {
-        Some(_) => service.store.key_for_verify(key_id).await?,
-        None => None,
-    };
-    if found.is_none_or(|k| k.key.keyspace_id != ROOT_KEYSPACE_ID) {
-        return Err(crate::ServiceError::NotFound);
-    }
-    let now = service.clock.now();
-    let event = crate::audit::event(
-        actor,
-        "root_key.revoke",
-        ("root_key", key_id),
-        None,
-        crate::audit::created(&[("reason", json!(reason))]),
-        now,
-    )?;
-    let store = service.store.clone();
-    let id = key_id.to_owned();
-    crate::keys::to_completion(service, vec![key_id.to_owned()], async move {
-        store
-            .revoke_key(&id, now, reason.as_deref(), Change::audited(&event))
-            .await
-    })
-    .await?;
-    Ok(())
-}
-
-/// Refuses root-key scopes that `actor` could not use itself: `*` and `keys:reveal` need
-/// an actor that may reveal keys (an operator may not).
-pub fn check_grantable(actor: &crate::Actor, scopes: &[String]) -> crate::Result<()> {
-    if scopes.iter().any(|s| s == "*" || s == "keys:reveal") {
-        actor.require(crate::Scope::KeysReveal)?;
-    }
-    Ok(())
+/// A new root key and its verifier.
+pub(crate) fn mint(peppers: &PepperSet) -> anyhow::Result<(GeneratedKey, keyhaven_core::Verifier)> {
+    let prefix = Prefix::new(ROOT_PREFIX)?;
+    let generated = keyhaven_core::generate(&prefix)?;
+    let secret = keyhaven_core::parse(generated.key().expose_secret())
+        .map_err(|e| anyhow::anyhow!("generated root key failed to parse: {e:?}"))?
+        .secret();
+    let verifier = peppers.verifier(generated.key_id().as_str(), secret);
+    Ok((generated, verifier))
 }
