@@ -238,7 +238,9 @@ pub async fn totals(service: &Service, actor: &Actor, params: &TotalsParams) -> 
         if KeyId::parse(id).is_none() {
             continue;
         }
-        if let Some(k) = service.cache.get(service.store.as_ref(), id).await?
+        // From the database, not the verify cache: a cached record's last use is as old
+        // as the record, and this answer must agree with the key's own (`GET /v1/keys/{id}`).
+        if let Some(k) = service.store.key_for_verify(id).await?
             && actor.sees_keyspace(&k.key.keyspace_id)
             && actor.sees_owner(k.key.owner_id.as_deref())
         {

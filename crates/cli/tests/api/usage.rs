@@ -328,3 +328,31 @@ async fn usage_queries_refuse_bad_input_and_other_tenants() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn the_bulk_usage_call_reports_the_same_last_use_as_the_key() {
+    let app = crate::helpers::spawn_app_with(|c| c.usage_flush_interval_ms = 100).await;
+    let ks = app.create_keyspace("acme").await;
+    let key = app
+        .create_key(serde_json::json!({"keyspace_id": ks.id}))
+        .await;
+    let id = &key.record.key_id;
+    // Verified once: its record is now in the verify cache, from before this use.
+    assert_eq!(app.verify(&key.key).await.code, "VALID");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let (_, one) = app
+        .send(reqwest::Method::GET, &format!("/v1/keys/{id}"), None)
+        .await;
+    let (_, bulk) = app
+        .send(
+            reqwest::Method::GET,
+            &format!("/v1/keys/usage?key_ids={id}"),
+            None,
+        )
+        .await;
+    assert!(one["last_used_at"].is_string(), "{one}");
+    assert_eq!(
+        bulk["data"][0]["last_used_at"], one["last_used_at"],
+        "{bulk}"
+    );
+}
