@@ -101,6 +101,17 @@ impl KeyCache {
         }
     }
 
+    /// Whether this node's change feed has confirmed a heartbeat within `window` (`None`
+    /// when the store has no feed: one node, nothing to follow).
+    pub fn feed_confirmed_within(&self, window: Duration) -> Option<bool> {
+        let c = self.coherence.as_ref()?;
+        let confirmed = c.confirmed_us.load(Ordering::Acquire);
+        Some(
+            confirmed > 0
+                && c.micros(Instant::now()).saturating_sub(confirmed) <= duration_us(window),
+        )
+    }
+
     /// The instant heartbeats are measured from, for encoding them ([`Self::confirm`]).
     pub fn heartbeat_origin(&self) -> Option<Instant> {
         self.coherence.as_ref().map(|c| c.origin)

@@ -24,6 +24,9 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn migrate(&self) -> Result<(), StoreError>;
     /// Succeeds when the store answers a trivial query (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Succeeds when the store accepts a write: a no-op update in a transaction that is
+    /// rolled back (for `/readyz`; a read-only database or replica fails it).
+    async fn check_writable(&self) -> Result<(), StoreError>;
 
     // Keyspaces. The reserved root keyspace is never returned by these.
     async fn create_keyspace(&self, ks: &Keyspace, change: Change<'_>) -> Result<(), StoreError>;

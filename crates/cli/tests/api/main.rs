@@ -22,6 +22,7 @@ mod multinode;
 mod one_server;
 mod openapi;
 mod pepper;
+mod readiness;
 mod recoverable;
 mod root_keys;
 mod shared_limits;

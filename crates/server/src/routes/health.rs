@@ -1,4 +1,5 @@
-//! `/healthz` (the process answers), `/readyz` (and its database does), `/metrics`.
+//! `/healthz` (the process answers), `/readyz` (it can serve: its database accepts
+//! writes and, with several nodes, their changes reach it), `/metrics`.
 
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -34,23 +35,35 @@ pub async fn healthz() -> Response {
 
 #[utoipa::path(get, path = "/readyz", tag = "health", operation_id = "readiness_get",
     responses(
-        (status = 200, description = "The process is alive and its database answers.",
-            body = Health),
-        (status = 503, description = "The database does not answer (problem `not_ready`).",
+        (status = 200, description = "Ready: the database accepts a write (a no-op update, \
+            rolled back) and, with several nodes, the change feed delivered this node's \
+            heartbeat lately.", body = Health),
+        (status = 503, description = "Not ready (problem `not_ready`; `detail` says why).",
             body = crate::error::Problem, content_type = crate::error::PROBLEM_CONTENT_TYPE),
     ))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    match state.store.ping().await {
-        Ok(()) => healthz().await,
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness check failed");
-            let mut problem = ApiError::Timeout.problem();
-            problem.code = "not_ready".to_owned();
-            problem.kind = "urn:keyhaven:problem:not_ready".to_owned();
-            problem.detail = "The database does not answer.".to_owned();
-            crate::error::problem_response(&problem)
-        }
+    let not_ready = |detail: &str| {
+        let mut problem = ApiError::Timeout.problem();
+        problem.code = "not_ready".to_owned();
+        problem.kind = "urn:keyhaven:problem:not_ready".to_owned();
+        problem.detail = detail.to_owned();
+        crate::error::problem_response(&problem)
+    };
+    if let Err(e) = state.store.check_writable().await {
+        tracing::warn!(error = %e, "readiness check failed: the database accepts no write");
+        return not_ready("The database does not accept writes.");
     }
+    // The feed confirms a heartbeat every quarter of `cache_coherence_ms`; a node whose
+    // feed has been silent for longer than that bound (or 2 s) serves stale records.
+    let window = state
+        .config
+        .cache_coherence()
+        .max(std::time::Duration::from_secs(2));
+    if state.cache.feed_confirmed_within(window) == Some(false) {
+        tracing::warn!("readiness check failed: the change feed is silent");
+        return not_ready("The change feed from the other nodes is silent.");
+    }
+    healthz().await
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "health", operation_id = "metrics_get",

@@ -93,6 +93,18 @@ impl_store! {
             Ok(())
         }
 
+        async fn check_writable(&self) -> Result<(), StoreError> {
+            let mut tx = self.begin().await?;
+            sqlx::query(
+                "UPDATE keyspaces SET updated_at = updated_at WHERE id = 'ks_root'",
+            )
+            .execute(&mut *tx)
+            .await
+            .context("writing to the database")?;
+            tx.rollback().await.context("rolling back the write check")?;
+            Ok(())
+        }
+
         async fn listen(&self) -> Result<Option<Box<dyn ChangeFeed>>, StoreError> {
             self.listen_feed().await
         }
