@@ -39,7 +39,7 @@ impl Deployment {
 
 /// The configuration, layered: defaults, the TOML `file`, `KEYHAVEN_*` variables, then the
 /// options given as flags (`data_dir`, and each `(option, value)` given). Unknown
-/// `KEYHAVEN_*` variables are warned about.
+/// `KEYHAVEN_*` variables are warned about by [`warn_unknown_env`].
 pub fn load_config(
     file: Option<&Path>,
     data_dir: Option<&Path>,
@@ -56,10 +56,15 @@ pub fn load_config(
     }
     let config =
         Config::load(file, &layer).map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    Ok(config)
+}
+
+/// Warns about each `KEYHAVEN_*` variable that names no option (a typo must not pass
+/// silently). Call it once logging is set up.
+pub fn warn_unknown_env() {
     for name in Config::unknown_env(std::env::vars()) {
         tracing::warn!(variable = %name, "unknown KEYHAVEN_* environment variable ignored");
     }
-    Ok(config)
 }
 
 /// A deployment's store, opened, with the pepper checked against it.

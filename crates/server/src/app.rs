@@ -105,6 +105,7 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), timeout))
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn(crate::metrics::track))
+        .layer(middleware::from_fn_with_state(state.clone(), access_log))
         .layer(CatchPanicLayer::custom(panicked))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)
@@ -118,6 +119,38 @@ fn request_span(request: &Request) -> tracing::Span {
         .get::<axum::extract::MatchedPath>()
         .map_or("(no route)", |p| p.as_str());
     tracing::debug_span!("request", method = %request.method(), route)
+}
+
+/// One INFO line per request: method, route template (never the path as sent), status,
+/// latency, and the key id of the bearer key if one was presented (public: never its
+/// secret).
+async fn access_log(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if !state.config.access_log {
+        return next.run(request).await;
+    }
+    let start = std::time::Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "(no route)".to_owned(), |p| p.as_str().to_owned());
+    let key_id = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .and_then(|(_, token)| keyhaven_core::parse(token.trim()).ok())
+        .map(|k| k.key_id().to_owned());
+    let response = next.run(request).await;
+    tracing::info!(
+        method = %method,
+        route,
+        status = response.status().as_u16(),
+        latency_us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX),
+        key_id = key_id.as_deref().unwrap_or("-"),
+        "request"
+    );
+    response
 }
 
 /// The separate `/metrics` listener's router (`metrics_listen = "ADDR"`): nothing else.

@@ -39,6 +39,7 @@ fn init_logging(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
@@ -57,6 +58,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         ],
     )?;
     init_logging(config.log_format);
+    setup::warn_unknown_env();
     setup::multi_thread()?.block_on(serve(config))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -18,6 +18,7 @@ mod import;
 mod keys;
 mod lifecycle;
 mod limits;
+mod logs;
 mod multinode;
 mod one_server;
 mod openapi;

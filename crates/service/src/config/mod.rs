@@ -143,6 +143,8 @@ pub struct Config {
     pub login_failures_per_ip: u32,
     /// The sliding window of the two limits above.
     pub login_failure_window_minutes: u64,
+    /// Log one INFO line per request (method, route, status, latency, key id).
+    pub access_log: bool,
 }
 
 /// `Debug` without the passwords URLs may carry (`redis://:secret@host`).
@@ -221,6 +223,7 @@ impl std::fmt::Debug for Config {
                 "login_failure_window_minutes",
                 &self.login_failure_window_minutes,
             )
+            .field("access_log", &self.access_log)
             .finish()
     }
 }
@@ -275,6 +278,7 @@ impl Default for Config {
             login_failures_per_email: 10,
             login_failures_per_ip: 50,
             login_failure_window_minutes: 15,
+            access_log: true,
         }
     }
 }
@@ -328,6 +332,7 @@ pub const FIELDS: &[&str] = &[
     "login_failures_per_email",
     "login_failures_per_ip",
     "login_failure_window_minutes",
+    "access_log",
 ];
 
 impl Config {

@@ -158,6 +158,18 @@ async fn attempt(state: &Service, client: &reqwest::Client, d: DueDelivery) {
         AfterAttempt::GiveUp => "gave_up",
     };
     metrics::counter!(ATTEMPTS, "result" => result).increment(1);
+    if let Some(error) = &error {
+        // The receiver's address is the operator's own configuration; the error names no
+        // secret (the signature is not in it).
+        tracing::warn!(
+            webhook_id = d.webhook_id,
+            delivery_id = d.id,
+            attempt = number,
+            outcome = result,
+            error = error.as_str(),
+            "webhook delivery failed"
+        );
+    }
     let logged = Attempt {
         delivery_id: d.id.clone(),
         attempt: number,
