@@ -54,8 +54,8 @@ pub fn load_config(
             layer.insert(name.into(), value.clone().into());
         }
     }
-    let config =
-        Config::load(file, &layer).map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    let config = Config::load(file, &layer)
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {}", Config::describe_error(&e)))?;
     Ok(config)
 }
 

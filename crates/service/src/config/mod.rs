@@ -27,7 +27,9 @@ pub const OTHER_ENV: &[&str] = &[
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Address to listen on.
+    /// Address to listen on: `IP:port` or `host:port` (resolved when the configuration
+    /// is read; the first address wins).
+    #[serde(deserialize_with = "values::listen_address")]
     pub listen: SocketAddr,
     /// Directory holding the database and the pepper file.
     pub data_dir: PathBuf,
@@ -354,6 +356,18 @@ impl Config {
             .validate()
             .map_err(|e| Box::new(figment::Error::from(e)))?;
         Ok(config)
+    }
+
+    /// A configuration error as a person reads it: each option by its name and where
+    /// its value came from (file, environment variable, command line), then what is
+    /// wrong, with no source-code location or type name.
+    pub fn describe_error(error: &figment::Error) -> String {
+        error
+            .clone()
+            .into_iter()
+            .map(|e| values::describe_one(&e))
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 
     /// The address portal links start with, without a trailing `/`.

@@ -89,3 +89,36 @@ fn unknown_environment_variables_are_named() {
         vec!["KEYHAVEN_LISTNE"]
     );
 }
+
+#[test]
+fn listen_takes_a_host_name_and_errors_name_the_option_and_its_source() {
+    let mut flags = serde_json::Map::new();
+    flags.insert("listen".into(), "localhost:8385".into());
+    let config = Config::load(None, &flags).unwrap();
+    assert_eq!(config.listen.port(), 8385);
+    assert!(config.listen.ip().is_loopback());
+
+    flags.insert("listen".into(), "nonsense".into());
+    let e = Config::load(None, &flags).unwrap_err();
+    assert_eq!(
+        Config::describe_error(&e),
+        "option `listen` (given on the command line): `nonsense` is not an address to listen \
+         on: write IP:port or host:port, such as 127.0.0.1:8080 or localhost:8080"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "cache_ttl_ms = \"soon\"\n").unwrap();
+    let e = Config::load(Some(&file), &serde_json::Map::new()).unwrap_err();
+    let text = Config::describe_error(&e);
+    assert_eq!(
+        text,
+        format!(
+            "option `cache_ttl_ms` (in {}): invalid type: found string \"soon\", expected u64",
+            file.display()
+        )
+    );
+    assert!(
+        !text.contains(".rs:") && !text.contains("serde_json"),
+        "{text}"
+    );
+}

@@ -74,3 +74,54 @@ pub enum LogFormat {
     Text,
     Json,
 }
+
+/// `listen` as `IP:port`, or `host:port` resolved now (the first address).
+pub(super) fn listen_address<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    let bad = || {
+        serde::de::Error::custom(format!(
+            "`{text}` is not an address to listen on: write IP:port or host:port, \
+             such as 127.0.0.1:8080 or localhost:8080"
+        ))
+    };
+    if !text.contains(':') {
+        return Err(bad());
+    }
+    std::net::ToSocketAddrs::to_socket_addrs(text.as_str())
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(bad)
+}
+
+/// One configuration error: ``option `name` (where): what``.
+pub(super) fn describe_one(e: &figment::Error) -> String {
+    let key: Vec<&str> = e
+        .path
+        .iter()
+        .map(String::as_str)
+        .skip_while(|p| *p == "default")
+        .collect();
+    let key = key.join(".").to_lowercase();
+    let whence = match e.metadata.as_ref() {
+        Some(m) if m.name.contains("environment") => {
+            format!(" (environment variable KEYHAVEN_{})", key.to_uppercase())
+        }
+        Some(m) => match m.source.as_ref() {
+            Some(figment::Source::File(path)) => format!(" (in {})", path.display()),
+            Some(figment::Source::Code(_)) => " (given on the command line)".to_owned(),
+            Some(figment::Source::Custom(s)) => format!(" ({s})"),
+            _ => String::new(),
+        },
+        None => String::new(),
+    };
+    if key.is_empty() {
+        format!("{}", e.kind)
+    } else {
+        format!("option `{key}`{whence}: {}", e.kind)
+    }
+}
