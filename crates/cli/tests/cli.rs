@@ -417,3 +417,38 @@ fn root_keys_are_listed_rotated_and_revoked_from_the_command_line() {
         stderr(&o)
     );
 }
+
+#[test]
+fn an_unreachable_postgres_is_named_with_its_cause_quickly() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let o = Command::new(env!("CARGO_BIN_EXE_keyhaven"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .args([
+            "--database-url",
+            &format!("postgres://keyhaven:hunter2@127.0.0.1:{port}/keyhaven"),
+        ])
+        .env_remove("KEYHAVEN_DATABASE_URL")
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!("cannot connect to PostgreSQL at 127.0.0.1:{port}")),
+        "{err}"
+    );
+    assert!(err.contains("Connection refused"), "the cause: {err}");
+    assert!(err.contains("trying again"), "the retries are said: {err}");
+    assert!(!err.contains("hunter2"), "never the password: {err}");
+    assert!(
+        took < std::time::Duration::from_secs(10),
+        "gave up after {took:?}"
+    );
+}

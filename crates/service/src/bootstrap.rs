@@ -25,6 +25,9 @@ pub fn ensure_data_dir(dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("creating the data directory {}", dir.display()))
 }
 
+/// Tries to reach PostgreSQL when opening the store.
+const CONNECT_ATTEMPTS: u32 = 4;
+
 /// The names under which the database keeps each secret's check values.
 const PEPPER: &str = "pepper";
 const MASTER_KEY: &str = "master_key";
@@ -149,7 +152,29 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
                 max_connections: config.database_max_connections,
                 allow_unsafe_durability: config.allow_unsafe_durability,
             };
-            Ok(Arc::new(PgStore::open(url, &options).await?))
+            // A server starting beside its database may be a little early: a few tries,
+            // each said, with growing pauses (0.5, 1, 2 s), then the last error.
+            let mut pause = std::time::Duration::from_millis(500);
+            for attempt in 1..=CONNECT_ATTEMPTS {
+                match PgStore::open(url, &options).await {
+                    Ok(store) => return Ok(Arc::new(store)),
+                    Err(e)
+                        if attempt < CONNECT_ATTEMPTS
+                            && e.to_string().starts_with("cannot connect to PostgreSQL") =>
+                    {
+                        tracing::warn!(
+                            error = %e,
+                            attempt,
+                            retry_in_ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX),
+                            "PostgreSQL is not reachable yet; trying again"
+                        );
+                        tokio::time::sleep(pause).await;
+                        pause *= 2;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            bail!("PostgreSQL could not be reached")
         }
         Some(url) => {
             let scheme = url.split(':').next().unwrap_or_default();

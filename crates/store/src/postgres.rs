@@ -30,6 +30,9 @@ mod engine;
 /// Whether this engine has a change feed (see `Store::listen`).
 const HAS_CHANGE_FEED: bool = true;
 
+/// How long opening waits for the server to answer a first connection.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
 type Db = Postgres;
 type Engine = PgStore;
 
@@ -78,6 +81,32 @@ impl PgStore {
         let connect = PgConnectOptions::from_str(url)
             .context("invalid postgres database URL")?
             .application_name("keyhaven");
+        // One direct connection first, briefly: it fails fast and with its real cause
+        // (refused, unknown host, authentication), where the pool would wait and say only
+        // that it timed out.
+        let whence = format!("{}:{}", connect.get_host(), connect.get_port());
+        match tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            <sqlx::PgConnection as sqlx::Connection>::connect_with(&connect),
+        )
+        .await
+        {
+            Ok(Ok(probe)) => {
+                let _ = sqlx::Connection::close(probe).await;
+            }
+            Ok(Err(e)) => {
+                return Err(
+                    anyhow::anyhow!("cannot connect to PostgreSQL at {whence}: {e}").into(),
+                );
+            }
+            Err(_) => {
+                return Err(anyhow::anyhow!(
+                    "cannot connect to PostgreSQL at {whence}: no answer within {} s",
+                    CONNECT_TIMEOUT.as_secs()
+                )
+                .into());
+            }
+        }
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(2))
             .acquire_timeout(Duration::from_secs(10))
