@@ -13,16 +13,15 @@ use keyhaven_store::Store;
 use keyhaven_store::pepper_file::PepperSource;
 
 /// The flags that name a deployment (`--config`, `--data-dir`, `--database-url`),
-/// flattened into each command that opens one. A command that describes them in its own
-/// words sets their help with `mut_arg` (see `keyhaven root-key create`).
+/// flattened into each command that opens one, with the same help everywhere (a command
+/// that needs other words sets them with `mut_arg`).
 #[derive(Debug, clap::Args)]
 pub struct Deployment {
-    // No doc comments on the fields: they would become every command's `--help` text.
-    #[arg(long, env = "KEYHAVEN_CONFIG")]
+    #[arg(long, env = "KEYHAVEN_CONFIG", help = "TOML configuration file")]
     pub config: Option<PathBuf>,
-    #[arg(long)]
+    #[arg(long, help = "The server's data directory [default: ./keyhaven-data]")]
     pub data_dir: Option<PathBuf>,
-    #[arg(long)]
+    #[arg(long, help = "Database URL [default: sqlite in the data directory]")]
     pub database_url: Option<String>,
 }
 

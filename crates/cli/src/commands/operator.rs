@@ -25,22 +25,12 @@ pub enum Command {
 }
 
 #[derive(Debug, clap::Args)]
-#[command(
-    mut_arg("config", |a| a.help("TOML configuration file")),
-    mut_arg("data_dir", |a| a.help("The server's data directory [default: ./keyhaven-data]")),
-    mut_arg("database_url", |a| a.help("Database URL [default: sqlite in the data directory]"))
-)]
 pub struct DeploymentArgs {
     #[command(flatten)]
     pub deployment: Deployment,
 }
 
 #[derive(Debug, clap::Args)]
-#[command(
-    mut_arg("config", |a| a.help("TOML configuration file")),
-    mut_arg("data_dir", |a| a.help("The server's data directory [default: ./keyhaven-data]")),
-    mut_arg("database_url", |a| a.help("Database URL [default: sqlite in the data directory]"))
-)]
 pub struct CreateArgs {
     #[command(flatten)]
     pub deployment: Deployment,
@@ -53,11 +43,6 @@ pub struct CreateArgs {
 }
 
 #[derive(Debug, clap::Args)]
-#[command(
-    mut_arg("config", |a| a.help("TOML configuration file")),
-    mut_arg("data_dir", |a| a.help("The server's data directory [default: ./keyhaven-data]")),
-    mut_arg("database_url", |a| a.help("Database URL [default: sqlite in the data directory]"))
-)]
 pub struct EmailArgs {
     #[command(flatten)]
     pub deployment: Deployment,

@@ -29,22 +29,12 @@ pub enum Command {
 }
 
 #[derive(Debug, clap::Args)]
-#[command(
-    mut_arg("config", |a| a.help("TOML configuration file")),
-    mut_arg("data_dir", |a| a.help("The server's data directory [default: ./keyhaven-data]")),
-    mut_arg("database_url", |a| a.help("Database URL [default: sqlite in the data directory]"))
-)]
 pub struct ListArgs {
     #[command(flatten)]
     pub deployment: Deployment,
 }
 
 #[derive(Debug, clap::Args)]
-#[command(
-    mut_arg("config", |a| a.help("TOML configuration file")),
-    mut_arg("data_dir", |a| a.help("The server's data directory [default: ./keyhaven-data]")),
-    mut_arg("database_url", |a| a.help("Database URL [default: sqlite in the data directory]"))
-)]
 pub struct RevokeArgs {
     #[command(flatten)]
     pub deployment: Deployment,
@@ -56,11 +46,6 @@ pub struct RevokeArgs {
 }
 
 #[derive(Debug, clap::Args)]
-#[command(
-    mut_arg("config", |a| a.help("TOML configuration file")),
-    mut_arg("data_dir", |a| a.help("The server's data directory [default: ./keyhaven-data]")),
-    mut_arg("database_url", |a| a.help("Database URL [default: sqlite in the data directory]"))
-)]
 pub struct RotateArgs {
     #[command(flatten)]
     pub deployment: Deployment,
@@ -72,11 +57,6 @@ pub struct RotateArgs {
 }
 
 #[derive(Debug, clap::Args)]
-#[command(
-    mut_arg("config", |a| a.help("TOML configuration file")),
-    mut_arg("data_dir", |a| a.help("The server's data directory [default: ./keyhaven-data]")),
-    mut_arg("database_url", |a| a.help("Database URL [default: sqlite in the data directory]"))
-)]
 pub struct CreateArgs {
     #[command(flatten)]
     pub deployment: Deployment,
