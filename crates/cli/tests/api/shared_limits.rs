@@ -1,5 +1,6 @@
 //! Rate limits shared by two `keyhaven serve` processes through a real Redis server, and
-//! what happens when that Redis dies mid-traffic. Real clocks: the GCRA formula is
+//! what happens when that Redis dies mid-traffic. Two servers on one database: these run
+//! in the PostgreSQL pass of the suite (one SQLite file has one server). Real clocks: the GCRA formula is
 //! checked against bounds measured around the traffic.
 //!
 //! Redis comes from `KEYHAVEN_TEST_REDIS_URL` (`.ci/run` starts one) or, for the test
@@ -178,6 +179,11 @@ async fn setup_key(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_nodes_sharing_redis_enforce_one_limit_exactly() {
+    if !on_postgres() {
+        // Two servers share a database only on PostgreSQL: one SQLite file has one server
+        // (`serve.lock`). The PostgreSQL pass of this suite runs this test.
+        return;
+    }
     let Some((url, _private)) = shared_redis("two_nodes_sharing_redis_enforce_one_limit_exactly")
     else {
         return;
@@ -253,6 +259,11 @@ async fn metric(node: &Node, name: &str) -> Option<f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn with_redis_gone_each_node_enforces_its_share_and_nothing_else_changes() {
+    if !on_postgres() {
+        // Two servers share a database only on PostgreSQL: one SQLite file has one server
+        // (`serve.lock`). The PostgreSQL pass of this suite runs this test.
+        return;
+    }
     let Some(redis) = RedisServer::start("with_redis_gone_each_node_enforces_its_share") else {
         return;
     };
@@ -458,6 +469,11 @@ async fn futures_in_order(
 /// A top-up through one node reaches another node's counter within the cache TTL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_top_up_through_one_node_reaches_the_other_within_the_cache_ttl() {
+    if !on_postgres() {
+        // Two servers share a database only on PostgreSQL: one SQLite file has one server
+        // (`serve.lock`). The PostgreSQL pass of this suite runs this test.
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let logs = tempfile::tempdir().unwrap();
     // Node B writes every use before answering, so none is pending when A sets the
