@@ -1058,3 +1058,40 @@ async fn futures_join_all<F: std::future::Future>(
     .await;
     out.into_iter().map(|v| v.unwrap()).collect()
 }
+
+#[tokio::test]
+async fn behind_tls_cookies_are_secure_and_portal_links_use_the_public_address() {
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.public_url = Some("https://keys.acme.example/".into());
+    })
+    .await;
+    add_operator(&app, "ann@example.com", OperatorRole::Admin).await;
+    let mut web = WebClient::new(&app);
+    let signed = web.sign_in("ann@example.com", PASSWORD).await;
+    let cookie = signed
+        .headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .find(|c| c.starts_with("kh_dashboard="))
+        .unwrap()
+        .to_owned();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    app.create_keyspace("acme").await;
+    let a = owner(&app, "cus_a").await;
+    let (status, link) = app
+        .send(
+            Method::POST,
+            "/v1/portal/sessions",
+            Some(&json!({"owner_id": a})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{link}");
+    assert!(
+        link["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://keys.acme.example/portal/start/"),
+        "{link}"
+    );
+}
