@@ -16,6 +16,7 @@
 #[path = "../api/helpers.rs"]
 mod helpers;
 
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -47,7 +48,12 @@ struct Browser {
 }
 
 impl Drop for Browser {
+    /// Ends chromedriver and every browser process it started (its process group), even
+    /// when a failed test never closed the session.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.driver.id())])
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
@@ -65,6 +71,8 @@ async fn browser(base: &str) -> Option<Browser> {
     let port = helpers::free_port();
     let driver = Command::new(driver_bin)
         .arg(format!("--port={port}"))
+        // A process group of its own, so the browsers it starts end with it.
+        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
