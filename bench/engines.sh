@@ -49,7 +49,7 @@ start() {
   PIDS+=($!)
   for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
   local base="http://127.0.0.1:$port" root
-  root="$(grep -Eo '^ *kh_root_[A-Za-z0-9_]+ *$' "$WORK/$name.out" | head -1 | tr -d ' ')"
+  root="$(cat "$WORK/$name/initial-root-key" 2>/dev/null || true)"
   [ -n "$root" ] || { cat "$WORK/$name.err" >&2; echo "$name did not start" >&2; exit 1; }
   local api=(-sf -H "Authorization: Bearer $root" -H 'Content-Type: application/json')
   local ks key

@@ -24,7 +24,7 @@ PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); p
 KEYHAVEN_LOG=warn "$BIN" serve --data-dir "$WORK/data" --listen "127.0.0.1:$PORT" >"$WORK/stdout" 2>"$WORK/stderr" &
 SERVER_PID=$!
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
-ROOT_KEY="$(grep -Eo '^ *kh_root_[A-Za-z0-9_]+ *$' "$WORK/stdout" | head -1 | tr -d ' ')"
+ROOT_KEY="$(cat "$WORK/data/initial-root-key")"
 KS="$(curl -sf "http://127.0.0.1:$PORT/v1/keyspaces" -H "Authorization: Bearer $ROOT_KEY" \
   -H 'Content-Type: application/json' -d '{"name":"Legacy","prefix":"legacy"}' \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')"

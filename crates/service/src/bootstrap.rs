@@ -25,6 +25,35 @@ pub fn ensure_data_dir(dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("creating the data directory {}", dir.display()))
 }
 
+/// The file in the data directory that receives the first root key when it cannot be
+/// shown on a terminal.
+pub const FIRST_ROOT_KEY_FILE_NAME: &str = "initial-root-key";
+
+/// Writes the first root key to `<data dir>/initial-root-key`, mode 0600, durably (file and
+/// directory synced), replacing a file left by an earlier database. Returns its path.
+pub fn write_first_root_key(data_dir: &Path, key: &str) -> anyhow::Result<std::path::PathBuf> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = data_dir.join(FIRST_ROOT_KEY_FILE_NAME);
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("replacing {}", path.display())),
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(key.as_bytes())
+        .and_then(|()| file.write_all(b"\n"))
+        .and_then(|()| file.sync_all())
+        .and_then(|()| std::fs::File::open(data_dir)?.sync_all())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
 /// Tries to reach PostgreSQL when opening the store.
 const CONNECT_ATTEMPTS: u32 = 4;
 

@@ -27,6 +27,17 @@ pub enum PepperSource {
     Created(PathBuf),
 }
 
+impl std::fmt::Display for PepperSource {
+    /// Where the pepper came from, in words (never the pepper itself).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Environment => write!(f, "the {PEPPER_ENV} environment variable"),
+            Self::File(path) => write!(f, "the file {}", path.display()),
+            Self::Created(path) => write!(f, "the file {} (created now)", path.display()),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PepperFileError {
     #[error("{action} {path}: {source}")]

@@ -141,6 +141,69 @@ impl Importer<'_> {
     }
 }
 
+/// The columns a CSV file may name in its header row, the required ones first.
+const CSV_REQUIRED: [&str; 3] = ["keyspace_id", "format", "hash"];
+const CSV_OPTIONAL: [&str; 7] = [
+    "prefix",
+    "short_token",
+    "owner_id",
+    "name",
+    "scopes",
+    "expires_at",
+    "enabled",
+];
+
+/// Refuses a CSV file whose first line is not a header naming known columns, before
+/// anything is written: without a header every row would be read as one, or be rejected
+/// for a reason that does not say what is wrong. Never echoes a cell that is not a
+/// column name (a headerless file's first line holds a digest).
+fn check_csv_header(path: &std::path::Path) -> anyhow::Result<()> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut reader = csv::Reader::from_reader(BufReader::new(file));
+    let header = reader
+        .headers()
+        .map_err(|e| anyhow::anyhow!("{}: cannot read the header row: {e}", path.display()))?
+        .clone();
+    let columns = format!(
+        "the first line must be a header row naming the columns: {} (required), {} (optional); \
+         see README, \"Importing existing keys\"",
+        CSV_REQUIRED.join(","),
+        CSV_OPTIONAL.join(",")
+    );
+    let missing: Vec<&str> = CSV_REQUIRED
+        .iter()
+        .copied()
+        .filter(|c| !header.iter().any(|h| h == *c))
+        .collect();
+    if !missing.is_empty() {
+        anyhow::bail!(
+            "{}: no header row (the column{} {} {} missing): {columns}",
+            path.display(),
+            if missing.len() == 1 { "" } else { "s" },
+            missing.join(", "),
+            if missing.len() == 1 { "is" } else { "are" }
+        );
+    }
+    for name in &header {
+        if !CSV_REQUIRED.contains(&name) && !CSV_OPTIONAL.contains(&name) {
+            let shown = if name.len() <= 40
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ' ')
+            {
+                format!("{name:?}")
+            } else {
+                "a column".to_owned()
+            };
+            anyhow::bail!(
+                "{}: {shown} is not a known column; {columns}",
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 type Built = Result<KeyRecord, String>;
 
 /// Reads `file` and sends built records in chunks; stops early if the receiver is gone.
@@ -206,6 +269,9 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .file
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    if csv {
+        check_csv_header(&args.file)?;
+    }
     setup::with_store(&config, async |Opened { store, peppers, .. }| {
         let report: Box<dyn Write> = match &args.report {
             Some(path) => Box::new(std::io::BufWriter::new(

@@ -66,7 +66,7 @@ pub fn run(command: &Command) -> anyhow::Result<ExitCode> {
             let (peppers, source) = bootstrap::read_peppers(&config.data_dir)?;
             let store = bootstrap::open_store(&config).await?;
             let counts = store.pepper_version_counts().await?;
-            writeln!(out, "pepper source: {source:?}")?;
+            writeln!(out, "pepper from {source}")?;
             writeln!(
                 out,
                 "{:>8}  {:>10}  {:>10}",

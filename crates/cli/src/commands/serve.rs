@@ -2,7 +2,7 @@
 //! database and pepper, and prints one root key with every scope, once, with what to do
 //! next.
 
-use std::io::Write;
+use std::io::{IsTerminal as _, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -72,7 +72,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         source,
     } = setup::open(&config).await?;
     let master_keys = bootstrap::load_master_keys(&config.data_dir, store.as_ref()).await?;
-    tracing::info!(source = ?source, versions = ?peppers.versions().map(|v| v.get()).collect::<Vec<_>>(), "pepper loaded");
+    tracing::info!(source = %source, versions = ?peppers.versions().map(|v| v.get()).collect::<Vec<_>>(), "pepper loaded");
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
@@ -94,6 +94,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         None
     };
 
+    let data_path = config.data_dir.clone();
     let data_dir = config.data_dir.display().to_string();
     let state = AppState::with_parts(
         store,
@@ -109,22 +110,60 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         "keyhaven listening"
     );
     if let Some(key) = first_root_key {
-        print_welcome(&addr.to_string(), key.key().expose_secret())?;
+        // On a terminal the key is shown once; anywhere else (a service manager, a
+        // container, a pipe into a log) stdout may be kept, so it goes to a private file.
+        let shown = if std::io::stdout().is_terminal() {
+            FirstKey::Shown(key.key().expose_secret())
+        } else {
+            let path = bootstrap::write_first_root_key(&data_path, key.key().expose_secret())
+                .context(
+                    "saving the first root key (make another with `keyhaven root-key create`)",
+                )?;
+            tracing::info!(path = %path.display(), "first root key written (mode 0600)");
+            FirstKey::InFile(path)
+        };
+        print_welcome(&addr.to_string(), &shown)?;
     }
     keyhaven_server::serve(listener, state, keyhaven_server::shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }
 
-fn print_welcome(addr: &str, root_key: &str) -> anyhow::Result<()> {
-    let text = format!(
+/// Where the first root key went.
+enum FirstKey<'a> {
+    /// Printed to the terminal, once.
+    Shown(&'a str),
+    /// Written to this file (mode 0600).
+    InFile(PathBuf),
+}
+
+fn print_welcome(addr: &str, first: &FirstKey<'_>) -> anyhow::Result<()> {
+    let (intro, root_key) = match first {
+        FirstKey::Shown(key) => (
+            format!(
+                "This is your root key. It is shown once and can do everything: keep it in your\n\
+                 secret manager, not in code.\n\n    {key}"
+            ),
+            (*key).to_owned(),
+        ),
+        FirstKey::InFile(path) => (
+            format!(
+                "Your root key, which can do everything, is in {path} (readable\n\
+                 only by this user). Move it to your secret manager, then delete the file.",
+                path = path.display()
+            ),
+            format!("$(cat '{}')", path.display()),
+        ),
+    };
+    let (intro, root_key) = (
+        zeroize::Zeroizing::new(intro),
+        zeroize::Zeroizing::new(root_key),
+    );
+    let text = zeroize::Zeroizing::new(format!(
         r#"
 Keyhaven is running on http://{addr}
 
-This is your root key. It is shown once and can do everything: keep it in your
-secret manager, not in code.
-
-    {root_key}
+{intro}
 
 Next, in another terminal (plain sh + curl):
 
@@ -133,11 +172,11 @@ Next, in another terminal (plain sh + curl):
     # 1. A keyspace: a family of keys with its own prefix.
     KS=$(curl -s $KH/v1/keyspaces -H "Authorization: Bearer $ROOT_KEY" \
       -H 'Content-Type: application/json' -d '{{"name":"Acme live","prefix":"acme_live"}}' \
-      | sed 's/.*"id":"\([^"]*\)".*/\1/'); echo $KS
+      | sed -n 's/.*"id":"\([^"]*\)".*/\1/p'); echo $KS
     # 2. A key for one of your customers (the plaintext is returned this once).
     KEY=$(curl -s $KH/v1/keys -H "Authorization: Bearer $ROOT_KEY" \
       -H 'Content-Type: application/json' -d "{{\"keyspace_id\":\"$KS\",\"name\":\"first key\"}}" \
-      | sed 's/.*"key":"\([^"]*\)".*/\1/'); echo $KEY
+      | sed -n 's/.*"key":"\([^"]*\)".*/\1/p'); echo $KEY
     # 3. Verify it, as your API would on every request: "code":"VALID".
     curl -s $KH/v1/keys/verify -H "Authorization: Bearer $ROOT_KEY" \
       -H 'Content-Type: application/json' -d "{{\"key\":\"$KEY\"}}"
@@ -145,8 +184,10 @@ Next, in another terminal (plain sh + curl):
 Dashboard: http://{addr}/dashboard/ (first make yourself an operator:
     keyhaven operator create --email you@example.com)
 API reference: http://{addr}/openapi.json
-"#
-    );
+"#,
+        intro = *intro,
+        root_key = *root_key
+    ));
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())?;
     out.flush()?;

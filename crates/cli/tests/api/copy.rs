@@ -64,7 +64,7 @@ async fn a_sqlite_deployment_copied_to_postgres_verifies_every_key_the_same() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let sqlite = spawn_process(&data, dir.path(), &[]).await;
-    let root = sqlite.printed_root_key();
+    let root = sqlite.first_root_key();
     let http = http_client();
     let base = sqlite.base.clone();
     let ks = post(

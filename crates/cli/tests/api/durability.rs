@@ -14,7 +14,7 @@ async fn acknowledged_keys_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut server = spawn_process(&data, dir.path(), &[]).await;
-    let root = server.printed_root_key();
+    let root = server.first_root_key();
     let http = http_client();
     let (status, ks) = try_post(
         &http,
@@ -126,7 +126,7 @@ async fn no_secret_in_database_wal_log_or_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let server = spawn_process(&data, dir.path(), &[("KEYHAVEN_LOG", "debug")]).await;
-    let root = server.printed_root_key();
+    let root = server.first_root_key();
     let http = http_client();
     let (_, ks) = try_post(
         &http,

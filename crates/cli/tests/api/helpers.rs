@@ -245,6 +245,7 @@ pub struct ServerProcess {
     pub base: String,
     pub log_path: PathBuf,
     pub stdout_path: PathBuf,
+    pub data_dir: PathBuf,
 }
 
 impl Drop for ServerProcess {
@@ -373,6 +374,7 @@ pub async fn spawn_process_limited(
         base: format!("http://{addr}"),
         log_path,
         stdout_path,
+        data_dir: data_dir.to_owned(),
     };
     let http = http_client();
     for _ in 0..300 {
@@ -393,14 +395,15 @@ pub async fn spawn_process_limited(
 }
 
 impl ServerProcess {
-    /// The root key printed on first start.
-    pub fn printed_root_key(&self) -> String {
-        let out = std::fs::read_to_string(&self.stdout_path).unwrap();
-        out.lines()
-            .map(str::trim)
-            .find(|l| l.starts_with("kh_root_") && !l.contains(' '))
-            .unwrap_or_else(|| panic!("no root key in stdout:\n{out}"))
-            .to_owned()
+    /// The first root key: stdout is not a terminal here, so the first start wrote it to
+    /// `<data dir>/initial-root-key` (and the welcome text names that file instead).
+    pub fn first_root_key(&self) -> String {
+        let path = self.data_dir.join("initial-root-key");
+        let key = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("no first root key in {}: {e}", path.display()));
+        let key = key.trim_end().to_owned();
+        assert!(key.starts_with("kh_root_"), "{key}");
+        key
     }
 }
 

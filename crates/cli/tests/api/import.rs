@@ -228,7 +228,7 @@ async fn cli_import_reports_bad_lines_and_a_rerun_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let server = spawn_process(&data, dir.path(), &[]).await;
-    let root = server.printed_root_key();
+    let root = server.first_root_key();
     let http = http_client();
     let ks: Value = http
         .post(format!("{}/v1/keyspaces", server.base))
@@ -609,7 +609,7 @@ async fn migrate_upgrade_imports_converts_waiting_keys_once() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let server = spawn_process(&data, dir.path(), &[]).await;
-    let root = server.printed_root_key();
+    let root = server.first_root_key();
     let ks = post_json(
         &http_client(),
         &format!("{}/v1/keyspaces", server.base),
@@ -695,4 +695,117 @@ async fn migrate_upgrade_imports_converts_waiting_keys_once() {
     )
     .await;
     assert_eq!(v["code"], "VALID", "{v}");
+}
+
+/// CSV files name their columns in a header row; one without (or with a column that is
+/// not a field) is refused before anything is written, saying which columns it needs.
+#[tokio::test]
+async fn cli_import_of_csv_needs_a_header_row_naming_known_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = spawn_process(&data, dir.path(), &[]).await;
+    let root = server.first_root_key();
+    let http = http_client();
+    let ks: Value = http
+        .post(format!("{}/v1/keyspaces", server.base))
+        .bearer_auth(&root)
+        .json(&json!({"name": "legacy", "prefix": "legacy"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ks = ks["id"].as_str().unwrap();
+    let digest = hex::encode(Sha256::digest(PLAIN.as_bytes()));
+    let import = |name: &'static str, text: String| {
+        let file = dir.path().join(name);
+        std::fs::write(&file, text).unwrap();
+        let data = data.clone();
+        async move {
+            let out = keyhaven(&data)
+                .await
+                .arg("import")
+                .arg(&file)
+                .arg("--data-dir")
+                .arg(&data)
+                .output()
+                .unwrap();
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        }
+    };
+
+    let (code, stdout, stderr) = import("headerless.csv", format!("{ks},sha256,{digest}\n")).await;
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("no header row (the columns keyspace_id, format, hash are missing)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("keyspace_id,format,hash (required)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(&digest), "never echoes a cell: {stderr}");
+    assert!(stdout.is_empty(), "nothing imported: {stdout}");
+
+    let (code, _, stderr) = import(
+        "typo.csv",
+        format!("keyspace_id,format,hash,scope\n{ks},sha256,{digest},read\n"),
+    )
+    .await;
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains(r#""scope" is not a known column"#),
+        "{stderr}"
+    );
+
+    let (status, list) = http
+        .get(format!("{}/v1/keys?keyspace_id={ks}", server.base))
+        .bearer_auth(&root)
+        .send()
+        .await
+        .map(|r| (r.status(), r))
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let list: Value = list.json().await.unwrap();
+    assert_eq!(list["data"], json!([]), "nothing was written");
+
+    let (code, stdout, stderr) = import(
+        "good.csv",
+        format!("keyspace_id,format,hash,name,scopes\n{ks},sha256,{digest},from csv,read write\n"),
+    )
+    .await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("imported 1, skipped 0"), "{stdout}");
+    let verified = verify_eventually_process(&server.base, &root, PLAIN).await;
+    assert_eq!(verified["code"], "VALID", "{verified}");
+    assert_eq!(verified["scopes"], json!(["read", "write"]), "{verified}");
+}
+
+/// Verifies `key` through a server process until it is found (a CLI import reaches a
+/// running server within its flush interval).
+async fn verify_eventually_process(base: &str, root: &str, key: &str) -> Value {
+    let http = http_client();
+    let mut last = Value::Null;
+    for _ in 0..100 {
+        last = http
+            .post(format!("{base}/v1/keys/verify"))
+            .bearer_auth(root)
+            .json(&json!({ "key": key }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if last["code"] == "VALID" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    last
 }

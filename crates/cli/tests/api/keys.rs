@@ -10,7 +10,7 @@ async fn newcomer_path_serve_keyspace_key_verify() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let server = spawn_process(&data, dir.path(), &[]).await;
-    let root = server.printed_root_key();
+    let root = server.first_root_key();
     let http = http_client();
     let post = |path: &str, body: Value| {
         http.post(format!("{}{path}", server.base))

@@ -534,7 +534,7 @@ async fn acknowledged_quota_uses_survive_kill_9_with_zero_loss_and_a_graceful_st
     let logs = tempfile::tempdir().unwrap();
     let zero_loss = [("KEYHAVEN_QUOTA_FLUSH_INTERVAL_MS", "0")];
     let server = spawn_process(dir.path(), logs.path(), &zero_loss).await;
-    let root = server.printed_root_key();
+    let root = server.first_root_key();
     let http = http_client();
     let call = |base: String, path: &'static str, body: Value| {
         let (http, root) = (http.clone(), root.clone());

@@ -24,6 +24,7 @@ mod one_server;
 mod openapi;
 mod pepper;
 mod readiness;
+mod readme;
 mod recoverable;
 mod root_keys;
 mod shared_limits;

@@ -41,7 +41,7 @@ async fn two_nodes(
     url_b: &str,
 ) -> (ServerProcess, ServerProcess, String) {
     let a = spawn_process(data, logs, &[("KEYHAVEN_DATABASE_URL", url_a)]).await;
-    let root = a.printed_root_key();
+    let root = a.first_root_key();
     let b = spawn_process(data, logs, &[("KEYHAVEN_DATABASE_URL", url_b)]).await;
     (a, b, root)
 }

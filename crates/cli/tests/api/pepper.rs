@@ -46,7 +46,7 @@ async fn rotated_pepper_keeps_old_keys_working_and_migrates_them_on_use() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let server = spawn_process(&data, dir.path(), &[]).await;
-    let root = server.printed_root_key();
+    let root = server.first_root_key();
     let ks = post(
         &server.base,
         &root,
@@ -117,6 +117,13 @@ async fn rotated_pepper_keeps_old_keys_working_and_migrates_them_on_use() {
 
     let (ok, status, _) = run(&data, &["pepper", "status"]).await;
     assert!(ok);
+    assert!(
+        status.starts_with(&format!(
+            "pepper from the file {}\n",
+            data.join("pepper").display()
+        )),
+        "in words, not Rust Debug: {status}"
+    );
     let line = |v: &str| {
         status
             .lines()
@@ -168,7 +175,7 @@ async fn a_missing_or_different_pepper_or_master_key_is_refused_on_a_populated_d
     let data = tempfile::tempdir().unwrap();
     let logs = tempfile::tempdir().unwrap();
     let server = spawn_process(data.path(), logs.path(), &[]).await;
-    let root = server.printed_root_key();
+    let root = server.first_root_key();
     drop(server);
     let pepper = data.path().join("pepper");
     let master = data.path().join("master.key");
@@ -230,7 +237,7 @@ async fn data_files_are_readable_by_their_owner_only() {
     let data = tempfile::tempdir().unwrap();
     let logs = tempfile::tempdir().unwrap();
     let server = spawn_process(data.path(), logs.path(), &[]).await;
-    let root = server.printed_root_key();
+    let root = server.first_root_key();
     // A write, so the WAL and shared-memory files exist.
     post(
         &server.base,

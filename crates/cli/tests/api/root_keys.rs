@@ -222,3 +222,106 @@ async fn rotation_keeps_the_old_root_key_for_its_grace_period_and_expiry_ends_a_
     app.clock.advance(61);
     assert_eq!(verify_status(&app, &brief).await, StatusCode::UNAUTHORIZED);
 }
+
+/// Under a service manager or in a container stdout is often kept in a log: the first
+/// root key goes to a private file in the data directory, and stdout says where.
+#[tokio::test]
+async fn the_first_root_key_goes_to_a_private_file_when_stdout_is_not_a_terminal() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = crate::helpers::spawn_process(&data, logs.path(), &[]).await;
+    let file = data.join("initial-root-key");
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{mode:o}");
+    let root = server.first_root_key();
+
+    let welcome = wait_for_text(&server.stdout_path, "ROOT_KEY=").await;
+    assert!(
+        !welcome.contains(&root),
+        "stdout never holds the key:\n{welcome}"
+    );
+    assert!(!welcome.contains("kh_root_"), "{welcome}");
+    assert!(welcome.contains(&file.display().to_string()), "{welcome}");
+    assert!(
+        welcome.contains(&format!("ROOT_KEY=$(cat '{}')", file.display())),
+        "{welcome}"
+    );
+    let log = std::fs::read_to_string(&server.log_path).unwrap();
+    assert!(log.contains("first root key written"), "{log}");
+    assert!(!log.contains(&root[8..]), "{log}");
+
+    let http = crate::helpers::http_client();
+    let status = http
+        .get(format!("{}/v1/keyspaces", server.base))
+        .bearer_auth(&root)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, StatusCode::OK, "the key in the file works");
+
+    // A restart makes no new key and leaves the file alone.
+    drop(server);
+    let again = crate::helpers::spawn_process(&data, logs.path(), &[]).await;
+    assert_eq!(again.first_root_key(), root);
+    let out = std::fs::read_to_string(&again.stdout_path).unwrap();
+    assert!(!out.contains("ROOT_KEY"), "{out}");
+}
+
+/// On a terminal the key is shown once, and no file is written.
+#[tokio::test]
+async fn on_a_terminal_the_first_root_key_is_shown_and_not_saved() {
+    if crate::helpers::on_postgres() {
+        return; // the file-or-terminal choice does not depend on the engine
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out_path = dir.path().join("terminal.out");
+    let port = crate::helpers::free_port();
+    // `script` runs the server on a pseudo-terminal and copies what it prints.
+    let command = format!(
+        "exec '{}' serve --data-dir '{}' --listen 127.0.0.1:{port}",
+        env!("CARGO_BIN_EXE_keyhaven"),
+        data.display()
+    );
+    let mut child = std::process::Command::new("script")
+        .args(["-q", "-e", "-f", "-c", &command])
+        .arg(&out_path)
+        .env_remove("KEYHAVEN_DATABASE_URL")
+        .env_remove("KEYHAVEN_PEPPER")
+        .env_remove("KEYHAVEN_MASTER_KEY")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("script (util-linux) runs the server on a pseudo-terminal");
+    let shown = wait_for_text(&out_path, "ROOT_KEY=kh_root_").await;
+    let _ = child.kill();
+    let _ = std::process::Command::new("pkill")
+        .args(["-f", &data.display().to_string()])
+        .status();
+    let _ = child.wait();
+    assert!(shown.contains("It is shown once"), "{shown}");
+    assert!(
+        !data.join("initial-root-key").exists(),
+        "nothing saved when the key was shown"
+    );
+}
+
+/// What `path` holds once it contains `needle` (within 15 s).
+async fn wait_for_text(path: &std::path::Path, needle: &str) -> String {
+    for _ in 0..300 {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.contains(needle) {
+            return text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!(
+        "{} never held {needle:?}: {}",
+        path.display(),
+        std::fs::read_to_string(path).unwrap_or_default()
+    );
+}

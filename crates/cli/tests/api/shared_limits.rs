@@ -83,7 +83,7 @@ struct Node {
 async fn two_nodes(dir: &Path, logs: &Path, redis_url: &str) -> (Node, Node, String) {
     let envs = [("KEYHAVEN_REDIS_URL", redis_url), ("KEYHAVEN_LOG", "info")];
     let a = spawn_process(dir, logs, &envs).await;
-    let root = a.printed_root_key();
+    let root = a.first_root_key();
     let b = spawn_process(dir, logs, &envs).await;
     (Node { process: a }, Node { process: b }, root)
 }
@@ -398,7 +398,7 @@ async fn with_redis_a_refused_call_consumes_neither_limits_nor_quota() {
     let node = Node {
         process: spawn_process(dir.path(), logs.path(), &[("KEYHAVEN_REDIS_URL", &url)]).await,
     };
-    let root = node.process.printed_root_key();
+    let root = node.process.first_root_key();
     let verify_url = format!("{}/v1/keys/verify", node.process.base);
     let http = http_client();
     // Refused by the limit: the quota keeps what the call would have taken.
@@ -485,7 +485,7 @@ async fn a_top_up_through_one_node_reaches_the_other_within_the_cache_ttl() {
     let a = Node {
         process: spawn_process(dir.path(), logs.path(), &envs).await,
     };
-    let root = a.process.printed_root_key();
+    let root = a.process.first_root_key();
     let b = Node {
         process: spawn_process(dir.path(), logs.path(), &envs).await,
     };

@@ -95,7 +95,7 @@ async fn usage_equals_the_verifications_made_by_outcome_across_a_kill_9() {
     let logs = tempfile::tempdir().unwrap();
     let envs = [("KEYHAVEN_USAGE_FLUSH_INTERVAL_MS", "200")];
     let server = spawn_process(dir.path(), logs.path(), &envs).await;
-    let root = server.printed_root_key();
+    let root = server.first_root_key();
     let http = http_client();
     let base = server.base.clone();
     let post = |path: &str, body: Value| {

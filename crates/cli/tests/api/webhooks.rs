@@ -152,7 +152,7 @@ async fn a_thousand_events_arrive_exactly_once_despite_failures_and_kill_9() {
         ("KEYHAVEN_WEBHOOK_TIMEOUT_MS", "2000"),
     ];
     let mut server = spawn_process(dir.path(), logs.path(), &envs).await;
-    let root = server.printed_root_key();
+    let root = server.first_root_key();
     let http = http_client();
     let ks = post_json(
         &http,
