@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 
 use crate::EXIT_INVALID;
 use crate::commands;
@@ -36,6 +36,12 @@ pub enum Command {
     Pepper(commands::pepper::Command),
     Generate(commands::generate::Args),
     Inspect(commands::inspect::Args),
+    /// Exit 0 if a running server answers ready (for container health checks).
+    Healthcheck(commands::healthcheck::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(commands::docs::CompletionsArgs),
+    /// Print the man page (roff), or write every command's page into a directory.
+    Man(commands::docs::ManArgs),
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -49,6 +55,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Import(args) => commands::import::run(&args),
         Command::Generate(args) => commands::generate::run(&args),
         Command::Inspect(args) => commands::inspect::run(&args),
+        Command::Healthcheck(args) => commands::healthcheck::run(&args),
+        Command::Completions(args) => commands::docs::completions(&args, Cli::command()),
+        Command::Man(args) => commands::docs::man(&args, Cli::command()),
     };
     match result {
         Ok(code) => code,

@@ -1,5 +1,7 @@
 pub mod copy;
+pub mod docs;
 pub mod generate;
+pub mod healthcheck;
 pub mod import;
 pub mod inspect;
 pub mod migrate;

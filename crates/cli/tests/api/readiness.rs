@@ -55,4 +55,31 @@ async fn readiness_fails_on_a_database_that_takes_no_writes() {
         .await
         .unwrap();
     assert_eq!(alive.status(), 200, "alive, just not ready");
+
+    // `keyhaven healthcheck` (the container health check) says the same, with exit codes.
+    let check = |url: String| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_keyhaven"))
+            .args(["healthcheck", "--url", &url])
+            .output()
+            .unwrap()
+    };
+    let out = check(server.base.clone());
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("503") && stderr.contains("does not accept writes"),
+        "{stderr}"
+    );
+    drop(server);
+    let out = check(format!("http://127.0.0.1:{}", crate::helpers::free_port()));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no answer from"));
+    let server = spawn_process(&data, dir.path(), &[]).await;
+    let out = check(server.base.clone());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ready"));
 }
