@@ -7,7 +7,7 @@ use anyhow::Context as _;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -105,8 +105,9 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), timeout))
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn(crate::metrics::track))
-        .layer(middleware::from_fn_with_state(state.clone(), access_log))
+        // Inside the request log, so a panic's 500 is logged with the request's id.
         .layer(CatchPanicLayer::custom(panicked))
+        .layer(middleware::from_fn_with_state(state.clone(), request_log))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)
 }
@@ -121,35 +122,81 @@ fn request_span(request: &Request) -> tracing::Span {
     tracing::debug_span!("request", method = %request.method(), route)
 }
 
-/// One INFO line per request: method, route template (never the path as sent), status,
-/// latency, and the key id of the bearer key if one was presented (public: never its
-/// secret).
-async fn access_log(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if !state.config.access_log {
-        return next.run(request).await;
-    }
+/// The header that carries a request's id: taken from the client (or a proxy in front)
+/// when it is a plain token of at most 64 characters, made up otherwise, and always
+/// returned on the response.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// A request id of this process: a random prefix drawn at start and a counter (cheap on
+/// the verify path, unique across restarts in practice).
+fn new_request_id() -> String {
+    static PREFIX: std::sync::LazyLock<u32> = std::sync::LazyLock::new(|| {
+        let mut bytes = [0_u8; 4];
+        getrandom::fill(&mut bytes).unwrap_or_default();
+        u32::from_le_bytes(bytes)
+    });
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{:08x}-{n}", *PREFIX)
+}
+
+/// The request's id as its client sent it, if it is a plain token (never echoes anything
+/// else into logs or headers).
+fn given_request_id(request: &Request) -> Option<String> {
+    let value = request.headers().get(REQUEST_ID_HEADER)?.to_str().ok()?;
+    let plain = !value.is_empty()
+        && value.len() <= 64
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+    plain.then(|| value.to_owned())
+}
+
+/// Every request gets an id (`X-Request-Id` on the response). A request that failed
+/// unexpectedly is logged at ERROR with its method, route template, status, id and the
+/// cause; with `access_log` on (the default) every request also gets one INFO line:
+/// method, route template (never the path as sent), status, latency, request id, and
+/// the key id of the bearer key if one was presented (public: never its secret).
+async fn request_log(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let start = std::time::Instant::now();
+    let request_id = given_request_id(&request).unwrap_or_else(new_request_id);
     let method = request.method().clone();
     let route = request
         .extensions()
         .get::<axum::extract::MatchedPath>()
         .map_or_else(|| "(no route)".to_owned(), |p| p.as_str().to_owned());
-    let key_id = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .and_then(|(_, token)| keyhaven_core::parse(token.trim()).ok())
-        .map(|k| k.key_id().to_owned());
-    let response = next.run(request).await;
-    tracing::info!(
-        method = %method,
-        route,
-        status = response.status().as_u16(),
-        latency_us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX),
-        key_id = key_id.as_deref().unwrap_or("-"),
-        "request"
-    );
+    let key_id = state
+        .config
+        .access_log
+        .then(|| {
+            request
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split_once(' '))
+                .and_then(|(_, token)| keyhaven_core::parse(token.trim()).ok())
+                .map(|k| k.key_id().to_owned())
+        })
+        .flatten();
+    let mut response = next.run(request).await;
+    let status = response.status().as_u16();
+    if let Some(crate::error::Failure(error)) = response.extensions_mut().remove() {
+        tracing::error!(method = %method, route, status, request_id, error, "request failed");
+    }
+    if state.config.access_log {
+        tracing::info!(
+            method = %method,
+            route,
+            status,
+            latency_us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX),
+            request_id,
+            key_id = key_id.as_deref().unwrap_or("-"),
+            "request"
+        );
+    }
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
     response
 }
 

@@ -153,12 +153,18 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// What went wrong behind a 500, carried on the response to the request log, which logs
+/// it at ERROR with the request's method, route and id (see `app::request_log`).
+#[derive(Debug, Clone)]
+pub struct Failure(pub String);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let mut response = problem_response(&self.problem());
         if let Self::Unexpected(e) = &self {
-            tracing::error!(error = format!("{e:#}"), "request failed");
+            response.extensions_mut().insert(Failure(format!("{e:#}")));
         }
-        problem_response(&self.problem())
+        response
     }
 }
 

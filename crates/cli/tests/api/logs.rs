@@ -16,7 +16,7 @@ async fn the_log_has_an_access_line_per_request_and_no_secret() {
         &[("KEYHAVEN_WEBHOOK_ALLOW_PRIVAT_TARGETS", "true")],
     )
     .await;
-    let root = server.printed_root_key();
+    let root = server.first_root_key();
     let http = http_client();
     post_json(
         &http,
@@ -74,7 +74,7 @@ async fn a_failed_webhook_delivery_is_logged_as_a_warning() {
         &[("KEYHAVEN_WEBHOOK_ALLOW_PRIVATE_TARGETS", "true")],
     )
     .await;
-    let root = server.printed_root_key();
+    let root = server.first_root_key();
     let http = http_client();
     let closed = crate::helpers::free_port();
     let hook = post_json(
@@ -115,5 +115,73 @@ async fn a_failed_webhook_delivery_is_logged_as_a_warning() {
     assert!(
         !line.contains(hook["secret"].as_str().unwrap()),
         "never the signing secret"
+    );
+}
+
+/// A 500 is logged at ERROR with what was asked (method, route template) and the request's
+/// id, which the client also gets in `X-Request-Id` to quote in a report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_request_is_logged_with_its_method_route_and_request_id() {
+    if crate::helpers::on_postgres() {
+        return; // a read-only SQLite file is how this test makes writes fail
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = spawn_process(&data, dir.path(), &[]).await;
+    let root = server.first_root_key();
+    drop(server);
+    let url = format!("sqlite://{}?mode=ro", data.join("keyhaven.db").display());
+    let server = spawn_process(&data, dir.path(), &[("KEYHAVEN_DATABASE_URL", &url)]).await;
+    let http = http_client();
+    let failed = http
+        .post(format!("{}/v1/keyspaces", server.base))
+        .bearer_auth(&root)
+        .header("x-request-id", "support-case-42")
+        .json(&json!({"name": "a", "prefix": "acme"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(failed.status(), 500);
+    assert_eq!(failed.headers()["x-request-id"], "support-case-42");
+    let problem: serde_json::Value = failed.json().await.unwrap();
+    assert!(
+        !problem.to_string().contains("readonly"),
+        "the cause stays in the log: {problem}"
+    );
+
+    // Ids a client sends that are not plain tokens are replaced, never echoed.
+    let other = http
+        .get(format!("{}/v1/keyspaces", server.base))
+        .bearer_auth(&root)
+        .header("x-request-id", "a b\"<script>")
+        .send()
+        .await
+        .unwrap();
+    let generated = other.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert!(
+        !generated.is_empty() && !generated.contains(' ') && generated != "a b\"<script>",
+        "{generated}"
+    );
+
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let log = std::fs::read_to_string(&server.log_path).unwrap();
+    let line = log
+        .lines()
+        .find(|l| l.contains("request failed"))
+        .unwrap_or_else(|| panic!("no error line:\n{log}"));
+    assert!(line.contains("ERROR"), "{line}");
+    assert!(line.contains("method=POST"), "{line}");
+    assert!(line.contains("route=\"/v1/keyspaces\""), "{line}");
+    assert!(line.contains("status=500"), "{line}");
+    assert!(line.contains("request_id=\"support-case-42\""), "{line}");
+    assert!(line.contains("readonly"), "the cause: {line}");
+    assert!(
+        !log.contains(&root[root.len() - 20..]),
+        "no secret in the log"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains(&format!("request_id=\"{generated}\""))),
+        "the access line names the generated id:\n{log}"
     );
 }

@@ -196,12 +196,16 @@ pub fn service_error(e: ServiceError, home: &str) -> Response {
             back(StatusCode::CONFLICT, "That did not work", detail)
         }
         ServiceError::Unexpected(e) => {
-            tracing::error!(error = %format!("{e:#}"), "a page failed");
-            back(
+            let mut response = back(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Something went wrong",
                 "The server could not finish this. Nothing was changed; try again in a moment.",
-            )
+            );
+            // Logged by the request log, with the method, route and request id.
+            response
+                .extensions_mut()
+                .insert(crate::error::Failure(format!("{e:#}")));
+            response
         }
     }
 }

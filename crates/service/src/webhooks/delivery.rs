@@ -47,7 +47,10 @@ pub fn client(state: &Service) -> anyhow::Result<reqwest::Client> {
     // provider is installed already, which is as good.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let timeout = Duration::from_millis(state.config.webhook_timeout_ms);
+    // no_proxy: an HTTP(S)_PROXY/ALL_PROXY variable would send deliveries through a proxy,
+    // which then resolves the target itself, past the public-address check below.
     let mut builder = reqwest::Client::builder()
+        .no_proxy()
         .redirect(Policy::none())
         .connect_timeout(timeout)
         .timeout(timeout)
