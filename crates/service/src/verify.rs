@@ -150,7 +150,45 @@ pub async fn verify<R>(
     };
     let out = answer(&verdict);
     VerifyMetrics::get().record(code, start);
+    if service.config.verify_log_every > 0 {
+        let key_id = found
+            .map(|f| f.key.key_id.as_str())
+            .or(matched.wrong_secret_for.as_deref())
+            .or(parsed.as_ref().map(ParsedKey::key_id));
+        log_verification(
+            service.config.verify_log_every,
+            code,
+            key_id,
+            found.map(|f| f.key.keyspace_id.as_str()),
+            request.client_ip,
+        );
+    }
     Ok(out)
+}
+
+/// The verification log (`verify_log_every`): one INFO line for one verification in
+/// `every`, under the target `keyhaven::verify` so it can be routed or filtered on its own
+/// (`KEYHAVEN_LOG=info,keyhaven::verify=off`). The key id is public; the secret never
+/// reaches this function.
+fn log_verification(
+    every: u64,
+    code: VerifyCode,
+    key_id: Option<&str>,
+    keyspace_id: Option<&str>,
+    client_ip: Option<IpAddr>,
+) {
+    static SEEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    if SEEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % every != 0 {
+        return;
+    }
+    tracing::info!(
+        target: "keyhaven::verify",
+        key_id = key_id.unwrap_or("-"),
+        keyspace_id = keyspace_id.unwrap_or("-"),
+        outcome = code.as_str(),
+        client_ip = client_ip.map_or_else(|| "-".to_owned(), |ip| ip.to_string()),
+        "verification"
+    );
 }
 
 /// The root key presenting `token`, as the actor of a request from `client_ip`; `None`

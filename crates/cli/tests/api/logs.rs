@@ -185,3 +185,88 @@ async fn a_failed_request_is_logged_with_its_method_route_and_request_id() {
         "the access line names the generated id:\n{log}"
     );
 }
+
+/// `verify_log_every`: one line per sampled verification with the key id, keyspace,
+/// outcome and client address, never the secret; off by default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_verification_log_names_key_outcome_and_client_when_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = spawn_process(&data, dir.path(), &[("KEYHAVEN_VERIFY_LOG_EVERY", "1")]).await;
+    let root = server.first_root_key();
+    let http = http_client();
+    let base = &server.base;
+    let ks = post_json(
+        &http,
+        &format!("{base}/v1/keyspaces"),
+        &root,
+        &json!({"name": "a", "prefix": "acme"}),
+    )
+    .await;
+    let created = post_json(
+        &http,
+        &format!("{base}/v1/keys"),
+        &root,
+        &json!({"keyspace_id": ks["id"]}),
+    )
+    .await;
+    let key = created["key"].as_str().unwrap().to_owned();
+    let key_id = created["key_id"].as_str().unwrap().to_owned();
+    let wrong = crate::helpers::with_wrong_secret(&key, "acme");
+    for (presented, ip) in [(&key, "203.0.113.7"), (&wrong, "198.51.100.9")] {
+        post_json(
+            &http,
+            &format!("{base}/v1/keys/verify"),
+            &root,
+            &json!({"key": presented, "client_ip": ip}),
+        )
+        .await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let log = std::fs::read_to_string(&server.log_path).unwrap();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("keyhaven::verify") && l.contains("verification"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{log}");
+    assert!(
+        lines[0].contains(&format!("key_id=\"{key_id}\"")),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[0].contains(&format!("keyspace_id=\"{}\"", ks["id"].as_str().unwrap())));
+    assert!(lines[0].contains("outcome=\"VALID\""), "{}", lines[0]);
+    assert!(
+        lines[0].contains("client_ip=\"203.0.113.7\""),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains(&format!("key_id=\"{key_id}\"")),
+        "{}",
+        lines[1]
+    );
+    assert!(lines[1].contains("outcome=\"NOT_FOUND\""), "{}", lines[1]);
+    assert!(
+        lines[1].contains("client_ip=\"198.51.100.9\""),
+        "{}",
+        lines[1]
+    );
+    for secret in [&key[key.len() - 20..], &wrong[wrong.len() - 20..]] {
+        assert!(!log.contains(secret), "no secret in the log");
+    }
+    drop(server);
+
+    // Off by default.
+    let server = spawn_process(&data, dir.path(), &[]).await;
+    post_json(
+        &http,
+        &format!("{}/v1/keys/verify", server.base),
+        &root,
+        &json!({"key": key}),
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let log = std::fs::read_to_string(&server.log_path).unwrap();
+    assert!(!log.contains("keyhaven::verify"), "{log}");
+}

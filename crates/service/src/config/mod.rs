@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::Figment;
-use figment::providers::{Env, Format, Serialized, Toml};
+use figment::providers::{Data, Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 mod values;
@@ -147,6 +147,9 @@ pub struct Config {
     pub login_failure_window_minutes: u64,
     /// Log one INFO line per request (method, route, status, latency, key id).
     pub access_log: bool,
+    /// Log one INFO line (target `keyhaven::verify`: key id, keyspace, outcome, client
+    /// address) for one verification in this many: 0 logs none, 1 every one.
+    pub verify_log_every: u64,
 }
 
 /// `Debug` without the passwords URLs may carry (`redis://:secret@host`).
@@ -226,6 +229,7 @@ impl std::fmt::Debug for Config {
                 &self.login_failure_window_minutes,
             )
             .field("access_log", &self.access_log)
+            .field("verify_log_every", &self.verify_log_every)
             .finish()
     }
 }
@@ -281,6 +285,7 @@ impl Default for Config {
             login_failures_per_ip: 50,
             login_failure_window_minutes: 15,
             access_log: true,
+            verify_log_every: 0,
         }
     }
 }
@@ -335,6 +340,7 @@ pub const FIELDS: &[&str] = &[
     "login_failures_per_ip",
     "login_failure_window_minutes",
     "access_log",
+    "verify_log_every",
 ];
 
 impl Config {
@@ -343,9 +349,26 @@ impl Config {
         file: Option<&Path>,
         flags: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<Self, Box<figment::Error>> {
+        Self::layered(file.map(Toml::file_exact), flags)
+    }
+
+    /// As [`Config::load`], with the file's contents given as a string: the same layers,
+    /// extraction and validation. Pub for the fuzz targets (a temp file per input would
+    /// be too slow).
+    pub fn load_toml_str(
+        toml: &str,
+        flags: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Self, Box<figment::Error>> {
+        Self::layered(Some(Toml::string(toml)), flags)
+    }
+
+    fn layered(
+        file: Option<Data<Toml>>,
+        flags: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Self, Box<figment::Error>> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(file) = file {
-            figment = figment.merge(Toml::file_exact(file));
+            figment = figment.merge(file);
         }
         let config: Config = figment
             .merge(Env::prefixed("KEYHAVEN_").only(FIELDS))
