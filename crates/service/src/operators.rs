@@ -86,10 +86,30 @@ pub fn password_matches(hash: &str, password: &SecretString) -> bool {
     }
 }
 
-async fn hash_off_thread(password: SecretString) -> Result<String> {
-    tokio::task::spawn_blocking(move || hash_password(&password))
+/// Argon2 computations allowed at once: each takes 19 MiB for tens of milliseconds, so a
+/// flood of sign-ins (from many addresses, with many emails, past the throttles) waits
+/// here instead of growing memory without bound.
+const CONCURRENT_HASHES: usize = 4;
+
+/// Runs `work` (an Argon2 hash or check) on a blocking thread once one of the
+/// [`CONCURRENT_HASHES`] permits is free.
+async fn argon2_off_thread<T: Send + 'static>(
+    what: &str,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T> {
+    static PERMITS: std::sync::LazyLock<tokio::sync::Semaphore> =
+        std::sync::LazyLock::new(|| tokio::sync::Semaphore::new(CONCURRENT_HASHES));
+    let _permit = PERMITS
+        .acquire()
         .await
-        .map_err(|e| ServiceError::Unexpected(anyhow::anyhow!("hashing a password: {e}")))?
+        .map_err(|e| ServiceError::Unexpected(anyhow::anyhow!("{what}: {e}")))?;
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ServiceError::Unexpected(anyhow::anyhow!("{what}: {e}")))
+}
+
+async fn hash_off_thread(password: SecretString) -> Result<String> {
+    argon2_off_thread("hashing a password", move || hash_password(&password)).await?
 }
 
 fn operator_event(
@@ -275,9 +295,10 @@ pub async fn login(
     let hash = operator
         .as_ref()
         .map_or_else(|| decoy_hash().to_owned(), |o| o.password_hash.clone());
-    let matched = tokio::task::spawn_blocking(move || password_matches(&hash, &password))
-        .await
-        .map_err(|e| ServiceError::Unexpected(anyhow::anyhow!("checking a password: {e}")))?;
+    let matched = argon2_off_thread("checking a password", move || {
+        password_matches(&hash, &password)
+    })
+    .await?;
     match operator {
         Some(operator) if matched => {
             store
@@ -297,6 +318,29 @@ pub async fn login(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn at_most_a_few_password_hashes_run_at_once() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static RUNNING: AtomicUsize = AtomicUsize::new(0);
+        static MOST: AtomicUsize = AtomicUsize::new(0);
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                tokio::spawn(argon2_off_thread("test", || {
+                    let now = RUNNING.fetch_add(1, Ordering::SeqCst) + 1;
+                    MOST.fetch_max(now, Ordering::SeqCst);
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    RUNNING.fetch_sub(1, Ordering::SeqCst);
+                }))
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        let most = MOST.load(Ordering::SeqCst);
+        assert!(most <= CONCURRENT_HASHES, "{most} at once");
+        assert!(most > 1, "they do run side by side: {most}");
+    }
 
     #[test]
     fn passwords_hash_with_argon2id_and_owasp_parameters() {

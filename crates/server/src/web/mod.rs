@@ -40,9 +40,10 @@ pub fn router() -> Router<AppState> {
         .layer(middleware::from_fn(security_headers))
 }
 
-/// The policy of every page: scripts and styles from this server only (styles may also
-/// be inline, for the portal's accent colour), images also from `https:` (portal logos),
-/// no framing, no plugins, forms posting only here.
+/// The policy of every page: scripts and styles from this server only, never inline (the
+/// portal's accent colour is a stylesheet of its own, `/assets/accent/{color}.css`),
+/// images also from `https:` (portal logos), no framing, no plugins, forms posting only
+/// here.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
     img-src 'self' https: data:; connect-src 'self'; form-action 'self'; \
     frame-ancestors 'none'; base-uri 'none'";
