@@ -178,7 +178,10 @@ fn log_verification(
     client_ip: Option<IpAddr>,
 ) {
     static SEEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    if SEEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % every != 0 {
+    if !SEEN
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        .is_multiple_of(every)
+    {
         return;
     }
     tracing::info!(
