@@ -75,4 +75,33 @@ mod tests {
         use clap::CommandFactory;
         super::Cli::command().debug_assert();
     }
+
+    /// `--help` explains every command and every argument (a command or flag without a
+    /// description is a defect, as `migrate`, `import` and `pepper` once were).
+    #[test]
+    fn every_command_and_argument_has_a_description() {
+        use clap::CommandFactory;
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", command.get_name());
+            if command.get_about().is_none() {
+                missing.push(format!("{path}: no description"));
+            }
+            for arg in command.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {}: no help", arg.get_id()));
+                }
+            }
+            for sub in command.get_subcommands() {
+                if sub.get_name() != "help" {
+                    walk(sub, &path, missing);
+                }
+            }
+        }
+        let mut missing = Vec::new();
+        let mut command = super::Cli::command();
+        command.build();
+        walk(&command, "", &mut missing);
+        assert!(missing.is_empty(), "{missing:#?}");
+    }
 }
