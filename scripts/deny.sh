@@ -3,7 +3,9 @@
 #
 #   scripts/deny.sh
 #
-# Installs cargo-deny (pinned) from crates.io if it is missing. licenses, bans and sources
+# Installs cargo-deny (pinned) from crates.io if it is missing, as a debug build: it
+# compiles in less than half the CPU time of a release build (2¼ min of CPU against 5,
+# measured here) and checks this graph in 4 s instead of 1.5. licenses, bans and sources
 # must pass. advisories needs the RustSec database, which cargo-deny clones from GitHub:
 # where GitHub cannot be reached (this project's build machines reach only the package
 # registries) the check is reported as not run, loudly, unless KEYHAVEN_REQUIRE_ADVISORIES=1
@@ -13,7 +15,7 @@ cd "$(dirname "$0")/.."
 version=0.20.2
 if [ "$(cargo deny --version 2>/dev/null | cut -d' ' -f2)" != "$version" ]; then
   echo "installing cargo-deny $version from crates.io..."
-  cargo install cargo-deny --version "$version" --locked --quiet
+  cargo install cargo-deny --version "$version" --locked --debug --quiet
 fi
 cargo deny --version
 cargo deny check licenses bans sources
