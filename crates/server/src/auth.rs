@@ -30,7 +30,12 @@ impl Deref for RootAuth {
 }
 
 fn bearer(parts: &Parts) -> Option<&str> {
-    let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
+    bearer_token(parts.headers.get(AUTHORIZATION)?.to_str().ok()?)
+}
+
+/// The token of an `Authorization` header value (`Bearer <token>`, the scheme in any
+/// case), trimmed; `None` for any other scheme. Pure, and pub for the fuzz targets.
+pub fn bearer_token(value: &str) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
@@ -48,6 +53,21 @@ impl FromRequestParts<AppState> for RootAuth {
         match verify::authenticate(state, token, client_ip).await? {
             Some(actor) => Ok(Self(actor)),
             None => Err(ApiError::Unauthorized),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_token_takes_the_bearer_scheme_in_any_case_and_trims() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bEaReR   abc  "), Some("abc"));
+        assert_eq!(bearer_token("Bearer "), Some(""));
+        for refused in ["Basic abc", "Bearer", "Bearerabc", " Bearer abc", ""] {
+            assert_eq!(bearer_token(refused), None, "{refused:?}");
         }
     }
 }

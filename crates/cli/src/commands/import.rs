@@ -17,7 +17,7 @@ use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use keyhaven_service::actor::{Actor, CLI_ACTOR};
 use keyhaven_service::clock;
-use keyhaven_service::import::{self, ImportItem};
+use keyhaven_service::import::{self, CsvRow, ImportItem};
 use keyhaven_service::keys::{Admission, Written, write_batch};
 use keyhaven_store::{KeyRecord, Store};
 
@@ -42,50 +42,6 @@ struct Tally {
     imported: u64,
     skipped: u64,
     rejected: u64,
-}
-
-/// One CSV record, as text fields.
-#[derive(Debug, serde::Deserialize)]
-struct CsvRow {
-    keyspace_id: String,
-    format: String,
-    hash: String,
-    #[serde(default)]
-    prefix: Option<String>,
-    #[serde(default)]
-    short_token: Option<String>,
-    #[serde(default)]
-    owner_id: Option<String>,
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    scopes: Option<String>,
-    #[serde(default)]
-    expires_at: Option<String>,
-    #[serde(default)]
-    enabled: Option<bool>,
-}
-
-impl From<CsvRow> for ImportItem {
-    fn from(r: CsvRow) -> Self {
-        let some = |v: Option<String>| v.filter(|s| !s.is_empty());
-        ImportItem {
-            keyspace_id: r.keyspace_id,
-            format: r.format,
-            hash: r.hash,
-            prefix: some(r.prefix),
-            short_token: some(r.short_token),
-            owner_id: some(r.owner_id),
-            name: some(r.name),
-            scopes: r
-                .scopes
-                .map(|s| s.split_whitespace().map(str::to_owned).collect())
-                .unwrap_or_default(),
-            meta: serde_json::Map::new(),
-            expires_at: some(r.expires_at),
-            enabled: r.enabled,
-        }
-    }
 }
 
 struct Importer<'a> {

@@ -24,6 +24,28 @@ fn layers_apply_in_order_and_unknown_fields_fail() {
 }
 
 #[test]
+fn a_toml_string_is_layered_and_checked_like_a_file() {
+    let text = "listen = \"127.0.0.1:9000\"\ncache_ttl_ms = 5\n";
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    write!(file, "{text}").unwrap();
+    let mut flags = serde_json::Map::new();
+    flags.insert("cache_ttl_ms".into(), 7.into());
+    assert_eq!(
+        Config::load_toml_str(text, &flags).unwrap(),
+        Config::load(Some(file.path()), &flags).unwrap()
+    );
+    let none = serde_json::Map::new();
+    for bad in [
+        "lisen = 1",
+        "usage_flush_interval_ms = 0",
+        "listen = ",
+        "[x",
+    ] {
+        assert!(Config::load_toml_str(bad, &none).is_err(), "{bad}");
+    }
+}
+
+#[test]
 fn every_option_is_in_the_reference_and_named_in_fields() {
     let serialized = serde_json::to_value(Config::default()).unwrap();
     let mut keys: Vec<&str> = serialized
