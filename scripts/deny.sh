@@ -24,7 +24,7 @@ if out="$(timeout 120 cargo deny check advisories 2>&1)"; then
 elif echo "$out" | grep -q "failed to fetch advisory database"; then
   echo "WARNING: advisories NOT checked: the RustSec database could not be fetched:"
   echo "$out" | grep -m1 -E "Could not resolve|unable to access|failed to fetch" || true
-  [ "${KEYHAVEN_REQUIRE_ADVISORIES:-0}" = 1 ] && exit 1
+  if [ "${KEYHAVEN_REQUIRE_ADVISORIES:-0}" = 1 ]; then exit 1; fi
 else
   echo "$out"
   exit 1
