@@ -16,19 +16,17 @@
     clippy::print_stdout
 )]
 
+mod common;
+
 use std::hint::black_box;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, header};
+use common::call;
 use criterion::Criterion;
-use keyhaven_server::AppState;
 use keyhaven_service::config::Config;
-use keyhaven_service::root_keys;
-use keyhaven_store::{SqliteStore, Store, pepper_file};
-use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -39,23 +37,6 @@ struct Fixture {
     plain: String,
     limited: String,
     _dir: tempfile::TempDir,
-}
-
-fn post(root: &str, path: &str, body: &Value) -> Request<Body> {
-    Request::post(path)
-        .header(header::AUTHORIZATION, format!("Bearer {root}"))
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(body.to_string()))
-        .unwrap()
-}
-
-async fn call(app: &Router, request: Request<Body>) -> Value {
-    let response = app.clone().oneshot(request).await.unwrap();
-    assert!(response.status().is_success(), "{}", response.status());
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
-        .await
-        .unwrap();
-    serde_json::from_slice(&bytes).unwrap()
 }
 
 fn fixture() -> Fixture {
@@ -69,47 +50,16 @@ fn fixture() -> Fixture {
             data_dir: dir.path().to_owned(),
             ..Config::default()
         };
-        let store: Arc<dyn Store> =
-            Arc::new(SqliteStore::open(&config.database_path()).await.unwrap());
-        let (peppers, _) = pepper_file::load_or_create(dir.path(), None).unwrap();
-        let root = root_keys::create(
-            store.as_ref(),
-            &peppers,
-            vec!["*".into()],
-            None,
-            None,
-            root_keys::CLI_ACTOR,
-        )
-        .await
-        .unwrap();
-        let root = root.key().expose_secret().to_owned();
-        let app = keyhaven_server::router(AppState::new(store, peppers, config).unwrap());
-        let ks = call(
-            &app,
-            post(
-                &root,
-                "/v1/keyspaces",
-                &json!({"name": "bench", "prefix": "bench"}),
-            ),
-        )
-        .await;
-        let plain = call(
-            &app,
-            post(&root, "/v1/keys", &json!({"keyspace_id": ks["id"]})),
-        )
-        .await;
-        let limited = call(
-            &app,
-            post(
-                &root,
-                "/v1/keys",
-                &json!({"keyspace_id": ks["id"], "ratelimits": [
-                    {"name": "requests", "limit": 1_000_000_000u64, "duration_ms": 60_000},
-                    {"name": "burst", "limit": 1_000_000_000u64, "duration_ms": 1_000},
-                ]}),
-            ),
-        )
-        .await;
+        let (service, root) = common::sqlite_service(config).await;
+        let app = keyhaven_server::router(service);
+        let ks = json!({"name": "bench", "prefix": "bench"});
+        let ks = call(&app, &root, "/v1/keyspaces", &ks).await;
+        let plain = call(&app, &root, "/v1/keys", &json!({"keyspace_id": ks["id"]})).await;
+        let limited = json!({"keyspace_id": ks["id"], "ratelimits": [
+            {"name": "requests", "limit": 1_000_000_000u64, "duration_ms": 60_000},
+            {"name": "burst", "limit": 1_000_000_000u64, "duration_ms": 1_000},
+        ]});
+        let limited = call(&app, &root, "/v1/keys", &limited).await;
         (
             app,
             root,

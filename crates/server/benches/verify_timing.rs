@@ -64,23 +64,20 @@
     clippy::print_stdout
 )]
 
+mod common;
+
 use std::hint::black_box;
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use axum::body::Body;
-use axum::http::{Request, header};
+use common::call;
 use keyhaven_core::base58::ALPHABET;
 use keyhaven_core::format::{MAX_KEY_LEN, SECRET_LEN, checksum};
 use keyhaven_core::{PepperSet, Prefix, Verification, Verifier, VerifyCode, generate, parse};
-use keyhaven_server::AppState;
 use keyhaven_service::config::Config;
 use keyhaven_service::verify::{self, VerifyRequest};
-use keyhaven_service::{Actor, Service, root_keys};
-use keyhaven_store::{SqliteStore, Store, pepper_file};
+use keyhaven_service::{Actor, Service};
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::{Value, json};
-use tower::ServiceExt;
+use serde_json::json;
 
 const PREFIX: &str = "bench";
 const KNOWN_KEYS: usize = 8;
@@ -407,20 +404,6 @@ struct Fixture {
     _dir: tempfile::TempDir,
 }
 
-async fn call(app: &axum::Router, root: &str, path: &str, body: &Value) -> Value {
-    let request = Request::post(path)
-        .header(header::AUTHORIZATION, format!("Bearer {root}"))
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(body.to_string()))
-        .unwrap();
-    let response = app.clone().oneshot(request).await.unwrap();
-    assert!(response.status().is_success(), "{}", response.status());
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
-        .await
-        .unwrap();
-    serde_json::from_slice(&bytes).unwrap()
-}
-
 fn fixture() -> Fixture {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -434,21 +417,7 @@ fn fixture() -> Fixture {
             failed_verifications_per_key_per_minute: 1_000_000_000,
             ..Config::default()
         };
-        let store: Arc<dyn Store> =
-            Arc::new(SqliteStore::open(&config.database_path()).await.unwrap());
-        let (peppers, _) = pepper_file::load_or_create(dir.path(), None).unwrap();
-        let root = root_keys::create(
-            store.as_ref(),
-            &peppers,
-            vec!["*".into()],
-            None,
-            None,
-            root_keys::CLI_ACTOR,
-        )
-        .await
-        .unwrap();
-        let root = root.key().expose_secret().to_owned();
-        let service = AppState::new(store, peppers, config).unwrap();
+        let (service, root) = common::sqlite_service(config).await;
         // The router installs the metrics recorder, as the server does; the keys are
         // created through the API.
         let app = keyhaven_server::router(service.clone());

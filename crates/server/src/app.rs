@@ -173,8 +173,8 @@ async fn request_log(State(state): State<AppState>, request: Request, next: Next
                 .headers()
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split_once(' '))
-                .and_then(|(_, token)| keyhaven_core::parse(token.trim()).ok())
+                .and_then(crate::auth::bearer_token)
+                .and_then(|token| keyhaven_core::parse(token).ok())
                 .map(|k| k.key_id().to_owned())
         })
         .flatten();

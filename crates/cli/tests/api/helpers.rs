@@ -405,6 +405,13 @@ impl ServerProcess {
         assert!(key.starts_with("kh_root_"), "{key}");
         key
     }
+
+    /// The status of `GET path` with `root` as the bearer token.
+    pub async fn get_status(&self, root: &str, path: &str) -> StatusCode {
+        let url = format!("{}{path}", self.base);
+        let response = http_client().get(url).bearer_auth(root).send().await;
+        response.unwrap().status()
+    }
 }
 
 /// `key` (a key of a keyspace with `prefix`) with another secret: the same key id, a

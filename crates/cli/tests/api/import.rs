@@ -230,42 +230,17 @@ async fn cli_import_reports_bad_lines_and_a_rerun_changes_nothing() {
     let server = spawn_process(&data, dir.path(), &[]).await;
     let root = server.first_root_key();
     let http = http_client();
-    let ks: Value = http
-        .post(format!("{}/v1/keyspaces", server.base))
-        .bearer_auth(&root)
-        .json(&json!({"name": "legacy", "prefix": "legacy"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let ks_id = ks["id"].as_str().unwrap();
+    let ks_id = &create_keyspace_process(&server, &root).await;
     let (text, keys, bad) = import_file(ks_id, 2000, 100);
     let file = dir.path().join("keys.jsonl");
     std::fs::write(&file, text).unwrap();
     let report = dir.path().join("report.txt");
 
-    let run = || async {
-        keyhaven(&data)
-            .await
-            .arg("import")
-            .arg(&file)
-            .arg("--data-dir")
-            .arg(&data)
-            .arg("--report")
-            .arg(&report)
-            .output()
-            .unwrap()
-    };
+    let report_args = ["--report".as_ref(), report.as_os_str()];
+    let run = || cli_import(&data, &file, &report_args);
     // Imports while the server runs.
-    let out = run().await;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "bad lines make the exit status 1: {stdout}"
-    );
+    let (code, stdout, _) = run().await;
+    assert_eq!(code, Some(1), "bad lines make the exit status 1: {stdout}");
     assert!(
         stdout.contains("imported 1980, skipped 0 (already present), rejected 20"),
         "{stdout}"
@@ -285,8 +260,7 @@ async fn cli_import_reports_bad_lines_and_a_rerun_changes_nothing() {
         .collect();
     assert_eq!(reported, bad, "each bad line is reported by number");
 
-    let again = run().await;
-    let stdout = String::from_utf8_lossy(&again.stdout);
+    let (_, stdout, again_stderr) = run().await;
     assert!(
         stdout.contains("imported 0, skipped 1980 (already present), rejected 20"),
         "{stdout}"
@@ -323,8 +297,10 @@ async fn cli_import_reports_bad_lines_and_a_rerun_changes_nothing() {
     for key in keys.iter().step_by(97) {
         assert_eq!(verify(key.clone()).await, "VALID", "{key}");
     }
-    let stderr = String::from_utf8_lossy(&again.stderr);
-    assert!(!stderr.contains("secret-"), "no key material in CLI output");
+    assert!(
+        !again_stderr.contains("secret-"),
+        "no key material in CLI output"
+    );
 
     // After a pepper rotation, prefixed and dotted keys imported again are still found
     // under their lookup of the older version and skipped. (Whole-key SHA-256 items are
@@ -344,8 +320,7 @@ async fn cli_import_reports_bad_lines_and_a_rerun_changes_nothing() {
         .map(str::to_owned)
         .collect();
     std::fs::write(&file, shaped.join("\n")).unwrap();
-    let after_rotation = run().await;
-    let stdout = String::from_utf8_lossy(&after_rotation.stdout);
+    let (_, stdout, _) = run().await;
     assert!(
         stdout.contains(&format!(
             "imported 0, skipped {} (already present), rejected 0",
@@ -706,37 +681,13 @@ async fn cli_import_of_csv_needs_a_header_row_naming_known_columns() {
     let server = spawn_process(&data, dir.path(), &[]).await;
     let root = server.first_root_key();
     let http = http_client();
-    let ks: Value = http
-        .post(format!("{}/v1/keyspaces", server.base))
-        .bearer_auth(&root)
-        .json(&json!({"name": "legacy", "prefix": "legacy"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let ks = ks["id"].as_str().unwrap();
+    let ks = create_keyspace_process(&server, &root).await;
     let digest = hex::encode(Sha256::digest(PLAIN.as_bytes()));
     let import = |name: &'static str, text: String| {
         let file = dir.path().join(name);
         std::fs::write(&file, text).unwrap();
         let data = data.clone();
-        async move {
-            let out = keyhaven(&data)
-                .await
-                .arg("import")
-                .arg(&file)
-                .arg("--data-dir")
-                .arg(&data)
-                .output()
-                .unwrap();
-            (
-                out.status.code(),
-                String::from_utf8_lossy(&out.stdout).into_owned(),
-                String::from_utf8_lossy(&out.stderr).into_owned(),
-            )
-        }
+        async move { cli_import(&data, &file, &[]).await }
     };
 
     let (code, stdout, stderr) = import("headerless.csv", format!("{ks},sha256,{digest}\n")).await;
@@ -784,6 +735,37 @@ async fn cli_import_of_csv_needs_a_header_row_naming_known_columns() {
     let verified = verify_eventually_process(&server.base, &root, PLAIN).await;
     assert_eq!(verified["code"], "VALID", "{verified}");
     assert_eq!(verified["scopes"], json!(["read", "write"]), "{verified}");
+}
+
+/// Creates the keyspace `legacy` through a server process as `root`: its id.
+async fn create_keyspace_process(server: &ServerProcess, root: &str) -> String {
+    let url = format!("{}/v1/keyspaces", server.base);
+    let body = json!({"name": "legacy", "prefix": "legacy"});
+    let ks = post_json(&http_client(), &url, root, &body).await;
+    ks["id"].as_str().unwrap().to_owned()
+}
+
+/// `keyhaven import FILE --data-dir DATA` with `extra` arguments: the exit code, stdout
+/// and stderr.
+async fn cli_import(
+    data: &std::path::Path,
+    file: &std::path::Path,
+    extra: &[&std::ffi::OsStr],
+) -> (Option<i32>, String, String) {
+    let out = keyhaven(data)
+        .await
+        .arg("import")
+        .arg(file)
+        .arg("--data-dir")
+        .arg(data)
+        .args(extra)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Verifies `key` through a server process until it is found (a CLI import reaches a

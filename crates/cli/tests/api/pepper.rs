@@ -221,13 +221,7 @@ async fn a_missing_or_different_pepper_or_master_key_is_refused_on_a_populated_d
     // With both restored it starts, and the old root key works.
     std::fs::write(&master, &original_master).unwrap();
     let server = spawn_process(data.path(), logs.path(), &[]).await;
-    let status = http_client()
-        .get(format!("{}/v1/keyspaces", server.base))
-        .bearer_auth(&root)
-        .send()
-        .await
-        .unwrap()
-        .status();
+    let status = server.get_status(&root, "/v1/keyspaces").await;
     assert_eq!(status, reqwest::StatusCode::OK);
 }
 

@@ -252,14 +252,7 @@ async fn the_first_root_key_goes_to_a_private_file_when_stdout_is_not_a_terminal
     assert!(log.contains("first root key written"), "{log}");
     assert!(!log.contains(&root[8..]), "{log}");
 
-    let http = crate::helpers::http_client();
-    let status = http
-        .get(format!("{}/v1/keyspaces", server.base))
-        .bearer_auth(&root)
-        .send()
-        .await
-        .unwrap()
-        .status();
+    let status = server.get_status(&root, "/v1/keyspaces").await;
     assert_eq!(status, StatusCode::OK, "the key in the file works");
 
     // A restart makes no new key and leaves the file alone.
