@@ -11,14 +11,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = format::split(text);
     }
     if let Ok(key) = parse_bytes(data) {
-        let rebuilt = format!(
-            "{}_{}_{}{}",
-            key.prefix(),
-            key.key_id(),
-            key.secret().expose_secret(),
-            key.checksum()
-        );
-        assert_eq!(rebuilt.as_bytes(), data);
+        assert_eq!(keyhaven_fuzz::rebuilt(&key).as_bytes(), data);
         assert_eq!(key.key_id().len(), format::KEY_ID_LEN);
         assert_eq!(key.secret().len(), format::SECRET_LEN);
         let body = &data[..data.len() - format::CHECKSUM_LEN];

@@ -1,11 +1,24 @@
-//! What more than one fuzz target checks: the import item invariants (`import_line` and
+//! What more than one fuzz target checks: a parsed key's parts give back its text
+//! (`parse_key`, `auth_header`), and the import item invariants (`import_line` and
 //! `import_csv` reach [`keyhaven_service::import::build`] through different readers).
 
 use std::sync::LazyLock;
 
 use keyhaven_core::compat::{self, ImportFormat};
+use keyhaven_core::format::ParsedKey;
 use keyhaven_core::{Pepper, PepperSet, PepperVersion};
 use keyhaven_service::import::{self, ImportItem};
+
+/// The text of `key` put back together from its parts: equal to what it was parsed from.
+pub fn rebuilt(key: &ParsedKey<'_>) -> String {
+    format!(
+        "{}_{}_{}{}",
+        key.prefix(),
+        key.key_id(),
+        key.secret().expose_secret(),
+        key.checksum()
+    )
+}
 
 /// A fixed test pepper (version 1): the fuzzer needs no pepper file.
 static PEPPERS: LazyLock<PepperSet> = LazyLock::new(|| {
