@@ -265,7 +265,7 @@ pub async fn login(
     let email_bucket = format!("email:{email}");
     let mut buckets = vec![email_bucket.clone()];
     if let Some(ip) = ip {
-        buckets.push(format!("ip:{ip}"));
+        buckets.push(format!("ip:{}", crate::limits::failures::client_block(ip)));
     }
     let attempt = ids::new_id("att").map_err(ServiceError::Unexpected)?;
     store
@@ -340,6 +340,51 @@ mod tests {
         let most = MOST.load(Ordering::SeqCst);
         assert!(most <= CONCURRENT_HASHES, "{most} at once");
         assert!(most > 1, "they do run side by side: {most}");
+    }
+
+    /// Addresses of one IPv6 /64 share the per-address throttle (rotating through a
+    /// subscriber's block gains nothing); another /64 has its own.
+    #[tokio::test]
+    async fn sign_in_failures_count_an_ipv6_client_by_its_64() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = keyhaven_store::SqliteStore::open(&dir.path().join("k.db"))
+            .await
+            .unwrap();
+        let limits = LoginLimits {
+            per_email: 100,
+            per_ip: 2,
+            window: time::Duration::minutes(15),
+        };
+        let now = crate::clock::now();
+        let attempt = |n: u32, ip: &str| {
+            let ip: IpAddr = ip.parse().unwrap();
+            let email = format!("who{n}@example.com");
+            let store = &store;
+            async move {
+                login(
+                    store,
+                    &email,
+                    SecretString::from("wrong"),
+                    Some(ip),
+                    limits,
+                    now,
+                )
+                .await
+            }
+        };
+        for (n, ip) in [(1, "2001:db8:1:2::1"), (2, "2001:db8:1:2:ffff::9")] {
+            assert!(
+                matches!(attempt(n, ip).await, Err(LoginError::Wrong)),
+                "{ip}"
+            );
+        }
+        let third = attempt(3, "2001:db8:1:2:abcd::3").await;
+        assert!(
+            matches!(third, Err(LoginError::Throttled { .. })),
+            "a third address of the same /64"
+        );
+        let other = attempt(4, "2001:db8:1:3::1").await;
+        assert!(matches!(other, Err(LoginError::Wrong)), "another /64");
     }
 
     #[test]

@@ -98,8 +98,8 @@ impl FailureLimits {
 
 /// The block one client is counted by: an IPv4 address (IPv4-mapped IPv6 included), or
 /// an IPv6 /64 (what one subscriber usually gets, so rotating addresses within it
-/// gains nothing).
-fn client_block(ip: IpAddr) -> String {
+/// gains nothing). Failed verifications and failed sign-ins both count by it.
+pub fn client_block(ip: IpAddr) -> String {
     match ip.to_canonical() {
         IpAddr::V4(v4) => v4.to_string(),
         IpAddr::V6(v6) => {
