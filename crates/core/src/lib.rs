@@ -17,6 +17,7 @@ pub mod policy;
 pub mod quota;
 pub mod random;
 pub mod ratelimit;
+pub mod scan;
 pub mod secret;
 mod table;
 pub mod verifier;
@@ -27,5 +28,6 @@ pub use format::{
 pub use pepper::{Pepper, PepperError, PepperSet, PepperVersion};
 pub use policy::{KeyState, VerifyCode};
 pub use random::RandomError;
+pub use scan::{Found, find_keys};
 pub use secret::SecretStr;
 pub use verifier::{Verification, Verifier};
