@@ -36,6 +36,10 @@ pub enum Command {
     Pepper(commands::pepper::Command),
     Generate(commands::generate::Args),
     Inspect(commands::inspect::Args),
+    /// Find Keyhaven keys in files or git history (never printing a secret), and
+    /// optionally report them to a server to be revoked.
+    #[command(after_long_help = commands::scan::AFTER_LONG_HELP)]
+    Scan(commands::scan::Args),
     /// Exit 0 if a running server answers ready (for container health checks).
     Healthcheck(commands::healthcheck::Args),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -55,6 +59,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Import(args) => commands::import::run(&args),
         Command::Generate(args) => commands::generate::run(&args),
         Command::Inspect(args) => commands::inspect::run(&args),
+        Command::Scan(args) => commands::scan::run(&args),
         Command::Healthcheck(args) => commands::healthcheck::run(&args),
         Command::Completions(args) => commands::docs::completions(&args, Cli::command()),
         Command::Man(args) => commands::docs::man(&args, Cli::command()),

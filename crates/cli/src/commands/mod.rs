@@ -8,6 +8,7 @@ pub mod migrate;
 pub mod operator;
 pub mod pepper;
 pub mod root_key;
+pub mod scan;
 pub mod serve;
 
 use std::io;
