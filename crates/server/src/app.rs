@@ -17,7 +17,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::error::ApiError;
 use crate::routes::{
-    audit, health, keys, keyspaces, owners, portal, root_keys, usage, verify, webhooks,
+    audit, health, keys, keyspaces, leaks, owners, portal, root_keys, usage, verify, webhooks,
 };
 use crate::state::AppState;
 use keyhaven_service::config::MetricsListen;
@@ -50,6 +50,15 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/keys", post(keys::create).get(keys::list))
         .route("/v1/keys/verify", post(verify::verify))
+        .route("/v1/keys/self-revoke", post(leaks::self_revoke))
+        .route(
+            "/v1/leaks/github",
+            post(leaks::github).layer(DefaultBodyLimit::max(leaks::LEAKS_BODY_LIMIT)),
+        )
+        .route(
+            "/v1/leaks/report",
+            post(leaks::report).layer(DefaultBodyLimit::max(leaks::LEAKS_BODY_LIMIT)),
+        )
         .route("/v1/keys/expiring", get(keys::expiring))
         .route("/v1/keys/usage", get(usage::totals))
         .route("/v1/keys/{key_id}/usage", get(usage::key))

@@ -3,7 +3,7 @@
 //! operations it may call and `allowed_keyspaces` (when set) which keyspaces' objects it
 //! may see. Everything outside them answers exactly like a missing object.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::Deref;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
@@ -40,16 +40,37 @@ pub fn bearer_token(value: &str) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+/// The address of the connection a request came on (`None` only for requests that did
+/// not come through the server's accept loop, as in-process tests send).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub Option<IpAddr>);
+
+impl ClientIp {
+    fn of(parts: &Parts) -> Self {
+        Self(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| addr.ip()),
+        )
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self::of(parts))
+    }
+}
+
 impl FromRequestParts<AppState> for RootAuth {
     type Rejection = ApiError;
 
     #[tracing::instrument(name = "authenticate", skip_all)]
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = bearer(parts).ok_or(ApiError::Unauthorized)?;
-        let client_ip = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip());
+        let ClientIp(client_ip) = ClientIp::of(parts);
         match verify::authenticate(state, token, client_ip).await? {
             Some(actor) => Ok(Self(actor)),
             None => Err(ApiError::Unauthorized),

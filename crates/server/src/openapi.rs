@@ -13,7 +13,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    audit, health, keys, keyspaces, owners, portal, root_keys, usage, verify, webhooks,
+    audit, health, keys, keyspaces, leaks, owners, portal, root_keys, usage, verify, webhooks,
 };
 
 #[derive(Debug, OpenApi)]
@@ -24,6 +24,7 @@ use crate::routes::{
         owners::create, owners::list, owners::get, owners::update, owners::delete,
         keys::create, keys::import, keys::expiring, keys::list, keys::get, keys::update, keys::revoke, keys::rotate, keys::reveal, keys::delete,
         verify::verify,
+        leaks::github, leaks::report, leaks::self_revoke,
         usage::key, usage::owner, usage::keyspace, usage::totals,
         audit::list, audit::events,
         webhooks::create, webhooks::list, webhooks::get, webhooks::update, webhooks::delete,
@@ -44,6 +45,7 @@ use crate::routes::{
         (name = "webhooks", description = "Events delivered to your endpoints, signed"),
         (name = "portal", description = "Links for your customers to manage their own keys"),
         (name = "root-keys", description = "The admin API's own keys"),
+        (name = "leaks", description = "Leaked keys reported by secret scanners, acted on per policy"),
         (name = "health", description = "Liveness, readiness, metrics"),
     )
 )]
@@ -60,6 +62,15 @@ impl Modify for RootKeyAuth {
                     HttpBuilder::new()
                         .scheme(HttpAuthScheme::Bearer)
                         .description(Some("A root key (`kh_root_…`)"))
+                        .build(),
+                ),
+            );
+            components.add_security_scheme(
+                "api_key",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .description(Some("One of your customers' keys, as its own credential"))
                         .build(),
                 ),
             );

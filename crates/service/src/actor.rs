@@ -38,6 +38,8 @@ pub const ROOT_SCOPES: &[&str] = &[
     "root_keys:*",
     "root_keys:read",
     "root_keys:write",
+    "leaks:*",
+    "leaks:write",
 ];
 
 /// The actor recorded for changes made with local access (`keyhaven` commands).
@@ -62,6 +64,8 @@ pub enum Scope {
     PortalWrite,
     RootKeysRead,
     RootKeysWrite,
+    /// Reporting leaked keys (`POST /v1/leaks/report`).
+    LeaksWrite,
 }
 
 impl Scope {
@@ -81,6 +85,7 @@ impl Scope {
             Self::PortalWrite => "portal:write",
             Self::RootKeysRead => "root_keys:read",
             Self::RootKeysWrite => "root_keys:write",
+            Self::LeaksWrite => "leaks:write",
         }
     }
 
@@ -134,6 +139,10 @@ enum Who {
     },
     /// A customer in the portal: one owner's keys in some keyspaces.
     Portal(Arc<PortalGrant>),
+    /// Whoever acts on a key by proof of possession: a secret scanner's report
+    /// (`leak:<source>`) or the key's own holder (`key:<key id>`). May call nothing;
+    /// named in audit events only.
+    Reporter(String),
 }
 
 /// What a portal session may see and do.
@@ -243,6 +252,23 @@ impl Actor {
         }
     }
 
+    /// A leak report from `source` (`github`, `report`, …), recorded as `leak:<source>`.
+    pub fn leak(source: &str, client_ip: Option<IpAddr>) -> Self {
+        Self {
+            who: Who::Reporter(format!("leak:{source}")),
+            client_ip,
+        }
+    }
+
+    /// The holder of key `key_id`, acting with the key itself as the credential
+    /// (self-revocation), recorded as `key:<key id>`.
+    pub fn key_holder(key_id: &str, client_ip: Option<IpAddr>) -> Self {
+        Self {
+            who: Who::Reporter(format!("key:{key_id}")),
+            client_ip,
+        }
+    }
+
     /// The actor's id in audit events: a root key's key id, the local actor's name,
     /// `operator:<email>` or `portal:<owner id>`.
     pub fn id(&self) -> &str {
@@ -251,6 +277,7 @@ impl Actor {
             Who::Local(name) => name,
             Who::Operator { name, .. } => name,
             Who::Portal(grant) => &grant.name,
+            Who::Reporter(name) => name,
         }
     }
 
@@ -282,7 +309,7 @@ impl Actor {
     pub fn grants(&self, scope: &str) -> bool {
         match &self.who {
             Who::Local(_) => true,
-            Who::Portal(_) => false,
+            Who::Portal(_) | Who::Reporter(_) => false,
             Who::Operator { role, .. } => {
                 *role == OperatorRole::Admin && scope != "*" && scope != "keys:reveal"
             }
@@ -328,6 +355,7 @@ impl Actor {
                     Err(ServiceError::MissingScope(scope.as_str()))
                 };
             }
+            Who::Reporter(_) => return Err(ServiceError::MissingScope(scope.as_str())),
             Who::Portal(grant) => {
                 let granted = match scope {
                     Scope::KeysRead => grant.allows(PortalPermission::KeysRead),
@@ -371,7 +399,7 @@ impl Actor {
     pub fn visible(&self) -> Option<&[String]> {
         match &self.who {
             Who::RootKey(key) => key.key.allowed_keyspaces.as_deref(),
-            Who::Local(_) | Who::Operator { .. } => None,
+            Who::Local(_) | Who::Operator { .. } | Who::Reporter(_) => None,
             Who::Portal(grant) => Some(&grant.keyspace_ids),
         }
     }

@@ -111,6 +111,12 @@ async fn run(state: Service) {
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "idempotency purge failed"),
                 }
+                // Replays are refused for 30 days; after that a repeat changes nothing
+                // anyway (each key's first report is the one that acts).
+                let replay_window = time::Duration::days(30);
+                if let Err(e) = state.store.purge_leak_batches(state.clock.now() - replay_window).await {
+                    tracing::warn!(error = %e, "leak batch purge failed");
+                }
                 purge_usage(&state).await;
                 let now = state.clock.now();
                 let window = time::Duration::minutes(

@@ -19,6 +19,7 @@ use crate::branding::BrandingBody;
 use crate::error::{Result, ServiceError};
 use crate::idempotency::{Done, Idempotent, Rendered};
 use crate::ids;
+use crate::leaks::LeakPolicyName;
 use crate::limits::spec::{RateLimitBody, rate_limits};
 use crate::patch::double_option;
 use crate::service::Service;
@@ -113,6 +114,9 @@ pub struct CreateKeyspace {
     /// How the customer portal looks to this keyspace's customers.
     #[serde(default)]
     pub branding: BrandingBody,
+    /// What happens to a key reported as leaked (default `revoke`).
+    #[serde(default)]
+    pub leak_policy: LeakPolicyName,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -140,6 +144,8 @@ pub struct UpdateKeyspace {
     pub alerts: Option<AlertsBody>,
     /// Replaces the portal branding (`{}` restores the defaults).
     pub branding: Option<BrandingBody>,
+    /// What happens to a key reported as leaked.
+    pub leak_policy: Option<LeakPolicyName>,
 }
 
 /// Each policy duration is 1 second to 100 years (grace may be 0).
@@ -232,6 +238,7 @@ pub async fn create(
         ratelimits: rate_limits(input.ratelimits)?,
         alerts: input.alerts.thresholds()?,
         branding: input.branding.validated()?,
+        leak_policy: input.leak_policy.into(),
         created_at: now,
         updated_at: now,
     };
@@ -264,6 +271,7 @@ pub async fn create(
                     json!(BrandingBody::of(&ks.branding))
                 },
             ),
+            ("leak_policy", json!(LeakPolicyName::from(ks.leak_policy))),
         ]),
         now,
     )?;
@@ -315,6 +323,9 @@ pub async fn update(
     if let Some(v) = input.branding {
         after.branding = v.validated()?;
     }
+    if let Some(v) = input.leak_policy {
+        after.leak_policy = v.into();
+    }
     validate_policy(&after.policy)?;
     let now = service.clock.now();
     after.updated_at = now;
@@ -355,6 +366,11 @@ pub async fn update(
                 "branding",
                 json!(BrandingBody::of(&before.branding)),
                 json!(BrandingBody::of(&after.branding)),
+            ),
+            (
+                "leak_policy",
+                json!(LeakPolicyName::from(before.leak_policy)),
+                json!(LeakPolicyName::from(after.leak_policy)),
             ),
         ]),
         now,

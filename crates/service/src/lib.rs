@@ -32,6 +32,7 @@ pub mod ids;
 pub mod import;
 pub mod keys;
 pub mod keyspaces;
+pub mod leaks;
 pub mod limits;
 pub mod metrics;
 pub mod operators;

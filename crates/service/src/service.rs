@@ -35,6 +35,8 @@ pub struct Shared {
     /// This process's id among the nodes (Redis registrations, heartbeats).
     pub node_id: String,
     pub clock: Clock,
+    /// GitHub's secret scanning public keys (`POST /v1/leaks/github`).
+    pub github_keys: crate::leaks::github::GithubKeys,
     /// Whether any imported key exists: until one does, a non-native key string is
     /// MALFORMED without a database lookup.
     imported_keys: AtomicBool,
@@ -91,6 +93,10 @@ impl Service {
         };
         let node_id = crate::ids::new_id("node")?;
         let limits = Limiter::new(&config, node_id.clone())?;
+        let github_keys = crate::leaks::github::GithubKeys::new(
+            config.leaks_github_public_keys_file.clone(),
+            config.leaks_github_public_keys_url.clone(),
+        );
         Ok(Self(Arc::new(Shared {
             store,
             peppers: Arc::new(peppers),
@@ -102,6 +108,7 @@ impl Service {
             config,
             node_id,
             clock,
+            github_keys,
             imported_keys: AtomicBool::new(false),
         })))
     }

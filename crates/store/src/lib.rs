@@ -14,6 +14,7 @@ pub mod activity;
 pub mod copy;
 pub mod counters;
 mod error;
+pub mod leak;
 pub mod model;
 pub mod pepper_file;
 pub mod postgres;
@@ -24,6 +25,7 @@ pub mod webhook;
 
 pub use activity::*;
 pub use error::{Conflict, StoreError};
+pub use leak::*;
 pub use model::*;
 pub use postgres::{PgOptions, PgStore};
 pub use sqlite::SqliteStore;

@@ -42,8 +42,39 @@ pub struct Keyspace {
     pub alerts: crate::AlertThresholds,
     /// How the customer portal looks to this keyspace's customers.
     pub branding: Branding,
+    /// What happens to a key of this keyspace reported as leaked.
+    pub leak_policy: LeakPolicy,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+}
+
+/// What a keyspace does with a key that a secret scanner (or anyone holding it) reports
+/// as leaked. Every policy records a `key.leaked` event.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum LeakPolicy {
+    /// The key stops working at once (REVOKED).
+    #[default]
+    Revoke,
+    /// The key is disabled (DISABLED) and can be enabled again.
+    Disable,
+    /// Nothing changes but the event: the owner decides.
+    Notify,
+}
+
+impl LeakPolicy {
+    pub const ALL: [Self; 3] = [Self::Revoke, Self::Disable, Self::Notify];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Revoke => "revoke",
+            Self::Disable => "disable",
+            Self::Notify => "notify",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == s)
+    }
 }
 
 /// A keyspace's look in the customer portal; every field optional (defaults apply).

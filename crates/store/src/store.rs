@@ -5,6 +5,7 @@ use keyhaven_core::Verifier;
 
 use crate::activity::*;
 use crate::error::StoreError;
+use crate::leak::*;
 use crate::model::*;
 use crate::web::*;
 use crate::webhook::*;
@@ -182,6 +183,18 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     ) -> Result<Page<AuditEvent>, StoreError>;
 
     // Idempotency.
+    /// Records leaked keys in one transaction: for each key not reported before, its
+    /// action (revoke unless already revoked, or disable) and its audit event; a key
+    /// reported before writes nothing. Returns, per leak, whether it was recorded now.
+    /// `batch`, when given, is remembered for [`Store::leak_batch_seen`].
+    async fn record_leaks(
+        &self,
+        leaks: &[LeakWrite],
+        batch: Option<SeenBatch<'_>>,
+    ) -> Result<Vec<bool>, StoreError>;
+    /// Whether a signed batch with this digest was recorded before.
+    async fn leak_batch_seen(&self, digest: &[u8; 32]) -> Result<bool, StoreError>;
+    async fn purge_leak_batches(&self, before: Timestamp) -> Result<u64, StoreError>;
     async fn idempotent_response(
         &self,
         actor: &str,

@@ -16,6 +16,7 @@ mod helpers;
 mod hostile;
 mod import;
 mod keys;
+mod leaks;
 mod lifecycle;
 mod limits;
 mod logs;

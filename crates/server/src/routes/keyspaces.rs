@@ -8,6 +8,7 @@ use axum::response::Response;
 use keyhaven_service::branding::BrandingBody;
 use keyhaven_service::idempotency::Idempotent;
 use keyhaven_service::keyspaces::{self, AlertsBody, CreateKeyspace, UpdateKeyspace};
+use keyhaven_service::leaks::LeakPolicyName;
 use keyhaven_service::limits::spec::{RateLimitBody, rate_limit_views};
 use keyhaven_service::validate::rfc3339;
 use keyhaven_store::Keyspace;
@@ -39,6 +40,8 @@ pub struct KeyspaceView {
     pub alerts: AlertsBody,
     /// How the customer portal looks to this keyspace's customers.
     pub branding: BrandingBody,
+    /// What happens to a key reported as leaked.
+    pub leak_policy: LeakPolicyName,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -55,6 +58,7 @@ impl From<&Keyspace> for KeyspaceView {
             ratelimits: rate_limit_views(&k.ratelimits),
             alerts: AlertsBody::of(&k.alerts),
             branding: BrandingBody::of(&k.branding),
+            leak_policy: k.leak_policy.into(),
             created_at: rfc3339(k.created_at),
             updated_at: rfc3339(k.updated_at),
         }

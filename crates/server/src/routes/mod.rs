@@ -6,6 +6,7 @@ pub mod audit;
 pub mod health;
 pub mod keys;
 pub mod keyspaces;
+pub mod leaks;
 pub mod owners;
 pub mod portal;
 pub mod root_keys;

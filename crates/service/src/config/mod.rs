@@ -11,6 +11,7 @@ use figment::Figment;
 use figment::providers::{Data, Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+mod checks;
 mod values;
 
 use values::without_password;
@@ -145,6 +146,13 @@ pub struct Config {
     pub login_failures_per_ip: u32,
     /// The sliding window of the two limits above.
     pub login_failure_window_minutes: u64,
+    /// GitHub's secret scanning public keys, in the JSON format GitHub serves at
+    /// `https://api.github.com/meta/public_keys/secret_scanning`; read again whenever the
+    /// file changes. Enables `POST /v1/leaks/github`.
+    pub leaks_github_public_keys_file: Option<PathBuf>,
+    /// Where to fetch GitHub's secret scanning public keys from (hourly, and at most once
+    /// a minute when a batch names an unknown key). Needs outbound HTTPS.
+    pub leaks_github_public_keys_url: Option<String>,
     /// Log one INFO line per request (method, route, status, latency, key id).
     pub access_log: bool,
     /// Log one INFO line (target `keyhaven::verify`: key id, keyspace, outcome, client
@@ -228,6 +236,14 @@ impl std::fmt::Debug for Config {
                 "login_failure_window_minutes",
                 &self.login_failure_window_minutes,
             )
+            .field(
+                "leaks_github_public_keys_file",
+                &self.leaks_github_public_keys_file,
+            )
+            .field(
+                "leaks_github_public_keys_url",
+                &self.leaks_github_public_keys_url,
+            )
             .field("access_log", &self.access_log)
             .field("verify_log_every", &self.verify_log_every)
             .finish()
@@ -284,6 +300,8 @@ impl Default for Config {
             login_failures_per_email: 10,
             login_failures_per_ip: 50,
             login_failure_window_minutes: 15,
+            leaks_github_public_keys_file: None,
+            leaks_github_public_keys_url: None,
             access_log: true,
             verify_log_every: 0,
         }
@@ -339,6 +357,8 @@ pub const FIELDS: &[&str] = &[
     "login_failures_per_email",
     "login_failures_per_ip",
     "login_failure_window_minutes",
+    "leaks_github_public_keys_file",
+    "leaks_github_public_keys_url",
     "access_log",
     "verify_log_every",
 ];
@@ -409,128 +429,6 @@ impl Config {
         })
     }
 
-    fn validate(&self) -> Result<(), String> {
-        let positive = [
-            ("max_body_bytes", self.max_body_bytes as u64),
-            ("request_timeout_ms", self.request_timeout_ms),
-            ("http_header_timeout_ms", self.http_header_timeout_ms),
-            ("http_body_timeout_ms", self.http_body_timeout_ms),
-            ("http_idle_timeout_ms", self.http_idle_timeout_ms),
-            ("cache_ttl_ms", self.cache_ttl_ms),
-            ("cache_coherence_ms", self.cache_coherence_ms),
-            (
-                "database_max_connections",
-                u64::from(self.database_max_connections),
-            ),
-            ("usage_flush_interval_ms", self.usage_flush_interval_ms),
-            ("idempotency_ttl_hours", self.idempotency_ttl_hours),
-            ("redis_timeout_ms", self.redis_timeout_ms),
-            ("cluster_nodes", self.cluster_nodes.map_or(1, u64::from)),
-            (
-                "usage_minute_retention_hours",
-                self.usage_minute_retention_hours,
-            ),
-            ("usage_hour_retention_days", self.usage_hour_retention_days),
-            ("usage_day_retention_days", self.usage_day_retention_days),
-            (
-                "alert_spike_min_per_minute",
-                self.alert_spike_min_per_minute,
-            ),
-            ("alert_failed_per_minute", self.alert_failed_per_minute),
-            ("alert_baseline_minutes", self.alert_baseline_minutes),
-            ("alert_quiet_minutes", self.alert_quiet_minutes),
-            ("webhook_timeout_ms", self.webhook_timeout_ms),
-            ("webhook_retry_initial_ms", self.webhook_retry_initial_ms),
-            (
-                "webhook_retry_max_delay_ms",
-                self.webhook_retry_max_delay_ms,
-            ),
-            (
-                "webhook_retry_period_hours",
-                self.webhook_retry_period_hours,
-            ),
-            ("webhook_concurrency", u64::from(self.webhook_concurrency)),
-            ("session_idle_minutes", self.session_idle_minutes),
-            ("session_max_hours", self.session_max_hours),
-            ("portal_session_minutes", self.portal_session_minutes),
-            (
-                "login_failures_per_email",
-                u64::from(self.login_failures_per_email),
-            ),
-            (
-                "login_failures_per_ip",
-                u64::from(self.login_failures_per_ip),
-            ),
-            (
-                "login_failure_window_minutes",
-                self.login_failure_window_minutes,
-            ),
-        ];
-        // Session lifetimes are added to timestamps: keep them far from overflow.
-        for (name, value, max) in [
-            (
-                "session_idle_minutes",
-                self.session_idle_minutes,
-                60 * 24 * 366,
-            ),
-            ("session_max_hours", self.session_max_hours, 24 * 366),
-            (
-                "portal_session_minutes",
-                self.portal_session_minutes,
-                60 * 24 * 366,
-            ),
-            (
-                "login_failure_window_minutes",
-                self.login_failure_window_minutes,
-                60 * 24 * 366,
-            ),
-        ] {
-            if value > max {
-                return Err(format!("{name} must be at most {max} (a year)"));
-            }
-        }
-        if let Some(url) = &self.public_url {
-            let lower = url.to_ascii_lowercase();
-            let scheme_ok = lower.starts_with("https://") || lower.starts_with("http://");
-            let rest = url.split_once("://").map_or("", |(_, r)| r);
-            if !scheme_ok
-                || rest.is_empty()
-                || url
-                    .chars()
-                    .any(|c| c.is_whitespace() || c == '?' || c == '#')
-            {
-                return Err("public_url must be an http:// or https:// address such as \
-                     https://keys.example.com (no query or fragment)"
-                    .to_owned());
-            }
-        }
-        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
-            return Err(format!("{name} must be greater than 0"));
-        }
-        if self.http_body_timeout_ms >= self.request_timeout_ms {
-            return Err(
-                "http_body_timeout_ms must be less than request_timeout_ms (a stalled \
-                 body would otherwise be answered 503 timeout, not 408)"
-                    .to_owned(),
-            );
-        }
-        if self.alert_spike_factor < 2 {
-            return Err("alert_spike_factor must be at least 2".to_owned());
-        }
-        if self.alert_baseline_minutes > 1440
-            || self.alert_baseline_minutes > self.usage_minute_retention_hours * 60
-        {
-            return Err("alert_baseline_minutes must be at most 1440 and within \
-                 usage_minute_retention_hours"
-                .to_owned());
-        }
-        if self.webhook_retry_initial_ms > self.webhook_retry_max_delay_ms {
-            return Err(
-                "webhook_retry_initial_ms must not exceed webhook_retry_max_delay_ms".to_owned(),
-            );
-        }
-        Ok(())
-    }
 
     /// `KEYHAVEN_*` variables in `vars` that no option reads.
     pub fn unknown_env(vars: impl Iterator<Item = (String, String)>) -> Vec<String> {

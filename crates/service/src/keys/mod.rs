@@ -137,11 +137,11 @@ fn audited_fields(k: &KeyRecord) -> [(&'static str, Value); 7] {
 /// Runs a key mutation and then invalidates `key_ids` in the verify cache on a task of
 /// its own, so both finish even if the caller is cut off (timeout, client gone) while
 /// the database commits: otherwise a committed revoke could stay cached as VALID.
-pub(crate) async fn to_completion(
+pub(crate) async fn to_completion<T: Send + 'static>(
     service: &Service,
     key_ids: Vec<String>,
-    mutation: impl Future<Output = Result<(), StoreError>> + Send + 'static,
-) -> Result<(), StoreError> {
+    mutation: impl Future<Output = Result<T, StoreError>> + Send + 'static,
+) -> Result<T, StoreError> {
     let service = service.clone();
     tokio::spawn(async move {
         let result = mutation.await;

@@ -59,7 +59,10 @@ pub(super) async fn insert_event(
 
 /// Writes the audit event, the lifecycle event it causes (returning its type) and the
 /// idempotent response, in `tx`.
-async fn write_change(tx: &mut Tx, change: Change<'_>) -> Result<Option<&'static str>, StoreError> {
+pub(super) async fn write_change(
+    tx: &mut Tx,
+    change: Change<'_>,
+) -> Result<Option<&'static str>, StoreError> {
     let a = change.audit;
     sqlx::query(
         "INSERT INTO audit_events (id, occurred_at, actor, action, target_type, target_id, \

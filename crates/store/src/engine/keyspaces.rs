@@ -6,7 +6,7 @@
 use super::audit::commit_change;
 use super::rows::{
     branding_text, classify, classify_delete, expect_one, id_exists, json_text, keyspace_from,
-    page_of, scope_json, threshold,
+    leak_policy_text, page_of, scope_json, threshold,
 };
 use super::{Engine, dialect, notify};
 use crate::error::{Conflict, StoreError};
@@ -31,8 +31,8 @@ pub(super) async fn create_keyspace(
     sqlx::query(
         "INSERT INTO keyspaces (id, name, prefix, max_key_age_seconds, default_grace_seconds, \
          expiry_warning_seconds, ratelimits, created_at, updated_at, alert_spike_factor, \
-         alert_spike_min_per_minute, alert_failed_per_minute, branding) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+         alert_spike_min_per_minute, alert_failed_per_minute, branding, leak_policy) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
     )
     .bind(&ks.id)
     .bind(&ks.name)
@@ -47,6 +47,7 @@ pub(super) async fn create_keyspace(
     .bind(threshold(ks.alerts.spike_min_per_minute))
     .bind(threshold(ks.alerts.failed_per_minute))
     .bind(branding_text(&ks.branding)?)
+    .bind(leak_policy_text(ks.leak_policy))
     .execute(&mut *tx)
     .await
     .map_err(|e| classify(e, Conflict::PrefixTaken))?;
@@ -92,7 +93,8 @@ pub(super) async fn update_keyspace(
         "UPDATE keyspaces SET name = $1, max_key_age_seconds = $2, default_grace_seconds = $3, \
          expiry_warning_seconds = $4, ratelimits = $5, updated_at = $6, \
          alert_spike_factor = $8, alert_spike_min_per_minute = $9, \
-         alert_failed_per_minute = $10, branding = $11 WHERE id = $7 AND NOT reserved",
+         alert_failed_per_minute = $10, branding = $11, leak_policy = $12 \
+         WHERE id = $7 AND NOT reserved",
     )
     .bind(&ks.name)
     .bind(ks.policy.max_key_age)
@@ -105,6 +107,7 @@ pub(super) async fn update_keyspace(
     .bind(threshold(ks.alerts.spike_min_per_minute))
     .bind(threshold(ks.alerts.failed_per_minute))
     .bind(branding_text(&ks.branding)?)
+    .bind(leak_policy_text(ks.leak_policy))
     .execute(&mut *tx)
     .await?;
     expect_one(done.rows_affected())?;

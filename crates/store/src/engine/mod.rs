@@ -19,6 +19,7 @@
 //! - `imports`: keys imported from another system, and their upgrade to peppered lookups;
 //! - `peppers`: pepper versions in use, rehashing, and secret check values;
 //! - `events`: the lifecycle event log and expiry warnings;
+//! - `leaks`: keys reported as leaked, and the signed batches already seen;
 //! - `activity`: usage counts and their roll-ups, quota use, and anomaly alerts;
 //! - `webhooks`: endpoints, the outbox and the delivery log.
 
@@ -31,6 +32,7 @@ use crate::activity::{
     Alert, EventFilter, Granularity, KeyUsageTotal, MinuteActivity, UsageRow, UsageTarget,
 };
 use crate::error::{Doing as _, StoreError};
+use crate::leak::{LeakWrite, SeenBatch};
 use crate::model::{
     AuditEvent, AuditFilter, Change, Event, ExpiringKey, IdempotentResponse, Import, Invalidation,
     KeyFilter, KeyForVerify, KeyRecord, Keyspace, KeyspaceScope, Owner, Page, PageRequest,
@@ -46,6 +48,7 @@ mod events;
 mod imports;
 mod keys;
 mod keyspaces;
+mod leaks;
 mod owners;
 mod peppers;
 mod rows;
@@ -184,6 +187,10 @@ impl_store! {
     audit::idempotent_response(actor: &str, idempotency_key: &str) -> Option<IdempotentResponse>,
         "reading an idempotent response";
     audit::purge_idempotency(before: Timestamp) -> u64, "purging idempotent responses";
+    leaks::record_leaks(leaks: &[LeakWrite], batch: Option<SeenBatch<'_>>) -> Vec<bool>,
+        "recording leaked keys";
+    leaks::leak_batch_seen(digest: &[u8; 32]) -> bool, "checking for a replayed leak batch";
+    leaks::purge_leak_batches(before: Timestamp) -> u64, "purging leak batch digests";
     activity::record_usage(batch: &UsageBatch) -> (), "recording usage";
     activity::record_quota_use(uses: &[QuotaUse]) -> (), "recording quota use";
     activity::usage(key_id: &str, since: i64) -> Vec<UsageCount>, "reading usage";

@@ -13,8 +13,8 @@ use crate::activity::AlertThresholds;
 use crate::error::{Conflict, StoreError};
 use crate::model::{
     AuditEvent, Branding, Event, Import, KeyRecord, Keyspace, KeyspacePolicy, KeyspaceScope,
-    Limits, Owner, Page, Quota, RateLimitDef, Rotation, from_unix, interval_from, interval_name,
-    to_unix,
+    LeakPolicy, Limits, Owner, Page, Quota, RateLimitDef, Rotation, from_unix, interval_from,
+    interval_name, to_unix,
 };
 
 pub(super) type DbRow = <Db as sqlx::Database>::Row;
@@ -133,9 +133,19 @@ pub(super) fn keyspace_from(row: &DbRow) -> Result<Keyspace, StoreError> {
             Some(text) => serde_json::from_str(&text).context("decoding a keyspace's branding")?,
             None => Branding::default(),
         },
+        leak_policy: match row.try_get::<Option<String>, _>("leak_policy")? {
+            Some(text) => LeakPolicy::parse(&text)
+                .with_context(|| format!("a keyspace's leak policy `{text}` is not known"))?,
+            None => LeakPolicy::Revoke,
+        },
         created_at: from_unix(row.try_get("created_at")?),
         updated_at: from_unix(row.try_get("updated_at")?),
     })
+}
+
+/// A keyspace's leak policy as stored: `NULL` for the default (revoke).
+pub(super) fn leak_policy_text(policy: LeakPolicy) -> Option<&'static str> {
+    (policy != LeakPolicy::Revoke).then(|| policy.as_str())
 }
 
 /// A keyspace's branding as stored: `NULL` when it sets nothing.

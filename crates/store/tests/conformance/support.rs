@@ -47,6 +47,7 @@ pub fn keyspace(id: &str, prefix: &str) -> Keyspace {
         ratelimits: Vec::new(),
         alerts: AlertThresholds::default(),
         branding: Branding::default(),
+        leak_policy: LeakPolicy::Revoke,
         created_at: T0,
         updated_at: T0,
     }

@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use keyhaven_service::branding::BrandingBody;
 use keyhaven_service::idempotency::Idempotent;
 use keyhaven_service::keyspaces::{self, CreateKeyspace, UpdateKeyspace};
+use keyhaven_service::leaks::LeakPolicyName;
 use keyhaven_service::limits::spec::{RateLimitBody, rate_limit_views};
 use keyhaven_service::{Scope, ServiceError};
 use keyhaven_store::{Keyspace, UsageTarget};
@@ -168,6 +169,7 @@ pub async fn create(State(state): State<AppState>, form: DashboardForm) -> Respo
             ratelimits: p.ratelimits.unwrap_or_default(),
             alerts: Default::default(),
             branding: BrandingBody::default(),
+            leak_policy: LeakPolicyName::default(),
         };
         let idem = Idempotent::none(&state, &op.actor);
         keyspaces::create(&state, &op.actor, input, &idem, |ks| {
@@ -249,6 +251,14 @@ pub async fn page(
                         }
                         label { "Logo address" span.hint { "https:// only" } input type="url" name="brand_logo" value=[b.logo_url.as_deref()]; }
                     }
+                    label {
+                        "When a key is reported leaked"
+                        select name="leak_policy" {
+                            @for (value, text) in LEAK_POLICIES {
+                                option value=(value) selected[LeakPolicyName::from(ks.leak_policy) == *text_policy(value)] { (text) }
+                            }
+                        }
+                    }
                     button type="submit" { "Save settings" }
                 }
             } @else {
@@ -257,6 +267,7 @@ pub async fn page(
                     dt { "Default grace" } dd { (days(ks.policy.default_grace)) }
                     dt { "Expiry warning" } dd { (days(ks.policy.expiry_warning.or(Some(keyhaven_store::DEFAULT_EXPIRY_WARNING)))) }
                     dt { "Portal name" } dd { (b.name.as_deref().unwrap_or("—")) }
+                    dt { "Leaked keys" } dd { (ks.leak_policy.as_str()) }
                 }
             }
         }
@@ -280,6 +291,7 @@ pub async fn update(
             expiry_warning_seconds: p.expiry_warning,
             ratelimits: p.ratelimits,
             alerts: None,
+            leak_policy: f.get("leak_policy").map(text_policy).copied(),
             branding: super::changed(f, &["brand_name", "brand_logo", "brand_color"]).then(|| {
                 BrandingBody {
                     name: f.opt("brand_name"),
@@ -293,5 +305,21 @@ pub async fn update(
     match result.await {
         Ok(_) => Redirect::to(&format!("/dashboard/keyspaces/{id}?done=updated")).into_response(),
         Err(e) => fail(e),
+    }
+}
+
+/// The leak policies the settings form offers: form value and label.
+const LEAK_POLICIES: [(&str, &str); 3] = [
+    ("revoke", "Revoke it at once"),
+    ("disable", "Disable it (can be enabled again)"),
+    ("notify", "Only record a key.leaked event"),
+];
+
+/// A form's leak policy value; anything unknown reads as the default (revoke).
+fn text_policy(value: &str) -> &'static LeakPolicyName {
+    match value {
+        "disable" => &LeakPolicyName::Disable,
+        "notify" => &LeakPolicyName::Notify,
+        _ => &LeakPolicyName::Revoke,
     }
 }
