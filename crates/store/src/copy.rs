@@ -19,6 +19,8 @@ const TABLES: &[(&str, &str)] = &[
     ("keyspaces", "seq"),
     ("owners", "seq"),
     ("keys", "seq"),
+    ("key_leaks", "key_id"),
+    ("leak_batches", "digest"),
     ("audit_events", "seq"),
     ("events", "seq"),
     ("idempotency_keys", "actor, idempotency_key"),

@@ -21,6 +21,7 @@ mod imports;
 mod key_lists;
 mod keys;
 mod keyspaces;
+mod leaks;
 mod limits;
 mod owners;
 mod support;
@@ -61,6 +62,8 @@ macro_rules! conformance_tests {
             web::failed_sign_ins_are_counted_per_bucket,
             web::key_lists_search_and_filter_by_state,
             web::keyspace_branding_round_trips,
+            leaks::leaks_act_once_with_their_events,
+            leaks::keyspace_leak_policy_round_trips,
         );
     };
     (@each $engine:ident, $open:expr; $($topic:ident :: $check:ident),+ $(,)?) => {
