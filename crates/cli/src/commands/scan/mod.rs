@@ -89,8 +89,8 @@ pub struct Args {
     /// which revokes or flags those it issued.
     #[arg(long, value_name = "URL", requires = "root_key_file")]
     pub report: Option<String>,
-    /// File holding the root key that authenticates --report (surrounding whitespace is
-    /// ignored).
+    /// File holding the root key that authenticates --report; it needs the scope
+    /// `leaks:write` (surrounding whitespace is ignored).
     #[arg(long, value_name = "FILE", requires = "report")]
     pub root_key_file: Option<PathBuf>,
 }

@@ -16,6 +16,8 @@ use super::Finding;
 const MAX_KEYS_PER_REQUEST: usize = 1000;
 /// What the server records as the source of the report.
 const SOURCE: &str = "keyhaven-scan";
+/// Longest location the server stores (`url`, in characters).
+const MAX_LOCATION_CHARS: usize = 2000;
 
 #[derive(Debug)]
 pub struct Reporter {
@@ -73,7 +75,9 @@ impl Reporter {
         }
         let mut by_location: BTreeMap<String, Vec<&SecretString>> = BTreeMap::new();
         for f in findings {
-            let keys = by_location.entry(f.place.location()).or_default();
+            let keys = by_location
+                .entry(for_server(&f.place.location()))
+                .or_default();
             if !keys
                 .iter()
                 .any(|k| k.expose_secret() == f.key.expose_secret())
@@ -149,6 +153,16 @@ impl Reporter {
         }
         Ok(())
     }
+}
+
+/// A location as the server accepts it: no control characters (a file name may hold
+/// any), at most 2,000 characters.
+fn for_server(location: &str) -> String {
+    location
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .take(MAX_LOCATION_CHARS)
+        .collect()
 }
 
 /// What the server said about the keys sent.
