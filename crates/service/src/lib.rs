@@ -27,6 +27,7 @@ pub mod clock;
 pub mod coherence;
 pub mod config;
 pub mod error;
+pub mod github_keys;
 pub mod idempotency;
 pub mod ids;
 pub mod import;

@@ -36,7 +36,7 @@ pub struct Shared {
     pub node_id: String,
     pub clock: Clock,
     /// GitHub's secret scanning public keys (`POST /v1/leaks/github`).
-    pub github_keys: crate::leaks::github::GithubKeys,
+    pub github_keys: crate::github_keys::GithubKeys,
     /// Whether any imported key exists: until one does, a non-native key string is
     /// MALFORMED without a database lookup.
     imported_keys: AtomicBool,
@@ -93,7 +93,7 @@ impl Service {
         };
         let node_id = crate::ids::new_id("node")?;
         let limits = Limiter::new(&config, node_id.clone())?;
-        let github_keys = crate::leaks::github::GithubKeys::new(
+        let github_keys = crate::github_keys::GithubKeys::new(
             config.leaks_github_public_keys_file.clone(),
             config.leaks_github_public_keys_url.clone(),
         );

@@ -495,3 +495,99 @@ async fn self_revoke_needs_the_key_and_failures_are_limited_like_verify() {
     let (status, _, _) = self_revoke("no-key".into(), json!({})).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn github_public_keys_can_come_from_a_url() {
+    let github = GithubKey::new("gh-fetched");
+    let dir = tempfile::tempdir().unwrap();
+    let document = dir.path().join("keys.json");
+    write_public_keys(&document, &[&github]);
+    let served = std::fs::read_to_string(&document).unwrap();
+    let fetches = Arc::new(Mutex::new(0u32));
+    let counter = fetches.clone();
+    let keys_app = axum::Router::new().route(
+        "/meta/public_keys/secret_scanning",
+        axum::routing::get(move || {
+            *counter.lock().unwrap() += 1;
+            let body = served.clone();
+            async move { body }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://{}/meta/public_keys/secret_scanning",
+        listener.local_addr().unwrap()
+    );
+    tokio::spawn(async move { axum::serve(listener, keys_app).await });
+    let app = spawn_app_with(move |c| c.leaks_github_public_keys_url = Some(url)).await;
+    let ks = app.create_keyspace("leak_url").await;
+    let key = app.create_key(json!({"keyspace_id": ks.id})).await;
+    let body = batch(&[key.key.as_str()]);
+    let (status, verdicts) = github_post(&app, &body, Some((github.id, &github.sign(&body)))).await;
+    assert_eq!(status, StatusCode::OK, "{verdicts}");
+    assert_eq!(verdicts[0]["label"], "true_positive");
+    assert_eq!(app.verify(&key.key).await.code, "REVOKED");
+    // An unknown key id within the minute does not fetch again.
+    let (status, problem) = github_post(&app, &body, Some(("gh-other", "AAAA"))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{problem}");
+    assert_eq!(*fetches.lock().unwrap(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyhaven_scan_reports_what_it_finds_and_the_server_revokes_it() {
+    let app = spawn_app().await;
+    let ks = app.create_keyspace("leak_scan").await;
+    let found = app.create_key(json!({"keyspace_id": ks.id})).await;
+    let elsewhere = app.create_key(json!({"keyspace_id": ks.id})).await;
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("repo");
+    std::fs::create_dir_all(&tree).unwrap();
+    let look_alike = with_wrong_secret(&elsewhere.key, "leak_scan");
+    std::fs::write(
+        tree.join("settings.py"),
+        format!("API_KEY = \"{}\"\nOTHER = \"{look_alike}\"\n", found.key),
+    )
+    .unwrap();
+    let root_file = dir.path().join("root-key");
+    std::fs::write(&root_file, app.root_key(&["leaks:write"], None).await).unwrap();
+    let args: Vec<String> = vec![
+        "scan".into(),
+        tree.display().to_string(),
+        "--report".into(),
+        app.base.clone(),
+        "--root-key-file".into(),
+        root_file.display().to_string(),
+    ];
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_keyhaven"))
+            .args(&args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+    for secret_part in [
+        &found.key[found.key.len() - 36..],
+        &look_alike[look_alike.len() - 36..],
+    ] {
+        assert!(!stdout.contains(secret_part) && !stderr.contains(secret_part));
+    }
+    assert_eq!(app.verify(&found.key).await.code, "REVOKED");
+    assert_eq!(app.verify(&elsewhere.key).await.code, "VALID");
+    let events = leaked_events(&app).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["payload"]["source"], "keyhaven-scan");
+    assert_eq!(events[0]["payload"]["key_id"], found.record.key_id);
+    assert!(
+        events[0]["payload"]["url"]
+            .as_str()
+            .unwrap()
+            .contains("settings.py:1"),
+        "{events:?}"
+    );
+}

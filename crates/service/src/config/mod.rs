@@ -429,7 +429,6 @@ impl Config {
         })
     }
 
-
     /// `KEYHAVEN_*` variables in `vars` that no option reads.
     pub fn unknown_env(vars: impl Iterator<Item = (String, String)>) -> Vec<String> {
         vars.filter_map(|(name, _)| {
