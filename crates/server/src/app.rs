@@ -53,11 +53,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/keys/self-revoke", post(leaks::self_revoke))
         .route(
             "/v1/leaks/github",
-            post(leaks::github).layer(DefaultBodyLimit::max(leaks::LEAKS_BODY_LIMIT)),
+            post(leaks::github).layer(DefaultBodyLimit::max(leaks::GITHUB_BODY_LIMIT)),
         )
         .route(
             "/v1/leaks/report",
-            post(leaks::report).layer(DefaultBodyLimit::max(leaks::LEAKS_BODY_LIMIT)),
+            post(leaks::report).layer(DefaultBodyLimit::max(leaks::REPORT_BODY_LIMIT)),
         )
         .route("/v1/keys/expiring", get(keys::expiring))
         .route("/v1/keys/usage", get(usage::totals))

@@ -81,7 +81,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
 }
 
 /// Whether reading the body failed because it stalled (see `connections::BodyStalled`).
-fn stalled(error: &(dyn std::error::Error + 'static)) -> bool {
+pub(crate) fn stalled(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut current = Some(error);
     while let Some(e) = current {
         if e.is::<crate::connections::BodyStalled>() {

@@ -124,6 +124,13 @@ impl GithubKeys {
         self.file.is_some() || self.url.is_some()
     }
 
+    /// Reads the file (and fetches the URL) now, so `keyhaven serve` refuses to start
+    /// on a missing or unusable file instead of failing GitHub's first batch. Returns how
+    /// many keys are known.
+    pub async fn load(&self) -> anyhow::Result<usize> {
+        Ok(self.current("").await?.len())
+    }
+
     /// The keys as of now: the file's (re-read if it changed), and the URL's (fetched
     /// when stale, or when `key_id` is unknown and the last fetch is a minute old).
     pub(crate) async fn current(&self, key_id: &str) -> anyhow::Result<PublicKeys> {

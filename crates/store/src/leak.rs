@@ -31,7 +31,7 @@ impl LeakAction {
 #[derive(Debug, Clone)]
 pub struct LeakWrite {
     pub key_id: String,
-    /// Who reported it (`github`, `report:<root key id>`, …).
+    /// Who reported it (`github`, or the `source` a report named).
     pub source: String,
     /// Where it was found, when the reporter said.
     pub url: Option<String>,

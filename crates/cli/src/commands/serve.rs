@@ -103,6 +103,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         config,
         keyhaven_service::clock::Clock::System,
     )?;
+    if state.github_keys.is_configured() {
+        let known = (state.github_keys.load().await)
+            .context("loading GitHub's secret scanning public keys")?;
+        tracing::info!(keys = known, "GitHub secret scanning endpoint ready");
+    }
     tracing::info!(
         %addr,
         data_dir,

@@ -401,6 +401,7 @@ async fn reports_need_leaks_write_and_are_idempotent() {
             "source",
         ),
         (json!({"keys": [key.key], "url": "a\nb"}), "url"),
+        (json!({"keys": [key.key], "source": "github"}), "reserved source"),
         (json!({"keys": [key.key], "extra": 1}), "unknown field"),
     ] {
         let (status, problem) = app
@@ -590,4 +591,35 @@ async fn keyhaven_scan_reports_what_it_finds_and_the_server_revokes_it() {
             .contains("settings.py:1"),
         "{events:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_refuses_to_start_on_an_unusable_github_keys_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let bad = dir.path().join("github-keys.json");
+    std::fs::write(
+        &bad,
+        r#"{"public_keys": [{"key_identifier": "k", "key": "not a key"}]}"#,
+    )
+    .unwrap();
+    for file in [bad.clone(), dir.path().join("missing.json")] {
+        let mut command = keyhaven(&data).await;
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data)
+            .env("KEYHAVEN_LEAKS_GITHUB_PUBLIC_KEYS_FILE", &file);
+        let output = tokio::task::spawn_blocking(move || {
+            command.stdin(std::process::Stdio::null()).output().unwrap()
+        })
+        .await
+        .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{stderr}");
+        assert!(
+            stderr.contains("GitHub's secret scanning public keys")
+                && stderr.contains(&file.display().to_string()),
+            "{stderr}"
+        );
+    }
 }

@@ -4,7 +4,7 @@
 //! The rules are the service's ([`keyhaven_service::leaks`]).
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::header::{AUTHORIZATION, RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
@@ -20,8 +20,10 @@ use crate::extract::{JsonBody, parse_json};
 use crate::respond::{json_response, to_body};
 use crate::state::AppState;
 
-/// Body limit of the leak endpoints: GitHub batches and reports of thousands of keys.
-pub const LEAKS_BODY_LIMIT: usize = 16 * 1024 * 1024;
+/// Body limit of `POST /v1/leaks/report` (10,000 keys with a long `url`).
+pub const REPORT_BODY_LIMIT: usize = 2 * 1024 * 1024;
+/// Body limit of `POST /v1/leaks/github` (20,000 matches with their URLs).
+pub const GITHUB_BODY_LIMIT: usize = 8 * 1024 * 1024;
 
 /// A 401 or 429 problem with its stable code.
 fn refused(status: StatusCode, code: &str, detail: String) -> Response {
@@ -47,27 +49,46 @@ fn refused(status: StatusCode, code: &str, detail: String) -> Response {
 pub async fn github(
     State(state): State<AppState>,
     ClientIp(client_ip): ClientIp,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let (parts, body) = request.into_parts();
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
     let signed = Signed {
         key_id: header("github-public-key-identifier"),
         signature: header("github-public-key-signature"),
     };
-    match github::handle(&state, signed, &body, client_ip).await? {
+    // Who signed it is checked before the body is read: an unsigned request costs no
+    // upload.
+    let keys = match github::signer(&state, signed).await? {
+        Ok(keys) => keys,
+        Err(refusal) => return Ok(refusal_response(refusal)),
+    };
+    let body = axum::body::to_bytes(body, GITHUB_BODY_LIMIT)
+        .await
+        .map_err(|e| {
+            if crate::extract::stalled(&e) {
+                ApiError::BodyTimeout(state.config.http_body_timeout_ms)
+            } else {
+                ApiError::PayloadTooLarge {
+                    limit: GITHUB_BODY_LIMIT,
+                }
+            }
+        })?;
+    match github::handle(&state, signed, &keys, &body, client_ip).await? {
         Ok(verdicts) => Ok(json_response(StatusCode::OK, to_body(&verdicts)?)),
-        Err(refusal) => {
-            let code = match refusal {
-                Refusal::NotConfigured => "github_not_configured",
-                Refusal::Unsigned => "unsigned",
-                Refusal::UnknownKey => "unknown_public_key",
-                Refusal::BadSignature => "bad_signature",
-                Refusal::Replayed => "replayed",
-            };
-            Ok(refused(StatusCode::UNAUTHORIZED, code, refusal.to_string()))
-        }
+        Err(refusal) => Ok(refusal_response(refusal)),
     }
+}
+
+fn refusal_response(refusal: Refusal) -> Response {
+    let code = match refusal {
+        Refusal::NotConfigured => "github_not_configured",
+        Refusal::Unsigned => "unsigned",
+        Refusal::UnknownKey => "unknown_public_key",
+        Refusal::BadSignature => "bad_signature",
+        Refusal::Replayed => "replayed",
+    };
+    refused(StatusCode::UNAUTHORIZED, code, refusal.to_string())
 }
 
 /// One reported key as judged.

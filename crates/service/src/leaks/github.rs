@@ -21,11 +21,11 @@ use super::{LeakLabel, Reported, Reporter, report, usable_url};
 use crate::actor::Actor;
 use crate::error::{Result, ServiceError};
 pub use crate::github_keys::Refusal;
-use crate::github_keys::check_signature;
+use crate::github_keys::{PublicKeys, check_signature};
 use crate::service::Service;
 
 /// Most tokens in one GitHub batch.
-pub const MAX_GITHUB_TOKENS: usize = 50_000;
+pub const MAX_GITHUB_TOKENS: usize = 20_000;
 
 /// One match in a GitHub batch.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -61,30 +61,47 @@ pub struct Signed<'a> {
     pub signature: Option<&'a str>,
 }
 
-/// Handles one GitHub batch: signature, replay, then [`report`] for every match.
-/// `Ok(Err(refusal))` is a refused batch (nothing changed).
-pub async fn handle(
-    service: &Service,
-    signed: Signed<'_>,
-    body: &[u8],
-    client_ip: Option<std::net::IpAddr>,
-) -> Result<Result<Vec<GithubVerdict>, Refusal>> {
+/// Before the body is read: whether the server takes GitHub batches at all, the
+/// signature headers are there, and the key they name is one of GitHub's. Returns the
+/// keys to check the signature with.
+pub async fn signer(service: &Service, signed: Signed<'_>) -> Result<Result<PublicKeys, Refusal>> {
     let keys = &service.github_keys;
     if !keys.is_configured() {
         return Ok(Err(Refusal::NotConfigured));
     }
-    let (Some(key_id), Some(signature)) = (signed.key_id, signed.signature) else {
+    let (Some(key_id), Some(_)) = (signed.key_id, signed.signature) else {
         return Ok(Err(Refusal::Unsigned));
     };
     let current = keys
         .current(key_id)
         .await
         .map_err(ServiceError::Unexpected)?;
-    if let Err(refusal) = check_signature(&current, key_id, signature, body) {
+    if !current.contains_key(key_id) {
+        return Ok(Err(Refusal::UnknownKey));
+    }
+    Ok(Ok(current))
+}
+
+/// Handles one GitHub batch whose signer [`signer`] accepted: the signature over `body`,
+/// replay, then [`report`] for every match. `Ok(Err(refusal))` is a refused batch
+/// (nothing changed).
+pub async fn handle(
+    service: &Service,
+    signed: Signed<'_>,
+    keys: &PublicKeys,
+    body: &[u8],
+    client_ip: Option<std::net::IpAddr>,
+) -> Result<Result<Vec<GithubVerdict>, Refusal>> {
+    let (Some(key_id), Some(signature)) = (signed.key_id, signed.signature) else {
+        return Ok(Err(Refusal::Unsigned));
+    };
+    if let Err(refusal) = check_signature(keys, key_id, signature, body) {
         return Ok(Err(refusal));
     }
+    // The batch as signed content, not its signature: an ECDSA signature is random,
+    // and `s` may be given in either form, so the same batch has many signatures.
     let digest: [u8; 32] = Sha256::new()
-        .chain_update(signature.trim().as_bytes())
+        .chain_update(key_id.as_bytes())
         .chain_update([0])
         .chain_update(body)
         .finalize()
@@ -92,10 +109,15 @@ pub async fn handle(
     if service.store.leak_batch_seen(&digest).await? {
         return Ok(Err(Refusal::Replayed));
     }
+    // serde's message may quote the input (a token): say only where it went wrong.
     let matches: Vec<GithubMatch> = serde_json::from_slice(body).map_err(|e| {
         ServiceError::bad_request(
             "malformed_json",
-            format!("expected a JSON array of {{token, type, url, source}}: {e}"),
+            format!(
+                "expected a JSON array of {{token, type, url, source}} (at line {}, column {})",
+                e.line(),
+                e.column()
+            ),
         )
     })?;
     if matches.len() > MAX_GITHUB_TOKENS {

@@ -144,12 +144,21 @@ pub struct Reporter<'a> {
     pub root_key_id: Option<&'a str>,
 }
 
-/// One reported token and where it was found.
-#[derive(Debug, Clone, Copy)]
+/// One reported token and where it was found. `Debug` leaves the token out.
+#[derive(Clone, Copy)]
 pub struct Reported<'a> {
     pub token: &'a str,
     /// Checked by [`check_url`]; an unusable one is dropped by the front door.
     pub url: Option<&'a str>,
+}
+
+impl std::fmt::Debug for Reported<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reported")
+            .field("token", &"<redacted>")
+            .field("url", &self.url)
+            .finish()
+    }
 }
 
 /// Checks a report's `source` and `url`; returns the source (default `report`).
@@ -160,6 +169,12 @@ pub fn checked_reporter(source: Option<&str>, url: Option<&str>) -> Result<Strin
         return Err(ServiceError::invalid(format!(
             "source must be 1-{MAX_SOURCE_LEN} characters of a-z, 0-9, '.', '_' and '-'"
         )));
+    }
+    if source == "github" {
+        // Reserved for batches GitHub signed, so the audit log tells them apart.
+        return Err(ServiceError::invalid(
+            "source `github` is reserved for POST /v1/leaks/github",
+        ));
     }
     check_url(url)?;
     Ok(source.to_owned())

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use sqlx::Row as _;
 
 use super::rows::{Tx, audit_from, classify, json_text, page_of, scope_json};
-use super::{Engine, dialect};
+use super::{Db, Engine, dialect};
 use crate::error::{Conflict, StoreError};
 use crate::model::{
     AuditEvent, AuditFilter, Change, IdempotentResponse, Page, PageRequest, Timestamp, from_unix,
@@ -111,6 +111,70 @@ pub(super) async fn write_change(
     )
     .await?;
     Ok(Some(kind))
+}
+
+/// Audit events (and the lifecycle events they cause) for many changes at once, in
+/// `tx`: multi-row inserts, for batches such as a leak report of thousands of keys.
+/// Returns the lifecycle event types written, for the counters after the commit.
+pub(super) async fn write_audits(
+    tx: &mut Tx,
+    audits: &[&AuditEvent],
+) -> Result<Vec<&'static str>, StoreError> {
+    const ROWS: usize = 500;
+    let mut kinds = Vec::new();
+    for chunk in audits.chunks(ROWS) {
+        let mut texts = Vec::with_capacity(chunk.len());
+        for a in chunk {
+            texts.push(json_text(&a.changes)?);
+        }
+        let mut q = sqlx::QueryBuilder::<Db>::new(
+            "INSERT INTO audit_events (id, occurred_at, actor, action, target_type, \
+             target_id, keyspace_id, changes, client_ip) ",
+        );
+        q.push_values(chunk.iter().zip(texts), |mut row, (a, changes)| {
+            row.push_bind(a.id.clone())
+                .push_bind(to_unix(a.occurred_at))
+                .push_bind(a.actor.clone())
+                .push_bind(a.action.clone())
+                .push_bind(a.target_type.clone())
+                .push_bind(a.target_id.clone())
+                .push_bind(a.keyspace_id.clone())
+                .push_bind(changes)
+                .push_bind(a.client_ip.clone());
+        });
+        q.build()
+            .execute(&mut **tx)
+            .await
+            .context("writing audit events")?;
+        let mut events = Vec::new();
+        for a in chunk {
+            if let Some((kind, data)) = crate::activity::lifecycle_event(a) {
+                events.push((kind, a, json_text(&data)?));
+            }
+        }
+        if events.is_empty() {
+            continue;
+        }
+        let mut q = sqlx::QueryBuilder::<Db>::new(
+            "INSERT INTO events (id, type, key_id, keyspace_id, payload, dedup, created_at) ",
+        );
+        q.push_values(&events, |mut row, (kind, a, payload)| {
+            row.push(dialect::NEW_EVENT_ID)
+                .push_bind(*kind)
+                .push_bind(a.target_id.clone())
+                .push_bind(a.keyspace_id.clone())
+                .push_bind(payload.clone())
+                .push_bind(format!("{kind}:{}", a.id))
+                .push_bind(to_unix(a.occurred_at));
+        });
+        q.push(" ON CONFLICT (dedup) DO NOTHING");
+        q.build()
+            .execute(&mut **tx)
+            .await
+            .context("writing events")?;
+        kinds.extend(events.iter().map(|(kind, ..)| *kind));
+    }
+    Ok(kinds)
 }
 
 pub(super) async fn append_audit(store: &Engine, event: &AuditEvent) -> Result<(), StoreError> {
