@@ -401,7 +401,10 @@ async fn reports_need_leaks_write_and_are_idempotent() {
             "source",
         ),
         (json!({"keys": [key.key], "url": "a\nb"}), "url"),
-        (json!({"keys": [key.key], "source": "github"}), "reserved source"),
+        (
+            json!({"keys": [key.key], "source": "github"}),
+            "reserved source",
+        ),
         (json!({"keys": [key.key], "extra": 1}), "unknown field"),
     ] {
         let (status, problem) = app
