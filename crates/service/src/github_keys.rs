@@ -160,11 +160,13 @@ impl GithubKeys {
                 !state.from_file.contains_key(key_id) && !state.from_url.contains_key(key_id);
             let due = age.is_none_or(|a| a > URL_KEYS_TTL || (unknown && a > REFETCH_AFTER_MISS));
             if due {
-                state.fetched_at = Some(Instant::now());
+                // Marked after the attempt (failed or not), so a fetch cut off by the
+                // request's timeout is tried again by the next batch.
                 match fetch(url).await {
                     Ok(keys) => state.from_url = Arc::new(keys),
                     Err(e) => tracing::warn!(error = %e, "fetching GitHub's public keys failed"),
                 }
+                state.fetched_at = Some(Instant::now());
             }
         }
         let mut keys = (*state.from_url).clone();
@@ -178,7 +180,7 @@ async fn fetch(url: &str) -> anyhow::Result<PublicKeys> {
     // `webhooks::delivery::client`).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(5))
         .user_agent("keyhaven")
         .build()?;
     let response = client.get(url).send().await?.error_for_status()?;

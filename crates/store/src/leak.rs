@@ -1,5 +1,6 @@
 //! Keys reported as leaked: what a report writes. The first report of a key acts on it
-//! (per its keyspace's [`LeakPolicy`](crate::LeakPolicy)); a repeat writes nothing.
+//! (per its keyspace's [`LeakPolicy`](crate::LeakPolicy)); a repeat writes nothing
+//! while the key stays stopped.
 
 use crate::model::{AuditEvent, Timestamp};
 

@@ -184,8 +184,10 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     // Idempotency.
     /// Records leaked keys in one transaction: for each key not reported before, its
-    /// action (revoke unless already revoked, or disable) and its audit event; a key
-    /// reported before writes nothing. Returns, per leak, whether it was recorded now.
+    /// action (revoke unless already revoked, or disable) and its audit event. A key
+    /// reported before writes nothing unless this leak's action is `Revoked` or
+    /// `Disabled` (the caller found it working again). Returns, per leak, whether it
+    /// was recorded now (of a key named twice, only its first leak).
     /// `batch`, when given, is remembered for [`Store::leak_batch_seen`].
     async fn record_leaks(
         &self,

@@ -626,3 +626,43 @@ async fn serve_refuses_to_start_on_an_unusable_github_keys_file() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_leaked_key_enabled_again_is_stopped_again_by_the_next_report() {
+    let app = spawn_app().await;
+    let ks = app.create_keyspace("leak_again").await;
+    let (status, body) = app
+        .send(
+            Method::PATCH,
+            &format!("/v1/keyspaces/{}", ks.id),
+            Some(&json!({"leak_policy": "disable"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let key = app.create_key(json!({"keyspace_id": ks.id})).await;
+    let report = json!({"keys": [key.key], "source": "scanner"});
+    let action = |answer: &Value| answer["results"][0]["action"].clone();
+    let (_, first) = app
+        .send(Method::POST, "/v1/leaks/report", Some(&report))
+        .await;
+    assert_eq!(action(&first), "disabled", "{first}");
+    let (_, repeat) = app
+        .send(Method::POST, "/v1/leaks/report", Some(&report))
+        .await;
+    assert_eq!(action(&repeat), "already_reported", "{repeat}");
+    let (status, _) = app
+        .send(
+            Method::PATCH,
+            &format!("/v1/keys/{}", key.record.key_id),
+            Some(&json!({"enabled": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(app.verify(&key.key).await.code, "VALID");
+    let (_, again) = app
+        .send(Method::POST, "/v1/leaks/report", Some(&report))
+        .await;
+    assert_eq!(action(&again), "disabled", "{again}");
+    assert_eq!(app.verify(&key.key).await.code, "DISABLED");
+    assert_eq!(leaked_events(&app).await.len(), 2);
+}

@@ -1,5 +1,6 @@
 //! Leaked keys: each first report acts on its key and writes its audit event (and the
-//! `key.leaked` event) in one transaction for the whole batch; repeats write nothing.
+//! `key.leaked` event) in one transaction for the whole batch; a repeat writes nothing
+//! unless it must stop the key again (it was enabled again since).
 //! Signed batches are remembered to refuse replays.
 //!
 //! A batch may name thousands of keys, so its writes are multi-row statements, and rows
@@ -26,7 +27,10 @@ pub(super) async fn record_leaks(
     batch: Option<SeenBatch<'_>>,
 ) -> Result<Vec<bool>, StoreError> {
     let mut sorted: Vec<&LeakWrite> = leaks.iter().collect();
+    // Stable: of a key named twice, its first write stays (and one statement may not
+    // touch a row twice).
     sorted.sort_by(|a, b| a.key_id.cmp(&b.key_id));
+    sorted.dedup_by(|later, first| later.key_id == first.key_id);
     let mut tx = store.begin().await?;
     let mut inserted: HashSet<String> = HashSet::new();
     for chunk in sorted.chunks(ROWS) {
@@ -40,7 +44,13 @@ pub(super) async fn record_leaks(
                 .push_bind(leak.action.as_str())
                 .push_bind(to_unix(leak.at));
         });
-        q.push(" ON CONFLICT (key_id) DO NOTHING RETURNING key_id");
+        // A key reported before is written again only to stop it again: it works once
+        // more (re-enabled), and the caller found it must be revoked or disabled.
+        q.push(
+            " ON CONFLICT (key_id) DO UPDATE SET source = excluded.source, url = excluded.url, \
+             action = excluded.action, reported_at = excluded.reported_at \
+             WHERE excluded.action IN ('revoked', 'disabled') RETURNING key_id",
+        );
         let ids: Vec<String> = q.build_query_scalar().fetch_all(&mut *tx).await?;
         inserted.extend(ids);
     }

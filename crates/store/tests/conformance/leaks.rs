@@ -69,29 +69,49 @@ pub async fn leaks_act_once_with_their_events(store: &dyn Store) {
     expected.sort();
     assert_eq!(leaked_ids, expected);
 
-    // A repeat changes nothing, even with another action; a new key in the same batch
-    // is recorded.
+    // A repeat that finds nothing to stop changes nothing; a new key in the same batch
+    // is recorded; a key named twice is recorded once.
     let again = store
         .record_leaks(
             &[
-                leak(&kid(1), LeakAction::Disabled, 30),
-                leak(&kid(4), LeakAction::Revoked, 31),
+                leak(&kid(1), LeakAction::Unchanged, 30),
+                leak(&kid(3), LeakAction::Notified, 31),
+                leak(&kid(4), LeakAction::Revoked, 32),
+                leak(&kid(4), LeakAction::Revoked, 33),
             ],
             None,
         )
         .await
         .unwrap();
-    assert_eq!(again, [false, true]);
-    assert!(stored_key(store, &kid(1)).await.enabled);
-    assert_eq!(stored_key(store, &kid(4)).await.revoked_at, Some(at(31)));
+    assert_eq!(again, [false, false, true, false]);
+    assert_eq!(stored_key(store, &kid(1)).await.revoked_at, Some(at(10)));
+    assert_eq!(stored_key(store, &kid(4)).await.revoked_at, Some(at(32)));
     assert_eq!(events(store, &kind("key.leaked")).await.len(), 4);
-
     let audit = audit_events(store, &AuditFilter::default()).await;
     assert_eq!(
         audit.len(),
         log.seen.len() + 1,
-        "the repeat wrote no audit event"
+        "repeats wrote no audit event"
     );
+
+    // A key enabled again after its leak disabled it is stopped by the next report.
+    let mut enabled = stored_key(store, &kid(2)).await;
+    enabled.enabled = true;
+    store
+        .update_key(
+            &enabled,
+            QuotaWrite::Keep,
+            Change::audited(&event("enable", "key.update", &kid(2), Some("ks_a"), 40)),
+        )
+        .await
+        .unwrap();
+    let disabled_again = store
+        .record_leaks(&[leak(&kid(2), LeakAction::Disabled, 41)], None)
+        .await
+        .unwrap();
+    assert_eq!(disabled_again, [true]);
+    assert!(!stored_key(store, &kid(2)).await.enabled);
+    assert_eq!(events(store, &kind("key.leaked")).await.len(), 5);
 
     assert_eq!(store.purge_leak_batches(at(20)).await.unwrap(), 0);
     assert_eq!(store.purge_leak_batches(at(21)).await.unwrap(), 1);
