@@ -61,6 +61,9 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn create_key(&self, key: &KeyRecord, change: Change<'_>) -> Result<(), StoreError>;
     /// The key with its keyspace and owner, in one read: the verify path's only query.
     async fn key_for_verify(&self, key_id: &str) -> Result<Option<KeyForVerify>, StoreError>;
+    /// [`Store::key_for_verify`] for many key ids at once (a leak report): the keys that
+    /// exist, in no particular order.
+    async fn keys_for_verify(&self, key_ids: &[String]) -> Result<Vec<KeyForVerify>, StoreError>;
     async fn list_keys(
         &self,
         filter: &KeyFilter<'_>,

@@ -19,7 +19,9 @@ mod self_revoke;
 
 use std::collections::HashMap;
 
-use keyhaven_core::Verification;
+use std::sync::Arc;
+
+use keyhaven_core::{ParsedKey, Verification};
 use keyhaven_store::{
     KeyForVerify, LeakAction, LeakPolicy, LeakWrite, ROOT_KEYSPACE_ID, SeenBatch, Timestamp,
 };
@@ -213,10 +215,31 @@ pub async fn report(
     let mut writes: Vec<LeakWrite> = Vec::new();
     let mut first: HashMap<String, usize> = HashMap::new();
     let mut policies: HashMap<String, LeakPolicy> = HashMap::new();
-    for item in items {
-        let Some(key) = working_key(service, item.token).await? else {
-            outcomes.push(LeakOutcome::false_positive());
-            continue;
+    // Format and checksum first (garbage costs nothing), then the keys the tokens name,
+    // read in a few statements rather than one per token.
+    let parsed: Vec<Option<ParsedKey<'_>>> = (items.iter())
+        .map(|item| keyhaven_core::parse(item.token).ok())
+        .collect();
+    let mut key_ids: Vec<String> = (parsed.iter().flatten())
+        .map(|p| p.key_id().to_owned())
+        .collect();
+    key_ids.sort_unstable();
+    key_ids.dedup();
+    let records: HashMap<String, Arc<KeyForVerify>> = (service.store.keys_for_verify(&key_ids))
+        .await?
+        .into_iter()
+        .map(|k| (k.key.key_id.clone(), Arc::new(k)))
+        .collect();
+    for (item, parsed) in items.iter().zip(&parsed) {
+        let found = parsed
+            .as_ref()
+            .and_then(|p| Some((p, records.get(p.key_id())?)));
+        let key = match found {
+            Some((p, record)) if secret_matches(service, p, record)? => record.clone(),
+            _ => {
+                outcomes.push(LeakOutcome::false_positive());
+                continue;
+            }
         };
         let key_id = key.key.key_id.clone();
         if !first.contains_key(&key_id) {
@@ -274,10 +297,7 @@ pub async fn report(
 
 /// The stored key whose working secret `token` is, or `None` (a false positive). A
 /// token that is not in Keyhaven's format, or fails its checksum, costs no lookup.
-async fn working_key(
-    service: &Service,
-    token: &str,
-) -> Result<Option<std::sync::Arc<KeyForVerify>>> {
+async fn working_key(service: &Service, token: &str) -> Result<Option<Arc<KeyForVerify>>> {
     let Ok(parsed) = keyhaven_core::parse(token) else {
         return Ok(None);
     };
@@ -288,14 +308,24 @@ async fn working_key(
     else {
         return Ok(None);
     };
+    Ok(secret_matches(service, &parsed, &record)?.then_some(record))
+}
+
+/// Whether `parsed` is a working secret of `record`: the same prefix, a key in
+/// Keyhaven's format (not imported), and the secret's MAC under the pepper.
+fn secret_matches(
+    service: &Service,
+    parsed: &ParsedKey<'_>,
+    record: &KeyForVerify,
+) -> Result<bool> {
     if record.keyspace_prefix != parsed.prefix() || record.key.import.is_some() {
-        return Ok(None);
+        return Ok(false);
     }
     let matched = service
         .peppers
         .verify(parsed.key_id(), parsed.secret(), Some(&record.key.verifier))
         .map_err(|e| ServiceError::Unexpected(e.into()))?;
-    Ok(matches!(matched, Verification::Valid { .. }).then_some(record))
+    Ok(matches!(matched, Verification::Valid { .. }))
 }
 
 /// The leak policy of a keyspace (root keys: always revoke), read once per batch.

@@ -7,7 +7,7 @@ use sqlx::Row as _;
 
 use super::audit::commit_change;
 use super::rows::{
-    BindQuota as _, Tx, classify, expect_one, json_text, key_from, limits_from, page_of,
+    BindQuota as _, DbRow, Tx, classify, expect_one, json_text, key_from, limits_from, page_of,
     quota_columns, ratelimits_from, scope_json,
 };
 use super::{Db, Engine, dialect, notify};
@@ -124,11 +124,9 @@ pub(super) async fn create_key(
     Ok(())
 }
 
-pub(super) async fn key_for_verify(
-    store: &Engine,
-    key_id: &str,
-) -> Result<Option<KeyForVerify>, StoreError> {
-    let sql = format!(
+/// The SELECT of a key with its keyspace and owner, as the verify path reads it.
+fn for_verify_select() -> String {
+    format!(
         "SELECT {KEY_COLUMNS}, ks.prefix AS ks_prefix, ks.name AS ks_name, \
          ks.max_key_age_seconds AS ks_max_age, ks.ratelimits AS ks_ratelimits, \
          o.external_id AS owner_external_id, o.ratelimits AS o_ratelimits, \
@@ -138,22 +136,54 @@ pub(super) async fn key_for_verify(
          o.quota_refill_amount AS o_quota_refill_amount, \
          o.quota_refilled_at AS o_quota_refilled_at \
          FROM keys k JOIN keyspaces ks ON ks.id = k.keyspace_id \
-         LEFT JOIN owners o ON o.id = k.owner_id WHERE k.key_id = $1"
-    );
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(key_id)
-        .fetch_optional(store.reads())
-        .await?;
-    let Some(row) = row else { return Ok(None) };
-    Ok(Some(KeyForVerify {
-        key: key_from(&row)?,
+         LEFT JOIN owners o ON o.id = k.owner_id"
+    )
+}
+
+fn for_verify_from(row: &DbRow) -> Result<KeyForVerify, StoreError> {
+    Ok(KeyForVerify {
+        key: key_from(row)?,
         keyspace_prefix: row.try_get("ks_prefix")?,
         keyspace_name: row.try_get("ks_name")?,
         max_key_age: row.try_get("ks_max_age")?,
         owner_external_id: row.try_get("owner_external_id")?,
-        keyspace_ratelimits: ratelimits_from(&row, "ks_ratelimits")?,
-        owner_limits: limits_from(&row, "o_")?,
-    }))
+        keyspace_ratelimits: ratelimits_from(row, "ks_ratelimits")?,
+        owner_limits: limits_from(row, "o_")?,
+    })
+}
+
+pub(super) async fn key_for_verify(
+    store: &Engine,
+    key_id: &str,
+) -> Result<Option<KeyForVerify>, StoreError> {
+    let sql = format!("{} WHERE k.key_id = $1", for_verify_select());
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(key_id)
+        .fetch_optional(store.reads())
+        .await?;
+    row.as_ref().map(for_verify_from).transpose()
+}
+
+pub(super) async fn keys_for_verify(
+    store: &Engine,
+    key_ids: &[String],
+) -> Result<Vec<KeyForVerify>, StoreError> {
+    let sql = format!(
+        "{} WHERE k.key_id IN {}",
+        for_verify_select(),
+        dialect::json_list("$1")
+    );
+    let mut found = Vec::new();
+    for chunk in key_ids.chunks(500) {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+            .bind(json_text(chunk)?)
+            .fetch_all(store.reads())
+            .await?;
+        for row in &rows {
+            found.push(for_verify_from(row)?);
+        }
+    }
+    Ok(found)
 }
 
 pub(super) async fn list_keys(

@@ -139,6 +139,8 @@ impl_store! {
     owners::delete_owner(id: &str, change: Change<'_>) -> (), "deleting an owner";
     keys::create_key(key: &KeyRecord, change: Change<'_>) -> (), "creating a key";
     keys::key_for_verify(key_id: &str) -> Option<KeyForVerify>, "reading a key for verification";
+    keys::keys_for_verify(key_ids: &[String]) -> Vec<KeyForVerify>,
+        "reading keys for a leak report";
     keys::list_keys(filter: &KeyFilter<'_>, page: PageRequest) -> Page<KeyRecord>, "listing keys";
     keys::update_key(key: &KeyRecord, quota: QuotaWrite, change: Change<'_>) -> (),
         "updating a key";

@@ -23,6 +23,21 @@ pub async fn leaks_act_once_with_their_events(store: &dyn Store) {
     for n in 1..=4 {
         add_key(store, &key(&kid(n), "ks_a", None)).await;
     }
+    // Many keys read at once: those that exist, whatever the order asked.
+    let mut read: Vec<String> = (store.keys_for_verify(&[kid(3), "nope".into(), kid(1)]))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| {
+            assert_eq!(k.keyspace_prefix, "alpha");
+            k.key.key_id
+        })
+        .collect();
+    read.sort();
+    let mut expected = vec![kid(1), kid(3)];
+    expected.sort();
+    assert_eq!(read, expected);
+    assert!(store.keys_for_verify(&[]).await.unwrap().is_empty());
     let mut log = AuditLog::read(store).await;
     let digest = [7u8; 32];
     assert!(!store.leak_batch_seen(&digest).await.unwrap());
