@@ -30,6 +30,16 @@ pub fn scopes(scopes: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// A revocation reason: at most 500 characters, no control characters.
+pub fn reason(reason: Option<&str>) -> Result<()> {
+    if reason.is_some_and(|r| r.chars().count() > 500 || r.chars().any(char::is_control)) {
+        return Err(ServiceError::invalid(
+            "reason must be at most 500 characters without control characters",
+        ));
+    }
+    Ok(())
+}
+
 /// A display name: 1–200 characters, no control characters.
 pub fn name(field: &str, value: &str) -> Result<()> {
     let len = value.chars().count();

@@ -166,13 +166,7 @@ pub async fn revoke(
     }
     let mut found = find(service, actor, key_id).await?;
     let reason = input.reason;
-    if let Some(reason) = &reason
-        && (reason.chars().count() > 500 || reason.chars().any(char::is_control))
-    {
-        return Err(ServiceError::invalid(
-            "reason must be at most 500 characters without control characters",
-        ));
-    }
+    validate::reason(reason.as_deref())?;
     let now = service.clock.now();
     let key = &mut found.key;
     key.revoked_at = Some(now);

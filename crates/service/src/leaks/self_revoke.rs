@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use super::working_key;
 use crate::actor::Actor;
 use crate::audit;
-use crate::error::{Result, ServiceError};
+use crate::error::Result;
 use crate::keys::to_completion;
 use crate::limits::Applied;
 use crate::service::Service;
@@ -51,13 +51,7 @@ pub async fn self_revoke(
     client_ip: Option<IpAddr>,
     input: SelfRevoke,
 ) -> Result<SelfRevoked> {
-    if let Some(reason) = &input.reason
-        && (reason.chars().count() > 500 || reason.chars().any(char::is_control))
-    {
-        return Err(ServiceError::invalid(
-            "reason must be at most 500 characters without control characters",
-        ));
-    }
+    crate::validate::reason(input.reason.as_deref())?;
     let Some(key) = working_key(service, token).await? else {
         let key_id = keyhaven_core::parse(token).ok();
         let now_us = service.clock.now_micros();
