@@ -3,7 +3,8 @@
 # `keyhaven serve` on a free 127.0.0.1 port with a fresh data dir (stopped on exit), and
 # defines `api PATH JSON` (POST with the printed root key) and `run NAME URL [SCRIPT]`
 # (a warm-up, then a timed wrk run saved to $WORK/NAME.txt).
-# Reads DURATION, CONNECTIONS, THREADS, WARMUP (defaults below); sets BASE, ROOT_KEY, WORK.
+# Reads DURATION, CONNECTIONS, THREADS, WARMUP (defaults below) and SERVE_ARGS (an array
+# of extra `keyhaven serve` arguments, if set); sets BASE, ROOT_KEY, WORK.
 
 DURATION="${DURATION:-10s}"
 CONNECTIONS="${CONNECTIONS:-50}"
@@ -40,7 +41,7 @@ trap cleanup EXIT
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 BASE="http://127.0.0.1:$PORT"
 KEYHAVEN_LOG=warn "$BIN" serve --data-dir "$WORK/data" --listen "127.0.0.1:$PORT" \
-  >"$WORK/stdout" 2>"$WORK/stderr" &
+  ${SERVE_ARGS[@]+"${SERVE_ARGS[@]}"} >"$WORK/stdout" 2>"$WORK/stderr" &
 SERVER_PID=$!
 
 for _ in $(seq 1 100); do

@@ -45,6 +45,9 @@
 # 6. Crates depend one way ([dependencies], [build-dependencies] and target-specific
 #    ones; dev-dependencies are free): core on no keyhaven crate, store on core, service
 #    on core and store, server on core, store and service. The CLI may use them all.
+#    The client library depends on core, and on store and service only as optional
+#    dependencies (`optional = true` on the dependency's line) that its `embedded`
+#    feature names (`dep:keyhaven-store`); never on the server.
 # 7. No source file under crates/*/src is longer than 600 lines.
 #
 # Limits, knowingly: `super` in a (non-test) inline module is read as the file's own
@@ -447,7 +450,7 @@ dependencies() {
       if (match($0, /package[ \t]*=[ \t]*"[^"]+"/)) {
         pkg = substr($0, RSTART, RLENGTH); sub(/^package[ \t]*=[ \t]*"/, "", pkg); sub(/"$/, "", pkg)
       }
-      print section "\t" pkg "\t" NR
+      print section "\t" pkg "\t" NR "\t" ($0 ~ /optional[ \t]*=[ \t]*true/ ? "optional" : "-")
     }' "$1"
 }
 
@@ -457,6 +460,7 @@ allowed_keyhaven_deps() {
     store) echo "core" ;;
     service) echo "core store" ;;
     server) echo "core store service" ;;
+    client) echo "core" ;;
     *) echo "*" ;;
   esac
 }
@@ -465,14 +469,24 @@ check_manifest() {
   local crate="$1" manifest="crates/$1/Cargo.toml" allowed section name line dep
   [ -f "$manifest" ] || return 0
   allowed="$(allowed_keyhaven_deps "$crate")"
-  while IFS=$'\t' read -r section name line; do
+  # The client's `embedded` feature line: the optional crates it may depend on.
+  local embedded=""
+  if [ "$crate" = client ]; then
+    embedded="$(awk '/^[ \t]*\[/ { f = ($0 ~ /^[ \t]*\[features\]/) } f && /^[ \t]*embedded[ \t]*=/' "$manifest")"
+  fi
+  local optional
+  while IFS=$'\t' read -r section name line optional; do
     if [ "$crate" = service ] && [[ "$name" =~ ^(axum(-.*)?|hyper|hyper-util|tower|tower-http)$ ]]; then
       echo "$manifest:$line: the service crate depends on $name ([$section]); it must stay free of HTTP"
     fi
     case "$section" in *dev-dependencies) continue ;; esac
     if [[ "$name" == keyhaven-* ]] && [ "$allowed" != "*" ]; then
       dep="${name#keyhaven-}"
-      if [[ " $allowed " != *" $dep "* ]]; then
+      if [ "$crate" = client ] && [[ "$dep" =~ ^(store|service)$ ]]; then
+        if [ "$optional" != optional ] || [[ "$embedded" != *"\"dep:$name\""* ]]; then
+          echo "$manifest:$line: client depends on $name ([$section]) other than as an optional dependency of its \`embedded\` feature"
+        fi
+      elif [[ " $allowed " != *" $dep "* ]]; then
         echo "$manifest:$line: $crate depends on $name ([$section]); $crate may depend on ${allowed:-no keyhaven crate}"
       fi
     fi
@@ -533,6 +547,23 @@ fixture() {
   manifest keyhaven-server $'keyhaven-service.workspace = true\naxum = "0.8"' '' >"$t/crates/server/Cargo.toml"
   manifest keyhaven $'keyhaven-server.workspace = true\nkeyhaven-core.workspace = true' '' \
     >"$t/crates/cli/Cargo.toml"
+  # client: core, and store/service only as optional dependencies of `embedded`
+  mkdir -p "$t/crates/client"
+  if [ "$clean" = 1 ]; then
+    printf '%s\n' '[package]' 'name = "keyhaven-client"' '' '[features]' \
+      'embedded = ["dep:keyhaven-service", "dep:keyhaven-store"]' '' '[dependencies]' \
+      'keyhaven-core = { path = "../core" }' \
+      'keyhaven-service = { path = "../service", optional = true }' \
+      'keyhaven-store = { path = "../store", optional = true }' '' '[dev-dependencies]' \
+      'keyhaven-server.workspace = true' >"$t/crates/client/Cargo.toml"
+  else
+    printf '%s\n' '[package]' 'name = "keyhaven-client"' '' '[features]' \
+      'embedded = ["dep:keyhaven-service"]' '' '[dependencies]' \
+      'keyhaven-core = { path = "../core" }' \
+      'keyhaven-service = { path = "../service", optional = true }' \
+      'keyhaven-store = { path = "../store", optional = true }' \
+      'keyhaven-server.workspace = true' >"$t/crates/client/Cargo.toml"
+  fi
 
   # core: a -> b -> a (two), c -> d -> e -> c (three); keys/mod.rs calling its child
   # and the child using super:: is fine (one unit), while two children naming each
@@ -663,7 +694,10 @@ self_test() {
   reject "crates/server/src/openapi.rs:"
   reject "crates/server/src/app.rs:"
   expect "crates/core/src/c.rs:612: 612 lines"
-  expect "check-layers: FAIL (13 offence(s)"
+  expect "crates/client/Cargo.toml:10: client depends on keyhaven-store ([dependencies]) other than as an optional dependency of its \`embedded\` feature"
+  expect "crates/client/Cargo.toml:11: client depends on keyhaven-server ([dependencies]); client may depend on core"
+  reject "crates/client/Cargo.toml:9"
+  expect "check-layers: FAIL (15 offence(s)"
   bad_out="$out"
 
   fixture "$tmp/good" 1

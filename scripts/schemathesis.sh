@@ -65,7 +65,7 @@ status=0
   --header "Authorization: Bearer $root" \
   --phases fuzzing,stateful \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
-  --exclude-path-regex '^/v1/root-keys/\{key_id\}/(revoke|rotate)$|^/v1/keys/self-revoke$' \
+  --exclude-path-regex '^/v1/root-keys/\{key_id\}/(revoke|rotate)$|^/v1/keys/self-revoke$|^/v1/changes$' \
   --max-time "$seconds" --workers 2 --seed 20261202 \
   --request-timeout 10 --no-color \
   || status=$?

@@ -19,6 +19,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the HTTP server (admin API, verify API, metrics).
     Serve(commands::serve::Args),
+    /// Run a stateless gateway node: check each request's key through a central
+    /// Keyhaven (cached, kept coherent by its change stream) and forward it upstream.
+    Proxy(commands::proxy::Args),
     /// Manage root keys (the keys that call Keyhaven's own API).
     #[command(subcommand)]
     RootKey(commands::root_key::Command),
@@ -36,6 +39,7 @@ pub enum Command {
     Pepper(commands::pepper::Command),
     Generate(commands::generate::Args),
     Inspect(commands::inspect::Args),
+    Hash(commands::hash::Args),
     /// Find Keyhaven keys in files or git history (never printing a secret), and
     /// optionally report them to a server to be revoked.
     #[command(after_long_help = commands::scan::AFTER_LONG_HELP)]
@@ -51,6 +55,7 @@ pub enum Command {
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => commands::serve::run(&args),
+        Command::Proxy(args) => commands::proxy::run(&args),
         Command::RootKey(command) => commands::root_key::run(&command),
         Command::Operator(command) => commands::operator::run(&command),
         Command::Migrate(args) => commands::migrate::run(&args),
@@ -59,6 +64,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Import(args) => commands::import::run(&args),
         Command::Generate(args) => commands::generate::run(&args),
         Command::Inspect(args) => commands::inspect::run(&args),
+        Command::Hash(args) => commands::hash::run(&args),
         Command::Scan(args) => commands::scan::run(&args),
         Command::Healthcheck(args) => commands::healthcheck::run(&args),
         Command::Completions(args) => commands::docs::completions(&args, Cli::command()),

@@ -452,3 +452,143 @@ fn an_unreachable_postgres_is_named_with_its_cause_quickly() {
         "gave up after {took:?}"
     );
 }
+
+#[test]
+fn inspect_json_gives_the_parts_and_the_failed_check_but_never_the_secret() {
+    let key = one_key("acme_live");
+    let parsed = parse(&key).unwrap();
+    let o = keyhaven(&["inspect", "--json", &key]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["well_formed"], true);
+    assert_eq!(v["prefix"], "acme_live");
+    assert_eq!(v["key_id"], parsed.key_id());
+    assert_eq!(v["secret_length"], parsed.secret().len());
+    assert_eq!(v["checksum"], "valid");
+    assert_eq!(v["display"], parsed.display_form());
+    assert!(v["error"].is_null());
+    assert!(!stdout(&o).contains(parsed.secret().expose_secret()));
+
+    let mut typo = key.clone().into_bytes();
+    typo[25] = if typo[25] == b'a' { b'b' } else { b'a' };
+    let typo = String::from_utf8(typo).unwrap();
+    let o = keyhaven(&["inspect", "--json", &typo]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["well_formed"], false);
+    assert_eq!(v["checksum"], "invalid");
+    assert_eq!(
+        v["key_id"],
+        parsed.key_id(),
+        "the key id helps find the typo"
+    );
+    assert_eq!(v["error"]["check"], "checksum");
+    assert!(!stdout(&o).contains(&typo[18..48]));
+
+    let o = keyhaven(&["inspect", "--json", "acme_live_short"]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["error"]["check"], "length");
+    assert!(v["key_id"].is_null() && v["checksum"].is_null());
+}
+
+/// The published vectors come from an independent implementation (docs/test-vectors.py):
+/// `keyhaven hash` must print each one's verifier.
+#[test]
+fn hash_prints_the_verifier_of_every_published_test_vector() {
+    let vectors: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/test-vectors.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    for v in vectors["keys"].as_array().unwrap() {
+        let pepper = dir.path().join(format!("pepper-{checked}"));
+        std::fs::write(
+            &pepper,
+            format!(
+                "{}:{}\n",
+                v["pepper_version"],
+                v["pepper_hex"].as_str().unwrap()
+            ),
+        )
+        .unwrap();
+        let key = v["key"].as_str().unwrap();
+        let o = keyhaven(&["hash", "--pepper-file", pepper.to_str().unwrap(), key]);
+        assert_eq!(o.status.code(), Some(0), "{key}: {}", stderr(&o));
+        let out = stdout(&o);
+        assert!(
+            out.contains(&format!(
+                "verifier:        {}\n",
+                v["verifier_hex"].as_str().unwrap()
+            )),
+            "{key}: {out}"
+        );
+        assert!(out.contains(&format!(
+            "key id:          {}\n",
+            v["key_id"].as_str().unwrap()
+        )));
+        assert!(
+            !out.contains(v["secret"].as_str().unwrap()),
+            "secret printed"
+        );
+        assert!(
+            !out.contains(v["pepper_hex"].as_str().unwrap()),
+            "pepper printed"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 3, "only {checked} vectors");
+}
+
+#[test]
+fn hash_refuses_bad_input_with_a_message_and_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let pepper = dir.path().join("pepper");
+    std::fs::write(
+        &pepper,
+        "1:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n",
+    )
+    .unwrap();
+    let pepper = pepper.to_str().unwrap();
+    let key = one_key("acme");
+    let garbled = dir.path().join("garbled");
+    std::fs::write(&garbled, "1:not-hex\n").unwrap();
+    let missing = dir.path().join("missing");
+    for (args, needle) in [
+        (
+            vec!["hash", "--pepper-file", missing.to_str().unwrap(), &key],
+            "cannot read the pepper file",
+        ),
+        (
+            vec!["hash", "--pepper-file", garbled.to_str().unwrap(), &key],
+            "invalid pepper file",
+        ),
+        (
+            vec![
+                "hash",
+                "--pepper-file",
+                pepper,
+                "--pepper-version",
+                "2",
+                &key,
+            ],
+            "no version 2",
+        ),
+        (
+            vec!["hash", "--pepper-file", pepper, "acme_live_short"],
+            "length check failed",
+        ),
+        (vec!["hash", &key], "--pepper-file"),
+    ] {
+        let o = keyhaven(&args);
+        assert!(!o.status.success(), "{args:?}");
+        assert!(stdout(&o).is_empty(), "{args:?}: {}", stdout(&o));
+        assert!(stderr(&o).contains(needle), "{args:?}: {}", stderr(&o));
+        assert!(!stderr(&o).contains(&key[15..40]), "secret in the error");
+    }
+}

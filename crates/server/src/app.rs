@@ -10,14 +10,15 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::error::ApiError;
 use crate::routes::{
-    audit, health, keys, keyspaces, leaks, owners, portal, root_keys, usage, verify, webhooks,
+    audit, changes, forward_auth, health, keys, keyspaces, leaks, owners, portal, root_keys, usage,
+    verify, webhooks,
 };
 use crate::state::AppState;
 use keyhaven_service::config::MetricsListen;
@@ -50,7 +51,9 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/keys", post(keys::create).get(keys::list))
         .route("/v1/keys/verify", post(verify::verify))
+        .route("/v1/auth", any(forward_auth::forward_auth))
         .route("/v1/keys/self-revoke", post(leaks::self_revoke))
+        .route("/v1/changes", get(changes::stream))
         .route(
             "/v1/leaks/github",
             post(leaks::github).layer(DefaultBodyLimit::max(leaks::GITHUB_BODY_LIMIT)),
@@ -253,10 +256,16 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     crate::metrics::handle();
+    let mut proxies = crate::gateway::proxy::bind_all(&state).await?;
+    // Envoy's external authorization (gRPC over h2c) is served like a proxy listener.
+    proxies.extend(crate::gateway::envoy::bind(&state).await?);
     let background = keyhaven_service::background::start(&state).await?;
     let cap = crate::connections::connection_cap(state.config.max_connections);
     let limits = crate::connections::ConnectionLimits::of(&state.config, "api", cap);
     tracing::info!(max_connections = cap, "connection limits set");
+    // The gateway's listeners stop with the API's.
+    let (stop_gateway, gateway_stopping) = tokio::sync::watch::channel(false);
+    let gateway_servers = start_gateways(proxies, &state.config, cap, &gateway_stopping);
     let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
     let metrics_server = match state.config.metrics_listen {
         MetricsListen::Address(addr) => {
@@ -275,12 +284,99 @@ pub async fn serve(
         }
         MetricsListen::Main | MetricsListen::Off => None,
     };
+    // Change streams never end by themselves: end them when the drain starts, or the
+    // drain would wait for them forever.
+    let streams = state.cache.changes().clone();
+    let shutdown = async move {
+        shutdown.await;
+        streams.close();
+    };
     crate::connections::serve(listener, router(state.clone()), limits, shutdown).await;
+    let _ = stop_gateway.send(true);
+    drain_gateways(gateway_servers).await;
     let _ = stop_metrics.send(());
     if let Some(server) = metrics_server {
         let _ = server.await;
     }
     background.stop().await;
+    Ok(())
+}
+
+/// Serves each gateway listener (HTTP/1.1 and h2c) until `stopping` turns true.
+fn start_gateways(
+    listeners: Vec<(TcpListener, Router)>,
+    config: &keyhaven_service::Config,
+    cap: usize,
+    stopping: &tokio::sync::watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    listeners
+        .into_iter()
+        .map(|(listener, router)| {
+            let limits = crate::connections::ConnectionLimits {
+                http2: true,
+                ..crate::connections::ConnectionLimits::of(config, "gateway", cap)
+            };
+            let mut stopping = stopping.clone();
+            tokio::spawn(crate::connections::serve(
+                listener,
+                router,
+                limits,
+                async move {
+                    let _ = stopping.wait_for(|stop| *stop).await;
+                },
+            ))
+        })
+        .collect()
+}
+
+/// How long a stopping gateway waits for its requests in flight (a long download, a
+/// proxied event stream) before the process ends them by exiting.
+const GATEWAY_DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Waits for the gateway listeners to drain, at most [`GATEWAY_DRAIN`] in all.
+async fn drain_gateways(servers: Vec<tokio::task::JoinHandle<()>>) {
+    let all = async {
+        for server in servers {
+            let _ = server.await;
+        }
+    };
+    if tokio::time::timeout(GATEWAY_DRAIN, all).await.is_err() {
+        tracing::warn!("gateway requests still in flight after 30 s; stopping anyway");
+    }
+}
+
+/// `keyhaven proxy`: a stateless gateway node. Its `config.proxy` listeners verify
+/// through the central Keyhaven at `server` (with `root_key`, scope `keys:verify`),
+/// caching admissions kept coherent by the server's change stream, until `shutdown`.
+pub async fn proxy_node(
+    config: keyhaven_service::Config,
+    server: &str,
+    root_key: secrecy::SecretString,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    use crate::gateway::{Authorizer, follow, proxy, remote::Remote};
+    crate::metrics::handle();
+    let remote = std::sync::Arc::new(Remote::new(
+        server,
+        root_key,
+        config.cache_capacity,
+        config.cache_ttl(),
+        config.cache_coherence(),
+    )?);
+    remote.check().await?;
+    let follower = tokio::spawn(follow::follow(remote.clone()));
+    let listeners = proxy::bind(&config.proxy, |config| Authorizer::Remote {
+        remote: remote.clone(),
+        keyspace: config.keyspace_id.clone(),
+    })
+    .await?;
+    let cap = crate::connections::connection_cap(config.max_connections);
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let servers = start_gateways(listeners, &config, cap, &stopping);
+    shutdown.await;
+    let _ = stop.send(true);
+    drain_gateways(servers).await;
+    follower.abort();
     Ok(())
 }
 

@@ -7,7 +7,7 @@
 //!   `http_header_timeout_ms` (one timer per connection, never one per request);
 //! - a kept-alive connection with no request in flight for `http_idle_timeout_ms` is
 //!   closed;
-//! - HTTP/1.1 only (see `Connection::serve` for why not HTTP/2);
+//! - HTTP/1.1 only on the API, HTTP/1.1 and h2c on the gateway (see `Connection::serve`);
 //! - a request body that stalls for `http_body_timeout_ms` fails with [`BodyStalled`],
 //!   which the JSON extractor answers 408;
 //! - at most `max_connections` are open. At the cap, a new connection takes the place of
@@ -64,8 +64,11 @@ pub struct ConnectionLimits {
     pub idle_timeout: Duration,
     /// A request body that sends nothing for this long fails with [`BodyStalled`].
     pub body_timeout: Duration,
-    /// The `listener` label of this listener's connection metrics (`api`, `metrics`).
+    /// The `listener` label of this listener's connection metrics (`api`, `metrics`,
+    /// `gateway`).
     pub listener: &'static str,
+    /// Also speak HTTP/2 (h2c): the gateway's listeners, whose clients may need it.
+    pub http2: bool,
 }
 
 impl ConnectionLimits {
@@ -77,6 +80,7 @@ impl ConnectionLimits {
             body_timeout: Duration::from_millis(config.http_body_timeout_ms),
             header_timeout: Duration::from_millis(config.http_header_timeout_ms),
             idle_timeout: Duration::from_millis(config.http_idle_timeout_ms),
+            http2: false,
         }
     }
 }
@@ -368,11 +372,16 @@ impl Connection {
                 }))
             }
         });
-        // HTTP/1.1 only: an HTTP/2 client can hold a response unsent forever by keeping
-        // its flow-control window shut, which would keep the connection busy (neither idle
-        // nor evictable) and block shutdown. No hyper timers: the loop below times heads
-        // and idleness per connection, so a request arms no timer of its own.
-        let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
+        // HTTP/1.1 only on the API: an HTTP/2 client can hold a response unsent forever by
+        // keeping its flow-control window shut, which would keep the connection busy
+        // (neither idle nor evictable) and block shutdown. The gateway's listeners accept
+        // h2c too (its clients are other people's API clients); the risk is the same as
+        // any HTTP/2 server's. No hyper timers: the loop below times heads and idleness
+        // per connection, so a request arms no timer of its own.
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        if !self.limits.http2 {
+            builder = builder.http1_only();
+        }
         builder.http1().header_read_timeout(None);
         let mut served = pin!(builder.serve_connection_with_upgrades(
             TokioIo::new(stream),

@@ -60,6 +60,10 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("request timed out")]
     Timeout,
+    /// Something this server depends on (the central Keyhaven of a proxy node) cannot
+    /// answer now.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("the request body stalled for longer than {0} ms")]
     BodyTimeout(u64),
     #[error(transparent)]
@@ -89,7 +93,7 @@ impl ApiError {
             Self::IdempotencyMismatch(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Timeout => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Timeout | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -106,6 +110,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => "body_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::Timeout => "timeout",
+            Self::Unavailable(_) => "unavailable",
             Self::BodyTimeout(_) => "body_timeout",
             Self::Unexpected(_) => "internal",
         }

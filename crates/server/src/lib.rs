@@ -18,6 +18,7 @@ pub mod auth;
 pub mod connections;
 pub mod error;
 pub mod extract;
+pub mod gateway;
 pub mod metrics;
 pub mod openapi;
 pub mod pagination;

@@ -13,7 +13,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    audit, health, keys, keyspaces, leaks, owners, portal, root_keys, usage, verify, webhooks,
+    audit, changes, forward_auth, health, keys, keyspaces, leaks, owners, portal, root_keys, usage,
+    verify, webhooks,
 };
 
 #[derive(Debug, OpenApi)]
@@ -23,7 +24,7 @@ use crate::routes::{
         keyspaces::create, keyspaces::list, keyspaces::get, keyspaces::update, keyspaces::delete,
         owners::create, owners::list, owners::get, owners::update, owners::delete,
         keys::create, keys::import, keys::expiring, keys::list, keys::get, keys::update, keys::revoke, keys::rotate, keys::reveal, keys::delete,
-        verify::verify,
+        verify::verify, forward_auth::forward_auth, changes::stream,
         leaks::github, leaks::report, leaks::self_revoke,
         usage::key, usage::owner, usage::keyspace, usage::totals,
         audit::list, audit::events,
@@ -40,6 +41,7 @@ use crate::routes::{
         (name = "owners", description = "Your customers, who own keys"),
         (name = "keys", description = "Create, list, update, revoke and delete keys"),
         (name = "verify", description = "Check a presented key"),
+        (name = "changes", description = "Invalidations for remote caches, as server-sent events"),
         (name = "usage", description = "Verifications by outcome, over time"),
         (name = "audit", description = "Every admin change, and the event log"),
         (name = "webhooks", description = "Events delivered to your endpoints, signed"),

@@ -143,6 +143,9 @@ enum Who {
     /// (`leak:<source>`) or the key's own holder (`key:<key id>`). May call nothing;
     /// named in audit events only.
     Reporter(String),
+    /// The gateway (proxy, forward auth) checking the keys requests present: may call
+    /// nothing but verification, which sees only `keyspaces` when set.
+    Gateway(Option<Vec<String>>),
 }
 
 /// What a portal session may see and do.
@@ -269,6 +272,15 @@ impl Actor {
         }
     }
 
+    /// The gateway, verifying keys of `keyspace` only when given (every keyspace
+    /// otherwise).
+    pub fn gateway(keyspace: Option<&str>) -> Self {
+        Self {
+            who: Who::Gateway(keyspace.map(|k| vec![k.to_owned()])),
+            client_ip: None,
+        }
+    }
+
     /// The actor's id in audit events: a root key's key id, the local actor's name,
     /// `operator:<email>` or `portal:<owner id>`.
     pub fn id(&self) -> &str {
@@ -278,6 +290,7 @@ impl Actor {
             Who::Operator { name, .. } => name,
             Who::Portal(grant) => &grant.name,
             Who::Reporter(name) => name,
+            Who::Gateway(_) => "gateway",
         }
     }
 
@@ -309,7 +322,7 @@ impl Actor {
     pub fn grants(&self, scope: &str) -> bool {
         match &self.who {
             Who::Local(_) => true,
-            Who::Portal(_) | Who::Reporter(_) => false,
+            Who::Portal(_) | Who::Reporter(_) | Who::Gateway(_) => false,
             Who::Operator { role, .. } => {
                 *role == OperatorRole::Admin && scope != "*" && scope != "keys:reveal"
             }
@@ -332,6 +345,7 @@ impl Actor {
     pub fn may_write(&self) -> bool {
         match &self.who {
             Who::Operator { role, .. } => *role == OperatorRole::Admin,
+            Who::Gateway(_) => false,
             _ => true,
         }
     }
@@ -355,7 +369,9 @@ impl Actor {
                     Err(ServiceError::MissingScope(scope.as_str()))
                 };
             }
-            Who::Reporter(_) => return Err(ServiceError::MissingScope(scope.as_str())),
+            Who::Reporter(_) | Who::Gateway(_) => {
+                return Err(ServiceError::MissingScope(scope.as_str()));
+            }
             Who::Portal(grant) => {
                 let granted = match scope {
                     Scope::KeysRead => grant.allows(PortalPermission::KeysRead),
@@ -401,6 +417,7 @@ impl Actor {
             Who::RootKey(key) => key.key.allowed_keyspaces.as_deref(),
             Who::Local(_) | Who::Operator { .. } | Who::Reporter(_) => None,
             Who::Portal(grant) => Some(&grant.keyspace_ids),
+            Who::Gateway(keyspaces) => keyspaces.as_deref(),
         }
     }
 

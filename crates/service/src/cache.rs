@@ -17,6 +17,10 @@
 //! confirmed by a heartbeat this node sends through it: when it comes back, everything
 //! committed before it was sent has been applied. So when the feed silently stops, cached
 //! records are re-read after at most that bound.
+//!
+//! Every invalidation is also published to [`Changes`], the change stream remote caches
+//! follow (`GET /v1/changes`): hooking the cache captures local mutations and other
+//! nodes' changes alike.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -24,6 +28,8 @@ use std::time::{Duration, Instant};
 
 use keyhaven_store::{KeyForVerify, Store, StoreError};
 use moka::sync::Cache;
+
+use crate::changes::{Change, Changes};
 
 pub type CachedKey = Option<Arc<KeyForVerify>>;
 
@@ -44,6 +50,8 @@ pub struct KeyCache {
     epoch: Mutex<u64>,
     /// Set when other nodes share the database.
     coherence: Option<Coherence>,
+    /// Where invalidations are published for remote caches.
+    changes: Changes,
 }
 
 /// How far this node can vouch for its cache (see the module documentation).
@@ -84,7 +92,13 @@ impl KeyCache {
                 .build(),
             epoch: Mutex::new(0),
             coherence,
+            changes: Changes::new(),
         }
+    }
+
+    /// The stream of this cache's invalidations, for remote caches.
+    pub fn changes(&self) -> &Changes {
+        &self.changes
     }
 
     /// Whether other nodes share the store (and the change feed must be followed).
@@ -197,17 +211,22 @@ impl KeyCache {
     }
 
     /// After keys were imported or deleted.
+    /// Published as `all`: a remote cache may hold an answer for a key string that now
+    /// names another (or a newly imported) key.
     pub fn invalidate_imports(&self) {
         self.invalidate_with(|| self.imports.invalidate_all());
+        self.changes.publish(Change::All);
     }
 
     pub fn invalidate(&self, key_id: &str) {
         self.invalidate_with(|| self.entries.invalidate(key_id));
+        self.changes.publish(Change::Key(key_id.to_owned()));
     }
 
     /// For changes that touch many keys at once (an owner's external id, a keyspace).
     pub fn invalidate_all(&self) {
         self.invalidate_with(|| self.entries.invalidate_all());
+        self.changes.publish(Change::All);
     }
 
     /// Drops records and import lookups: the change feed (re)started, so changes made
@@ -217,6 +236,7 @@ impl KeyCache {
             self.entries.invalidate_all();
             self.imports.invalidate_all();
         });
+        self.changes.publish(Change::Reset);
     }
 }
 

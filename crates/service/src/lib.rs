@@ -10,9 +10,10 @@
 //!   [`ServiceError`];
 //! - what every operation reaches: [`Service`]; who is asking: [`actor`];
 //! - the record cache and its invalidation rule: [`cache`]; other nodes' changes:
-//!   [`coherence`]; limits and quotas: [`limits`]; usage counting: [`usage`], and
-//!   reading it back: [`usage_report`]; the audit and event logs: [`audit`]; alerts:
-//!   [`alerts`]; background work: [`background`];
+//!   [`coherence`]; the change stream remote caches follow: [`changes`]; limits and
+//!   quotas: [`limits`]; usage counting: [`usage`], and reading it back:
+//!   [`usage_report`]; the audit and event logs: [`audit`]; alerts: [`alerts`];
+//!   background work: [`background`];
 //! - starting up (data directory, peppers, master keys, store): [`bootstrap`];
 //!   configuration layers: [`config`].
 
@@ -23,10 +24,12 @@ pub mod background;
 pub mod bootstrap;
 pub mod branding;
 pub mod cache;
+pub mod changes;
 pub mod clock;
 pub mod coherence;
 pub mod config;
 pub mod error;
+pub mod gateway;
 pub mod github_keys;
 pub mod idempotency;
 pub mod ids;

@@ -5,6 +5,10 @@ use serde_json::{Map, Value};
 
 use crate::error::{Result, ServiceError};
 
+/// Largest `cost` of one verification.
+pub const MAX_COST: u64 = 1_000;
+/// Most named limits one verification may ask for.
+pub const MAX_NAMED_LIMITS: usize = 32;
 /// Most scopes on one key (and required by one verification).
 pub const MAX_SCOPES: usize = 64;
 /// Largest `meta` object, serialized.

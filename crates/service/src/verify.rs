@@ -42,10 +42,7 @@ use crate::validate;
 
 /// Longest non-native key string that is looked up as a possible imported key.
 const MAX_IMPORTED_KEY_LEN: usize = 512;
-/// Largest `cost` of one verification.
-pub const MAX_COST: u64 = 1_000;
-/// Most named limits one verification may ask for.
-pub const MAX_NAMED_LIMITS: usize = 32;
+pub use crate::validate::{MAX_COST, MAX_NAMED_LIMITS};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

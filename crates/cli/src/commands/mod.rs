@@ -1,12 +1,14 @@
 pub mod copy;
 pub mod docs;
 pub mod generate;
+pub mod hash;
 pub mod healthcheck;
 pub mod import;
 pub mod inspect;
 pub mod migrate;
 pub mod operator;
 pub mod pepper;
+pub mod proxy;
 pub mod root_key;
 pub mod scan;
 pub mod serve;

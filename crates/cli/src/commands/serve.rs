@@ -32,9 +32,16 @@ pub struct Args {
     /// Log format: text or json.
     #[arg(long)]
     pub log_format: Option<String>,
+    /// Also be a gateway: listen here for requests to the API at --proxy-upstream,
+    /// checking each one's key (more listeners and route rules: `[[proxy]]` in the file).
+    #[arg(long, value_name = "ADDR", requires = "proxy_upstream")]
+    pub proxy_listen: Option<String>,
+    /// The API behind the gateway, as http://host:port.
+    #[arg(long, value_name = "URL", requires = "proxy_listen")]
+    pub proxy_upstream: Option<String>,
 }
 
-fn init_logging(format: LogFormat) {
+pub(crate) fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KEYHAVEN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -57,6 +64,12 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             ("log_format", args.log_format.as_ref()),
         ],
     )?;
+    let config = match (&args.proxy_listen, &args.proxy_upstream) {
+        (Some(listen), Some(upstream)) => config
+            .with_proxy(listen, upstream)
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?,
+        _ => config,
+    };
     init_logging(config.log_format);
     setup::warn_unknown_env();
     setup::multi_thread()?.block_on(serve(config))?;

@@ -9,9 +9,16 @@
 
 mod alerts;
 mod audit;
+mod changes;
 mod connections;
 mod copy;
 mod durability;
+mod envoy;
+mod forward_auth;
+mod gateway;
+mod gateway_node;
+mod gateway_streams;
+mod gateway_upstream;
 mod helpers;
 mod hostile;
 mod import;

@@ -263,3 +263,95 @@ async fn data_files_are_readable_by_their_owner_only() {
         assert_eq!(mode("keyhaven.db"), Some(0o600));
     }
 }
+
+/// `keyhaven hash`, as an operator checking a row: for a key the server made, it prints
+/// exactly the verifier and pepper version the store holds, under the server's own
+/// pepper file, and never the secret or the pepper.
+#[tokio::test]
+async fn hash_prints_the_verifier_the_store_holds_and_no_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = spawn_process(&data, dir.path(), &[]).await;
+    let root = server.first_root_key();
+    let ks = post(
+        &server.base,
+        &root,
+        "/v1/keyspaces",
+        json!({"name": "h", "prefix": "hash"}),
+    )
+    .await;
+    let created = post(
+        &server.base,
+        &root,
+        "/v1/keys",
+        json!({"keyspace_id": ks["id"]}),
+    )
+    .await;
+    let key = created["key"].as_str().unwrap().to_owned();
+    let key_id = created["key_id"].as_str().unwrap().to_owned();
+    drop(server);
+    let stored = store_for(&data)
+        .await
+        .key_for_verify(&key_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .key
+        .verifier;
+
+    let pepper_file = data.join("pepper");
+    let mut child = keyhaven(&data)
+        .await
+        .args(["hash", "--json", "--pepper-file"])
+        .arg(&pepper_file)
+        .arg("-")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        writeln!(child.stdin.take().unwrap(), "{key}").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed["key_id"], key_id.as_str());
+    assert_eq!(printed["pepper_version"], i64::from(stored.version().get()));
+    assert_eq!(printed["verifier"], hex::encode(stored.mac()));
+
+    let text = String::from_utf8_lossy(&out.stdout);
+    let secret = keyhaven_core::parse(&key)
+        .unwrap()
+        .secret()
+        .expose_secret()
+        .to_owned();
+    assert!(!text.contains(&secret), "the secret was printed: {text}");
+    let pepper_hex = std::fs::read_to_string(&pepper_file).unwrap();
+    let pepper_hex = pepper_hex
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(_, hex)| hex.trim().to_owned())
+        .next()
+        .unwrap();
+    assert!(!text.contains(&pepper_hex), "the pepper was printed");
+
+    // A key changed by one character (another secret, checksum fixed) hashes to
+    // something else: the operator can tell a wrong copy from the right one.
+    let other = with_wrong_secret(&key, "hash");
+    let out = keyhaven(&data)
+        .await
+        .args(["hash", "--json", "--pepper-file"])
+        .arg(&pepper_file)
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_ne!(printed["verifier"], hex::encode(stored.mac()));
+}

@@ -3,6 +3,8 @@
 //! answer shapes are in [`crate::respond`] and [`crate::pagination`].
 
 pub mod audit;
+pub mod changes;
+pub mod forward_auth;
 pub mod health;
 pub mod keys;
 pub mod keyspaces;

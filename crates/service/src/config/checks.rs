@@ -4,7 +4,7 @@
 use super::Config;
 
 impl Config {
-    pub(super) fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), String> {
         let positive = [
             ("max_body_bytes", self.max_body_bytes as u64),
             ("request_timeout_ms", self.request_timeout_ms),
@@ -99,6 +99,10 @@ impl Config {
                     .to_owned());
             }
         }
+        // Timers are set this far ahead: keep them far from overflow.
+        if self.cache_coherence_ms > 86_400_000 {
+            return Err("cache_coherence_ms must be at most 86400000 (a day)".to_owned());
+        }
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("{name} must be greater than 0"));
         }
@@ -134,6 +138,29 @@ impl Config {
                      address such as https://api.github.com/meta/public_keys/secret_scanning"
                         .to_owned(),
                 );
+            }
+        }
+        self.gateway.check("gateway")?;
+        for (i, proxy) in self.proxy.iter().enumerate() {
+            proxy.check(&format!("proxy[{i}]"))?;
+            let taken = std::iter::once(self.listen)
+                .chain(self.proxy.iter().take(i).map(|p| p.listen))
+                .any(|a| a.port() != 0 && a == proxy.listen);
+            if taken {
+                return Err(format!(
+                    "proxy[{i}].listen {} is already used by another listener",
+                    proxy.listen
+                ));
+            }
+        }
+        if let Some(addr) = self.envoy_authz_listen {
+            let taken = std::iter::once(self.listen)
+                .chain(self.proxy.iter().map(|p| p.listen))
+                .any(|a| a.port() != 0 && a == addr);
+            if taken {
+                return Err(format!(
+                    "envoy_authz_listen {addr} is already used by another listener"
+                ));
             }
         }
         Ok(())

@@ -12,7 +12,9 @@ use figment::providers::{Data, Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 mod checks;
-mod values;
+pub mod proxy;
+pub mod routes;
+pub(crate) mod values;
 
 use values::without_password;
 pub use values::{LogFormat, MetricsListen, RatelimitFallback};
@@ -158,6 +160,15 @@ pub struct Config {
     /// Log one INFO line (target `keyhaven::verify`: key id, keyspace, outcome, client
     /// address) for one verification in this many: 0 logs none, 1 every one.
     pub verify_log_every: u64,
+    /// Reverse proxy listeners in front of other APIs (`[[proxy]]`, file only).
+    pub proxy: Vec<proxy::ProxyConfig>,
+    /// The rules of forward auth (`GET /v1/auth`) and Envoy's external authorization
+    /// (`[gateway]`, file only).
+    pub gateway: routes::Rules,
+    /// Address of the Envoy external authorization gRPC service
+    /// (`envoy.service.auth.v3.Authorization`), deciding under `[gateway]`. Default: off.
+    #[serde(deserialize_with = "values::optional_listen_address")]
+    pub envoy_authz_listen: Option<SocketAddr>,
 }
 
 /// `Debug` without the passwords URLs may carry (`redis://:secret@host`).
@@ -246,6 +257,9 @@ impl std::fmt::Debug for Config {
             )
             .field("access_log", &self.access_log)
             .field("verify_log_every", &self.verify_log_every)
+            .field("proxy", &self.proxy)
+            .field("gateway", &self.gateway)
+            .field("envoy_authz_listen", &self.envoy_authz_listen)
             .finish()
     }
 }
@@ -304,9 +318,16 @@ impl Default for Config {
             leaks_github_public_keys_url: None,
             access_log: true,
             verify_log_every: 0,
+            proxy: Vec::new(),
+            gateway: routes::Rules::default(),
+            envoy_authz_listen: None,
         }
     }
 }
+
+/// Options set only in the configuration file (tables and lists of tables: `[gateway]`,
+/// `[[proxy]]`), never by an environment variable.
+pub const FILE_ONLY: &[&str] = &["proxy", "gateway"];
 
 /// The field names, which are also the environment variable names after `KEYHAVEN_`.
 pub const FIELDS: &[&str] = &[
@@ -361,6 +382,7 @@ pub const FIELDS: &[&str] = &[
     "leaks_github_public_keys_url",
     "access_log",
     "verify_log_every",
+    "envoy_authz_listen",
 ];
 
 impl Config {

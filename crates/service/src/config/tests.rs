@@ -55,6 +55,7 @@ fn every_option_is_in_the_reference_and_named_in_fields() {
         .map(String::as_str)
         .collect();
     let mut fields = FIELDS.to_vec();
+    fields.extend_from_slice(FILE_ONLY);
     keys.sort_unstable();
     fields.sort_unstable();
     assert_eq!(
@@ -72,6 +73,9 @@ fn every_option_is_in_the_reference_and_named_in_fields() {
             doc.contains(&format!("| `{field}` | `{env}` |")),
             "{field} undocumented"
         );
+    }
+    for table in ["[gateway]", "[[proxy]]"] {
+        assert!(doc.contains(table), "{table} undocumented");
     }
     for var in OTHER_ENV {
         assert!(doc.contains(&format!("`{var}`")), "{var} undocumented");
@@ -142,5 +146,37 @@ fn listen_takes_a_host_name_and_errors_name_the_option_and_its_source() {
     assert!(
         !text.contains(".rs:") && !text.contains("serde_json"),
         "{text}"
+    );
+}
+
+#[test]
+fn envoy_authz_listen_is_off_by_default_and_read_like_listen() {
+    let config = Config::load(None, &serde_json::Map::new()).unwrap();
+    assert_eq!(config.envoy_authz_listen, None);
+    let config = Config::load_toml_str(
+        "envoy_authz_listen = \"localhost:9191\"\n",
+        &serde_json::Map::new(),
+    )
+    .unwrap();
+    let addr = config.envoy_authz_listen.unwrap();
+    assert_eq!(addr.port(), 9191);
+    assert!(addr.ip().is_loopback());
+    let e = Config::load_toml_str("envoy_authz_listen = \"9191\"\n", &serde_json::Map::new())
+        .unwrap_err();
+    let text = Config::describe_error(&e);
+    assert!(
+        text.starts_with("option `envoy_authz_listen`")
+            && text.contains("`9191` is not an address to listen on"),
+        "{text}"
+    );
+    let e = Config::load_toml_str(
+        "listen = \"127.0.0.1:9191\"\nenvoy_authz_listen = \"127.0.0.1:9191\"\n",
+        &serde_json::Map::new(),
+    )
+    .unwrap_err();
+    assert!(
+        Config::describe_error(&e).contains("envoy_authz_listen 127.0.0.1:9191 is already used"),
+        "{}",
+        Config::describe_error(&e)
     );
 }

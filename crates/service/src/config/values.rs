@@ -76,23 +76,36 @@ pub enum LogFormat {
 }
 
 /// `listen` as `IP:port`, or `host:port` resolved now (the first address).
-pub(super) fn listen_address<'de, D: serde::Deserializer<'de>>(
+pub(crate) fn listen_address<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
 ) -> Result<SocketAddr, D::Error> {
     let text = String::deserialize(deserializer)?;
+    parse_listen_address(&text).map_err(serde::de::Error::custom)
+}
+
+/// An optional listener's address (`envoy_authz_listen`), read as `listen` is.
+pub(crate) fn optional_listen_address<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<SocketAddr>, D::Error> {
+    Option::<String>::deserialize(deserializer)?
+        .map(|text| parse_listen_address(&text).map_err(serde::de::Error::custom))
+        .transpose()
+}
+
+fn parse_listen_address(text: &str) -> Result<SocketAddr, String> {
     if let Ok(addr) = text.parse() {
         return Ok(addr);
     }
     let bad = || {
-        serde::de::Error::custom(format!(
+        format!(
             "`{text}` is not an address to listen on: write IP:port or host:port, \
              such as 127.0.0.1:8080 or localhost:8080"
-        ))
+        )
     };
     if !text.contains(':') {
         return Err(bad());
     }
-    std::net::ToSocketAddrs::to_socket_addrs(text.as_str())
+    std::net::ToSocketAddrs::to_socket_addrs(text)
         .ok()
         .and_then(|mut addrs| addrs.next())
         .ok_or_else(bad)

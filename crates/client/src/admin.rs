@@ -1,0 +1,259 @@
+//! The admin API, one handle per resource: `client.keyspaces()`, `client.keys()`,
+//! `client.owners()`, `client.usage()`, `client.audit()`. Each call needs the root key's
+//! scope for it (`keys:write`, `owners:read`, …) and answers the API's types, or
+//! [`Error::Api`](crate::Error::Api) with the problem document.
+
+use reqwest::Method;
+
+use crate::client::Client;
+use crate::error::Result;
+use crate::types::{
+    AuditEventView, AuditFilter, CreateKey, CreateKeyspace, CreateOwner, CreatedKey, KeyFilter,
+    KeyView, KeyspaceView, List, OwnerView, Page, RevokeKey, RotateKey, UpdateKey, UpdateKeyspace,
+    UpdateOwner, UsageRange, UsageSeries, UsageTotals,
+};
+
+impl Client {
+    pub fn keyspaces(&self) -> Keyspaces<'_> {
+        Keyspaces(self)
+    }
+
+    pub fn keys(&self) -> Keys<'_> {
+        Keys(self)
+    }
+
+    pub fn owners(&self) -> Owners<'_> {
+        Owners(self)
+    }
+
+    pub fn usage(&self) -> Usage<'_> {
+        Usage(self)
+    }
+
+    pub fn audit(&self) -> Audit<'_> {
+        Audit(self)
+    }
+}
+
+/// `/v1/keyspaces`.
+#[derive(Debug, Clone, Copy)]
+pub struct Keyspaces<'c>(&'c Client);
+
+impl Keyspaces<'_> {
+    pub async fn create(&self, input: &CreateKeyspace) -> Result<KeyspaceView> {
+        (self.0)
+            .call(
+                "keyspaces",
+                Method::POST,
+                "/v1/keyspaces",
+                None,
+                Some(input),
+            )
+            .await
+    }
+
+    pub async fn get(&self, id: &str) -> Result<KeyspaceView> {
+        let path = format!("/v1/keyspaces/{}", segment(id));
+        self.0
+            .call("keyspaces", Method::GET, &path, None, None)
+            .await
+    }
+
+    pub async fn list(&self, page: &Page) -> Result<List<KeyspaceView>> {
+        (self.0)
+            .call("keyspaces", Method::GET, "/v1/keyspaces", Some(page), None)
+            .await
+    }
+
+    pub async fn update(&self, id: &str, change: &UpdateKeyspace) -> Result<KeyspaceView> {
+        let path = format!("/v1/keyspaces/{}", segment(id));
+        (self.0)
+            .call("keyspaces", Method::PATCH, &path, None, Some(change))
+            .await
+    }
+
+    pub async fn delete(&self, id: &str) -> Result<()> {
+        let path = format!("/v1/keyspaces/{}", segment(id));
+        self.0.call_empty("keyspaces", Method::DELETE, &path).await
+    }
+}
+
+/// `/v1/keys`.
+#[derive(Debug, Clone, Copy)]
+pub struct Keys<'c>(&'c Client);
+
+impl Keys<'_> {
+    /// Creates a key; its plaintext is in the answer, this once.
+    pub async fn create(&self, input: &CreateKey) -> Result<CreatedKey> {
+        (self.0)
+            .call("keys", Method::POST, "/v1/keys", None, Some(input))
+            .await
+    }
+
+    pub async fn get(&self, key_id: &str) -> Result<KeyView> {
+        let path = format!("/v1/keys/{}", segment(key_id));
+        self.0.call("keys", Method::GET, &path, None, None).await
+    }
+
+    pub async fn list(&self, filter: &KeyFilter) -> Result<List<KeyView>> {
+        (self.0)
+            .call("keys", Method::GET, "/v1/keys", Some(filter), None)
+            .await
+    }
+
+    pub async fn update(&self, key_id: &str, change: &UpdateKey) -> Result<KeyView> {
+        let path = format!("/v1/keys/{}", segment(key_id));
+        (self.0)
+            .call("keys", Method::PATCH, &path, None, Some(change))
+            .await
+    }
+
+    /// Revokes a key, at once and for good.
+    pub async fn revoke(&self, key_id: &str, input: &RevokeKey) -> Result<KeyView> {
+        let path = format!("/v1/keys/{}/revoke", segment(key_id));
+        (self.0)
+            .call("keys", Method::POST, &path, None, Some(input))
+            .await
+    }
+
+    /// A new key with the same settings; the old one verifies until its grace ends.
+    pub async fn rotate(&self, key_id: &str, input: &RotateKey) -> Result<CreatedKey> {
+        let path = format!("/v1/keys/{}/rotate", segment(key_id));
+        (self.0)
+            .call("keys", Method::POST, &path, None, Some(input))
+            .await
+    }
+
+    pub async fn delete(&self, key_id: &str) -> Result<()> {
+        let path = format!("/v1/keys/{}", segment(key_id));
+        self.0.call_empty("keys", Method::DELETE, &path).await
+    }
+}
+
+/// `/v1/owners`.
+#[derive(Debug, Clone, Copy)]
+pub struct Owners<'c>(&'c Client);
+
+impl Owners<'_> {
+    pub async fn create(&self, input: &CreateOwner) -> Result<OwnerView> {
+        (self.0)
+            .call("owners", Method::POST, "/v1/owners", None, Some(input))
+            .await
+    }
+
+    pub async fn get(&self, id: &str) -> Result<OwnerView> {
+        let path = format!("/v1/owners/{}", segment(id));
+        self.0.call("owners", Method::GET, &path, None, None).await
+    }
+
+    /// A page of owners; `external_id` finds the one with your own id.
+    pub async fn list(&self, external_id: Option<&str>, page: &Page) -> Result<List<OwnerView>> {
+        #[derive(serde::Serialize)]
+        struct Query<'a> {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            external_id: Option<&'a str>,
+            #[serde(flatten)]
+            page: &'a Page,
+        }
+        let query = Query { external_id, page };
+        (self.0)
+            .call("owners", Method::GET, "/v1/owners", Some(&query), None)
+            .await
+    }
+
+    pub async fn update(&self, id: &str, change: &UpdateOwner) -> Result<OwnerView> {
+        let path = format!("/v1/owners/{}", segment(id));
+        (self.0)
+            .call("owners", Method::PATCH, &path, None, Some(change))
+            .await
+    }
+
+    pub async fn delete(&self, id: &str) -> Result<()> {
+        let path = format!("/v1/owners/{}", segment(id));
+        self.0.call_empty("owners", Method::DELETE, &path).await
+    }
+}
+
+/// Verification counts: per key, keyspace or owner over time, and totals per key.
+#[derive(Debug, Clone, Copy)]
+pub struct Usage<'c>(&'c Client);
+
+impl Usage<'_> {
+    pub async fn key(&self, key_id: &str, range: &UsageRange) -> Result<UsageSeries> {
+        let path = format!("/v1/keys/{}/usage", segment(key_id));
+        self.series(&path, range).await
+    }
+
+    pub async fn keyspace(&self, id: &str, range: &UsageRange) -> Result<UsageSeries> {
+        let path = format!("/v1/keyspaces/{}/usage", segment(id));
+        self.series(&path, range).await
+    }
+
+    pub async fn owner(&self, id: &str, range: &UsageRange) -> Result<UsageSeries> {
+        let path = format!("/v1/owners/{}/usage", segment(id));
+        self.series(&path, range).await
+    }
+
+    /// Totals for each of `key_ids` over `from`..`to` of `range`.
+    pub async fn keys(&self, key_ids: &[&str], range: &UsageRange) -> Result<UsageTotals> {
+        #[derive(serde::Serialize)]
+        struct Query<'a> {
+            key_ids: String,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            from: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            to: Option<&'a str>,
+        }
+        let query = Query {
+            key_ids: key_ids.join(","),
+            from: range.from.as_deref(),
+            to: range.to.as_deref(),
+        };
+        (self.0)
+            .call("usage", Method::GET, "/v1/keys/usage", Some(&query), None)
+            .await
+    }
+
+    async fn series(&self, path: &str, range: &UsageRange) -> Result<UsageSeries> {
+        self.0
+            .call("usage", Method::GET, path, Some(range), None)
+            .await
+    }
+}
+
+/// `/v1/audit-events`.
+#[derive(Debug, Clone, Copy)]
+pub struct Audit<'c>(&'c Client);
+
+impl Audit<'_> {
+    pub async fn list(&self, filter: &AuditFilter) -> Result<List<AuditEventView>> {
+        (self.0)
+            .call("audit", Method::GET, "/v1/audit-events", Some(filter), None)
+            .await
+    }
+}
+
+/// `id` as one path segment: everything but letters, digits, `-`, `_` and `~`
+/// percent-encoded (`.` too, so `..` cannot climb out of the path).
+fn segment(id: &str) -> String {
+    let mut out = String::with_capacity(id.len());
+    for b in id.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_one_path_segment() {
+        assert_eq!(segment("ks_7Gx9QbWkP2mZ"), "ks_7Gx9QbWkP2mZ");
+        assert_eq!(segment("../x y/%"), "%2E%2E%2Fx%20y%2F%25");
+    }
+}

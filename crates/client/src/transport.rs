@@ -1,0 +1,316 @@
+//! HTTP to one Keyhaven server: the root key on every request, bounded retries with
+//! backoff on network errors only (a request that got an HTTP answer is never sent
+//! again), problem documents read into [`Error::Api`].
+
+use std::time::Duration;
+
+use reqwest::{Method, RequestBuilder, Response};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Problem, Result, redact, transport_detail};
+
+/// How requests are sent.
+#[derive(Debug, Clone)]
+pub(crate) struct Transport {
+    http: reqwest::Client,
+    /// The base URL without a trailing `/`.
+    base: String,
+    /// `scheme://host:port`, for error messages.
+    origin: String,
+    root_key: SecretString,
+    attempts: u32,
+    backoff: Duration,
+}
+
+/// What [`Transport::build`] needs.
+#[derive(Debug)]
+pub(crate) struct TransportConfig {
+    pub base: String,
+    pub root_key: SecretString,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub attempts: u32,
+    pub backoff: Duration,
+}
+
+impl Transport {
+    pub fn build(config: TransportConfig) -> Result<Self> {
+        let origin = origin(&config.base)?;
+        // reqwest is built with rustls but without a crypto provider of its own: install
+        // ring's as the process default unless the application already chose one.
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.connect_timeout)
+            .pool_max_idle_per_host(64)
+            .build()
+            .map_err(|e| Error::Config(transport_detail(e)))?;
+        Ok(Self {
+            http,
+            base: config.base.trim_end_matches('/').to_owned(),
+            origin,
+            root_key: config.root_key,
+            attempts: config.attempts.max(1),
+            backoff: config.backoff,
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    pub fn root_key(&self) -> &SecretString {
+        &self.root_key
+    }
+
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// A request with the root key, not yet sent.
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http
+            .request(method, self.url(path))
+            .bearer_auth(self.root_key.expose_secret())
+    }
+
+    /// Sends `build()`'s request, again after a network error (up to the configured
+    /// attempts, backing off), never after an HTTP answer. `secret` is a key sent in the
+    /// body: scrubbed, with the root key, from anything an error keeps.
+    pub async fn send(
+        &self,
+        build: impl Fn() -> RequestBuilder,
+        secret: Option<&str>,
+    ) -> Result<Response> {
+        let mut pause = self.backoff;
+        let mut attempt = 1;
+        loop {
+            match build().send().await {
+                Ok(response) => return Ok(response),
+                Err(e) if retryable(&e) && attempt < self.attempts => {
+                    tracing::debug!(attempt, error = %transport_detail(e), "Keyhaven unreachable; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = pause.saturating_mul(2);
+                    attempt += 1;
+                }
+                Err(e) => {
+                    return Err(Error::Unreachable {
+                        origin: self.origin.clone(),
+                        detail: self.scrub(&transport_detail(e), secret),
+                    });
+                }
+            }
+        }
+    }
+
+    /// The body of a successful answer as `T`, or the error it is.
+    pub async fn read<T: DeserializeOwned>(
+        &self,
+        response: Response,
+        secret: Option<&str>,
+    ) -> Result<T> {
+        let response = self.check(response, secret).await?;
+        let bytes = response.bytes().await.map_err(|e| Error::Unreachable {
+            origin: self.origin.clone(),
+            detail: self.scrub(&transport_detail(e), secret),
+        })?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Decode(self.scrub(&e.to_string(), secret)))
+    }
+
+    /// A successful answer as it is, or the error it is.
+    pub async fn check(&self, response: Response, secret: Option<&str>) -> Result<Response> {
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let text = response.text().await.unwrap_or_default();
+        let problem = serde_json::from_str::<Problem>(&text).unwrap_or_else(|_| Problem {
+            kind: "about:blank".to_owned(),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail: format!(
+                "an answer that is not a problem document ({} bytes)",
+                text.len()
+            ),
+            code: format!("http_{}", status.as_u16()),
+        });
+        Err(Error::Api {
+            problem: Problem {
+                kind: self.scrub(&problem.kind, secret),
+                title: self.scrub(&problem.title, secret),
+                status: status.as_u16(),
+                detail: self.scrub(&problem.detail, secret),
+                code: self.scrub(&problem.code, secret),
+            },
+        })
+    }
+
+    /// `method path` with an optional JSON body and query, read as `T`.
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: Option<&dyn ErasedQuery>,
+        body: Option<&dyn ErasedBody>,
+    ) -> Result<T> {
+        let response = self.send_json(method, path, query, body).await?;
+        self.read(response, None).await
+    }
+
+    /// `method path` answered without a body (204).
+    pub async fn call_empty(&self, method: Method, path: &str) -> Result<()> {
+        let response = self.send_json(method, path, None, None).await?;
+        self.check(response, None).await.map(drop)
+    }
+
+    async fn send_json(
+        &self,
+        method: Method,
+        path: &str,
+        query: Option<&dyn ErasedQuery>,
+        body: Option<&dyn ErasedBody>,
+    ) -> Result<Response> {
+        let body = body
+            .map(|b| b.to_json())
+            .transpose()
+            .map_err(|e| Error::Config(format!("the request body cannot be written: {e}")))?;
+        let query = query
+            .map(|q| q.to_pairs())
+            .transpose()
+            .map_err(|e| Error::Config(format!("the query cannot be written: {e}")))?;
+        self.send(
+            || {
+                let mut request = self.request(method.clone(), path);
+                if let Some(pairs) = &query {
+                    request = request.query(pairs);
+                }
+                if let Some(body) = &body {
+                    request = request
+                        .header(reqwest::header::CONTENT_TYPE, "application/json")
+                        .body(body.clone());
+                }
+                request
+            },
+            None,
+        )
+        .await
+    }
+
+    fn scrub(&self, text: &str, secret: Option<&str>) -> String {
+        let root = self.root_key.expose_secret();
+        match secret {
+            Some(key) => redact(text, &[key, root]),
+            None => redact(text, &[root]),
+        }
+    }
+}
+
+/// A body of any serializable type, behind a reference (keeps `call` object-safe to pass).
+pub(crate) trait ErasedBody: Sync {
+    fn to_json(&self) -> serde_json::Result<Vec<u8>>;
+}
+
+impl<T: Serialize + Sync> ErasedBody for T {
+    fn to_json(&self) -> serde_json::Result<Vec<u8>> {
+        serde_json::to_vec(self)
+    }
+}
+
+/// A query of any serializable type, as name/value pairs.
+pub(crate) trait ErasedQuery: Sync {
+    fn to_pairs(&self) -> serde_json::Result<Vec<(String, String)>>;
+}
+
+impl<T: Serialize + Sync> ErasedQuery for T {
+    fn to_pairs(&self) -> serde_json::Result<Vec<(String, String)>> {
+        let value = serde_json::to_value(self)?;
+        let Some(object) = value.as_object() else {
+            return Ok(Vec::new());
+        };
+        Ok(object
+            .iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| {
+                let text = match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (k.clone(), text)
+            })
+            .collect())
+    }
+}
+
+/// Whether nothing was answered: the connection failed, was reset, or timed out before
+/// a response head. Retried; an HTTP answer of any status is not.
+fn retryable(e: &reqwest::Error) -> bool {
+    e.is_connect() || e.is_timeout() || e.is_request()
+}
+
+/// `scheme://host[:port]` of `base`, refusing anything but `http(s)://`.
+fn origin(base: &str) -> Result<String> {
+    let (scheme, rest) = base
+        .split_once("://")
+        .ok_or_else(|| Error::Config("the base URL must start with http:// or https://".into()))?;
+    if !matches!(scheme, "http" | "https") {
+        return Err(Error::Config(
+            "the base URL must start with http:// or https://".into(),
+        ));
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    // Never keep user info (`user:password@`) in what errors print.
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    if host.is_empty() {
+        return Err(Error::Config("the base URL has no host".into()));
+    }
+    Ok(format!("{scheme}://{host}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_drop_user_info_and_paths() {
+        assert_eq!(
+            origin("https://u:p@keys.example:8443/base/").unwrap(),
+            "https://keys.example:8443"
+        );
+        assert_eq!(
+            origin("http://127.0.0.1:8080").unwrap(),
+            "http://127.0.0.1:8080"
+        );
+        assert!(origin("ftp://x").is_err());
+        assert!(origin("keys.example").is_err());
+        assert!(origin("http:///x").is_err());
+    }
+
+    #[test]
+    fn queries_skip_absent_values() {
+        let filter = crate::types::KeyFilter {
+            keyspace_id: Some("ks_1".into()),
+            page: crate::types::Page {
+                limit: Some(10),
+                cursor: None,
+            },
+            ..Default::default()
+        };
+        let pairs = filter.to_pairs().unwrap();
+        assert_eq!(
+            pairs,
+            vec![
+                ("keyspace_id".to_owned(), "ks_1".to_owned()),
+                ("limit".to_owned(), "10".to_owned())
+            ]
+        );
+    }
+}

@@ -1,0 +1,183 @@
+//! The client's types against the API contract, `docs/openapi.json`: for each schema,
+//! a document holding only its required fields reads into the type (so the type asks
+//! no more than the contract), and a document holding every field reads and writes back
+//! with exactly the schema's field names (so the type knows every field, spelled the
+//! same).
+
+use std::collections::BTreeSet;
+
+use keyhaven_client::types::{
+    AuditEventView, Bucket, CreateKey, CreateKeyspace, CreateOwner, KeyTotals, KeyView,
+    KeyspaceView, NamedCost, OwnerView, Quota, QuotaView, RateLimit, Refill, RevokeKey, RotateKey,
+    UpdateKey, UpdateKeyspace, UpdateOwner, UsageSeries, UsageTotals, VerifyOwner, VerifyRatelimit,
+    VerifyResponse, VerifyRotation,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value, json};
+
+fn openapi() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn schema<'a>(doc: &'a Value, name: &str) -> &'a Value {
+    let s = &doc["components"]["schemas"][name];
+    assert!(s.is_object(), "no schema {name}");
+    s
+}
+
+/// A schema with its `$ref`s and `allOf`s resolved into one object schema.
+fn resolve(doc: &Value, s: &Value) -> Value {
+    if let Some(r) = s.get("$ref").and_then(Value::as_str) {
+        let name = r.trim_start_matches("#/components/schemas/");
+        return resolve(doc, schema(doc, name));
+    }
+    if let Some(parts) = s.get("allOf").and_then(Value::as_array) {
+        let mut properties = Map::new();
+        let mut required = Vec::new();
+        for part in parts {
+            let part = resolve(doc, part);
+            if let Some(p) = part["properties"].as_object() {
+                properties.extend(p.clone());
+            }
+            if let Some(r) = part["required"].as_array() {
+                required.extend(r.clone());
+            }
+        }
+        return json!({"type": "object", "properties": properties, "required": required});
+    }
+    s.clone()
+}
+
+/// A value of schema `s`: every field (`full`) or only the required ones.
+fn sample(doc: &Value, s: &Value, full: bool) -> Value {
+    let s = resolve(doc, s);
+    if let Some(options) = s.get("oneOf").and_then(Value::as_array) {
+        let first = options
+            .iter()
+            .find(|o| o.get("type") != Some(&json!("null")));
+        return first.map_or(Value::Null, |o| sample(doc, o, full));
+    }
+    if let Some(values) = s.get("enum").and_then(Value::as_array) {
+        return values[0].clone();
+    }
+    let kind = match &s["type"] {
+        Value::Array(kinds) => kinds
+            .iter()
+            .find(|k| *k != "null")
+            .cloned()
+            .unwrap_or(Value::Null),
+        other => other.clone(),
+    };
+    match kind.as_str() {
+        Some("string") => json!("2030-01-01T00:00:00Z"),
+        Some("integer") => json!(1),
+        Some("boolean") => json!(true),
+        Some("array") => match s.get("items") {
+            Some(items) if full => json!([sample(doc, items, full)]),
+            _ => json!([]),
+        },
+        Some("object") | None => {
+            let required: BTreeSet<&str> = s["required"]
+                .as_array()
+                .map(|r| r.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let mut out = Map::new();
+            if full && s.get("properties").is_none() {
+                // A free-form object (`meta`): one entry, so it is not left out as empty.
+                out.insert("x".into(), json!(1));
+            }
+            for (name, p) in s["properties"].as_object().into_iter().flatten() {
+                if full || required.contains(name.as_str()) {
+                    out.insert(name.clone(), sample(doc, p, full));
+                }
+            }
+            Value::Object(out)
+        }
+        Some(other) => panic!("unexpected type {other}"),
+    }
+}
+
+fn fields(value: &Value) -> BTreeSet<String> {
+    value.as_object().unwrap().keys().cloned().collect()
+}
+
+/// Checks type `T` against the schema `name` as described at the top.
+fn check<T: Serialize + DeserializeOwned>(doc: &Value, name: &str) {
+    let s = resolve(doc, schema(doc, name));
+    let minimal = sample(doc, &s, false);
+    let read: T = serde_json::from_value(minimal.clone()).unwrap_or_else(|e| {
+        panic!("{name}: its required fields alone do not read: {e}\n{minimal}")
+    });
+    let written = serde_json::to_value(&read).unwrap();
+    for required in fields(&minimal) {
+        assert!(
+            written.get(&required).is_some(),
+            "{name}: required field {required} is not written"
+        );
+    }
+    let full = sample(doc, &s, true);
+    let read: T = serde_json::from_value(full.clone())
+        .unwrap_or_else(|e| panic!("{name}: a full document does not read: {e}\n{full}"));
+    let written = serde_json::to_value(&read).unwrap();
+    assert_eq!(
+        fields(&written),
+        fields(&full),
+        "{name}: field names differ from the contract"
+    );
+}
+
+#[test]
+fn verify_types_match_the_contract() {
+    let doc = openapi();
+    check::<VerifyResponse>(&doc, "VerifyResponse");
+    check::<VerifyOwner>(&doc, "VerifyOwner");
+    check::<VerifyRotation>(&doc, "VerifyRotation");
+    check::<VerifyRatelimit>(&doc, "VerifyRatelimit");
+    check::<NamedCost>(&doc, "NamedCost");
+    // The request the client writes: the schema's fields, nothing else.
+    let request = schema(&doc, "VerifyRequest");
+    let allowed: BTreeSet<String> = fields(&request["properties"]);
+    assert_eq!(
+        allowed,
+        ["client_ip", "cost", "key", "ratelimits", "scopes"]
+            .map(String::from)
+            .into_iter()
+            .collect()
+    );
+    assert_eq!(request["required"], json!(["key"]));
+}
+
+#[test]
+fn admin_types_match_the_contract() {
+    let doc = openapi();
+    check::<KeyspaceView>(&doc, "KeyspaceView");
+    check::<CreateKeyspace>(&doc, "CreateKeyspace");
+    check::<UpdateKeyspace>(&doc, "UpdateKeyspace");
+    check::<KeyView>(&doc, "KeyView");
+    check::<CreateKey>(&doc, "CreateKey");
+    check::<UpdateKey>(&doc, "UpdateKey");
+    check::<RevokeKey>(&doc, "RevokeKey");
+    check::<RotateKey>(&doc, "RotateKey");
+    check::<OwnerView>(&doc, "OwnerView");
+    check::<CreateOwner>(&doc, "CreateOwner");
+    check::<UpdateOwner>(&doc, "UpdateOwner");
+    check::<RateLimit>(&doc, "RateLimitBody");
+    check::<Quota>(&doc, "QuotaBody");
+    check::<QuotaView>(&doc, "QuotaView");
+    check::<Refill>(&doc, "RefillBody");
+    check::<UsageSeries>(&doc, "UsageSeries");
+    check::<Bucket>(&doc, "Bucket");
+    check::<UsageTotals>(&doc, "UsageTotals");
+    check::<KeyTotals>(&doc, "KeyTotals");
+    check::<AuditEventView>(&doc, "AuditEventView");
+    // A created key is a key view plus its plaintext.
+    let created = resolve(&doc, schema(&doc, "CreatedKey"));
+    let mut expected = fields(&resolve(&doc, schema(&doc, "KeyView"))["properties"]);
+    expected.insert("key".into());
+    assert_eq!(fields(&created["properties"]), expected);
+    let full = sample(&doc, &created, true);
+    let read: keyhaven_client::types::CreatedKey = serde_json::from_value(full).unwrap();
+    assert_eq!(read.view.start, "2030-01-01T00:00:00Z");
+}
