@@ -421,6 +421,15 @@ impl Actor {
         }
     }
 
+    /// A root key's record as it was when the request authenticated; `None` for any
+    /// other actor.
+    pub fn root_key_record(&self) -> Option<&Arc<KeyForVerify>> {
+        match &self.who {
+            Who::RootKey(key) => Some(key),
+            _ => None,
+        }
+    }
+
     pub fn is_restricted(&self) -> bool {
         self.visible().is_some()
     }

@@ -20,7 +20,11 @@
 //!   several nodes: its change feed confirmed its own ping within half of
 //!   `cache_coherence_ms`); when it cannot, it stays silent, so followers that fail closed
 //!   after `cache_coherence_ms` of silence do, and when it can again it sends `Reset`.
-//! - The stream ends when the server shuts down ([`Changes::close`]); followers reconnect
+//! - The stream ends when the server shuts down ([`Changes::close`]), and when the
+//!   follower's own root key stops permitting it: after a change to that key that the
+//!   key no longer passes ([`Follower::still_allowed`], asked after every event naming
+//!   it, so an echo of a change that left it working, such as its creation arriving
+//!   through another node's feed, ends nothing), or when it expires. Followers reconnect
 //!   with their last cursor.
 //!
 //! This module knows nothing of HTTP (the server writes the events as server-sent
@@ -28,6 +32,8 @@
 //! `Service::subscribe_changes`), so the cache can hold the hub without a module cycle.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -120,9 +126,46 @@ pub struct Subscribe<'a> {
     /// Send `key` events as `all` (a follower that may not learn other keyspaces' key
     /// ids).
     pub hide_key_ids: bool,
-    /// End the stream after a `key` event for this key id (the follower's own root key
-    /// changed: it must authenticate again).
-    pub end_on_key: Option<String>,
+    /// The root key following, when the stream must end once that key stops working.
+    pub follower: Option<Follower>,
+}
+
+/// Whether the follower's root key still permits the stream, asked again after each
+/// change to it.
+pub type StillAllowed =
+    Box<dyn Fn() -> Pin<Box<dyn Future<Output = Standing> + Send>> + Send + Sync>;
+
+/// A follower's root key, as read again after a change to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// It works, until this long from now (expiry, a rotation's grace period) or for
+    /// good: the stream goes on.
+    Works { until: Option<Duration> },
+    /// Revoked, disabled, its scopes or keyspaces changed, or it could not be read: the
+    /// stream ends.
+    Ended,
+}
+
+/// The root key a stream is opened with: the stream ends when it stops working.
+pub struct Follower {
+    /// Its key id: a `key` event naming it makes the stream ask [`Self::still_allowed`]
+    /// once the events before it are sent.
+    pub key_id: String,
+    /// Its standing now; [`Standing::Ended`] ends the stream.
+    pub still_allowed: StillAllowed,
+    /// When it stops working by itself (expiry, the end of a rotation's grace period),
+    /// from now; no event marks that moment, so the stream asks
+    /// [`Self::still_allowed`] then.
+    pub until: Option<Duration>,
+}
+
+impl std::fmt::Debug for Follower {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Follower")
+            .field("key_id", &self.key_id)
+            .field("until", &self.until)
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for Subscribe<'_> {
@@ -131,7 +174,7 @@ impl std::fmt::Debug for Subscribe<'_> {
             .field("cursor", &self.cursor)
             .field("heartbeat", &self.heartbeat)
             .field("hide_key_ids", &self.hide_key_ids)
-            .field("end_on_key", &self.end_on_key)
+            .field("follower", &self.follower)
             .finish_non_exhaustive()
     }
 }
@@ -269,7 +312,13 @@ impl Changes {
             vouching,
             vouch: how.vouch,
             hide_key_ids: how.hide_key_ids,
-            end_on_key: how.end_on_key,
+            ends_at: how
+                .follower
+                .as_ref()
+                .and_then(|f| f.until)
+                .map(|until| tokio::time::Instant::now() + until),
+            follower: how.follower,
+            recheck: false,
             ended: false,
             pending: VecDeque::new(),
             _permit: permit,
@@ -309,7 +358,12 @@ pub struct Subscription {
     vouching: bool,
     vouch: Box<dyn Fn() -> bool + Send + Sync>,
     hide_key_ids: bool,
-    end_on_key: Option<String>,
+    follower: Option<Follower>,
+    /// When the follower's root key stops working by itself.
+    ends_at: Option<tokio::time::Instant>,
+    /// An event named the follower's root key: ask whether it still works once what is
+    /// queued is sent.
+    recheck: bool,
     /// Set once the stream must end after what is queued.
     ended: bool,
     pending: VecDeque<Event>,
@@ -332,28 +386,49 @@ enum Wake {
     Closed,
     Received(Result<(u64, Change), broadcast::error::RecvError>),
     Tick,
+    /// The follower's root key should have expired by now.
+    Expired,
 }
 
 impl Subscription {
     /// The next event to send; `None` when the stream ends (the server shuts down, or
-    /// the follower's root key changed).
+    /// the follower's root key stopped working).
     pub async fn next(&mut self) -> Option<Event> {
         loop {
             if let Some(event) = self.pending.pop_front() {
                 return Some(event);
             }
+            if self.recheck {
+                self.recheck = false;
+                if let Some(follower) = &self.follower {
+                    match (follower.still_allowed)().await {
+                        Standing::Works { until } => {
+                            self.ends_at = until.map(|u| tokio::time::Instant::now() + u);
+                        }
+                        Standing::Ended => self.ended = true,
+                    }
+                }
+            }
             if self.ended || *self.closed.borrow() {
                 return None;
             }
+            let expiry = self.ends_at;
             let wake = tokio::select! {
                 biased;
                 _ = self.closed.wait_for(|closed| *closed) => Wake::Closed,
+                () = sleep_until(expiry) => Wake::Expired,
                 received = self.receiver.recv() => Wake::Received(received),
                 _ = self.tick.tick() => Wake::Tick,
             };
             match wake {
                 Wake::Closed | Wake::Received(Err(broadcast::error::RecvError::Closed)) => {
                     return None;
+                }
+                // Asked again rather than ended outright: the key's own record decides
+                // (a clock that moved, a key whose expiry was pushed back).
+                Wake::Expired => {
+                    self.ends_at = None;
+                    self.recheck = true;
                 }
                 Wake::Received(Ok((seq, change))) => {
                     // Already covered by the backlog or by a `Reset`.
@@ -391,21 +466,33 @@ impl Subscription {
         }
     }
 
-    /// Queues `event` as this follower may see it.
+    /// Queues `event` as this follower may see it. An event naming the follower's root
+    /// key, or a `Reset` (which may stand for one), makes the stream ask whether that key
+    /// still works once the event is sent.
     fn push(&mut self, event: Event) {
-        if let EventKind::Key(key_id) = &event.kind {
-            if self.end_on_key.as_deref() == Some(key_id.as_str()) {
-                self.ended = true;
-            }
-            if self.hide_key_ids {
-                self.pending.push_back(Event {
-                    id: event.id,
-                    kind: EventKind::All,
-                });
-                return;
+        if let Some(follower) = &self.follower {
+            match &event.kind {
+                EventKind::Key(key_id) if *key_id == follower.key_id => self.recheck = true,
+                EventKind::Reset => self.recheck = true,
+                _ => {}
             }
         }
+        if self.hide_key_ids && matches!(event.kind, EventKind::Key(_)) {
+            self.pending.push_back(Event {
+                id: event.id,
+                kind: EventKind::All,
+            });
+            return;
+        }
         self.pending.push_back(event);
+    }
+}
+
+/// Sleeps until `at`; forever when `None`.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

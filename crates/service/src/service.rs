@@ -138,7 +138,9 @@ impl Service {
                 service.cache.feed_confirmed_within(coherence / 2) != Some(false)
             }),
             hide_key_ids: actor.is_restricted(),
-            end_on_key: Some(actor.id().to_owned()),
+            follower: actor
+                .root_key_record()
+                .map(|granted| crate::verify::follower(self, granted)),
         };
         match self.cache.changes().subscribe(how) {
             Ok(stream) => Ok(Some(stream)),

@@ -53,7 +53,8 @@ pub struct ChangesParams {
             a cursor the stream opens with a heartbeat naming the newest event. A \
             follower must stop trusting its cache once the stream has been silent for \
             `cache_coherence_ms`. The stream ends when the server shuts down or the root \
-            key changes; reconnect with the last id.",
+            key stops working (revoked, disabled, its scopes changed, expired, or its \
+            rotation's grace period over); reconnect with the last id.",
             body = String, content_type = "text/event-stream"),
         (status = 503, description = "Too many change streams are open (problem \
             `too_many_streams`); retry after `Retry-After` seconds.",

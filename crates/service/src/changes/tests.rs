@@ -1,6 +1,36 @@
 //! The hub and its subscriptions, without a server.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use super::*;
+
+/// A follower `key_id` whose key works while `works` is set.
+fn follower(key_id: &str, works: Arc<AtomicBool>, until: Option<Duration>) -> Follower {
+    Follower {
+        key_id: key_id.to_owned(),
+        still_allowed: Box::new(move || {
+            let standing = if works.load(Ordering::SeqCst) {
+                Standing::Works { until: None }
+            } else {
+                Standing::Ended
+            };
+            Box::pin(async move { standing })
+        }),
+        until,
+    }
+}
+
+fn open_as(changes: &Changes, follower: Follower) -> Subscription {
+    changes
+        .subscribe(Subscribe {
+            cursor: None,
+            heartbeat: Duration::from_secs(3600),
+            vouch: Box::new(|| true),
+            hide_key_ids: false,
+            follower: Some(follower),
+        })
+        .unwrap()
+}
 
 fn open(changes: &Changes, cursor: Option<&str>) -> Subscription {
     changes
@@ -9,7 +39,7 @@ fn open(changes: &Changes, cursor: Option<&str>) -> Subscription {
             heartbeat: Duration::from_secs(3600),
             vouch: Box::new(|| true),
             hide_key_ids: false,
-            end_on_key: None,
+            follower: None,
         })
         .unwrap()
 }
@@ -72,7 +102,7 @@ async fn unusable_cursors_reset_and_garbage_is_refused() {
             heartbeat: Duration::from_secs(1),
             vouch: Box::new(|| true),
             hide_key_ids: false,
-            end_on_key: None,
+            follower: None,
         };
         assert_eq!(
             changes.subscribe(how).err(),
@@ -119,7 +149,7 @@ async fn heartbeats_stop_while_the_node_cannot_vouch_and_recovery_resets() {
             heartbeat: Duration::from_millis(20),
             vouch: Box::new(move || flag.load(std::sync::atomic::Ordering::SeqCst)),
             hide_key_ids: false,
-            end_on_key: None,
+            follower: None,
         })
         .unwrap();
     assert_eq!(next(&mut s).await.kind, EventKind::Heartbeat);
@@ -141,7 +171,7 @@ async fn close_ends_streams_and_restricted_followers_see_no_key_ids() {
             heartbeat: Duration::from_secs(3600),
             vouch: Box::new(|| true),
             hide_key_ids: true,
-            end_on_key: Some("root".into()),
+            follower: Some(follower("root", Arc::new(AtomicBool::new(false)), None)),
         })
         .unwrap();
     assert_eq!(next(&mut s).await.kind, EventKind::Heartbeat);
@@ -157,4 +187,67 @@ async fn close_ends_streams_and_restricted_followers_see_no_key_ids() {
     assert_eq!(changes.open_streams(), 1);
     changes.close();
     assert_eq!(t.next().await, None);
+}
+
+#[tokio::test]
+async fn a_change_its_root_key_still_passes_leaves_the_stream_open() {
+    // On PostgreSQL the root key's own creation comes back through the change feed after
+    // the stream opened: that echo must not end the stream.
+    let changes = Changes::new();
+    let works = Arc::new(AtomicBool::new(true));
+    let mut s = open_as(&changes, follower("root", works.clone(), None));
+    assert_eq!(next(&mut s).await.kind, EventKind::Heartbeat);
+    changes.publish(Change::Key("root".into()));
+    assert_eq!(next(&mut s).await.kind, EventKind::Key("root".into()));
+    changes.publish(Change::Key("other".into()));
+    assert_eq!(next(&mut s).await.kind, EventKind::Key("other".into()));
+
+    // Revoked: the event is sent, then the stream ends.
+    works.store(false, Ordering::SeqCst);
+    changes.publish(Change::Key("root".into()));
+    assert_eq!(next(&mut s).await.kind, EventKind::Key("root".into()));
+    assert_eq!(s.next().await, None);
+}
+
+#[tokio::test]
+async fn a_reset_may_hide_a_change_to_the_root_key_so_it_is_checked_too() {
+    let changes = Changes::new();
+    let works = Arc::new(AtomicBool::new(true));
+    let mut s = open_as(&changes, follower("root", works.clone(), None));
+    assert_eq!(next(&mut s).await.kind, EventKind::Heartbeat);
+    changes.publish(Change::Reset);
+    assert_eq!(next(&mut s).await.kind, EventKind::Reset);
+    changes.publish(Change::All);
+    assert_eq!(
+        next(&mut s).await.kind,
+        EventKind::All,
+        "a reset it passes ends nothing"
+    );
+    // An `all` (owner or keyspace change) cannot change a root key: no check.
+    works.store(false, Ordering::SeqCst);
+    changes.publish(Change::All);
+    assert_eq!(next(&mut s).await.kind, EventKind::All);
+    changes.publish(Change::Reset);
+    assert_eq!(next(&mut s).await.kind, EventKind::Reset);
+    assert_eq!(s.next().await, None);
+}
+
+#[tokio::test]
+async fn the_stream_ends_when_its_root_key_expires() {
+    let changes = Changes::new();
+    let works = Arc::new(AtomicBool::new(false));
+    let mut s = open_as(
+        &changes,
+        follower("root", works, Some(Duration::from_millis(300))),
+    );
+    assert_eq!(next(&mut s).await.kind, EventKind::Heartbeat);
+    let opened = tokio::time::Instant::now();
+    changes.publish(Change::All);
+    assert_eq!(next(&mut s).await.kind, EventKind::All);
+    let end = tokio::time::timeout(Duration::from_secs(5), s.next()).await;
+    assert_eq!(end, Ok(None), "the stream outlived its root key");
+    assert!(
+        opened.elapsed() >= Duration::from_millis(300),
+        "ended before the expiry"
+    );
 }
