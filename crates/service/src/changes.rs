@@ -29,7 +29,7 @@
 //!
 //! This module knows nothing of HTTP (the server writes the events as server-sent
 //! events) nor of the [`Service`](crate::Service) (which builds subscriptions with
-//! `Service::subscribe_changes`), so the cache can hold the hub without a module cycle.
+//! `streams::subscribe`), so the cache can hold the hub without a module cycle.
 
 use std::collections::VecDeque;
 use std::future::Future;

@@ -48,6 +48,7 @@ pub mod root_keys;
 pub mod serve_lock;
 pub mod service;
 pub mod sessions;
+pub mod streams;
 pub mod usage;
 pub mod usage_report;
 pub mod validate;

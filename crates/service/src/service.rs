@@ -5,9 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use keyhaven_core::PepperSet;
 use keyhaven_store::Store;
 
-use crate::actor::{Actor, Scope};
 use crate::cache::KeyCache;
-use crate::changes::{Subscribe, SubscribeError, Subscription};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::limits::Limiter;
@@ -113,42 +111,5 @@ impl Service {
             github_keys,
             imported_keys: AtomicBool::new(false),
         })))
-    }
-}
-
-impl Service {
-    /// Opens a change stream (`GET /v1/changes`) for `actor`, a root key with
-    /// `keys:verify`, resuming after `cursor` when given; `Ok(None)` when
-    /// [`MAX_STREAMS`](crate::changes::MAX_STREAMS) are open. Heartbeats every quarter of
-    /// `cache_coherence_ms`, only while this node's change feed (several nodes) confirmed
-    /// itself within half of it; a root key limited to keyspaces gets `all` in place of
-    /// other keys' ids; the stream ends once the actor's own root key changed.
-    pub fn subscribe_changes(
-        &self,
-        actor: &Actor,
-        cursor: Option<&str>,
-    ) -> crate::Result<Option<Subscription>> {
-        actor.require(Scope::KeysVerify)?;
-        let coherence = self.config.cache_coherence();
-        let service = self.clone();
-        let how = Subscribe {
-            cursor,
-            heartbeat: coherence / 4,
-            vouch: Box::new(move || {
-                service.cache.feed_confirmed_within(coherence / 2) != Some(false)
-            }),
-            hide_key_ids: actor.is_restricted(),
-            follower: actor
-                .root_key_record()
-                .map(|granted| crate::verify::follower(self, granted)),
-        };
-        match self.cache.changes().subscribe(how) {
-            Ok(stream) => Ok(Some(stream)),
-            Err(SubscribeError::Busy) => Ok(None),
-            Err(e @ SubscribeError::MalformedCursor) => Err(crate::ServiceError::bad_request(
-                "invalid_cursor",
-                e.to_string(),
-            )),
-        }
     }
 }

@@ -23,7 +23,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use keyhaven_core::compat::{self, ImportFormat};
 use keyhaven_core::{KeyState, ParsedKey, SecretStr, Verification, VerifyCode, policy};
@@ -33,7 +33,6 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::actor::Actor;
-use crate::changes::{Follower, Standing};
 use crate::clock::Clock;
 use crate::error::{Result, ServiceError};
 use crate::limits::{Decision, NamedCost};
@@ -190,56 +189,6 @@ fn log_verification(
         client_ip = client_ip.map_or_else(|| "-".to_owned(), |ip| ip.to_string()),
         "verification"
     );
-}
-
-/// A change stream's follower: `granted`, the root key that opened it, which ends the
-/// stream once it no longer verifies VALID or its scopes or keyspaces changed (read from
-/// the store, not the cache: the cache may be refilling it at that moment; a failed read
-/// ends the stream too, and the follower authenticates again), and at its expiry or the
-/// end of its rotation's grace period.
-pub(crate) fn follower(service: &Service, granted: &Arc<KeyForVerify>) -> Follower {
-    let until = works_until(granted, service.clock.now());
-    let (service, granted) = (service.clone(), Arc::clone(granted));
-    Follower {
-        key_id: granted.key.key_id.clone(),
-        until,
-        still_allowed: Box::new(move || {
-            let (service, granted) = (service.clone(), Arc::clone(&granted));
-            Box::pin(async move {
-                let current = match service.store.key_for_verify(&granted.key.key_id).await {
-                    Ok(Some(current)) => Arc::new(current),
-                    Ok(None) => return Standing::Ended,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "re-reading a change stream's root key failed; ending the stream");
-                        return Standing::Ended;
-                    }
-                };
-                let unchanged = current.key.scopes == granted.key.scopes
-                    && current.key.allowed_keyspaces == granted.key.allowed_keyspaces
-                    && current.key.keyspace_id == ROOT_KEYSPACE_ID;
-                let now = service.clock.now();
-                let until = works_until(&current, now);
-                if unchanged && apply_policy(current, &[], now).code == VerifyCode::Valid {
-                    Standing::Works { until }
-                } else {
-                    Standing::Ended
-                }
-            })
-        }),
-    }
-}
-
-/// How long from `now` a key keeps working by itself: until the earlier of its expiry
-/// and the end of its rotation's grace period; `None` for good.
-fn works_until(key: &KeyForVerify, now: Timestamp) -> Option<Duration> {
-    [
-        key.effective_expiry(),
-        key.key.rotation.as_ref().map(|r| r.grace_until),
-    ]
-    .into_iter()
-    .flatten()
-    .min()
-    .map(|at| Duration::try_from(at - now).unwrap_or(Duration::ZERO))
 }
 
 /// The root key presenting `token`, as the actor of a request from `client_ip`; `None`
@@ -431,6 +380,12 @@ fn spawn_rehash(service: &Service, record: &KeyForVerify, secret: SecretStr<'_>)
 }
 
 /// Step 5: the policy decision for a key whose secret matched.
+/// What a stored key's own state says now, before any scope is asked for: VALID,
+/// EXPIRED, REVOKED or DISABLED (the rule verification applies after the secret matched).
+pub(crate) fn key_state_code(record: Arc<KeyForVerify>, now: Timestamp) -> VerifyCode {
+    apply_policy(record, &[], now).code
+}
+
 fn apply_policy(record: Arc<KeyForVerify>, required_scopes: &[String], now: Timestamp) -> Matched {
     let key = &record.key;
     let code = policy::decide(

@@ -74,7 +74,7 @@ pub async fn stream(
         })?),
         None => params.cursor.as_deref(),
     };
-    let Some(subscription) = state.subscribe_changes(&auth, cursor)? else {
+    let Some(subscription) = keyhaven_service::streams::subscribe(&state, &auth, cursor)? else {
         return Ok(too_many_streams());
     };
     let mut response = Body::new(EventStream::new(subscription)).into_response();
