@@ -22,10 +22,11 @@
 //!   after `cache_coherence_ms` of silence do, and when it can again it sends `Reset`.
 //! - The stream ends when the server shuts down ([`Changes::close`]), and when the
 //!   follower's own root key stops permitting it: after a change to that key that the
-//!   key no longer passes ([`Follower::still_allowed`], asked after every event naming
-//!   it, so an echo of a change that left it working, such as its creation arriving
-//!   through another node's feed, ends nothing), or when it expires. Followers reconnect
-//!   with their last cursor.
+//!   key no longer passes ([`Follower::still_allowed`], asked at the start, after every
+//!   event naming it or `Reset`, at its expiry, and every `cache_ttl_ms` for changes no
+//!   event announces; so an echo of a change that left it working, such as its creation
+//!   arriving through another node's feed, ends nothing). Followers reconnect with their
+//!   last cursor.
 //!
 //! This module knows nothing of HTTP (the server writes the events as server-sent
 //! events) nor of the [`Service`](crate::Service) (which builds subscriptions with
@@ -157,6 +158,9 @@ pub struct Follower {
     /// from now; no event marks that moment, so the stream asks
     /// [`Self::still_allowed`] then.
     pub until: Option<Duration>,
+    /// Asked at least this often, for changes no event announces (another process
+    /// writing the same SQLite file, as `keyhaven root-key revoke` does).
+    pub every: Duration,
 }
 
 impl std::fmt::Debug for Follower {
@@ -317,8 +321,16 @@ impl Changes {
                 .as_ref()
                 .and_then(|f| f.until)
                 .map(|until| tokio::time::Instant::now() + until),
+            recheck_tick: how.follower.as_ref().map(|f| {
+                let every = f.every.max(Duration::from_millis(100));
+                let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                tick
+            }),
+            // Asked once at the start as well: the key may have changed between the
+            // request's authentication (from a cached record) and the subscription.
+            recheck: how.follower.is_some(),
             follower: how.follower,
-            recheck: false,
             ended: false,
             pending: VecDeque::new(),
             _permit: permit,
@@ -361,9 +373,11 @@ pub struct Subscription {
     follower: Option<Follower>,
     /// When the follower's root key stops working by itself.
     ends_at: Option<tokio::time::Instant>,
-    /// An event named the follower's root key: ask whether it still works once what is
-    /// queued is sent.
+    /// An event named the follower's root key (or it is time): ask whether it still
+    /// works once what is queued is sent.
     recheck: bool,
+    /// When to ask anyway.
+    recheck_tick: Option<tokio::time::Interval>,
     /// Set once the stream must end after what is queued.
     ended: bool,
     pending: VecDeque<Event>,
@@ -388,6 +402,8 @@ enum Wake {
     Tick,
     /// The follower's root key should have expired by now.
     Expired,
+    /// Time to ask about the follower's root key again (changes no event announces).
+    Recheck,
 }
 
 impl Subscription {
@@ -399,15 +415,22 @@ impl Subscription {
                 return Some(event);
             }
             if self.recheck {
-                self.recheck = false;
                 if let Some(follower) = &self.follower {
-                    match (follower.still_allowed)().await {
+                    // Shutdown does not wait for a slow store; the flag is cleared only
+                    // once answered, so a dropped `next` asks again on the next call.
+                    let standing = tokio::select! {
+                        biased;
+                        _ = self.closed.wait_for(|closed| *closed) => return None,
+                        standing = (follower.still_allowed)() => standing,
+                    };
+                    match standing {
                         Standing::Works { until } => {
                             self.ends_at = until.map(|u| tokio::time::Instant::now() + u);
                         }
                         Standing::Ended => self.ended = true,
                     }
                 }
+                self.recheck = false;
             }
             if self.ended || *self.closed.borrow() {
                 return None;
@@ -417,6 +440,7 @@ impl Subscription {
                 biased;
                 _ = self.closed.wait_for(|closed| *closed) => Wake::Closed,
                 () = sleep_until(expiry) => Wake::Expired,
+                () = tick_of(self.recheck_tick.as_mut()) => Wake::Recheck,
                 received = self.receiver.recv() => Wake::Received(received),
                 _ = self.tick.tick() => Wake::Tick,
             };
@@ -430,6 +454,7 @@ impl Subscription {
                     self.ends_at = None;
                     self.recheck = true;
                 }
+                Wake::Recheck => self.recheck = true,
                 Wake::Received(Ok((seq, change))) => {
                     // Already covered by the backlog or by a `Reset`.
                     if seq > self.last {
@@ -485,6 +510,16 @@ impl Subscription {
             return;
         }
         self.pending.push_back(event);
+    }
+}
+
+/// The next tick of `interval`; never when `None`.
+async fn tick_of(interval: Option<&mut tokio::time::Interval>) {
+    match interval {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
     }
 }
 

@@ -57,6 +57,7 @@ fn follower(service: &Service, granted: &Arc<KeyForVerify>) -> Follower {
     Follower {
         key_id: granted.key.key_id.clone(),
         until,
+        every: service.config.cache_ttl(),
         still_allowed: Box::new(move || {
             let (service, granted) = (service.clone(), Arc::clone(&granted));
             Box::pin(async move {
