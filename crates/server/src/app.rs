@@ -51,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/keys", post(keys::create).get(keys::list))
         .route("/v1/keys/verify", post(verify::verify))
+        .route("/v1/keys/verify/batch", post(verify::verify_batch))
         .route("/v1/auth", any(forward_auth::forward_auth))
         .route("/v1/keys/self-revoke", post(leaks::self_revoke))
         .route("/v1/changes", get(changes::stream))

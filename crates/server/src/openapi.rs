@@ -24,7 +24,7 @@ use crate::routes::{
         keyspaces::create, keyspaces::list, keyspaces::get, keyspaces::update, keyspaces::delete,
         owners::create, owners::list, owners::get, owners::update, owners::delete,
         keys::create, keys::import, keys::expiring, keys::list, keys::get, keys::update, keys::revoke, keys::rotate, keys::reveal, keys::delete,
-        verify::verify, forward_auth::forward_auth, changes::stream,
+        verify::verify, verify::verify_batch, forward_auth::forward_auth, changes::stream,
         leaks::github, leaks::report, leaks::self_revoke,
         usage::key, usage::owner, usage::keyspace, usage::totals,
         audit::list, audit::events,
@@ -188,7 +188,7 @@ mod tests {
         use keyhaven_service::{keys, keyspaces, validate, webhooks};
         let doc = doc();
         let schemas = &doc["components"]["schemas"];
-        let checks: [(&str, u64); 16] = [
+        let checks: [(&str, u64); 17] = [
             ("/CreateKeyspace/properties/name/maxLength", 200),
             (
                 "/CreateKeyspace/properties/prefix/maxLength",
@@ -227,6 +227,10 @@ mod tests {
                 keys::MAX_IMPORT_BATCH as u64,
             ),
             ("/VerifyRequest/properties/cost/maximum", verify::MAX_COST),
+            (
+                "/VerifyBatchRequest/properties/items/maxItems",
+                verify::MAX_BATCH as u64,
+            ),
             (
                 "/VerifyRequest/properties/ratelimits/maxItems",
                 verify::MAX_NAMED_LIMITS as u64,

@@ -90,8 +90,7 @@ pub async fn verify<R>(
 ) -> Result<R> {
     let start = Instant::now();
     // 1. The request.
-    validate::scopes(&request.scopes)?;
-    let cost = checked_cost(request)?;
+    let cost = check_request(request)?;
     let now_us = service.clock.now_micros();
     let now = Clock::seconds(now_us);
     // 2-5. Parse once, then record, MAC and policy.
@@ -216,6 +215,47 @@ pub async fn authenticate(
 }
 
 /// The request's cost, once each cost and the named-limit list are within bounds.
+/// Most verifications in one [`verify_batch`].
+pub const MAX_BATCH: usize = 100;
+
+/// Verifies each of `requests` in order, exactly as [`verify`] verifies one, shaping
+/// each verdict with `answer` (`POST /v1/keys/verify/batch`). Every item is checked
+/// first: a malformed item refuses the whole batch, naming it (`items[3]: …`), before
+/// any key is looked at or any limit consumed.
+pub async fn verify_batch<R>(
+    service: &Service,
+    actor: &Actor,
+    requests: &[VerifyRequest],
+    mut answer: impl FnMut(&Verdict<'_>) -> R,
+) -> Result<Vec<R>> {
+    if requests.is_empty() || requests.len() > MAX_BATCH {
+        return Err(ServiceError::invalid(format!(
+            "items: 1 to {MAX_BATCH} verifications, not {}",
+            requests.len()
+        )));
+    }
+    for (i, request) in requests.iter().enumerate() {
+        check_request(request).map_err(|e| match e {
+            ServiceError::Invalid { code, detail } => ServiceError::Invalid {
+                code,
+                detail: format!("items[{i}]: {detail}"),
+            },
+            other => other,
+        })?;
+    }
+    let mut out = Vec::with_capacity(requests.len());
+    for request in requests {
+        out.push(verify(service, actor, request, &mut answer).await?);
+    }
+    Ok(out)
+}
+
+/// The request's own rules (scopes, cost, named limits); its cost.
+fn check_request(request: &VerifyRequest) -> Result<u64> {
+    validate::scopes(&request.scopes)?;
+    checked_cost(request)
+}
+
 fn checked_cost(request: &VerifyRequest) -> Result<u64> {
     let cost = request.cost.unwrap_or(1);
     let named = request.ratelimits.as_deref().unwrap_or_default();
@@ -379,13 +419,13 @@ fn spawn_rehash(service: &Service, record: &KeyForVerify, secret: SecretStr<'_>)
     });
 }
 
-/// Step 5: the policy decision for a key whose secret matched.
 /// What a stored key's own state says now, before any scope is asked for: VALID,
 /// EXPIRED, REVOKED or DISABLED (the rule verification applies after the secret matched).
 pub(crate) fn key_state_code(record: Arc<KeyForVerify>, now: Timestamp) -> VerifyCode {
     apply_policy(record, &[], now).code
 }
 
+/// Step 5: the policy decision for a key whose secret matched.
 fn apply_policy(record: Arc<KeyForVerify>, required_scopes: &[String], now: Timestamp) -> Matched {
     let key = &record.key;
     let code = policy::decide(

@@ -9,6 +9,7 @@
 
 mod alerts;
 mod audit;
+mod batch_verify;
 mod changes;
 mod connections;
 mod copy;

@@ -9,7 +9,7 @@ use keyhaven_core::VerifyCode;
 use keyhaven_service::limits::{Applied, LimitScope};
 use keyhaven_service::validate::rfc3339;
 use keyhaven_service::verify::{self, Verdict};
-pub use keyhaven_service::verify::{MAX_COST, MAX_NAMED_LIMITS, VerifyRequest};
+pub use keyhaven_service::verify::{MAX_BATCH, MAX_COST, MAX_NAMED_LIMITS, VerifyRequest};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
@@ -207,6 +207,54 @@ pub async fn verify(
         to_body(&VerifyAnswer::of(v))
     })
     .await??;
+    Ok(json_response(StatusCode::OK, body))
+}
+
+/// `POST /v1/keys/verify/batch`: up to [`MAX_BATCH`] verifications.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyBatchRequest {
+    /// Each one a `POST /v1/keys/verify` body (1-100).
+    #[schema(min_items = 1, max_items = 100)]
+    pub items: Vec<VerifyRequest>,
+}
+
+/// The answers, in the order of the items.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct VerifyBatchResponse {
+    /// Each one exactly what `POST /v1/keys/verify` answers for its item.
+    pub results: Vec<VerifyResponse>,
+}
+
+#[utoipa::path(post, path = "/v1/keys/verify/batch", tag = "verify",
+    operation_id = "keys_verify_batch", request_body = VerifyBatchRequest,
+    responses(
+        (status = 200, body = VerifyBatchResponse,
+            description = "One verdict per item, in order; each item is verified exactly \
+            as `POST /v1/keys/verify` verifies it (limits, quota, usage and the \
+            failed-verification limiter included)."),
+        ClientError,
+    ),
+    security(("root_key" = [])))]
+pub async fn verify_batch(
+    State(state): State<AppState>,
+    auth: RootAuth,
+    body: JsonBody<VerifyBatchRequest>,
+) -> Result<Response, ApiError> {
+    auth.require(Scope::KeysVerify)?;
+    let answers = verify::verify_batch(&state, &auth, &body.value.items, |v| {
+        to_body(&VerifyAnswer::of(v))
+    })
+    .await?;
+    // `{"results":[…]}` from the answers as written, each one a single verify's bytes.
+    let mut body = b"{\"results\":[".to_vec();
+    for (i, answer) in answers.into_iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(&answer?);
+    }
+    body.extend_from_slice(b"]}");
     Ok(json_response(StatusCode::OK, body))
 }
 
