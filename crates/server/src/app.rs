@@ -17,8 +17,8 @@ use tower_http::trace::TraceLayer;
 
 use crate::error::ApiError;
 use crate::routes::{
-    audit, changes, forward_auth, health, keys, keyspaces, leaks, owners, portal, root_keys, usage,
-    verify, webhooks,
+    audit, changes, forward_auth, health, keys, keyspaces, leaks, owners, portal, ratelimits,
+    root_keys, usage, verify, webhooks,
 };
 use crate::state::AppState;
 use keyhaven_service::config::MetricsListen;
@@ -52,6 +52,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/keys", post(keys::create).get(keys::list))
         .route("/v1/keys/verify", post(verify::verify))
         .route("/v1/keys/verify/batch", post(verify::verify_batch))
+        .route("/v1/ratelimits/limit", post(ratelimits::limit))
         .route("/v1/auth", any(forward_auth::forward_auth))
         .route("/v1/keys/self-revoke", post(leaks::self_revoke))
         .route("/v1/changes", get(changes::stream))

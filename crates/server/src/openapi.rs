@@ -13,8 +13,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    audit, changes, forward_auth, health, keys, keyspaces, leaks, owners, portal, root_keys, usage,
-    verify, webhooks,
+    audit, changes, forward_auth, health, keys, keyspaces, leaks, owners, portal, ratelimits,
+    root_keys, usage, verify, webhooks,
 };
 
 #[derive(Debug, OpenApi)]
@@ -24,7 +24,7 @@ use crate::routes::{
         keyspaces::create, keyspaces::list, keyspaces::get, keyspaces::update, keyspaces::delete,
         owners::create, owners::list, owners::get, owners::update, owners::delete,
         keys::create, keys::import, keys::expiring, keys::list, keys::get, keys::update, keys::revoke, keys::rotate, keys::reveal, keys::delete,
-        verify::verify, verify::verify_batch, forward_auth::forward_auth, changes::stream,
+        verify::verify, verify::verify_batch, ratelimits::limit, forward_auth::forward_auth, changes::stream,
         leaks::github, leaks::report, leaks::self_revoke,
         usage::key, usage::owner, usage::keyspace, usage::totals,
         audit::list, audit::events,
@@ -41,6 +41,7 @@ use crate::routes::{
         (name = "owners", description = "Your customers, who own keys"),
         (name = "keys", description = "Create, list, update, revoke and delete keys"),
         (name = "verify", description = "Check a presented key"),
+        (name = "ratelimits", description = "Rate limits for things that are not keys"),
         (name = "changes", description = "Invalidations for remote caches, as server-sent events"),
         (name = "usage", description = "Verifications by outcome, over time"),
         (name = "audit", description = "Every admin change, and the event log"),
@@ -183,12 +184,12 @@ mod tests {
 
     #[test]
     fn documented_limits_are_the_enforced_ones() {
-        use crate::routes::verify;
+        use crate::routes::{ratelimits, verify};
         use keyhaven_service::limits::spec as limits;
         use keyhaven_service::{keys, keyspaces, validate, webhooks};
         let doc = doc();
         let schemas = &doc["components"]["schemas"];
-        let checks: [(&str, u64); 17] = [
+        let checks: [(&str, u64); 19] = [
             ("/CreateKeyspace/properties/name/maxLength", 200),
             (
                 "/CreateKeyspace/properties/prefix/maxLength",
@@ -230,6 +231,11 @@ mod tests {
             (
                 "/VerifyBatchRequest/properties/items/maxItems",
                 verify::MAX_BATCH as u64,
+            ),
+            ("/LimitRequest/properties/cost/maximum", verify::MAX_COST),
+            (
+                "/LimitRequest/properties/identifier/maxLength",
+                ratelimits::MAX_IDENTIFIER_CHARS as u64,
             ),
             (
                 "/VerifyRequest/properties/ratelimits/maxItems",

@@ -40,6 +40,8 @@ pub const ROOT_SCOPES: &[&str] = &[
     "root_keys:write",
     "leaks:*",
     "leaks:write",
+    "ratelimits:*",
+    "ratelimits:limit",
 ];
 
 /// The actor recorded for changes made with local access (`keyhaven` commands).
@@ -66,6 +68,8 @@ pub enum Scope {
     RootKeysWrite,
     /// Reporting leaked keys (`POST /v1/leaks/report`).
     LeaksWrite,
+    /// Standalone rate limits (`POST /v1/ratelimits/limit`).
+    RatelimitsLimit,
 }
 
 impl Scope {
@@ -86,6 +90,7 @@ impl Scope {
             Self::RootKeysRead => "root_keys:read",
             Self::RootKeysWrite => "root_keys:write",
             Self::LeaksWrite => "leaks:write",
+            Self::RatelimitsLimit => "ratelimits:limit",
         }
     }
 

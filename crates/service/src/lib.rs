@@ -43,6 +43,7 @@ pub mod operators;
 pub mod owners;
 pub mod patch;
 pub mod portal;
+pub mod ratelimits;
 pub mod recoverable;
 pub mod root_keys;
 pub mod serve_lock;

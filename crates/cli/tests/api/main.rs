@@ -32,6 +32,7 @@ mod multinode;
 mod one_server;
 mod openapi;
 mod pepper;
+mod ratelimits;
 mod readiness;
 mod readme;
 mod recoverable;

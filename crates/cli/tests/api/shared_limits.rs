@@ -88,9 +88,37 @@ async fn two_nodes(dir: &Path, logs: &Path, redis_url: &str) -> (Node, Node, Str
     (Node { process: a }, Node { process: b }, root)
 }
 
-/// `clients` tasks per node verifying `key` until `until`; returns (admitted, every
+/// `clients` tasks per node verifying `body` until `until`; returns (admitted, every
 /// code seen, the latest send and the latest answer).
 async fn hammer(
+    nodes: &[&Node],
+    clients: usize,
+    root: &str,
+    body: &Value,
+    until: Instant,
+) -> (u64, Vec<String>, Instant, Instant) {
+    hammer_at(
+        "/v1/keys/verify",
+        verify_code,
+        nodes,
+        clients,
+        root,
+        body,
+        until,
+    )
+    .await
+}
+
+/// A verify answer's code.
+fn verify_code(answer: &Value) -> String {
+    answer["code"].as_str().unwrap().to_owned()
+}
+
+/// `hammer` for any call at `path`: `code` names each answer, and `VALID` counts as
+/// admitted.
+async fn hammer_at(
+    path: &'static str,
+    code: fn(&Value) -> String,
     nodes: &[&Node],
     clients: usize,
     root: &str,
@@ -101,7 +129,7 @@ async fn hammer(
     let mut tasks = Vec::new();
     for node in nodes {
         for _ in 0..clients {
-            let url = format!("{}/v1/keys/verify", node.process.base);
+            let url = format!("{}{path}", node.process.base);
             let (root, body, admitted) = (root.to_owned(), body.clone(), admitted.clone());
             tasks.push(tokio::spawn(async move {
                 let http = http_client();
@@ -111,7 +139,7 @@ async fn hammer(
                     last_send = Instant::now();
                     let answer = post_json(&http, &url, &root, &body).await;
                     last_recv = Instant::now();
-                    let code = answer["code"].as_str().unwrap().to_owned();
+                    let code = code(&answer);
                     if code == "VALID" {
                         admitted.fetch_add(1, Ordering::SeqCst);
                     }
@@ -514,4 +542,78 @@ async fn a_top_up_through_one_node_reaches_the_other_within_the_cache_ttl() {
     let after = post_json(&http, &on_b, &root, &json!({"key": key})).await;
     assert_eq!(after["code"], "VALID", "{after}");
     assert_eq!(after["remaining"], 4);
+}
+
+/// A standalone limit's answer, named as a verify's code.
+fn standalone_code(answer: &Value) -> String {
+    match answer["success"].as_bool() {
+        Some(true) => "VALID".to_owned(),
+        Some(false) => "RATE_LIMITED".to_owned(),
+        None => panic!("not a limit answer: {answer}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_sharing_redis_enforce_one_standalone_limit_exactly() {
+    if !on_postgres() {
+        // As above: two servers share a database only on PostgreSQL.
+        return;
+    }
+    let Some((url, _private)) =
+        shared_redis("two_nodes_sharing_redis_enforce_one_standalone_limit_exactly")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let (a, b, root) = two_nodes(dir.path(), logs.path(), &url).await;
+    let limit = Gcra {
+        limit: 120,
+        period_ms: 60_000,
+        burst: 100,
+    };
+    // An identifier of this run only: the Redis may be shared by other runs.
+    let run = dir
+        .path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let body = json!({"namespace": "login", "identifier": format!("ada+{run}@example.com"),
+        "limit": 120, "duration_ms": 60_000, "burst": 100});
+    let http = http_client();
+    let first_send = Instant::now();
+    let first = post_json(
+        &http,
+        &format!("{}/v1/ratelimits/limit", a.process.base),
+        &root,
+        &body,
+    )
+    .await;
+    let first_recv = Instant::now();
+    assert_eq!(first["success"], true, "{first}");
+    let (admitted, codes, last_send, last_recv) = hammer_at(
+        "/v1/ratelimits/limit",
+        standalone_code,
+        &[&a, &b],
+        8,
+        &root,
+        &body,
+        Instant::now() + Duration::from_secs(4),
+    )
+    .await;
+    let admitted = admitted + 1;
+    let low = saturated_admissions(&limit, micros(last_send - first_recv)) - 1;
+    let high = saturated_admissions(&limit, micros(last_recv - first_send)) + 1;
+    println!(
+        "two nodes, 16 clients, standalone limit: admitted {admitted}, GCRA formula in [{}, {}]",
+        low + 1,
+        high - 1
+    );
+    assert!(
+        (low..=high).contains(&admitted),
+        "admitted {admitted}, formula ±1 allows {low}..={high}"
+    );
+    assert!(codes.contains(&"RATE_LIMITED".to_owned()), "{codes:?}");
+    drop(b);
 }

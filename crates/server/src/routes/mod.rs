@@ -11,6 +11,7 @@ pub mod keyspaces;
 pub mod leaks;
 pub mod owners;
 pub mod portal;
+pub mod ratelimits;
 pub mod root_keys;
 pub mod usage;
 pub mod verify;

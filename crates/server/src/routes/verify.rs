@@ -17,7 +17,7 @@ use utoipa::ToSchema;
 use crate::auth::{RootAuth, Scope};
 use crate::error::{ApiError, ClientError};
 use crate::extract::JsonBody;
-use crate::respond::{json_response, to_body};
+use crate::respond::{Rfc3339Micros, json_response, to_body};
 use crate::state::AppState;
 
 /// One rate limit as applied to this call.
@@ -152,43 +152,6 @@ fn ratelimit_ref<'a>(a: &Applied<'a>) -> RatelimitRef<'a> {
     }
 }
 
-/// Unix microseconds written as RFC 3339 UTC with milliseconds
-/// (`2026-11-23T10:00:00.600Z`): rate-limit resets are sub-second. Written by hand
-/// because a general formatter was a visible share of a limited verify's cost.
-struct Rfc3339Micros(i64);
-
-impl Serialize for Rfc3339Micros {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let ms = self.0.div_euclid(1_000);
-        let t = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1_000))
-            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-        let (h, mi, sec) = t.to_hms();
-        let fields = [
-            (u32::try_from(t.year()).unwrap_or(0), 4),
-            (u32::from(u8::from(t.month())), 2),
-            (u32::from(t.day()), 2),
-            (u32::from(h), 2),
-            (u32::from(mi), 2),
-            (u32::from(sec), 2),
-            (u32::try_from(ms.rem_euclid(1_000)).unwrap_or(0), 3),
-        ];
-        // `YYYY-MM-DDTHH:MM:SS.mmmZ`: each field's digits, then its separator.
-        let mut buf = *b"0000-00-00T00:00:00.000Z";
-        let mut at = 0;
-        for (value, width) in fields {
-            let mut v = value;
-            for i in (0..width).rev() {
-                if let Some(b) = buf.get_mut(at + i) {
-                    *b = b'0' + u8::try_from(v % 10).unwrap_or(0);
-                }
-                v /= 10;
-            }
-            at += width + 1;
-        }
-        s.serialize_str(std::str::from_utf8(&buf).unwrap_or_default())
-    }
-}
-
 #[utoipa::path(post, path = "/v1/keys/verify", tag = "verify",
     operation_id = "keys_verify", request_body = VerifyRequest,
     responses(
@@ -287,19 +250,5 @@ impl<'a> VerifyAnswer<'a> {
             ratelimits: Ratelimits(&verdict.limits.ratelimits),
             remaining: verdict.limits.remaining,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reset_times_are_rfc3339_with_milliseconds() {
-        let text = |us: i64| serde_json::to_string(&Rfc3339Micros(us)).unwrap();
-        assert_eq!(text(0), "\"1970-01-01T00:00:00.000Z\"");
-        // 2026-11-23T19:58:21.123456Z
-        assert_eq!(text(1_795_463_901_123_456), "\"2026-11-23T19:58:21.123Z\"");
-        assert_eq!(text(1_795_463_901_999_999), "\"2026-11-23T19:58:21.999Z\"");
     }
 }

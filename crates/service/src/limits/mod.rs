@@ -241,6 +241,30 @@ impl Limiter {
         }
     }
 
+    /// Decides one standalone limit (`POST /v1/ratelimits/limit`) for a call of `cost`
+    /// at `now_us`, in the bucket `bucket`: in this process or through Redis, with the
+    /// same fallback, exactly as a key's limits are decided.
+    pub async fn admit_standalone<'a>(
+        &self,
+        bucket: String,
+        def: &'a RateLimitDef,
+        cost: u64,
+        now_us: i64,
+    ) -> Decision<'a> {
+        // The scope is not shown for a standalone limit: the identifier's own bucket.
+        let planned = [Planned {
+            scope: LimitScope::Key,
+            def,
+            id: bucket,
+            cost,
+        }];
+        let now_s = now_us.div_euclid(1_000_000);
+        match &self.redis {
+            Some(redis) => Box::pin(self.decide_shared(redis, &planned, &[], now_us, now_s)).await,
+            None => self.decide_local(&planned, &[], now_us, now_s, 1),
+        }
+    }
+
     /// Everything in this process, under the buckets' and quotas' locks at once.
     /// `share` divides every limit (1 = the whole limit).
     fn decide_local<'a>(
