@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List
 
+import httpx
 import keyhaven
 from keyhaven.models import RatelimitSpec
 
@@ -36,6 +37,18 @@ def wait_until(check: Callable[[], bool], timeout: float = 5.0, what: str = "con
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.002)
+
+
+def refused_within_a_second(get: Callable[[], httpx.Response]) -> httpx.Response:
+    """The first answer of ``get`` that is not 200, asking again for up to a second (a
+    cached client learns of a revocation through the change stream); the last answer
+    if every one within the second was 200."""
+    deadline = time.monotonic() + 1.0
+    answer = get()
+    while answer.status_code == 200 and time.monotonic() < deadline:
+        time.sleep(0.005)
+        answer = get()
+    return answer
 
 
 def percentiles(samples: List[float]) -> Dict[str, float]:
