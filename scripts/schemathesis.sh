@@ -60,8 +60,16 @@ for _ in $(seq 1 100); do
 done
 root="$(cat "$work/data/initial-root-key")"
 
+# Link inference from Location headers and URL-like strings in bodies is off: this API
+# sends no Location headers, and Schemathesis 4.32.5 crashes (`ValueError: Invalid IPv6
+# URL` in its own observations.py) on a 2xx body that echoes a name such as "http://[".
+cat >"$work/schemathesis.toml" <<'TOML'
+[phases.stateful.inference]
+algorithms = ["dependency-analysis"]
+TOML
+
 status=0
-"$venv/bin/schemathesis" run "$base/openapi.json" \
+"$venv/bin/schemathesis" --config-file "$work/schemathesis.toml" run "$base/openapi.json" \
   --header "Authorization: Bearer $root" \
   --phases fuzzing,stateful \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
