@@ -53,6 +53,12 @@ fn replayed(stored: Rendered) -> Response {
     response
 }
 
+/// A wait in microseconds as whole milliseconds, rounded up (`retry_after_ms`): a caller
+/// that waits the milliseconds said never comes back early.
+pub fn ceil_ms(us: i64) -> u64 {
+    u64::try_from((us.max(0) + 999) / 1000).unwrap_or(0)
+}
+
 /// Unix microseconds written as RFC 3339 UTC with milliseconds
 /// (`2026-11-23T10:00:00.600Z`): rate-limit resets are sub-second. Written by hand
 /// because a general formatter was a visible share of a limited verify's cost.

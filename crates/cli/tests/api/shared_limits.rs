@@ -173,6 +173,30 @@ fn micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap()
 }
 
+/// `admitted` is the GCRA count ±1 for saturated traffic between the first call
+/// (`first`: its send and answer) and the last (`last`), bounded by the shortest and
+/// longest span those instants allow.
+#[allow(clippy::print_stdout)]
+fn assert_gcra_count(
+    what: &str,
+    limit: &Gcra,
+    admitted: u64,
+    first: (Instant, Instant),
+    last: (Instant, Instant),
+) {
+    let low = saturated_admissions(limit, micros(last.0 - first.1)) - 1;
+    let high = saturated_admissions(limit, micros(last.1 - first.0)) + 1;
+    println!(
+        "{what}: admitted {admitted}, GCRA formula in [{}, {}]",
+        low + 1,
+        high - 1
+    );
+    assert!(
+        (low..=high).contains(&admitted),
+        "admitted {admitted}, formula ±1 allows {low}..={high}"
+    );
+}
+
 async fn setup_key(
     node: &Node,
     root: &str,
@@ -253,17 +277,12 @@ async fn two_nodes_sharing_redis_enforce_one_limit_exactly() {
         Instant::now() + Duration::from_secs(4),
     )
     .await;
-    let admitted = admitted + 1;
-    let low = saturated_admissions(&limit, micros(last_send - first_recv)) - 1;
-    let high = saturated_admissions(&limit, micros(last_recv - first_send)) + 1;
-    println!(
-        "two nodes, 16 clients: admitted {admitted}, GCRA formula in [{}, {}]",
-        low + 1,
-        high - 1
-    );
-    assert!(
-        (low..=high).contains(&admitted),
-        "admitted {admitted}, formula ±1 allows {low}..={high}"
+    assert_gcra_count(
+        "two nodes, 16 clients",
+        &limit,
+        admitted + 1,
+        (first_send, first_recv),
+        (last_send, last_recv),
     );
     codes
         .iter()
@@ -602,17 +621,12 @@ async fn two_nodes_sharing_redis_enforce_one_standalone_limit_exactly() {
         Instant::now() + Duration::from_secs(4),
     )
     .await;
-    let admitted = admitted + 1;
-    let low = saturated_admissions(&limit, micros(last_send - first_recv)) - 1;
-    let high = saturated_admissions(&limit, micros(last_recv - first_send)) + 1;
-    println!(
-        "two nodes, 16 clients, standalone limit: admitted {admitted}, GCRA formula in [{}, {}]",
-        low + 1,
-        high - 1
-    );
-    assert!(
-        (low..=high).contains(&admitted),
-        "admitted {admitted}, formula ±1 allows {low}..={high}"
+    assert_gcra_count(
+        "two nodes, 16 clients, standalone limit",
+        &limit,
+        admitted + 1,
+        (first_send, first_recv),
+        (last_send, last_recv),
     );
     assert!(codes.contains(&"RATE_LIMITED".to_owned()), "{codes:?}");
     drop(b);

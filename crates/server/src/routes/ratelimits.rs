@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use crate::auth::{RootAuth, Scope};
 use crate::error::{ApiError, ClientError};
 use crate::extract::JsonBody;
-use crate::respond::{Rfc3339Micros, json_response, to_body};
+use crate::respond::{Rfc3339Micros, ceil_ms, json_response, to_body};
 use crate::state::AppState;
 
 /// The limit's answer. Always 200: `success` says whether the call may proceed.
@@ -63,9 +63,7 @@ pub async fn limit(
         limit: outcome.limit,
         remaining: outcome.remaining,
         reset_at: Rfc3339Micros(outcome.reset_at),
-        retry_after_ms: outcome
-            .retry_after
-            .map(|us| u64::try_from((us.max(0) + 999) / 1000).unwrap_or(0)),
+        retry_after_ms: outcome.retry_after.map(ceil_ms),
     };
     Ok(json_response(StatusCode::OK, to_body(&answer)?))
 }

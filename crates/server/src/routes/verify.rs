@@ -17,7 +17,7 @@ use utoipa::ToSchema;
 use crate::auth::{RootAuth, Scope};
 use crate::error::{ApiError, ClientError};
 use crate::extract::JsonBody;
-use crate::respond::{Rfc3339Micros, json_response, to_body};
+use crate::respond::{Rfc3339Micros, ceil_ms, json_response, to_body};
 use crate::state::AppState;
 
 /// One rate limit as applied to this call.
@@ -145,9 +145,7 @@ fn ratelimit_ref<'a>(a: &Applied<'a>) -> RatelimitRef<'a> {
         duration_ms: a.duration_ms,
         remaining: a.remaining,
         reset_at: Rfc3339Micros(a.reset_at),
-        retry_after_ms: a
-            .retry_after
-            .map(|us| u64::try_from((us.max(0) + 999) / 1000).unwrap_or(0)),
+        retry_after_ms: a.retry_after.map(ceil_ms),
         exceeded: a.exceeded,
     }
 }
