@@ -89,14 +89,18 @@ async fn failures_never_show_a_key_or_the_root_key() {
         .unwrap_err();
     errors.push(e);
 
-    // A timeout.
-    let slow = server
-        .builder()
-        .timeout(Duration::from_nanos(1))
-        .attempts(1)
-        .cache(CacheOptions::disabled())
-        .build()
-        .unwrap();
+    // A timeout: a listener that accepts and never answers (a 1 ns timeout against the
+    // real server raced it: timers tick in milliseconds and loopback can answer first).
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let slow = Client::builder(
+        format!("http://{}", silent.local_addr().unwrap()),
+        root.clone(),
+    )
+    .timeout(Duration::from_millis(200))
+    .attempts(1)
+    .cache(CacheOptions::disabled())
+    .build()
+    .unwrap();
     errors.push(slow.verify(&key).await.unwrap_err());
 
     // A bad base URL.
