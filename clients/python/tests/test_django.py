@@ -148,3 +148,15 @@ def test_unreachable_keyhaven_is_503(http: httpx.Client, make_key: KeyMaker) -> 
     finally:
         kd._client.close()
         kd._client = saved
+
+
+def test_a_key_used_from_outside_its_ip_allowlist_is_403(
+    http: httpx.Client, route: str, make_key: KeyMaker
+) -> None:
+    here, _ = make_key(scopes=["orders:read"], ip_allowlist=["127.0.0.0/8", "::1"])
+    elsewhere, _ = make_key(scopes=["orders:read"], ip_allowlist=["203.0.113.0/24"])
+    for _ in range(2):
+        assert http.get(route, headers=bearer(here)).status_code == 200
+        refused = http.get(route, headers=bearer(elsewhere))
+        assert refused.status_code == 403
+        assert problem_of(refused)["code"] == "forbidden_ip"

@@ -137,3 +137,17 @@ def test_unreachable_keyhaven_fails_closed_unless_told_otherwise(http: httpx.Cli
     opened = http.get("/down-open", headers=bearer(key))
     assert opened.status_code == 200 and opened.json() == {"identity": None}
     assert http.get("/plain").json() == {"ok": True}
+
+
+def test_a_key_used_from_outside_its_ip_allowlist_is_403(
+    http: httpx.Client, flavour: str, make_key: KeyMaker
+) -> None:
+    # The app passes the caller's address (here loopback) with every verification.
+    here, _ = make_key(scopes=["orders:read"], ip_allowlist=["127.0.0.0/8", "::1"])
+    elsewhere, _ = make_key(scopes=["orders:read"], ip_allowlist=["203.0.113.0/24"])
+    for _ in range(2):  # the server's answer, then the cache's, keyed by address
+        assert http.get(f"/{flavour}/orders", headers=bearer(here)).status_code == 200
+        refused = http.get(f"/{flavour}/orders", headers=bearer(elsewhere))
+        assert refused.status_code == 403
+        assert problem_of(refused)["code"] == "forbidden_ip"
+        assert "www-authenticate" not in refused.headers

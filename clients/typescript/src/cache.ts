@@ -4,8 +4,9 @@
  *
  * - only a VALID answer without rate limits and without quota (`ratelimits` empty,
  *   `remaining` null) is kept: a limited key is counted by the server on every call;
- * - entries are keyed by the SHA-256 of the presented key (the key itself is never
- *   kept) and hold the answer with the key's scopes, so a call asking other scopes is
+ * - entries are keyed by the SHA-256 of the presented key and the client address
+ *   (the key itself is never kept; a key with an IP allowlist is valid from some
+ *   addresses only) and hold the answer with the key's scopes, so a call asking other scopes is
  *   decided here with the server's scope rule (INSUFFICIENT_SCOPES when not covered);
  * - an entry never outlives the key's `expires_at`, its rotation's `grace_until`, nor
  *   the cache TTL;

@@ -152,7 +152,8 @@ export class Keyhaven {
     let coherent = false;
     if (cache !== undefined) {
       this.#follower?.start();
-      digest = digestOf(key);
+      // Keyed by the address too: a key with an IP allowlist is valid only from some.
+      digest = digestOf(`${key}\0${request.clientIp ?? ""}`);
       const hit = cache.lookup(digest, request.scopes);
       if (hit !== undefined) return hit;
       epoch = cache.epoch;

@@ -120,6 +120,7 @@ const TITLES: Record<string, string> = {
   REVOKED: "The API key has been revoked",
   DISABLED: "The API key is disabled",
   INSUFFICIENT_SCOPES: "The API key lacks a required scope",
+  FORBIDDEN_IP: "The API key may not be used from this address",
   RATE_LIMITED: "Too many requests",
   USAGE_EXCEEDED: "The API key's usage quota is exhausted",
 };
@@ -175,7 +176,9 @@ export async function decide(
   }
   const code = answer.code;
   const status =
-    code === "INSUFFICIENT_SCOPES" ? 403 : code === "RATE_LIMITED" || code === "USAGE_EXCEEDED" ? 429 : 401;
+    code === "INSUFFICIENT_SCOPES" || code === "FORBIDDEN_IP"
+      ? 403
+      : code === "RATE_LIMITED" || code === "USAGE_EXCEEDED" ? 429 : 401;
   const out: Record<string, string> = { ...limitHeaders };
   if (status === 401) out["www-authenticate"] = 'Bearer realm="api", error="invalid_token"';
   if (code === "RATE_LIMITED") out["retry-after"] = String(retryAfterSeconds(answer.ratelimits));

@@ -22,6 +22,7 @@ export interface Keyspace {
   name: string;
   prefix: string;
   ratelimits: RateLimitBody[];
+  ip_allowlist: string[];
   created_at: string;
   updated_at: string;
   [field: string]: unknown;
@@ -31,6 +32,7 @@ export interface CreateKeyspace {
   name: string;
   prefix: string;
   ratelimits?: RateLimitBody[];
+  ip_allowlist?: string[];
   default_grace_seconds?: number | null;
   max_key_age_seconds?: number | null;
   [field: string]: unknown;
@@ -52,6 +54,8 @@ export interface Key {
   rotated_to: string | null;
   grace_until: string | null;
   ratelimits: RateLimitBody[];
+  /** Networks (CIDR) the key may be used from; empty for any address. */
+  ip_allowlist: string[];
   last_used_at: string | null;
   created_at: string;
   updated_at: string;
@@ -74,6 +78,8 @@ export interface CreateKey {
   ratelimits?: RateLimitBody[];
   quota?: { remaining: number; refill?: unknown } | null;
   recoverable?: boolean | null;
+  /** Networks (CIDR) or addresses the key may be used from; at most 100. */
+  ip_allowlist?: string[];
   [field: string]: unknown;
 }
 
@@ -86,6 +92,8 @@ export interface UpdateKey {
   enabled?: boolean | null;
   ratelimits?: RateLimitBody[] | null;
   quota?: { remaining: number; refill?: unknown } | null;
+  /** Replaces the IP allowlist; `[]` removes it. */
+  ip_allowlist?: string[];
   [field: string]: unknown;
 }
 
@@ -105,6 +113,7 @@ export interface Owner {
   name: string | null;
   meta: Record<string, unknown>;
   ratelimits: RateLimitBody[];
+  ip_allowlist: string[];
   created_at: string;
   updated_at: string;
   [field: string]: unknown;
@@ -116,6 +125,7 @@ export interface CreateOwner {
   meta?: Record<string, unknown>;
   ratelimits?: RateLimitBody[];
   quota?: { remaining: number; refill?: unknown } | null;
+  ip_allowlist?: string[];
   [field: string]: unknown;
 }
 

@@ -7,6 +7,7 @@ export type VerifyCode =
   | "REVOKED"
   | "DISABLED"
   | "INSUFFICIENT_SCOPES"
+  | "FORBIDDEN_IP"
   | "RATE_LIMITED"
   | "USAGE_EXCEEDED"
   | "FORBIDDEN";

@@ -25,7 +25,12 @@ export async function makeKeys(base) {
   const expiring = await make({ expires_at: new Date(Date.now() + 2000).toISOString() });
   const limited = await make({ ratelimits: [{ name: "requests", limit: 1, duration_ms: 60_000 }] });
   const quota = await make({ quota: { remaining: 1 } });
-  return { kh, ks, owner, valid, admin: admin_, revoked, disabled, expiring, limited, quota, unknown: generateKey(ks.prefix) };
+  const local = await make({ ip_allowlist: ["127.0.0.0/8", "::1"] });
+  const remote = await make({ ip_allowlist: ["203.0.113.0/24"] });
+  return {
+    kh, ks, owner, valid, admin: admin_, revoked, disabled, expiring, limited, quota, local, remote,
+    unknown: generateKey(ks.prefix),
+  };
 }
 
 const get = (base, path, headers = {}) => fetch(base + path, { headers });
@@ -90,6 +95,12 @@ export async function runCases(base, keys) {
   await problem(res, 403, "insufficient_scopes");
   assert.equal(res.headers.get("www-authenticate"), null);
   assert.equal((await get(base, "/admin", bearer(keys.admin))).status, 200);
+
+  // IP allowlists: the app passes the caller's address; outside the list is 403.
+  assert.equal((await get(base, "/whoami", bearer(keys.local))).status, 200);
+  res = await get(base, "/whoami", bearer(keys.remote));
+  await problem(res, 403, "forbidden_ip");
+  assert.equal(res.headers.get("www-authenticate"), null);
 
   // Rate limit of 1: the second call is 429 with Retry-After and the RateLimit headers.
   res = await get(base, "/whoami", bearer(keys.limited));

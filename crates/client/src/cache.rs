@@ -6,8 +6,9 @@
 //!   `remaining` null), to a call that named no limits, is kept: every call of a limited
 //!   key goes to the server, which counts it. (A call naming some limits gets an answer
 //!   listing only those: a key with other limits would look unlimited.)
-//! - Entries are keyed by the SHA-256 of the presented key (the key itself is never
-//!   kept) and hold the whole answer, so a call asking other scopes is decided here with
+//! - Entries are keyed by the SHA-256 of the presented key and the client address (the
+//!   key itself is never kept; a key with an IP allowlist is valid from some addresses
+//!   only) and hold the whole answer, so a call asking other scopes is decided here with
 //!   the server's scope rule ([`keyhaven_core::policy::scopes_grant`]): covered, or
 //!   INSUFFICIENT_SCOPES.
 //! - An entry never outlives the key's `expires_at` or rotation `grace_until`, nor the
@@ -109,9 +110,16 @@ pub(crate) struct Ticket {
     coherent: bool,
 }
 
-/// The SHA-256 of a presented key: the cache's only trace of it.
-pub(crate) fn digest(key: &str) -> [u8; 32] {
-    Sha256::digest(key.as_bytes()).into()
+/// The SHA-256 of a presented key and the client address it came from (a key with an
+/// IP allowlist is valid from some addresses only): the cache's only trace of the key.
+pub(crate) fn digest(key: &str, client_ip: Option<std::net::IpAddr>) -> [u8; 32] {
+    let mut hash = Sha256::new();
+    hash.update(key.as_bytes());
+    hash.update([0]);
+    if let Some(ip) = client_ip {
+        hash.update(ip.to_string().as_bytes());
+    }
+    hash.finalize().into()
 }
 
 impl VerifyCache {
@@ -323,7 +331,7 @@ mod tests {
     #[test]
     fn a_valid_unlimited_answer_is_served_with_the_scope_rule() {
         let c = cache();
-        let d = digest("k1");
+        let d = digest("k1", None);
         c.offer(
             d,
             c.ticket(),
@@ -362,7 +370,7 @@ mod tests {
             exceeded: false,
         });
         c.offer(
-            digest("a"),
+            digest("a", None),
             c.ticket(),
             &VerifyOptions::new(),
             &Arc::new(limited),
@@ -370,17 +378,22 @@ mod tests {
         let mut quota = (*valid("id2", &[])).clone();
         quota.remaining = Some(5);
         c.offer(
-            digest("b"),
+            digest("b", None),
             c.ticket(),
             &VerifyOptions::new(),
             &Arc::new(quota),
         );
         let revoked = Arc::new(VerifyResponse::refused(VerifyCode::Revoked));
-        c.offer(digest("c"), c.ticket(), &VerifyOptions::new(), &revoked);
+        c.offer(
+            digest("c", None),
+            c.ticket(),
+            &VerifyOptions::new(),
+            &revoked,
+        );
         let before = c.ticket();
         c.invalidate_key("other");
         c.offer(
-            digest("d"),
+            digest("d", None),
             before,
             &VerifyOptions::new(),
             &valid("id4", &[]),
@@ -388,15 +401,15 @@ mod tests {
         let across_a_break = c.ticket();
         c.lost();
         c.offer(
-            digest("f"),
+            digest("f", None),
             across_a_break,
             &VerifyOptions::new(),
             &valid("id6", &[]),
         );
         let named = VerifyOptions::new().ratelimits(vec![crate::types::NamedCost::new("x", None)]);
-        c.offer(digest("e"), c.ticket(), &named, &valid("id5", &[]));
+        c.offer(digest("e", None), c.ticket(), &named, &valid("id5", &[]));
         for key in ["a", "b", "c", "d", "e", "f"] {
-            assert!(c.lookup(&digest(key), &opts(&[])).is_none(), "{key}");
+            assert!(c.lookup(&digest(key, None), &opts(&[])).is_none(), "{key}");
         }
     }
 
@@ -404,23 +417,23 @@ mod tests {
     fn events_drop_entries_and_silence_stops_serving() {
         let c = cache();
         c.offer(
-            digest("a"),
+            digest("a", None),
             c.ticket(),
             &VerifyOptions::new(),
             &valid("id1", &[]),
         );
         c.offer(
-            digest("b"),
+            digest("b", None),
             c.ticket(),
             &VerifyOptions::new(),
             &valid("id2", &[]),
         );
         c.invalidate_key("id1");
         c.entries.run_pending_tasks();
-        assert!(c.lookup(&digest("a"), &opts(&[])).is_none());
-        assert!(c.lookup(&digest("b"), &opts(&[])).is_some());
+        assert!(c.lookup(&digest("a", None), &opts(&[])).is_none());
+        assert!(c.lookup(&digest("b", None), &opts(&[])).is_some());
         c.invalidate_all();
-        assert!(c.lookup(&digest("b"), &opts(&[])).is_none());
+        assert!(c.lookup(&digest("b", None), &opts(&[])).is_none());
 
         let silent = VerifyCache::new(&CacheOptions {
             coherence: Duration::from_millis(20),
@@ -429,24 +442,24 @@ mod tests {
         assert!(!silent.coherent(), "never heard");
         silent.heard();
         silent.offer(
-            digest("a"),
+            digest("a", None),
             silent.ticket(),
             &VerifyOptions::new(),
             &valid("id1", &[]),
         );
-        assert!(silent.lookup(&digest("a"), &opts(&[])).is_some());
+        assert!(silent.lookup(&digest("a", None), &opts(&[])).is_some());
         std::thread::sleep(Duration::from_millis(30));
-        assert!(silent.lookup(&digest("a"), &opts(&[])).is_none());
+        assert!(silent.lookup(&digest("a", None), &opts(&[])).is_none());
         let before = silent.ticket();
         silent.heard();
         silent.offer(
-            digest("b"),
+            digest("b", None),
             before,
             &VerifyOptions::new(),
             &valid("id2", &[]),
         );
         assert!(
-            silent.lookup(&digest("b"), &opts(&[])).is_none(),
+            silent.lookup(&digest("b", None), &opts(&[])).is_none(),
             "fetched while the stream was silent"
         );
     }
@@ -461,7 +474,7 @@ mod tests {
         let mut expiring = (*valid("id1", &[])).clone();
         expiring.expires_at = Some(soon.clone());
         c.offer(
-            digest("a"),
+            digest("a", None),
             c.ticket(),
             &VerifyOptions::new(),
             &Arc::new(expiring),
@@ -472,7 +485,7 @@ mod tests {
             grace_until: soon,
         });
         c.offer(
-            digest("b"),
+            digest("b", None),
             c.ticket(),
             &VerifyOptions::new(),
             &Arc::new(rotated),
@@ -480,17 +493,17 @@ mod tests {
         let mut unreadable = (*valid("id4", &[])).clone();
         unreadable.expires_at = Some("tomorrow".into());
         c.offer(
-            digest("c"),
+            digest("c", None),
             c.ticket(),
             &VerifyOptions::new(),
             &Arc::new(unreadable),
         );
-        assert!(c.lookup(&digest("a"), &opts(&[])).is_some());
-        assert!(c.lookup(&digest("b"), &opts(&[])).is_some());
-        assert!(c.lookup(&digest("c"), &opts(&[])).is_none());
+        assert!(c.lookup(&digest("a", None), &opts(&[])).is_some());
+        assert!(c.lookup(&digest("b", None), &opts(&[])).is_some());
+        assert!(c.lookup(&digest("c", None), &opts(&[])).is_none());
         std::thread::sleep(Duration::from_millis(60));
         c.heard();
-        assert!(c.lookup(&digest("a"), &opts(&[])).is_none());
-        assert!(c.lookup(&digest("b"), &opts(&[])).is_none());
+        assert!(c.lookup(&digest("a", None), &opts(&[])).is_none());
+        assert!(c.lookup(&digest("b", None), &opts(&[])).is_none());
     }
 }

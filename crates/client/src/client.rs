@@ -343,7 +343,7 @@ impl Remote {
             return self.ask(key, options).await.map(Arc::new);
         };
         self.start_following();
-        let digest = digest(key);
+        let digest = digest(key, options.client_ip);
         if let Some(hit) = cache.lookup(&digest, options) {
             return Ok(hit);
         }

@@ -138,7 +138,7 @@ mod tests {
         r.valid = true;
         r.key_id = Some(key_id.into());
         cache.offer(
-            digest(key),
+            digest(key, None),
             cache.ticket(),
             &VerifyOptions::new(),
             &Arc::new(r),
@@ -146,7 +146,9 @@ mod tests {
     }
 
     fn hit(cache: &VerifyCache, key: &str) -> bool {
-        cache.lookup(&digest(key), &VerifyOptions::new()).is_some()
+        cache
+            .lookup(&digest(key, None), &VerifyOptions::new())
+            .is_some()
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod base58;
 mod charset;
 pub mod compat;
 pub mod format;
+pub mod ip_allowlist;
 mod mac;
 pub mod pepper;
 pub mod policy;
@@ -25,6 +26,7 @@ pub mod verifier;
 pub use format::{
     GeneratedKey, KeyId, ParseError, ParsedKey, Prefix, PrefixError, generate, parse, parse_bytes,
 };
+pub use ip_allowlist::{IpAllowlist, IpAllowlistError};
 pub use pepper::{Pepper, PepperError, PepperSet, PepperVersion};
 pub use policy::{KeyState, VerifyCode};
 pub use random::RandomError;

@@ -12,6 +12,9 @@ pub enum VerifyCode {
     Revoked,
     Disabled,
     InsufficientScopes,
+    /// The key (or its owner or keyspace) has an IP allowlist that does not admit the
+    /// client's address, or no address was given.
+    ForbiddenIp,
     /// A rate limit (the key's, its owner's, or the failed-verification limiter's) is
     /// exhausted.
     RateLimited,
@@ -20,7 +23,7 @@ pub enum VerifyCode {
 }
 
 impl VerifyCode {
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Valid,
         Self::NotFound,
         Self::Malformed,
@@ -28,6 +31,7 @@ impl VerifyCode {
         Self::Revoked,
         Self::Disabled,
         Self::InsufficientScopes,
+        Self::ForbiddenIp,
         Self::RateLimited,
         Self::UsageExceeded,
     ];
@@ -41,6 +45,7 @@ impl VerifyCode {
             Self::Revoked => "REVOKED",
             Self::Disabled => "DISABLED",
             Self::InsufficientScopes => "INSUFFICIENT_SCOPES",
+            Self::ForbiddenIp => "FORBIDDEN_IP",
             Self::RateLimited => "RATE_LIMITED",
             Self::UsageExceeded => "USAGE_EXCEEDED",
         }
@@ -56,12 +61,15 @@ pub struct KeyState<'a> {
     /// For a rotated key: the end of its grace period, from which it counts as revoked.
     pub grace_until: Option<i64>,
     pub scopes: &'a [String],
+    /// Whether the client's address passes the IP allowlists of the key, its owner and
+    /// its keyspace ([`crate::ip_allowlist::admitted`]; true when there are none).
+    pub ip_admitted: bool,
 }
 
 /// Decides a matched key's code. Order matters and is part of the contract: a revoked
 /// key (or a rotated one past its grace period) says REVOKED even if it also expired; a
-/// disabled key says DISABLED before its expiry; scopes are checked last, only for an
-/// otherwise usable key. Every boundary is inclusive: at `expires_at` or `grace_until`
+/// disabled key says DISABLED before its expiry; then the client's address
+/// (FORBIDDEN_IP); scopes are checked last, only for an otherwise usable key. Every boundary is inclusive: at `expires_at` or `grace_until`
 /// the key no longer verifies.
 pub fn decide(key: KeyState<'_>, required_scopes: &[String], now: i64) -> VerifyCode {
     if key.revoked || key.grace_until.is_some_and(|until| until <= now) {
@@ -70,6 +78,8 @@ pub fn decide(key: KeyState<'_>, required_scopes: &[String], now: i64) -> Verify
         VerifyCode::Disabled
     } else if key.expires_at.is_some_and(|at| at <= now) {
         VerifyCode::Expired
+    } else if !key.ip_admitted {
+        VerifyCode::ForbiddenIp
     } else if !required_scopes
         .iter()
         .all(|needed| scopes_grant(key.scopes, needed))
@@ -108,11 +118,12 @@ mod tests {
             expires_at: None,
             grace_until: None,
             scopes,
+            ip_admitted: true,
         }
     }
 
     #[test]
-    fn precedence_is_revoked_disabled_expired_scopes() {
+    fn precedence_is_revoked_disabled_expired_address_scopes() {
         let scopes = s(&["read"]);
         let all_bad = KeyState {
             enabled: false,
@@ -120,6 +131,7 @@ mod tests {
             expires_at: Some(10),
             grace_until: None,
             scopes: &scopes,
+            ip_admitted: false,
         };
         let need = s(&["write"]);
         assert_eq!(decide(all_bad, &need, 20), VerifyCode::Revoked);
@@ -132,6 +144,11 @@ mod tests {
         assert_eq!(decide(k, &need, 20), VerifyCode::Expired);
         let k = KeyState {
             expires_at: None,
+            ..k
+        };
+        assert_eq!(decide(k, &need, 20), VerifyCode::ForbiddenIp);
+        let k = KeyState {
+            ip_admitted: true,
             ..k
         };
         assert_eq!(decide(k, &need, 20), VerifyCode::InsufficientScopes);

@@ -97,6 +97,12 @@ impl Serialize for Rfc3339Micros {
     }
 }
 
+/// An IP allowlist as the API shows it: its networks in CIDR form, `[]` for none.
+pub fn allowlist_view(list: Option<&keyhaven_core::IpAllowlist>) -> Vec<String> {
+    list.map(keyhaven_core::IpAllowlist::entries)
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -478,6 +478,7 @@ mod tests {
             sealed_key: None,
             import: None,
             limits: Default::default(),
+            ip_allowlist: None,
             last_used_at: None,
             created_at: now,
             updated_at: now,
@@ -491,6 +492,8 @@ mod tests {
                 owner_external_id: None,
                 keyspace_ratelimits: Vec::new(),
                 owner_limits: Default::default(),
+                owner_ip_allowlist: None,
+                keyspace_ip_allowlist: None,
             }),
             None,
         )

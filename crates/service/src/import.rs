@@ -206,6 +206,7 @@ pub fn build(item: &ImportItem, peppers: &PepperSet, now: Timestamp) -> Result<K
             public,
         }),
         limits: Default::default(),
+        ip_allowlist: None,
         last_used_at: None,
         created_at: now,
         updated_at: now,

@@ -117,6 +117,12 @@ pub struct CreateKeyspace {
     /// What happens to a key reported as leaked (default `revoke`).
     #[serde(default)]
     pub leak_policy: LeakPolicyName,
+    /// Client addresses every key of the keyspace may be used from: up to 100 IPv4/IPv6 networks in CIDR
+    /// notation or single addresses (`203.0.113.0/24`, `2001:db8::/32`, `198.51.100.7`).
+    /// A verification from elsewhere, or without `client_ip`, answers FORBIDDEN_IP.
+    #[serde(default)]
+    #[schema(max_items = 100)]
+    pub ip_allowlist: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -146,6 +152,9 @@ pub struct UpdateKeyspace {
     pub branding: Option<BrandingBody>,
     /// What happens to a key reported as leaked.
     pub leak_policy: Option<LeakPolicyName>,
+    /// Replaces the IP allowlist of every key of the keyspace (`[]` removes it); at most 100 entries.
+    #[schema(max_items = 100)]
+    pub ip_allowlist: Option<Vec<String>>,
 }
 
 /// Each policy duration is 1 second to 100 years (grace may be 0).
@@ -239,6 +248,7 @@ pub async fn create(
         alerts: input.alerts.thresholds()?,
         branding: input.branding.validated()?,
         leak_policy: input.leak_policy.into(),
+        ip_allowlist: validate::ip_allowlist(&input.ip_allowlist)?,
         created_at: now,
         updated_at: now,
     };
@@ -272,6 +282,10 @@ pub async fn create(
                 },
             ),
             ("leak_policy", json!(LeakPolicyName::from(ks.leak_policy))),
+            (
+                "ip_allowlist",
+                validate::ip_allowlist_audit(ks.ip_allowlist.as_ref()),
+            ),
         ]),
         now,
     )?;
@@ -326,6 +340,9 @@ pub async fn update(
     if let Some(v) = input.leak_policy {
         after.leak_policy = v.into();
     }
+    if let Some(v) = input.ip_allowlist {
+        after.ip_allowlist = validate::ip_allowlist(&v)?;
+    }
     validate_policy(&after.policy)?;
     let now = service.clock.now();
     after.updated_at = now;
@@ -371,6 +388,11 @@ pub async fn update(
                 "leak_policy",
                 json!(LeakPolicyName::from(before.leak_policy)),
                 json!(LeakPolicyName::from(after.leak_policy)),
+            ),
+            (
+                "ip_allowlist",
+                validate::ip_allowlist_audit(before.ip_allowlist.as_ref()),
+                validate::ip_allowlist_audit(after.ip_allowlist.as_ref()),
             ),
         ]),
         now,

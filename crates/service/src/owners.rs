@@ -46,6 +46,12 @@ pub struct CreateOwner {
     pub ratelimits: Vec<RateLimitBody>,
     /// Uses shared by all the owner's keys.
     pub quota: Option<QuotaBody>,
+    /// Client addresses all the owner's keys may be used from: up to 100 IPv4/IPv6 networks in CIDR
+    /// notation or single addresses (`203.0.113.0/24`, `2001:db8::/32`, `198.51.100.7`).
+    /// A verification from elsewhere, or without `client_ip`, answers FORBIDDEN_IP.
+    #[serde(default)]
+    #[schema(max_items = 100)]
+    pub ip_allowlist: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -66,6 +72,9 @@ pub struct UpdateOwner {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<QuotaBody>)]
     pub quota: Option<Option<QuotaBody>>,
+    /// Replaces the IP allowlist of all the owner's keys (`[]` removes it); at most 100 entries.
+    #[schema(max_items = 100)]
+    pub ip_allowlist: Option<Vec<String>>,
 }
 
 /// Refuses an actor limited to keyspaces (see the module docs).
@@ -142,6 +151,7 @@ pub async fn create(
         validate::name("name", name)?;
     }
     validate::meta(&input.meta)?;
+    let ip_allowlist = validate::ip_allowlist(&input.ip_allowlist)?;
     let now = service.clock.now();
     let owner = Owner {
         id: ids::new_id("own")?,
@@ -152,6 +162,7 @@ pub async fn create(
             ratelimits: rate_limits(input.ratelimits)?,
             quota: input.quota.map(|q| quota(q, now)).transpose()?,
         },
+        ip_allowlist,
         created_at: now,
         updated_at: now,
     };
@@ -167,6 +178,10 @@ pub async fn create(
             ("meta", json!(owner.meta)),
             ("quota", quota_audit(owner.limits.quota.as_ref())),
             ("ratelimits", limits_audit(&owner.limits.ratelimits)),
+            (
+                "ip_allowlist",
+                validate::ip_allowlist_audit(owner.ip_allowlist.as_ref()),
+            ),
         ]),
         now,
     )?;
@@ -201,6 +216,9 @@ pub async fn update(
         validate::meta(&meta)?;
         after.meta = meta;
     }
+    if let Some(entries) = input.ip_allowlist {
+        after.ip_allowlist = validate::ip_allowlist(&entries)?;
+    }
     let now = service.clock.now();
     let quota_write = patch_limits(&mut after.limits, input.ratelimits, input.quota, now)?;
     after.updated_at = now;
@@ -227,6 +245,11 @@ pub async fn update(
                 json!(after.limits.ratelimits),
             ),
             ("quota", quota_change(&before), quota_change(&after)),
+            (
+                "ip_allowlist",
+                validate::ip_allowlist_audit(before.ip_allowlist.as_ref()),
+                validate::ip_allowlist_audit(after.ip_allowlist.as_ref()),
+            ),
         ]),
         now,
     )?;

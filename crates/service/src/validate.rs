@@ -128,6 +128,18 @@ pub fn redact(message: &str) -> String {
     out
 }
 
+/// An IP allowlist as given (`[]`: none), parsed: up to 100 IPv4/IPv6 networks or
+/// addresses, each exact (no bits set past its prefix).
+pub fn ip_allowlist(entries: &[String]) -> Result<Option<keyhaven_core::IpAllowlist>> {
+    keyhaven_core::IpAllowlist::parse(entries)
+        .map_err(|e| ServiceError::invalid(format!("ip_allowlist: {e}")))
+}
+
+/// An IP allowlist as audit events show it: its entries, or `null` for none.
+pub fn ip_allowlist_audit(list: Option<&keyhaven_core::IpAllowlist>) -> Value {
+    list.map_or(Value::Null, |l| Value::from(l.entries()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

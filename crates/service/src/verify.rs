@@ -11,7 +11,8 @@
 //! 4. MAC of the secret under the pepper, compared in constant time with the stored
 //!    verifier (`PepperSet::verify`). Nothing beyond NOT_FOUND/MALFORMED is decided
 //!    before the secret matched; a match under an older pepper re-hashes off the path.
-//! 5. Policy: enabled, revoked, expired (or past its rotation grace), scopes
+//! 5. Policy: enabled, revoked, expired (or past its rotation grace), the client's
+//!    address against the IP allowlists of the key, its owner and its keyspace, scopes
 //!    (`keyhaven_core::policy`).
 //! 6. Rate limits and quota for a usable key ([`crate::limits`]); the failed-verification
 //!    limiter for a key that was not found.
@@ -26,7 +27,9 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use keyhaven_core::compat::{self, ImportFormat};
-use keyhaven_core::{KeyState, ParsedKey, SecretStr, Verification, VerifyCode, policy};
+use keyhaven_core::{
+    KeyState, ParsedKey, SecretStr, Verification, VerifyCode, ip_allowlist, policy,
+};
 use keyhaven_store::{KeyForVerify, ROOT_KEYSPACE_ID, Timestamp};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -62,8 +65,10 @@ pub struct VerifyRequest {
     /// key at `cost`); at most 32. Names the key does not have are ignored.
     #[schema(max_items = 32)]
     pub ratelimits: Option<Vec<NamedCost>>,
-    /// The address of the client that presented the key (as your API saw it): failed
-    /// verifications are limited per address as well as per key id.
+    /// The address of the client that presented the key (as your API saw it): checked
+    /// against the IP allowlists of the key, its owner and its keyspace (a key with an
+    /// allowlist answers FORBIDDEN_IP without it), and failed verifications are limited
+    /// per address as well as per key id.
     #[schema(value_type = Option<String>)]
     pub client_ip: Option<IpAddr>,
 }
@@ -97,9 +102,13 @@ pub async fn verify<R>(
     let presented = request.key.expose_secret();
     let parsed = keyhaven_core::parse(presented).ok();
     let visible = |keyspace: &str| actor.sees_keyspace(keyspace);
+    let asked = Asked {
+        scopes: &request.scopes,
+        client_ip: Some(request.client_ip),
+    };
     let matched = match &parsed {
-        Some(parsed) => match_native(service, parsed, &request.scopes, visible, now).await?,
-        None => match_imported(service, presented, &request.scopes, visible, now).await?,
+        Some(parsed) => match_native(service, parsed, &asked, visible, now).await?,
+        None => match_imported(service, presented, &asked, visible, now).await?,
     };
     let mut code = matched.code;
     let found = matched.key.as_deref();
@@ -199,9 +208,13 @@ pub async fn authenticate(
 ) -> Result<Option<Actor>> {
     let now = service.clock.now();
     let is_root = |keyspace: &str| keyspace == ROOT_KEYSPACE_ID;
+    let asked = Asked {
+        scopes: &[],
+        client_ip: Some(client_ip),
+    };
     let matched = match keyhaven_core::parse(token) {
-        Ok(parsed) => match_native(service, &parsed, &[], is_root, now).await?,
-        Err(_) => match_imported(service, token, &[], is_root, now).await?,
+        Ok(parsed) => match_native(service, &parsed, &asked, is_root, now).await?,
+        Err(_) => match_imported(service, token, &asked, is_root, now).await?,
     };
     let key = match (matched.code, matched.key) {
         (VerifyCode::Valid, Some(key)) => key,
@@ -275,6 +288,16 @@ fn checked_cost(request: &VerifyRequest) -> Result<u64> {
     Ok(cost)
 }
 
+/// What a verification asks of a matched key beyond its own state.
+#[derive(Debug, Clone, Copy)]
+struct Asked<'a> {
+    scopes: &'a [String],
+    /// The client's address, checked against the IP allowlists; `None` skips that
+    /// check (a key's own state, [`key_state_code`]), `Some(None)` is a call that gave
+    /// no address.
+    client_ip: Option<Option<IpAddr>>,
+}
+
 /// A verification's result before limits: the code and, once the secret matched, the key.
 #[derive(Debug, Clone)]
 struct Matched {
@@ -300,7 +323,7 @@ impl Matched {
 async fn match_native(
     service: &Service,
     parsed: &ParsedKey<'_>,
-    required_scopes: &[String],
+    asked: &Asked<'_>,
     visible: impl FnOnce(&str) -> bool,
     now: Timestamp,
 ) -> Result<Matched> {
@@ -332,14 +355,14 @@ async fn match_native(
     if rehash {
         spawn_rehash(service, &record, parsed.secret());
     }
-    Ok(apply_policy(record, required_scopes, now))
+    Ok(apply_policy(record, asked, now))
 }
 
 /// A non-native key: an imported key, or MALFORMED.
 async fn match_imported(
     service: &Service,
     key: &str,
-    required_scopes: &[String],
+    asked: &Asked<'_>,
     visible: impl FnOnce(&str) -> bool,
     now: Timestamp,
 ) -> Result<Matched, ServiceError> {
@@ -397,7 +420,7 @@ async fn match_imported(
         } else if rehash {
             spawn_rehash(service, &record, secret);
         }
-        return Ok(apply_policy(record, required_scopes, now));
+        return Ok(apply_policy(record, asked, now));
     }
     Ok(Matched::rejected(VerifyCode::Malformed))
 }
@@ -419,15 +442,28 @@ fn spawn_rehash(service: &Service, record: &KeyForVerify, secret: SecretStr<'_>)
     });
 }
 
-/// What a stored key's own state says now, before any scope is asked for: VALID,
-/// EXPIRED, REVOKED or DISABLED (the rule verification applies after the secret matched).
+/// What a stored key's own state says now, before any scope or address is asked for:
+/// VALID, EXPIRED, REVOKED or DISABLED (the rule verification applies after the secret
+/// matched).
 pub(crate) fn key_state_code(record: Arc<KeyForVerify>, now: Timestamp) -> VerifyCode {
-    apply_policy(record, &[], now).code
+    let asked = Asked {
+        scopes: &[],
+        client_ip: None,
+    };
+    apply_policy(record, &asked, now).code
 }
 
 /// Step 5: the policy decision for a key whose secret matched.
-fn apply_policy(record: Arc<KeyForVerify>, required_scopes: &[String], now: Timestamp) -> Matched {
+fn apply_policy(record: Arc<KeyForVerify>, asked: &Asked<'_>, now: Timestamp) -> Matched {
     let key = &record.key;
+    let ip_admitted = asked.client_ip.is_none_or(|client_ip| {
+        let lists = [
+            key.ip_allowlist.as_ref(),
+            record.owner_ip_allowlist.as_ref(),
+            record.keyspace_ip_allowlist.as_ref(),
+        ];
+        ip_allowlist::admitted(lists, client_ip)
+    });
     let code = policy::decide(
         KeyState {
             enabled: key.enabled,
@@ -438,8 +474,9 @@ fn apply_policy(record: Arc<KeyForVerify>, required_scopes: &[String], now: Time
                 .as_ref()
                 .map(|r| r.grace_until.unix_timestamp()),
             scopes: &key.scopes,
+            ip_admitted,
         },
-        required_scopes,
+        asked.scopes,
         now.unix_timestamp(),
     );
     Matched {

@@ -4,9 +4,9 @@
 
 use std::fmt;
 
-use keyhaven_core::Verifier;
 use keyhaven_core::quota::{Interval, QuotaState, Refill};
 use keyhaven_core::ratelimit::Gcra;
+use keyhaven_core::{IpAllowlist, Verifier};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
@@ -44,6 +44,8 @@ pub struct Keyspace {
     pub branding: Branding,
     /// What happens to a key of this keyspace reported as leaked.
     pub leak_policy: LeakPolicy,
+    /// Addresses every key of the keyspace may be used from (`None`: any).
+    pub ip_allowlist: Option<IpAllowlist>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -117,6 +119,8 @@ pub struct Owner {
     pub meta: Map<String, Value>,
     /// Rate limits and quota shared by all the owner's keys.
     pub limits: Limits,
+    /// Addresses every key of the owner may be used from (`None`: any).
+    pub ip_allowlist: Option<IpAllowlist>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -243,6 +247,9 @@ pub struct KeyRecord {
     pub import: Option<Import>,
     /// The key's own rate limits (overriding its keyspace's by name) and quota.
     pub limits: Limits,
+    /// Addresses the key may be used from (`None`: any); its owner's and keyspace's
+    /// allowlists apply as well.
+    pub ip_allowlist: Option<IpAllowlist>,
     pub last_used_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
@@ -294,6 +301,9 @@ pub struct KeyForVerify {
     pub keyspace_ratelimits: Vec<RateLimitDef>,
     /// The owner's shared limits (empty without an owner).
     pub owner_limits: Limits,
+    /// The owner's and the keyspace's IP allowlists.
+    pub owner_ip_allowlist: Option<IpAllowlist>,
+    pub keyspace_ip_allowlist: Option<IpAllowlist>,
 }
 
 impl KeyForVerify {

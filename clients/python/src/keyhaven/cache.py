@@ -7,7 +7,8 @@ The same rules as the Rust proxy node (``crates/server/src/gateway/remote.rs``):
   counts it. (The client also never fills the cache from a call that named
   ``ratelimits``: such an answer lists only the named limits, so an empty list there
   does not show that the key has none.)
-- Entries are keyed by the SHA-256 of the presented key; the key itself is never kept.
+- Entries are keyed by the SHA-256 of the presented key and the client address (a key
+  with an IP allowlist is valid from some addresses only); the key itself is never kept.
   An entry holds the answer (identity and the key's scopes), so a later call asking
   other scopes is decided here with the server's scope rule (:func:`scopes_grant`):
   covered, the cached VALID answer; not covered, INSUFFICIENT_SCOPES.

@@ -89,12 +89,15 @@ class _Base:
         return (root, call.secret.key()) if call.secret is not None else (root,)
 
     def _lookup(
-        self, key: str, scopes: Tuple[str, ...]
+        self, key: str, scopes: Tuple[str, ...], client_ip: Optional[str]
     ) -> Tuple[Optional[VerifyResult], bytes]:
         cache = self._cache
         if cache is None:
             return None, b""
-        digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
+        # Keyed by the address too: a key with an IP allowlist is valid only from some.
+        digest = hashlib.sha256(
+            key.encode("utf-8", "surrogatepass") + b"\0" + (client_ip or "").encode()
+        ).digest()
         return cache.lookup(digest, scopes), digest
 
     def __repr__(self) -> str:
@@ -155,7 +158,8 @@ class Client(_Base):
         ``scopes``: scopes the key must hold (else ``INSUFFICIENT_SCOPES``); ``cost``:
         units taken from its limits and quota (default 1); ``ratelimits``: only these
         named limits (names, or ``{"name", "cost"}``); ``client_ip``: the address that
-        presented the key, for the server's failed-verification limiter.
+        presented the key, checked against IP allowlists (``FORBIDDEN_IP``) and used by
+        the server's failed-verification limiter.
         """
         key = _check_key(key)
         wanted = c.scope_tuple(scopes)
@@ -164,7 +168,7 @@ class Client(_Base):
         if cache is not None:
             if self._follower is None or self._follower.done():
                 self._start_follower()
-            hit, digest = self._lookup(key, wanted)
+            hit, digest = self._lookup(key, wanted, client_ip)
             if hit is not None:
                 return hit
             before = cache.before_call()
@@ -237,6 +241,7 @@ class Client(_Base):
         default_grace_seconds: Optional[int] = None,
         expiry_warning_seconds: Optional[int] = None,
         leak_policy: Optional[str] = None,
+        ip_allowlist: Optional[Sequence[str]] = None,
         extra: Optional[Mapping[str, Any]] = None,
     ) -> Keyspace:
         """``POST /v1/keyspaces`` (``extra``: further fields such as ``branding``)."""
@@ -244,6 +249,7 @@ class Client(_Base):
             name=name, prefix=prefix, ratelimits=ratelimits, max_key_age_seconds=max_key_age_seconds,
             default_grace_seconds=default_grace_seconds,
             expiry_warning_seconds=expiry_warning_seconds, leak_policy=leak_policy,
+            ip_allowlist=list(ip_allowlist) if ip_allowlist is not None else None,
         )
         return cast(Keyspace, self._send(c.Call("POST", "/v1/keyspaces", json={**fields, **(extra or {})})))
 
@@ -274,6 +280,7 @@ class Client(_Base):
         ratelimits: Optional[Sequence[RatelimitSpec]] = None,
         quota: Optional[Mapping[str, Any]] = None,
         recoverable: Optional[bool] = None,
+        ip_allowlist: Optional[Sequence[str]] = None,
     ) -> CreatedKey:
         """``POST /v1/keys``: the answer's ``key`` is the plaintext, shown this once."""
         fields = c.body(
@@ -282,6 +289,7 @@ class Client(_Base):
             meta=dict(meta) if meta is not None else None, expires_at=expires_at,
             enabled=enabled, ratelimits=list(ratelimits) if ratelimits is not None else None,
             quota=dict(quota) if quota is not None else None, recoverable=recoverable,
+            ip_allowlist=list(ip_allowlist) if ip_allowlist is not None else None,
         )
         return cast(CreatedKey, self._send(c.Call("POST", "/v1/keys", json=fields)))
 
@@ -354,11 +362,13 @@ class Client(_Base):
         meta: Optional[Mapping[str, Any]] = None,
         ratelimits: Optional[Sequence[RatelimitSpec]] = None,
         quota: Optional[Mapping[str, Any]] = None,
+        ip_allowlist: Optional[Sequence[str]] = None,
     ) -> Owner:
         fields = c.body(
             external_id=external_id, name=name, meta=dict(meta) if meta is not None else None,
             ratelimits=list(ratelimits) if ratelimits is not None else None,
             quota=dict(quota) if quota is not None else None,
+            ip_allowlist=list(ip_allowlist) if ip_allowlist is not None else None,
         )
         return cast(Owner, self._send(c.Call("POST", "/v1/owners", json=fields)))
 
@@ -456,7 +466,7 @@ class AsyncClient(_Base):
         if cache is not None:
             if self._follower is None or self._follower.done():
                 self._start_follower()
-            hit, digest = self._lookup(key, wanted)
+            hit, digest = self._lookup(key, wanted, client_ip)
             if hit is not None:
                 return hit
             before = cache.before_call()
@@ -525,12 +535,14 @@ class AsyncClient(_Base):
         default_grace_seconds: Optional[int] = None,
         expiry_warning_seconds: Optional[int] = None,
         leak_policy: Optional[str] = None,
+        ip_allowlist: Optional[Sequence[str]] = None,
         extra: Optional[Mapping[str, Any]] = None,
     ) -> Keyspace:
         fields = c.body(
             name=name, prefix=prefix, ratelimits=ratelimits, max_key_age_seconds=max_key_age_seconds,
             default_grace_seconds=default_grace_seconds,
             expiry_warning_seconds=expiry_warning_seconds, leak_policy=leak_policy,
+            ip_allowlist=list(ip_allowlist) if ip_allowlist is not None else None,
         )
         return cast(Keyspace, await self._send(c.Call("POST", "/v1/keyspaces", json={**fields, **(extra or {})})))
 
@@ -560,6 +572,7 @@ class AsyncClient(_Base):
         ratelimits: Optional[Sequence[RatelimitSpec]] = None,
         quota: Optional[Mapping[str, Any]] = None,
         recoverable: Optional[bool] = None,
+        ip_allowlist: Optional[Sequence[str]] = None,
     ) -> CreatedKey:
         fields = c.body(
             keyspace_id=keyspace_id, owner_id=owner_id, name=name,
@@ -567,6 +580,7 @@ class AsyncClient(_Base):
             meta=dict(meta) if meta is not None else None, expires_at=expires_at,
             enabled=enabled, ratelimits=list(ratelimits) if ratelimits is not None else None,
             quota=dict(quota) if quota is not None else None, recoverable=recoverable,
+            ip_allowlist=list(ip_allowlist) if ip_allowlist is not None else None,
         )
         return cast(CreatedKey, await self._send(c.Call("POST", "/v1/keys", json=fields)))
 
@@ -633,11 +647,13 @@ class AsyncClient(_Base):
         meta: Optional[Mapping[str, Any]] = None,
         ratelimits: Optional[Sequence[RatelimitSpec]] = None,
         quota: Optional[Mapping[str, Any]] = None,
+        ip_allowlist: Optional[Sequence[str]] = None,
     ) -> Owner:
         fields = c.body(
             external_id=external_id, name=name, meta=dict(meta) if meta is not None else None,
             ratelimits=list(ratelimits) if ratelimits is not None else None,
             quota=dict(quota) if quota is not None else None,
+            ip_allowlist=list(ip_allowlist) if ip_allowlist is not None else None,
         )
         return cast(Owner, await self._send(c.Call("POST", "/v1/owners", json=fields)))
 

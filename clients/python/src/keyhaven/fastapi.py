@@ -135,13 +135,13 @@ def require_key(
     hops = trusted_proxy_hops
 
     async def verify(request: Request, key: str) -> VerifyResult:
-        # A cached answer first: it needs neither the client's address nor a thread.
-        if client.cache is not None and client._follower is not None:
-            hit = client._lookup(key, wanted)[0]
-            if hit is not None:
-                return hit
         socket_ip = request.client.host if request.client else None
         ip = client_address(socket_ip, request.headers.get("x-forwarded-for"), hops)
+        # A cached answer first (kept per key and address): it needs no thread.
+        if client.cache is not None and client._follower is not None:
+            hit = client._lookup(key, wanted, ip)[0]
+            if hit is not None:
+                return hit
         if isinstance(client, AsyncClient):
             return await client.verify(key, wanted, cost, ratelimits, ip)
         return await run_in_threadpool(client.verify, key, wanted, cost, ratelimits, ip)

@@ -55,6 +55,7 @@ _TITLES = {
     "REVOKED": "The API key has been revoked",
     "DISABLED": "The API key is disabled",
     "INSUFFICIENT_SCOPES": "The API key lacks a required scope",
+    "FORBIDDEN_IP": "The API key may not be used from this address",
     "RATE_LIMITED": "Too many requests",
     "USAGE_EXCEEDED": "The API key's usage quota is exhausted",
 }
@@ -148,7 +149,7 @@ def refusal(result: VerifyResult, now: Optional[float] = None) -> Refusal:
     """The refusal for a verify answer that is not VALID."""
     code = result.code
     headers: Dict[str, str] = {}
-    if code == "INSUFFICIENT_SCOPES":
+    if code in ("INSUFFICIENT_SCOPES", "FORBIDDEN_IP"):
         status = 403
     elif code in ("RATE_LIMITED", "USAGE_EXCEEDED"):
         status = 429

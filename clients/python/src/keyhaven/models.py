@@ -64,8 +64,8 @@ class VerifyResult:
     """The answer to ``POST /v1/keys/verify``.
 
     ``valid`` and ``code`` are always set (``VALID``, ``NOT_FOUND``, ``MALFORMED``,
-    ``EXPIRED``, ``REVOKED``, ``DISABLED``, ``INSUFFICIENT_SCOPES``, ``RATE_LIMITED``,
-    ``USAGE_EXCEEDED``, ``FORBIDDEN``); the rest only once the secret matched.
+    ``EXPIRED``, ``REVOKED``, ``DISABLED``, ``FORBIDDEN_IP``, ``INSUFFICIENT_SCOPES``,
+    ``RATE_LIMITED``, ``USAGE_EXCEEDED``, ``FORBIDDEN``); the rest only once the secret matched.
     ``cached`` is true when the client answered from its local cache (see
     :class:`CacheOptions`), false when the server did.
     """
@@ -181,6 +181,7 @@ class Keyspace(_KeyspaceRequired, total=False):
     leak_policy: str
     alerts: Dict[str, Any]
     branding: Dict[str, Any]
+    ip_allowlist: List[str]
 
 
 class _KeyRequired(TypedDict):
@@ -210,6 +211,7 @@ class Key(_KeyRequired, total=False):
     rotated_to: Optional[str]
     quota: Optional[Dict[str, Any]]
     import_format: Optional[str]
+    ip_allowlist: List[str]
 
 
 class CreatedKey(Key, total=False):
@@ -231,6 +233,7 @@ class _OwnerRequired(TypedDict):
 class Owner(_OwnerRequired, total=False):
     name: Optional[str]
     quota: Optional[Dict[str, Any]]
+    ip_allowlist: List[str]
 
 
 class _PageRequired(TypedDict):

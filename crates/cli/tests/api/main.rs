@@ -23,6 +23,7 @@ mod gateway_upstream;
 mod helpers;
 mod hostile;
 mod import;
+mod ip_allowlists;
 mod keys;
 mod leaks;
 mod lifecycle;

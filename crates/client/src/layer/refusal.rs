@@ -17,7 +17,7 @@ const PROBLEM_JSON: &str = "application/problem+json";
 /// Why the layer refuses a request: no key (`None`), or the verify code.
 pub(crate) fn refusal(code: Option<VerifyCode>, limits: &[VerifyRatelimit]) -> Response {
     let status = match code {
-        Some(VerifyCode::InsufficientScopes) => StatusCode::FORBIDDEN,
+        Some(VerifyCode::InsufficientScopes | VerifyCode::ForbiddenIp) => StatusCode::FORBIDDEN,
         Some(VerifyCode::RateLimited | VerifyCode::UsageExceeded) => StatusCode::TOO_MANY_REQUESTS,
         _ => StatusCode::UNAUTHORIZED,
     };
@@ -95,6 +95,7 @@ fn title(code: Option<VerifyCode>) -> &'static str {
         Some(VerifyCode::Revoked) => "The API key has been revoked",
         Some(VerifyCode::Disabled) => "The API key is disabled",
         Some(VerifyCode::InsufficientScopes) => "The API key lacks a required scope",
+        Some(VerifyCode::ForbiddenIp) => "The API key may not be used from this address",
         Some(VerifyCode::RateLimited) => "Too many requests",
         Some(VerifyCode::UsageExceeded) => "The API key's usage quota is exhausted",
         Some(VerifyCode::Valid) => "Refused",

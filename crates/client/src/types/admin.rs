@@ -84,6 +84,9 @@ pub struct KeyspaceView {
     pub default_grace_seconds: Option<i64>,
     #[serde(default)]
     pub expiry_warning_seconds: Option<i64>,
+    /// Networks (CIDR) the keys may be used from; empty for any address.
+    #[serde(default)]
+    pub ip_allowlist: Vec<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -107,6 +110,9 @@ pub struct CreateKeyspace {
     pub branding: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leak_policy: Option<String>,
+    /// Networks (CIDR) or addresses the keys may be used from; at most 100.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ip_allowlist: Vec<String>,
 }
 
 impl CreateKeyspace {
@@ -138,6 +144,9 @@ pub struct UpdateKeyspace {
     pub branding: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leak_policy: Option<String>,
+    /// Replaces the IP allowlist; `Some(vec![])` removes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_allowlist: Option<Vec<String>>,
 }
 
 /// A key as the API shows it: never the secret.
@@ -174,6 +183,9 @@ pub struct KeyView {
     pub import_format: Option<String>,
     #[serde(default)]
     pub last_used_at: Option<String>,
+    /// Networks (CIDR) the keys may be used from; empty for any address.
+    #[serde(default)]
+    pub ip_allowlist: Vec<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -210,6 +222,9 @@ pub struct CreateKey {
     pub ratelimits: Vec<RateLimit>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quota: Option<Quota>,
+    /// Networks (CIDR) or addresses the keys may be used from; at most 100.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ip_allowlist: Vec<String>,
 }
 
 impl CreateKey {
@@ -240,6 +255,9 @@ pub struct UpdateKey {
     pub ratelimits: Option<Vec<RateLimit>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quota: Option<Option<Quota>>,
+    /// Replaces the IP allowlist; `Some(vec![])` removes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_allowlist: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -266,6 +284,9 @@ pub struct OwnerView {
     pub ratelimits: Vec<RateLimit>,
     #[serde(default)]
     pub quota: Option<QuotaView>,
+    /// Networks (CIDR) the keys may be used from; empty for any address.
+    #[serde(default)]
+    pub ip_allowlist: Vec<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -282,6 +303,9 @@ pub struct CreateOwner {
     pub ratelimits: Vec<RateLimit>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quota: Option<Quota>,
+    /// Networks (CIDR) or addresses the keys may be used from; at most 100.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ip_allowlist: Vec<String>,
 }
 
 impl CreateOwner {
@@ -306,6 +330,9 @@ pub struct UpdateOwner {
     pub ratelimits: Option<Vec<RateLimit>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quota: Option<Option<Quota>>,
+    /// Replaces the IP allowlist; `Some(vec![])` removes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_allowlist: Option<Vec<String>>,
 }
 
 /// Verifications over time, by outcome, in buckets of `granularity`.

@@ -19,6 +19,8 @@ pub enum VerifyCode {
     Revoked,
     Disabled,
     InsufficientScopes,
+    /// The key may not be used from the `client_ip` given (or none was given).
+    ForbiddenIp,
     RateLimited,
     UsageExceeded,
     /// A code this client does not know (a newer server): never valid.
@@ -37,6 +39,7 @@ impl VerifyCode {
             Self::Revoked => "REVOKED",
             Self::Disabled => "DISABLED",
             Self::InsufficientScopes => "INSUFFICIENT_SCOPES",
+            Self::ForbiddenIp => "FORBIDDEN_IP",
             Self::RateLimited => "RATE_LIMITED",
             Self::UsageExceeded => "USAGE_EXCEEDED",
             Self::Unknown => "UNKNOWN",
@@ -55,6 +58,7 @@ impl From<keyhaven_core::VerifyCode> for VerifyCode {
             C::Revoked => Self::Revoked,
             C::Disabled => Self::Disabled,
             C::InsufficientScopes => Self::InsufficientScopes,
+            C::ForbiddenIp => Self::ForbiddenIp,
             C::RateLimited => Self::RateLimited,
             C::UsageExceeded => Self::UsageExceeded,
         }

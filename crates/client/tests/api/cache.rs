@@ -129,3 +129,37 @@ async fn a_silent_stream_means_no_cached_answers() {
     let e = client.verify(&plain).await.unwrap_err();
     assert!(e.is_unreachable(), "{e}");
 }
+
+/// A key with an IP allowlist, cached as VALID for an address it admits, is still
+/// refused from another: the cache keys answers by key and address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_answer_for_one_address_never_admits_another() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    let ks = keyspace(&client).await;
+    let mut input = keyhaven_client::types::CreateKey::new(ks.id.clone());
+    input.ip_allowlist = vec!["192.0.2.0/24".into()];
+    let created = client.keys().create(&input).await.unwrap();
+    assert_eq!(created.view.ip_allowlist, ["192.0.2.0/24"]);
+    let plain = plain(&created);
+    let inside = VerifyOptions::new().client_ip("192.0.2.10".parse().unwrap());
+    let outside = VerifyOptions::new().client_ip("198.51.100.10".parse().unwrap());
+    assert!(client.wait_until_coherent(Duration::from_secs(5)).await);
+    let mut cached = false;
+    for _ in 0..500 {
+        let before = client.cache_stats().hits;
+        assert!(client.verify_with(&plain, &inside).await.unwrap().valid);
+        if client.cache_stats().hits > before {
+            cached = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(cached, "never cached: {:?}", client.cache_stats());
+    for _ in 0..3 {
+        let answer = client.verify_with(&plain, &outside).await.unwrap();
+        assert_eq!(answer.code, VerifyCode::ForbiddenIp);
+        let answer = client.verify(&plain).await.unwrap();
+        assert_eq!(answer.code, VerifyCode::ForbiddenIp);
+    }
+}

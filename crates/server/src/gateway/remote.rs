@@ -6,7 +6,8 @@
 //! - Only a VALID answer for a key with no rate limit and no quota, to a request whose
 //!   route names no limits (its answer would list only those): every request of a
 //!   limited key goes to the central server, which counts it. A cached admission is
-//!   keyed by the SHA-256 of the presented key (the node keeps no key) and holds the
+//!   keyed by the SHA-256 of the presented key and the client's address (the node keeps
+//!   no key; a key with an IP allowlist is valid from some addresses only) and holds the
 //!   caller's identity and scopes, so a route asking other scopes is decided locally
 //!   with the same scope rule (`keyhaven_core::policy::scopes_grant`).
 //! - It is dropped by the stream's `key` event for its key id, and every one by `all`
@@ -212,7 +213,14 @@ impl Remote {
             ControlFlow::Continue(key) => key,
             ControlFlow::Break(decided) => return Ok(decided),
         };
-        let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+        // Keyed by the address too: a key with an IP allowlist is valid only from some.
+        let mut hash = Sha256::new();
+        hash.update(key.as_bytes());
+        hash.update([0]);
+        if let Some(ip) = client_ip {
+            hash.update(ip.to_string().as_bytes());
+        }
+        let digest: [u8; 32] = hash.finalize().into();
         if self.coherent()
             && let Some(hit) = self.cache.get(&digest)
             && hit.until_ms.is_none_or(|until| self.now_ms() < until)

@@ -42,6 +42,9 @@ pub struct KeyspaceView {
     pub branding: BrandingBody,
     /// What happens to a key reported as leaked.
     pub leak_policy: LeakPolicyName,
+    /// Networks every key of the keyspace may be used from, in CIDR form; empty for
+    /// any address.
+    pub ip_allowlist: Vec<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -59,6 +62,7 @@ impl From<&Keyspace> for KeyspaceView {
             alerts: AlertsBody::of(&k.alerts),
             branding: BrandingBody::of(&k.branding),
             leak_policy: k.leak_policy.into(),
+            ip_allowlist: crate::respond::allowlist_view(k.ip_allowlist.as_ref()),
             created_at: rfc3339(k.created_at),
             updated_at: rfc3339(k.updated_at),
         }

@@ -33,6 +33,9 @@ pub struct OwnerView {
     pub ratelimits: Vec<RateLimitBody>,
     /// Uses shared by all the owner's keys.
     pub quota: Option<QuotaView>,
+    /// Networks every key of the owner may be used from, in CIDR form; empty for any
+    /// address.
+    pub ip_allowlist: Vec<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -46,6 +49,7 @@ impl OwnerView {
             meta: o.meta.clone(),
             ratelimits: rate_limit_views(&o.limits.ratelimits),
             quota: ctx.view(QuotaTarget::Owner(o.id.clone()), o.limits.quota.as_ref()),
+            ip_allowlist: crate::respond::allowlist_view(o.ip_allowlist.as_ref()),
             created_at: rfc3339(o.created_at),
             updated_at: rfc3339(o.updated_at),
         }

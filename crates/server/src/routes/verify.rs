@@ -60,8 +60,8 @@ pub struct VerifyOwner {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct VerifyResponse {
     pub valid: bool,
-    /// VALID, NOT_FOUND, MALFORMED, EXPIRED, REVOKED, DISABLED, INSUFFICIENT_SCOPES,
-    /// RATE_LIMITED or USAGE_EXCEEDED.
+    /// VALID, NOT_FOUND, MALFORMED, EXPIRED, REVOKED, DISABLED, FORBIDDEN_IP,
+    /// INSUFFICIENT_SCOPES, RATE_LIMITED or USAGE_EXCEEDED.
     pub code: String,
     pub key_id: Option<String>,
     pub keyspace_id: Option<String>,

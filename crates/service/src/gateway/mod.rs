@@ -208,11 +208,12 @@ impl Identity {
 }
 
 impl Refusal {
-    /// 401 for a missing, unknown or unusable key; 403 for missing scopes; 429 for an
+    /// 401 for a missing, unknown or unusable key; 403 for missing scopes or an address
+    /// outside the key's IP allowlist; 429 for an
     /// exhausted rate limit or quota.
     pub fn status(&self) -> u16 {
         match self.code {
-            Some(VerifyCode::InsufficientScopes) => 403,
+            Some(VerifyCode::InsufficientScopes | VerifyCode::ForbiddenIp) => 403,
             Some(VerifyCode::RateLimited | VerifyCode::UsageExceeded) => 429,
             _ => 401,
         }
@@ -235,6 +236,7 @@ impl Refusal {
             Some(VerifyCode::Revoked) => "The API key has been revoked",
             Some(VerifyCode::Disabled) => "The API key is disabled",
             Some(VerifyCode::InsufficientScopes) => "The API key lacks a required scope",
+            Some(VerifyCode::ForbiddenIp) => "The API key may not be used from this address",
             Some(VerifyCode::RateLimited) => "Too many requests",
             Some(VerifyCode::UsageExceeded) => "The API key's usage quota is exhausted",
             Some(VerifyCode::Valid) => "Refused",

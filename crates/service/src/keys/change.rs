@@ -41,6 +41,9 @@ pub struct UpdateKey {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<QuotaBody>)]
     pub quota: Option<Option<QuotaBody>>,
+    /// Replaces the IP allowlist of the key (`[]` removes it); at most 100 entries.
+    #[schema(max_items = 100)]
+    pub ip_allowlist: Option<Vec<String>>,
 }
 
 impl UpdateKey {
@@ -53,6 +56,7 @@ impl UpdateKey {
             && self.enabled.is_none()
             && self.ratelimits.is_none()
             && self.quota.is_none()
+            && self.ip_allowlist.is_none()
     }
 }
 
@@ -100,6 +104,9 @@ pub async fn update(
     }
     if let Some(enabled) = input.enabled {
         after.enabled = enabled;
+    }
+    if let Some(entries) = input.ip_allowlist {
+        after.ip_allowlist = validate::ip_allowlist(&entries)?;
     }
     let now = service.clock.now();
     let quota_write = patch_limits(&mut after.limits, input.ratelimits, input.quota, now)?;

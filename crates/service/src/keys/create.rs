@@ -47,6 +47,12 @@ pub struct CreateKey {
     pub ratelimits: Vec<RateLimitBody>,
     /// Remaining uses, optionally refilled daily or monthly.
     pub quota: Option<QuotaBody>,
+    /// Client addresses the key may be used from: up to 100 IPv4/IPv6 networks in CIDR
+    /// notation or single addresses (`203.0.113.0/24`, `2001:db8::/32`, `198.51.100.7`).
+    /// A verification from elsewhere, or without `client_ip`, answers FORBIDDEN_IP.
+    #[serde(default)]
+    #[schema(max_items = 100)]
+    pub ip_allowlist: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -111,6 +117,7 @@ pub async fn create(
     }
     validate::scopes(&input.scopes)?;
     validate::meta(&input.meta)?;
+    let ip_allowlist = validate::ip_allowlist(&input.ip_allowlist)?;
     let now = service.clock.now();
     let expires_at = input
         .expires_at
@@ -162,6 +169,7 @@ pub async fn create(
             ratelimits: rate_limits(input.ratelimits)?,
             quota: input.quota.map(|q| quota(q, now)).transpose()?,
         },
+        ip_allowlist,
         last_used_at: None,
         created_at: now,
         updated_at: now,

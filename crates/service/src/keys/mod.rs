@@ -115,7 +115,7 @@ impl KeyState {
 }
 
 /// The fields a key's audit events record (created, or changed from → to).
-fn audited_fields(k: &KeyRecord) -> [(&'static str, Value); 7] {
+fn audited_fields(k: &KeyRecord) -> [(&'static str, Value); 8] {
     [
         (
             "ratelimits",
@@ -131,6 +131,10 @@ fn audited_fields(k: &KeyRecord) -> [(&'static str, Value); 7] {
         ("meta", json!(k.meta)),
         ("expires_at", json!(k.expires_at.map(rfc3339))),
         ("enabled", json!(k.enabled)),
+        (
+            "ip_allowlist",
+            crate::validate::ip_allowlist_audit(k.ip_allowlist.as_ref()),
+        ),
     ]
 }
 

@@ -93,6 +93,7 @@ pub(crate) async fn create_record(
         sealed_key: None,
         import: None,
         limits: Default::default(),
+        ip_allowlist: None,
         last_used_at: None,
         created_at: now,
         updated_at: now,

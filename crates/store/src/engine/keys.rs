@@ -7,8 +7,8 @@ use sqlx::Row as _;
 
 use super::audit::commit_change;
 use super::rows::{
-    BindQuota as _, DbRow, Tx, classify, expect_one, json_text, key_from, limits_from, page_of,
-    quota_columns, ratelimits_from, scope_json,
+    BindQuota as _, DbRow, Tx, classify, expect_one, ip_allowlist_from, ip_allowlist_text,
+    json_text, key_from, limits_from, page_of, quota_columns, ratelimits_from, scope_json,
 };
 use super::{Db, Engine, dialect, notify};
 use crate::error::{Conflict, StoreError};
@@ -22,7 +22,7 @@ async fn insert_key(tx: &mut Tx, key: &KeyRecord) -> Result<bool, StoreError> {
     Ok(insert_keys(tx, std::slice::from_ref(key)).await?.len() == 1)
 }
 
-/// Rows per multi-row INSERT: 30 columns each stays under SQLite's 32,766 parameters.
+/// Rows per multi-row INSERT: 32 columns each stays under SQLite's 32,766 parameters.
 const INSERT_CHUNK: usize = 500;
 
 /// Inserts `keys` with multi-row statements (bulk imports would otherwise pay one
@@ -41,6 +41,7 @@ pub(super) async fn insert_keys(
                 json_text(&key.meta)?,
                 key.allowed_keyspaces.as_ref().map(json_text).transpose()?,
                 json_text(&key.limits.ratelimits)?,
+                ip_allowlist_text(key.ip_allowlist.as_ref())?,
             ));
         }
         let mut q = sqlx::QueryBuilder::<Db>::new(
@@ -49,11 +50,11 @@ pub(super) async fn insert_keys(
              revoked_reason, rotated_to, grace_until, rotated_from, sealed_key, import_format, \
              import_lookup, import_digest, import_public, last_used_at, created_at, updated_at, \
              ratelimits, quota_remaining, quota_refill_interval, quota_refill_day, \
-             quota_refill_amount, quota_refilled_at) ",
+             quota_refill_amount, quota_refilled_at, ip_allowlist) ",
         );
         q.push_values(
             chunk.iter().zip(texts),
-            |mut row, (key, (scopes, meta, allowed, ratelimits))| {
+            |mut row, (key, (scopes, meta, allowed, ratelimits, ip_allowlist))| {
                 let quota = quota_columns(key.limits.quota.as_ref());
                 row.push_bind(key.key_id.clone())
                     .push_bind(key.keyspace_id.clone())
@@ -85,7 +86,8 @@ pub(super) async fn insert_keys(
                     .push_bind(quota.1)
                     .push_bind(quota.2)
                     .push_bind(quota.3)
-                    .push_bind(quota.4);
+                    .push_bind(quota.4)
+                    .push_bind(ip_allowlist);
             },
         );
         q.push(
@@ -107,7 +109,8 @@ const KEY_COLUMNS: &str = "k.seq, k.key_id, k.keyspace_id, k.owner_id, k.name, k
     k.expires_at, k.revoked_at, k.revoked_reason, k.rotated_to, k.grace_until, \
     k.rotated_from, k.sealed_key, k.import_format, k.import_lookup, k.import_digest, \
     k.import_public, k.last_used_at, k.created_at, k.updated_at, k.ratelimits, k.quota_remaining, \
-    k.quota_refill_interval, k.quota_refill_day, k.quota_refill_amount, k.quota_refilled_at";
+    k.quota_refill_interval, k.quota_refill_day, k.quota_refill_amount, k.quota_refilled_at, \
+    k.ip_allowlist";
 
 pub(super) async fn create_key(
     store: &Engine,
@@ -129,6 +132,7 @@ fn for_verify_select() -> String {
     format!(
         "SELECT {KEY_COLUMNS}, ks.prefix AS ks_prefix, ks.name AS ks_name, \
          ks.max_key_age_seconds AS ks_max_age, ks.ratelimits AS ks_ratelimits, \
+         ks.ip_allowlist AS ks_ip_allowlist, o.ip_allowlist AS o_ip_allowlist, \
          o.external_id AS owner_external_id, o.ratelimits AS o_ratelimits, \
          o.quota_remaining AS o_quota_remaining, \
          o.quota_refill_interval AS o_quota_refill_interval, \
@@ -149,6 +153,8 @@ fn for_verify_from(row: &DbRow) -> Result<KeyForVerify, StoreError> {
         owner_external_id: row.try_get("owner_external_id")?,
         keyspace_ratelimits: ratelimits_from(row, "ks_ratelimits")?,
         owner_limits: limits_from(row, "o_")?,
+        owner_ip_allowlist: ip_allowlist_from(row, "o_ip_allowlist")?,
+        keyspace_ip_allowlist: ip_allowlist_from(row, "ks_ip_allowlist")?,
     })
 }
 
@@ -298,8 +304,8 @@ pub(super) async fn update_key(
          quota_refill_interval = CASE WHEN $10 THEN $12 ELSE quota_refill_interval END, \
          quota_refill_day = CASE WHEN $10 THEN $13 ELSE quota_refill_day END, \
          quota_refill_amount = CASE WHEN $10 THEN $14 ELSE quota_refill_amount END, \
-         quota_refilled_at = CASE WHEN $10 THEN $15 ELSE quota_refilled_at END \
-         WHERE key_id = $8",
+         quota_refilled_at = CASE WHEN $10 THEN $15 ELSE quota_refilled_at END, \
+         ip_allowlist = $16 WHERE key_id = $8",
     )
     .bind(&key.owner_id)
     .bind(&key.name)
@@ -312,6 +318,7 @@ pub(super) async fn update_key(
     .bind(json_text(&key.limits.ratelimits)?)
     .bind(quota == QuotaWrite::Set)
     .bind_quota(key.limits.quota.as_ref())
+    .bind(ip_allowlist_text(key.ip_allowlist.as_ref())?)
     .execute(&mut *tx)
     .await
     .map_err(|e| classify(e, Conflict::DuplicateId))?;

@@ -5,8 +5,8 @@
 
 use super::audit::commit_change;
 use super::rows::{
-    branding_text, classify, classify_delete, expect_one, id_exists, json_text, keyspace_from,
-    leak_policy_text, page_of, scope_json, threshold,
+    branding_text, classify, classify_delete, expect_one, id_exists, ip_allowlist_text, json_text,
+    keyspace_from, leak_policy_text, page_of, scope_json, threshold,
 };
 use super::{Engine, dialect, notify};
 use crate::error::{Conflict, StoreError};
@@ -31,8 +31,8 @@ pub(super) async fn create_keyspace(
     sqlx::query(
         "INSERT INTO keyspaces (id, name, prefix, max_key_age_seconds, default_grace_seconds, \
          expiry_warning_seconds, ratelimits, created_at, updated_at, alert_spike_factor, \
-         alert_spike_min_per_minute, alert_failed_per_minute, branding, leak_policy) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+         alert_spike_min_per_minute, alert_failed_per_minute, branding, leak_policy, \
+         ip_allowlist) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
     )
     .bind(&ks.id)
     .bind(&ks.name)
@@ -48,6 +48,7 @@ pub(super) async fn create_keyspace(
     .bind(threshold(ks.alerts.failed_per_minute))
     .bind(branding_text(&ks.branding)?)
     .bind(leak_policy_text(ks.leak_policy))
+    .bind(ip_allowlist_text(ks.ip_allowlist.as_ref())?)
     .execute(&mut *tx)
     .await
     .map_err(|e| classify(e, Conflict::PrefixTaken))?;
@@ -93,7 +94,7 @@ pub(super) async fn update_keyspace(
         "UPDATE keyspaces SET name = $1, max_key_age_seconds = $2, default_grace_seconds = $3, \
          expiry_warning_seconds = $4, ratelimits = $5, updated_at = $6, \
          alert_spike_factor = $8, alert_spike_min_per_minute = $9, \
-         alert_failed_per_minute = $10, branding = $11, leak_policy = $12 \
+         alert_failed_per_minute = $10, branding = $11, leak_policy = $12, ip_allowlist = $13 \
          WHERE id = $7 AND NOT reserved",
     )
     .bind(&ks.name)
@@ -108,6 +109,7 @@ pub(super) async fn update_keyspace(
     .bind(threshold(ks.alerts.failed_per_minute))
     .bind(branding_text(&ks.branding)?)
     .bind(leak_policy_text(ks.leak_policy))
+    .bind(ip_allowlist_text(ks.ip_allowlist.as_ref())?)
     .execute(&mut *tx)
     .await?;
     expect_one(done.rows_affected())?;

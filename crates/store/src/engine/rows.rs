@@ -4,7 +4,7 @@
 //! Part of the engine directory, compiled once per engine (see `mod.rs`).
 
 use anyhow::Context as _;
-use keyhaven_core::{PepperVersion, Verifier};
+use keyhaven_core::{IpAllowlist, PepperVersion, Verifier};
 use serde_json::{Map, Value};
 use sqlx::{Row as _, Transaction};
 
@@ -31,6 +31,23 @@ pub(super) fn json_map(text: &str) -> Result<Map<String, Value>, StoreError> {
 pub(super) fn ratelimits_from(row: &DbRow, column: &str) -> Result<Vec<RateLimitDef>, StoreError> {
     let text: String = row.try_get(column)?;
     Ok(serde_json::from_str(&text).context("decoding rate limits")?)
+}
+
+/// An IP allowlist as stored in `column`: a JSON array of networks, or `NULL` for none.
+pub(super) fn ip_allowlist_from(
+    row: &DbRow,
+    column: &str,
+) -> Result<Option<IpAllowlist>, StoreError> {
+    let Some(text) = row.try_get::<Option<String>, _>(column)? else {
+        return Ok(None);
+    };
+    let entries: Vec<String> = serde_json::from_str(&text).context("decoding an IP allowlist")?;
+    Ok(IpAllowlist::parse(&entries).context("a stored IP allowlist")?)
+}
+
+/// An IP allowlist as stored: `NULL` for none.
+pub(super) fn ip_allowlist_text(list: Option<&IpAllowlist>) -> Result<Option<String>, StoreError> {
+    list.map(|l| json_text(&l.entries())).transpose()
 }
 
 /// The limits stored in a row's `ratelimits` and `quota_*` columns, each name after
@@ -138,6 +155,7 @@ pub(super) fn keyspace_from(row: &DbRow) -> Result<Keyspace, StoreError> {
                 .with_context(|| format!("a keyspace's leak policy `{text}` is not known"))?,
             None => LeakPolicy::Revoke,
         },
+        ip_allowlist: ip_allowlist_from(row, "ip_allowlist")?,
         created_at: from_unix(row.try_get("created_at")?),
         updated_at: from_unix(row.try_get("updated_at")?),
     })
@@ -191,6 +209,7 @@ pub(super) fn owner_from(row: &DbRow) -> Result<Owner, StoreError> {
         name: row.try_get("name")?,
         meta: json_map(row.try_get("meta")?)?,
         limits: limits_from(row, "")?,
+        ip_allowlist: ip_allowlist_from(row, "ip_allowlist")?,
         created_at: from_unix(row.try_get("created_at")?),
         updated_at: from_unix(row.try_get("updated_at")?),
     })
@@ -251,6 +270,7 @@ pub(super) fn key_from(row: &DbRow) -> Result<KeyRecord, StoreError> {
             _ => None,
         },
         limits: limits_from(row, "")?,
+        ip_allowlist: ip_allowlist_from(row, "ip_allowlist")?,
         last_used_at: row
             .try_get::<Option<i64>, _>("last_used_at")?
             .map(from_unix),

@@ -66,6 +66,8 @@ pub async fn keys_round_trip_and_join_for_verify(store: &dyn Store) {
                 refilled_at: at(5),
             }),
         },
+        ip_allowlist: keyhaven_core::IpAllowlist::parse(&["203.0.113.0/24", "2001:db8::/32"])
+            .unwrap(),
         last_used_at: Some(at(30)),
         created_at: at(1),
         updated_at: at(2),
@@ -87,6 +89,8 @@ pub async fn keys_round_trip_and_join_for_verify(store: &dyn Store) {
             owner_external_id: None,
             keyspace_ratelimits: Vec::new(),
             owner_limits: Limits::default(),
+            owner_ip_allowlist: None,
+            keyspace_ip_allowlist: None,
         }
     );
     let found = store.key_for_verify(&kid(2)).await.unwrap().unwrap();

@@ -18,6 +18,7 @@ mod alerts;
 mod audit;
 mod idempotency;
 mod imports;
+mod ip_allowlists;
 mod key_lists;
 mod keys;
 mod keyspaces;
@@ -64,6 +65,7 @@ macro_rules! conformance_tests {
             web::keyspace_branding_round_trips,
             leaks::leaks_act_once_with_their_events,
             leaks::keyspace_leak_policy_round_trips,
+            ip_allowlists::ip_allowlists_round_trip_and_reach_verification,
         );
     };
     (@each $engine:ident, $open:expr; $($topic:ident :: $check:ident),+ $(,)?) => {

@@ -48,6 +48,7 @@ pub fn keyspace(id: &str, prefix: &str) -> Keyspace {
         alerts: AlertThresholds::default(),
         branding: Branding::default(),
         leak_policy: LeakPolicy::Revoke,
+        ip_allowlist: None,
         created_at: T0,
         updated_at: T0,
     }
@@ -60,6 +61,7 @@ pub fn owner(id: &str, external_id: &str) -> Owner {
         name: Some("Customer".into()),
         meta: obj(json!({"plan": "pro"})),
         limits: Limits::default(),
+        ip_allowlist: None,
         created_at: T0,
         updated_at: T0,
     }
@@ -89,6 +91,7 @@ pub fn key(key_id: &str, keyspace_id: &str, owner_id: Option<&str>) -> KeyRecord
         sealed_key: None,
         import: None,
         limits: Limits::default(),
+        ip_allowlist: None,
         last_used_at: None,
         created_at: T0,
         updated_at: T0,

@@ -47,6 +47,9 @@ pub struct KeyView {
     pub ratelimits: Vec<RateLimitBody>,
     /// The key's own quota of uses.
     pub quota: Option<QuotaView>,
+    /// Networks the key may be used from, in CIDR form; empty for any address (its
+    /// owner's and keyspace's allowlists apply as well).
+    pub ip_allowlist: Vec<String>,
     pub last_used_at: Option<String>,
     pub created_at: String,
     pub updated_at: String,
@@ -88,6 +91,7 @@ impl KeyView {
                 QuotaTarget::Key(key.key_id.clone()),
                 key.limits.quota.as_ref(),
             ),
+            ip_allowlist: crate::respond::allowlist_view(key.ip_allowlist.as_ref()),
             last_used_at: key.last_used_at.map(rfc3339),
             created_at: rfc3339(key.created_at),
             updated_at: rfc3339(key.updated_at),

@@ -13,7 +13,7 @@ use keyhaven_store::{KeyForVerify, PageRequest, QuotaTarget, UsageTarget};
 use maud::{Markup, html};
 
 use super::keys::{quota_fields, quota_from, rate_limit_fields, ratelimits_from};
-use super::{fail, local_time, query, scope_list};
+use super::{fail, local_time, query, word_list};
 use crate::state::AppState;
 use crate::web::html::{self, Section, csrf, done_notice, state_badge, when, when_opt};
 use crate::web::once::{Once, unstored};
@@ -140,6 +140,12 @@ async fn render(
                         @if key.scopes.is_empty() { span.muted { "none" } }
                         @for s in &key.scopes { code { (s) } " " }
                     }
+                    dt { "IP allowlist" } dd {
+                        @match &key.ip_allowlist {
+                            None => span.muted { "any address" },
+                            Some(list) => @for net in list.entries() { code { (net) } " " },
+                        }
+                    }
                     dt { "Meta" } dd {
                         @if key.meta.is_empty() { span.muted { "none" } } @else { code { (serde_json::Value::Object(key.meta.clone())) } }
                     }
@@ -207,6 +213,11 @@ fn actions(op: &Operator, found: &KeyForVerify, key_state: KeyState) -> Markup {
     let csrf_token = op.csrf();
     let limits = rate_limit_views(&key.limits.ratelimits);
     let scopes = key.scopes.join(" ");
+    let ip_allowlist = key
+        .ip_allowlist
+        .as_ref()
+        .map(|l| l.entries().join(" "))
+        .unwrap_or_default();
     let expires = key.expires_at.and_then(|t| {
         t.format(time::macros::format_description!(
             "[year]-[month]-[day]T[hour]:[minute]"
@@ -263,11 +274,13 @@ fn actions(op: &Operator, found: &KeyForVerify, key_state: KeyState) -> Markup {
                     (super::was("name", key.name.as_deref().unwrap_or("")))
                     (super::was("scopes", &scopes))
                     (super::was("expires_at", expires.as_deref().unwrap_or("")))
+                    (super::was("ip_allowlist", &ip_allowlist))
                     label { "Name" input type="text" name="name" maxlength="200" value=[key.name.as_deref()]; }
                     label { "Scopes" span.hint { "Separated by spaces or commas." } input type="text" name="scopes" value=(scopes); }
                     label { "Expires" span.hint { "UTC; empty for never." }
                         input type="datetime-local" name="expires_at" value=[expires.as_deref()];
                     }
+                    label { "IP allowlist" span.hint { "Addresses or CIDR networks separated by spaces or commas; empty for any address." } input type="text" name="ip_allowlist" value=(ip_allowlist); }
                     (rate_limit_fields(&limits, "Empty removes the key's own limit (its keyspace's defaults still apply)."))
                     (quota_fields())
                     label.check { input type="checkbox" name="set_quota" value="1"; "Replace the quota with the one above (its counter restarts)" }
@@ -315,8 +328,9 @@ pub async fn update(
         let changed = |name: &str| super::changed(f, &[name]);
         let input = UpdateKey {
             name: changed("name").then(|| f.opt("name")),
-            scopes: changed("scopes").then(|| scope_list(f.get("scopes"))),
+            scopes: changed("scopes").then(|| word_list(f.get("scopes"))),
             expires_at: changed("expires_at").then(|| local_time(f, "expires_at")),
+            ip_allowlist: changed("ip_allowlist").then(|| word_list(f.get("ip_allowlist"))),
             ratelimits: ratelimits_from(f)?,
             quota: if f.checked("set_quota") {
                 Some(quota_from(f)?)

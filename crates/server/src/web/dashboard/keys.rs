@@ -11,7 +11,7 @@ use keyhaven_service::{Actor, Scope, ServiceError};
 use keyhaven_store::{Keyspace, PageRequest};
 use maud::{Markup, html};
 
-use super::{fail, local_time, number, query, scope_list};
+use super::{fail, local_time, number, query, word_list};
 use crate::state::AppState;
 use crate::web::html::{self, Section, csrf, pager, state_badge, when_opt};
 use crate::web::once::Once;
@@ -271,6 +271,7 @@ fn new_form(op: &Operator, keyspaces: &[Keyspace], error: Option<&str>, f: &Fiel
                     label { "Owner id" span.hint { "Optional: the owner (customer) the key belongs to, e.g. own_…" } input type="text" name="owner_id" value=[f.get("owner_id")]; }
                     label { "Scopes" span.hint { "Separated by spaces or commas, e.g. read:orders write:orders" } input type="text" name="scopes" value=[f.get("scopes")]; }
                     label { "Expires" span.hint { "Optional, UTC." } input type="datetime-local" name="expires_at" value=[f.get("expires_at")]; }
+                    label { "IP allowlist" span.hint { "Optional: addresses or CIDR networks separated by spaces or commas, e.g. 203.0.113.0/24 2001:db8::/32. Verifications from elsewhere answer FORBIDDEN_IP." } input type="text" name="ip_allowlist" value=[f.get("ip_allowlist")]; }
                     (rate_limit_fields(&[], "Leave empty for no limit of the key's own (its keyspace's defaults still apply)."))
                     (quota_fields())
                     button type="submit" { "Create key" }
@@ -305,13 +306,14 @@ pub async fn create(State(state): State<AppState>, form: DashboardForm) -> Respo
             keyspace_id: f.get("keyspace_id").unwrap_or("").to_owned(),
             owner_id: f.opt("owner_id"),
             name: f.opt("name"),
-            scopes: scope_list(f.get("scopes")),
+            scopes: word_list(f.get("scopes")),
             meta: Default::default(),
             expires_at: local_time(f, "expires_at"),
             enabled: None,
             recoverable: None,
             ratelimits: ratelimits_from(f)?.unwrap_or_default(),
             quota: quota_from(f)?,
+            ip_allowlist: word_list(f.get("ip_allowlist")),
         };
         let mut once = Once::default();
         let idem = Idempotent::none(&state, &op.actor);

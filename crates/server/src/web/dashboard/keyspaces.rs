@@ -170,6 +170,7 @@ pub async fn create(State(state): State<AppState>, form: DashboardForm) -> Respo
             alerts: Default::default(),
             branding: BrandingBody::default(),
             leak_policy: LeakPolicyName::default(),
+            ip_allowlist: Vec::new(),
         };
         let idem = Idempotent::none(&state, &op.actor);
         keyspaces::create(&state, &op.actor, input, &idem, |ks| {
@@ -222,6 +223,11 @@ pub async fn page(
         Err(e) => return fail(e),
     };
     let b = &ks.branding;
+    let ip_allowlist = ks
+        .ip_allowlist
+        .as_ref()
+        .map(|l| l.entries().join(" "))
+        .unwrap_or_default();
     let body = html! {
         div.head {
             div {
@@ -251,6 +257,8 @@ pub async fn page(
                         }
                         label { "Logo address" span.hint { "https:// only" } input type="url" name="brand_logo" value=[b.logo_url.as_deref()]; }
                     }
+                    (super::was("ip_allowlist", &ip_allowlist))
+                    label { "IP allowlist of every key" span.hint { "Addresses or CIDR networks separated by spaces or commas; empty for any address. Keys and owners may narrow it further." } input type="text" name="ip_allowlist" value=(ip_allowlist); }
                     label {
                         "When a key is reported leaked"
                         select name="leak_policy" {
@@ -268,6 +276,7 @@ pub async fn page(
                     dt { "Expiry warning" } dd { (days(ks.policy.expiry_warning.or(Some(keyhaven_store::DEFAULT_EXPIRY_WARNING)))) }
                     dt { "Portal name" } dd { (b.name.as_deref().unwrap_or("—")) }
                     dt { "Leaked keys" } dd { (ks.leak_policy.as_str()) }
+                    dt { "IP allowlist" } dd { @if ip_allowlist.is_empty() { span.muted { "any address" } } @else { code { (ip_allowlist) } } }
                 }
             }
         }
@@ -292,6 +301,8 @@ pub async fn update(
             ratelimits: p.ratelimits,
             alerts: None,
             leak_policy: f.get("leak_policy").map(text_policy).copied(),
+            ip_allowlist: super::changed(f, &["ip_allowlist"])
+                .then(|| super::word_list(f.get("ip_allowlist"))),
             branding: super::changed(f, &["brand_name", "brand_logo", "brand_color"]).then(|| {
                 BrandingBody {
                     name: f.opt("brand_name"),

@@ -179,7 +179,7 @@ fn number<T: std::str::FromStr>(
 }
 
 /// Scopes typed as a list separated by commas, spaces or new lines.
-fn scope_list(text: Option<&str>) -> Vec<String> {
+fn word_list(text: Option<&str>) -> Vec<String> {
     text.unwrap_or("")
         .split([',', ' ', '\n', '\r', '\t'])
         .filter(|s| !s.is_empty())

@@ -97,6 +97,7 @@ pub async fn create(State(state): State<AppState>, form: DashboardForm) -> Respo
             meta: Default::default(),
             ratelimits: Vec::new(),
             quota: None,
+            ip_allowlist: Vec::new(),
         };
         let idem = Idempotent::none(&state, actor);
         owners::create(&state, actor, input, &idem, |o| {

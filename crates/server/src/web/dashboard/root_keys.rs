@@ -92,7 +92,7 @@ pub async fn list(State(state): State<AppState>, op: Operator, raw: RawQuery) ->
 
 pub async fn create(State(state): State<AppState>, form: DashboardForm) -> Response {
     let (op, f) = (&form.op, &form.fields);
-    let keyspaces = super::scope_list(f.get("keyspaces"));
+    let keyspaces = super::word_list(f.get("keyspaces"));
     let input = CreateRootKey {
         scopes: f.all("scopes"),
         keyspace_ids: (!keyspaces.is_empty()).then_some(keyspaces),

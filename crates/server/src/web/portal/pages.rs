@@ -141,6 +141,7 @@ pub async fn create(State(state): State<AppState>, form: PortalForm) -> Response
             recoverable: None,
             ratelimits: Vec::new(),
             quota: None,
+            ip_allowlist: Vec::new(),
         };
         let idem = Idempotent::none(&state, &customer.actor);
         let mut once = Once::default();
