@@ -115,6 +115,26 @@ async fn a_verification_must_come_from_an_address_every_allowlist_admits() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(code_from(&app, &scoped.key, None).await, "REVOKED");
 
+    // A rotation's successor keeps the key's own list.
+    let (status, successor) = app
+        .send(
+            Method::POST,
+            &format!("/v1/keys/{}/rotate", key.record.key_id),
+            Some(&json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{successor}");
+    assert_eq!(
+        successor["ip_allowlist"],
+        json!(["10.1.2.0/24", "2001:db8::/32"])
+    );
+    let next = successor["key"].as_str().unwrap();
+    assert_eq!(code_from(&app, next, Some("10.1.2.3")).await, "VALID");
+    assert_eq!(
+        code_from(&app, next, Some("10.1.3.1")).await,
+        "FORBIDDEN_IP"
+    );
+
     // A key of a keyspace without lists needs no address.
     let open = app.create_keyspace("open").await;
     let free = app.create_key(json!({"keyspace_id": open.id})).await;
