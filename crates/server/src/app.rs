@@ -17,8 +17,8 @@ use tower_http::trace::TraceLayer;
 
 use crate::error::ApiError;
 use crate::routes::{
-    audit, changes, forward_auth, health, keys, keyspaces, leaks, owners, portal, ratelimits,
-    root_keys, usage, verify, webhooks,
+    audit, changes, credits, forward_auth, health, keys, keyspaces, leaks, owners, portal,
+    ratelimits, root_keys, usage, verify, webhooks,
 };
 use crate::state::AppState;
 use keyhaven_service::config::MetricsListen;
@@ -103,6 +103,8 @@ pub fn router(state: AppState) -> Router {
             get(keys::get).patch(keys::update).delete(keys::delete),
         )
         .route("/v1/keys/{key_id}/revoke", post(keys::revoke))
+        .route("/v1/keys/{key_id}/credits", post(credits::key))
+        .route("/v1/owners/{id}/credits", post(credits::owner))
         .route("/v1/keys/{key_id}/rotate", post(keys::rotate))
         .route("/v1/keys/{key_id}/reveal", post(keys::reveal))
         .route("/v1/audit-events", get(audit::list))

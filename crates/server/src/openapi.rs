@@ -13,8 +13,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    audit, changes, forward_auth, health, keys, keyspaces, leaks, owners, portal, ratelimits,
-    root_keys, usage, verify, webhooks,
+    audit, changes, credits, forward_auth, health, keys, keyspaces, leaks, owners, portal,
+    ratelimits, root_keys, usage, verify, webhooks,
 };
 
 #[derive(Debug, OpenApi)]
@@ -24,6 +24,7 @@ use crate::routes::{
         keyspaces::create, keyspaces::list, keyspaces::get, keyspaces::update, keyspaces::delete,
         owners::create, owners::list, owners::get, owners::update, owners::delete,
         keys::create, keys::import, keys::expiring, keys::list, keys::get, keys::update, keys::revoke, keys::rotate, keys::reveal, keys::delete,
+        credits::key, credits::owner,
         verify::verify, verify::verify_batch, ratelimits::limit, forward_auth::forward_auth, changes::stream,
         leaks::github, leaks::report, leaks::self_revoke,
         usage::key, usage::owner, usage::keyspace, usage::totals,
@@ -189,7 +190,7 @@ mod tests {
         use keyhaven_service::{keys, keyspaces, validate, webhooks};
         let doc = doc();
         let schemas = &doc["components"]["schemas"];
-        let checks: [(&str, u64); 19] = [
+        let checks: [(&str, u64); 21] = [
             ("/CreateKeyspace/properties/name/maxLength", 200),
             (
                 "/CreateKeyspace/properties/prefix/maxLength",
@@ -215,6 +216,14 @@ mod tests {
             ),
             ("/QuotaBody/properties/remaining/maximum", limits::MAX_QUOTA),
             ("/RefillBody/properties/amount/maximum", limits::MAX_QUOTA),
+            (
+                "/ChangeCredits/properties/amount/maximum",
+                limits::MAX_QUOTA,
+            ),
+            (
+                "/CreateKey/properties/ip_allowlist/maxItems",
+                keyhaven_core::ip_allowlist::MAX_ENTRIES as u64,
+            ),
             (
                 "/CreateKey/properties/scopes/maxItems",
                 validate::MAX_SCOPES as u64,

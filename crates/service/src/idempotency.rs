@@ -122,17 +122,19 @@ impl<'a> Idempotent<'a> {
 
     /// The record to store with the change, when the request carried a key.
     pub fn record(&self, answer: &Rendered, now: Timestamp) -> Result<Option<IdempotentResponse>> {
-        let Some(key) = &self.key else {
-            return Ok(None);
-        };
-        Ok(Some(IdempotentResponse {
+        self.recorder(now).record(answer)
+    }
+
+    /// [`Self::record`] as an owned value, for a change whose answer is rendered inside
+    /// its own transaction (on a task of its own).
+    pub fn recorder(&self, now: Timestamp) -> Recorder {
+        Recorder {
+            service: self.service.clone(),
             actor: self.actor.to_owned(),
-            idempotency_key: key.clone(),
+            key: self.key.clone(),
             request_hash: self.request_hash,
-            status: answer.status,
-            sealed_response: seal(&self.service.peppers, &answer.body)?,
-            created_at: now,
-        }))
+            now,
+        }
     }
 
     /// Ends an operation whose change was attempted with `answer` stored beside it: a
@@ -140,13 +142,19 @@ impl<'a> Idempotent<'a> {
     pub async fn finish(&self, result: Result<(), StoreError>, answer: Rendered) -> Result<Done> {
         match result {
             Ok(()) => Ok(Done::Fresh(answer)),
-            Err(StoreError::Conflict(Conflict::IdempotencyKeyTaken)) => {
-                match self.replay().await? {
-                    Some(stored) => Ok(Done::Replayed(stored)),
-                    None => Err(StoreError::Conflict(Conflict::IdempotencyKeyTaken).into()),
-                }
-            }
-            Err(e) => Err(e.into()),
+            Err(e) => self.recover(e).await,
+        }
+    }
+
+    /// Ends an operation whose change failed with `e`: a concurrent twin of this request
+    /// that won the key is replayed; any other error is the answer.
+    pub async fn recover(&self, e: StoreError) -> Result<Done> {
+        match e {
+            StoreError::Conflict(Conflict::IdempotencyKeyTaken) => match self.replay().await? {
+                Some(stored) => Ok(Done::Replayed(stored)),
+                None => Err(StoreError::Conflict(Conflict::IdempotencyKeyTaken).into()),
+            },
+            e => Err(e.into()),
         }
     }
 
@@ -166,6 +174,34 @@ impl<'a> Idempotent<'a> {
         };
         let result = write(change).await;
         self.finish(result, answer).await
+    }
+}
+
+/// Makes the idempotency record of one request from its answer (see
+/// [`Idempotent::recorder`]).
+#[derive(Debug, Clone)]
+pub struct Recorder {
+    service: Service,
+    actor: String,
+    key: Option<String>,
+    request_hash: [u8; 32],
+    now: Timestamp,
+}
+
+impl Recorder {
+    /// The record to store with the change, when the request carried a key.
+    pub fn record(&self, answer: &Rendered) -> Result<Option<IdempotentResponse>> {
+        let Some(key) = &self.key else {
+            return Ok(None);
+        };
+        Ok(Some(IdempotentResponse {
+            actor: self.actor.clone(),
+            idempotency_key: key.clone(),
+            request_hash: self.request_hash,
+            status: answer.status,
+            sealed_response: seal(&self.service.peppers, &answer.body)?,
+            created_at: self.now,
+        }))
     }
 }
 

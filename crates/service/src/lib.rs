@@ -28,6 +28,7 @@ pub mod changes;
 pub mod clock;
 pub mod coherence;
 pub mod config;
+pub mod credits;
 pub mod error;
 pub mod gateway;
 pub mod github_keys;

@@ -36,6 +36,12 @@ pub enum Conflict {
     DuplicateId,
     /// Another operator already signs in with this email address.
     EmailTaken,
+    /// A credits change on a key or owner that has no quota.
+    NoQuota,
+    /// A decrement larger than the credits left.
+    InsufficientCredits,
+    /// An increment past the largest counter a quota may hold.
+    CreditsOverflow,
 }
 
 impl Conflict {
@@ -51,6 +57,9 @@ impl Conflict {
             Self::IdempotencyKeyTaken => "idempotency_key_in_use",
             Self::DuplicateId => "duplicate_id",
             Self::EmailTaken => "email_taken",
+            Self::NoQuota => "no_quota",
+            Self::InsufficientCredits => "insufficient_credits",
+            Self::CreditsOverflow => "credits_overflow",
         }
     }
 }

@@ -188,6 +188,24 @@ pub enum QuotaTarget {
     Owner(String),
 }
 
+/// A change to a quota's counter through the credits API: set it, or add or take
+/// `amount`. Applied in one transaction holding the row, so concurrent changes through
+/// any node all count and a decrement never takes the counter below zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreditOp {
+    Set(u64),
+    Increment(u64),
+    Decrement(u64),
+}
+
+/// A credits change as stored: the counter before it, and the quota after it (set at
+/// a `refilled_at` strictly after the one it replaces, so every node follows it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CreditsChange {
+    pub before: u64,
+    pub quota: Quota,
+}
+
 /// Uses of one quota since the last write: `used` to subtract, after setting the counter
 /// to the refill amount as of `refilled` when a refill happened in between.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -54,6 +54,21 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         quota: QuotaWrite,
         change: Change<'_>,
     ) -> Result<(), StoreError>;
+    /// Applies a credits change to `target`'s quota counter in one transaction holding
+    /// the row: `audit` is written with `remaining: {from, to}` added, and the answer
+    /// `answer(remaining after)` renders is stored beside it for idempotent replays.
+    /// Fails with [`Conflict::NoQuota`](crate::Conflict), `InsufficientCredits` (a
+    /// decrement past zero) or `CreditsOverflow` (past `max`), changing nothing; with
+    /// `NotFound` when the target is gone.
+    async fn change_credits(
+        &self,
+        target: &QuotaTarget,
+        op: CreditOp,
+        max: u64,
+        now: Timestamp,
+        audit: &AuditEvent,
+        answer: &(dyn Fn(u64) -> Result<Option<IdempotentResponse>, StoreError> + Send + Sync),
+    ) -> Result<CreditsChange, StoreError>;
     /// Fails with [`Conflict::OwnerHasKeys`](crate::Conflict) while keys reference it.
     async fn delete_owner(&self, id: &str, change: Change<'_>) -> Result<(), StoreError>;
 

@@ -13,6 +13,7 @@ mod batch_verify;
 mod changes;
 mod connections;
 mod copy;
+mod credits;
 mod durability;
 mod envoy;
 mod forward_auth;

@@ -20,7 +20,7 @@ use crate::helpers::*;
 
 /// A fresh PostgreSQL database for a multi-node test, or `None` to skip (never under
 /// CI, and never on the PostgreSQL pass, which would only repeat these).
-async fn database() -> Option<String> {
+pub(crate) async fn database() -> Option<String> {
     if on_postgres() {
         return None;
     }
@@ -34,7 +34,7 @@ async fn database() -> Option<String> {
 
 /// Node A, then node B, on one data directory (so one pepper) and one database; the
 /// root key A printed.
-async fn two_nodes(
+pub(crate) async fn two_nodes(
     data: &Path,
     logs: &Path,
     url_a: &str,
@@ -52,7 +52,7 @@ async fn code(http: &reqwest::Client, base: &str, root: &str, key: &str) -> Stri
     v["code"].as_str().unwrap().to_owned()
 }
 
-async fn keyspace(http: &reqwest::Client, base: &str, root: &str) -> String {
+pub(crate) async fn keyspace(http: &reqwest::Client, base: &str, root: &str) -> String {
     let (status, ks) = try_post(
         http,
         base,

@@ -1095,3 +1095,126 @@ async fn behind_tls_cookies_are_secure_and_portal_links_use_the_public_address()
         "{link}"
     );
 }
+
+#[tokio::test]
+async fn an_admin_changes_credits_and_ip_allowlists_in_the_dashboard() {
+    let app = spawn_app().await;
+    add_operator(&app, "ada@example.com", OperatorRole::Admin).await;
+    add_operator(&app, "vic@example.com", OperatorRole::Viewer).await;
+    let ks = app.create_keyspace("dash_credits").await;
+    let key = app
+        .create_key(json!({"keyspace_id": ks.id, "quota": {"remaining": 5},
+            "ip_allowlist": ["192.0.2.0/24"]}))
+        .await;
+    let page_path = format!("/dashboard/keys/{}", key.record.key_id);
+    let mut web = WebClient::new(&app);
+    web.sign_in("ada@example.com", PASSWORD).await;
+    let page = web.get(&page_path).await;
+    assert!(page.body.contains("192.0.2.0/24"), "the allowlist is shown");
+    assert!(page.body.contains("Change credits"));
+    let csrf = page.csrf();
+
+    let done = web
+        .post(
+            &format!("{page_path}/credits"),
+            &[("csrf", &csrf), ("op", "increment"), ("amount", "3")],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    let (_, view) = app
+        .send(
+            Method::GET,
+            &format!("/v1/keys/{}", key.record.key_id),
+            None,
+        )
+        .await;
+    assert_eq!(view["quota"]["remaining"], 8);
+    for (op, amount) in [("decrement", "9"), ("add", "1"), ("set", "-1"), ("set", "")] {
+        let refused = web
+            .post(
+                &format!("{page_path}/credits"),
+                &[("csrf", &csrf), ("op", op), ("amount", amount)],
+            )
+            .await;
+        assert!(
+            refused.status.is_client_error(),
+            "{op} {amount}: {}",
+            refused.status
+        );
+    }
+    let (_, audit) = app
+        .send(
+            Method::GET,
+            &format!(
+                "/v1/audit-events?target_id={}&action=key.credits",
+                key.record.key_id
+            ),
+            None,
+        )
+        .await;
+    let events = audit["data"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{audit}");
+    assert_eq!(events[0]["actor"], "operator:ada@example.com");
+
+    // The allowlist, edited in the key's form (only the field that changed is written).
+    let done = web
+        .post(
+            &format!("{page_path}/update"),
+            &[
+                ("csrf", &csrf),
+                ("ip_allowlist", "198.51.100.7, 2001:db8::/32"),
+                ("ip_allowlist__was", "192.0.2.0/24"),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    let (_, view) = app
+        .send(
+            Method::GET,
+            &format!("/v1/keys/{}", key.record.key_id),
+            None,
+        )
+        .await;
+    assert_eq!(
+        view["ip_allowlist"],
+        json!(["198.51.100.7/32", "2001:db8::/32"])
+    );
+    assert_eq!(view["quota"]["remaining"], 8, "the quota was left alone");
+    let refused = web
+        .post(
+            &format!("{page_path}/update"),
+            &[
+                ("csrf", &csrf),
+                ("ip_allowlist", "10.0.0.1/8"),
+                ("ip_allowlist__was", ""),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert!(
+        refused.body.contains("write 10.0.0.0/8"),
+        "{}",
+        refused.body
+    );
+
+    // A viewer sees the form nowhere and may not post it.
+    let mut viewer = WebClient::new(&app);
+    viewer.sign_in("vic@example.com", PASSWORD).await;
+    let page = viewer.get(&page_path).await;
+    assert!(!page.body.contains("/credits\""));
+    let refused = viewer
+        .post(
+            &format!("{page_path}/credits"),
+            &[("csrf", &page.csrf()), ("op", "set"), ("amount", "1000")],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let (_, view) = app
+        .send(
+            Method::GET,
+            &format!("/v1/keys/{}", key.record.key_id),
+            None,
+        )
+        .await;
+    assert_eq!(view["quota"]["remaining"], 8);
+}

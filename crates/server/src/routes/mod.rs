@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod changes;
+pub mod credits;
 pub mod forward_auth;
 pub mod health;
 pub mod keys;

@@ -181,6 +181,22 @@ impl Quotas {
         self.set(target, quota);
         Ok(())
     }
+
+    /// Changes `target`'s stored counter through `write` (a credits change, which
+    /// returns the quota as stored): as [`Self::replace`], this node's uses are written
+    /// first and it counts from the stored result at once.
+    pub async fn change_stored(
+        &self,
+        store: &dyn Store,
+        target: &QuotaTarget,
+        write: impl std::future::Future<Output = Result<Quota, StoreError>>,
+    ) -> Result<Quota, StoreError> {
+        let _writer = self.writer.lock().await;
+        self.flush_locked(store).await?;
+        let quota = write.await?;
+        self.set(target, Some(&quota));
+        Ok(quota)
+    }
 }
 
 impl LockedQuotas<'_> {

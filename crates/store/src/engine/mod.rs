@@ -34,9 +34,10 @@ use crate::activity::{
 use crate::error::{Doing as _, StoreError};
 use crate::leak::{LeakWrite, SeenBatch};
 use crate::model::{
-    AuditEvent, AuditFilter, Change, Event, ExpiringKey, IdempotentResponse, Import, Invalidation,
-    KeyFilter, KeyForVerify, KeyRecord, Keyspace, KeyspaceScope, Owner, Page, PageRequest,
-    QuotaUse, QuotaWrite, Timestamp, UsageBatch, UsageCount,
+    AuditEvent, AuditFilter, Change, CreditOp, CreditsChange, Event, ExpiringKey,
+    IdempotentResponse, Import, Invalidation, KeyFilter, KeyForVerify, KeyRecord, Keyspace,
+    KeyspaceScope, Owner, Page, PageRequest, QuotaTarget, QuotaUse, QuotaWrite, Timestamp,
+    UsageBatch, UsageCount,
 };
 use crate::store::{ChangeFeed, Store};
 use crate::web::{Operator, SessionKind, WebSession};
@@ -44,6 +45,7 @@ use crate::webhook::{AfterAttempt, Attempt, Delivery, DeliveryStatus, DueDeliver
 
 mod activity;
 mod audit;
+mod credits;
 mod events;
 mod imports;
 mod keys;
@@ -131,6 +133,14 @@ impl_store! {
     keyspaces::delete_keyspace(id: &str, change: Change<'_>) -> (), "deleting a keyspace";
     owners::create_owner(owner: &Owner, change: Change<'_>) -> (), "creating an owner";
     owners::owner(id: &str) -> Option<Owner>, "reading an owner";
+    credits::change_credits(
+        target: &QuotaTarget,
+        op: CreditOp,
+        max: u64,
+        now: Timestamp,
+        audit: &AuditEvent,
+        answer: &(dyn Fn(u64) -> Result<Option<IdempotentResponse>, StoreError> + Send + Sync),
+    ) -> CreditsChange, "changing credits";
     owners::owner_by_external_id(external_id: &str) -> Option<Owner>,
         "reading an owner by external id";
     owners::list_owners(page: PageRequest) -> Page<Owner>, "listing owners";

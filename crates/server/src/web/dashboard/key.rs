@@ -5,6 +5,7 @@
 use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use keyhaven_service::audit::{self, AuditQuery, EventQuery};
+use keyhaven_service::credits::{self, ChangeCredits, CreditOpName, CreditsOf};
 use keyhaven_service::idempotency::Idempotent;
 use keyhaven_service::keys::{self, KeyState, RevokeKey, RotateKey, UpdateKey};
 use keyhaven_service::limits::spec::{QuotaCtx, rate_limit_views};
@@ -239,6 +240,24 @@ fn actions(op: &Operator, found: &KeyForVerify, key_state: KeyState) -> Markup {
                     }
                 }
             }
+            @if key.limits.quota.is_some() {
+                details.action {
+                    summary { "Change credits…" }
+                    p.muted { "Set the uses left, or add or take some (a refund, a purchase). Taking more than is left is refused." }
+                    form.inline method="post" action={"/dashboard/keys/" (id) "/credits"} {
+                        (csrf(&csrf_token))
+                        label { "Change"
+                            select name="op" {
+                                option value="increment" { "Add" }
+                                option value="decrement" { "Take" }
+                                option value="set" { "Set to" }
+                            }
+                        }
+                        label { "Uses" input type="number" name="amount" min="0" required; }
+                        button.secondary type="submit" { "Apply" }
+                    }
+                }
+            }
             @if key_state != KeyState::Rotating {
                 details.action {
                     summary { "Rotate…" }
@@ -311,6 +330,36 @@ pub async fn set_enabled(
     };
     match result.await {
         Ok(_) => back_to(&id, if enabled { "enabled" } else { "disabled" }),
+        Err(e) => fail(e),
+    }
+}
+
+pub async fn change_credits(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    form: DashboardForm,
+) -> Response {
+    let f = &form.fields;
+    let actor = &form.op.actor;
+    let result = async {
+        actor.require(Scope::KeysWrite)?;
+        let op = match f.get("op") {
+            Some("set") => CreditOpName::Set,
+            Some("increment") => CreditOpName::Increment,
+            Some("decrement") => CreditOpName::Decrement,
+            _ => return Err(ServiceError::invalid("choose add, take or set")),
+        };
+        let amount = super::number(f, "amount", "Uses")?
+            .ok_or_else(|| ServiceError::invalid("Uses must be a whole number"))?;
+        let input = ChangeCredits { op, amount };
+        let idem = Idempotent::none(&state, actor);
+        credits::change(&state, actor, CreditsOf::Key(&id), input, &idem, |_| {
+            Ok(unstored())
+        })
+        .await
+    };
+    match result.await {
+        Ok(_) => back_to(&id, "updated"),
         Err(e) => fail(e),
     }
 }

@@ -43,6 +43,7 @@ pub fn router() -> Router<AppState> {
         .route("/dashboard/keys/{id}/rotate", post(key::rotate))
         .route("/dashboard/keys/{id}/revoke", post(key::revoke))
         .route("/dashboard/keys/{id}/enabled", post(key::set_enabled))
+        .route("/dashboard/keys/{id}/credits", post(key::change_credits))
         .route(
             "/dashboard/keyspaces",
             get(keyspaces::list).post(keyspaces::create),

@@ -1,0 +1,93 @@
+//! Credits: a quota counter set, raised or lowered through the API in one transaction
+//! that holds the row, with its audit event and idempotent answer.
+//!
+//! Part of the engine directory, compiled once per engine (see `mod.rs`).
+
+use serde_json::json;
+
+use super::audit::commit_change;
+use super::rows::limits_from;
+use super::{Engine, dialect, notify};
+use crate::error::{Conflict, StoreError};
+use crate::model::{
+    AuditEvent, Change, CreditOp, CreditsChange, IdempotentResponse, Invalidation, Quota,
+    QuotaTarget, Timestamp, to_unix,
+};
+
+pub(super) async fn change_credits(
+    store: &Engine,
+    target: &QuotaTarget,
+    op: CreditOp,
+    max: u64,
+    now: Timestamp,
+    audit: &AuditEvent,
+    answer: &(dyn Fn(u64) -> Result<Option<IdempotentResponse>, StoreError> + Send + Sync),
+) -> Result<CreditsChange, StoreError> {
+    let (table, column, id, invalidation) = match target {
+        QuotaTarget::Key(id) => ("keys", "key_id", id, Invalidation::Key(id.clone())),
+        QuotaTarget::Owner(id) => ("owners", "id", id, Invalidation::Owner(id.clone())),
+    };
+    let mut tx = store.begin().await?;
+    let sql = format!(
+        "SELECT ratelimits, quota_remaining, quota_refill_interval, quota_refill_day, \
+         quota_refill_amount, quota_refilled_at FROM {table} WHERE {column} = $1{}",
+        dialect::FOR_UPDATE
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    let stored: Quota = limits_from(&row, "")?
+        .quota
+        .ok_or(StoreError::Conflict(Conflict::NoQuota))?;
+    let before = stored.remaining;
+    let after = match op {
+        CreditOp::Set(n) => n,
+        CreditOp::Increment(n) => before.saturating_add(n),
+        CreditOp::Decrement(n) => before
+            .checked_sub(n)
+            .ok_or(StoreError::Conflict(Conflict::InsufficientCredits))?,
+    };
+    if after > max {
+        return Err(StoreError::Conflict(Conflict::CreditsOverflow));
+    }
+    // Strictly after the quota it replaces: every node, comparing the two, follows this
+    // one, keeping its own uses not yet written.
+    let set_at = if stored.refilled_at >= now {
+        stored.refilled_at + time::Duration::seconds(1)
+    } else {
+        now
+    };
+    let sql = format!(
+        "UPDATE {table} SET quota_remaining = $1, quota_refilled_at = $2 WHERE {column} = $3"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(i64::try_from(after).unwrap_or(i64::MAX))
+        .bind(to_unix(set_at))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    notify(&mut tx, invalidation).await?;
+    let mut audit = audit.clone();
+    audit
+        .changes
+        .insert("remaining".into(), json!({"from": before, "to": after}));
+    let idempotency = answer(after)?;
+    commit_change(
+        tx,
+        Change {
+            audit: &audit,
+            idempotency: idempotency.as_ref(),
+        },
+    )
+    .await?;
+    Ok(CreditsChange {
+        before,
+        quota: Quota {
+            remaining: after,
+            refilled_at: set_at,
+            ..stored
+        },
+    })
+}
