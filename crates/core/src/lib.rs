@@ -14,6 +14,7 @@ pub mod format;
 pub mod ip_allowlist;
 mod mac;
 pub mod pepper;
+pub mod permissions;
 pub mod policy;
 pub mod quota;
 pub mod random;
