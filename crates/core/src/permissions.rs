@@ -81,8 +81,8 @@ fn tokens(text: &str) -> Result<Vec<(usize, Token<'_>)>, QueryError> {
     let bytes = text.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
+    while let Some(&byte) = bytes.get(i) {
+        match byte {
             b' ' | b'\t' | b'\n' | b'\r' => i += 1,
             b'(' => {
                 out.push((i, Token::Open));
@@ -94,10 +94,10 @@ fn tokens(text: &str) -> Result<Vec<(usize, Token<'_>)>, QueryError> {
             }
             b if name_byte(b) => {
                 let start = i;
-                while i < bytes.len() && name_byte(bytes[i]) {
+                while bytes.get(i).copied().is_some_and(name_byte) {
                     i += 1;
                 }
-                let word = &text[start..i];
+                let word = text.get(start..i).unwrap_or_default();
                 let token = match word {
                     "AND" => Token::And,
                     "OR" => Token::Or,
