@@ -5,7 +5,9 @@
 //! Entries are IPv4 or IPv6 networks in CIDR notation (`203.0.113.0/24`,
 //! `2001:db8::/32`) or single addresses (`198.51.100.7`, meaning `/32` or `/128`). An
 //! IPv4 address and its IPv4-mapped IPv6 form (`::ffff:203.0.113.7`, as a dual-stack
-//! socket reports it) are one address: either form matches an entry written in either.
+//! socket reports it) are one address: either form matches an IPv4 entry, and an IPv6
+//! entry written inside `::ffff:0:0/96`. Other IPv6 entries never admit an IPv4 client:
+//! `::/0` means every IPv6 address, not every address.
 
 use std::net::IpAddr;
 
@@ -66,14 +68,19 @@ impl IpAllowlist {
 
     /// Whether `ip` (in either of its forms, see the module) lies in one of the networks.
     pub fn admits(&self, ip: IpAddr) -> bool {
-        let (v4, v6) = match ip {
-            IpAddr::V4(a) => (Some(a), a.to_ipv6_mapped()),
-            IpAddr::V6(b) => (b.to_ipv4_mapped(), b),
-        };
-        self.nets.iter().any(|net| match net {
-            IpNet::V4(net) => v4.is_some_and(|a| net.contains(&a)),
-            IpNet::V6(net) => net.contains(&v6),
-        })
+        match ip.to_canonical() {
+            IpAddr::V4(a) => {
+                let mapped = a.to_ipv6_mapped();
+                self.nets.iter().any(|net| match net {
+                    IpNet::V4(net) => net.contains(&a),
+                    IpNet::V6(net) => within_mapped(net) && net.contains(&mapped),
+                })
+            }
+            IpAddr::V6(b) => self.nets.iter().any(|net| match net {
+                IpNet::V4(_) => false,
+                IpNet::V6(net) => net.contains(&b),
+            }),
+        }
     }
 
     /// The entries in canonical CIDR form (`203.0.113.7/32` for a single address), as
@@ -81,6 +88,11 @@ impl IpAllowlist {
     pub fn entries(&self) -> Vec<String> {
         self.nets.iter().map(ToString::to_string).collect()
     }
+}
+
+/// Whether `net` lies inside the IPv4-mapped range `::ffff:0:0/96`.
+fn within_mapped(net: &ipnet::Ipv6Net) -> bool {
+    net.prefix_len() >= 96 && net.network().to_ipv4_mapped().is_some()
 }
 
 /// Whether a verification from `client_ip` passes every allowlist in `lists` (absent
@@ -136,6 +148,10 @@ mod tests {
         assert!(!v4.admits(ip("2001:db8::1")));
         let v6 = list(&["::/0"]);
         assert!(v6.admits(ip("::")) && v6.admits(ip("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")));
+        // Every IPv6 address, but no IPv4 client in either form.
+        assert!(!v6.admits(ip("203.0.113.9")) && !v6.admits(ip("::ffff:203.0.113.9")));
+        let all = list(&["0.0.0.0/0", "::/0"]);
+        assert!(all.admits(ip("203.0.113.9")) && all.admits(ip("2001:db8::1")));
     }
 
     #[test]
@@ -155,7 +171,11 @@ mod tests {
         assert!(!v4.admits(ip("::203.0.113.9")));
         let mapped = list(&["::ffff:203.0.113.0/120"]);
         assert!(mapped.admits(ip("203.0.113.9")));
+        assert!(mapped.admits(ip("::ffff:203.0.113.9")));
         assert!(!mapped.admits(ip("203.0.114.9")));
+        // The whole mapped range admits every IPv4 client; a wider network does not.
+        assert!(list(&["::ffff:0:0/96"]).admits(ip("198.51.100.1")));
+        assert!(!list(&["::/64"]).admits(ip("198.51.100.1")));
     }
 
     #[test]

@@ -56,6 +56,7 @@ _TITLES = {
     "DISABLED": "The API key is disabled",
     "INSUFFICIENT_SCOPES": "The API key lacks a required scope",
     "FORBIDDEN_IP": "The API key may not be used from this address",
+    "INSUFFICIENT_PERMISSIONS": "The API key lacks a required permission",
     "RATE_LIMITED": "Too many requests",
     "USAGE_EXCEEDED": "The API key's usage quota is exhausted",
 }
@@ -149,7 +150,7 @@ def refusal(result: VerifyResult, now: Optional[float] = None) -> Refusal:
     """The refusal for a verify answer that is not VALID."""
     code = result.code
     headers: Dict[str, str] = {}
-    if code in ("INSUFFICIENT_SCOPES", "FORBIDDEN_IP"):
+    if code in ("INSUFFICIENT_SCOPES", "FORBIDDEN_IP", "INSUFFICIENT_PERMISSIONS"):
         status = 403
     elif code in ("RATE_LIMITED", "USAGE_EXCEEDED"):
         status = 429
@@ -237,13 +238,14 @@ def client_address(
 ) -> Optional[str]:
     """The client's address: the socket's, or with ``trusted_proxy_hops`` proxies in
     front the ``X-Forwarded-For`` entry that many from the right (entries further left
-    were written by the client and are never believed). ``None`` when unreadable."""
-    if trusted_proxy_hops > 0 and forwarded_for:
-        hops = forwarded_for.split(",")
+    were written by the client and are never believed). ``None`` when unreadable; behind
+    proxies never the socket's address, which is a proxy's (an IP allowlist admitting the
+    proxy would otherwise admit every client behind it)."""
+    if trusted_proxy_hops > 0:
+        hops = (forwarded_for or "").split(",")
         if len(hops) >= trusted_proxy_hops:
-            hop = _ip(hops[-trusted_proxy_hops].strip())
-            if hop is not None:
-                return hop
+            return _ip(hops[-trusted_proxy_hops].strip())
+        return None
     return _ip(socket_ip)
 
 

@@ -139,7 +139,9 @@ impl Rules {
 
     /// The client's address: the socket's, or with trusted proxies in front the one
     /// `trusted_proxy_hops` entries from the right of `X-Forwarded-For` (all its values
-    /// joined with commas). A list too short or unreadable gives the socket's address.
+    /// joined with commas). A list too short or unreadable gives no address, never the
+    /// socket's: that is a proxy's, and an IP allowlist admitting the proxy's network
+    /// would otherwise admit every client behind it.
     pub fn client_ip(&self, socket: Option<IpAddr>, forwarded_for: Option<&str>) -> Option<IpAddr> {
         let hops = usize::try_from(self.trusted_proxy_hops).unwrap_or(usize::MAX);
         if hops == 0 {
@@ -148,7 +150,6 @@ impl Rules {
         forwarded_for
             .and_then(|list| list.rsplit(',').nth(hops - 1))
             .and_then(|hop| hop.trim().parse().ok())
-            .or(socket)
     }
 
     /// Every rule within bounds; the error names the field.
@@ -357,7 +358,7 @@ mod tests {
     }
 
     #[test]
-    fn the_client_address_is_the_trusted_hop_or_the_socket() {
+    fn the_client_address_is_the_trusted_hop_or_the_socket_without_proxies() {
         let socket: Option<IpAddr> = "10.0.0.9".parse().ok();
         let at = |hops: u32, xff: Option<&str>| {
             let rules = Rules {
@@ -371,10 +372,12 @@ mod tests {
         assert_eq!(at(1, xff).as_deref(), Some("10.1.1.1"));
         assert_eq!(at(2, xff).as_deref(), Some("198.51.100.1"));
         assert_eq!(at(3, xff).as_deref(), Some("203.0.113.7"));
-        assert_eq!(at(4, xff).as_deref(), Some("10.0.0.9"));
-        assert_eq!(at(1, Some("junk")).as_deref(), Some("10.0.0.9"));
+        // Behind proxies, an unreadable hop is no address (never the proxy's own).
+        assert_eq!(at(4, xff).as_deref(), None);
+        assert_eq!(at(1, Some("junk")).as_deref(), None);
+        assert_eq!(at(1, Some("203.0.113.7:5555")).as_deref(), None);
         assert_eq!(at(1, Some("2001:db8::1")).as_deref(), Some("2001:db8::1"));
-        assert_eq!(at(1, None).as_deref(), Some("10.0.0.9"));
+        assert_eq!(at(1, None).as_deref(), None);
     }
 
     #[test]
