@@ -121,6 +121,7 @@ const TITLES: Record<string, string> = {
   DISABLED: "The API key is disabled",
   INSUFFICIENT_SCOPES: "The API key lacks a required scope",
   FORBIDDEN_IP: "The API key may not be used from this address",
+  INSUFFICIENT_PERMISSIONS: "The API key lacks a required permission",
   RATE_LIMITED: "Too many requests",
   USAGE_EXCEEDED: "The API key's usage quota is exhausted",
 };
@@ -176,7 +177,7 @@ export async function decide(
   }
   const code = answer.code;
   const status =
-    code === "INSUFFICIENT_SCOPES" || code === "FORBIDDEN_IP"
+    code === "INSUFFICIENT_SCOPES" || code === "FORBIDDEN_IP" || code === "INSUFFICIENT_PERMISSIONS"
       ? 403
       : code === "RATE_LIMITED" || code === "USAGE_EXCEEDED" ? 429 : 401;
   const out: Record<string, string> = { ...limitHeaders };

@@ -236,6 +236,7 @@ impl VerifyCache {
         response: &Arc<VerifyResponse>,
     ) {
         let cacheable = options.ratelimits.is_none()
+            && options.permissions.is_none()
             && response.valid
             && response.code == VerifyCode::Valid
             && response.key_id.is_some()
@@ -286,7 +287,9 @@ impl VerifyCache {
 /// server refuses (400) a cost above 1,000, more than 64 scopes, or a scope that is not
 /// 1-100 characters of `[A-Za-z0-9_:.*/-]`, so those calls go to it.
 fn answerable(options: &VerifyOptions) -> bool {
-    options.cost.is_none_or(|c| c <= 1_000)
+    // A cached answer does not know the key's permissions: a query goes to the server.
+    options.permissions.is_none()
+        && options.cost.is_none_or(|c| c <= 1_000)
         && options.scopes.len() <= 64
         && options.ratelimits.as_ref().is_none_or(|r| r.len() <= 32)
         && options.scopes.iter().all(|s| {

@@ -361,6 +361,7 @@ impl Remote {
             cost: options.cost,
             ratelimits: options.ratelimits.as_deref(),
             client_ip: options.client_ip,
+            permissions: options.permissions.as_deref(),
         };
         // Holds the key: wiped when dropped (the copies handed to the HTTP stack are
         // its to free).

@@ -113,6 +113,7 @@ impl Embedded {
                     .collect()
             }),
             client_ip: options.client_ip,
+            permissions: options.permissions.clone(),
         };
         verify::verify(&self.service, &self.actor, &request, answer)
             .await
@@ -148,6 +149,8 @@ fn answer(verdict: &Verdict<'_>) -> VerifyResponse {
         }),
         ratelimits: verdict.limits.ratelimits.iter().map(ratelimit).collect(),
         remaining: verdict.limits.remaining,
+        missing_permissions: (verdict.code == keyhaven_core::VerifyCode::InsufficientPermissions)
+            .then(|| verdict.missing_permissions.to_vec()),
     }
 }
 

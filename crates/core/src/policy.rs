@@ -12,6 +12,8 @@ pub enum VerifyCode {
     Revoked,
     Disabled,
     InsufficientScopes,
+    /// The key does not hold the permissions the verification's query asks for.
+    InsufficientPermissions,
     /// The key (or its owner or keyspace) has an IP allowlist that does not admit the
     /// client's address, or no address was given.
     ForbiddenIp,
@@ -23,7 +25,7 @@ pub enum VerifyCode {
 }
 
 impl VerifyCode {
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::Valid,
         Self::NotFound,
         Self::Malformed,
@@ -31,6 +33,7 @@ impl VerifyCode {
         Self::Revoked,
         Self::Disabled,
         Self::InsufficientScopes,
+        Self::InsufficientPermissions,
         Self::ForbiddenIp,
         Self::RateLimited,
         Self::UsageExceeded,
@@ -45,6 +48,7 @@ impl VerifyCode {
             Self::Revoked => "REVOKED",
             Self::Disabled => "DISABLED",
             Self::InsufficientScopes => "INSUFFICIENT_SCOPES",
+            Self::InsufficientPermissions => "INSUFFICIENT_PERMISSIONS",
             Self::ForbiddenIp => "FORBIDDEN_IP",
             Self::RateLimited => "RATE_LIMITED",
             Self::UsageExceeded => "USAGE_EXCEEDED",

@@ -450,6 +450,7 @@ fn request(key: &str) -> VerifyRequest {
         cost: None,
         ratelimits: None,
         client_ip: None,
+        permissions: None,
     }
 }
 

@@ -18,7 +18,7 @@ use tower_http::trace::TraceLayer;
 use crate::error::ApiError;
 use crate::routes::{
     audit, changes, credits, forward_auth, health, keys, keyspaces, leaks, owners, portal,
-    ratelimits, root_keys, usage, verify, webhooks,
+    ratelimits, roles, root_keys, usage, verify, webhooks,
 };
 use crate::state::AppState;
 use keyhaven_service::config::MetricsListen;
@@ -104,6 +104,14 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/keys/{key_id}/revoke", post(keys::revoke))
         .route("/v1/keys/{key_id}/credits", post(credits::key))
+        .route(
+            "/v1/keyspaces/{id}/roles",
+            post(roles::create).get(roles::list),
+        )
+        .route(
+            "/v1/keyspaces/{id}/roles/{name}",
+            get(roles::get).patch(roles::update).delete(roles::delete),
+        )
         .route("/v1/owners/{id}/credits", post(credits::owner))
         .route("/v1/keys/{key_id}/rotate", post(keys::rotate))
         .route("/v1/keys/{key_id}/reveal", post(keys::reveal))

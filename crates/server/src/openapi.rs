@@ -14,7 +14,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
     audit, changes, credits, forward_auth, health, keys, keyspaces, leaks, owners, portal,
-    ratelimits, root_keys, usage, verify, webhooks,
+    ratelimits, roles, root_keys, usage, verify, webhooks,
 };
 
 #[derive(Debug, OpenApi)]
@@ -25,6 +25,7 @@ use crate::routes::{
         owners::create, owners::list, owners::get, owners::update, owners::delete,
         keys::create, keys::import, keys::expiring, keys::list, keys::get, keys::update, keys::revoke, keys::rotate, keys::reveal, keys::delete,
         credits::key, credits::owner,
+        roles::create, roles::list, roles::get, roles::update, roles::delete,
         verify::verify, verify::verify_batch, ratelimits::limit, forward_auth::forward_auth, changes::stream,
         leaks::github, leaks::report, leaks::self_revoke,
         usage::key, usage::owner, usage::keyspace, usage::totals,

@@ -479,6 +479,7 @@ mod tests {
             import: None,
             limits: Default::default(),
             ip_allowlist: None,
+            grants: Default::default(),
             last_used_at: None,
             created_at: now,
             updated_at: now,
@@ -494,6 +495,7 @@ mod tests {
                 owner_limits: Default::default(),
                 owner_ip_allowlist: None,
                 keyspace_ip_allowlist: None,
+                permissions: Vec::new(),
             }),
             None,
         )

@@ -75,6 +75,7 @@ fn conflict_detail(c: Conflict) -> &'static str {
         IdempotencyKeyTaken => "A request with this Idempotency-Key is still in progress.",
         DuplicateId => "A generated id collided with an existing one; retry the request.",
         EmailTaken => "Another operator already signs in with this email address.",
+        RoleTaken => "The keyspace already has a role of this name.",
         NoQuota => "It has no quota: set one (PATCH with `quota`) before changing its credits.",
         InsufficientCredits => {
             "Fewer credits are left than the decrement takes; nothing was taken."

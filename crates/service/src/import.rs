@@ -207,6 +207,7 @@ pub fn build(item: &ImportItem, peppers: &PepperSet, now: Timestamp) -> Result<K
         }),
         limits: Default::default(),
         ip_allowlist: None,
+        grants: Default::default(),
         last_used_at: None,
         created_at: now,
         updated_at: now,

@@ -46,6 +46,7 @@ pub mod patch;
 pub mod portal;
 pub mod ratelimits;
 pub mod recoverable;
+pub mod roles;
 pub mod root_keys;
 pub mod serve_lock;
 pub mod service;

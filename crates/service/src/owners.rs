@@ -9,7 +9,9 @@
 //! Verify answers carry an owner's external id and limits, so changes empty the verify
 //! cache before they return.
 
-use keyhaven_store::{Change, Limits, Owner, Page, PageRequest, QuotaTarget, QuotaWrite};
+use keyhaven_store::{Change, Grants, Limits, Owner, Page, PageRequest, QuotaTarget, QuotaWrite};
+
+use crate::keys::names_audit;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
@@ -52,6 +54,16 @@ pub struct CreateOwner {
     #[serde(default)]
     #[schema(max_items = 100)]
     pub ip_allowlist: Vec<String>,
+    /// Roles of every key of the owner (by name, resolved in each key's keyspace); their permissions are held as if
+    /// given directly. At most 64.
+    #[serde(default)]
+    #[schema(max_items = 64)]
+    pub roles: Vec<String>,
+    /// Permissions every key of the owner holds directly (`documents.read`); at most 64, each 1-100
+    /// characters of `[A-Za-z0-9_.:*/-]`.
+    #[serde(default)]
+    #[schema(max_items = 64)]
+    pub permissions: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -75,6 +87,12 @@ pub struct UpdateOwner {
     /// Replaces the IP allowlist of all the owner's keys (`[]` removes it); at most 100 entries.
     #[schema(max_items = 100)]
     pub ip_allowlist: Option<Vec<String>>,
+    /// Replaces the roles (`[]` removes them); at most 64.
+    #[schema(max_items = 64)]
+    pub roles: Option<Vec<String>>,
+    /// Replaces the direct permissions (`[]` removes them); at most 64.
+    #[schema(max_items = 64)]
+    pub permissions: Option<Vec<String>>,
 }
 
 /// Refuses an actor limited to keyspaces (see the module docs).
@@ -152,6 +170,10 @@ pub async fn create(
     }
     validate::meta(&input.meta)?;
     let ip_allowlist = validate::ip_allowlist(&input.ip_allowlist)?;
+    let grants = Grants {
+        roles: validate::grant_names("roles", input.roles)?,
+        permissions: validate::grant_names("permissions", input.permissions)?,
+    };
     let now = service.clock.now();
     let owner = Owner {
         id: ids::new_id("own")?,
@@ -163,6 +185,7 @@ pub async fn create(
             quota: input.quota.map(|q| quota(q, now)).transpose()?,
         },
         ip_allowlist,
+        grants,
         created_at: now,
         updated_at: now,
     };
@@ -182,6 +205,8 @@ pub async fn create(
                 "ip_allowlist",
                 validate::ip_allowlist_audit(owner.ip_allowlist.as_ref()),
             ),
+            ("roles", names_audit(&owner.grants.roles)),
+            ("permissions", names_audit(&owner.grants.permissions)),
         ]),
         now,
     )?;
@@ -219,6 +244,12 @@ pub async fn update(
     if let Some(entries) = input.ip_allowlist {
         after.ip_allowlist = validate::ip_allowlist(&entries)?;
     }
+    if let Some(roles) = input.roles {
+        after.grants.roles = validate::grant_names("roles", roles)?;
+    }
+    if let Some(permissions) = input.permissions {
+        after.grants.permissions = validate::grant_names("permissions", permissions)?;
+    }
     let now = service.clock.now();
     let quota_write = patch_limits(&mut after.limits, input.ratelimits, input.quota, now)?;
     after.updated_at = now;
@@ -249,6 +280,16 @@ pub async fn update(
                 "ip_allowlist",
                 validate::ip_allowlist_audit(before.ip_allowlist.as_ref()),
                 validate::ip_allowlist_audit(after.ip_allowlist.as_ref()),
+            ),
+            (
+                "roles",
+                names_audit(&before.grants.roles),
+                names_audit(&after.grants.roles),
+            ),
+            (
+                "permissions",
+                names_audit(&before.grants.permissions),
+                names_audit(&after.grants.permissions),
             ),
         ]),
         now,

@@ -140,6 +140,34 @@ pub fn ip_allowlist_audit(list: Option<&keyhaven_core::IpAllowlist>) -> Value {
     list.map_or(Value::Null, |l| Value::from(l.entries()))
 }
 
+/// Most roles, and most permissions, given to one key or owner (and in one role).
+pub const MAX_GRANTS: usize = 64;
+
+/// Role or permission names as given: up to [`MAX_GRANTS`], each 1-100 characters of
+/// `[A-Za-z0-9_.:*/-]` (not `AND` or `OR`); duplicates are dropped, order is kept.
+pub fn grant_names(field: &str, names: Vec<String>) -> Result<Vec<String>> {
+    if names.len() > MAX_GRANTS {
+        return Err(ServiceError::invalid(format!(
+            "{field}: at most {MAX_GRANTS} names"
+        )));
+    }
+    if let Some(i) = names
+        .iter()
+        .position(|n| !keyhaven_core::permissions::valid_name(n))
+    {
+        return Err(ServiceError::invalid(format!(
+            "{field}[{i}] must be 1-100 characters of [A-Za-z0-9_.:*/-], and not AND or OR"
+        )));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(names.len());
+    for name in names {
+        if !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

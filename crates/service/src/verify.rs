@@ -27,6 +27,7 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use keyhaven_core::compat::{self, ImportFormat};
+use keyhaven_core::permissions::Query;
 use keyhaven_core::{
     KeyState, ParsedKey, SecretStr, Verification, VerifyCode, ip_allowlist, policy,
 };
@@ -65,6 +66,12 @@ pub struct VerifyRequest {
     /// key at `cost`); at most 32. Names the key does not have are ignored.
     #[schema(max_items = 32)]
     pub ratelimits: Option<Vec<NamedCost>>,
+    /// A permission query the key must satisfy, such as
+    /// `documents.read AND (documents.write OR admin)` (`AND` binds tighter than `OR`;
+    /// at most 1,000 bytes and 64 permissions); otherwise the answer is
+    /// INSUFFICIENT_PERMISSIONS with `missing_permissions`.
+    #[schema(max_length = 1000)]
+    pub permissions: Option<String>,
     /// The address of the client that presented the key (as your API saw it): checked
     /// against the IP allowlists of the key, its owner and its keyspace (a key with an
     /// allowlist answers FORBIDDEN_IP without it), and failed verifications are limited
@@ -82,6 +89,8 @@ pub struct Verdict<'a> {
     /// The limits applied (for a usable key), or the failed-verification limiter that
     /// answered RATE_LIMITED.
     pub limits: &'a Decision<'a>,
+    /// For INSUFFICIENT_PERMISSIONS: the query's permissions the key lacks.
+    pub missing_permissions: &'a [String],
 }
 
 /// Verifies `request.key` for `actor` (whose visible keyspaces bound what it may learn
@@ -95,7 +104,7 @@ pub async fn verify<R>(
 ) -> Result<R> {
     let start = Instant::now();
     // 1. The request.
-    let cost = check_request(request)?;
+    let (cost, query) = check_request(request)?;
     let now_us = service.clock.now_micros();
     let now = Clock::seconds(now_us);
     // 2-5. Parse once, then record, MAC and policy.
@@ -112,6 +121,19 @@ pub async fn verify<R>(
     };
     let mut code = matched.code;
     let found = matched.key.as_deref();
+    // 5b. Permissions, for a key otherwise usable.
+    let mut missing_permissions = Vec::new();
+    if let (VerifyCode::Valid, Some(query), Some(record)) = (code, &query, found) {
+        let held = |p: &str| {
+            (record.permissions)
+                .binary_search_by(|x| x.as_str().cmp(p))
+                .is_ok()
+        };
+        if !query.holds(&held) {
+            code = VerifyCode::InsufficientPermissions;
+            missing_permissions = query.missing(&held);
+        }
+    }
     // 6. Limits.
     let mut limits = Decision::default();
     match (code, found) {
@@ -152,6 +174,7 @@ pub async fn verify<R>(
         code,
         key: found,
         limits: &limits,
+        missing_permissions: &missing_permissions,
     };
     let out = answer(&verdict);
     VerifyMetrics::get().record(code, start);
@@ -263,10 +286,17 @@ pub async fn verify_batch<R>(
     Ok(out)
 }
 
-/// The request's own rules (scopes, cost, named limits); its cost.
-fn check_request(request: &VerifyRequest) -> Result<u64> {
+/// The request's own rules (scopes, permission query, cost, named limits); its cost and
+/// parsed query.
+fn check_request(request: &VerifyRequest) -> Result<(u64, Option<Query>)> {
     validate::scopes(&request.scopes)?;
-    checked_cost(request)
+    let query = request
+        .permissions
+        .as_deref()
+        .map(Query::parse)
+        .transpose()
+        .map_err(|e| ServiceError::invalid(format!("permissions: the query {e}")))?;
+    Ok((checked_cost(request)?, query))
 }
 
 fn checked_cost(request: &VerifyRequest) -> Result<u64> {

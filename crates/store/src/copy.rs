@@ -17,6 +17,7 @@ use crate::sqlite::SqliteStore;
 /// Tables in dependency order, each with the columns its rows are read in order of.
 const TABLES: &[(&str, &str)] = &[
     ("keyspaces", "seq"),
+    ("roles", "keyspace_id, name"),
     ("owners", "seq"),
     ("keys", "seq"),
     ("key_leaks", "key_id"),

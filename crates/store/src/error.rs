@@ -36,6 +36,8 @@ pub enum Conflict {
     DuplicateId,
     /// Another operator already signs in with this email address.
     EmailTaken,
+    /// The keyspace already has a role of this name.
+    RoleTaken,
     /// A credits change on a key or owner that has no quota.
     NoQuota,
     /// A decrement larger than the credits left.
@@ -57,6 +59,7 @@ impl Conflict {
             Self::IdempotencyKeyTaken => "idempotency_key_in_use",
             Self::DuplicateId => "duplicate_id",
             Self::EmailTaken => "email_taken",
+            Self::RoleTaken => "role_taken",
             Self::NoQuota => "no_quota",
             Self::InsufficientCredits => "insufficient_credits",
             Self::CreditsOverflow => "credits_overflow",

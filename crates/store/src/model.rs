@@ -25,6 +25,25 @@ pub fn from_unix(secs: i64) -> Timestamp {
     OffsetDateTime::from_unix_timestamp(secs).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
+/// Roles and permissions given to a key or an owner (names; empty for none).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grants {
+    pub roles: Vec<String>,
+    pub permissions: Vec<String>,
+}
+
+/// A role: a named set of permissions in a keyspace. Editing it changes what every key
+/// naming it (or whose owner names it) holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Role {
+    pub keyspace_id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub permissions: Vec<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
 /// Id of the reserved keyspace that holds root keys.
 pub const ROOT_KEYSPACE_ID: &str = "ks_root";
 /// Prefix of root keys: `kh_root_<key id>_<secret><checksum>`.
@@ -121,6 +140,9 @@ pub struct Owner {
     pub limits: Limits,
     /// Addresses every key of the owner may be used from (`None`: any).
     pub ip_allowlist: Option<IpAllowlist>,
+    /// Roles (by name, resolved in each key's keyspace) and permissions every key of
+    /// the owner holds.
+    pub grants: Grants,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -268,6 +290,8 @@ pub struct KeyRecord {
     /// Addresses the key may be used from (`None`: any); its owner's and keyspace's
     /// allowlists apply as well.
     pub ip_allowlist: Option<IpAllowlist>,
+    /// The key's own roles (in its keyspace) and permissions; its owner's add to them.
+    pub grants: Grants,
     pub last_used_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
@@ -322,6 +346,9 @@ pub struct KeyForVerify {
     /// The owner's and the keyspace's IP allowlists.
     pub owner_ip_allowlist: Option<IpAllowlist>,
     pub keyspace_ip_allowlist: Option<IpAllowlist>,
+    /// Every permission the key holds, sorted: its own, its owner's, and those of the
+    /// roles either names in the key's keyspace (resolved when the record is read).
+    pub permissions: Vec<String>,
 }
 
 impl KeyForVerify {

@@ -54,6 +54,20 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         quota: QuotaWrite,
         change: Change<'_>,
     ) -> Result<(), StoreError>;
+    /// Fails with [`Conflict::RoleTaken`](crate::Conflict) when the keyspace has a role
+    /// of that name. Role changes empty the keyspace's keys from every verify cache.
+    async fn create_role(&self, role: &Role, change: Change<'_>) -> Result<(), StoreError>;
+    async fn role(&self, keyspace_id: &str, name: &str) -> Result<Option<Role>, StoreError>;
+    /// A keyspace's roles by name.
+    async fn list_roles(&self, keyspace_id: &str) -> Result<Vec<Role>, StoreError>;
+    /// Writes the role's description and permissions; `NotFound` if it is gone.
+    async fn update_role(&self, role: &Role, change: Change<'_>) -> Result<(), StoreError>;
+    async fn delete_role(
+        &self,
+        keyspace_id: &str,
+        name: &str,
+        change: Change<'_>,
+    ) -> Result<(), StoreError>;
     /// Applies a credits change to `target`'s quota counter in one transaction holding
     /// the row: `audit` is written with `remaining: {from, to}` added, and the answer
     /// `answer(remaining after)` renders is stored beside it for idempotent replays.

@@ -34,6 +34,7 @@ mod multinode;
 mod one_server;
 mod openapi;
 mod pepper;
+mod permissions;
 mod ratelimits;
 mod readiness;
 mod readme;

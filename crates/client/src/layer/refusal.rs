@@ -17,7 +17,11 @@ const PROBLEM_JSON: &str = "application/problem+json";
 /// Why the layer refuses a request: no key (`None`), or the verify code.
 pub(crate) fn refusal(code: Option<VerifyCode>, limits: &[VerifyRatelimit]) -> Response {
     let status = match code {
-        Some(VerifyCode::InsufficientScopes | VerifyCode::ForbiddenIp) => StatusCode::FORBIDDEN,
+        Some(
+            VerifyCode::InsufficientScopes
+            | VerifyCode::InsufficientPermissions
+            | VerifyCode::ForbiddenIp,
+        ) => StatusCode::FORBIDDEN,
         Some(VerifyCode::RateLimited | VerifyCode::UsageExceeded) => StatusCode::TOO_MANY_REQUESTS,
         _ => StatusCode::UNAUTHORIZED,
     };
@@ -96,6 +100,7 @@ fn title(code: Option<VerifyCode>) -> &'static str {
         Some(VerifyCode::Disabled) => "The API key is disabled",
         Some(VerifyCode::InsufficientScopes) => "The API key lacks a required scope",
         Some(VerifyCode::ForbiddenIp) => "The API key may not be used from this address",
+        Some(VerifyCode::InsufficientPermissions) => "The API key lacks a required permission",
         Some(VerifyCode::RateLimited) => "Too many requests",
         Some(VerifyCode::UsageExceeded) => "The API key's usage quota is exhausted",
         Some(VerifyCode::Valid) => "Refused",

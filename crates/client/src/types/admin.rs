@@ -186,6 +186,12 @@ pub struct KeyView {
     /// Networks (CIDR) the keys may be used from; empty for any address.
     #[serde(default)]
     pub ip_allowlist: Vec<String>,
+    /// Roles given to it (see the keyspace's roles).
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Permissions given directly.
+    #[serde(default)]
+    pub permissions: Vec<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -225,6 +231,12 @@ pub struct CreateKey {
     /// Networks (CIDR) or addresses the keys may be used from; at most 100.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ip_allowlist: Vec<String>,
+    /// Roles (of the key's keyspace) to give; at most 64.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+    /// Permissions to give directly; at most 64.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub permissions: Vec<String>,
 }
 
 impl CreateKey {
@@ -258,6 +270,12 @@ pub struct UpdateKey {
     /// Replaces the IP allowlist; `Some(vec![])` removes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip_allowlist: Option<Vec<String>>,
+    /// Replaces the roles; `Some(vec![])` removes them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<String>>,
+    /// Replaces the direct permissions; `Some(vec![])` removes them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -287,6 +305,12 @@ pub struct OwnerView {
     /// Networks (CIDR) the keys may be used from; empty for any address.
     #[serde(default)]
     pub ip_allowlist: Vec<String>,
+    /// Roles given to it (see the keyspace's roles).
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Permissions given directly.
+    #[serde(default)]
+    pub permissions: Vec<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -306,6 +330,12 @@ pub struct CreateOwner {
     /// Networks (CIDR) or addresses the keys may be used from; at most 100.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ip_allowlist: Vec<String>,
+    /// Roles (of the key's keyspace) to give; at most 64.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+    /// Permissions to give directly; at most 64.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub permissions: Vec<String>,
 }
 
 impl CreateOwner {
@@ -333,6 +363,12 @@ pub struct UpdateOwner {
     /// Replaces the IP allowlist; `Some(vec![])` removes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip_allowlist: Option<Vec<String>>,
+    /// Replaces the roles; `Some(vec![])` removes them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<String>>,
+    /// Replaces the direct permissions; `Some(vec![])` removes them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<Vec<String>>,
 }
 
 /// Verifications over time, by outcome, in buckets of `granularity`.

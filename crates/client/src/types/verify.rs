@@ -19,6 +19,8 @@ pub enum VerifyCode {
     Revoked,
     Disabled,
     InsufficientScopes,
+    /// The key lacks permissions the call's query asked for.
+    InsufficientPermissions,
     /// The key may not be used from the `client_ip` given (or none was given).
     ForbiddenIp,
     RateLimited,
@@ -39,6 +41,7 @@ impl VerifyCode {
             Self::Revoked => "REVOKED",
             Self::Disabled => "DISABLED",
             Self::InsufficientScopes => "INSUFFICIENT_SCOPES",
+            Self::InsufficientPermissions => "INSUFFICIENT_PERMISSIONS",
             Self::ForbiddenIp => "FORBIDDEN_IP",
             Self::RateLimited => "RATE_LIMITED",
             Self::UsageExceeded => "USAGE_EXCEEDED",
@@ -58,6 +61,7 @@ impl From<keyhaven_core::VerifyCode> for VerifyCode {
             C::Revoked => Self::Revoked,
             C::Disabled => Self::Disabled,
             C::InsufficientScopes => Self::InsufficientScopes,
+            C::InsufficientPermissions => Self::InsufficientPermissions,
             C::ForbiddenIp => Self::ForbiddenIp,
             C::RateLimited => Self::RateLimited,
             C::UsageExceeded => Self::UsageExceeded,
@@ -88,6 +92,9 @@ pub struct VerifyResponse {
     pub ratelimits: Vec<VerifyRatelimit>,
     /// Remaining uses under the key's (or its owner's) quota; `None` without one.
     pub remaining: Option<u64>,
+    /// For INSUFFICIENT_PERMISSIONS: the query's permissions the key lacks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing_permissions: Option<Vec<String>>,
 }
 
 impl VerifyResponse {
@@ -107,6 +114,7 @@ impl VerifyResponse {
             rotation: None,
             ratelimits: Vec::new(),
             remaining: None,
+            missing_permissions: None,
         }
     }
 }
@@ -186,6 +194,9 @@ pub struct VerifyOptions {
     /// Default: every limit of the key at `cost`.
     pub ratelimits: Option<Vec<NamedCost>>,
     pub client_ip: Option<IpAddr>,
+    /// A permission query (`documents.read AND (documents.write OR admin)`); calls with
+    /// one always go to the server.
+    pub permissions: Option<String>,
 }
 
 impl VerifyOptions {
@@ -222,6 +233,12 @@ impl VerifyOptions {
         self.client_ip = Some(ip);
         self
     }
+
+    /// A permission query the key must satisfy (else INSUFFICIENT_PERMISSIONS).
+    pub fn permissions(mut self, query: impl Into<String>) -> Self {
+        self.permissions = Some(query.into());
+        self
+    }
 }
 
 /// The request body, borrowing the key (never kept, never printed).
@@ -236,6 +253,8 @@ pub(crate) struct VerifyBody<'a> {
     pub ratelimits: Option<&'a [NamedCost]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_ip: Option<IpAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<&'a str>,
 }
 
 #[cfg(test)]

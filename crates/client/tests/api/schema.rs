@@ -141,10 +141,17 @@ fn verify_types_match_the_contract() {
     let allowed: BTreeSet<String> = fields(&request["properties"]);
     assert_eq!(
         allowed,
-        ["client_ip", "cost", "key", "ratelimits", "scopes"]
-            .map(String::from)
-            .into_iter()
-            .collect()
+        [
+            "client_ip",
+            "cost",
+            "key",
+            "permissions",
+            "ratelimits",
+            "scopes"
+        ]
+        .map(String::from)
+        .into_iter()
+        .collect()
     );
     assert_eq!(request["required"], json!(["key"]));
 }

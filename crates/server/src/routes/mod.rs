@@ -13,6 +13,7 @@ pub mod leaks;
 pub mod owners;
 pub mod portal;
 pub mod ratelimits;
+pub mod roles;
 pub mod root_keys;
 pub mod usage;
 pub mod verify;

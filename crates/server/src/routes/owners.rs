@@ -36,6 +36,10 @@ pub struct OwnerView {
     /// Networks every key of the owner may be used from, in CIDR form; empty for any
     /// address.
     pub ip_allowlist: Vec<String>,
+    /// Roles every key of the owner has (resolved in each key's keyspace).
+    pub roles: Vec<String>,
+    /// Permissions given directly (roles add theirs).
+    pub permissions: Vec<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -50,6 +54,8 @@ impl OwnerView {
             ratelimits: rate_limit_views(&o.limits.ratelimits),
             quota: ctx.view(QuotaTarget::Owner(o.id.clone()), o.limits.quota.as_ref()),
             ip_allowlist: crate::respond::allowlist_view(o.ip_allowlist.as_ref()),
+            roles: o.grants.roles.clone(),
+            permissions: o.grants.permissions.clone(),
             created_at: rfc3339(o.created_at),
             updated_at: rfc3339(o.updated_at),
         }

@@ -61,7 +61,7 @@ pub struct VerifyOwner {
 pub struct VerifyResponse {
     pub valid: bool,
     /// VALID, NOT_FOUND, MALFORMED, EXPIRED, REVOKED, DISABLED, FORBIDDEN_IP,
-    /// INSUFFICIENT_SCOPES, RATE_LIMITED or USAGE_EXCEEDED.
+    /// INSUFFICIENT_SCOPES, INSUFFICIENT_PERMISSIONS, RATE_LIMITED or USAGE_EXCEEDED.
     pub code: String,
     pub key_id: Option<String>,
     pub keyspace_id: Option<String>,
@@ -81,6 +81,10 @@ pub struct VerifyResponse {
     /// Remaining uses under the key's (or its owner's, whichever is lower) quota after
     /// this call; `null` when there is none.
     pub remaining: Option<u64>,
+    /// For INSUFFICIENT_PERMISSIONS only: the permissions of the query the key lacks,
+    /// in the order written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing_permissions: Option<Vec<String>>,
 }
 
 /// The answer as serialized: borrows from the cached record, so a verify copies no
@@ -100,6 +104,8 @@ struct VerifyAnswer<'a> {
     rotation: Option<RotationRef<'a>>,
     ratelimits: Ratelimits<'a>,
     remaining: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    missing_permissions: Option<&'a [String]>,
 }
 
 /// The applied limits, serialized straight from the decision.
@@ -247,6 +253,8 @@ impl<'a> VerifyAnswer<'a> {
             }),
             ratelimits: Ratelimits(&verdict.limits.ratelimits),
             remaining: verdict.limits.remaining,
+            missing_permissions: (verdict.code == VerifyCode::InsufficientPermissions)
+                .then_some(verdict.missing_permissions),
         }
     }
 }

@@ -145,6 +145,7 @@ pub async fn authorize(
                 })
                 .collect()
         }),
+        permissions: None,
         client_ip,
     };
     let now_us = service.clock.now_micros();
@@ -213,7 +214,11 @@ impl Refusal {
     /// exhausted rate limit or quota.
     pub fn status(&self) -> u16 {
         match self.code {
-            Some(VerifyCode::InsufficientScopes | VerifyCode::ForbiddenIp) => 403,
+            Some(
+                VerifyCode::InsufficientScopes
+                | VerifyCode::InsufficientPermissions
+                | VerifyCode::ForbiddenIp,
+            ) => 403,
             Some(VerifyCode::RateLimited | VerifyCode::UsageExceeded) => 429,
             _ => 401,
         }
@@ -237,6 +242,7 @@ impl Refusal {
             Some(VerifyCode::Disabled) => "The API key is disabled",
             Some(VerifyCode::InsufficientScopes) => "The API key lacks a required scope",
             Some(VerifyCode::ForbiddenIp) => "The API key may not be used from this address",
+            Some(VerifyCode::InsufficientPermissions) => "The API key lacks a required permission",
             Some(VerifyCode::RateLimited) => "Too many requests",
             Some(VerifyCode::UsageExceeded) => "The API key's usage quota is exhausted",
             Some(VerifyCode::Valid) => "Refused",

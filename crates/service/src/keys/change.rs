@@ -44,6 +44,12 @@ pub struct UpdateKey {
     /// Replaces the IP allowlist of the key (`[]` removes it); at most 100 entries.
     #[schema(max_items = 100)]
     pub ip_allowlist: Option<Vec<String>>,
+    /// Replaces the roles (`[]` removes them); at most 64.
+    #[schema(max_items = 64)]
+    pub roles: Option<Vec<String>>,
+    /// Replaces the direct permissions (`[]` removes them); at most 64.
+    #[schema(max_items = 64)]
+    pub permissions: Option<Vec<String>>,
 }
 
 impl UpdateKey {
@@ -57,6 +63,8 @@ impl UpdateKey {
             && self.ratelimits.is_none()
             && self.quota.is_none()
             && self.ip_allowlist.is_none()
+            && self.roles.is_none()
+            && self.permissions.is_none()
     }
 }
 
@@ -107,6 +115,13 @@ pub async fn update(
     }
     if let Some(entries) = input.ip_allowlist {
         after.ip_allowlist = validate::ip_allowlist(&entries)?;
+    }
+    if let Some(roles) = input.roles {
+        after.grants.roles = validate::grant_names("roles", roles)?;
+        crate::roles::check_exist(service, &after.keyspace_id, &after.grants.roles).await?;
+    }
+    if let Some(permissions) = input.permissions {
+        after.grants.permissions = validate::grant_names("permissions", permissions)?;
     }
     let now = service.clock.now();
     let quota_write = patch_limits(&mut after.limits, input.ratelimits, input.quota, now)?;

@@ -3,7 +3,7 @@
 //! the front door once, when it renders its answer.
 
 use keyhaven_core::{GeneratedKey, Prefix, Verifier};
-use keyhaven_store::{Change, KeyRecord, Limits, Timestamp};
+use keyhaven_store::{Change, Grants, KeyRecord, Limits, Timestamp};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -53,6 +53,16 @@ pub struct CreateKey {
     #[serde(default)]
     #[schema(max_items = 100)]
     pub ip_allowlist: Vec<String>,
+    /// Roles of the key (by name, each a role of its keyspace); their permissions are held as if
+    /// given directly. At most 64.
+    #[serde(default)]
+    #[schema(max_items = 64)]
+    pub roles: Vec<String>,
+    /// Permissions the key holds directly (`documents.read`); at most 64, each 1-100
+    /// characters of `[A-Za-z0-9_.:*/-]`.
+    #[serde(default)]
+    #[schema(max_items = 64)]
+    pub permissions: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -118,6 +128,11 @@ pub async fn create(
     validate::scopes(&input.scopes)?;
     validate::meta(&input.meta)?;
     let ip_allowlist = validate::ip_allowlist(&input.ip_allowlist)?;
+    let grants = Grants {
+        roles: validate::grant_names("roles", input.roles)?,
+        permissions: validate::grant_names("permissions", input.permissions)?,
+    };
+    crate::roles::check_exist(service, &keyspace.id, &grants.roles).await?;
     let now = service.clock.now();
     let expires_at = input
         .expires_at
@@ -170,6 +185,7 @@ pub async fn create(
             quota: input.quota.map(|q| quota(q, now)).transpose()?,
         },
         ip_allowlist,
+        grants,
         last_used_at: None,
         created_at: now,
         updated_at: now,

@@ -94,6 +94,7 @@ pub(crate) async fn create_record(
         import: None,
         limits: Default::default(),
         ip_allowlist: None,
+        grants: Default::default(),
         last_used_at: None,
         created_at: now,
         updated_at: now,

@@ -7,8 +7,9 @@ use sqlx::Row as _;
 
 use super::audit::commit_change;
 use super::rows::{
-    BindQuota as _, DbRow, Tx, classify, expect_one, ip_allowlist_from, ip_allowlist_text,
-    json_text, key_from, limits_from, page_of, quota_columns, ratelimits_from, scope_json,
+    BindQuota as _, DbRow, Tx, classify, expect_one, grants_from, ip_allowlist_from,
+    ip_allowlist_text, json_text, key_from, limits_from, names_text, page_of, quota_columns,
+    ratelimits_from, role_from, scope_json,
 };
 use super::{Db, Engine, dialect, notify};
 use crate::error::{Conflict, StoreError};
@@ -22,7 +23,7 @@ async fn insert_key(tx: &mut Tx, key: &KeyRecord) -> Result<bool, StoreError> {
     Ok(insert_keys(tx, std::slice::from_ref(key)).await?.len() == 1)
 }
 
-/// Rows per multi-row INSERT: 32 columns each stays under SQLite's 32,766 parameters.
+/// Rows per multi-row INSERT: 34 columns each stays under SQLite's 32,766 parameters.
 const INSERT_CHUNK: usize = 500;
 
 /// Inserts `keys` with multi-row statements (bulk imports would otherwise pay one
@@ -42,6 +43,8 @@ pub(super) async fn insert_keys(
                 key.allowed_keyspaces.as_ref().map(json_text).transpose()?,
                 json_text(&key.limits.ratelimits)?,
                 ip_allowlist_text(key.ip_allowlist.as_ref())?,
+                names_text(&key.grants.roles)?,
+                names_text(&key.grants.permissions)?,
             ));
         }
         let mut q = sqlx::QueryBuilder::<Db>::new(
@@ -50,11 +53,11 @@ pub(super) async fn insert_keys(
              revoked_reason, rotated_to, grace_until, rotated_from, sealed_key, import_format, \
              import_lookup, import_digest, import_public, last_used_at, created_at, updated_at, \
              ratelimits, quota_remaining, quota_refill_interval, quota_refill_day, \
-             quota_refill_amount, quota_refilled_at, ip_allowlist) ",
+             quota_refill_amount, quota_refilled_at, ip_allowlist, roles, permissions) ",
         );
         q.push_values(
             chunk.iter().zip(texts),
-            |mut row, (key, (scopes, meta, allowed, ratelimits, ip_allowlist))| {
+            |mut row, (key, (scopes, meta, allowed, ratelimits, ip_allowlist, roles, permissions))| {
                 let quota = quota_columns(key.limits.quota.as_ref());
                 row.push_bind(key.key_id.clone())
                     .push_bind(key.keyspace_id.clone())
@@ -87,7 +90,9 @@ pub(super) async fn insert_keys(
                     .push_bind(quota.2)
                     .push_bind(quota.3)
                     .push_bind(quota.4)
-                    .push_bind(ip_allowlist);
+                    .push_bind(ip_allowlist)
+                    .push_bind(roles)
+                    .push_bind(permissions);
             },
         );
         q.push(
@@ -110,7 +115,7 @@ const KEY_COLUMNS: &str = "k.seq, k.key_id, k.keyspace_id, k.owner_id, k.name, k
     k.rotated_from, k.sealed_key, k.import_format, k.import_lookup, k.import_digest, \
     k.import_public, k.last_used_at, k.created_at, k.updated_at, k.ratelimits, k.quota_remaining, \
     k.quota_refill_interval, k.quota_refill_day, k.quota_refill_amount, k.quota_refilled_at, \
-    k.ip_allowlist";
+    k.ip_allowlist, k.roles, k.permissions";
 
 pub(super) async fn create_key(
     store: &Engine,
@@ -133,6 +138,7 @@ fn for_verify_select() -> String {
         "SELECT {KEY_COLUMNS}, ks.prefix AS ks_prefix, ks.name AS ks_name, \
          ks.max_key_age_seconds AS ks_max_age, ks.ratelimits AS ks_ratelimits, \
          ks.ip_allowlist AS ks_ip_allowlist, o.ip_allowlist AS o_ip_allowlist, \
+         o.roles AS o_roles, o.permissions AS o_permissions, \
          o.external_id AS owner_external_id, o.ratelimits AS o_ratelimits, \
          o.quota_remaining AS o_quota_remaining, \
          o.quota_refill_interval AS o_quota_refill_interval, \
@@ -155,7 +161,49 @@ fn for_verify_from(row: &DbRow) -> Result<KeyForVerify, StoreError> {
         owner_limits: limits_from(row, "o_")?,
         owner_ip_allowlist: ip_allowlist_from(row, "o_ip_allowlist")?,
         keyspace_ip_allowlist: ip_allowlist_from(row, "ks_ip_allowlist")?,
+        // Own and owner's for now; the roles' are added by `resolve_roles`.
+        permissions: {
+            let (key, owner) = (grants_from(row, "")?, grants_from(row, "o_")?);
+            let mut all = key.permissions;
+            all.extend(owner.permissions);
+            all
+        },
     })
+}
+
+/// Completes each record's `permissions` with those of the roles it or its owner names
+/// (read from the key's keyspace), then sorts them for lookups.
+async fn resolve_roles(
+    store: &Engine,
+    owners: &[Vec<String>],
+    records: &mut [KeyForVerify],
+) -> Result<(), StoreError> {
+    let mut loaded: Vec<(String, Vec<crate::model::Role>)> = Vec::new();
+    for (record, owner_roles) in records.iter_mut().zip(owners) {
+        let named: Vec<&String> = record.key.grants.roles.iter().chain(owner_roles).collect();
+        if !named.is_empty() {
+            let keyspace = &record.key.keyspace_id;
+            if !loaded.iter().any(|(ks, _)| ks == keyspace) {
+                let rows = sqlx::query("SELECT * FROM roles WHERE keyspace_id = $1")
+                    .bind(keyspace)
+                    .fetch_all(store.reads())
+                    .await?;
+                let roles = rows.iter().map(role_from).collect::<Result<Vec<_>, _>>()?;
+                loaded.push((keyspace.clone(), roles));
+            }
+            let roles = loaded
+                .iter()
+                .find(|(ks, _)| ks == keyspace)
+                .map(|(_, r)| r.as_slice())
+                .unwrap_or_default();
+            for role in roles.iter().filter(|r| named.contains(&&r.name)) {
+                record.permissions.extend(role.permissions.iter().cloned());
+            }
+        }
+        record.permissions.sort_unstable();
+        record.permissions.dedup();
+    }
+    Ok(())
 }
 
 pub(super) async fn key_for_verify(
@@ -167,7 +215,11 @@ pub(super) async fn key_for_verify(
         .bind(key_id)
         .fetch_optional(store.reads())
         .await?;
-    row.as_ref().map(for_verify_from).transpose()
+    let Some(row) = row else { return Ok(None) };
+    let mut records = [for_verify_from(&row)?];
+    resolve_roles(store, &[grants_from(&row, "o_")?.roles], &mut records).await?;
+    let [record] = records;
+    Ok(Some(record))
 }
 
 pub(super) async fn keys_for_verify(
@@ -180,6 +232,7 @@ pub(super) async fn keys_for_verify(
         dialect::json_list("$1")
     );
     let mut found = Vec::new();
+    let mut owner_roles = Vec::new();
     for chunk in key_ids.chunks(500) {
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
             .bind(json_text(chunk)?)
@@ -187,8 +240,10 @@ pub(super) async fn keys_for_verify(
             .await?;
         for row in &rows {
             found.push(for_verify_from(row)?);
+            owner_roles.push(grants_from(row, "o_")?.roles);
         }
     }
+    resolve_roles(store, &owner_roles, &mut found).await?;
     Ok(found)
 }
 
@@ -305,7 +360,7 @@ pub(super) async fn update_key(
          quota_refill_day = CASE WHEN $10 THEN $13 ELSE quota_refill_day END, \
          quota_refill_amount = CASE WHEN $10 THEN $14 ELSE quota_refill_amount END, \
          quota_refilled_at = CASE WHEN $10 THEN $15 ELSE quota_refilled_at END, \
-         ip_allowlist = $16 WHERE key_id = $8",
+         ip_allowlist = $16, roles = $17, permissions = $18 WHERE key_id = $8",
     )
     .bind(&key.owner_id)
     .bind(&key.name)
@@ -319,6 +374,8 @@ pub(super) async fn update_key(
     .bind(quota == QuotaWrite::Set)
     .bind_quota(key.limits.quota.as_ref())
     .bind(ip_allowlist_text(key.ip_allowlist.as_ref())?)
+    .bind(names_text(&key.grants.roles)?)
+    .bind(names_text(&key.grants.permissions)?)
     .execute(&mut *tx)
     .await
     .map_err(|e| classify(e, Conflict::DuplicateId))?;

@@ -144,6 +144,10 @@ pub(super) async fn delete_keyspace(
     if keys > 0 {
         return Err(StoreError::Conflict(Conflict::KeyspaceNotEmpty));
     }
+    sqlx::query("DELETE FROM roles WHERE keyspace_id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
     let done = sqlx::query("DELETE FROM keyspaces WHERE id = $1 AND NOT reserved")
         .bind(id)
         .execute(&mut *tx)

@@ -36,7 +36,7 @@ use crate::leak::{LeakWrite, SeenBatch};
 use crate::model::{
     AuditEvent, AuditFilter, Change, CreditOp, CreditsChange, Event, ExpiringKey,
     IdempotentResponse, Import, Invalidation, KeyFilter, KeyForVerify, KeyRecord, Keyspace,
-    KeyspaceScope, Owner, Page, PageRequest, QuotaTarget, QuotaUse, QuotaWrite, Timestamp,
+    KeyspaceScope, Owner, Page, PageRequest, QuotaTarget, QuotaUse, QuotaWrite, Role, Timestamp,
     UsageBatch, UsageCount,
 };
 use crate::store::{ChangeFeed, Store};
@@ -53,6 +53,7 @@ mod keyspaces;
 mod leaks;
 mod owners;
 mod peppers;
+mod roles;
 mod rows;
 mod web;
 mod webhooks;
@@ -133,6 +134,12 @@ impl_store! {
     keyspaces::delete_keyspace(id: &str, change: Change<'_>) -> (), "deleting a keyspace";
     owners::create_owner(owner: &Owner, change: Change<'_>) -> (), "creating an owner";
     owners::owner(id: &str) -> Option<Owner>, "reading an owner";
+    roles::create_role(role: &Role, change: Change<'_>) -> (), "creating a role";
+    roles::role(keyspace_id: &str, name: &str) -> Option<Role>, "reading a role";
+    roles::list_roles(keyspace_id: &str) -> Vec<Role>, "listing roles";
+    roles::update_role(role: &Role, change: Change<'_>) -> (), "updating a role";
+    roles::delete_role(keyspace_id: &str, name: &str, change: Change<'_>) -> (),
+        "deleting a role";
     credits::change_credits(
         target: &QuotaTarget,
         op: CreditOp,

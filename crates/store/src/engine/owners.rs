@@ -5,7 +5,7 @@
 use super::audit::commit_change;
 use super::rows::{
     BindQuota as _, classify, classify_delete, expect_one, id_exists, ip_allowlist_text, json_text,
-    owner_from, page_of,
+    names_text, owner_from, page_of,
 };
 use super::{Engine, dialect, notify};
 use crate::error::{Conflict, StoreError};
@@ -30,8 +30,8 @@ pub(super) async fn create_owner(
     sqlx::query(
         "INSERT INTO owners (id, external_id, name, meta, created_at, updated_at, ratelimits, \
          quota_remaining, quota_refill_interval, quota_refill_day, quota_refill_amount, \
-         quota_refilled_at, ip_allowlist) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+         quota_refilled_at, ip_allowlist, roles, permissions) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
     )
     .bind(&owner.id)
     .bind(&owner.external_id)
@@ -42,6 +42,8 @@ pub(super) async fn create_owner(
     .bind(json_text(&owner.limits.ratelimits)?)
     .bind_quota(owner.limits.quota.as_ref())
     .bind(ip_allowlist_text(owner.ip_allowlist.as_ref())?)
+    .bind(names_text(&owner.grants.roles)?)
+    .bind(names_text(&owner.grants.permissions)?)
     .execute(&mut *tx)
     .await
     .map_err(|e| classify(e, Conflict::ExternalIdTaken))?;
@@ -96,7 +98,7 @@ pub(super) async fn update_owner(
          quota_refill_day = CASE WHEN $5 THEN $8 ELSE quota_refill_day END, \
          quota_refill_amount = CASE WHEN $5 THEN $9 ELSE quota_refill_amount END, \
          quota_refilled_at = CASE WHEN $5 THEN $10 ELSE quota_refilled_at END, \
-         updated_at = $11, ip_allowlist = $13 WHERE id = $12",
+         updated_at = $11, ip_allowlist = $13, roles = $14, permissions = $15 WHERE id = $12",
     )
     .bind(&owner.external_id)
     .bind(&owner.name)
@@ -107,6 +109,8 @@ pub(super) async fn update_owner(
     .bind(to_unix(owner.updated_at))
     .bind(&owner.id)
     .bind(ip_allowlist_text(owner.ip_allowlist.as_ref())?)
+    .bind(names_text(&owner.grants.roles)?)
+    .bind(names_text(&owner.grants.permissions)?)
     .execute(&mut *tx)
     .await
     .map_err(|e| classify(e, Conflict::ExternalIdTaken))?;

@@ -12,9 +12,9 @@ use super::Db;
 use crate::activity::AlertThresholds;
 use crate::error::{Conflict, StoreError};
 use crate::model::{
-    AuditEvent, Branding, Event, Import, KeyRecord, Keyspace, KeyspacePolicy, KeyspaceScope,
-    LeakPolicy, Limits, Owner, Page, Quota, RateLimitDef, Rotation, from_unix, interval_from,
-    interval_name, to_unix,
+    AuditEvent, Branding, Event, Grants, Import, KeyRecord, Keyspace, KeyspacePolicy,
+    KeyspaceScope, LeakPolicy, Limits, Owner, Page, Quota, RateLimitDef, Role, Rotation, from_unix,
+    interval_from, interval_name, to_unix,
 };
 
 pub(super) type DbRow = <Db as sqlx::Database>::Row;
@@ -31,6 +31,42 @@ pub(super) fn json_map(text: &str) -> Result<Map<String, Value>, StoreError> {
 pub(super) fn ratelimits_from(row: &DbRow, column: &str) -> Result<Vec<RateLimitDef>, StoreError> {
     let text: String = row.try_get(column)?;
     Ok(serde_json::from_str(&text).context("decoding rate limits")?)
+}
+
+/// The roles and permissions stored in a row's `roles` and `permissions` columns
+/// (named after `prefix`, as [`limits_from`]).
+pub(super) fn grants_from(row: &DbRow, prefix: &str) -> Result<Grants, StoreError> {
+    let list = |name: &str| -> Result<Vec<String>, StoreError> {
+        match row.try_get::<Option<String>, _>(format!("{prefix}{name}").as_str())? {
+            Some(text) => Ok(serde_json::from_str(&text).context("decoding roles or permissions")?),
+            None => Ok(Vec::new()),
+        }
+    };
+    Ok(Grants {
+        roles: list("roles")?,
+        permissions: list("permissions")?,
+    })
+}
+
+/// A list of roles or permissions as stored: `NULL` when empty.
+pub(super) fn names_text(names: &[String]) -> Result<Option<String>, StoreError> {
+    if names.is_empty() {
+        Ok(None)
+    } else {
+        json_text(names).map(Some)
+    }
+}
+
+pub(super) fn role_from(row: &DbRow) -> Result<Role, StoreError> {
+    let permissions: String = row.try_get("permissions")?;
+    Ok(Role {
+        keyspace_id: row.try_get("keyspace_id")?,
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
+        permissions: serde_json::from_str(&permissions).context("decoding a role's permissions")?,
+        created_at: from_unix(row.try_get("created_at")?),
+        updated_at: from_unix(row.try_get("updated_at")?),
+    })
 }
 
 /// An IP allowlist as stored in `column`: a JSON array of networks, or `NULL` for none.
@@ -210,6 +246,7 @@ pub(super) fn owner_from(row: &DbRow) -> Result<Owner, StoreError> {
         meta: json_map(row.try_get("meta")?)?,
         limits: limits_from(row, "")?,
         ip_allowlist: ip_allowlist_from(row, "ip_allowlist")?,
+        grants: grants_from(row, "")?,
         created_at: from_unix(row.try_get("created_at")?),
         updated_at: from_unix(row.try_get("updated_at")?),
     })
@@ -271,6 +308,7 @@ pub(super) fn key_from(row: &DbRow) -> Result<KeyRecord, StoreError> {
         },
         limits: limits_from(row, "")?,
         ip_allowlist: ip_allowlist_from(row, "ip_allowlist")?,
+        grants: grants_from(row, "")?,
         last_used_at: row
             .try_get::<Option<i64>, _>("last_used_at")?
             .map(from_unix),

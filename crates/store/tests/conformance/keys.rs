@@ -68,6 +68,10 @@ pub async fn keys_round_trip_and_join_for_verify(store: &dyn Store) {
         },
         ip_allowlist: keyhaven_core::IpAllowlist::parse(&["203.0.113.0/24", "2001:db8::/32"])
             .unwrap(),
+        grants: Grants {
+            roles: vec!["reader".into(), "billing".into()],
+            permissions: vec!["documents.read".into()],
+        },
         last_used_at: Some(at(30)),
         created_at: at(1),
         updated_at: at(2),
@@ -91,6 +95,7 @@ pub async fn keys_round_trip_and_join_for_verify(store: &dyn Store) {
             owner_limits: Limits::default(),
             owner_ip_allowlist: None,
             keyspace_ip_allowlist: None,
+            permissions: Vec::new(),
         }
     );
     let found = store.key_for_verify(&kid(2)).await.unwrap().unwrap();

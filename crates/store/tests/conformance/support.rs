@@ -62,6 +62,7 @@ pub fn owner(id: &str, external_id: &str) -> Owner {
         meta: obj(json!({"plan": "pro"})),
         limits: Limits::default(),
         ip_allowlist: None,
+        grants: Grants::default(),
         created_at: T0,
         updated_at: T0,
     }
@@ -92,6 +93,7 @@ pub fn key(key_id: &str, keyspace_id: &str, owner_id: Option<&str>) -> KeyRecord
         import: None,
         limits: Limits::default(),
         ip_allowlist: None,
+        grants: Grants::default(),
         last_used_at: None,
         created_at: T0,
         updated_at: T0,

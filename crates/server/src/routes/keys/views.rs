@@ -50,6 +50,10 @@ pub struct KeyView {
     /// Networks the key may be used from, in CIDR form; empty for any address (its
     /// owner's and keyspace's allowlists apply as well).
     pub ip_allowlist: Vec<String>,
+    /// Roles of the key's keyspace the key has (its owner's apply as well).
+    pub roles: Vec<String>,
+    /// Permissions given directly (roles add theirs).
+    pub permissions: Vec<String>,
     pub last_used_at: Option<String>,
     pub created_at: String,
     pub updated_at: String,
@@ -92,6 +96,8 @@ impl KeyView {
                 key.limits.quota.as_ref(),
             ),
             ip_allowlist: crate::respond::allowlist_view(key.ip_allowlist.as_ref()),
+            roles: key.grants.roles.clone(),
+            permissions: key.grants.permissions.clone(),
             last_used_at: key.last_used_at.map(rfc3339),
             created_at: rfc3339(key.created_at),
             updated_at: rfc3339(key.updated_at),

@@ -141,6 +141,14 @@ async fn render(
                         @if key.scopes.is_empty() { span.muted { "none" } }
                         @for s in &key.scopes { code { (s) } " " }
                     }
+                    dt { "Roles" } dd {
+                        @if key.grants.roles.is_empty() { span.muted { "none" } }
+                        @for r in &key.grants.roles { code { (r) } " " }
+                    }
+                    dt { "Permissions" } dd {
+                        @if found.permissions.is_empty() { span.muted { "none" } }
+                        @for p in &found.permissions { code { (p) } " " }
+                    }
                     dt { "IP allowlist" } dd {
                         @match &key.ip_allowlist {
                             None => span.muted { "any address" },

@@ -271,6 +271,8 @@ fn new_form(op: &Operator, keyspaces: &[Keyspace], error: Option<&str>, f: &Fiel
                     label { "Owner id" span.hint { "Optional: the owner (customer) the key belongs to, e.g. own_…" } input type="text" name="owner_id" value=[f.get("owner_id")]; }
                     label { "Scopes" span.hint { "Separated by spaces or commas, e.g. read:orders write:orders" } input type="text" name="scopes" value=[f.get("scopes")]; }
                     label { "Expires" span.hint { "Optional, UTC." } input type="datetime-local" name="expires_at" value=[f.get("expires_at")]; }
+                    label { "Roles" span.hint { "Optional: roles of the keyspace, separated by spaces or commas." } input type="text" name="roles" value=[f.get("roles")]; }
+                    label { "Permissions" span.hint { "Optional, e.g. documents.read documents.write" } input type="text" name="permissions" value=[f.get("permissions")]; }
                     label { "IP allowlist" span.hint { "Optional: addresses or CIDR networks separated by spaces or commas, e.g. 203.0.113.0/24 2001:db8::/32. Verifications from elsewhere answer FORBIDDEN_IP." } input type="text" name="ip_allowlist" value=[f.get("ip_allowlist")]; }
                     (rate_limit_fields(&[], "Leave empty for no limit of the key's own (its keyspace's defaults still apply)."))
                     (quota_fields())
@@ -314,6 +316,8 @@ pub async fn create(State(state): State<AppState>, form: DashboardForm) -> Respo
             ratelimits: ratelimits_from(f)?.unwrap_or_default(),
             quota: quota_from(f)?,
             ip_allowlist: word_list(f.get("ip_allowlist")),
+            roles: word_list(f.get("roles")),
+            permissions: word_list(f.get("permissions")),
         };
         let mut once = Once::default();
         let idem = Idempotent::none(&state, &op.actor);

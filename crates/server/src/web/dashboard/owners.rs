@@ -98,6 +98,8 @@ pub async fn create(State(state): State<AppState>, form: DashboardForm) -> Respo
             ratelimits: Vec::new(),
             quota: None,
             ip_allowlist: Vec::new(),
+            roles: Vec::new(),
+            permissions: Vec::new(),
         };
         let idem = Idempotent::none(&state, actor);
         owners::create(&state, actor, input, &idem, |o| {

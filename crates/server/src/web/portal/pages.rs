@@ -142,6 +142,8 @@ pub async fn create(State(state): State<AppState>, form: PortalForm) -> Response
             ratelimits: Vec::new(),
             quota: None,
             ip_allowlist: Vec::new(),
+            roles: Vec::new(),
+            permissions: Vec::new(),
         };
         let idem = Idempotent::none(&state, &customer.actor);
         let mut once = Once::default();
