@@ -23,14 +23,15 @@ pub const MAX_TERMS: usize = 64;
 /// Deepest nesting of parentheses.
 pub const MAX_DEPTH: usize = 16;
 
-/// A parsed permission query.
+/// A parsed permission query, borrowing its names from the text it was parsed from
+/// (parsing allocates only the groups' lists).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Query {
-    Permission(String),
+pub enum Query<'a> {
+    Permission(&'a str),
     /// Every part holds.
-    And(Vec<Query>),
+    And(Vec<Query<'a>>),
     /// At least one part holds.
-    Or(Vec<Query>),
+    Or(Vec<Query<'a>>),
 }
 
 /// Why a query was refused.
@@ -61,7 +62,9 @@ pub enum QueryError {
 /// Whether `name` is a valid permission name: 1-100 characters of `[A-Za-z0-9_.:*/-]`,
 /// and not `AND` or `OR`.
 pub fn valid_name(name: &str) -> bool {
-    (1..=100).contains(&name.len()) && name.bytes().all(name_byte) && !matches!(name, "AND" | "OR")
+    (1..=100).contains(&name.len())
+        && name.bytes().all(name_byte)
+        && !matches!(name, "AND" | "OR")
 }
 
 fn name_byte(b: u8) -> bool {
@@ -75,109 +78,110 @@ enum Token<'a> {
     Or,
     Open,
     Close,
+    End,
 }
 
-fn tokens(text: &str) -> Result<Vec<(usize, Token<'_>)>, QueryError> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while let Some(&byte) = bytes.get(i) {
-        match byte {
-            b' ' | b'\t' | b'\n' | b'\r' => i += 1,
-            b'(' => {
-                out.push((i, Token::Open));
-                i += 1;
-            }
-            b')' => {
-                out.push((i, Token::Close));
-                i += 1;
-            }
-            b if name_byte(b) => {
-                let start = i;
-                while bytes.get(i).copied().is_some_and(name_byte) {
-                    i += 1;
-                }
-                let word = text.get(start..i).unwrap_or_default();
-                let token = match word {
-                    "AND" => Token::And,
-                    "OR" => Token::Or,
-                    _ if word.len() > 100 => return Err(QueryError::LongName(start)),
-                    _ => Token::Name(word),
-                };
-                out.push((start, token));
-            }
-            _ => return Err(QueryError::BadCharacter(i)),
-        }
-    }
-    Ok(out)
-}
-
+/// Reads tokens one at a time, keeping one looked-at token.
 struct Parser<'a> {
-    tokens: Vec<(usize, Token<'a>)>,
+    text: &'a str,
+    /// Where the next token is read from.
     at: usize,
-    end: usize,
+    /// The next token and where it starts, once looked at.
+    peeked: Option<(usize, Token<'a>)>,
     terms: usize,
 }
 
 impl<'a> Parser<'a> {
-    fn peek(&self) -> Option<Token<'a>> {
-        self.tokens.get(self.at).map(|(_, t)| *t)
-    }
-
-    fn position(&self) -> usize {
-        self.tokens.get(self.at).map_or(self.end, |(p, _)| *p)
-    }
-
-    fn query(&mut self, depth: usize) -> Result<Query, QueryError> {
-        let mut parts = vec![self.and(depth)?];
-        while self.peek() == Some(Token::Or) {
+    fn peek(&mut self) -> Result<(usize, Token<'a>), QueryError> {
+        if let Some(peeked) = self.peeked {
+            return Ok(peeked);
+        }
+        let bytes = self.text.as_bytes();
+        while bytes.get(self.at).is_some_and(u8::is_ascii_whitespace) {
             self.at += 1;
+        }
+        let start = self.at;
+        let token = match bytes.get(start) {
+            None => Token::End,
+            Some(b'(') => {
+                self.at += 1;
+                Token::Open
+            }
+            Some(b')') => {
+                self.at += 1;
+                Token::Close
+            }
+            Some(&b) if name_byte(b) => {
+                while bytes.get(self.at).copied().is_some_and(name_byte) {
+                    self.at += 1;
+                }
+                match self.text.get(start..self.at).unwrap_or_default() {
+                    "AND" => Token::And,
+                    "OR" => Token::Or,
+                    word if word.len() > 100 => return Err(QueryError::LongName(start)),
+                    word => Token::Name(word),
+                }
+            }
+            Some(_) => return Err(QueryError::BadCharacter(start)),
+        };
+        self.peeked = Some((start, token));
+        Ok((start, token))
+    }
+
+    fn take(&mut self) {
+        self.peeked = None;
+    }
+
+    fn query(&mut self, depth: usize) -> Result<Query<'a>, QueryError> {
+        let first = self.and(depth)?;
+        if self.peek()?.1 != Token::Or {
+            return Ok(first);
+        }
+        let mut parts = vec![first];
+        while self.peek()?.1 == Token::Or {
+            self.take();
             parts.push(self.and(depth)?);
         }
-        Ok(if parts.len() == 1 {
-            parts.remove(0)
-        } else {
-            Query::Or(parts)
-        })
+        Ok(Query::Or(parts))
     }
 
-    fn and(&mut self, depth: usize) -> Result<Query, QueryError> {
-        let mut parts = vec![self.atom(depth)?];
-        while self.peek() == Some(Token::And) {
-            self.at += 1;
+    fn and(&mut self, depth: usize) -> Result<Query<'a>, QueryError> {
+        let first = self.atom(depth)?;
+        if self.peek()?.1 != Token::And {
+            return Ok(first);
+        }
+        let mut parts = vec![first];
+        while self.peek()?.1 == Token::And {
+            self.take();
             parts.push(self.atom(depth)?);
         }
-        Ok(if parts.len() == 1 {
-            parts.remove(0)
-        } else {
-            Query::And(parts)
-        })
+        Ok(Query::And(parts))
     }
 
-    fn atom(&mut self, depth: usize) -> Result<Query, QueryError> {
-        let position = self.position();
-        match self.peek() {
-            Some(Token::Name(name)) => {
-                self.at += 1;
+    fn atom(&mut self, depth: usize) -> Result<Query<'a>, QueryError> {
+        let (position, token) = self.peek()?;
+        match token {
+            Token::Name(name) => {
+                self.take();
                 self.terms += 1;
                 if self.terms > MAX_TERMS {
                     return Err(QueryError::TooManyTerms);
                 }
-                Ok(Query::Permission(name.to_owned()))
+                Ok(Query::Permission(name))
             }
-            Some(Token::Open) => {
+            Token::Open => {
                 if depth >= MAX_DEPTH {
                     return Err(QueryError::TooDeep);
                 }
-                self.at += 1;
+                self.take();
                 let inner = self.query(depth + 1)?;
-                match self.peek() {
-                    Some(Token::Close) => {
-                        self.at += 1;
+                match self.peek()? {
+                    (_, Token::Close) => {
+                        self.take();
                         Ok(inner)
                     }
-                    Some(_) => Err(QueryError::ExpectedOperator(self.position())),
-                    None => Err(QueryError::Unclosed(position)),
+                    (_, Token::End) => Err(QueryError::Unclosed(position)),
+                    (at, _) => Err(QueryError::ExpectedOperator(at)),
                 }
             }
             _ => Err(QueryError::ExpectedOperand(position)),
@@ -185,27 +189,26 @@ impl<'a> Parser<'a> {
     }
 }
 
-impl Query {
+impl<'a> Query<'a> {
     /// Parses `text`; see the module for the grammar.
-    pub fn parse(text: &str) -> Result<Self, QueryError> {
+    pub fn parse(text: &'a str) -> Result<Self, QueryError> {
         if text.len() > MAX_QUERY_LEN {
             return Err(QueryError::TooLong);
         }
-        let tokens = tokens(text)?;
-        if tokens.is_empty() {
-            return Err(QueryError::Empty);
-        }
         let mut parser = Parser {
-            tokens,
+            text,
             at: 0,
-            end: text.len(),
+            peeked: None,
             terms: 0,
         };
+        if parser.peek()?.1 == Token::End {
+            return Err(QueryError::Empty);
+        }
         let query = parser.query(0)?;
-        match parser.peek() {
-            None => Ok(query),
-            Some(Token::Close) => Err(QueryError::Unopened(parser.position())),
-            Some(_) => Err(QueryError::ExpectedOperator(parser.position())),
+        match parser.peek()? {
+            (_, Token::End) => Ok(query),
+            (at, Token::Close) => Err(QueryError::Unopened(at)),
+            (at, _) => Err(QueryError::ExpectedOperator(at)),
         }
     }
 
@@ -238,7 +241,7 @@ impl Query {
     }
 }
 
-impl std::fmt::Display for Query {
+impl std::fmt::Display for Query<'_> {
     /// The query written back in the grammar, fully parenthesised.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let (parts, op) = match self {
@@ -261,8 +264,8 @@ impl std::fmt::Display for Query {
 mod tests {
     use super::*;
 
-    fn p(name: &str) -> Query {
-        Query::Permission(name.into())
+    fn p(name: &str) -> Query<'_> {
+        Query::Permission(name)
     }
 
     #[test]

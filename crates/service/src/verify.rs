@@ -288,7 +288,7 @@ pub async fn verify_batch<R>(
 
 /// The request's own rules (scopes, permission query, cost, named limits); its cost and
 /// parsed query.
-fn check_request(request: &VerifyRequest) -> Result<(u64, Option<Query>)> {
+fn check_request(request: &VerifyRequest) -> Result<(u64, Option<Query<'_>>)> {
     validate::scopes(&request.scopes)?;
     let query = request
         .permissions
