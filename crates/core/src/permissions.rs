@@ -62,9 +62,7 @@ pub enum QueryError {
 /// Whether `name` is a valid permission name: 1-100 characters of `[A-Za-z0-9_.:*/-]`,
 /// and not `AND` or `OR`.
 pub fn valid_name(name: &str) -> bool {
-    (1..=100).contains(&name.len())
-        && name.bytes().all(name_byte)
-        && !matches!(name, "AND" | "OR")
+    (1..=100).contains(&name.len()) && name.bytes().all(name_byte) && !matches!(name, "AND" | "OR")
 }
 
 fn name_byte(b: u8) -> bool {

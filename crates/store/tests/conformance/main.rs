@@ -25,6 +25,7 @@ mod keyspaces;
 mod leaks;
 mod limits;
 mod owners;
+mod roles;
 mod support;
 mod usage;
 mod web;
@@ -66,6 +67,7 @@ macro_rules! conformance_tests {
             leaks::leaks_act_once_with_their_events,
             leaks::keyspace_leak_policy_round_trips,
             ip_allowlists::ip_allowlists_round_trip_and_reach_verification,
+            roles::roles_resolve_into_a_keys_permissions,
         );
     };
     (@each $engine:ident, $open:expr; $($topic:ident :: $check:ident),+ $(,)?) => {
