@@ -19,7 +19,7 @@
 mod common;
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -122,34 +122,14 @@ fn main() {
     // Interleaved rounds; the median of each side.
     const ROUNDS: usize = 31;
     const CALLS: u32 = 2_000;
-    let mut times = [Vec::new(), Vec::new()];
-    for _ in 0..ROUNDS {
-        for (i, body) in bodies.iter().enumerate() {
-            let start = Instant::now();
-            for _ in 0..CALLS {
-                black_box(f.verify_raw(body));
-            }
-            times[i].push(start.elapsed() / CALLS);
-        }
-    }
-    for t in &mut times {
-        t.sort_unstable();
-    }
-    let [plain, limited] = times.map(|t| t[ROUNDS / 2]);
-    let rate = |d: Duration| 1.0 / d.as_secs_f64();
+    let [plain, limited] = common::interleaved_medians(&bodies, ROUNDS, CALLS, |body| {
+        black_box(f.verify_raw(body));
+    });
     println!("\n== verify handler in process, interleaved, median of {ROUNDS} rounds of {CALLS}");
-    println!(
-        "no limits        {:>8.2} µs/call  {:>9.0} calls/s",
-        plain.as_secs_f64() * 1e6,
-        rate(plain)
-    );
-    println!(
-        "two named limits {:>8.2} µs/call  {:>9.0} calls/s",
-        limited.as_secs_f64() * 1e6,
-        rate(limited)
-    );
+    println!("{}", common::rate_line("no limits", plain));
+    println!("{}", common::rate_line("two named limits", limited));
     println!(
         "two limits / none throughput: {:.1}%  (target >= 90%)",
-        100.0 * rate(limited) / rate(plain)
+        100.0 * plain.as_secs_f64() / limited.as_secs_f64()
     );
 }

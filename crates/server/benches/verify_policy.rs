@@ -17,7 +17,7 @@
 mod common;
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, header};
@@ -103,34 +103,14 @@ fn main() {
 
     const ROUNDS: usize = 31;
     const CALLS: u32 = 2_000;
-    let mut times = [Vec::new(), Vec::new()];
-    for _ in 0..ROUNDS {
-        for (i, body) in bodies.iter().enumerate() {
-            let start = Instant::now();
-            for _ in 0..CALLS {
-                black_box(verify_raw(body));
-            }
-            times[i].push(start.elapsed() / CALLS);
-        }
-    }
-    for t in &mut times {
-        t.sort_unstable();
-    }
-    let [plain, policy] = times.map(|t| t[ROUNDS / 2]);
-    let rate = |d: Duration| 1.0 / d.as_secs_f64();
+    let [plain, policy] = common::interleaved_medians(&bodies, ROUNDS, CALLS, |body| {
+        black_box(verify_raw(body));
+    });
     println!("\n== verify handler in process, interleaved, median of {ROUNDS} rounds of {CALLS}");
-    println!(
-        "plain                     {:>8.2} µs/call  {:>9.0} calls/s",
-        plain.as_secs_f64() * 1e6,
-        rate(plain)
-    );
-    println!(
-        "5-term query + allowlists {:>8.2} µs/call  {:>9.0} calls/s",
-        policy.as_secs_f64() * 1e6,
-        rate(policy)
-    );
+    println!("{}", common::rate_line("plain", plain));
+    println!("{}", common::rate_line("5-term query + allowlists", policy));
     println!(
         "policy / plain throughput: {:.1}%  (target >= 90%)",
-        100.0 * rate(policy) / rate(plain)
+        100.0 * plain.as_secs_f64() / policy.as_secs_f64()
     );
 }

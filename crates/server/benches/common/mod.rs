@@ -51,3 +51,39 @@ pub async fn call(app: &Router, root: &str, path: &str, body: &Value) -> Value {
         .unwrap();
     serde_json::from_slice(&bytes).unwrap()
 }
+
+/// The median time per call of each of `bodies`, over `rounds` rounds of `calls` calls
+/// of `run` each, the bodies taking turns within each round so a busy machine slows
+/// them alike.
+#[allow(dead_code)] // not every bench compares
+pub fn interleaved_medians<const N: usize>(
+    bodies: &[String; N],
+    rounds: usize,
+    calls: u32,
+    mut run: impl FnMut(&str),
+) -> [std::time::Duration; N] {
+    let mut times: [Vec<std::time::Duration>; N] = std::array::from_fn(|_| Vec::new());
+    for _ in 0..rounds {
+        for (i, body) in bodies.iter().enumerate() {
+            let start = std::time::Instant::now();
+            for _ in 0..calls {
+                run(body);
+            }
+            times[i].push(start.elapsed() / calls);
+        }
+    }
+    times.map(|mut t| {
+        t.sort_unstable();
+        t[rounds / 2]
+    })
+}
+
+/// One line of a summary: time per call and calls per second.
+#[allow(dead_code)] // not every bench compares
+pub fn rate_line(label: &str, per_call: std::time::Duration) -> String {
+    format!(
+        "{label:<26} {:>8.2} µs/call  {:>9.0} calls/s",
+        per_call.as_secs_f64() * 1e6,
+        1.0 / per_call.as_secs_f64()
+    )
+}
