@@ -8,7 +8,9 @@
 //! A deleted role grants nothing; keys naming it keep the name (and hold its
 //! permissions again only if a role of that name is created again).
 
-use keyhaven_store::{Change, Role};
+use std::future::Future;
+
+use keyhaven_store::{Change, Role, StoreError};
 use serde::Deserialize;
 use serde_json::json;
 use utoipa::ToSchema;
@@ -55,6 +57,27 @@ fn check_description(description: Option<&str>) -> Result<()> {
             "description must be at most 500 characters without control characters",
         ));
     }
+    Ok(())
+}
+
+/// Most roles in one keyspace.
+pub const MAX_ROLES: usize = 1_000;
+
+/// Writes a change that may take permissions away, then empties this node's verify
+/// cache, on a task of its own: a caller cut off after the commit must not leave the
+/// old permissions cached here (other nodes hear of it through the change feed).
+async fn to_completion(
+    service: &Service,
+    write: impl Future<Output = Result<(), StoreError>> + Send + 'static,
+) -> Result<()> {
+    let service = service.clone();
+    tokio::spawn(async move {
+        let result = write.await;
+        service.cache.invalidate_all();
+        result
+    })
+    .await
+    .map_err(|e| StoreError::Unexpected(anyhow::anyhow!("a role change task failed: {e}")))??;
     Ok(())
 }
 
@@ -121,6 +144,11 @@ pub async fn create(
         ));
     }
     check_description(input.description.as_deref())?;
+    if service.store.list_roles(&ks.id).await?.len() >= MAX_ROLES {
+        return Err(ServiceError::invalid(format!(
+            "a keyspace holds at most {MAX_ROLES} roles"
+        )));
+    }
     let now = service.clock.now();
     let role = Role {
         keyspace_id: ks.id,
@@ -192,12 +220,12 @@ pub async fn update(
         ]),
         now,
     )?;
-    let result = service
-        .store
-        .update_role(&after, Change::audited(&event))
-        .await;
-    service.cache.invalidate_all();
-    result?;
+    let (inner, stored) = (service.clone(), after.clone());
+    to_completion(service, async move {
+        let store = inner.store.as_ref();
+        store.update_role(&stored, Change::audited(&event)).await
+    })
+    .await?;
     Ok(after)
 }
 
@@ -213,11 +241,10 @@ pub async fn delete(service: &Service, actor: &Actor, keyspace_id: &str, name: &
         audit::created(&[("permissions", names_audit(&role.permissions))]),
         service.clock.now(),
     )?;
-    let result = service
-        .store
-        .delete_role(&role.keyspace_id, &role.name, Change::audited(&event))
-        .await;
-    service.cache.invalidate_all();
-    result?;
-    Ok(())
+    let inner = service.clone();
+    to_completion(service, async move {
+        let store = inner.store.as_ref();
+        (store.delete_role(&role.keyspace_id, &role.name, Change::audited(&event))).await
+    })
+    .await
 }

@@ -146,6 +146,26 @@ async fn credits_are_set_raised_and_lowered_and_never_below_zero() {
 }
 
 #[tokio::test]
+async fn a_refill_that_is_due_counts_before_a_credits_change() {
+    let app = spawn_app().await;
+    let ks = app.create_keyspace("credr").await;
+    let key = app
+        .create_key(json!({"keyspace_id": ks.id, "quota": {"remaining": 1,
+            "refill": {"interval": "daily", "amount": 1000}}}))
+        .await;
+    assert_eq!(app.verify(&key.key).await.remaining, Some(0));
+    // Two days later, before any verification: the day's 1000 are there to add to.
+    app.clock.advance(2 * 86_400);
+    let path = format!("/v1/keys/{}/credits", key.record.key_id);
+    let (status, body) = credits(&app, &path, "increment", 50).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"remaining": 1050}));
+    let (_, body) = credits(&app, &path, "decrement", 1040).await;
+    assert_eq!(body, json!({"remaining": 10}));
+    assert_eq!(app.verify(&key.key).await.remaining, Some(9));
+}
+
+#[tokio::test]
 async fn owners_have_credits_and_a_retried_change_is_applied_once() {
     let app = spawn_app().await;
     let (status, owner) = app

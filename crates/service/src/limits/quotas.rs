@@ -68,11 +68,19 @@ impl Quotas {
 
     /// After `target`'s stored quota was set to `quota` (or removed): this node counts
     /// from the new value at once, whatever verifications still in flight read before.
+    /// Uses this node admitted while the new value was being written (pending since the
+    /// flush before the write) are kept: still to be written, and taken from it.
     fn set(&self, target: &QuotaTarget, quota: Option<&Quota>) {
         let mut c = self.lock();
         match quota {
             Some(q) => {
-                c.0.cells.insert(target.clone(), Cell::from_stored(q));
+                let mut cell = Cell::from_stored(q);
+                if let Some(old) = c.0.cells.get(target) {
+                    cell.used = old.used;
+                    cell.state.remaining =
+                        (cell.state.remaining).saturating_sub(u64::try_from(old.used).unwrap_or(0));
+                }
+                c.0.cells.insert(target.clone(), cell);
             }
             None => {
                 c.0.cells.remove(target);
@@ -314,6 +322,24 @@ mod tests {
             refill: None,
             refilled_at: from_unix(at),
         }
+    }
+
+    #[test]
+    fn a_quota_set_here_keeps_the_uses_admitted_while_it_was_written() {
+        let q = Quotas::default();
+        let target = QuotaTarget::Key("k".into());
+        let old = stored(10, 100);
+        let request = [QuotaRequest {
+            target: &target,
+            stored: &old,
+            cost: 3,
+        }];
+        assert_eq!(q.lock().decide(&request, 200, true).remaining, vec![7]);
+        // The credits change (or top-up) wrote 100 meanwhile: the 3 uses, not yet
+        // written, still count against it and are still to be written.
+        q.set(&target, Some(&stored(100, 201)));
+        assert_eq!(q.current(&target).map(|s| s.remaining), Some(97));
+        assert_eq!(q.lock().0.cells.get(&target).map(|c| c.used), Some(3));
     }
 
     #[test]

@@ -41,6 +41,13 @@ pub(super) async fn change_credits(
     let stored: Quota = limits_from(&row, "")?
         .quota
         .ok_or(StoreError::Conflict(Conflict::NoQuota))?;
+    // A refill that is due counts first (no verification may have made it yet).
+    let current = keyhaven_core::quota::current(stored.state(), stored.refill, to_unix(now));
+    let stored = Quota {
+        remaining: current.remaining,
+        refilled_at: crate::model::from_unix(current.refilled_at),
+        ..stored
+    };
     let before = stored.remaining;
     let after = match op {
         CreditOp::Set(n) => n,

@@ -178,26 +178,21 @@ async fn resolve_roles(
     owners: &[Vec<String>],
     records: &mut [KeyForVerify],
 ) -> Result<(), StoreError> {
-    let mut loaded: Vec<(String, Vec<crate::model::Role>)> = Vec::new();
+    let sql = format!(
+        "SELECT * FROM roles WHERE keyspace_id = $1 AND name IN {}",
+        dialect::json_list("$2")
+    );
     for (record, owner_roles) in records.iter_mut().zip(owners) {
         let named: Vec<&String> = record.key.grants.roles.iter().chain(owner_roles).collect();
         if !named.is_empty() {
-            let keyspace = &record.key.keyspace_id;
-            if !loaded.iter().any(|(ks, _)| ks == keyspace) {
-                let rows = sqlx::query("SELECT * FROM roles WHERE keyspace_id = $1")
-                    .bind(keyspace)
-                    .fetch_all(store.reads())
-                    .await?;
-                let roles = rows.iter().map(role_from).collect::<Result<Vec<_>, _>>()?;
-                loaded.push((keyspace.clone(), roles));
-            }
-            let roles = loaded
-                .iter()
-                .find(|(ks, _)| ks == keyspace)
-                .map(|(_, r)| r.as_slice())
-                .unwrap_or_default();
-            for role in roles.iter().filter(|r| named.contains(&&r.name)) {
-                record.permissions.extend(role.permissions.iter().cloned());
+            // Only the roles named (at most 128): never the keyspace's whole list.
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                .bind(&record.key.keyspace_id)
+                .bind(json_text(&named)?)
+                .fetch_all(store.reads())
+                .await?;
+            for row in &rows {
+                record.permissions.extend(role_from(row)?.permissions);
             }
         }
         record.permissions.sort_unstable();
