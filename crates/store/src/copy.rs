@@ -40,7 +40,7 @@ const TABLES: &[(&str, &str)] = &[
     ("web_sessions", "token_hash"),
 ];
 
-/// Rows per read and per multi-row INSERT (the keys table's 36 columns × 1,000 stays
+/// Rows per read and per multi-row INSERT (the keys table's ~35 columns × 1,000 stays
 /// under PostgreSQL's 65,535 parameters).
 const CHUNK: i64 = 1_000;
 
