@@ -27,7 +27,8 @@ use crate::validate;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRole {
-    /// Unique in the keyspace: 1-100 characters of `[A-Za-z0-9_.:*/-]`.
+    /// Unique in the keyspace: 1-100 characters of `[A-Za-z0-9_.:-]` (it is a path
+    /// segment of the role's own URL).
     #[schema(min_length = 1, max_length = 100)]
     pub name: String,
     /// Up to 500 characters without control characters.
@@ -138,9 +139,9 @@ pub async fn create(
     if let Some(replay) = idem.replay().await? {
         return Ok(Done::Replayed(replay));
     }
-    if !keyhaven_core::permissions::valid_name(&input.name) {
+    if !keyhaven_core::permissions::valid_name(&input.name) || input.name.contains(['/', '*']) {
         return Err(ServiceError::invalid(
-            "name must be 1-100 characters of [A-Za-z0-9_.:*/-], and not AND or OR",
+            "name must be 1-100 characters of [A-Za-z0-9_.:-], and not AND or OR",
         ));
     }
     check_description(input.description.as_deref())?;

@@ -1218,3 +1218,100 @@ async fn an_admin_changes_credits_and_ip_allowlists_in_the_dashboard() {
         .await;
     assert_eq!(view["quota"]["remaining"], 8);
 }
+
+#[tokio::test]
+async fn an_admin_manages_a_keyspaces_roles_in_the_dashboard() {
+    let app = spawn_app().await;
+    add_operator(&app, "ada@example.com", OperatorRole::Admin).await;
+    add_operator(&app, "vic@example.com", OperatorRole::Viewer).await;
+    let ks = app.create_keyspace("dash_roles").await;
+    let key = app.create_key(json!({"keyspace_id": ks.id})).await;
+    let page_path = format!("/dashboard/keyspaces/{}", ks.id);
+    let mut web = WebClient::new(&app);
+    web.sign_in("ada@example.com", PASSWORD).await;
+    let page = web.get(&page_path).await;
+    assert!(page.body.contains("No roles yet."));
+    let csrf = page.csrf();
+    let done = web
+        .post(
+            &format!("{page_path}/roles"),
+            &[
+                ("csrf", &csrf),
+                ("name", "editor"),
+                ("permissions", "documents.read, documents.write"),
+                ("description", "Edits documents"),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    let page = web.get(&page_path).await;
+    assert!(page.body.contains("documents.write") && page.body.contains("Edits documents"));
+    // A key given the role holds its permissions; the role's change reaches it.
+    let (status, _) = app
+        .send(
+            Method::PATCH,
+            &format!("/v1/keys/{}", key.record.key_id),
+            Some(&json!({"roles": ["editor"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        permission_code(&app, &key.key, "documents.write").await,
+        "VALID"
+    );
+    let done = web
+        .post(
+            &format!("{page_path}/roles/editor"),
+            &[
+                ("csrf", &csrf),
+                ("permissions", "documents.read"),
+                ("description", ""),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    assert_eq!(
+        permission_code(&app, &key.key, "documents.write").await,
+        "INSUFFICIENT_PERMISSIONS"
+    );
+    // Refusals: a bad name, a viewer.
+    let refused = web
+        .post(
+            &format!("{page_path}/roles"),
+            &[("csrf", &csrf), ("name", "a/b")],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    let mut viewer = WebClient::new(&app);
+    viewer.sign_in("vic@example.com", PASSWORD).await;
+    let seen = viewer.get(&page_path).await;
+    assert!(seen.body.contains("editor") && !seen.body.contains("/roles/editor/delete"));
+    let refused = viewer
+        .post(
+            &format!("{page_path}/roles/editor/delete"),
+            &[("csrf", &seen.csrf())],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    // Deleted by the admin.
+    let done = web
+        .post(
+            &format!("{page_path}/roles/editor/delete"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        permission_code(&app, &key.key, "documents.read").await,
+        "INSUFFICIENT_PERMISSIONS"
+    );
+    assert!(web.get(&page_path).await.body.contains("No roles yet."));
+}
+
+/// The verify code of `key` asked for the permission query `query`.
+async fn permission_code(app: &TestApp, key: &str, query: &str) -> String {
+    let body = json!({"key": key, "permissions": query});
+    let (status, answer) = app.send(Method::POST, "/v1/keys/verify", Some(&body)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    answer["code"].as_str().unwrap().to_owned()
+}

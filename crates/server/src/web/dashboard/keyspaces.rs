@@ -216,9 +216,10 @@ pub async fn page(
             q.get("range"),
         )
         .await?;
-        Ok::<_, ServiceError>((ks, usage))
+        let roles = keyhaven_service::roles::list(&state, &op.actor, &id).await?;
+        Ok::<_, ServiceError>((ks, usage, roles))
     };
-    let (ks, usage) = match result.await {
+    let (ks, usage, roles) = match result.await {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
@@ -239,6 +240,7 @@ pub async fn page(
         }
         (done_notice(q.get("done")))
         (usage)
+        (super::roles::card(&op, &ks.id, &roles))
         section.card aria-labelledby="settings" {
             h2 #settings { "Settings" }
             @if op.may_write() {

@@ -24,6 +24,7 @@ mod keys;
 mod keyspaces;
 mod login;
 mod owners;
+mod roles;
 mod root_keys;
 mod webhooks;
 
@@ -51,6 +52,15 @@ pub fn router() -> Router<AppState> {
         .route(
             "/dashboard/keyspaces/{id}",
             get(keyspaces::page).post(keyspaces::update),
+        )
+        .route("/dashboard/keyspaces/{id}/roles", post(roles::create))
+        .route(
+            "/dashboard/keyspaces/{id}/roles/{name}",
+            post(roles::update),
+        )
+        .route(
+            "/dashboard/keyspaces/{id}/roles/{name}/delete",
+            post(roles::delete),
         )
         .route("/dashboard/owners", get(owners::list).post(owners::create))
         .route("/dashboard/owners/{id}", get(owners::page))
