@@ -41,6 +41,7 @@ async fn envoy_app() -> (TestApp, AuthorizationClient<Channel>) {
                 scopes: vec!["admin".into()],
                 cost: None,
                 ratelimits: None,
+                permissions: None,
             },
             RouteRule {
                 path: "/health".into(),
@@ -49,6 +50,7 @@ async fn envoy_app() -> (TestApp, AuthorizationClient<Channel>) {
                 scopes: vec![],
                 cost: None,
                 ratelimits: None,
+                permissions: None,
             },
         ];
     })

@@ -240,6 +240,7 @@ fn rule(path: &str) -> RouteRule {
         scopes: vec![],
         cost: None,
         ratelimits: None,
+        permissions: None,
     }
 }
 

@@ -48,6 +48,7 @@ fn rule(path: &str, scopes: &[&str]) -> RouteRule {
         scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
         cost: None,
         ratelimits: None,
+        permissions: None,
     }
 }
 

@@ -263,3 +263,59 @@ async fn a_route_naming_other_limits_does_not_make_a_limited_key_cacheable() {
         "every request on other routes is counted by the central server"
     );
 }
+
+#[tokio::test]
+async fn a_route_asking_permissions_is_never_answered_from_a_cached_admission() {
+    let upstream = spawn_upstream().await;
+    let app = spawn_app_with(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = dir.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[proxy]]\nlisten = \"127.0.0.1:{port}\"\nupstream = \"{}\"\n\n\
+             [[proxy.routes]]\npath = \"/echo/docs\"\npermissions = \"documents.read\"\n",
+            upstream.url()
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap().to_owned();
+    let node = spawn_node_with(&app, dir.path(), 1_000, port, &["--config", &config]).await;
+    let ks = app.create_keyspace("acme_live").await;
+    let (status, _) = app
+        .send(
+            Method::POST,
+            &format!("/v1/keyspaces/{}/roles", ks.id),
+            Some(&json!({"name": "reader", "permissions": ["documents.read"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let reader = app
+        .create_key(json!({"keyspace_id": ks.id, "roles": ["reader"]}))
+        .await;
+    let other = app.create_key(json!({"keyspace_id": ks.id})).await;
+    let call = |key: &str, path: &str| {
+        app.http
+            .get(format!("{}{path}", node.base))
+            .bearer_auth(key)
+            .send()
+    };
+    // Admitted (and cacheable) on a route without a query...
+    for _ in 0..3 {
+        assert_eq!(
+            call(&other.key, "/echo").await.unwrap().status(),
+            StatusCode::OK
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // ...yet refused where permissions are asked: the central server decides.
+    let refused = call(&other.key, "/echo/docs").await.unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let problem: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(problem["code"], "insufficient_permissions");
+    assert_eq!(
+        call(&reader.key, "/echo/docs").await.unwrap().status(),
+        StatusCode::OK
+    );
+}

@@ -393,3 +393,52 @@ async fn a_role_edit_on_one_node_reaches_the_other_within_a_second() {
     }
     println!("role edit reached node B after {:?}", since.elapsed());
 }
+
+#[tokio::test]
+async fn the_gateway_asks_a_routes_permission_query() {
+    let upstream = crate::gateway_upstream::spawn_upstream().await;
+    let (app, proxy) = crate::gateway::gateway_with(&upstream.url(), |p| {
+        let mut rule: keyhaven_service::gateway::RouteRule =
+            serde_json::from_value(json!({"path": "/echo/reports"})).unwrap();
+        rule.permissions = Some("reports.read AND (reports.write OR admin)".into());
+        p.routes = vec![rule];
+    })
+    .await;
+    let ks = app.create_keyspace("permg").await;
+    let roles = format!("/v1/keyspaces/{}/roles", ks.id);
+    post(
+        &app,
+        &roles,
+        json!({"name": "analyst", "permissions": ["reports.read"]}),
+    )
+    .await;
+    let analyst = app
+        .create_key(json!({"keyspace_id": ks.id, "roles": ["analyst"]}))
+        .await;
+    let admin = app
+        .create_key(json!({"keyspace_id": ks.id, "roles": ["analyst"], "permissions": ["admin"]}))
+        .await;
+    let get = |key: &str, path: &str| {
+        app.http
+            .get(format!("{proxy}{path}"))
+            .bearer_auth(key)
+            .send()
+    };
+    assert_eq!(
+        get(&analyst.key, "/echo").await.unwrap().status(),
+        StatusCode::OK
+    );
+    let refused = get(&analyst.key, "/echo/reports").await.unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let problem: Value = refused.json().await.unwrap();
+    assert_eq!(problem["code"], "insufficient_permissions");
+    assert_eq!(
+        get(&admin.key, "/echo/reports").await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        upstream.hits(),
+        2,
+        "the refused request never reached the upstream"
+    );
+}

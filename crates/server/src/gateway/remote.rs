@@ -222,6 +222,7 @@ impl Remote {
         }
         let digest: [u8; 32] = hash.finalize().into();
         if self.coherent()
+            && access.permissions.is_none()
             && let Some(hit) = self.cache.get(&digest)
             && hit.until_ms.is_none_or(|until| self.now_ms() < until)
         {
@@ -262,7 +263,9 @@ impl Remote {
         };
         // A route naming some limits gets an answer listing only those: a key with other
         // limits would look unlimited, so such an answer is never cached.
+        // A cached admission knows the key's scopes, not its permissions.
         let cacheable = access.ratelimits.is_none()
+            && access.permissions.is_none()
             && answer.ratelimits.is_empty()
             && answer.remaining.is_none();
         if cacheable && coherent_before {
@@ -304,6 +307,7 @@ impl Remote {
                 .map(|n| json!({"name": n.name, "cost": n.cost}))
                 .collect::<Vec<_>>()),
             "client_ip": client_ip,
+            "permissions": access.permissions,
         });
         let response = self
             .http

@@ -115,6 +115,7 @@ pub async fn forward_auth(
         scopes: scopes.as_deref().unwrap_or(rule.scopes),
         cost: params.cost.unwrap_or(rule.cost),
         ratelimits: named.as_deref().or(rule.ratelimits),
+        permissions: rule.permissions,
     };
     let authorizer = gateway::Authorizer::Local {
         service: state.clone(),

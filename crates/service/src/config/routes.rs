@@ -32,6 +32,11 @@ pub struct RouteRule {
     /// Check only these named limits, each at its own cost (default: every limit).
     #[serde(default)]
     pub ratelimits: Option<Vec<RouteLimit>>,
+    /// A permission query the key must satisfy, such as
+    /// `documents.read AND (documents.write OR admin)` (403 `insufficient_permissions`
+    /// otherwise).
+    #[serde(default)]
+    pub permissions: Option<String>,
 }
 
 /// A named limit a route takes from, at its own cost.
@@ -68,6 +73,7 @@ pub struct Access<'r> {
     pub scopes: &'r [String],
     pub cost: u64,
     pub ratelimits: Option<&'r [RouteLimit]>,
+    pub permissions: Option<&'r str>,
 }
 
 /// Headers that can carry a key, in the order they are looked at after `key_header`.
@@ -104,12 +110,14 @@ impl Rules {
                 scopes: &rule.scopes,
                 cost: rule.cost.unwrap_or(1),
                 ratelimits: rule.ratelimits.as_deref(),
+                permissions: rule.permissions.as_deref(),
             },
             None => Access {
                 public: false,
                 scopes: &[],
                 cost: 1,
                 ratelimits: None,
+                permissions: None,
             },
         })
     }
@@ -185,8 +193,18 @@ impl Rules {
             if costs.flatten().any(|c| c > MAX_COST) {
                 return Err(format!("{at}: a cost must be at most {MAX_COST}"));
             }
-            if rule.public && (!rule.scopes.is_empty() || rule.ratelimits.is_some()) {
-                return Err(format!("{at}: a public route takes no scopes or limits"));
+            if let Some(query) = &rule.permissions {
+                keyhaven_core::permissions::Query::parse(query)
+                    .map_err(|e| format!("{at}.permissions: the query {e}"))?;
+            }
+            if rule.public
+                && (!rule.scopes.is_empty()
+                    || rule.ratelimits.is_some()
+                    || rule.permissions.is_some())
+            {
+                return Err(format!(
+                    "{at}: a public route takes no scopes, permissions or limits"
+                ));
             }
         }
         Ok(())
@@ -273,6 +291,7 @@ mod tests {
             scopes: vec![scope.into()],
             cost: None,
             ratelimits: None,
+            permissions: None,
         }
     }
 
@@ -403,6 +422,18 @@ mod tests {
             ..rule("/d", &[], "a")
         };
         assert!(bad(public).contains("public"));
+        let bad_query = RouteRule {
+            permissions: Some("a AND".into()),
+            ..rule("/d", &[], "a")
+        };
+        assert!(bad(bad_query).contains("proxy[0].routes[0].permissions: the query expected"));
+        let public_query = RouteRule {
+            public: true,
+            scopes: vec![],
+            permissions: Some("a".into()),
+            ..rule("/d", &[], "a")
+        };
+        assert!(bad(public_query).contains("public"));
         let header = Rules {
             key_header: Some("bad header".into()),
             ..Rules::default()

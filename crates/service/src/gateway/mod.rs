@@ -145,7 +145,7 @@ pub async fn authorize(
                 })
                 .collect()
         }),
-        permissions: None,
+        permissions: access.permissions.map(str::to_owned),
         client_ip,
     };
     let now_us = service.clock.now_micros();
