@@ -10,7 +10,7 @@ import pytest
 
 import keyhaven
 from conftest import KeyMaker
-from helpers import Server, limit_one, suffix, unknown_key
+from helpers import Server, limit_one, suffix, unknown_key, wait_until
 
 
 def test_verify_answers_with_the_whole_shape(admin: keyhaven.Client, keyspace: keyhaven.Keyspace) -> None:
@@ -189,3 +189,22 @@ async def test_async_client_round_trip(server: Server, keyspace: keyhaven.Keyspa
         with pytest.raises(keyhaven.KeyhavenError) as missing:
             await client.get_owner("own_doesnotexist")
         assert missing.value.status == 404
+
+
+def test_a_permission_query_goes_to_the_server_and_names_what_is_missing(
+    server: Server, admin: keyhaven.Client, make_key: KeyMaker
+) -> None:
+    key, key_id = make_key()
+    admin.update_key(key_id, {"permissions": ["docs.read"]})
+    with keyhaven.Client(server.url, server.root_key, cache=True) as cached:
+        # Cached as a plain VALID key...
+        wait_until(lambda: cached.verify(key).cached, 2.0, "a cached answer")
+        for _ in range(2):  # never from the cache
+            refused = cached.verify(key, permissions="docs.read AND docs.write")
+            assert refused.code == "INSUFFICIENT_PERMISSIONS"
+            assert refused.missing_permissions == ("docs.write",)
+            assert not refused.cached
+        held = cached.verify(key, permissions="docs.read")
+        assert held.code == "VALID" and held.missing_permissions is None
+        with pytest.raises(keyhaven.KeyhavenError):
+            cached.verify(key, permissions="docs.read AND")

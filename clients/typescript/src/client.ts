@@ -146,7 +146,8 @@ export class Keyhaven {
   async verify(request: VerifyRequest): Promise<VerifyResult> {
     const key = request?.key;
     if (typeof key !== "string") throw new TypeError("verify: key must be a string");
-    const cache = this.#cache;
+    // A cached answer knows the key's scopes, not its permissions.
+    const cache = request.permissions === undefined ? this.#cache : undefined;
     let digest = "";
     let epoch = 0;
     let coherent = false;
@@ -164,6 +165,7 @@ export class Keyhaven {
     if (request.cost !== undefined) body.cost = request.cost;
     if (request.ratelimits !== undefined) body.ratelimits = request.ratelimits;
     if (request.clientIp !== undefined) body.client_ip = request.clientIp;
+    if (request.permissions !== undefined) body.permissions = request.permissions;
     const raw = await this.#send("POST", "/v1/keys/verify", body, undefined, [key]);
     const answer = toResult(raw);
     // An answer to a call that named some limits lists only those: a key with other
@@ -391,6 +393,9 @@ export function toResult(raw: unknown): VerifyResult {
       }),
     ),
     remaining: num(r.remaining),
+    missingPermissions: Array.isArray(r.missing_permissions)
+      ? (r.missing_permissions as string[])
+      : null,
     cached: false,
   };
 }

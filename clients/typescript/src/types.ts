@@ -31,6 +31,11 @@ export interface VerifyRequest {
   ratelimits?: readonly NamedCost[];
   /** The address of the client that presented the key, as your API saw it. */
   clientIp?: string;
+  /**
+   * A permission query the key must satisfy (`"documents.read AND (documents.write OR
+   * admin)"`); otherwise INSUFFICIENT_PERMISSIONS. Calls with one always go to the server.
+   */
+  permissions?: string;
 }
 
 export interface VerifyOwner {
@@ -78,6 +83,8 @@ export interface VerifyResult {
   ratelimits: VerifyRatelimit[];
   /** Remaining uses under the key's (or owner's) quota; `null` without one. */
   remaining: number | null;
+  /** For INSUFFICIENT_PERMISSIONS: the query's permissions the key lacks; else `null`. */
+  missingPermissions: string[] | null;
   /** Whether this answer came from the local cache rather than the server. */
   cached: boolean;
 }

@@ -224,3 +224,25 @@ test("errors carry the problem's status and code, and never a secret", opts, asy
     for (const secret of [key, rootKey, limited.key]) assert.ok(!t.includes(secret), `secret in: ${t}`);
   }
 });
+
+test("a permission query goes to the server and names what is missing", opts, async () => {
+  const kh = new Keyhaven({ baseUrl: url, rootKey, cache: true });
+  const ks = await freshKeyspace(kh, "perm");
+  const created = await kh.keys.create({ keyspace_id: ks.id, permissions: ["docs.read"] });
+  assert.equal(await kh.ready(), true);
+  // Cached as a plain VALID key...
+  for (let i = 0; i < 3; i++) assert.equal((await kh.verify({ key: created.key })).code, "VALID");
+  assert.equal((await kh.verify({ key: created.key })).cached, true);
+  // ...but a query is decided by the server, every time.
+  for (let i = 0; i < 2; i++) {
+    const refused = await kh.verify({ key: created.key, permissions: "docs.read AND docs.write" });
+    assert.equal(refused.code, "INSUFFICIENT_PERMISSIONS");
+    assert.deepEqual(refused.missingPermissions, ["docs.write"]);
+    assert.equal(refused.cached, false);
+  }
+  const held = await kh.verify({ key: created.key, permissions: "docs.read" });
+  assert.equal(held.code, "VALID");
+  assert.equal(held.missingPermissions, null);
+  await assert.rejects(kh.verify({ key: created.key, permissions: "docs.read AND" }), KeyhavenError);
+  await kh.close();
+});

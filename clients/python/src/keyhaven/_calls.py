@@ -58,6 +58,7 @@ def verify_body(
     cost: Optional[int],
     ratelimits: Optional[Sequence[NamedLimit]],
     client_ip: Optional[str],
+    permissions: Optional[str] = None,
 ) -> Dict[str, Any]:
     out: Dict[str, Any] = {"key": key}
     if scopes:
@@ -70,4 +71,6 @@ def verify_body(
         ]
     if client_ip is not None:
         out["client_ip"] = client_ip
+    if permissions is not None:
+        out["permissions"] = permissions
     return out

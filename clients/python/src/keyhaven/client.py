@@ -152,6 +152,7 @@ class Client(_Base):
         cost: Optional[int] = None,
         ratelimits: Optional[Sequence[c.NamedLimit]] = None,
         client_ip: Optional[str] = None,
+        permissions: Optional[str] = None,
     ) -> VerifyResult:
         """Checks a presented key (``POST /v1/keys/verify``), from the cache when it may.
 
@@ -159,11 +160,15 @@ class Client(_Base):
         units taken from its limits and quota (default 1); ``ratelimits``: only these
         named limits (names, or ``{"name", "cost"}``); ``client_ip``: the address that
         presented the key, checked against IP allowlists (``FORBIDDEN_IP``) and used by
-        the server's failed-verification limiter.
+        the server's failed-verification limiter; ``permissions``: a permission query
+        (``"documents.read AND (documents.write OR admin)"``; else
+        ``INSUFFICIENT_PERMISSIONS``, with ``missing_permissions``), never answered from
+        the cache.
         """
         key = _check_key(key)
         wanted = c.scope_tuple(scopes)
-        cache = self._cache
+        # A cached answer knows the key's scopes, not its permissions.
+        cache = self._cache if permissions is None else None
         digest, before = b"", (0, False)
         if cache is not None:
             if self._follower is None or self._follower.done():
@@ -172,7 +177,7 @@ class Client(_Base):
             if hit is not None:
                 return hit
             before = cache.before_call()
-        body = SecretBody(c.verify_body(key, wanted, cost, ratelimits, client_ip), key)
+        body = SecretBody(c.verify_body(key, wanted, cost, ratelimits, client_ip, permissions), key)
         del key  # from here on only in `body`, which never shows itself
         data = self._send(c.Call("POST", "/v1/keys/verify", secret=body))
         result = VerifyResult.from_json(data)
@@ -457,11 +462,13 @@ class AsyncClient(_Base):
         cost: Optional[int] = None,
         ratelimits: Optional[Sequence[c.NamedLimit]] = None,
         client_ip: Optional[str] = None,
+        permissions: Optional[str] = None,
     ) -> VerifyResult:
         """As :meth:`Client.verify`."""
         key = _check_key(key)
         wanted = c.scope_tuple(scopes)
-        cache = self._cache
+        # A cached answer knows the key's scopes, not its permissions.
+        cache = self._cache if permissions is None else None
         digest, before = b"", (0, False)
         if cache is not None:
             if self._follower is None or self._follower.done():
@@ -470,7 +477,7 @@ class AsyncClient(_Base):
             if hit is not None:
                 return hit
             before = cache.before_call()
-        body = SecretBody(c.verify_body(key, wanted, cost, ratelimits, client_ip), key)
+        body = SecretBody(c.verify_body(key, wanted, cost, ratelimits, client_ip, permissions), key)
         del key  # from here on only in `body`, which never shows itself
         data = await self._send(c.Call("POST", "/v1/keys/verify", secret=body))
         result = VerifyResult.from_json(data)

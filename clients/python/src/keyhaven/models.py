@@ -83,6 +83,8 @@ class VerifyResult:
     rotation: Optional[Rotation] = None
     ratelimits: Tuple[Ratelimit, ...] = ()
     remaining: Optional[int] = None
+    #: For ``INSUFFICIENT_PERMISSIONS``: the query's permissions the key lacks.
+    missing_permissions: Optional[Tuple[str, ...]] = None
     cached: bool = field(default=False, compare=False)
 
     @classmethod
@@ -125,6 +127,9 @@ class VerifyResult:
                 for r in data.get("ratelimits") or ()
             ),
             remaining=data.get("remaining"),
+            missing_permissions=tuple(data["missing_permissions"])
+            if isinstance(data.get("missing_permissions"), list)
+            else None,
         )
 
     @property
