@@ -51,6 +51,16 @@ pub fn diff(fields: &[(&str, Value, Value)]) -> Map<String, Value> {
         .collect()
 }
 
+/// A list as audit events show it: `null` when empty (and so left out of a created
+/// object's fields).
+pub fn list_value<T: serde::Serialize>(items: &[T]) -> Value {
+    if items.is_empty() {
+        Value::Null
+    } else {
+        serde_json::json!(items)
+    }
+}
+
 /// `{field: value}` for a newly created object (null fields left out).
 pub fn created(fields: &[(&str, Value)]) -> Map<String, Value> {
     fields

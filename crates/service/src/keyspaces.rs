@@ -6,9 +6,7 @@
 //! so updates and deletes empty the whole verify cache before they return.
 
 use keyhaven_core::Prefix;
-use keyhaven_store::{
-    AlertThresholds, Change, Keyspace, KeyspacePolicy, Page, PageRequest, RateLimitDef,
-};
+use keyhaven_store::{AlertThresholds, Change, Keyspace, KeyspacePolicy, Page, PageRequest};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
@@ -264,7 +262,7 @@ pub async fn create(
             ("max_key_age_seconds", json!(ks.policy.max_key_age)),
             ("default_grace_seconds", json!(ks.policy.default_grace)),
             ("expiry_warning_seconds", json!(ks.policy.expiry_warning)),
-            ("ratelimits", limits_audit(&ks.ratelimits)),
+            ("ratelimits", audit::list_value(&ks.ratelimits)),
             (
                 "alerts",
                 if ks.alerts == AlertThresholds::default() {
@@ -293,15 +291,6 @@ pub async fn create(
         service.store.create_keyspace(&ks, change).await
     })
     .await
-}
-
-/// Rate limits as a created object's audit event shows them (none: left out).
-pub(crate) fn limits_audit(limits: &[RateLimitDef]) -> Value {
-    if limits.is_empty() {
-        Value::Null
-    } else {
-        json!(limits)
-    }
 }
 
 /// Updates a keyspace's name, policy, default limits or alert thresholds; returns it

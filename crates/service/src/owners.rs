@@ -11,7 +11,6 @@
 
 use keyhaven_store::{Change, Grants, Limits, Owner, Page, PageRequest, QuotaTarget, QuotaWrite};
 
-use crate::keys::names_audit;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
@@ -21,7 +20,6 @@ use crate::audit;
 use crate::error::{Result, ServiceError};
 use crate::idempotency::{Done, Idempotent, Rendered};
 use crate::ids;
-use crate::keyspaces::limits_audit;
 use crate::limits::spec::{
     QuotaBody, RateLimitBody, patch_limits, quota, quota_audit, rate_limits,
 };
@@ -200,13 +198,13 @@ pub async fn create(
             ("name", json!(owner.name)),
             ("meta", json!(owner.meta)),
             ("quota", quota_audit(owner.limits.quota.as_ref())),
-            ("ratelimits", limits_audit(&owner.limits.ratelimits)),
+            ("ratelimits", audit::list_value(&owner.limits.ratelimits)),
             (
                 "ip_allowlist",
                 validate::ip_allowlist_audit(owner.ip_allowlist.as_ref()),
             ),
-            ("roles", names_audit(&owner.grants.roles)),
-            ("permissions", names_audit(&owner.grants.permissions)),
+            ("roles", audit::list_value(&owner.grants.roles)),
+            ("permissions", audit::list_value(&owner.grants.permissions)),
         ]),
         now,
     )?;
@@ -283,13 +281,13 @@ pub async fn update(
             ),
             (
                 "roles",
-                names_audit(&before.grants.roles),
-                names_audit(&after.grants.roles),
+                audit::list_value(&before.grants.roles),
+                audit::list_value(&after.grants.roles),
             ),
             (
                 "permissions",
-                names_audit(&before.grants.permissions),
-                names_audit(&after.grants.permissions),
+                audit::list_value(&before.grants.permissions),
+                audit::list_value(&after.grants.permissions),
             ),
         ]),
         now,

@@ -19,7 +19,6 @@ use crate::actor::Actor;
 use crate::audit;
 use crate::error::{Result, ServiceError};
 use crate::idempotency::{Done, Idempotent, Rendered};
-use crate::keys::names_audit;
 use crate::patch::double_option;
 use crate::service::Service;
 use crate::validate;
@@ -168,7 +167,7 @@ pub async fn create(
         audit::created(&[
             ("name", json!(role.name)),
             ("description", json!(role.description)),
-            ("permissions", names_audit(&role.permissions)),
+            ("permissions", audit::list_value(&role.permissions)),
         ]),
         now,
     )?;
@@ -215,8 +214,8 @@ pub async fn update(
             ),
             (
                 "permissions",
-                names_audit(&before.permissions),
-                names_audit(&after.permissions),
+                audit::list_value(&before.permissions),
+                audit::list_value(&after.permissions),
             ),
         ]),
         now,
@@ -239,7 +238,7 @@ pub async fn delete(service: &Service, actor: &Actor, keyspace_id: &str, name: &
         "role.delete",
         ("role", &target(&role)),
         Some(&role.keyspace_id),
-        audit::created(&[("permissions", names_audit(&role.permissions))]),
+        audit::created(&[("permissions", audit::list_value(&role.permissions))]),
         service.clock.now(),
     )?;
     let inner = service.clone();

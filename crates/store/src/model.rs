@@ -187,6 +187,16 @@ impl Quota {
     }
 }
 
+/// When a quota set at `now` counts as set: strictly after the quota it replaces, so
+/// every node, comparing the two, follows the new one (keeping its own uses not yet
+/// written) even when both were set in the same second.
+pub fn quota_set_at(previous: Option<&Quota>, now: Timestamp) -> Timestamp {
+    match previous {
+        Some(p) if p.refilled_at >= now => p.refilled_at + time::Duration::seconds(1),
+        _ => now,
+    }
+}
+
 /// The limits a key or an owner carries.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Limits {

@@ -74,6 +74,23 @@ async fn spawn_node_with(
     );
 }
 
+/// Starts a node in front of `upstream` from a config file with one `[[proxy.routes]]`
+/// rule whose body is `route` (TOML lines).
+async fn spawn_node_with_route(app: &TestApp, upstream: &str, dir: &Path, route: &str) -> Node {
+    let port = free_port();
+    let config = dir.join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[proxy]]\nlisten = \"127.0.0.1:{port}\"\nupstream = \"{upstream}\"\n\n\
+             [[proxy.routes]]\n{route}\n"
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap().to_owned();
+    spawn_node_with(app, dir, 1_000, port, &["--config", &config]).await
+}
+
 #[tokio::test]
 async fn a_key_revoked_centrally_is_refused_by_the_node_within_a_second_in_1000_trials() {
     let upstream = spawn_upstream().await;
@@ -216,19 +233,8 @@ async fn a_route_naming_other_limits_does_not_make_a_limited_key_cacheable() {
     let upstream = spawn_upstream().await;
     let app = spawn_app_with(|_| {}).await;
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config = dir.path().join("node.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[proxy]]\nlisten = \"127.0.0.1:{port}\"\nupstream = \"{}\"\n\n\
-             [[proxy.routes]]\npath = \"/echo/named\"\nratelimits = [{{ name = \"other\" }}]\n",
-            upstream.url()
-        ),
-    )
-    .unwrap();
-    let config = config.to_str().unwrap().to_owned();
-    let node = spawn_node_with(&app, dir.path(), 1_000, port, &["--config", &config]).await;
+    let routes = "path = \"/echo/named\"\nratelimits = [{ name = \"other\" }]";
+    let node = spawn_node_with_route(&app, &upstream.url(), dir.path(), routes).await;
     let ks = app.create_keyspace("acme_live").await;
     let key = app
         .create_key(json!({"keyspace_id": ks.id,
@@ -269,19 +275,8 @@ async fn a_route_asking_permissions_is_never_answered_from_a_cached_admission() 
     let upstream = spawn_upstream().await;
     let app = spawn_app_with(|_| {}).await;
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config = dir.path().join("node.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[proxy]]\nlisten = \"127.0.0.1:{port}\"\nupstream = \"{}\"\n\n\
-             [[proxy.routes]]\npath = \"/echo/docs\"\npermissions = \"documents.read\"\n",
-            upstream.url()
-        ),
-    )
-    .unwrap();
-    let config = config.to_str().unwrap().to_owned();
-    let node = spawn_node_with(&app, dir.path(), 1_000, port, &["--config", &config]).await;
+    let routes = "path = \"/echo/docs\"\npermissions = \"documents.read\"";
+    let node = spawn_node_with_route(&app, &upstream.url(), dir.path(), routes).await;
     let ks = app.create_keyspace("acme_live").await;
     let (status, _) = app
         .send(

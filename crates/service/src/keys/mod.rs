@@ -117,14 +117,7 @@ impl KeyState {
 /// The fields a key's audit events record (created, or changed from → to).
 fn audited_fields(k: &KeyRecord) -> [(&'static str, Value); 10] {
     [
-        (
-            "ratelimits",
-            if k.limits.ratelimits.is_empty() {
-                Value::Null
-            } else {
-                json!(k.limits.ratelimits)
-            },
-        ),
+        ("ratelimits", crate::audit::list_value(&k.limits.ratelimits)),
         ("name", json!(k.name)),
         ("owner_id", json!(k.owner_id)),
         ("scopes", json!(k.scopes)),
@@ -135,18 +128,12 @@ fn audited_fields(k: &KeyRecord) -> [(&'static str, Value); 10] {
             "ip_allowlist",
             crate::validate::ip_allowlist_audit(k.ip_allowlist.as_ref()),
         ),
-        ("roles", names_audit(&k.grants.roles)),
-        ("permissions", names_audit(&k.grants.permissions)),
+        ("roles", crate::audit::list_value(&k.grants.roles)),
+        (
+            "permissions",
+            crate::audit::list_value(&k.grants.permissions),
+        ),
     ]
-}
-
-/// Role or permission names as audit events show them: `null` for none.
-pub(crate) fn names_audit(names: &[String]) -> Value {
-    if names.is_empty() {
-        Value::Null
-    } else {
-        json!(names)
-    }
 }
 
 /// Runs a key mutation and then invalidates `key_ids` in the verify cache on a task of

@@ -199,15 +199,7 @@ pub fn patch_limits(
     Ok(keyhaven_store::QuotaWrite::Set)
 }
 
-/// When a quota set now counts as set: strictly after the quota it replaces, so every
-/// node, comparing the two, follows the new one (within the cache TTL) even when both
-/// were set in the same second.
-pub fn set_at(previous: Option<&Quota>, now: Timestamp) -> Timestamp {
-    match previous {
-        Some(p) if p.refilled_at >= now => p.refilled_at + time::Duration::seconds(1),
-        _ => now,
-    }
-}
+pub use keyhaven_store::quota_set_at as set_at;
 
 /// The quota as shown, as of `now` (a refill that is due counts): this node's live
 /// counter when it has one, else the stored one.

@@ -59,13 +59,7 @@ pub(super) async fn change_credits(
     if after > max {
         return Err(StoreError::Conflict(Conflict::CreditsOverflow));
     }
-    // Strictly after the quota it replaces: every node, comparing the two, follows this
-    // one, keeping its own uses not yet written.
-    let set_at = if stored.refilled_at >= now {
-        stored.refilled_at + time::Duration::seconds(1)
-    } else {
-        now
-    };
+    let set_at = crate::model::quota_set_at(Some(&stored), now);
     let sql = format!(
         "UPDATE {table} SET quota_remaining = $1, quota_refilled_at = $2 WHERE {column} = $3"
     );
