@@ -13,6 +13,11 @@ use crate::service::Service;
 #[derive(Debug)]
 pub struct Running {
     service: Service,
+    /// The flush loop: told to stop and awaited, never aborted, since an abort in the
+    /// middle of a flush would drop the uses it had taken out of memory.
+    flushes: JoinHandle<()>,
+    stop_flushes: tokio::sync::watch::Sender<bool>,
+    /// Tasks that lose nothing when aborted (they re-read the store when they restart).
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -22,14 +27,17 @@ pub async fn start(service: &Service) -> anyhow::Result<Running> {
     // Reach Redis (and count the nodes) before the first request, so shared limits are
     // decided in Redis from the start.
     service.limits.tick(service.clock.now_micros()).await;
+    let (stop_flushes, stopping) = tokio::sync::watch::channel(false);
+    let flushes = tokio::spawn(run(service.clone(), stopping));
     let tasks = vec![
-        tokio::spawn(run(service.clone())),
         tokio::spawn(crate::coherence::follow(service.clone())),
         tokio::spawn(crate::coherence::heartbeat(service.clone())),
         tokio::spawn(crate::webhooks::delivery::run(service.clone())),
     ];
     Ok(Running {
         service: service.clone(),
+        flushes,
+        stop_flushes,
         tasks,
     })
 }
@@ -40,6 +48,9 @@ impl Running {
         for task in &self.tasks {
             task.abort();
         }
+        // A flush under way finishes first; then the last one below writes the rest.
+        let _ = self.stop_flushes.send(true);
+        let _ = self.flushes.await;
         let state = &self.service;
         if let Err(e) = state.usage.flush(state.store.as_ref()).await {
             tracing::error!(error = %e, "final usage flush failed");
@@ -50,7 +61,7 @@ impl Running {
     }
 }
 
-async fn run(state: Service) {
+async fn run(state: Service, mut stopping: tokio::sync::watch::Receiver<bool>) {
     let mut flush = tokio::time::interval(state.config.usage_flush_interval());
     let mut purge = tokio::time::interval(Duration::from_secs(3600));
     let mut limits = tokio::time::interval(Duration::from_secs(5));
@@ -67,6 +78,7 @@ async fn run(state: Service) {
     }
     loop {
         tokio::select! {
+            _ = stopping.changed() => return,
             _ = quotas.tick() => {
                 if let Err(e) = state.limits.quotas.flush(state.store.as_ref()).await {
                     metrics::counter!(crate::metrics::QUOTA_FLUSH_FAILURES).increment(1);
