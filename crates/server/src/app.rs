@@ -17,7 +17,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::error::ApiError;
 use crate::routes::{
-    audit, changes, credits, forward_auth, health, keys, keyspaces, leaks, owners, portal,
+    audit, changes, credits, forward_auth, health, keys, keyspaces, leaks, owners, plans, portal,
     ratelimits, roles, root_keys, usage, verify, webhooks,
 };
 use crate::state::AppState;
@@ -113,6 +113,11 @@ pub fn router(state: AppState) -> Router {
             get(roles::get).patch(roles::update).delete(roles::delete),
         )
         .route("/v1/owners/{id}/credits", post(credits::owner))
+        .route("/v1/plans", post(plans::create).get(plans::list))
+        .route(
+            "/v1/plans/{name}",
+            get(plans::get).patch(plans::update).delete(plans::delete),
+        )
         .route("/v1/keys/{key_id}/rotate", post(keys::rotate))
         .route("/v1/keys/{key_id}/reveal", post(keys::reveal))
         .route("/v1/audit-events", get(audit::list))

@@ -13,7 +13,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    audit, changes, credits, forward_auth, health, keys, keyspaces, leaks, owners, portal,
+    audit, changes, credits, forward_auth, health, keys, keyspaces, leaks, owners, plans, portal,
     ratelimits, roles, root_keys, usage, verify, webhooks,
 };
 
@@ -26,6 +26,7 @@ use crate::routes::{
         keys::create, keys::import, keys::expiring, keys::list, keys::get, keys::update, keys::revoke, keys::rotate, keys::reveal, keys::delete,
         credits::key, credits::owner,
         roles::create, roles::list, roles::get, roles::update, roles::delete,
+        plans::create, plans::list, plans::get, plans::update, plans::delete,
         verify::verify, verify::verify_batch, ratelimits::limit, forward_auth::forward_auth, changes::stream,
         leaks::github, leaks::report, leaks::self_revoke,
         usage::key, usage::owner, usage::keyspace, usage::totals,
@@ -41,6 +42,7 @@ use crate::routes::{
     tags(
         (name = "keyspaces", description = "Families of keys sharing a prefix"),
         (name = "owners", description = "Your customers, who own keys"),
+        (name = "plans", description = "Templates of limits, quota, scopes and roles that keys and owners are on"),
         (name = "keys", description = "Create, list, update, revoke and delete keys"),
         (name = "verify", description = "Check a presented key"),
         (name = "ratelimits", description = "Rate limits for things that are not keys"),

@@ -486,6 +486,8 @@ mod tests {
         };
         Actor::root_key(
             Arc::new(KeyForVerify {
+                scopes: key.scopes.clone(),
+                plan_ratelimits: Vec::new(),
                 key,
                 keyspace_prefix: "kh_root".into(),
                 keyspace_name: "root".into(),

@@ -76,6 +76,10 @@ fn conflict_detail(c: Conflict) -> &'static str {
         DuplicateId => "A generated id collided with an existing one; retry the request.",
         EmailTaken => "Another operator already signs in with this email address.",
         RoleTaken => "The keyspace already has a role of this name.",
+        PlanTaken => "A plan of this name exists already.",
+        PlanInUse => {
+            "Keys or owners are still on this plan: move them to another plan (or none) first."
+        }
         NoQuota => "It has no quota: set one (PATCH with `quota`) before changing its credits.",
         InsufficientCredits => {
             "Fewer credits are left than the decrement takes; nothing was taken."

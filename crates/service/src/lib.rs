@@ -43,6 +43,7 @@ pub mod metrics;
 pub mod operators;
 pub mod owners;
 pub mod patch;
+pub mod plans;
 pub mod portal;
 pub mod ratelimits;
 pub mod recoverable;

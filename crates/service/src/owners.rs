@@ -62,6 +62,10 @@ pub struct CreateOwner {
     #[serde(default)]
     #[schema(max_items = 64)]
     pub permissions: Vec<String>,
+    /// The plan the owner is on (`/v1/plans`): its rate limits and quota are shared by
+    /// the owner's keys, its scopes, roles, permissions and maximum age apply to each,
+    /// except where the owner (or key) sets its own.
+    pub plan: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -91,6 +95,11 @@ pub struct UpdateOwner {
     /// Replaces the direct permissions (`[]` removes them); at most 64.
     #[schema(max_items = 64)]
     pub permissions: Option<Vec<String>>,
+    /// Moves the owner to another plan (`null`: none). A quota counter taken from the
+    /// old plan is replaced by one from the new plan; a quota of its own stays.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub plan: Option<Option<String>>,
 }
 
 /// Refuses an actor limited to keyspaces (see the module docs).
@@ -168,7 +177,12 @@ pub async fn create(
     }
     validate::meta(&input.meta)?;
     let ip_allowlist = validate::ip_allowlist(&input.ip_allowlist)?;
+    let plan = match &input.plan {
+        Some(name) => Some(crate::plans::check_exists(service, name).await?),
+        None => None,
+    };
     let grants = Grants {
+        plan: input.plan,
         roles: validate::grant_names("roles", input.roles)?,
         permissions: validate::grant_names("permissions", input.permissions)?,
     };
@@ -180,7 +194,10 @@ pub async fn create(
         meta: input.meta,
         limits: Limits {
             ratelimits: rate_limits(input.ratelimits)?,
-            quota: input.quota.map(|q| quota(q, now)).transpose()?,
+            quota: match input.quota {
+                Some(q) => Some(quota(q, now)?),
+                None => crate::plans::joining_quota(plan.as_ref(), None, now),
+            },
         },
         ip_allowlist,
         grants,
@@ -205,6 +222,7 @@ pub async fn create(
             ),
             ("roles", audit::list_value(&owner.grants.roles)),
             ("permissions", audit::list_value(&owner.grants.permissions)),
+            ("plan", json!(owner.grants.plan)),
         ]),
         now,
     )?;
@@ -250,6 +268,15 @@ pub async fn update(
     }
     let now = service.clock.now();
     let quota_write = patch_limits(&mut after.limits, input.ratelimits, input.quota, now)?;
+    let quota_write = crate::plans::patch(
+        service,
+        &mut after.grants,
+        &mut after.limits,
+        input.plan,
+        quota_write,
+        now,
+    )
+    .await?;
     after.updated_at = now;
     let quota_change = |o: &Owner| match quota_write {
         QuotaWrite::Set => quota_audit(o.limits.quota.as_ref()),
@@ -289,6 +316,7 @@ pub async fn update(
                 audit::list_value(&before.grants.permissions),
                 audit::list_value(&after.grants.permissions),
             ),
+            ("plan", json!(before.grants.plan), json!(after.grants.plan)),
         ]),
         now,
     )?;

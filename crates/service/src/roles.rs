@@ -63,10 +63,11 @@ fn check_description(description: Option<&str>) -> Result<()> {
 /// Most roles in one keyspace.
 pub const MAX_ROLES: usize = 1_000;
 
-/// Writes a change that may take permissions away, then empties this node's verify
-/// cache, on a task of its own: a caller cut off after the commit must not leave the
-/// old permissions cached here (other nodes hear of it through the change feed).
-async fn to_completion(
+/// Writes a change that may take permissions away (a role's, a plan's), then empties
+/// this node's verify cache, on a task of its own: a caller cut off after the commit
+/// must not leave the old answers cached here (other nodes hear of it through the
+/// change feed).
+pub(crate) async fn to_completion(
     service: &Service,
     write: impl Future<Output = Result<(), StoreError>> + Send + 'static,
 ) -> Result<()> {
@@ -77,7 +78,9 @@ async fn to_completion(
         result
     })
     .await
-    .map_err(|e| StoreError::Unexpected(anyhow::anyhow!("a role change task failed: {e}")))??;
+    .map_err(|e| {
+        StoreError::Unexpected(anyhow::anyhow!("a role or plan change task failed: {e}"))
+    })??;
     Ok(())
 }
 

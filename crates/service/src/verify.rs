@@ -503,7 +503,7 @@ fn apply_policy(record: Arc<KeyForVerify>, asked: &Asked<'_>, now: Timestamp) ->
                 .rotation
                 .as_ref()
                 .map(|r| r.grace_until.unix_timestamp()),
-            scopes: &key.scopes,
+            scopes: &record.scopes,
             ip_admitted,
         },
         asked.scopes,

@@ -38,6 +38,10 @@ pub enum Conflict {
     EmailTaken,
     /// The keyspace already has a role of this name.
     RoleTaken,
+    /// A plan of this name exists already.
+    PlanTaken,
+    /// The plan is still named by a key or an owner.
+    PlanInUse,
     /// A credits change on a key or owner that has no quota.
     NoQuota,
     /// A decrement larger than the credits left.
@@ -60,6 +64,8 @@ impl Conflict {
             Self::DuplicateId => "duplicate_id",
             Self::EmailTaken => "email_taken",
             Self::RoleTaken => "role_taken",
+            Self::PlanTaken => "plan_taken",
+            Self::PlanInUse => "plan_in_use",
             Self::NoQuota => "no_quota",
             Self::InsufficientCredits => "insufficient_credits",
             Self::CreditsOverflow => "credits_overflow",

@@ -68,6 +68,24 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         name: &str,
         change: Change<'_>,
     ) -> Result<(), StoreError>;
+    /// Fails with [`Conflict::PlanTaken`](crate::Conflict) when a plan of that name
+    /// exists. Plan changes empty every verify cache.
+    async fn create_plan(&self, plan: &Plan, change: Change<'_>) -> Result<(), StoreError>;
+    async fn plan(&self, name: &str) -> Result<Option<Plan>, StoreError>;
+    /// Every plan by name.
+    async fn list_plans(&self) -> Result<Vec<Plan>, StoreError>;
+    /// Writes the plan. With `seed_quota` (the plan's quota was set), keys and owners on
+    /// the plan without a quota counter get one, starting from the plan's `remaining`.
+    /// `NotFound` if the plan is gone.
+    async fn update_plan(
+        &self,
+        plan: &Plan,
+        seed_quota: bool,
+        change: Change<'_>,
+    ) -> Result<(), StoreError>;
+    /// Fails with [`Conflict::PlanInUse`](crate::Conflict) while a key or an owner is
+    /// on the plan.
+    async fn delete_plan(&self, name: &str, change: Change<'_>) -> Result<(), StoreError>;
     /// Applies a credits change to `target`'s quota counter in one transaction holding
     /// the row: `audit` is written with `remaining: {from, to}` added, and the answer
     /// `answer(remaining after)` renders is stored beside it for idempotent replays.

@@ -35,6 +35,7 @@ mod one_server;
 mod openapi;
 mod pepper;
 mod permissions;
+mod plans;
 mod ratelimits;
 mod readiness;
 mod readme;

@@ -11,6 +11,7 @@ pub mod keys;
 pub mod keyspaces;
 pub mod leaks;
 pub mod owners;
+pub mod plans;
 pub mod portal;
 pub mod ratelimits;
 pub mod roles;

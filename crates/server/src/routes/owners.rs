@@ -40,6 +40,8 @@ pub struct OwnerView {
     pub roles: Vec<String>,
     /// Permissions given directly (roles add theirs).
     pub permissions: Vec<String>,
+    /// The plan the owner is on (`/v1/plans`), if any.
+    pub plan: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -56,6 +58,7 @@ impl OwnerView {
             ip_allowlist: crate::respond::allowlist_view(o.ip_allowlist.as_ref()),
             roles: o.grants.roles.clone(),
             permissions: o.grants.permissions.clone(),
+            plan: o.grants.plan.clone(),
             created_at: rfc3339(o.created_at),
             updated_at: rfc3339(o.updated_at),
         }

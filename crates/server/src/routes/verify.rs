@@ -242,7 +242,7 @@ impl<'a> VerifyAnswer<'a> {
                 })
             }),
             name: key.and_then(|k| k.name.as_deref()),
-            scopes: key.map(|k| k.scopes.as_slice()),
+            scopes: found.map(|f| f.scopes.as_slice()),
             meta: key.map(|k| &k.meta),
             expires_at: key.and_then(|k| k.expires_at.map(rfc3339)),
             rotation: key.and_then(|k| {

@@ -162,7 +162,7 @@ pub async fn authorize(
                 keyspace_id: found.key.keyspace_id.clone(),
                 owner_id: found.key.owner_id.clone(),
                 owner_external_id: found.owner_external_id.clone(),
-                scopes: found.key.scopes.clone(),
+                scopes: found.scopes.clone(),
                 limits,
             }),
             (code, _) => Admission::Refused(Refusal {

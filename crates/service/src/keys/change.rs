@@ -50,6 +50,11 @@ pub struct UpdateKey {
     /// Replaces the direct permissions (`[]` removes them); at most 64.
     #[schema(max_items = 64)]
     pub permissions: Option<Vec<String>>,
+    /// Moves the key to another plan (`null`: none). A quota counter taken from the old
+    /// plan is replaced by one from the new plan; a quota of its own stays.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub plan: Option<Option<String>>,
 }
 
 impl UpdateKey {
@@ -65,6 +70,7 @@ impl UpdateKey {
             && self.ip_allowlist.is_none()
             && self.roles.is_none()
             && self.permissions.is_none()
+            && self.plan.is_none()
     }
 }
 
@@ -125,6 +131,15 @@ pub async fn update(
     }
     let now = service.clock.now();
     let quota_write = patch_limits(&mut after.limits, input.ratelimits, input.quota, now)?;
+    let quota_write = crate::plans::patch(
+        service,
+        &mut after.grants,
+        &mut after.limits,
+        input.plan,
+        quota_write,
+        now,
+    )
+    .await?;
     after.updated_at = now;
     let mut changes: Vec<(&str, Value, Value)> = audited_fields(&before)
         .into_iter()

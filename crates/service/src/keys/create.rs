@@ -63,6 +63,9 @@ pub struct CreateKey {
     #[serde(default)]
     #[schema(max_items = 64)]
     pub permissions: Vec<String>,
+    /// The plan the key is on (`/v1/plans`): its rate limits, quota, scopes, roles,
+    /// permissions and maximum age apply, except where the key sets its own.
+    pub plan: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -129,10 +132,15 @@ pub async fn create(
     validate::meta(&input.meta)?;
     let ip_allowlist = validate::ip_allowlist(&input.ip_allowlist)?;
     let grants = Grants {
+        plan: input.plan,
         roles: validate::grant_names("roles", input.roles)?,
         permissions: validate::grant_names("permissions", input.permissions)?,
     };
     crate::roles::check_exist(service, &keyspace.id, &grants.roles).await?;
+    let plan = match &grants.plan {
+        Some(name) => Some(crate::plans::check_exists(service, name).await?),
+        None => None,
+    };
     let now = service.clock.now();
     let expires_at = input
         .expires_at
@@ -142,7 +150,8 @@ pub async fn create(
     if expires_at.is_some_and(|t| t <= now) {
         return Err(ServiceError::invalid("expires_at must be in the future"));
     }
-    // The keyspace's maximum age caps the expiry (it is also enforced when verifying).
+    // The keyspace's maximum age caps the expiry (it is also enforced when verifying;
+    // a plan's is enforced only then, so a plan edit can lengthen it).
     let expires_at = cap_expiry(expires_at, keyspace.policy.max_key_age, now);
     // A portal customer's keys are always its owner's.
     let owner_id = match actor.owner() {
@@ -182,7 +191,10 @@ pub async fn create(
         import: None,
         limits: Limits {
             ratelimits: rate_limits(input.ratelimits)?,
-            quota: input.quota.map(|q| quota(q, now)).transpose()?,
+            quota: match input.quota {
+                Some(q) => Some(quota(q, now)?),
+                None => crate::plans::joining_quota(plan.as_ref(), None, now),
+            },
         },
         ip_allowlist,
         grants,

@@ -115,7 +115,7 @@ impl KeyState {
 }
 
 /// The fields a key's audit events record (created, or changed from → to).
-fn audited_fields(k: &KeyRecord) -> [(&'static str, Value); 10] {
+fn audited_fields(k: &KeyRecord) -> [(&'static str, Value); 11] {
     [
         ("ratelimits", crate::audit::list_value(&k.limits.ratelimits)),
         ("name", json!(k.name)),
@@ -133,6 +133,7 @@ fn audited_fields(k: &KeyRecord) -> [(&'static str, Value); 10] {
             "permissions",
             crate::audit::list_value(&k.grants.permissions),
         ),
+        ("plan", json!(k.grants.plan)),
     ]
 }
 

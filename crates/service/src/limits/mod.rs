@@ -79,7 +79,8 @@ pub struct Decision<'a> {
 }
 
 /// The limits that apply to `record`: the keyspace's defaults, each replaced by a
-/// limit of the same name that the key or its owner defines, in the key's own bucket;
+/// limit of the same name that the key (or its plan) or its owner defines, in the key's
+/// own bucket;
 /// then every owner limit, in the owner's shared bucket. An owner's limits always apply:
 /// a key's own limit of the same name adds to them and never lifts them (so a root key
 /// that may not touch owners cannot free a key from its owner's cap).
@@ -89,13 +90,19 @@ pub fn effective_limits(record: &KeyForVerify) -> Vec<(LimitScope, &RateLimitDef
         None => &[],
     };
     let own = &record.key.limits.ratelimits;
+    let plan = &record.plan_ratelimits;
     let mut out: Vec<(LimitScope, &RateLimitDef)> = record
         .keyspace_ratelimits
         .iter()
-        .filter(|d| !own.iter().chain(owner_defs).any(|o| o.name == d.name))
+        .filter(|d| {
+            !own.iter()
+                .chain(plan)
+                .chain(owner_defs)
+                .any(|o| o.name == d.name)
+        })
         .map(|d| (LimitScope::Key, d))
         .collect();
-    out.extend(own.iter().map(|d| (LimitScope::Key, d)));
+    out.extend(own.iter().chain(plan).map(|d| (LimitScope::Key, d)));
     out.extend(owner_defs.iter().map(|d| (LimitScope::Owner, d)));
     out
 }

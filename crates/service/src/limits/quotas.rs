@@ -224,7 +224,12 @@ impl LockedQuotas<'_> {
         for r in requests {
             let stored_at = r.stored.refilled_at.unix_timestamp();
             let cell = match self.0.cells.get(r.target) {
-                Some(cell) if cell.origin >= stored_at => *cell,
+                // The refill rule is the record's: a plan's can change without the
+                // counter being set.
+                Some(cell) if cell.origin >= stored_at => Cell {
+                    refill: r.stored.refill,
+                    ..*cell
+                },
                 // Set since (through another node): follow the store, keeping the uses
                 // not yet written (they are still to be subtracted there too).
                 Some(old) => {
@@ -321,6 +326,7 @@ mod tests {
             remaining,
             refill: None,
             refilled_at: from_unix(at),
+            from_plan: false,
         }
     }
 

@@ -119,7 +119,7 @@ pub struct RefillBody {
 
 /// A quota: uses left, with an optional refill. Setting it (create or PATCH) sets the
 /// counter to `remaining`.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuotaBody {
     /// Uses left, at most 2^50.
@@ -136,6 +136,21 @@ pub struct QuotaView {
     pub refilled_at: String,
     /// The next refill, if the quota refills.
     pub next_refill_at: Option<String>,
+}
+
+/// A quota as it was set (a plan's template): its `remaining` and refill rule.
+pub fn quota_body(q: &Quota) -> QuotaBody {
+    QuotaBody {
+        remaining: q.remaining,
+        refill: q.refill.map(|r| {
+            let (interval, day) = interval_name(r.interval);
+            RefillBody {
+                interval: interval.to_owned(),
+                amount: r.amount,
+                day,
+            }
+        }),
+    }
 }
 
 pub fn quota(input: QuotaBody, now: Timestamp) -> Result<Quota, ServiceError> {
@@ -176,6 +191,7 @@ pub fn quota(input: QuotaBody, now: Timestamp) -> Result<Quota, ServiceError> {
         remaining: input.remaining,
         refill,
         refilled_at: now,
+        from_plan: false,
     })
 }
 

@@ -6,10 +6,11 @@
 use sqlx::Row as _;
 
 use super::audit::commit_change;
+use super::plans::{apply_plan_quota, plan_columns, plan_part, plan_ratelimits, shorter};
 use super::rows::{
     BindQuota as _, DbRow, Tx, classify, expect_one, grants_from, ip_allowlist_from,
     ip_allowlist_text, json_text, key_from, limits_from, names_text, page_of, quota_columns,
-    ratelimits_from, role_from, scope_json,
+    ratelimits_from, role_from, roles_from, scope_json,
 };
 use super::{Db, Engine, dialect, notify};
 use crate::error::{Conflict, StoreError};
@@ -23,7 +24,7 @@ async fn insert_key(tx: &mut Tx, key: &KeyRecord) -> Result<bool, StoreError> {
     Ok(insert_keys(tx, std::slice::from_ref(key)).await?.len() == 1)
 }
 
-/// Rows per multi-row INSERT: 34 columns each stays under SQLite's 32,766 parameters.
+/// Rows per multi-row INSERT: 35 columns each stays under SQLite's 32,766 parameters.
 const INSERT_CHUNK: usize = 500;
 
 /// Inserts `keys` with multi-row statements (bulk imports would otherwise pay one
@@ -53,7 +54,7 @@ pub(super) async fn insert_keys(
              revoked_reason, rotated_to, grace_until, rotated_from, sealed_key, import_format, \
              import_lookup, import_digest, import_public, last_used_at, created_at, updated_at, \
              ratelimits, quota_remaining, quota_refill_interval, quota_refill_day, \
-             quota_refill_amount, quota_refilled_at, ip_allowlist, roles, permissions) ",
+             quota_refill_amount, quota_refilled_at, ip_allowlist, roles, permissions, plan) ",
         );
         q.push_values(
             chunk.iter().zip(texts),
@@ -92,7 +93,8 @@ pub(super) async fn insert_keys(
                     .push_bind(quota.4)
                     .push_bind(ip_allowlist)
                     .push_bind(roles)
-                    .push_bind(permissions);
+                    .push_bind(permissions)
+                    .push_bind(key.grants.plan.clone());
             },
         );
         q.push(
@@ -115,7 +117,7 @@ const KEY_COLUMNS: &str = "k.seq, k.key_id, k.keyspace_id, k.owner_id, k.name, k
     k.rotated_from, k.sealed_key, k.import_format, k.import_lookup, k.import_digest, \
     k.import_public, k.last_used_at, k.created_at, k.updated_at, k.ratelimits, k.quota_remaining, \
     k.quota_refill_interval, k.quota_refill_day, k.quota_refill_amount, k.quota_refilled_at, \
-    k.ip_allowlist, k.roles, k.permissions";
+    k.ip_allowlist, k.roles, k.permissions, k.plan";
 
 pub(super) async fn create_key(
     store: &Engine,
@@ -144,13 +146,56 @@ fn for_verify_select() -> String {
          o.quota_refill_interval AS o_quota_refill_interval, \
          o.quota_refill_day AS o_quota_refill_day, \
          o.quota_refill_amount AS o_quota_refill_amount, \
-         o.quota_refilled_at AS o_quota_refilled_at \
+         o.quota_refilled_at AS o_quota_refilled_at, o.plan AS o_plan, \
+         {}, {} \
          FROM keys k JOIN keyspaces ks ON ks.id = k.keyspace_id \
-         LEFT JOIN owners o ON o.id = k.owner_id"
+         LEFT JOIN owners o ON o.id = k.owner_id \
+         LEFT JOIN plans p ON p.name = k.plan LEFT JOIN plans op ON op.name = o.plan",
+        plan_columns("p"),
+        plan_columns("op"),
     )
 }
 
 fn for_verify_from(row: &DbRow) -> Result<KeyForVerify, StoreError> {
+    let mut record = for_verify_own(row)?;
+    record.scopes = record.key.scopes.clone();
+    // The key's plan, then its owner's: scopes, roles and permissions add up, the
+    // shorter maximum age wins; rate limits and quota are the key's or the owner's.
+    // `record.key` stays as stored (it is what an update writes back).
+    let (key_plan, owner_plan) = (plan_part(row, "p")?, plan_part(row, "op")?);
+    let (key_plan_limits, owner_plan_limits) = (
+        key_plan.as_ref().map(|p| &p.limits),
+        owner_plan.as_ref().map(|p| &p.limits),
+    );
+    record.plan_ratelimits = plan_ratelimits(&record.key.limits, key_plan_limits);
+    apply_plan_quota(&mut record.key.limits, key_plan_limits);
+    let owner_extra = plan_ratelimits(&record.owner_limits, owner_plan_limits);
+    record.owner_limits.ratelimits.extend(owner_extra);
+    apply_plan_quota(&mut record.owner_limits, owner_plan_limits);
+    for plan in [&key_plan, &owner_plan].into_iter().flatten() {
+        for scope in &plan.scopes {
+            if !record.scopes.contains(scope) {
+                record.scopes.push(scope.clone());
+            }
+        }
+        record
+            .permissions
+            .extend(plan.grants.permissions.iter().cloned());
+        record.max_key_age = shorter(record.max_key_age, plan.max_key_age);
+    }
+    Ok(record)
+}
+
+/// The roles named for a key besides its own: its owner's and its plans'.
+fn other_roles(row: &DbRow) -> Result<Vec<String>, StoreError> {
+    let mut roles = grants_from(row, "o_")?.roles;
+    for alias in ["p_", "op_"] {
+        roles.extend(roles_from(row, alias)?.roles);
+    }
+    Ok(roles)
+}
+
+fn for_verify_own(row: &DbRow) -> Result<KeyForVerify, StoreError> {
     Ok(KeyForVerify {
         key: key_from(row)?,
         keyspace_prefix: row.try_get("ks_prefix")?,
@@ -161,6 +206,8 @@ fn for_verify_from(row: &DbRow) -> Result<KeyForVerify, StoreError> {
         owner_limits: limits_from(row, "o_")?,
         owner_ip_allowlist: ip_allowlist_from(row, "o_ip_allowlist")?,
         keyspace_ip_allowlist: ip_allowlist_from(row, "ks_ip_allowlist")?,
+        scopes: Vec::new(),
+        plan_ratelimits: Vec::new(),
         // Own and owner's for now; the roles' are added by `resolve_roles`.
         permissions: {
             let (key, owner) = (grants_from(row, "")?, grants_from(row, "o_")?);
@@ -212,7 +259,7 @@ pub(super) async fn key_for_verify(
         .await?;
     let Some(row) = row else { return Ok(None) };
     let mut records = [for_verify_from(&row)?];
-    resolve_roles(store, &[grants_from(&row, "o_")?.roles], &mut records).await?;
+    resolve_roles(store, &[other_roles(&row)?], &mut records).await?;
     let [record] = records;
     Ok(Some(record))
 }
@@ -235,7 +282,7 @@ pub(super) async fn keys_for_verify(
             .await?;
         for row in &rows {
             found.push(for_verify_from(row)?);
-            owner_roles.push(grants_from(row, "o_")?.roles);
+            owner_roles.push(other_roles(row)?);
         }
     }
     resolve_roles(store, &owner_roles, &mut found).await?;
@@ -355,7 +402,7 @@ pub(super) async fn update_key(
          quota_refill_day = CASE WHEN $10 THEN $13 ELSE quota_refill_day END, \
          quota_refill_amount = CASE WHEN $10 THEN $14 ELSE quota_refill_amount END, \
          quota_refilled_at = CASE WHEN $10 THEN $15 ELSE quota_refilled_at END, \
-         ip_allowlist = $16, roles = $17, permissions = $18 WHERE key_id = $8",
+         ip_allowlist = $16, roles = $17, permissions = $18, plan = $19 WHERE key_id = $8",
     )
     .bind(&key.owner_id)
     .bind(&key.name)
@@ -371,6 +418,7 @@ pub(super) async fn update_key(
     .bind(ip_allowlist_text(key.ip_allowlist.as_ref())?)
     .bind(names_text(&key.grants.roles)?)
     .bind(names_text(&key.grants.permissions)?)
+    .bind(&key.grants.plan)
     .execute(&mut *tx)
     .await
     .map_err(|e| classify(e, Conflict::DuplicateId))?;

@@ -36,8 +36,8 @@ use crate::leak::{LeakWrite, SeenBatch};
 use crate::model::{
     AuditEvent, AuditFilter, Change, CreditOp, CreditsChange, Event, ExpiringKey,
     IdempotentResponse, Import, Invalidation, KeyFilter, KeyForVerify, KeyRecord, Keyspace,
-    KeyspaceScope, Owner, Page, PageRequest, QuotaTarget, QuotaUse, QuotaWrite, Role, Timestamp,
-    UsageBatch, UsageCount,
+    KeyspaceScope, Owner, Page, PageRequest, Plan, QuotaTarget, QuotaUse, QuotaWrite, Role,
+    Timestamp, UsageBatch, UsageCount,
 };
 use crate::store::{ChangeFeed, Store};
 use crate::web::{Operator, SessionKind, WebSession};
@@ -53,6 +53,7 @@ mod keyspaces;
 mod leaks;
 mod owners;
 mod peppers;
+mod plans;
 mod roles;
 mod rows;
 mod web;
@@ -140,6 +141,12 @@ impl_store! {
     roles::update_role(role: &Role, change: Change<'_>) -> (), "updating a role";
     roles::delete_role(keyspace_id: &str, name: &str, change: Change<'_>) -> (),
         "deleting a role";
+    plans::create_plan(plan: &Plan, change: Change<'_>) -> (), "creating a plan";
+    plans::plan(name: &str) -> Option<Plan>, "reading a plan";
+    plans::list_plans() -> Vec<Plan>, "listing plans";
+    plans::update_plan(plan: &Plan, seed_quota: bool, change: Change<'_>) -> (),
+        "updating a plan";
+    plans::delete_plan(name: &str, change: Change<'_>) -> (), "deleting a plan";
     credits::change_credits(
         target: &QuotaTarget,
         op: CreditOp,

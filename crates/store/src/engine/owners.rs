@@ -30,8 +30,8 @@ pub(super) async fn create_owner(
     sqlx::query(
         "INSERT INTO owners (id, external_id, name, meta, created_at, updated_at, ratelimits, \
          quota_remaining, quota_refill_interval, quota_refill_day, quota_refill_amount, \
-         quota_refilled_at, ip_allowlist, roles, permissions) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+         quota_refilled_at, ip_allowlist, roles, permissions, plan) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
     )
     .bind(&owner.id)
     .bind(&owner.external_id)
@@ -44,6 +44,7 @@ pub(super) async fn create_owner(
     .bind(ip_allowlist_text(owner.ip_allowlist.as_ref())?)
     .bind(names_text(&owner.grants.roles)?)
     .bind(names_text(&owner.grants.permissions)?)
+    .bind(&owner.grants.plan)
     .execute(&mut *tx)
     .await
     .map_err(|e| classify(e, Conflict::ExternalIdTaken))?;
@@ -98,7 +99,8 @@ pub(super) async fn update_owner(
          quota_refill_day = CASE WHEN $5 THEN $8 ELSE quota_refill_day END, \
          quota_refill_amount = CASE WHEN $5 THEN $9 ELSE quota_refill_amount END, \
          quota_refilled_at = CASE WHEN $5 THEN $10 ELSE quota_refilled_at END, \
-         updated_at = $11, ip_allowlist = $13, roles = $14, permissions = $15 WHERE id = $12",
+         updated_at = $11, ip_allowlist = $13, roles = $14, permissions = $15, plan = $16 \
+         WHERE id = $12",
     )
     .bind(&owner.external_id)
     .bind(&owner.name)
@@ -111,6 +113,7 @@ pub(super) async fn update_owner(
     .bind(ip_allowlist_text(owner.ip_allowlist.as_ref())?)
     .bind(names_text(&owner.grants.roles)?)
     .bind(names_text(&owner.grants.permissions)?)
+    .bind(&owner.grants.plan)
     .execute(&mut *tx)
     .await
     .map_err(|e| classify(e, Conflict::ExternalIdTaken))?;

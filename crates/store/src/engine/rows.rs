@@ -13,8 +13,8 @@ use crate::activity::AlertThresholds;
 use crate::error::{Conflict, StoreError};
 use crate::model::{
     AuditEvent, Branding, Event, Grants, Import, KeyRecord, Keyspace, KeyspacePolicy,
-    KeyspaceScope, LeakPolicy, Limits, Owner, Page, Quota, RateLimitDef, Role, Rotation, from_unix,
-    interval_from, interval_name, to_unix,
+    KeyspaceScope, LeakPolicy, Limits, Owner, Page, Plan, Quota, RateLimitDef, Role, Rotation,
+    from_unix, interval_from, interval_name, to_unix,
 };
 
 pub(super) type DbRow = <Db as sqlx::Database>::Row;
@@ -36,6 +36,15 @@ pub(super) fn ratelimits_from(row: &DbRow, column: &str) -> Result<Vec<RateLimit
 /// The roles and permissions stored in a row's `roles` and `permissions` columns
 /// (named after `prefix`, as [`limits_from`]).
 pub(super) fn grants_from(row: &DbRow, prefix: &str) -> Result<Grants, StoreError> {
+    Ok(Grants {
+        plan: row.try_get(format!("{prefix}plan").as_str())?,
+        ..roles_from(row, prefix)?
+    })
+}
+
+/// The roles and permissions of a row's `<prefix>roles` and `<prefix>permissions`
+/// columns (a plan's, which names no plan).
+pub(super) fn roles_from(row: &DbRow, prefix: &str) -> Result<Grants, StoreError> {
     let list = |name: &str| -> Result<Vec<String>, StoreError> {
         match row.try_get::<Option<String>, _>(format!("{prefix}{name}").as_str())? {
             Some(text) => Ok(serde_json::from_str(&text).context("decoding roles or permissions")?),
@@ -43,8 +52,24 @@ pub(super) fn grants_from(row: &DbRow, prefix: &str) -> Result<Grants, StoreErro
         }
     };
     Ok(Grants {
+        plan: None,
         roles: list("roles")?,
         permissions: list("permissions")?,
+    })
+}
+
+/// A plan as stored in `plans`.
+pub(super) fn plan_from(row: &DbRow) -> Result<Plan, StoreError> {
+    let scopes: String = row.try_get("scopes")?;
+    Ok(Plan {
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
+        limits: limits_from(row, "")?,
+        scopes: serde_json::from_str(&scopes).context("decoding a plan's scopes")?,
+        grants: roles_from(row, "")?,
+        max_key_age: row.try_get("max_key_age_seconds")?,
+        created_at: from_unix(row.try_get("created_at")?),
+        updated_at: from_unix(row.try_get("updated_at")?),
     })
 }
 
@@ -101,12 +126,15 @@ pub(super) fn limits_from(row: &DbRow, prefix: &str) -> Result<Limits, StoreErro
             let interval: Option<String> = row.try_get(col("quota_refill_interval").as_str())?;
             let day: Option<i64> = row.try_get(col("quota_refill_day").as_str())?;
             let amount: Option<i64> = row.try_get(col("quota_refill_amount").as_str())?;
+            let from_plan = interval.as_deref() == Some(PLAN_REFILL);
             let refill = match (interval, amount) {
-                (Some(name), Some(amount)) => Some(keyhaven_core::quota::Refill {
-                    interval: interval_from(&name, day.and_then(|d| u8::try_from(d).ok()))
-                        .context("stored refill interval is unknown")?,
-                    amount: u64::try_from(amount).unwrap_or(0),
-                }),
+                (Some(name), Some(amount)) if name != PLAN_REFILL => {
+                    Some(keyhaven_core::quota::Refill {
+                        interval: interval_from(&name, day.and_then(|d| u8::try_from(d).ok()))
+                            .context("stored refill interval is unknown")?,
+                        amount: u64::try_from(amount).unwrap_or(0),
+                    })
+                }
                 _ => None,
             };
             Some(Quota {
@@ -116,6 +144,7 @@ pub(super) fn limits_from(row: &DbRow, prefix: &str) -> Result<Limits, StoreErro
                     row.try_get::<Option<i64>, _>(col("quota_refilled_at").as_str())?
                         .unwrap_or(0),
                 ),
+                from_plan,
             })
         }
     };
@@ -131,11 +160,15 @@ pub(super) type QuotaColumns = (
     Option<i64>,
 );
 
+/// The stored refill interval of a quota counter that refills by its plan's rule.
+pub(super) const PLAN_REFILL: &str = "plan";
+
 pub(super) fn quota_columns(quota: Option<&Quota>) -> QuotaColumns {
     let Some(q) = quota else {
         return (None, None, None, None, None);
     };
     let (interval, day, amount) = match q.refill {
+        _ if q.from_plan => (Some(PLAN_REFILL), None, None),
         Some(r) => {
             let (name, day) = interval_name(r.interval);
             (

@@ -64,11 +64,13 @@ pub async fn keys_round_trip_and_join_for_verify(store: &dyn Store) {
                     amount: 5_000,
                 }),
                 refilled_at: at(5),
+                from_plan: false,
             }),
         },
         ip_allowlist: keyhaven_core::IpAllowlist::parse(&["203.0.113.0/24", "2001:db8::/32"])
             .unwrap(),
         grants: Grants {
+            plan: None,
             roles: vec!["reader".into(), "billing".into()],
             permissions: vec!["documents.read".into()],
         },
@@ -96,6 +98,8 @@ pub async fn keys_round_trip_and_join_for_verify(store: &dyn Store) {
             owner_ip_allowlist: None,
             keyspace_ip_allowlist: None,
             permissions: Vec::new(),
+            scopes: minimal.scopes.clone(),
+            plan_ratelimits: Vec::new(),
         }
     );
     let found = store.key_for_verify(&kid(2)).await.unwrap().unwrap();

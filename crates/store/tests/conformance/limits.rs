@@ -22,6 +22,7 @@ pub async fn limits_and_quota_counters(store: &dyn Store) {
             amount: 50,
         }),
         refilled_at: at(0),
+        from_plan: false,
     };
     let mut ks = keyspace("ks_a", "alpha");
     ks.ratelimits = vec![rl("requests", 100)];

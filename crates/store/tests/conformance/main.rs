@@ -25,6 +25,7 @@ mod keyspaces;
 mod leaks;
 mod limits;
 mod owners;
+mod plans;
 mod roles;
 mod support;
 mod usage;
@@ -68,6 +69,7 @@ macro_rules! conformance_tests {
             leaks::keyspace_leak_policy_round_trips,
             ip_allowlists::ip_allowlists_round_trip_and_reach_verification,
             roles::roles_resolve_into_a_keys_permissions,
+            plans::plans_apply_to_their_keys_when_read,
         );
     };
     (@each $engine:ident, $open:expr; $($topic:ident :: $check:ident),+ $(,)?) => {

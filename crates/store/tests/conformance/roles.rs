@@ -60,12 +60,14 @@ pub async fn roles_resolve_into_a_keys_permissions(store: &dyn Store) {
 
     let mut owner = owner("own_1", "cus_1");
     owner.grants = Grants {
+        plan: None,
         roles: names(&["billing"]),
         permissions: names(&["owner.direct"]),
     };
     add_owner(store, &owner).await;
     let mut k = key(&kid(1), "ks_a", Some("own_1"));
     k.grants = Grants {
+        plan: None,
         roles: names(&["reader", "gone"]),
         permissions: names(&["key.direct"]),
     };

@@ -54,6 +54,8 @@ pub struct KeyView {
     pub roles: Vec<String>,
     /// Permissions given directly (roles add theirs).
     pub permissions: Vec<String>,
+    /// The plan the key is on (`/v1/plans`), if any.
+    pub plan: Option<String>,
     pub last_used_at: Option<String>,
     pub created_at: String,
     pub updated_at: String,
@@ -98,6 +100,7 @@ impl KeyView {
             ip_allowlist: crate::respond::allowlist_view(key.ip_allowlist.as_ref()),
             roles: key.grants.roles.clone(),
             permissions: key.grants.permissions.clone(),
+            plan: key.grants.plan.clone(),
             last_used_at: key.last_used_at.map(rfc3339),
             created_at: rfc3339(key.created_at),
             updated_at: rfc3339(key.updated_at),

@@ -273,6 +273,7 @@ fn new_form(op: &Operator, keyspaces: &[Keyspace], error: Option<&str>, f: &Fiel
                     label { "Expires" span.hint { "Optional, UTC." } input type="datetime-local" name="expires_at" value=[f.get("expires_at")]; }
                     label { "Roles" span.hint { "Optional: roles of the keyspace, separated by spaces or commas." } input type="text" name="roles" value=[f.get("roles")]; }
                     label { "Permissions" span.hint { "Optional, e.g. documents.read documents.write" } input type="text" name="permissions" value=[f.get("permissions")]; }
+                    label { "Plan" span.hint { "Optional: a plan's name; what the key sets itself overrides the plan's." } input type="text" name="plan" value=[f.get("plan")]; }
                     label { "IP allowlist" span.hint { "Optional: addresses or CIDR networks separated by spaces or commas, e.g. 203.0.113.0/24 2001:db8::/32. Verifications from elsewhere answer FORBIDDEN_IP." } input type="text" name="ip_allowlist" value=[f.get("ip_allowlist")]; }
                     (rate_limit_fields(&[], "Leave empty for no limit of the key's own (its keyspace's defaults still apply)."))
                     (quota_fields())
@@ -318,6 +319,7 @@ pub async fn create(State(state): State<AppState>, form: DashboardForm) -> Respo
             ip_allowlist: word_list(f.get("ip_allowlist")),
             roles: word_list(f.get("roles")),
             permissions: word_list(f.get("permissions")),
+            plan: f.opt("plan"),
         };
         let mut once = Once::default();
         let idem = Idempotent::none(&state, &op.actor);

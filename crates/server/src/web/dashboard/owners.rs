@@ -77,6 +77,7 @@ async fn render_list(
                     (csrf(&op.csrf()))
                     label { "External id" input type="text" name="external_id" required maxlength="255" placeholder="your id for the customer"; }
                     label { "Name" input type="text" name="name" maxlength="200"; }
+                    label { "Plan" input type="text" name="plan" maxlength="100" placeholder="optional"; }
                     button type="submit" { "Add owner" }
                 }
             }
@@ -100,6 +101,7 @@ pub async fn create(State(state): State<AppState>, form: DashboardForm) -> Respo
             ip_allowlist: Vec::new(),
             roles: Vec::new(),
             permissions: Vec::new(),
+            plan: f.opt("plan"),
         };
         let idem = Idempotent::none(&state, actor);
         owners::create(&state, actor, input, &idem, |o| {

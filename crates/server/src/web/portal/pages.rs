@@ -144,6 +144,8 @@ pub async fn create(State(state): State<AppState>, form: PortalForm) -> Response
             ip_allowlist: Vec::new(),
             roles: Vec::new(),
             permissions: Vec::new(),
+            // The owner's plan applies to its keys through the owner.
+            plan: None,
         };
         let idem = Idempotent::none(&state, &customer.actor);
         let mut once = Once::default();

@@ -11,6 +11,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
+mod grants;
+
+pub use grants::{Grants, Plan, Role};
+
 /// Every timestamp Keyhaven keeps is UTC with whole-second precision.
 pub type Timestamp = OffsetDateTime;
 
@@ -23,25 +27,6 @@ pub fn to_unix(t: Timestamp) -> i64 {
 /// database only ever holds values we wrote from valid timestamps).
 pub fn from_unix(secs: i64) -> Timestamp {
     OffsetDateTime::from_unix_timestamp(secs).unwrap_or(OffsetDateTime::UNIX_EPOCH)
-}
-
-/// Roles and permissions given to a key or an owner (names; empty for none).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Grants {
-    pub roles: Vec<String>,
-    pub permissions: Vec<String>,
-}
-
-/// A role: a named set of permissions in a keyspace. Editing it changes what every key
-/// naming it (or whose owner names it) holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Role {
-    pub keyspace_id: String,
-    pub name: String,
-    pub description: Option<String>,
-    pub permissions: Vec<String>,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
 }
 
 /// Id of the reserved keyspace that holds root keys.
@@ -176,6 +161,10 @@ pub struct Quota {
     pub refill: Option<Refill>,
     /// When the quota was last set or refilled.
     pub refilled_at: Timestamp,
+    /// A counter that came from the key's (or owner's) plan: it refills by the plan's
+    /// rule (`refill` is filled in from the plan when the key is read for verification)
+    /// and ends when the plan has no quota any more.
+    pub from_plan: bool,
 }
 
 impl Quota {
@@ -356,9 +345,16 @@ pub struct KeyForVerify {
     /// The owner's and the keyspace's IP allowlists.
     pub owner_ip_allowlist: Option<IpAllowlist>,
     pub keyspace_ip_allowlist: Option<IpAllowlist>,
-    /// Every permission the key holds, sorted: its own, its owner's, and those of the
-    /// roles either names in the key's keyspace (resolved when the record is read).
+    /// Every permission the key holds, sorted: its own, its owner's, its plans', and
+    /// those of the roles any of them names in the key's keyspace (resolved when the
+    /// record is read).
     pub permissions: Vec<String>,
+    /// Every scope the key holds: its own (`key.scopes`, what is written back), then
+    /// those its plan and its owner's plan add.
+    pub scopes: Vec<String>,
+    /// The rate limits of the key's plan that the key does not set itself (by name),
+    /// counted in the key's own buckets. (An owner's plan's are in `owner_limits`.)
+    pub plan_ratelimits: Vec<RateLimitDef>,
 }
 
 impl KeyForVerify {
