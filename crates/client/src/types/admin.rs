@@ -192,6 +192,9 @@ pub struct KeyView {
     /// Permissions given directly.
     #[serde(default)]
     pub permissions: Vec<String>,
+    /// The plan it is on (`/v1/plans`), if any.
+    #[serde(default)]
+    pub plan: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -237,6 +240,9 @@ pub struct CreateKey {
     /// Permissions to give directly; at most 64.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub permissions: Vec<String>,
+    /// The plan (`/v1/plans`) to put it on: its settings apply where none of its own do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
 }
 
 impl CreateKey {
@@ -276,6 +282,9 @@ pub struct UpdateKey {
     /// Replaces the direct permissions; `Some(vec![])` removes them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub permissions: Option<Vec<String>>,
+    /// Moves it to another plan; `Some(None)` takes it off its plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<Option<String>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -311,6 +320,9 @@ pub struct OwnerView {
     /// Permissions given directly.
     #[serde(default)]
     pub permissions: Vec<String>,
+    /// The plan it is on (`/v1/plans`), if any.
+    #[serde(default)]
+    pub plan: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -336,6 +348,9 @@ pub struct CreateOwner {
     /// Permissions to give directly; at most 64.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub permissions: Vec<String>,
+    /// The plan (`/v1/plans`) to put it on: its settings apply where none of its own do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
 }
 
 impl CreateOwner {
@@ -369,6 +384,9 @@ pub struct UpdateOwner {
     /// Replaces the direct permissions; `Some(vec![])` removes them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub permissions: Option<Vec<String>>,
+    /// Moves it to another plan; `Some(None)` takes it off its plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<Option<String>>,
 }
 
 /// Verifications over time, by outcome, in buckets of `granularity`.
