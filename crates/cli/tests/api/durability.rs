@@ -260,6 +260,9 @@ async fn no_secret_in_database_wal_log_or_metrics() {
     }
     // The scan itself can find one: a planted secret is detected.
     let mut planted = scanned[1].1.clone();
+    // After a byte no key holds: the file's last bytes (a database's may be anything)
+    // and the planted ones never make a second window of the same secret.
+    planted.push(b'\n');
     planted.extend_from_slice(&secrets[7].as_bytes()[3..11]);
     assert_eq!(leaks(&planted, &windows), 1);
 }
