@@ -23,6 +23,7 @@ pub mod scan;
 pub mod secret;
 mod table;
 pub mod verifier;
+pub mod wildcard;
 
 pub use format::{
     GeneratedKey, KeyId, ParseError, ParsedKey, Prefix, PrefixError, generate, parse, parse_bytes,

@@ -10,7 +10,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::{any, get, post, put};
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
@@ -113,6 +113,12 @@ pub fn router(state: AppState) -> Router {
             get(roles::get).patch(roles::update).delete(roles::delete),
         )
         .route("/v1/owners/{id}/credits", post(credits::owner))
+        .route(
+            "/v1/ratelimits/overrides",
+            put(ratelimits::set_override)
+                .get(ratelimits::list_overrides)
+                .delete(ratelimits::delete_override),
+        )
         .route("/v1/plans", post(plans::create).get(plans::list))
         .route(
             "/v1/plans/{name}",

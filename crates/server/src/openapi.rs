@@ -27,7 +27,7 @@ use crate::routes::{
         credits::key, credits::owner,
         roles::create, roles::list, roles::get, roles::update, roles::delete,
         plans::create, plans::list, plans::get, plans::update, plans::delete,
-        verify::verify, verify::verify_batch, ratelimits::limit, forward_auth::forward_auth, changes::stream,
+        verify::verify, verify::verify_batch, ratelimits::limit, ratelimits::set_override, ratelimits::list_overrides, ratelimits::delete_override, forward_auth::forward_auth, changes::stream,
         leaks::github, leaks::report, leaks::self_revoke,
         usage::key, usage::owner, usage::keyspace, usage::totals,
         audit::list, audit::events,

@@ -42,6 +42,8 @@ pub const ROOT_SCOPES: &[&str] = &[
     "leaks:write",
     "ratelimits:*",
     "ratelimits:limit",
+    "ratelimits:read",
+    "ratelimits:write",
 ];
 
 /// The actor recorded for changes made with local access (`keyhaven` commands).
@@ -70,6 +72,10 @@ pub enum Scope {
     LeaksWrite,
     /// Standalone rate limits (`POST /v1/ratelimits/limit`).
     RatelimitsLimit,
+    /// Reading standalone limits' overrides.
+    RatelimitsRead,
+    /// Setting and deleting standalone limits' overrides.
+    RatelimitsWrite,
 }
 
 impl Scope {
@@ -91,6 +97,8 @@ impl Scope {
             Self::RootKeysWrite => "root_keys:write",
             Self::LeaksWrite => "leaks:write",
             Self::RatelimitsLimit => "ratelimits:limit",
+            Self::RatelimitsRead => "ratelimits:read",
+            Self::RatelimitsWrite => "ratelimits:write",
         }
     }
 
@@ -104,6 +112,7 @@ impl Scope {
                 | Self::AuditRead
                 | Self::WebhooksRead
                 | Self::RootKeysRead
+                | Self::RatelimitsRead
         )
     }
 }

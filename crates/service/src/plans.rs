@@ -231,9 +231,14 @@ pub async fn create(
     if let Some(replay) = idem.replay().await? {
         return Ok(Done::Replayed(replay));
     }
-    if !keyhaven_core::permissions::valid_name(&input.name) || input.name.contains(['/', '*']) {
+    let starts_well = input.name.starts_with(|c: char| c.is_ascii_alphanumeric());
+    if !keyhaven_core::permissions::valid_name(&input.name)
+        || input.name.contains(['/', '*'])
+        || !starts_well
+    {
         return Err(ServiceError::invalid(
-            "name must be 1-100 characters of [A-Za-z0-9_.:-], and not AND or OR",
+            "name must be 1-100 characters of [A-Za-z0-9_.:-] starting with a letter or \
+             digit, and not AND or OR",
         ));
     }
     check_description(input.description.as_deref())?;

@@ -37,6 +37,8 @@ pub struct Shared {
     pub clock: Clock,
     /// GitHub's secret scanning public keys (`POST /v1/leaks/github`).
     pub github_keys: crate::github_keys::GithubKeys,
+    /// Standalone limits' overrides, per namespace, as this node last read them.
+    pub overrides: crate::ratelimits::cache::OverrideCache,
     /// Whether any imported key exists: until one does, a non-native key string is
     /// MALFORMED without a database lookup.
     imported_keys: AtomicBool,
@@ -91,6 +93,13 @@ impl Service {
         } else {
             KeyCache::new(config.cache_capacity, config.cache_ttl())
         };
+        // Other nodes' override edits reach this one within the coherence bound; alone,
+        // every edit is this node's own.
+        let overrides = crate::ratelimits::cache::OverrideCache::new(if store.has_change_feed() {
+            config.cache_coherence()
+        } else {
+            std::time::Duration::MAX
+        });
         let node_id = crate::ids::new_id("node")?;
         let limits = Limiter::new(&config, node_id.clone())?;
         let github_keys = crate::github_keys::GithubKeys::new(
@@ -109,6 +118,7 @@ impl Service {
             node_id,
             clock,
             github_keys,
+            overrides,
             imported_keys: AtomicBool::new(false),
         })))
     }

@@ -243,11 +243,22 @@ pub async fn authenticate(
         (VerifyCode::Valid, Some(key)) => key,
         _ => return Ok(None),
     };
+    if root_key_too_old(service, &key.key, now) {
+        return Ok(None);
+    }
     if service.config.usage_tracking {
         let valid = Outcome::Answered(VerifyCode::Valid);
         service.usage.record(&key.key.key_id, valid, now);
     }
     Ok(Some(Actor::root_key(key, client_ip)))
+}
+
+/// Whether `root_key_max_age_seconds` has ended this root key (counted from its
+/// creation: a rotation's successor starts again).
+fn root_key_too_old(service: &Service, key: &keyhaven_store::KeyRecord, now: Timestamp) -> bool {
+    (service.config.root_key_max_age_seconds)
+        .and_then(|age| i64::try_from(age).ok())
+        .is_some_and(|age| key.created_at + time::Duration::seconds(age) <= now)
 }
 
 /// The request's cost, once each cost and the named-limit list are within bounds.

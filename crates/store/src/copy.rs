@@ -18,6 +18,7 @@ use crate::sqlite::SqliteStore;
 const TABLES: &[(&str, &str)] = &[
     ("keyspaces", "seq"),
     ("roles", "keyspace_id, name"),
+    ("plans", "name"),
     ("owners", "seq"),
     ("keys", "seq"),
     ("key_leaks", "key_id"),
@@ -35,6 +36,7 @@ const TABLES: &[(&str, &str)] = &[
     ("secret_checks", "name, version"),
     ("pending_upgrades", "name"),
     ("operators", "email"),
+    ("ratelimit_overrides", "namespace, identifier"),
     // Sessions move too, so nobody is signed out by the move; failed sign-ins do not
     // (they only matter for minutes).
     ("web_sessions", "token_hash"),
@@ -73,7 +75,8 @@ pub async fn sqlite_to_postgres(
          (SELECT COUNT(*) FROM owners) + (SELECT COUNT(*) FROM keys) + \
          (SELECT COUNT(*) FROM audit_events) + (SELECT COUNT(*) FROM events) + \
          (SELECT COUNT(*) FROM idempotency_keys) + (SELECT COUNT(*) FROM usage_minutely) + \
-         (SELECT COUNT(*) FROM webhooks) + (SELECT COUNT(*) FROM secret_checks)",
+         (SELECT COUNT(*) FROM webhooks) + (SELECT COUNT(*) FROM secret_checks) + \
+         (SELECT COUNT(*) FROM plans) + (SELECT COUNT(*) FROM ratelimit_overrides)",
     )
     .fetch_one(&mut *target)
     .await?;

@@ -86,6 +86,24 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Fails with [`Conflict::PlanInUse`](crate::Conflict) while a key or an owner is
     /// on the plan.
     async fn delete_plan(&self, name: &str, change: Change<'_>) -> Result<(), StoreError>;
+    /// Sets the override of `o.identifier` in `o.namespace` (replacing one there).
+    async fn set_ratelimit_override(
+        &self,
+        o: &RatelimitOverride,
+        change: Change<'_>,
+    ) -> Result<(), StoreError>;
+    /// A namespace's overrides, by identifier.
+    async fn ratelimit_overrides(
+        &self,
+        namespace: &str,
+    ) -> Result<Vec<RatelimitOverride>, StoreError>;
+    /// `NotFound` if there is no such override.
+    async fn delete_ratelimit_override(
+        &self,
+        namespace: &str,
+        identifier: &str,
+        change: Change<'_>,
+    ) -> Result<(), StoreError>;
     /// Applies a credits change to `target`'s quota counter in one transaction holding
     /// the row: `audit` is written with `remaining: {from, to}` added, and the answer
     /// `answer(remaining after)` renders is stored beside it for idempotent replays.

@@ -85,6 +85,37 @@ async fn a_sqlite_deployment_copied_to_postgres_verifies_every_key_the_same() {
     )
     .await;
     let owner_id = owner["id"].as_str().unwrap().to_owned();
+    // A plan and a key on it, and a standalone limit's override: copied as well.
+    post(
+        &http,
+        &base,
+        &root,
+        "/v1/plans",
+        &json!({"name": "moved", "scopes": ["plan.scope"]}),
+    )
+    .await;
+    let on_plan = post(
+        &http,
+        &base,
+        &root,
+        "/v1/keys",
+        &json!({"keyspace_id": ks, "plan": "moved"}),
+    )
+    .await["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let overridden = http
+        .put(format!("{base}/v1/ratelimits/overrides"))
+        .bearer_auth(&root)
+        .json(
+            &json!({"namespace": "login", "identifier": "*@moved.com", "limit": 1,
+            "duration_ms": 60_000}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(overridden.status(), 200);
 
     let started = Instant::now();
     let limit = Arc::new(Semaphore::new(32));
@@ -192,9 +223,9 @@ async fn a_sqlite_deployment_copied_to_postgres_verifies_every_key_the_same() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
-        stdout.contains(&format!("keys: {} rows", count + 2)),
+        stdout.contains(&format!("keys: {} rows", count + 3)),
         "{stdout}"
-    ); // + root key, successor
+    ); // + root key, successor, the key on the plan
     // A second copy into the same (now full) database is refused and changes nothing.
     let again = copy().await;
     assert!(!again.status.success());
@@ -254,4 +285,26 @@ async fn a_sqlite_deployment_copied_to_postgres_verifies_every_key_the_same() {
         verified as f64 / verify_time.as_secs_f64().max(1e-9)
     );
     assert_eq!(verified, count + 1);
+    let v = post(
+        &http,
+        &pg.base,
+        &root,
+        "/v1/keys/verify",
+        &json!({"key": on_plan, "scopes": ["plan.scope"]}),
+    )
+    .await;
+    assert_eq!(v["code"], "VALID", "the plan came along: {v}");
+    let listed: Value = http
+        .get(format!(
+            "{}/v1/ratelimits/overrides?namespace=login",
+            pg.base
+        ))
+        .bearer_auth(&root)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["data"][0]["identifier"], "*@moved.com", "{listed}");
 }

@@ -230,9 +230,23 @@ async fn a_plans_quota_starts_counters_whose_refill_follows_the_plan() {
         assert_eq!(code(&app, &late.key, json!({})).await, "VALID");
     }
     assert_eq!(code(&app, &late.key, json!({})).await, "USAGE_EXCEEDED");
+    // Credits on such a counter count the plan's refill that is due first.
+    app.clock.advance(86_400);
+    let credits = format!("/v1/keys/{}/credits", late.record.key_id);
+    let changed = post(&app, &credits, json!({"op": "increment", "amount": 1})).await;
+    assert_eq!(changed["remaining"], 8, "{changed}");
 
     // The plan drops its quota: counters taken from it end; a key's own stays.
     patch(&app, "/v1/plans/free", json!({"quota": null})).await;
+    let (status, problem) = app
+        .send(
+            Method::POST,
+            &credits,
+            Some(&json!({"op": "increment", "amount": 1})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert_eq!(problem["code"], "no_quota");
     for _ in 0..10 {
         assert_eq!(code(&app, &late.key, json!({})).await, "VALID");
     }
@@ -282,6 +296,7 @@ async fn unknown_plans_bad_plans_and_plans_in_use_are_refused_and_change_nothing
     let ks = app.create_keyspace("planx").await.id;
     let refused = [
         json!({"name": "a/b"}),
+        json!({"name": ".."}),
         json!({"name": ""}),
         json!({"name": "ok", "max_key_age_seconds": 0}),
         json!({"name": "ok", "scopes": ["bad scope"]}),

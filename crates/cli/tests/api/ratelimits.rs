@@ -143,3 +143,185 @@ async fn bad_calls_get_precise_400s_and_only_unrestricted_keys_with_the_scope_ma
         assert_eq!(status, expected, "{answer}");
     }
 }
+
+/// How many of `n` calls for `identifier` in `login` (each naming 10 per minute) pass.
+async fn passing(app: &TestApp, identifier: &str, n: usize) -> usize {
+    let mut passed = 0;
+    for _ in 0..n {
+        if limit(app, &call("login", identifier, json!({}))).await["success"] == true {
+            passed += 1;
+        }
+    }
+    passed
+}
+
+async fn set_override(app: &TestApp, identifier: &str, limit: u64) -> Value {
+    let (status, answer) = app
+        .send(
+            Method::PUT,
+            "/v1/ratelimits/overrides",
+            Some(&json!({"namespace": "login", "identifier": identifier,
+                "limit": limit, "duration_ms": 60_000})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    answer
+}
+
+#[tokio::test]
+async fn overrides_give_identifiers_and_patterns_their_own_limit_and_the_most_specific_wins() {
+    let app = spawn_app().await;
+    assert_eq!(
+        passing(&app, "a@acme.com", 12).await,
+        10,
+        "the limit each call names"
+    );
+    set_override(&app, "*@acme.com", 3).await;
+    set_override(&app, "*@eu.acme.com", 5).await;
+    let vip = set_override(&app, "ceo@acme.com", 20).await;
+    assert_eq!(vip["identifier"], "ceo@acme.com");
+    assert_eq!(vip["limit"], 20);
+    assert_eq!(
+        passing(&app, "b@acme.com", 6).await,
+        3,
+        "the domain's pattern"
+    );
+    assert_eq!(
+        passing(&app, "c@eu.acme.com", 8).await,
+        5,
+        "the more specific pattern"
+    );
+    assert_eq!(
+        passing(&app, "ceo@acme.com", 25).await,
+        20,
+        "an exact identifier wins"
+    );
+    assert_eq!(
+        passing(&app, "d@other.org", 12).await,
+        10,
+        "no override matches"
+    );
+    assert_eq!(
+        passing(&app, "x@acme.com.evil", 12).await,
+        10,
+        "a pattern is anchored"
+    );
+
+    // Setting again replaces; deleting restores the limit calls name.
+    set_override(&app, "*@acme.com", 1).await;
+    assert_eq!(passing(&app, "e@acme.com", 3).await, 1);
+    let (_, listed) = app
+        .send(
+            Method::GET,
+            "/v1/ratelimits/overrides?namespace=login",
+            None,
+        )
+        .await;
+    let ids: Vec<&str> = (listed["data"].as_array().unwrap().iter())
+        .map(|o| o["identifier"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        ["*@acme.com", "*@eu.acme.com", "ceo@acme.com"],
+        "{listed}"
+    );
+    let (status, _) = app
+        .send(
+            Method::DELETE,
+            "/v1/ratelimits/overrides?namespace=login&identifier=*%40acme.com",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(passing(&app, "f@acme.com", 12).await, 10);
+    let (status, _) = app
+        .send(
+            Method::DELETE,
+            "/v1/ratelimits/overrides?namespace=login&identifier=*%40acme.com",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Audited: set (twice) and deleted, with the limit from and to.
+    let (_, audit) = app
+        .send(
+            Method::GET,
+            "/v1/audit-events?target_id=login/*%40acme.com",
+            None,
+        )
+        .await;
+    let actions: Vec<&str> = (audit["data"].as_array().unwrap().iter())
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "ratelimit_override.delete",
+            "ratelimit_override.set",
+            "ratelimit_override.set"
+        ],
+        "{audit}"
+    );
+    assert_eq!(audit["data"][1]["changes"]["limit"]["from"]["limit"], 3);
+    assert_eq!(audit["data"][1]["changes"]["limit"]["to"]["limit"], 1);
+}
+
+#[tokio::test]
+async fn bad_overrides_are_refused_precisely_and_need_their_scope() {
+    let app = spawn_app().await;
+    let body = |namespace: &str, identifier: &str, limit: u64| {
+        json!({"namespace": namespace, "identifier": identifier, "limit": limit,
+            "duration_ms": 1_000})
+    };
+    let refused = [
+        body("bad namespace", "x", 1),
+        body("login", "", 1),
+        body("login", "a\u{7}b", 1),
+        body("login", &"y".repeat(257), 1),
+        body("login", "*a*b*c*d*e", 1),
+        body("login", "x", 0),
+        json!({"namespace": "login", "identifier": "x", "limit": 1, "duration_ms": 1,
+            "extra": true}),
+    ];
+    for b in refused {
+        let (status, problem) = app
+            .send(Method::PUT, "/v1/ratelimits/overrides", Some(&b))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{b}: {problem}");
+    }
+    let (_, listed) = app
+        .send(
+            Method::GET,
+            "/v1/ratelimits/overrides?namespace=login",
+            None,
+        )
+        .await;
+    assert_eq!(listed["data"], json!([]), "nothing was written");
+    let (status, _) = app
+        .send(Method::GET, "/v1/ratelimits/overrides", None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "the namespace is needed");
+
+    // `ratelimits:limit` counts calls; changing overrides needs `ratelimits:write`.
+    let counter = app.root_key(&["ratelimits:limit"], None).await;
+    let answer = app
+        .http
+        .put(app.url("/v1/ratelimits/overrides"))
+        .bearer_auth(&counter)
+        .json(&body("login", "*", 1_000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::FORBIDDEN);
+    let writer = app.root_key(&["ratelimits:write"], None).await;
+    let answer = app
+        .http
+        .put(app.url("/v1/ratelimits/overrides"))
+        .bearer_auth(&writer)
+        .json(&body("login", "*", 1_000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+}

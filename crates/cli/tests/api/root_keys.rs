@@ -318,3 +318,28 @@ async fn wait_for_text(path: &std::path::Path, needle: &str) -> String {
         std::fs::read_to_string(path).unwrap_or_default()
     );
 }
+
+#[tokio::test]
+async fn a_mandatory_maximum_age_ends_every_root_key_and_caps_new_ones() {
+    let app = spawn_app_with(|c| c.root_key_max_age_seconds = Some(3600)).await;
+    let (status, created) = app
+        .send(
+            Method::POST,
+            "/v1/root-keys",
+            Some(&json!({"scopes": ["keys:verify"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let capped = keyhaven_service::validate::rfc3339(app.clock.now() + time::Duration::hours(1));
+    assert_eq!(created["expires_at"], capped.as_str(), "{created}");
+    let made = created["key"].as_str().unwrap().to_owned();
+    assert_eq!(verify_status(&app, &made).await, StatusCode::OK);
+    assert_eq!(verify_status(&app, &app.root_key).await, StatusCode::OK);
+    app.clock.advance(3601);
+    // The first root key had no expiry of its own: the deployment's maximum ends it.
+    assert_eq!(
+        verify_status(&app, &app.root_key).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(verify_status(&app, &made).await, StatusCode::UNAUTHORIZED);
+}

@@ -244,7 +244,9 @@ impl<'a> VerifyAnswer<'a> {
             name: key.and_then(|k| k.name.as_deref()),
             scopes: found.map(|f| f.scopes.as_slice()),
             meta: key.map(|k| &k.meta),
-            expires_at: key.and_then(|k| k.expires_at.map(rfc3339)),
+            // When it stops verifying: its own expiry, or sooner by its keyspace's or
+            // plan's maximum age (caches keep an answer no longer than this).
+            expires_at: found.and_then(|f| f.effective_expiry().map(rfc3339)),
             rotation: key.and_then(|k| {
                 k.rotation.as_ref().map(|r| RotationRef {
                     successor_key_id: &r.successor,

@@ -113,6 +113,15 @@ impl Config {
                     .to_owned(),
             );
         }
+        // One second to a hundred years, as a keyspace's maximum key age.
+        if self
+            .root_key_max_age_seconds
+            .is_some_and(|age| age == 0 || age > 100 * 366 * 24 * 3600)
+        {
+            return Err(
+                "root_key_max_age_seconds must be between 1 and 3162240000 (100 years)".to_owned(),
+            );
+        }
         if self.alert_spike_factor < 2 {
             return Err("alert_spike_factor must be at least 2".to_owned());
         }

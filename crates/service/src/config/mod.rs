@@ -160,6 +160,9 @@ pub struct Config {
     /// Log one INFO line (target `keyhaven::verify`: key id, keyspace, outcome, client
     /// address) for one verification in this many: 0 logs none, 1 every one.
     pub verify_log_every: u64,
+    /// Root keys stop working this many seconds after their creation (or rotation), and
+    /// root keys made through the API expire then at the latest. Default: no limit.
+    pub root_key_max_age_seconds: Option<u64>,
     /// Reverse proxy listeners in front of other APIs (`[[proxy]]`, file only).
     pub proxy: Vec<proxy::ProxyConfig>,
     /// The rules of forward auth (`GET /v1/auth`) and Envoy's external authorization
@@ -257,6 +260,7 @@ impl std::fmt::Debug for Config {
             )
             .field("access_log", &self.access_log)
             .field("verify_log_every", &self.verify_log_every)
+            .field("root_key_max_age_seconds", &self.root_key_max_age_seconds)
             .field("proxy", &self.proxy)
             .field("gateway", &self.gateway)
             .field("envoy_authz_listen", &self.envoy_authz_listen)
@@ -318,6 +322,7 @@ impl Default for Config {
             leaks_github_public_keys_url: None,
             access_log: true,
             verify_log_every: 0,
+            root_key_max_age_seconds: None,
             proxy: Vec::new(),
             gateway: routes::Rules::default(),
             envoy_authz_listen: None,
@@ -382,6 +387,7 @@ pub const FIELDS: &[&str] = &[
     "leaks_github_public_keys_url",
     "access_log",
     "verify_log_every",
+    "root_key_max_age_seconds",
     "envoy_authz_listen",
 ];
 

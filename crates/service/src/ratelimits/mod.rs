@@ -5,6 +5,11 @@
 //!
 //! The identifier never reaches memory, Redis or a log as given: buckets are named by
 //! its SHA-256, since identifiers are often personal data.
+//!
+//! [`overrides`] give identifiers (or patterns of them) a limit of their own.
+
+pub mod cache;
+pub mod overrides;
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -92,7 +97,7 @@ pub async fn limit(
         )));
     }
     // The namespace is the limit's name: the same rules, the same messages.
-    let def = spec::rate_limits(vec![RateLimitBody {
+    let asked = spec::rate_limits(vec![RateLimitBody {
         name: namespace,
         limit,
         duration_ms,
@@ -100,6 +105,9 @@ pub async fn limit(
     }])?
     .pop()
     .ok_or_else(|| ServiceError::invalid("no limit"))?;
+    let def = overrides::find(service, &asked.name, &identifier)
+        .await?
+        .unwrap_or(asked);
     // `s:<namespace>:<hex SHA-256 of the identifier>`: apart from keys' `k:` and
     // owners' `o:` buckets, and no identifier kept as given.
     let digest = Sha256::digest(identifier.as_bytes());

@@ -119,6 +119,14 @@ pub async fn create_as(
     if expires_at.is_some_and(|t| t <= now) {
         return Err(ServiceError::invalid("expires_at must be in the future"));
     }
+    // The deployment's maximum root key age caps the expiry (and is enforced anyway).
+    let by_age = (service.config.root_key_max_age_seconds)
+        .and_then(|age| i64::try_from(age).ok())
+        .map(|age| now + time::Duration::seconds(age));
+    let expires_at = match (expires_at, by_age) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     create_record(
         service.store.as_ref(),
         &service.peppers,

@@ -19,7 +19,7 @@ CREATE TABLE plans (
     created_at            BIGINT  NOT NULL,
     updated_at            BIGINT  NOT NULL
 );
-ALTER TABLE keys ADD COLUMN plan TEXT;
-ALTER TABLE owners ADD COLUMN plan TEXT;
+ALTER TABLE keys ADD COLUMN plan TEXT REFERENCES plans (name);
+ALTER TABLE owners ADD COLUMN plan TEXT REFERENCES plans (name);
 CREATE INDEX keys_plan ON keys (plan) WHERE plan IS NOT NULL;
 CREATE INDEX owners_plan ON owners (plan) WHERE plan IS NOT NULL;

@@ -6,6 +6,9 @@
 use serde_json::json;
 
 use super::audit::commit_change;
+use sqlx::Row as _;
+
+use super::plans::apply_plan_quota;
 use super::rows::limits_from;
 use super::{Engine, dialect, notify};
 use crate::error::{Conflict, StoreError};
@@ -30,7 +33,7 @@ pub(super) async fn change_credits(
     let mut tx = store.begin().await?;
     let sql = format!(
         "SELECT ratelimits, quota_remaining, quota_refill_interval, quota_refill_day, \
-         quota_refill_amount, quota_refilled_at FROM {table} WHERE {column} = $1{}",
+         quota_refill_amount, quota_refilled_at, plan FROM {table} WHERE {column} = $1{}",
         dialect::FOR_UPDATE
     );
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -38,7 +41,17 @@ pub(super) async fn change_credits(
         .fetch_optional(&mut *tx)
         .await?
         .ok_or(StoreError::NotFound)?;
-    let stored: Quota = limits_from(&row, "")?
+    let mut limits = limits_from(&row, "")?;
+    // A counter from the plan refills by the plan's rule (and is gone with its quota).
+    if limits.quota.is_some_and(|q| q.from_plan) {
+        let plan: Option<String> = row.try_get("plan")?;
+        let plan = match plan {
+            Some(name) => super::plans::plan(store, &name).await?,
+            None => None,
+        };
+        apply_plan_quota(&mut limits, plan.as_ref().map(|p| &p.limits));
+    }
+    let stored: Quota = limits
         .quota
         .ok_or(StoreError::Conflict(Conflict::NoQuota))?;
     // A refill that is due counts first (no verification may have made it yet).

@@ -232,7 +232,8 @@ async fn resolve_roles(
     for (record, owner_roles) in records.iter_mut().zip(owners) {
         let named: Vec<&String> = record.key.grants.roles.iter().chain(owner_roles).collect();
         if !named.is_empty() {
-            // Only the roles named (at most 128): never the keyspace's whole list.
+            // Only the roles named (at most 64 each from the key, its owner and their
+            // plans): never the keyspace's whole list.
             let rows = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
                 .bind(&record.key.keyspace_id)
                 .bind(json_text(&named)?)

@@ -36,8 +36,8 @@ use crate::leak::{LeakWrite, SeenBatch};
 use crate::model::{
     AuditEvent, AuditFilter, Change, CreditOp, CreditsChange, Event, ExpiringKey,
     IdempotentResponse, Import, Invalidation, KeyFilter, KeyForVerify, KeyRecord, Keyspace,
-    KeyspaceScope, Owner, Page, PageRequest, Plan, QuotaTarget, QuotaUse, QuotaWrite, Role,
-    Timestamp, UsageBatch, UsageCount,
+    KeyspaceScope, Owner, Page, PageRequest, Plan, QuotaTarget, QuotaUse, QuotaWrite,
+    RatelimitOverride, Role, Timestamp, UsageBatch, UsageCount,
 };
 use crate::store::{ChangeFeed, Store};
 use crate::web::{Operator, SessionKind, WebSession};
@@ -51,6 +51,7 @@ mod imports;
 mod keys;
 mod keyspaces;
 mod leaks;
+mod overrides;
 mod owners;
 mod peppers;
 mod plans;
@@ -147,6 +148,12 @@ impl_store! {
     plans::update_plan(plan: &Plan, seed_quota: bool, change: Change<'_>) -> (),
         "updating a plan";
     plans::delete_plan(name: &str, change: Change<'_>) -> (), "deleting a plan";
+    overrides::set_ratelimit_override(o: &RatelimitOverride, change: Change<'_>) -> (),
+        "setting a rate limit override";
+    overrides::ratelimit_overrides(namespace: &str) -> Vec<RatelimitOverride>,
+        "reading rate limit overrides";
+    overrides::delete_ratelimit_override(namespace: &str, identifier: &str, change: Change<'_>)
+        -> (), "deleting a rate limit override";
     credits::change_credits(
         target: &QuotaTarget,
         op: CreditOp,

@@ -9,8 +9,8 @@ use sqlx::Row as _;
 
 use super::audit::commit_change;
 use super::rows::{
-    BindQuota as _, DbRow, PLAN_REFILL, Tx, classify, expect_one, json_text, limits_from,
-    names_text, plan_from, roles_from,
+    BindQuota as _, DbRow, PLAN_REFILL, Tx, classify, classify_delete, expect_one, json_text,
+    limits_from, names_text, plan_from, roles_from,
 };
 use super::{Engine, dialect, notify};
 use crate::error::{Conflict, StoreError};
@@ -41,8 +41,7 @@ pub(super) async fn create_plan(
     .execute(&mut *tx)
     .await
     .map_err(|e| classify(e, Conflict::PlanTaken))?;
-    // Keys may name a plan before it exists (it was deleted and made again).
-    invalidate_everything(&mut tx).await?;
+    // Nothing names a plan before it exists (a foreign key): no cache holds it.
     commit_change(tx, change).await
 }
 
@@ -135,10 +134,12 @@ pub(super) async fn delete_plan(
     if in_use {
         return Err(StoreError::Conflict(Conflict::PlanInUse));
     }
+    // (A key or owner put on the plan since the check above makes this fail.)
     sqlx::query("DELETE FROM plans WHERE name = $1")
         .bind(name)
         .execute(&mut *tx)
-        .await?;
+        .await
+        .map_err(|e| classify_delete(e, Conflict::PlanInUse))?;
     commit_change(tx, change).await
 }
 

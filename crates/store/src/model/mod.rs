@@ -12,8 +12,10 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
 mod grants;
+mod overrides;
 
 pub use grants::{Grants, Plan, Role};
+pub use overrides::RatelimitOverride;
 
 /// Every timestamp Keyhaven keeps is UTC with whole-second precision.
 pub type Timestamp = OffsetDateTime;

@@ -24,6 +24,7 @@ mod keys;
 mod keyspaces;
 mod leaks;
 mod limits;
+mod overrides;
 mod owners;
 mod plans;
 mod roles;
@@ -70,6 +71,7 @@ macro_rules! conformance_tests {
             ip_allowlists::ip_allowlists_round_trip_and_reach_verification,
             roles::roles_resolve_into_a_keys_permissions,
             plans::plans_apply_to_their_keys_when_read,
+            overrides::ratelimit_overrides_are_set_listed_and_deleted,
         );
     };
     (@each $engine:ident, $open:expr; $($topic:ident :: $check:ident),+ $(,)?) => {
