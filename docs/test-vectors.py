@@ -33,6 +33,7 @@ def verifier(pepper: bytes, key_id: str, secret: str) -> str:
 
 
 def make_key(prefix: str, key_id: str, secret: str, pepper_hex: str, version: int) -> dict:
+    assert len(key_id) == 12 and len(secret) in (30, 44)
     body = f"{prefix}_{key_id}_{secret}"
     key = body + checksum(body)
     return {
@@ -55,6 +56,9 @@ def build() -> dict:
         make_key("a", "111111111111", "111111111111111111111111111111", pepper1, 1),
         make_key("abcdefghijklmnopqrst", "zzzzzzzzzzzz", "zzzzzzzzzzzzzzzzzzzzzzzzzzzzzz", pepper1, 1),
         make_key("my_co_live_v2", "HjKmNpQrStUv", "wxyz23456789ABCDEFGHJKLMNPQRST", pepper2, 2),
+        # Long (256-bit) secrets: 44 characters.
+        make_key("acme_live", "7Gx9QbWkP2mZ", "4fT8cK9aB3cQWERTYUPASDFGHJKLZXwxyz23456789AB", pepper1, 1),
+        make_key("abcdefghijklmnopqrst", "zzzzzzzzzzzz", "z" * 44, pepper1, 1),
     ]
     good = keys[0]["key"]
     typo = good[:30] + ("b" if good[30] != "b" else "c") + good[31:]
@@ -62,7 +66,10 @@ def build() -> dict:
     malformed = [
         {"key": "", "check": "length"},
         {"key": keys[1]["key"][:-1], "check": "length"},
-        {"key": keys[2]["key"] + "1", "check": "length"},
+        {"key": keys[5]["key"] + "1", "check": "length"},
+        # 71 characters: between the layouts, read as a long secret, whose '_' is missing.
+        {"key": keys[2]["key"] + "1", "check": "separator"},
+        {"key": keys[4]["key"][:-1], "check": "separator"},
         {"key": good[:-1], "check": "separator"},
         {"key": good + "1", "check": "separator"},
         {"key": good[:20] + "0" + good[21:], "check": "character"},
@@ -75,7 +82,8 @@ def build() -> dict:
         malformed.append({"key": swapped, "check": "checksum"})
     return {
         "description": (
-            "Keyhaven key format test vectors. key = prefix '_' key_id '_' secret checksum; "
+            "Keyhaven key format test vectors. key = prefix '_' key_id '_' secret checksum "
+            "(secret: 30 base58 characters, or 44 for 256-bit secrets); "
             "checksum = CRC-32/IEEE of everything before it as 6 base58 digits (Bitcoin "
             "alphabet, big-endian, left-padded with '1'); verifier = "
             "HMAC-SHA256(pepper, key_id ':' secret). Generated and checked by "
@@ -108,7 +116,7 @@ def check(doc: dict) -> int:
     for m in doc["malformed"]:
         k = m["key"]
         body, given = k[:-6], k[-6:]
-        if 51 <= len(k) <= 70 and checksum(body) == given and m["check"] == "checksum":
+        if 51 <= len(k) <= 84 and checksum(body) == given and m["check"] == "checksum":
             print(f"malformed vector passes its checksum: {m}")
             failures += 1
     total = len(doc["keys"]) + len(doc["compat"]) + len(doc["malformed"])

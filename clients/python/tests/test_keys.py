@@ -63,6 +63,16 @@ def test_generated_keys_have_the_documented_shape() -> None:
     assert len(seen) == 200
 
 
+def test_keys_with_256_bit_secrets_are_44_characters_of_secret_and_parse() -> None:
+    for prefix in ("a", "acme_live", "abcdefghijklmnopqrst"):
+        key = keyhaven.generate_key(prefix, secret_bytes=32)
+        parsed = keyhaven.parse_key(key)
+        assert parsed.prefix == prefix and len(parsed.secret) == 44
+        assert len(key) == len(prefix) + 64
+    with pytest.raises(ValueError):
+        keyhaven.generate_key("a", secret_bytes=16)
+
+
 def test_generated_characters_cover_the_alphabet() -> None:
     # 2,000 keys draw 84,000 characters: every one of the 58 appears (a generator using
     # `byte % 58` would still cover them, but a broken alphabet would not).

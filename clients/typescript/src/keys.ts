@@ -3,9 +3,11 @@
  * server's `crates/core/src/format.rs`:
  *
  * - prefix: 1–20 characters, `[a-z][a-z0-9_]*` (a key is parsed from the right, so a
- *   prefix may itself contain `_`);
+ *   prefix may itself contain `_`: the `_` before the secret is 37 characters from the
+ *   end, 50 for a long secret);
  * - key id: 12 base58 characters (Bitcoin alphabet), public;
- * - secret: 30 base58 characters from the CSPRNG;
+ * - secret: 30 base58 characters from the CSPRNG (~175 bits), or 44 (~257 bits) for
+ *   keyspaces with `secret_bytes: 32`;
  * - checksum: CRC-32 (IEEE) of the UTF-8 bytes of everything before it, as a big-endian
  *   base58 number of exactly 6 digits, left-padded with `1`.
  *
@@ -18,12 +20,28 @@ import { randomBytes } from "node:crypto";
 export const ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
 export const KEY_ID_LENGTH = 12;
 export const SECRET_LENGTH = 30;
+export const LONG_SECRET_LENGTH = 44;
 export const CHECKSUM_LENGTH = 6;
 export const MAX_PREFIX_LENGTH = 20;
 /** Everything after the prefix: `_`, key id, `_`, secret, checksum. */
 const TAIL_LENGTH = 1 + KEY_ID_LENGTH + 1 + SECRET_LENGTH + CHECKSUM_LENGTH;
+const LONG_TAIL_LENGTH = TAIL_LENGTH - SECRET_LENGTH + LONG_SECRET_LENGTH;
 export const MIN_KEY_LENGTH = 1 + TAIL_LENGTH;
-export const MAX_KEY_LENGTH = MAX_PREFIX_LENGTH + TAIL_LENGTH;
+export const MAX_KEY_LENGTH = MAX_PREFIX_LENGTH + LONG_TAIL_LENGTH;
+
+/**
+ * Everything after the prefix: long when the `_` before a long secret is there and the
+ * one before a standard secret is not (else standard, checked as such).
+ */
+function tailLength(key: string): number {
+  const len = key.length;
+  const standardSep = len - (SECRET_LENGTH + CHECKSUM_LENGTH) - 1;
+  const longSep = len - (LONG_SECRET_LENGTH + CHECKSUM_LENGTH) - 1;
+  if (key.charCodeAt(standardSep) !== 0x5f && len > LONG_TAIL_LENGTH && key.charCodeAt(longSep) === 0x5f) {
+    return LONG_TAIL_LENGTH;
+  }
+  return TAIL_LENGTH;
+}
 
 /** Which check a string failed: the same names as the server's and the test vectors'. */
 export type KeyCheck = "length" | "character" | "separator" | "prefix" | "checksum";
@@ -141,11 +159,17 @@ function randomBase58(length: number): string {
   return out;
 }
 
-/** A new key under `prefix`: 12-character key id and 30-character secret from the CSPRNG. */
-export function generateKey(prefix: string): string {
+/**
+ * A new key under `prefix`: 12-character key id and a secret from the CSPRNG, 30
+ * characters (`secretBytes` 22, the default) or 44 (`secretBytes` 32).
+ */
+export function generateKey(prefix: string, options: { secretBytes?: 22 | 32 } = {}): string {
   const problem = typeof prefix === "string" ? prefixProblem(prefix) : "prefix is not a string";
   if (problem !== undefined) throw new KeyFormatError("prefix", problem);
-  const body = `${prefix}_${randomBase58(KEY_ID_LENGTH)}_${randomBase58(SECRET_LENGTH)}`;
+  const bytes = options.secretBytes ?? 22;
+  if (bytes !== 22 && bytes !== 32) throw new RangeError("secretBytes is 22 or 32");
+  const secretLength = bytes === 32 ? LONG_SECRET_LENGTH : SECRET_LENGTH;
+  const body = `${prefix}_${randomBase58(KEY_ID_LENGTH)}_${randomBase58(secretLength)}`;
   return body + checksum(body);
 }
 
@@ -164,7 +188,7 @@ function split(key: unknown): { prefix: string; keyId: string; secret: string; c
       throw new KeyFormatError("character", `character at position ${i} is not allowed there`, i);
     }
   }
-  const prefixLength = len - TAIL_LENGTH;
+  const prefixLength = len - tailLength(key);
   const secretSeparator = prefixLength + 1 + KEY_ID_LENGTH;
   for (const position of [prefixLength, secretSeparator]) {
     if (key.charCodeAt(position) !== 0x5f) {

@@ -23,6 +23,8 @@ export interface Keyspace {
   prefix: string;
   ratelimits: RateLimitBody[];
   ip_allowlist: string[];
+  /** New keys' secret strength: 22 bytes (30 characters) or 32 (44). */
+  secret_bytes: number;
   created_at: string;
   updated_at: string;
   [field: string]: unknown;
@@ -35,6 +37,8 @@ export interface CreateKeyspace {
   ip_allowlist?: string[];
   default_grace_seconds?: number | null;
   max_key_age_seconds?: number | null;
+  /** 22 (default) or 32: 256-bit secrets for the keyspace's new keys. */
+  secret_bytes?: 22 | 32;
   [field: string]: unknown;
 }
 
@@ -56,6 +60,8 @@ export interface Key {
   ratelimits: RateLimitBody[];
   /** Networks (CIDR) the key may be used from; empty for any address. */
   ip_allowlist: string[];
+  /** The plan the key is on (`/v1/plans`), if any. */
+  plan?: string | null;
   last_used_at: string | null;
   created_at: string;
   updated_at: string;
@@ -80,6 +86,8 @@ export interface CreateKey {
   recoverable?: boolean | null;
   /** Networks (CIDR) or addresses the key may be used from; at most 100. */
   ip_allowlist?: string[];
+  /** A plan (`/v1/plans`) to put the key on. */
+  plan?: string | null;
   [field: string]: unknown;
 }
 

@@ -72,6 +72,17 @@ test("generated keys are well-formed, under their prefix, and never repeat", () 
   }
 });
 
+test("keys with 256-bit secrets (secretBytes 32) are 44 characters of secret and parse", () => {
+  for (const prefix of ["a", "acme_live", "abcdefghijklmnopqrst"]) {
+    const key = generateKey(prefix, { secretBytes: 32 });
+    const p = parseKey(key);
+    assert.equal(p.prefix, prefix);
+    assert.equal(p.secret.length, 44);
+    assert.equal(key.length, prefix.length + 64);
+  }
+  assert.throws(() => generateKey("a", { secretBytes: 16 }), RangeError);
+});
+
 test("generated secrets use the whole alphabet, roughly uniformly", () => {
   const counts = new Map();
   const n = 2000;

@@ -5,11 +5,13 @@
 //!
 //! `<prefix>_<key id>_<secret><checksum>`: a prefix of 1–20 characters
 //! `[a-z][a-z0-9_]*`, a 12-character base58 key id, a 30-character base58 secret from
-//! the operating system's CSPRNG, and a 6-character base58 CRC-32 of everything before it.
+//! the operating system's CSPRNG (44 characters in keyspaces with `secret_bytes = 32`),
+//! and a 6-character base58 CRC-32 of everything before it.
 
 pub use keyhaven_core::format::{
-    CHECKSUM_LEN, GeneratedKey, KEY_ID_LEN, MAX_KEY_LEN, MAX_PREFIX_LEN, MIN_KEY_LEN, ParseError,
-    ParsedKey, Prefix, PrefixError, SECRET_LEN, checksum, parse, split,
+    CHECKSUM_LEN, GeneratedKey, KEY_ID_LEN, LONG_SECRET_LEN, MAX_KEY_LEN, MAX_PREFIX_LEN,
+    MIN_KEY_LEN, ParseError, ParsedKey, Prefix, PrefixError, SECRET_LEN, SecretLength, checksum,
+    parse, split,
 };
 
 /// Why a key could not be generated.
@@ -24,8 +26,13 @@ pub enum GenerateError {
 /// A new key under `prefix` (`acme_live`). The plaintext is in
 /// [`GeneratedKey::key`], a secret type that is wiped when dropped.
 pub fn generate(prefix: &str) -> Result<GeneratedKey, GenerateError> {
+    generate_with(prefix, SecretLength::Standard)
+}
+
+/// [`generate`], with a secret of `length` (`SecretLength::Long`: 44 characters).
+pub fn generate_with(prefix: &str, length: SecretLength) -> Result<GeneratedKey, GenerateError> {
     let prefix = Prefix::new(prefix)?;
-    keyhaven_core::format::generate(&prefix).map_err(|_| GenerateError::Random)
+    keyhaven_core::format::generate_with(&prefix, length).map_err(|_| GenerateError::Random)
 }
 
 /// Whether `key` is well-formed: lengths, alphabet, separators, prefix, and a checksum

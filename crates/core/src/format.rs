@@ -2,11 +2,13 @@
 //!
 //! - prefix: 1–20 characters, `[a-z][a-z0-9_]*`, chosen per keyspace (`acme_live`).
 //! - key id: 12 base58 characters, uniform random (~70 bits). Public; used for lookup.
-//! - secret: 30 base58 characters from the OS CSPRNG (~175 bits). Never stored.
+//! - secret: 30 base58 characters from the OS CSPRNG (~175 bits), or 44 (~257 bits) for
+//!   keyspaces that ask for 256-bit secrets ([`SecretLength::Long`]). Never stored.
 //! - checksum: CRC-32 (IEEE) of the UTF-8 bytes of everything before it, written as a
 //!   big-endian base58 number of exactly 6 digits, left-padded with `1`.
 //!
-//! A key is parsed from the right, so a prefix may itself contain `_`. Only
+//! A key is parsed from the right, so a prefix may itself contain `_`: the `_` before the
+//! secret sits 37 characters from the end (50 for a long secret). Only
 //! `[A-Za-z0-9_]` appears, so a double-click selects the whole key.
 
 use std::fmt;
@@ -22,16 +24,79 @@ use crate::secret::SecretStr;
 pub const KEY_ID_LEN: usize = 12;
 /// Length of the secret in characters.
 pub const SECRET_LEN: usize = 30;
+/// Length of a long (256-bit) secret in characters: 58^44 > 2^257.
+pub const LONG_SECRET_LEN: usize = 44;
 /// Length of the checksum in characters.
 pub const CHECKSUM_LEN: usize = 6;
 /// Longest allowed prefix.
 pub const MAX_PREFIX_LEN: usize = 20;
 /// Everything after the prefix: `_`, key id, `_`, secret, checksum.
 const TAIL_LEN: usize = 1 + KEY_ID_LEN + 1 + SECRET_LEN + CHECKSUM_LEN;
+/// The same with a long secret.
+const LONG_TAIL_LEN: usize = TAIL_LEN - SECRET_LEN + LONG_SECRET_LEN;
 /// Shortest possible key (one-character prefix).
 pub const MIN_KEY_LEN: usize = 1 + TAIL_LEN;
-/// Longest possible key (twenty-character prefix).
-pub const MAX_KEY_LEN: usize = MAX_PREFIX_LEN + TAIL_LEN;
+/// Longest possible key (twenty-character prefix, long secret).
+pub const MAX_KEY_LEN: usize = MAX_PREFIX_LEN + LONG_TAIL_LEN;
+
+/// How long a key's secret is: a keyspace's choice, read back from each key's shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SecretLength {
+    /// 30 characters, ~175 bits.
+    #[default]
+    Standard,
+    /// 44 characters, ~257 bits.
+    Long,
+}
+
+impl SecretLength {
+    pub const fn chars(self) -> usize {
+        match self {
+            Self::Standard => SECRET_LEN,
+            Self::Long => LONG_SECRET_LEN,
+        }
+    }
+
+    /// Everything after the prefix.
+    const fn tail(self) -> usize {
+        TAIL_LEN - SECRET_LEN + self.chars()
+    }
+
+    /// The secret's strength in whole bytes (`secret_bytes` in the API): 22 or 32.
+    pub const fn bytes(self) -> u8 {
+        match self {
+            Self::Standard => 22,
+            Self::Long => 32,
+        }
+    }
+
+    /// The length for `secret_bytes` (22 or 32).
+    pub const fn from_bytes(bytes: u8) -> Option<Self> {
+        match bytes {
+            22 => Some(Self::Standard),
+            32 => Some(Self::Long),
+            _ => None,
+        }
+    }
+
+    /// Which layout `bytes` (of a key's length) has: long when the `_` before a long
+    /// secret is there and the one before a standard secret is not. Anything else is read
+    /// as standard (and then fails its checks as such).
+    fn of(bytes: &[u8]) -> Self {
+        let sep = |tail: usize| {
+            bytes
+                .len()
+                .checked_sub(tail - KEY_ID_LEN - 1)
+                .and_then(|at| bytes.get(at))
+                == Some(&b'_')
+        };
+        if !sep(TAIL_LEN) && bytes.len() > LONG_TAIL_LEN && sep(LONG_TAIL_LEN) {
+            Self::Long
+        } else {
+            Self::Standard
+        }
+    }
+}
 
 /// Why a prefix was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -166,11 +231,19 @@ pub fn display_form(prefix: &str, key_id: &str, last4: &str) -> String {
 
 /// Generates a new key under `prefix`, drawing the key id and secret from the OS CSPRNG.
 pub fn generate(prefix: &Prefix) -> Result<GeneratedKey, RandomError> {
-    let mut id_and_secret = zeroize::Zeroizing::new([0u8; KEY_ID_LEN + SECRET_LEN]);
-    random::fill_base58(id_and_secret.as_mut_slice())?;
+    generate_with(prefix, SecretLength::Standard)
+}
+
+/// [`generate`], with a secret of `length`.
+pub fn generate_with(prefix: &Prefix, length: SecretLength) -> Result<GeneratedKey, RandomError> {
+    let mut id_and_secret = zeroize::Zeroizing::new([0u8; KEY_ID_LEN + LONG_SECRET_LEN]);
+    let id_and_secret = id_and_secret
+        .get_mut(..KEY_ID_LEN + length.chars())
+        .unwrap_or_default();
+    random::fill_base58(id_and_secret)?;
     let (id_bytes, secret_bytes) = id_and_secret.split_at(KEY_ID_LEN);
 
-    let total = prefix.as_str().len() + TAIL_LEN;
+    let total = prefix.as_str().len() + length.tail();
     // Exact capacity: the string is never reallocated, so no stray copy of the secret is
     // left behind in freed memory, and converting to a boxed str does not copy either.
     let mut key = String::with_capacity(total);
@@ -278,7 +351,13 @@ pub fn split(input: &str) -> Result<ParsedKey<'_>, ParseError> {
     if !(MIN_KEY_LEN..=MAX_KEY_LEN).contains(&len) {
         return Err(ParseError::Length { len });
     }
-    let prefix_len = len - TAIL_LEN;
+    let tail_len = SecretLength::of(bytes).tail();
+    // (A standard secret leaves room for a prefix longer than any allowed: the checks
+    // then run in their order, and the prefix's length is the one that fails.)
+    let prefix_len = len - tail_len;
+    if prefix_len > MAX_PREFIX_LEN {
+        return Err(diagnose(bytes));
+    }
     let (prefix, tail) = bytes.split_at(prefix_len);
     // tail = "_" key_id "_" secret checksum
     let (sep1, rest) = tail.split_at(1);
@@ -326,7 +405,7 @@ fn diagnose(bytes: &[u8]) -> ParseError {
     {
         return ParseError::Character { position };
     }
-    let prefix_len = len - TAIL_LEN;
+    let prefix_len = len - SecretLength::of(bytes).tail();
     let secret_sep = prefix_len + 1 + KEY_ID_LEN;
     for position in [prefix_len, secret_sep] {
         if bytes.get(position) != Some(&b'_') {

@@ -26,7 +26,8 @@ pub mod verifier;
 pub mod wildcard;
 
 pub use format::{
-    GeneratedKey, KeyId, ParseError, ParsedKey, Prefix, PrefixError, generate, parse, parse_bytes,
+    GeneratedKey, KeyId, ParseError, ParsedKey, Prefix, PrefixError, SecretLength, generate,
+    generate_with, parse, parse_bytes,
 };
 pub use ip_allowlist::{IpAllowlist, IpAllowlistError};
 pub use pepper::{Pepper, PepperError, PepperSet, PepperVersion};

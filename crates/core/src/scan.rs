@@ -16,11 +16,15 @@
 use std::ops::Range;
 
 use crate::charset::{self, CLASSES};
-use crate::format::{CHECKSUM_LEN, KEY_ID_LEN, MAX_PREFIX_LEN, SECRET_LEN};
+use crate::format::{CHECKSUM_LEN, KEY_ID_LEN, LONG_SECRET_LEN, MAX_PREFIX_LEN, SECRET_LEN};
 use crate::{ParsedKey, parse};
 
-/// Everything after the prefix: `_`, key id, `_`, secret, checksum.
-const TAIL_LEN: usize = 1 + KEY_ID_LEN + 1 + SECRET_LEN + CHECKSUM_LEN;
+/// Everything after the prefix: `_`, key id, `_`, secret, checksum; with a standard or a
+/// long secret.
+const TAIL_LENS: [usize; 2] = [
+    1 + KEY_ID_LEN + 1 + SECRET_LEN + CHECKSUM_LEN,
+    1 + KEY_ID_LEN + 1 + LONG_SECRET_LEN + CHECKSUM_LEN,
+];
 /// Offset of the second `_` (between key id and secret) from the first.
 const SECOND_SEPARATOR: usize = 1 + KEY_ID_LEN;
 
@@ -65,7 +69,15 @@ impl<'a> Iterator for Keys<'a> {
 
 /// The key whose first separator (after the prefix) is the `_` at `separator`, if any.
 fn key_at(text: &[u8], separator: usize) -> Option<Found<'_>> {
-    let end = separator.checked_add(TAIL_LEN)?;
+    // A key's end is never followed by a key character, so at most one length fits.
+    TAIL_LENS
+        .iter()
+        .find_map(|&tail_len| key_with_tail(text, separator, tail_len))
+}
+
+/// [`key_at`] for a key whose tail is `tail_len` long.
+fn key_with_tail(text: &[u8], separator: usize, tail_len: usize) -> Option<Found<'_>> {
+    let end = separator.checked_add(tail_len)?;
     let tail = text.get(separator..end)?;
     // Cheapest test first: in ordinary text the byte 13 places on is rarely `_`.
     if tail.get(SECOND_SEPARATOR) != Some(&b'_') {
@@ -150,6 +162,26 @@ mod tests {
         assert_eq!(keys[0].1, parse(&a).unwrap().key_id());
         let start = text.find(&b).unwrap();
         assert_eq!(keys[1].0, start..start + b.len());
+    }
+
+    #[test]
+    fn keys_with_long_secrets_are_found_beside_standard_ones() {
+        let long = crate::generate_with(
+            &Prefix::new("acme_live").unwrap(),
+            crate::SecretLength::Long,
+        )
+        .unwrap()
+        .key()
+        .expose_secret()
+        .to_owned();
+        let short = key("acme_live");
+        let text = format!("{long} {short}\n{long}");
+        let keys = found(&text);
+        assert_eq!(keys.len(), 3, "{keys:?}");
+        assert_eq!(keys[0].0, 0..long.len());
+        assert_eq!(keys[1].1, parse(&short).unwrap().key_id());
+        // Cut short, a long key is not a standard one.
+        assert!(found(&long[..long.len() - 14]).is_empty());
     }
 
     #[test]

@@ -35,6 +35,18 @@ proptest! {
     }
 
     #[test]
+    fn long_secrets_round_trip_too(prefix in prefix_strategy()) {
+        let p = Prefix::new(&prefix).unwrap();
+        let k = keyhaven_core::generate_with(&p, keyhaven_core::SecretLength::Long).unwrap();
+        let s = k.key().expose_secret();
+        let parsed = parse(s).unwrap();
+        prop_assert_eq!(parsed.prefix(), prefix.as_str());
+        prop_assert_eq!(parsed.key_id(), k.key_id().as_str());
+        prop_assert_eq!(parsed.secret().len(), format::LONG_SECRET_LEN);
+        prop_assert_eq!(s.len(), prefix.len() + 64);
+    }
+
+    #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
         let _ = parse_bytes(&bytes);
         if let Ok(text) = format::key_text(&bytes) {

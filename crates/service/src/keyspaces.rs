@@ -121,6 +121,10 @@ pub struct CreateKeyspace {
     #[serde(default)]
     #[schema(max_items = 100)]
     pub ip_allowlist: Vec<String>,
+    /// The strength of new keys' secrets: 22 bytes (30 characters, ~175 bits; the
+    /// default) or 32 (44 characters, ~257 bits).
+    #[schema(minimum = 22, maximum = 32)]
+    pub secret_bytes: Option<u8>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -153,6 +157,16 @@ pub struct UpdateKeyspace {
     /// Replaces the IP allowlist of every key of the keyspace (`[]` removes it); at most 100 entries.
     #[schema(max_items = 100)]
     pub ip_allowlist: Option<Vec<String>>,
+    /// 22 or 32: the secret strength of keys created (or rotated) from now on; existing
+    /// keys keep theirs.
+    #[schema(minimum = 22, maximum = 32)]
+    pub secret_bytes: Option<u8>,
+}
+
+/// The secret length `secret_bytes` asks for (22 or 32).
+fn secret_length(bytes: u8) -> Result<keyhaven_core::SecretLength> {
+    keyhaven_core::SecretLength::from_bytes(bytes)
+        .ok_or_else(|| ServiceError::invalid("secret_bytes must be 22 or 32"))
 }
 
 /// Each policy duration is 1 second to 100 years (grace may be 0).
@@ -235,6 +249,10 @@ pub async fn create(
         max_key_age: input.max_key_age_seconds,
         default_grace: input.default_grace_seconds,
         expiry_warning: input.expiry_warning_seconds,
+        secret_length: match input.secret_bytes {
+            Some(bytes) => secret_length(bytes)?,
+            None => keyhaven_core::SecretLength::Standard,
+        },
     };
     validate_policy(&policy)?;
     let ks = Keyspace {
@@ -262,6 +280,7 @@ pub async fn create(
             ("max_key_age_seconds", json!(ks.policy.max_key_age)),
             ("default_grace_seconds", json!(ks.policy.default_grace)),
             ("expiry_warning_seconds", json!(ks.policy.expiry_warning)),
+            ("secret_bytes", json!(ks.policy.secret_length.bytes())),
             ("ratelimits", audit::list_value(&ks.ratelimits)),
             (
                 "alerts",
@@ -332,6 +351,9 @@ pub async fn update(
     if let Some(v) = input.ip_allowlist {
         after.ip_allowlist = validate::ip_allowlist(&v)?;
     }
+    if let Some(bytes) = input.secret_bytes {
+        after.policy.secret_length = secret_length(bytes)?;
+    }
     validate_policy(&after.policy)?;
     let now = service.clock.now();
     after.updated_at = now;
@@ -357,6 +379,11 @@ pub async fn update(
                 "expiry_warning_seconds",
                 json!(b.expiry_warning),
                 json!(a.expiry_warning),
+            ),
+            (
+                "secret_bytes",
+                json!(b.secret_length.bytes()),
+                json!(a.secret_length.bytes()),
             ),
             (
                 "ratelimits",

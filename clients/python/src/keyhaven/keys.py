@@ -2,11 +2,13 @@
 
 - prefix: 1-20 characters, ``[a-z][a-z0-9_]*``, chosen per keyspace (``acme_live``);
 - key id: 12 base58 characters (Bitcoin alphabet); public, used for lookup;
-- secret: 30 base58 characters from the OS CSPRNG; never stored by Keyhaven;
+- secret: 30 base58 characters from the OS CSPRNG (~175 bits), or 44 (~257 bits) for
+  keyspaces with ``secret_bytes = 32``; never stored by Keyhaven;
 - checksum: CRC-32 (IEEE, as :func:`zlib.crc32`) of the UTF-8 bytes of everything before
   it, as a big-endian base58 number of exactly 6 digits, left-padded with ``1``.
 
-A key is parsed from the right, so a prefix may itself contain ``_``. The checks run in
+A key is parsed from the right, so a prefix may itself contain ``_``: the ``_`` before
+the secret is 37 characters from the end (50 for a long secret). The checks run in
 the server's order (length, characters, separators, base58, prefix, checksum), so a
 refusal names the same check the server's ``keyhaven inspect`` would. No function here
 puts a key or its secret into an exception message or a ``repr``.
@@ -35,11 +37,13 @@ __all__ = [
 ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 KEY_ID_LEN = 12
 SECRET_LEN = 30
+LONG_SECRET_LEN = 44
 CHECKSUM_LEN = 6
 MAX_PREFIX_LEN = 20
 _TAIL_LEN = 1 + KEY_ID_LEN + 1 + SECRET_LEN + CHECKSUM_LEN
+_LONG_TAIL_LEN = _TAIL_LEN - SECRET_LEN + LONG_SECRET_LEN
 MIN_KEY_LEN = 1 + _TAIL_LEN
-MAX_KEY_LEN = MAX_PREFIX_LEN + _TAIL_LEN
+MAX_KEY_LEN = MAX_PREFIX_LEN + _LONG_TAIL_LEN
 
 _BASE58 = frozenset(ALPHABET.encode("ascii"))
 _KEY_CHARS = frozenset(
@@ -110,16 +114,31 @@ def checksum(body: str) -> str:
     return "".join(reversed(out))
 
 
-def generate_key(prefix: str) -> str:
-    """A new key under ``prefix``: key id and secret drawn from the OS CSPRNG.
+def _tail_len(raw: bytes) -> int:
+    """Everything after the prefix: long when the ``_`` before a long secret is there and
+    the one before a standard secret is not (else standard, checked as such)."""
+    length = len(raw)
+    standard_sep = length - (SECRET_LEN + CHECKSUM_LEN) - 1
+    long_sep = length - (LONG_SECRET_LEN + CHECKSUM_LEN) - 1
+    if raw[standard_sep] != 0x5F and length > _LONG_TAIL_LEN and raw[long_sep] == 0x5F:
+        return _LONG_TAIL_LEN
+    return _TAIL_LEN
+
+
+def generate_key(prefix: str, *, secret_bytes: int = 22) -> str:
+    """A new key under ``prefix``: key id and secret drawn from the OS CSPRNG
+    (``secret_bytes`` 22: 30 characters; 32: 44 characters).
 
     :func:`secrets.choice` draws each character by rejection sampling (never
     ``byte % 58``), so every character is uniform over the alphabet. Keyhaven's server
     makes keys itself on ``POST /v1/keys``; this is for tests, fixtures and imports.
     """
     validate_prefix(prefix)
+    lengths = {22: SECRET_LEN, 32: LONG_SECRET_LEN}
+    if secret_bytes not in lengths:
+        raise ValueError("secret_bytes is 22 or 32")
     key_id = "".join(secrets.choice(ALPHABET) for _ in range(KEY_ID_LEN))
-    secret = "".join(secrets.choice(ALPHABET) for _ in range(SECRET_LEN))
+    secret = "".join(secrets.choice(ALPHABET) for _ in range(lengths[secret_bytes]))
     body = f"{prefix}_{key_id}_{secret}"
     return body + checksum(body)
 
@@ -142,7 +161,7 @@ def _split(key: str) -> ParsedKey:
             raise KeyFormatError(
                 "character", f"character at position {position} is not allowed there", position
             )
-    prefix_len = length - _TAIL_LEN
+    prefix_len = length - _tail_len(raw)
     secret_sep = prefix_len + 1 + KEY_ID_LEN
     for position in (prefix_len, secret_sep):
         if raw[position] != 0x5F:  # '_'

@@ -187,6 +187,8 @@ class Keyspace(_KeyspaceRequired, total=False):
     alerts: Dict[str, Any]
     branding: Dict[str, Any]
     ip_allowlist: List[str]
+    #: New keys' secret strength: 22 bytes (30 characters) or 32 (44).
+    secret_bytes: int
 
 
 class _KeyRequired(TypedDict):
@@ -217,6 +219,8 @@ class Key(_KeyRequired, total=False):
     quota: Optional[Dict[str, Any]]
     import_format: Optional[str]
     ip_allowlist: List[str]
+    #: The plan the key is on (``/v1/plans``), if any.
+    plan: Optional[str]
 
 
 class CreatedKey(Key, total=False):

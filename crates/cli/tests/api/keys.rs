@@ -563,3 +563,89 @@ async fn a_patch_racing_a_revoke_never_brings_the_key_back() {
         assert!(got["revoked_at"].is_string(), "round {round}: {got}");
     }
 }
+
+#[tokio::test]
+async fn a_keyspace_can_ask_for_256_bit_secrets_and_both_lengths_verify() {
+    let app = spawn_app().await;
+    let (status, ks) = app
+        .send(
+            Method::POST,
+            "/v1/keyspaces",
+            Some(&json!({"name": "strong", "prefix": "strong", "secret_bytes": 32})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{ks}");
+    assert_eq!(ks["secret_bytes"], 32);
+    let ks_id = ks["id"].as_str().unwrap().to_owned();
+    let long = app.create_key(json!({"keyspace_id": ks_id})).await;
+    assert_eq!(long.key.len(), "strong".len() + 64, "a 44-character secret");
+    let parsed = keyhaven_core::parse(&long.key).unwrap();
+    assert_eq!(parsed.secret().len(), 44);
+    let verify = |key: String| {
+        let app = &app;
+        async move {
+            let (_, answer) = app
+                .send(Method::POST, "/v1/keys/verify", Some(&json!({"key": key})))
+                .await;
+            answer["code"].as_str().unwrap().to_owned()
+        }
+    };
+    assert_eq!(verify(long.key.clone()).await, "VALID");
+    // A wrong long secret (with a valid checksum) is NOT_FOUND, as a standard one is.
+    let mut body = long.key[..long.key.len() - 6].to_owned();
+    let at = "strong_".len() + 12 + 1;
+    let swap = if &body[at..=at] == "2" { "3" } else { "2" };
+    body.replace_range(at..=at, swap);
+    let sum = keyhaven_core::format::checksum(body.as_bytes());
+    let forged = format!("{body}{}", std::str::from_utf8(&sum).unwrap());
+    assert_eq!(verify(forged).await, "NOT_FOUND");
+
+    // Back to the standard length: new keys and rotations use it; the long key still works.
+    let (status, patched) = app
+        .send(
+            Method::PATCH,
+            &format!("/v1/keyspaces/{ks_id}"),
+            Some(&json!({"secret_bytes": 22})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    let short = app.create_key(json!({"keyspace_id": ks_id})).await;
+    assert_eq!(short.key.len(), "strong".len() + 50);
+    assert_eq!(verify(short.key.clone()).await, "VALID");
+    assert_eq!(verify(long.key.clone()).await, "VALID");
+    let (status, rotated) = app
+        .send(
+            Method::POST,
+            &format!("/v1/keys/{}/rotate", long.record.key_id),
+            Some(&json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{rotated}");
+    assert_eq!(rotated["key"].as_str().unwrap().len(), "strong".len() + 50);
+
+    for bad in [
+        json!({"secret_bytes": 16}),
+        json!({"secret_bytes": 300}),
+        json!({"secret_bytes": "32"}),
+    ] {
+        let (status, problem) = app
+            .send(Method::PATCH, &format!("/v1/keyspaces/{ks_id}"), Some(&bad))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {problem}");
+    }
+    let (_, after) = app
+        .send(Method::GET, &format!("/v1/keyspaces/{ks_id}"), None)
+        .await;
+    assert_eq!(after["secret_bytes"], 22, "nothing changed");
+    let (_, audit) = app
+        .send(
+            Method::GET,
+            &format!("/v1/audit-events?target_id={ks_id}&action=keyspace.update"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        audit["data"][0]["changes"]["secret_bytes"],
+        json!({"from": 32, "to": 22})
+    );
+}

@@ -84,6 +84,8 @@ pub struct KeyspaceView {
     pub default_grace_seconds: Option<i64>,
     #[serde(default)]
     pub expiry_warning_seconds: Option<i64>,
+    /// New keys' secret strength: 22 bytes (30 characters) or 32 (44).
+    pub secret_bytes: u8,
     /// Networks (CIDR) the keys may be used from; empty for any address.
     #[serde(default)]
     pub ip_allowlist: Vec<String>,
@@ -113,6 +115,9 @@ pub struct CreateKeyspace {
     /// Networks (CIDR) or addresses the keys may be used from; at most 100.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ip_allowlist: Vec<String>,
+    /// 22 (default) or 32: the strength of new keys' secrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_bytes: Option<u8>,
 }
 
 impl CreateKeyspace {
@@ -147,6 +152,9 @@ pub struct UpdateKeyspace {
     /// Replaces the IP allowlist; `Some(vec![])` removes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip_allowlist: Option<Vec<String>>,
+    /// 22 or 32: the secret strength of keys created or rotated from now on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_bytes: Option<u8>,
 }
 
 /// A key as the API shows it: never the secret.

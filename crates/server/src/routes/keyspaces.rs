@@ -34,6 +34,8 @@ pub struct KeyspaceView {
     /// Keys this close to their (effective) expiry are listed by
     /// `GET /v1/keys/expiring` and get a `key.expiring` event (default 7 days).
     pub expiry_warning_seconds: Option<i64>,
+    /// The strength of new keys' secrets: 22 bytes (30 characters) or 32 (44).
+    pub secret_bytes: u8,
     /// Default rate limits of every key in the keyspace.
     pub ratelimits: Vec<RateLimitBody>,
     /// Anomaly alert thresholds (`null` fields take the server's defaults).
@@ -58,6 +60,7 @@ impl From<&Keyspace> for KeyspaceView {
             max_key_age_seconds: k.policy.max_key_age,
             default_grace_seconds: k.policy.default_grace,
             expiry_warning_seconds: k.policy.expiry_warning,
+            secret_bytes: k.policy.secret_length.bytes(),
             ratelimits: rate_limit_views(&k.ratelimits),
             alerts: AlertsBody::of(&k.alerts),
             branding: BrandingBody::of(&k.branding),

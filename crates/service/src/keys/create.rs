@@ -166,7 +166,7 @@ pub async fn create(
             input.owner_id
         }
     };
-    let (generated, verifier) = mint(service, &keyspace.prefix)?;
+    let (generated, verifier) = mint(service, &keyspace.prefix, keyspace.policy.secret_length)?;
     let sealed_key = match input.recoverable {
         Some(true) => Some(seal(service, &generated)?),
         _ => None,
@@ -265,7 +265,8 @@ pub async fn rotate(
     let old = found.key;
     let now = service.clock.now();
     let grace_until = now + time::Duration::seconds(i64::try_from(grace).unwrap_or(0));
-    let (generated, verifier) = mint(service, &found.keyspace_prefix)?;
+    // The keyspace's secret length now: a rotation moves a key to it.
+    let (generated, verifier) = mint(service, &found.keyspace_prefix, policy.secret_length)?;
     // A recoverable key's successor is recoverable too, sealed with its own plaintext.
     let sealed_key = match old.sealed_key {
         Some(_) => Some(seal(service, &generated)?),
@@ -331,10 +332,15 @@ fn cap_expiry(
     }
 }
 
-/// A new key under `prefix` and its verifier under the newest pepper.
-fn mint(service: &Service, prefix: &str) -> Result<(GeneratedKey, Verifier)> {
+/// A new key under `prefix` with a secret of `length`, and its verifier under the newest
+/// pepper.
+fn mint(
+    service: &Service,
+    prefix: &str,
+    length: keyhaven_core::SecretLength,
+) -> Result<(GeneratedKey, Verifier)> {
     let prefix = Prefix::new(prefix).map_err(anyhow::Error::from)?;
-    let generated = keyhaven_core::generate(&prefix).map_err(anyhow::Error::from)?;
+    let generated = keyhaven_core::generate_with(&prefix, length).map_err(anyhow::Error::from)?;
     let secret = keyhaven_core::parse(generated.key().expose_secret())
         .map_err(|e| anyhow::anyhow!("generated key failed to parse: {e:?}"))?
         .secret();

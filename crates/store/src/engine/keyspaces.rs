@@ -32,7 +32,8 @@ pub(super) async fn create_keyspace(
         "INSERT INTO keyspaces (id, name, prefix, max_key_age_seconds, default_grace_seconds, \
          expiry_warning_seconds, ratelimits, created_at, updated_at, alert_spike_factor, \
          alert_spike_min_per_minute, alert_failed_per_minute, branding, leak_policy, \
-         ip_allowlist) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+         ip_allowlist, secret_bytes) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
     )
     .bind(&ks.id)
     .bind(&ks.name)
@@ -49,6 +50,7 @@ pub(super) async fn create_keyspace(
     .bind(branding_text(&ks.branding)?)
     .bind(leak_policy_text(ks.leak_policy))
     .bind(ip_allowlist_text(ks.ip_allowlist.as_ref())?)
+    .bind(i64::from(ks.policy.secret_length.bytes()))
     .execute(&mut *tx)
     .await
     .map_err(|e| classify(e, Conflict::PrefixTaken))?;
@@ -94,8 +96,8 @@ pub(super) async fn update_keyspace(
         "UPDATE keyspaces SET name = $1, max_key_age_seconds = $2, default_grace_seconds = $3, \
          expiry_warning_seconds = $4, ratelimits = $5, updated_at = $6, \
          alert_spike_factor = $8, alert_spike_min_per_minute = $9, \
-         alert_failed_per_minute = $10, branding = $11, leak_policy = $12, ip_allowlist = $13 \
-         WHERE id = $7 AND NOT reserved",
+         alert_failed_per_minute = $10, branding = $11, leak_policy = $12, ip_allowlist = $13, \
+         secret_bytes = $14 WHERE id = $7 AND NOT reserved",
     )
     .bind(&ks.name)
     .bind(ks.policy.max_key_age)
@@ -110,6 +112,7 @@ pub(super) async fn update_keyspace(
     .bind(branding_text(&ks.branding)?)
     .bind(leak_policy_text(ks.leak_policy))
     .bind(ip_allowlist_text(ks.ip_allowlist.as_ref())?)
+    .bind(i64::from(ks.policy.secret_length.bytes()))
     .execute(&mut *tx)
     .await?;
     expect_one(done.rows_affected())?;

@@ -212,6 +212,10 @@ pub(super) fn keyspace_from(row: &DbRow) -> Result<Keyspace, StoreError> {
             max_key_age: row.try_get("max_key_age_seconds")?,
             default_grace: row.try_get("default_grace_seconds")?,
             expiry_warning: row.try_get("expiry_warning_seconds")?,
+            secret_length: u8::try_from(row.try_get::<i64, _>("secret_bytes")?)
+                .ok()
+                .and_then(keyhaven_core::SecretLength::from_bytes)
+                .context("stored secret_bytes is neither 22 nor 32")?,
         },
         ratelimits: ratelimits_from(row, "ratelimits")?,
         alerts: thresholds_from(row)?,

@@ -112,6 +112,8 @@ pub struct KeyspacePolicy {
     /// Keys whose effective expiry is this close are "expiring" (listed, and a
     /// `key.expiring` event is stored for each).
     pub expiry_warning: Option<i64>,
+    /// How long the secrets of new keys (and rotations' successors) are.
+    pub secret_length: keyhaven_core::SecretLength,
 }
 
 /// How far ahead expiring keys are reported when a keyspace sets no warning threshold.

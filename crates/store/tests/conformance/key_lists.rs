@@ -11,6 +11,7 @@ pub async fn expiring_keys_and_their_events(store: &dyn Store) {
         max_key_age: Some(1000),
         default_grace: None,
         expiry_warning: Some(100),
+        ..Default::default()
     };
     add_keyspace(store, &ks).await;
     add_keyspace(store, &keyspace("ks_b", "beta")).await;

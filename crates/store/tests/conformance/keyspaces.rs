@@ -29,6 +29,8 @@ pub async fn keyspace_crud(store: &dyn Store) {
         max_key_age: Some(86_400),
         default_grace: Some(600),
         expiry_warning: Some(3600),
+        // Round-trips too.
+        secret_length: keyhaven_core::SecretLength::Long,
     };
     renamed.updated_at = at(5);
     let audit = event("2", "keyspace.update", "ks_a", Some("ks_a"), 5);

@@ -171,6 +171,7 @@ pub async fn create(State(state): State<AppState>, form: DashboardForm) -> Respo
             branding: BrandingBody::default(),
             leak_policy: LeakPolicyName::default(),
             ip_allowlist: Vec::new(),
+            secret_bytes: None,
         };
         let idem = Idempotent::none(&state, &op.actor);
         keyspaces::create(&state, &op.actor, input, &idem, |ks| {
@@ -269,6 +270,14 @@ pub async fn page(
                             }
                         }
                     }
+                    label {
+                        "Secrets of new keys"
+                        select name="secret_bytes" {
+                            @for (bytes, text) in [(22u8, "30 characters (~175 bits)"), (32, "44 characters (~256 bits)")] {
+                                option value=(bytes) selected[ks.policy.secret_length.bytes() == bytes] { (text) }
+                            }
+                        }
+                    }
                     button type="submit" { "Save settings" }
                 }
             } @else {
@@ -278,6 +287,7 @@ pub async fn page(
                     dt { "Expiry warning" } dd { (days(ks.policy.expiry_warning.or(Some(keyhaven_store::DEFAULT_EXPIRY_WARNING)))) }
                     dt { "Portal name" } dd { (b.name.as_deref().unwrap_or("—")) }
                     dt { "Leaked keys" } dd { (ks.leak_policy.as_str()) }
+                    dt { "Secrets of new keys" } dd { (ks.policy.secret_length.bytes()) " bytes" }
                     dt { "IP allowlist" } dd { @if ip_allowlist.is_empty() { span.muted { "any address" } } @else { code { (ip_allowlist) } } }
                 }
             }
@@ -303,6 +313,11 @@ pub async fn update(
             ratelimits: p.ratelimits,
             alerts: None,
             leak_policy: f.get("leak_policy").map(text_policy).copied(),
+            secret_bytes: f
+                .opt("secret_bytes")
+                .map(|v| v.parse::<u8>())
+                .transpose()
+                .map_err(|_| ServiceError::invalid("secret_bytes must be 22 or 32"))?,
             ip_allowlist: super::changed(f, &["ip_allowlist"])
                 .then(|| super::word_list(f.get("ip_allowlist"))),
             branding: super::changed(f, &["brand_name", "brand_logo", "brand_color"]).then(|| {
