@@ -3,8 +3,8 @@
  * server's `crates/core/src/format.rs`:
  *
  * - prefix: 1–20 characters, `[a-z][a-z0-9_]*` (a key is parsed from the right, so a
- *   prefix may itself contain `_`: the `_` before the secret is 37 characters from the
- *   end, 50 for a long secret);
+ *   prefix may itself contain `_`: the `_` before the secret is the 37th character from
+ *   the end, the 51st for a long secret);
  * - key id: 12 base58 characters (Bitcoin alphabet), public;
  * - secret: 30 base58 characters from the CSPRNG (~175 bits), or 44 (~257 bits) for
  *   keyspaces with `secret_bytes: 32`;

@@ -8,7 +8,7 @@
 //!   big-endian base58 number of exactly 6 digits, left-padded with `1`.
 //!
 //! A key is parsed from the right, so a prefix may itself contain `_`: the `_` before the
-//! secret sits 37 characters from the end (50 for a long secret). Only
+//! secret is the 37th character from the end (the 51st for a long secret). Only
 //! `[A-Za-z0-9_]` appears, so a double-click selects the whole key.
 
 use std::fmt;

@@ -1,7 +1,8 @@
 //! Finding keys in arbitrary text: the pure part of `keyhaven scan`.
 //!
 //! A key's tail has a fixed shape: `_`, 12 base58 characters (the key id), `_`, 36 base58
-//! characters (secret and checksum), and then no further `[A-Za-z0-9_]` character. The
+//! characters (secret and checksum; 50 with a long secret), and then no further
+//! `[A-Za-z0-9_]` character. The
 //! finder looks for that shape at every `_`, then tries each possible prefix start to its
 //! left (1–20 characters of `[a-z0-9_]` starting with `[a-z]`), longest first, and keeps
 //! the first candidate whose checksum holds. Nothing is required to the left of the
@@ -9,8 +10,8 @@
 //! `acme_live_…` is still found, and the checksum (one chance in 2^32 for a look-alike)
 //! keeps random text from being reported.
 //!
-//! The work is linear in the input: each `_` costs at most one look at the next 50
-//! bytes (and a shape check fails at the first byte out of place), and only a tail of
+//! The work is linear in the input: each `_` costs at most two looks at the next 50 or
+//! 64 bytes (and a shape check fails at the first byte out of place), and only a tail of
 //! the right shape, rare in any real text, costs up to 20 checksum computations.
 
 use std::ops::Range;

@@ -93,12 +93,12 @@ impl Service {
         } else {
             KeyCache::new(config.cache_capacity, config.cache_ttl())
         };
-        // Other nodes' override edits reach this one within the coherence bound; alone,
-        // every edit is this node's own.
+        // Other nodes' override edits reach this one within the coherence bound; on
+        // SQLite (another process on the same file) within the cache TTL, as keys do.
         let overrides = crate::ratelimits::cache::OverrideCache::new(if store.has_change_feed() {
             config.cache_coherence()
         } else {
-            std::time::Duration::MAX
+            config.cache_ttl()
         });
         let node_id = crate::ids::new_id("node")?;
         let limits = Limiter::new(&config, node_id.clone())?;

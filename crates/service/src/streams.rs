@@ -52,7 +52,7 @@ pub fn subscribe(
 /// ends the stream too, and the follower authenticates again), and at its expiry or the
 /// end of its rotation's grace period.
 fn follower(service: &Service, granted: &Arc<KeyForVerify>) -> Follower {
-    let until = works_until(granted, service.clock.now());
+    let until = works_until(service, granted, service.clock.now());
     let (service, granted) = (service.clone(), Arc::clone(granted));
     Follower {
         key_id: granted.key.key_id.clone(),
@@ -73,8 +73,10 @@ fn follower(service: &Service, granted: &Arc<KeyForVerify>) -> Follower {
                     && current.key.allowed_keyspaces == granted.key.allowed_keyspaces
                     && current.key.keyspace_id == ROOT_KEYSPACE_ID;
                 let now = service.clock.now();
-                let until = works_until(&current, now);
-                if unchanged && key_state_code(current, now) == VerifyCode::Valid {
+                let until = works_until(&service, &current, now);
+                let too_old = crate::verify::root_key_deadline(&service, &current.key)
+                    .is_some_and(|end| end <= now);
+                if unchanged && !too_old && key_state_code(current, now) == VerifyCode::Valid {
                     Standing::Works { until }
                 } else {
                     Standing::Ended
@@ -84,12 +86,14 @@ fn follower(service: &Service, granted: &Arc<KeyForVerify>) -> Follower {
     }
 }
 
-/// How long from `now` a key keeps working by itself: until the earlier of its expiry
-/// and the end of its rotation's grace period; `None` for good.
-fn works_until(key: &KeyForVerify, now: Timestamp) -> Option<Duration> {
+/// How long from `now` a key keeps working by itself: until the earliest of its expiry,
+/// the end of its rotation's grace period and the deployment's maximum root key age;
+/// `None` for good.
+fn works_until(service: &Service, key: &KeyForVerify, now: Timestamp) -> Option<Duration> {
     [
         key.effective_expiry(),
         key.key.rotation.as_ref().map(|r| r.grace_until),
+        crate::verify::root_key_deadline(service, &key.key),
     ]
     .into_iter()
     .flatten()

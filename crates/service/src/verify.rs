@@ -253,12 +253,20 @@ pub async fn authenticate(
     Ok(Some(Actor::root_key(key, client_ip)))
 }
 
-/// Whether `root_key_max_age_seconds` has ended this root key (counted from its
-/// creation: a rotation's successor starts again).
+/// Whether `root_key_max_age_seconds` has ended this root key.
 fn root_key_too_old(service: &Service, key: &keyhaven_store::KeyRecord, now: Timestamp) -> bool {
+    root_key_deadline(service, key).is_some_and(|end| end <= now)
+}
+
+/// When `root_key_max_age_seconds` ends a root key: that long after its creation (a
+/// rotation's successor starts again); `None` without the setting.
+pub(crate) fn root_key_deadline(
+    service: &Service,
+    key: &keyhaven_store::KeyRecord,
+) -> Option<Timestamp> {
     (service.config.root_key_max_age_seconds)
         .and_then(|age| i64::try_from(age).ok())
-        .is_some_and(|age| key.created_at + time::Duration::seconds(age) <= now)
+        .map(|age| key.created_at + time::Duration::seconds(age))
 }
 
 /// The request's cost, once each cost and the named-limit list are within bounds.

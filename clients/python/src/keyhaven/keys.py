@@ -8,7 +8,7 @@
   it, as a big-endian base58 number of exactly 6 digits, left-padded with ``1``.
 
 A key is parsed from the right, so a prefix may itself contain ``_``: the ``_`` before
-the secret is 37 characters from the end (50 for a long secret). The checks run in
+the secret is the 37th character from the end (the 51st for a long secret). The checks run in
 the server's order (length, characters, separators, base58, prefix, checksum), so a
 refusal names the same check the server's ``keyhaven inspect`` would. No function here
 puts a key or its secret into an exception message or a ``repr``.

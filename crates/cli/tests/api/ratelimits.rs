@@ -302,6 +302,31 @@ async fn bad_overrides_are_refused_precisely_and_need_their_scope() {
         .send(Method::GET, "/v1/ratelimits/overrides", None)
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "the namespace is needed");
+    let (status, problem) = app
+        .send(
+            Method::GET,
+            "/v1/ratelimits/overrides?namespace=bad%20ns",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().starts_with("namespace"),
+        "{problem}"
+    );
+    // A root key limited to keyspaces may neither read nor change them.
+    let ks = app.create_keyspace("ovr").await.id;
+    let limited = app
+        .root_key(&["ratelimits:read", "ratelimits:write"], Some(&[&ks]))
+        .await;
+    let answer = app
+        .http
+        .get(app.url("/v1/ratelimits/overrides?namespace=login"))
+        .bearer_auth(&limited)
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.status().is_client_error(), "{}", answer.status());
 
     // `ratelimits:limit` counts calls; changing overrides needs `ratelimits:write`.
     let counter = app.root_key(&["ratelimits:limit"], None).await;

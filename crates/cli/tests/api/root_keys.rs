@@ -334,6 +334,17 @@ async fn a_mandatory_maximum_age_ends_every_root_key_and_caps_new_ones() {
     assert_eq!(created["expires_at"], capped.as_str(), "{created}");
     let made = created["key"].as_str().unwrap().to_owned();
     assert_eq!(verify_status(&app, &made).await, StatusCode::OK);
+    // A rotation's successor is capped from its own creation.
+    let id = created["key_id"].as_str().unwrap();
+    let (status, rotated) = app
+        .send(
+            Method::POST,
+            &format!("/v1/root-keys/{id}/rotate"),
+            Some(&json!({"grace_period_seconds": 0})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{rotated}");
+    assert_eq!(rotated["expires_at"], capped.as_str(), "{rotated}");
     assert_eq!(verify_status(&app, &app.root_key).await, StatusCode::OK);
     app.clock.advance(3601);
     // The first root key had no expiry of its own: the deployment's maximum ends it.

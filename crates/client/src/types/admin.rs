@@ -84,7 +84,9 @@ pub struct KeyspaceView {
     pub default_grace_seconds: Option<i64>,
     #[serde(default)]
     pub expiry_warning_seconds: Option<i64>,
-    /// New keys' secret strength: 22 bytes (30 characters) or 32 (44).
+    /// New keys' secret strength: 22 bytes (30 characters) or 32 (44); 22 from servers
+    /// that predate the setting.
+    #[serde(default = "standard_secret_bytes")]
     pub secret_bytes: u8,
     /// Networks (CIDR) the keys may be used from; empty for any address.
     #[serde(default)]
@@ -510,4 +512,8 @@ pub struct UsageRange {
     pub to: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub granularity: Option<String>,
+}
+
+fn standard_secret_bytes() -> u8 {
+    22
 }

@@ -2,6 +2,7 @@
 //! each namespace kept for at most `ttl`, and the lookup of the override that applies.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -49,6 +50,9 @@ const MAX_CACHED_NAMESPACES: usize = 10_000;
 pub struct OverrideCache {
     ttl: Duration,
     namespaces: Mutex<HashMap<String, (Instant, Arc<Loaded>)>>,
+    /// Raised by every [`OverrideCache::forget`]: a read that began before an edit
+    /// through this node is not kept (it may hold the overrides from before).
+    generation: AtomicU64,
 }
 
 impl OverrideCache {
@@ -56,7 +60,13 @@ impl OverrideCache {
         Self {
             ttl,
             namespaces: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
         }
+    }
+
+    /// Read before reading the store; hand to [`OverrideCache::put`].
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, Arc<Loaded>)>> {
@@ -72,10 +82,14 @@ impl OverrideCache {
             .map(|(_, loaded)| loaded.clone())
     }
 
-    /// Keeps `loaded` as the namespace's overrides from now.
-    pub(crate) fn put(&self, namespace: &str, loaded: Loaded) -> Arc<Loaded> {
+    /// Keeps `loaded` (read from the store after `generation` was taken) as the
+    /// namespace's overrides from now, unless an edit came in between.
+    pub(crate) fn put(&self, namespace: &str, loaded: Loaded, generation: u64) -> Arc<Loaded> {
         let loaded = Arc::new(loaded);
         let mut namespaces = self.lock();
+        if self.generation() != generation {
+            return loaded;
+        }
         if namespaces.len() >= MAX_CACHED_NAMESPACES {
             namespaces.clear();
         }
@@ -84,7 +98,9 @@ impl OverrideCache {
     }
 
     pub(crate) fn forget(&self, namespace: &str) {
-        self.lock().remove(namespace);
+        let mut namespaces = self.lock();
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        namespaces.remove(namespace);
     }
 }
 

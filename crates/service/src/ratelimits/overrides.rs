@@ -146,11 +146,15 @@ pub async fn set(
         )]),
         now,
     )?;
-    let result = (service.store)
-        .set_ratelimit_override(&stored, Change::audited(&event))
-        .await;
-    service.overrides.forget(&stored.namespace);
-    result?;
+    let (inner, written) = (service.clone(), stored.clone());
+    in_full(async move {
+        let result = (inner.store)
+            .set_ratelimit_override(&written, Change::audited(&event))
+            .await;
+        inner.overrides.forget(&written.namespace);
+        result
+    })
+    .await?;
     Ok(stored)
 }
 
@@ -162,6 +166,7 @@ pub async fn list(
 ) -> Result<Vec<RatelimitOverride>> {
     actor.require(Scope::RatelimitsRead)?;
     actor.require_unrestricted("rate limit overrides")?;
+    check_namespace(namespace)?;
     Ok(service.store.ratelimit_overrides(namespace).await?)
 }
 
@@ -175,6 +180,7 @@ pub async fn delete(
 ) -> Result<()> {
     actor.require(Scope::RatelimitsWrite)?;
     actor.require_unrestricted("rate limit overrides")?;
+    check_namespace(namespace)?;
     let existing = service.store.ratelimit_overrides(namespace).await?;
     let found = (existing.into_iter())
         .find(|o| o.identifier == identifier)
@@ -187,11 +193,41 @@ pub async fn delete(
         audit::created(&[("limit", audited(&found.limit))]),
         service.clock.now(),
     )?;
-    let result = (service.store)
-        .delete_ratelimit_override(namespace, identifier, Change::audited(&event))
-        .await;
-    service.overrides.forget(namespace);
-    Ok(result?)
+    let (inner, namespace, identifier) =
+        (service.clone(), namespace.to_owned(), identifier.to_owned());
+    in_full(async move {
+        let result = (inner.store)
+            .delete_ratelimit_override(&namespace, &identifier, Change::audited(&event))
+            .await;
+        inner.overrides.forget(&namespace);
+        result
+    })
+    .await
+}
+
+/// Runs a write and this node's cache invalidation on a task of their own, so a caller
+/// cut off after the commit cannot leave the old overrides cached here.
+async fn in_full(
+    write: impl Future<Output = std::result::Result<(), keyhaven_store::StoreError>> + Send + 'static,
+) -> Result<()> {
+    tokio::spawn(write).await.map_err(|e| {
+        ServiceError::Unexpected(anyhow::anyhow!("an override change task failed: {e}"))
+    })??;
+    Ok(())
+}
+
+/// Refuses a namespace the limits could never have (the same rule as on limit calls).
+fn check_namespace(namespace: &str) -> Result<()> {
+    let ok = (1..=64).contains(&namespace.len())
+        && namespace
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    if !ok {
+        return Err(ServiceError::invalid(
+            "namespace: 1-64 characters of [A-Za-z0-9_.-]",
+        ));
+    }
+    Ok(())
 }
 
 /// The override for `identifier` in `namespace`, if one applies.
@@ -203,8 +239,18 @@ pub(super) async fn find(
     let loaded = match service.overrides.get(namespace) {
         Some(loaded) => loaded,
         None => {
-            let all = service.store.ratelimit_overrides(namespace).await?;
-            service.overrides.put(namespace, Loaded::of(all))
+            let generation = service.overrides.generation();
+            match service.store.ratelimit_overrides(namespace).await {
+                Ok(all) => service
+                    .overrides
+                    .put(namespace, Loaded::of(all), generation),
+                // The limit the call names still applies: the database is not needed
+                // to count, only to find overrides.
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading rate limit overrides failed; using the limit the call names");
+                    return Ok(None);
+                }
+            }
         }
     };
     Ok(loaded.find(identifier).cloned())

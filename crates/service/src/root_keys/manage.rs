@@ -201,7 +201,10 @@ pub async fn rotate(
         key_id: generated.key_id().as_str().to_owned(),
         last4: generated.last4().to_owned(),
         verifier,
-        expires_at: None,
+        // The deployment's maximum root key age, from the successor's creation.
+        expires_at: (service.config.root_key_max_age_seconds)
+            .and_then(|age| i64::try_from(age).ok())
+            .map(|age| now + time::Duration::seconds(age)),
         revoked_at: None,
         revoked_reason: None,
         rotation: None,

@@ -9,7 +9,7 @@ use super::audit::commit_change;
 use sqlx::Row as _;
 
 use super::plans::apply_plan_quota;
-use super::rows::limits_from;
+use super::rows::{limits_from, plan_from};
 use super::{Engine, dialect, notify};
 use crate::error::{Conflict, StoreError};
 use crate::model::{
@@ -45,8 +45,16 @@ pub(super) async fn change_credits(
     // A counter from the plan refills by the plan's rule (and is gone with its quota).
     if limits.quota.is_some_and(|q| q.from_plan) {
         let plan: Option<String> = row.try_get("plan")?;
+        // In this transaction: a second connection while the row is held could wait
+        // on a pool this transaction helps exhaust.
         let plan = match plan {
-            Some(name) => super::plans::plan(store, &name).await?,
+            Some(name) => sqlx::query("SELECT * FROM plans WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?
+                .as_ref()
+                .map(plan_from)
+                .transpose()?,
             None => None,
         };
         apply_plan_quota(&mut limits, plan.as_ref().map(|p| &p.limits));
