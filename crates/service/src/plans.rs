@@ -95,15 +95,6 @@ pub struct UpdatePlan {
     pub max_key_age_seconds: Option<Option<i64>>,
 }
 
-fn check_description(description: Option<&str>) -> Result<()> {
-    if description.is_some_and(|d| d.chars().count() > 500 || d.chars().any(char::is_control)) {
-        return Err(ServiceError::invalid(
-            "description must be at most 500 characters without control characters",
-        ));
-    }
-    Ok(())
-}
-
 fn check_max_age(seconds: Option<i64>) -> Result<()> {
     match seconds {
         Some(s) if !(1..=crate::keyspaces::MAX_POLICY_SECONDS).contains(&s) => {
@@ -241,7 +232,7 @@ pub async fn create(
              digit, and not AND or OR",
         ));
     }
-    check_description(input.description.as_deref())?;
+    validate::description(input.description.as_deref())?;
     check_max_age(input.max_key_age_seconds)?;
     validate::scopes(&input.scopes)?;
     let now = service.clock.now();
@@ -301,7 +292,7 @@ pub async fn update(
     let mut after = before.clone();
     let now = service.clock.now();
     if let Some(description) = input.description {
-        check_description(description.as_deref())?;
+        validate::description(description.as_deref())?;
         after.description = description;
     }
     if let Some(limits) = input.ratelimits {

@@ -51,15 +51,6 @@ pub struct UpdateRole {
     pub permissions: Option<Vec<String>>,
 }
 
-fn check_description(description: Option<&str>) -> Result<()> {
-    if description.is_some_and(|d| d.chars().count() > 500 || d.chars().any(char::is_control)) {
-        return Err(ServiceError::invalid(
-            "description must be at most 500 characters without control characters",
-        ));
-    }
-    Ok(())
-}
-
 /// Most roles in one keyspace.
 pub const MAX_ROLES: usize = 1_000;
 
@@ -146,7 +137,7 @@ pub async fn create(
             "name must be 1-100 characters of [A-Za-z0-9_.:-], and not AND or OR",
         ));
     }
-    check_description(input.description.as_deref())?;
+    validate::description(input.description.as_deref())?;
     if service.store.list_roles(&ks.id).await?.len() >= MAX_ROLES {
         return Err(ServiceError::invalid(format!(
             "a keyspace holds at most {MAX_ROLES} roles"
@@ -196,7 +187,7 @@ pub async fn update(
     let before = find(service, actor, keyspace_id, name).await?;
     let mut after = before.clone();
     if let Some(description) = input.description {
-        check_description(description.as_deref())?;
+        validate::description(description.as_deref())?;
         after.description = description;
     }
     if let Some(permissions) = input.permissions {

@@ -56,6 +56,16 @@ pub fn name(field: &str, value: &str) -> Result<()> {
 }
 
 /// A `meta` object of at most [`MAX_META_BYTES`] serialized.
+/// A role's or plan's description: at most 500 characters without control characters.
+pub fn description(description: Option<&str>) -> Result<()> {
+    if description.is_some_and(|d| d.chars().count() > 500 || d.chars().any(char::is_control)) {
+        return Err(ServiceError::invalid(
+            "description must be at most 500 characters without control characters",
+        ));
+    }
+    Ok(())
+}
+
 pub fn meta(meta: &Map<String, Value>) -> Result<()> {
     let size = serde_json::to_vec(meta)
         .map(|v| v.len())

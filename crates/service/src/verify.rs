@@ -264,9 +264,10 @@ pub(crate) fn root_key_deadline(
     service: &Service,
     key: &keyhaven_store::KeyRecord,
 ) -> Option<Timestamp> {
-    (service.config.root_key_max_age_seconds)
-        .and_then(|age| i64::try_from(age).ok())
-        .map(|age| key.created_at + time::Duration::seconds(age))
+    service
+        .config
+        .root_key_max_age()
+        .map(|age| key.created_at + age)
 }
 
 /// The request's cost, once each cost and the named-limit list are within bounds.

@@ -476,6 +476,13 @@ impl Config {
         Duration::from_millis(self.cache_ttl_ms)
     }
 
+    /// `root_key_max_age_seconds` as a span of time.
+    pub fn root_key_max_age(&self) -> Option<time::Duration> {
+        (self.root_key_max_age_seconds)
+            .and_then(|age| i64::try_from(age).ok())
+            .map(time::Duration::seconds)
+    }
+
     pub fn cache_coherence(&self) -> Duration {
         Duration::from_millis(self.cache_coherence_ms)
     }

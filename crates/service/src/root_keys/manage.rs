@@ -120,9 +120,7 @@ pub async fn create_as(
         return Err(ServiceError::invalid("expires_at must be in the future"));
     }
     // The deployment's maximum root key age caps the expiry (and is enforced anyway).
-    let by_age = (service.config.root_key_max_age_seconds)
-        .and_then(|age| i64::try_from(age).ok())
-        .map(|age| now + time::Duration::seconds(age));
+    let by_age = service.config.root_key_max_age().map(|age| now + age);
     let expires_at = match (expires_at, by_age) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -202,9 +200,7 @@ pub async fn rotate(
         last4: generated.last4().to_owned(),
         verifier,
         // The deployment's maximum root key age, from the successor's creation.
-        expires_at: (service.config.root_key_max_age_seconds)
-            .and_then(|age| i64::try_from(age).ok())
-            .map(|age| now + time::Duration::seconds(age)),
+        expires_at: service.config.root_key_max_age().map(|age| now + age),
         revoked_at: None,
         revoked_reason: None,
         rotation: None,
