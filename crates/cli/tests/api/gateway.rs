@@ -40,7 +40,7 @@ pub async fn gateway_with(
     panic!("the proxy never listened on {port}");
 }
 
-fn rule(path: &str, scopes: &[&str]) -> RouteRule {
+pub fn rule(path: &str, scopes: &[&str]) -> RouteRule {
     RouteRule {
         path: path.into(),
         methods: vec![],
@@ -64,7 +64,7 @@ async fn owner(app: &TestApp, external_id: &str) -> String {
     body["id"].as_str().unwrap().to_owned()
 }
 
-fn header<'a>(echo: &'a Value, name: &str) -> Option<Vec<&'a str>> {
+pub fn header<'a>(echo: &'a Value, name: &str) -> Option<Vec<&'a str>> {
     echo["headers"][name]
         .as_array()
         .map(|values| values.iter().map(|v| v.as_str().unwrap()).collect())
@@ -243,7 +243,7 @@ async fn keys_come_from_the_configured_header_bearer_or_x_api_key_and_public_rou
 }
 
 /// Asserts a refusal's status, problem code and headers.
-async fn refused(
+pub async fn refused(
     response: reqwest::Response,
     status: StatusCode,
     code: &str,

@@ -354,6 +354,17 @@ pub async fn spawn_process_limited(
     envs: &[(&str, &str)],
     nofile: Option<u64>,
 ) -> ServerProcess {
+    spawn_process_with(data_dir, logs, envs, nofile, &[]).await
+}
+
+/// [`spawn_process_limited`] with `args` after the `serve` command's own.
+pub async fn spawn_process_with(
+    data_dir: &Path,
+    logs: &Path,
+    envs: &[(&str, &str)],
+    nofile: Option<u64>,
+    args: &[&str],
+) -> ServerProcess {
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let n = std::fs::read_dir(logs).map(|d| d.count()).unwrap_or(0);
@@ -380,6 +391,7 @@ pub async fn spawn_process_limited(
         .args(["serve", "--data-dir"])
         .arg(data_dir)
         .args(["--listen", &addr.to_string()])
+        .args(args)
         .envs(envs.iter().copied())
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&stdout_path).unwrap())

@@ -19,6 +19,7 @@ mod envoy;
 mod forward_auth;
 mod gateway;
 mod gateway_node;
+mod gateway_rules;
 mod gateway_streams;
 mod gateway_upstream;
 mod helpers;

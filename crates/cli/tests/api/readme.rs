@@ -7,24 +7,33 @@ use std::process::Command;
 
 use crate::helpers;
 
-/// The `sh` blocks of the README section that starts at `heading` (up to the next heading
-/// of the same or a higher level; `#` lines inside code blocks are comments, not headings).
+/// The `sh` blocks of the README section that starts at `heading`.
 fn sh_blocks(readme: &str, heading: &str) -> Vec<String> {
+    blocks(readme, heading, &["sh"])
+}
+
+/// The code blocks in one of `languages` of the README section that starts at `heading`
+/// (up to the next heading of the same or a higher level; `#` lines inside code blocks
+/// are comments, not headings).
+fn blocks(readme: &str, heading: &str, languages: &[&str]) -> Vec<String> {
     let level = heading.split(' ').next().unwrap().len();
     let mut lines = readme.lines().skip_while(|l| *l != heading);
     assert_eq!(lines.next(), Some(heading), "the README has no {heading:?}");
-    let (mut blocks, mut block): (Vec<String>, Option<String>) = (Vec::new(), None);
+    // The block being read: its language and text.
+    let (mut blocks, mut block): (Vec<String>, Option<(&str, String)>) = (Vec::new(), None);
     for line in lines {
         match &mut block {
-            Some(text) if line.starts_with("```") => {
-                blocks.push(std::mem::take(text));
+            Some((language, text)) if line.starts_with("```") => {
+                if languages.contains(language) {
+                    blocks.push(std::mem::take(text));
+                }
                 block = None;
             }
-            Some(text) => {
+            Some((_, text)) => {
                 text.push_str(line);
                 text.push('\n');
             }
-            None if line == "```sh" => block = Some(String::new()),
+            None if line.starts_with("```") => block = Some((&line[3..], String::new())),
             None => {
                 let hashes = line.chars().take_while(|c| *c == '#').count();
                 if hashes > 0 && hashes <= level && line[hashes..].starts_with(' ') {
@@ -34,6 +43,24 @@ fn sh_blocks(readme: &str, heading: &str) -> Vec<String> {
         }
     }
     blocks
+}
+
+/// The proxy snippets in the README are docs/gateway.md's, whose nginx one the suite runs
+/// against a real nginx: a copy that drifted would go untested.
+#[test]
+fn the_readme_proxy_snippets_are_the_gateway_guides() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let guide = std::fs::read_to_string(format!("{root}/docs/gateway.md")).unwrap();
+    let heading = "## Put Keyhaven in front of your API";
+    let snippets = blocks(&readme, heading, &["nginx", "yaml", "caddy"]);
+    assert_eq!(snippets.len(), 4, "nginx, Traefik, Caddy and Envoy");
+    for snippet in snippets {
+        assert!(
+            guide.contains(&snippet),
+            "not in docs/gateway.md as it is:\n{snippet}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -81,10 +81,20 @@ pub async fn forward_auth(
         }
     }
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-    let method = header("x-forwarded-method")
-        .or_else(|| header("x-original-method"))
-        .unwrap_or(parts.method.as_str());
     let rules = &state.config.gateway;
+    let method = match header("x-forwarded-method").or_else(|| header("x-original-method")) {
+        Some(method) => method,
+        // A rule for some methods only would be decided for the auth request's own
+        // method (nginx's subrequest is always a GET): a POST could pass as a GET.
+        None if rules.routes.iter().any(|r| !r.methods.is_empty()) => {
+            return Err(ApiError::bad_request(
+                "missing_original_method",
+                "Route rules name methods: send the original request's method in \
+                 X-Forwarded-Method or X-Original-Method.",
+            ));
+        }
+        None => parts.method.as_str(),
+    };
     let overridden =
         params.scopes.is_some() || params.cost.is_some() || params.ratelimits.is_some();
     let uri = match header("x-forwarded-uri").or_else(|| header("x-original-uri")) {
