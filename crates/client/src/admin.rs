@@ -1,16 +1,50 @@
 //! The admin API, one handle per resource: `client.keyspaces()`, `client.keys()`,
-//! `client.owners()`, `client.usage()`, `client.audit()`. Each call needs the root key's
-//! scope for it (`keys:write`, `owners:read`, …) and answers the API's types, or
-//! [`Error::Api`](crate::Error::Api) with the problem document.
+//! `client.owners()`, `client.usage()`, `client.audit()`, `client.roles()`,
+//! `client.plans()`, `client.root_keys()`, `client.webhooks()`, `client.events()`,
+//! `client.ratelimits()`, `client.leaks()` and `client.portal()` (verification, one key
+//! or a batch, is [`Client::verify_with`] and [`Client::verify_batch`]). Each call needs
+//! the root key's scope for it (`keys:write`, `owners:read`, …) and answers the API's
+//! types, or [`Error::Api`](crate::Error::Api) with the problem document.
+//!
+//! A call that got no answer is sent again (see
+//! [`ClientBuilder::attempts`](crate::ClientBuilder::attempts)); the POSTs the server
+//! deduplicates (creates, revoke, rotate, credits) carry one `Idempotency-Key` across
+//! those attempts, so a request that did arrive is not applied twice.
+//!
+//! Routes without a typed handle (use [`Client::request`]), none of them for an API
+//! client:
+//! - `GET /healthz`, `GET /readyz`, `GET /metrics`: probes and Prometheus metrics, for
+//!   load balancers, orchestrators and scrapers.
+//! - `GET /v1/changes`: the change stream (server-sent events), which the verify cache
+//!   follows by itself.
+//! - `GET /v1/auth`: forward authentication for a reverse proxy (nginx `auth_request`,
+//!   Traefik `forwardAuth`), answered in headers; a client verifies with
+//!   [`Client::verify_with`].
+//! - `POST /v1/leaks/github`: GitHub's secret scanning partner callback, signed by GitHub.
+//! - The dashboard's and the portal's HTML pages (outside `docs/openapi.json`).
+
+mod access;
+mod leaks;
+mod portal;
+mod ratelimits;
+mod root_keys;
+mod webhooks;
 
 use reqwest::Method;
 
+pub use self::access::{Plans, Roles};
+pub use self::leaks::Leaks;
+pub use self::portal::Portal;
+pub use self::ratelimits::Ratelimits;
+pub use self::root_keys::RootKeys;
+pub use self::webhooks::{Events, Webhooks};
 use crate::client::Client;
 use crate::error::Result;
 use crate::types::{
-    AuditEventView, AuditFilter, CreateKey, CreateKeyspace, CreateOwner, CreatedKey, KeyFilter,
-    KeyView, KeyspaceView, List, OwnerView, Page, RevokeKey, RotateKey, UpdateKey, UpdateKeyspace,
-    UpdateOwner, UsageRange, UsageSeries, UsageTotals,
+    AuditEventView, AuditFilter, ChangeCredits, CreateKey, CreateKeyspace, CreateOwner, CreatedKey,
+    CreditsView, ExpiringFilter, ExpiringKeyView, ImportRequest, ImportResponse, KeyFilter,
+    KeyView, KeyspaceView, List, OwnerView, Page, RevealedKey, RevokeKey, RotateKey, SelfRevoke,
+    SelfRevokedView, UpdateKey, UpdateKeyspace, UpdateOwner, UsageRange, UsageSeries, UsageTotals,
 };
 
 impl Client {
@@ -32,6 +66,38 @@ impl Client {
 
     pub fn audit(&self) -> Audit<'_> {
         Audit(self)
+    }
+
+    pub fn roles(&self) -> Roles<'_> {
+        Roles(self)
+    }
+
+    pub fn plans(&self) -> Plans<'_> {
+        Plans(self)
+    }
+
+    pub fn root_keys(&self) -> RootKeys<'_> {
+        RootKeys(self)
+    }
+
+    pub fn webhooks(&self) -> Webhooks<'_> {
+        Webhooks(self)
+    }
+
+    pub fn events(&self) -> Events<'_> {
+        Events(self)
+    }
+
+    pub fn ratelimits(&self) -> Ratelimits<'_> {
+        Ratelimits(self)
+    }
+
+    pub fn leaks(&self) -> Leaks<'_> {
+        Leaks(self)
+    }
+
+    pub fn portal(&self) -> Portal<'_> {
+        Portal(self)
     }
 }
 
@@ -74,7 +140,9 @@ impl Keyspaces<'_> {
 
     pub async fn delete(&self, id: &str) -> Result<()> {
         let path = format!("/v1/keyspaces/{}", segment(id));
-        self.0.call_empty("keyspaces", Method::DELETE, &path).await
+        (self.0)
+            .call_empty("keyspaces", Method::DELETE, &path, None)
+            .await
     }
 }
 
@@ -126,7 +194,51 @@ impl Keys<'_> {
 
     pub async fn delete(&self, key_id: &str) -> Result<()> {
         let path = format!("/v1/keys/{}", segment(key_id));
-        self.0.call_empty("keys", Method::DELETE, &path).await
+        (self.0)
+            .call_empty("keys", Method::DELETE, &path, None)
+            .await
+    }
+
+    /// Sets, raises or lowers the key's credits (its quota's uses left) atomically.
+    pub async fn credits(&self, key_id: &str, change: &ChangeCredits) -> Result<CreditsView> {
+        let path = format!("/v1/keys/{}/credits", segment(key_id));
+        (self.0)
+            .call("keys", Method::POST, &path, None, Some(change))
+            .await
+    }
+
+    /// Keys within their keyspace's expiry warning, soonest expiry first.
+    pub async fn expiring(&self, filter: &ExpiringFilter) -> Result<List<ExpiringKeyView>> {
+        (self.0)
+            .call("keys", Method::GET, "/v1/keys/expiring", Some(filter), None)
+            .await
+    }
+
+    /// Imports keys from another system by their stored digests (1 to 1,000).
+    pub async fn import(&self, input: &ImportRequest) -> Result<ImportResponse> {
+        (self.0)
+            .call("keys", Method::POST, "/v1/keys/import", None, Some(input))
+            .await
+    }
+
+    /// The plaintext of a recoverable key (needs `keys:reveal`; audited).
+    pub async fn reveal(&self, key_id: &str) -> Result<RevealedKey> {
+        let path = format!("/v1/keys/{}/reveal", segment(key_id));
+        self.0.call("keys", Method::POST, &path, None, None).await
+    }
+
+    /// Revokes `key` with itself as the credential (not the root key): for a key
+    /// holder who finds it exposed. A key that does not work answers 401.
+    pub async fn self_revoke(&self, key: &str, input: &SelfRevoke) -> Result<SelfRevokedView> {
+        (self.0)
+            .call_as(
+                "keys",
+                key,
+                Method::POST,
+                "/v1/keys/self-revoke",
+                Some(input),
+            )
+            .await
     }
 }
 
@@ -170,7 +282,17 @@ impl Owners<'_> {
 
     pub async fn delete(&self, id: &str) -> Result<()> {
         let path = format!("/v1/owners/{}", segment(id));
-        self.0.call_empty("owners", Method::DELETE, &path).await
+        (self.0)
+            .call_empty("owners", Method::DELETE, &path, None)
+            .await
+    }
+
+    /// Sets, raises or lowers the owner's credits (its quota's uses left) atomically.
+    pub async fn credits(&self, id: &str, change: &ChangeCredits) -> Result<CreditsView> {
+        let path = format!("/v1/owners/{}/credits", segment(id));
+        (self.0)
+            .call("owners", Method::POST, &path, None, Some(change))
+            .await
     }
 }
 

@@ -12,7 +12,9 @@ use serde_json::Value;
 use crate::cache::{CacheOptions, CacheStats, VerifyCache, digest};
 use crate::error::{Error, Result};
 use crate::transport::{ErasedBody, ErasedQuery, Transport, TransportConfig};
-use crate::types::{VerifyBody, VerifyOptions, VerifyResponse};
+use crate::types::{
+    VerifyBatchBody, VerifyBatchResponse, VerifyBody, VerifyOptions, VerifyResponse,
+};
 
 /// A Keyhaven client: cheap to clone (one reference count), safe to share between tasks.
 ///
@@ -182,6 +184,31 @@ impl Client {
             .map(Arc::unwrap_or_clone)
     }
 
+    /// Verifies several keys in one call (`POST /v1/keys/verify/batch`, 1-100 items),
+    /// each with its own options: the answers in the order of `items`, each what
+    /// [`Client::verify_with`] answers for it from the server. The cache is neither read
+    /// nor filled. An empty batch asks nothing; an embedded client verifies the items one
+    /// after another.
+    pub async fn verify_batch(
+        &self,
+        items: &[(&str, &VerifyOptions)],
+    ) -> Result<Vec<VerifyResponse>> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        match &*self.inner {
+            Inner::Remote(remote) => remote.ask_batch(items).await,
+            #[cfg(feature = "embedded")]
+            Inner::Embedded(embedded) => {
+                let mut answers = Vec::with_capacity(items.len());
+                for (key, options) in items {
+                    answers.push(embedded.verify(key, options).await?);
+                }
+                Ok(answers)
+            }
+        }
+    }
+
     /// [`Client::verify_with`] without copying a cached answer (the layer's path).
     pub(crate) async fn verify_shared(
         &self,
@@ -249,10 +276,10 @@ impl Client {
                         None => request,
                     }
                 },
-                None,
+                &[],
             )
             .await?;
-        let response = transport.check(response, None).await?;
+        let response = transport.check(response, &[]).await?;
         let bytes = response.bytes().await.map_err(|e| Error::Unreachable {
             origin: transport.origin().to_owned(),
             detail: crate::error::transport_detail(e),
@@ -281,8 +308,36 @@ impl Client {
         what: &'static str,
         method: Method,
         path: &str,
+        query: Option<&dyn ErasedQuery>,
     ) -> Result<()> {
-        self.remote(what)?.transport.call_empty(method, path).await
+        let transport = &self.remote(what)?.transport;
+        transport.call_empty(method, path, query).await
+    }
+
+    /// A typed call authenticated by an API key instead of the root key.
+    pub(crate) async fn call_as<T: DeserializeOwned>(
+        &self,
+        what: &'static str,
+        key: &str,
+        method: Method,
+        path: &str,
+        body: Option<&dyn ErasedBody>,
+    ) -> Result<T> {
+        let transport = &self.remote(what)?.transport;
+        transport.call_as(key, method, path, body).await
+    }
+
+    /// A typed call whose body holds keys (`secrets`): wiped once sent, never in an error.
+    pub(crate) async fn call_secret<T: DeserializeOwned>(
+        &self,
+        what: &'static str,
+        method: Method,
+        path: &str,
+        body: &dyn ErasedBody,
+        secrets: &[&str],
+    ) -> Result<T> {
+        let transport = &self.remote(what)?.transport;
+        transport.call_secret(method, path, body, secrets).await
     }
 }
 
@@ -355,14 +410,7 @@ impl Remote {
 
     /// `POST /v1/keys/verify`.
     async fn ask(&self, key: &str, options: &VerifyOptions) -> Result<VerifyResponse> {
-        let body = VerifyBody {
-            key,
-            scopes: &options.scopes,
-            cost: options.cost,
-            ratelimits: options.ratelimits.as_deref(),
-            client_ip: options.client_ip,
-            permissions: options.permissions.as_deref(),
-        };
+        let body = VerifyBody::new(key, options);
         // Holds the key: wiped when dropped (the copies handed to the HTTP stack are
         // its to free).
         let body =
@@ -378,9 +426,31 @@ impl Remote {
                         .header(reqwest::header::CONTENT_TYPE, "application/json")
                         .body(body.to_vec())
                 },
-                Some(key),
+                &[key],
             )
             .await?;
-        transport.read(response, Some(key)).await
+        transport.read(response, &[key]).await
+    }
+
+    /// `POST /v1/keys/verify/batch`, its body wiped once sent as `ask`'s is.
+    async fn ask_batch(&self, items: &[(&str, &VerifyOptions)]) -> Result<Vec<VerifyResponse>> {
+        let body = VerifyBatchBody {
+            items: items
+                .iter()
+                .map(|(key, options)| VerifyBody::new(key, options))
+                .collect(),
+        };
+        let keys: Vec<&str> = items.iter().map(|(key, _)| *key).collect();
+        let answer: VerifyBatchResponse = (self.transport)
+            .call_secret(Method::POST, "/v1/keys/verify/batch", &body, &keys)
+            .await?;
+        if answer.results.len() != items.len() {
+            return Err(Error::Decode(format!(
+                "{} answers to a batch of {}",
+                answer.results.len(),
+                items.len()
+            )));
+        }
+        Ok(answer.results)
     }
 }

@@ -2,10 +2,14 @@
 //!
 //! # Where things are
 //!
-//! - [`Client`]: [`Client::verify`] / [`Client::verify_with`], the admin handles
-//!   ([`Client::keyspaces`], [`Client::keys`], [`Client::owners`], [`Client::usage`],
-//!   [`Client::audit`]) and [`Client::request`] for anything else; built by
-//!   [`Client::new`] / [`Client::builder`] (timeout, retries, [`CacheOptions`]).
+//! - [`Client`]: [`Client::verify`] / [`Client::verify_with`] /
+//!   [`Client::verify_batch`], the admin handles ([`Client::keyspaces`],
+//!   [`Client::keys`], [`Client::owners`], [`Client::usage`], [`Client::audit`],
+//!   [`Client::roles`], [`Client::plans`], [`Client::root_keys`], [`Client::webhooks`],
+//!   [`Client::events`], [`Client::ratelimits`], [`Client::leaks`], [`Client::portal`];
+//!   the few routes without one are listed in `src/admin.rs`) and
+//!   [`Client::request`] for anything else; built by [`Client::new`] /
+//!   [`Client::builder`] (timeout, retries, [`CacheOptions`]).
 //! - The verify cache and its rules: [`CacheOptions`] (module `cache`, mirrored from
 //!   the `keyhaven proxy` node); its stream follower follows `GET /v1/changes`.
 //! - [`layer`] (feature `axum`): [`layer::KeyhavenLayer`] and [`layer::VerifiedKey`].
@@ -26,7 +30,10 @@ pub mod layer;
 mod transport;
 pub mod types;
 
-pub use admin::{Audit, Keys, Keyspaces, Owners, Usage};
+pub use admin::{
+    Audit, Events, Keys, Keyspaces, Leaks, Owners, Plans, Portal, Ratelimits, Roles, RootKeys,
+    Usage, Webhooks,
+};
 pub use cache::{CacheOptions, CacheStats};
 pub use client::{Client, ClientBuilder};
 pub use error::{Error, Problem, Result};

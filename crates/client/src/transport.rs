@@ -83,12 +83,12 @@ impl Transport {
     }
 
     /// Sends `build()`'s request, again after a network error (up to the configured
-    /// attempts, backing off), never after an HTTP answer. `secret` is a key sent in the
-    /// body: scrubbed, with the root key, from anything an error keeps.
+    /// attempts, backing off), never after an HTTP answer. `secrets` are keys sent with
+    /// the request: scrubbed, with the root key, from anything an error keeps.
     pub async fn send(
         &self,
         build: impl Fn() -> RequestBuilder,
-        secret: Option<&str>,
+        secrets: &[&str],
     ) -> Result<Response> {
         let mut pause = self.backoff;
         let mut attempt = 1;
@@ -104,7 +104,7 @@ impl Transport {
                 Err(e) => {
                     return Err(Error::Unreachable {
                         origin: self.origin.clone(),
-                        detail: self.scrub(&transport_detail(e), secret),
+                        detail: self.scrub(&transport_detail(e), secrets),
                     });
                 }
             }
@@ -115,19 +115,19 @@ impl Transport {
     pub async fn read<T: DeserializeOwned>(
         &self,
         response: Response,
-        secret: Option<&str>,
+        secrets: &[&str],
     ) -> Result<T> {
-        let response = self.check(response, secret).await?;
+        let response = self.check(response, secrets).await?;
         let bytes = response.bytes().await.map_err(|e| Error::Unreachable {
             origin: self.origin.clone(),
-            detail: self.scrub(&transport_detail(e), secret),
+            detail: self.scrub(&transport_detail(e), secrets),
         })?;
         serde_json::from_slice(&bytes)
-            .map_err(|e| Error::Decode(self.scrub(&e.to_string(), secret)))
+            .map_err(|e| Error::Decode(self.scrub(&e.to_string(), secrets)))
     }
 
     /// A successful answer as it is, or the error it is.
-    pub async fn check(&self, response: Response, secret: Option<&str>) -> Result<Response> {
+    pub async fn check(&self, response: Response, secrets: &[&str]) -> Result<Response> {
         let status = response.status();
         if status.is_success() {
             return Ok(response);
@@ -145,11 +145,11 @@ impl Transport {
         });
         Err(Error::Api {
             problem: Problem {
-                kind: self.scrub(&problem.kind, secret),
-                title: self.scrub(&problem.title, secret),
+                kind: self.scrub(&problem.kind, secrets),
+                title: self.scrub(&problem.title, secrets),
                 status: status.as_u16(),
-                detail: self.scrub(&problem.detail, secret),
-                code: self.scrub(&problem.code, secret),
+                detail: self.scrub(&problem.detail, secrets),
+                code: self.scrub(&problem.code, secrets),
             },
         })
     }
@@ -162,22 +162,68 @@ impl Transport {
         query: Option<&dyn ErasedQuery>,
         body: Option<&dyn ErasedBody>,
     ) -> Result<T> {
-        let response = self.send_json(method, path, query, body).await?;
-        self.read(response, None).await
+        let response = self.send_json(method, path, query, body, None).await?;
+        self.read(response, &[]).await
     }
 
     /// `method path` answered without a body (204).
-    pub async fn call_empty(&self, method: Method, path: &str) -> Result<()> {
-        let response = self.send_json(method, path, None, None).await?;
-        self.check(response, None).await.map(drop)
+    pub async fn call_empty(
+        &self,
+        method: Method,
+        path: &str,
+        query: Option<&dyn ErasedQuery>,
+    ) -> Result<()> {
+        let response = self.send_json(method, path, query, None, None).await?;
+        self.check(response, &[]).await.map(drop)
     }
 
+    /// `method path` with `key` as the credential in place of the root key (the routes
+    /// an API key calls for itself), read as `T`; `key` is scrubbed from any error.
+    pub async fn call_as<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        method: Method,
+        path: &str,
+        body: Option<&dyn ErasedBody>,
+    ) -> Result<T> {
+        let response = self.send_json(method, path, None, body, Some(key)).await?;
+        self.read(response, &[key]).await
+    }
+
+    /// `method path` with a JSON body holding keys (`secrets`): its bytes wiped once
+    /// sent, and the keys scrubbed, with the root key, from any error.
+    pub async fn call_secret<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &dyn ErasedBody,
+        secrets: &[&str],
+    ) -> Result<T> {
+        let body = zeroize::Zeroizing::new(
+            body.to_json()
+                .map_err(|_| Error::Config("the request body cannot be written".into()))?,
+        );
+        let response = self
+            .send(
+                || {
+                    self.request(method.clone(), path)
+                        .header(reqwest::header::CONTENT_TYPE, "application/json")
+                        .body(body.to_vec())
+                },
+                secrets,
+            )
+            .await?;
+        self.read(response, secrets).await
+    }
+
+    /// Sends a JSON call with the root key, or with `as_key` instead.
     async fn send_json(
         &self,
         method: Method,
         path: &str,
         query: Option<&dyn ErasedQuery>,
         body: Option<&dyn ErasedBody>,
+        as_key: Option<&str>,
     ) -> Result<Response> {
         let body = body
             .map(|b| b.to_json())
@@ -187,11 +233,27 @@ impl Transport {
             .map(|q| q.to_pairs())
             .transpose()
             .map_err(|e| Error::Config(format!("the query cannot be written: {e}")))?;
+        let secrets: &[&str] = match &as_key {
+            Some(key) => std::slice::from_ref(key),
+            None => &[],
+        };
+        // The same on every attempt: a retry after a timeout whose request did arrive
+        // is answered from the first one, not applied twice.
+        let idempotency = idempotency_key(&method, path)?;
         self.send(
             || {
-                let mut request = self.request(method.clone(), path);
+                let mut request = match as_key {
+                    Some(key) => self
+                        .http
+                        .request(method.clone(), self.url(path))
+                        .bearer_auth(key),
+                    None => self.request(method.clone(), path),
+                };
                 if let Some(pairs) = &query {
                     request = request.query(pairs);
+                }
+                if let Some(key) = &idempotency {
+                    request = request.header("idempotency-key", key.as_str());
                 }
                 if let Some(body) = &body {
                     request = request
@@ -200,17 +262,16 @@ impl Transport {
                 }
                 request
             },
-            None,
+            secrets,
         )
         .await
     }
 
-    fn scrub(&self, text: &str, secret: Option<&str>) -> String {
-        let root = self.root_key.expose_secret();
-        match secret {
-            Some(key) => redact(text, &[key, root]),
-            None => redact(text, &[root]),
-        }
+    fn scrub(&self, text: &str, secrets: &[&str]) -> String {
+        let mut all = Vec::with_capacity(secrets.len() + 1);
+        all.extend_from_slice(secrets);
+        all.push(self.root_key.expose_secret());
+        redact(text, &all)
     }
 }
 
@@ -250,6 +311,27 @@ impl<T: Serialize + Sync> ErasedQuery for T {
     }
 }
 
+/// A fresh `Idempotency-Key` for a POST the server deduplicates by one (creates, revoke,
+/// rotate, credits); `None` for any other call.
+fn idempotency_key(method: &Method, path: &str) -> Result<Option<String>> {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let deduplicated = *method == Method::POST
+        && matches!(
+            segments.as_slice(),
+            ["v1", "keyspaces" | "keys" | "owners" | "webhooks" | "plans"]
+                | ["v1", "keyspaces", _, "roles"]
+                | ["v1", "keys", _, "revoke" | "rotate" | "credits"]
+                | ["v1", "owners", _, "credits"]
+        );
+    if !deduplicated {
+        return Ok(None);
+    }
+    let mut bytes = [0u8; 16];
+    keyhaven_core::random::fill(&mut bytes)
+        .map_err(|e| Error::Config(format!("no randomness for an idempotency key: {e}")))?;
+    Ok(Some(bytes.iter().map(|b| format!("{b:02x}")).collect()))
+}
+
 /// Whether nothing was answered: the connection failed, was reset, or timed out before
 /// a response head. Retried; an HTTP answer of any status is not.
 fn retryable(e: &reqwest::Error) -> bool {
@@ -278,6 +360,31 @@ fn origin(base: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_posts_the_server_deduplicates_carry_an_idempotency_key() {
+        for path in [
+            "/v1/keys",
+            "/v1/keyspaces",
+            "/v1/keyspaces/ks_1/roles",
+            "/v1/keys/key_1/rotate",
+            "/v1/owners/own_1/credits",
+        ] {
+            let key = idempotency_key(&Method::POST, path).unwrap().unwrap();
+            assert_eq!(key.len(), 32, "{path}");
+            assert_ne!(Some(key), idempotency_key(&Method::POST, path).unwrap());
+        }
+        for (method, path) in [
+            (Method::POST, "/v1/keys/verify"),
+            (Method::POST, "/v1/keys/verify/batch"),
+            (Method::POST, "/v1/ratelimits/limit"),
+            (Method::POST, "/v1/keys/import"),
+            (Method::PATCH, "/v1/keys/key_1"),
+            (Method::GET, "/v1/keys"),
+        ] {
+            assert_eq!(idempotency_key(&method, path).unwrap(), None, "{path}");
+        }
+    }
 
     #[test]
     fn origins_drop_user_info_and_paths() {

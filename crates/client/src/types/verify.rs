@@ -257,6 +257,31 @@ pub(crate) struct VerifyBody<'a> {
     pub permissions: Option<&'a str>,
 }
 
+impl<'a> VerifyBody<'a> {
+    pub fn new(key: &'a str, options: &'a VerifyOptions) -> Self {
+        Self {
+            key,
+            scopes: &options.scopes,
+            cost: options.cost,
+            ratelimits: options.ratelimits.as_deref(),
+            client_ip: options.client_ip,
+            permissions: options.permissions.as_deref(),
+        }
+    }
+}
+
+/// `POST /v1/keys/verify/batch`'s body: each item a verify body.
+#[derive(Serialize)]
+pub(crate) struct VerifyBatchBody<'a> {
+    pub items: Vec<VerifyBody<'a>>,
+}
+
+/// `POST /v1/keys/verify/batch`'s answer: one verify answer per item, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerifyBatchResponse {
+    pub results: Vec<VerifyResponse>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,5 +296,27 @@ mod tests {
         for code in keyhaven_core::VerifyCode::ALL {
             assert_eq!(VerifyCode::from(code).as_str(), code.as_str());
         }
+    }
+
+    #[test]
+    fn batch_items_are_verify_bodies() {
+        let plain = VerifyOptions::new();
+        let asking = VerifyOptions::new()
+            .scope("read")
+            .cost(2)
+            .permissions("a AND b");
+        let body = VerifyBatchBody {
+            items: vec![
+                VerifyBody::new("acme_live_x", &plain),
+                VerifyBody::new("acme_live_y", &asking),
+            ],
+        };
+        assert_eq!(
+            serde_json::to_value(&body).unwrap(),
+            serde_json::json!({"items": [
+                {"key": "acme_live_x"},
+                {"key": "acme_live_y", "scopes": ["read"], "cost": 2, "permissions": "a AND b"},
+            ]})
+        );
     }
 }

@@ -71,6 +71,25 @@ async fn an_embedded_client_verifies_without_a_server() {
         .unwrap_err();
     assert_eq!(bad.status(), Some(400));
     assert!(!bad.to_string().contains(&key));
+    // A batch is each item verified in turn.
+    let admin = VerifyOptions::new().scope("admin");
+    let batch = client
+        .verify_batch(&[
+            (&key, &VerifyOptions::new()),
+            (&key, &admin),
+            ("garbage", &admin),
+        ])
+        .await
+        .unwrap();
+    let codes: Vec<VerifyCode> = batch.iter().map(|a| a.code).collect();
+    assert_eq!(
+        codes,
+        [
+            VerifyCode::Valid,
+            VerifyCode::InsufficientScopes,
+            VerifyCode::Malformed
+        ]
+    );
 
     // A revocation is seen on the next verification (same process, same cache).
     let service = client.service().unwrap();
@@ -95,6 +114,8 @@ async fn an_embedded_client_verifies_without_a_server() {
 
     // The admin API needs a server.
     let e = client.keys().get(&key_id).await.unwrap_err();
+    assert!(matches!(e, Error::Unsupported(_)), "{e}");
+    let e = client.plans().list().await.unwrap_err();
     assert!(matches!(e, Error::Unsupported(_)), "{e}");
     assert!(client.cache_stats().hits == 0);
     assert!(!format!("{client:?}").contains(&key));

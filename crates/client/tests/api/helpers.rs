@@ -59,14 +59,22 @@ impl TestServer {
 
     /// A fresh server in this process, whatever the environment says.
     pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// A fresh server in this process, its default configuration changed by `configure`
+    /// (with a master key for recoverable keys, as `keyhaven serve` has).
+    pub async fn spawn_with(configure: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let config = Config {
+        let mut config = Config {
             data_dir: dir.path().to_owned(),
             ..Config::default()
         };
+        configure(&mut config);
         let store: std::sync::Arc<dyn Store> =
             std::sync::Arc::new(SqliteStore::open(&config.database_path()).await.unwrap());
         let (peppers, _) = pepper_file::load_or_create(dir.path(), None).unwrap();
+        let (master, _) = pepper_file::load_or_create_master(dir.path(), None).unwrap();
         let root = root_keys::create(
             store.as_ref(),
             &peppers,
@@ -77,9 +85,14 @@ impl TestServer {
         )
         .await
         .unwrap();
-        let state =
-            keyhaven_server::AppState::with_parts(store, peppers, None, config, Clock::System)
-                .unwrap();
+        let state = keyhaven_server::AppState::with_parts(
+            store,
+            peppers,
+            Some(master),
+            config,
+            Clock::System,
+        )
+        .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();

@@ -7,12 +7,19 @@
     clippy::indexing_slicing
 )] // tests fail loudly
 
+mod access;
+mod batch;
 mod cache;
 mod embedded;
 mod helpers;
 mod layer;
+mod lifecycle;
+mod ratelimits;
+mod retries;
+mod root_keys;
 mod schema;
 mod secrets;
 mod vectors;
 mod verify;
 mod version;
+mod webhooks;

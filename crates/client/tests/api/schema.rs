@@ -7,10 +7,17 @@
 use std::collections::BTreeSet;
 
 use keyhaven_client::types::{
-    AuditEventView, Bucket, CreateKey, CreateKeyspace, CreateOwner, KeyTotals, KeyView,
-    KeyspaceView, NamedCost, OwnerView, Quota, QuotaView, RateLimit, Refill, RevokeKey, RotateKey,
-    UpdateKey, UpdateKeyspace, UpdateOwner, UsageSeries, UsageTotals, VerifyOwner, VerifyRatelimit,
-    VerifyResponse, VerifyRotation,
+    AttemptView, AuditEventView, AuditFilter, Bucket, ChangeCredits, CreateKey, CreateKeyspace,
+    CreateOwner, CreatePlan, CreatePortalSession, CreateRole, CreateRootKey, CreateWebhook,
+    CreatedRootKey, CreatedWebhook, CreditsView, DeliveryFilter, DeliveryView, EventFilter,
+    EventView, ExpiringFilter, ExpiringKeyView, ImportItem, ImportOutcome, ImportRequest,
+    ImportResponse, KeyFilter, KeyTotals, KeyView, KeyspaceView, LeakResult, LeakResults,
+    LimitRequest, LimitResponse, List, NamedCost, OverrideView, OwnerView, Page, PlanView,
+    PortalSessionView, Quota, QuotaView, RateLimit, Refill, ReportLeaks, RevealedKey, RevokeKey,
+    RevokeRootKey, RoleView, RootKeyView, RotateKey, RotateRootKey, SelfRevoke, SelfRevokedView,
+    SetOverride, UpdateKey, UpdateKeyspace, UpdateOwner, UpdatePlan, UpdateRole, UpdateWebhook,
+    UsageSeries, UsageTotals, VerifyBatchResponse, VerifyOwner, VerifyRatelimit, VerifyResponse,
+    VerifyRotation, WebhookView,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -128,6 +135,50 @@ fn check<T: Serialize + DeserializeOwned>(doc: &Value, name: &str) {
     );
 }
 
+/// Checks an answer type that holds a secret (it reads, and is never written): the
+/// schema's required fields alone read into it, a full document reads, and it reads
+/// every field of the contract under the contract's name (the full document with any
+/// one field of the wrong kind does not read; a field the type did not know would be
+/// ignored).
+fn check_secret_answer<T: DeserializeOwned>(doc: &Value, name: &str) {
+    let s = resolve(doc, schema(doc, name));
+    let minimal = sample(doc, &s, false);
+    if let Err(e) = serde_json::from_value::<T>(minimal.clone()) {
+        panic!("{name}: its required fields alone do not read: {e}\n{minimal}");
+    }
+    let full = sample(doc, &s, true);
+    if let Err(e) = serde_json::from_value::<T>(full.clone()) {
+        panic!("{name}: a full document does not read: {e}\n{full}");
+    }
+    for field in fields(&full) {
+        let mut wrong = full.clone();
+        wrong[&field] = match &full[&field] {
+            Value::Object(_) => json!([true]),
+            _ => json!({"unexpected": [true]}),
+        };
+        assert!(
+            serde_json::from_value::<T>(wrong).is_err(),
+            "{name}: field {field} is not read"
+        );
+    }
+}
+
+/// Checks that a query type writes exactly the query parameters of `method path`
+/// (`every` sets each of its fields).
+fn check_query<T: Serialize>(doc: &Value, method: &str, path: &str, every: &T) {
+    let parameters = doc["paths"][path][method]["parameters"].as_array().unwrap();
+    let expected: BTreeSet<String> = (parameters.iter())
+        .filter(|p| p["in"] == "query")
+        .map(|p| p["name"].as_str().unwrap().to_owned())
+        .collect();
+    let written = serde_json::to_value(every).unwrap();
+    assert_eq!(
+        fields(&written),
+        expected,
+        "{method} {path}: query parameters"
+    );
+}
+
 #[test]
 fn verify_types_match_the_contract() {
     let doc = openapi();
@@ -187,4 +238,141 @@ fn admin_types_match_the_contract() {
     let full = sample(&doc, &created, true);
     let read: keyhaven_client::types::CreatedKey = serde_json::from_value(full).unwrap();
     assert_eq!(read.view.start, "2030-01-01T00:00:00Z");
+}
+
+#[test]
+fn batch_verify_types_match_the_contract() {
+    let doc = openapi();
+    check::<VerifyBatchResponse>(&doc, "VerifyBatchResponse");
+    // The request the client writes: `items`, each one a verify request (checked above).
+    let request = schema(&doc, "VerifyBatchRequest");
+    assert_eq!(request["required"], json!(["items"]));
+    assert_eq!(
+        fields(&request["properties"]),
+        BTreeSet::from(["items".to_owned()])
+    );
+    assert_eq!(
+        request["properties"]["items"]["items"]["$ref"],
+        "#/components/schemas/VerifyRequest"
+    );
+}
+
+#[test]
+fn role_and_plan_types_match_the_contract() {
+    let doc = openapi();
+    check::<RoleView>(&doc, "RoleView");
+    check::<CreateRole>(&doc, "CreateRole");
+    check::<UpdateRole>(&doc, "UpdateRole");
+    check::<List<RoleView>>(&doc, "List_RoleView");
+    check::<PlanView>(&doc, "PlanView");
+    check::<CreatePlan>(&doc, "CreatePlan");
+    check::<UpdatePlan>(&doc, "UpdatePlan");
+    check::<List<PlanView>>(&doc, "List_PlanView");
+}
+
+#[test]
+fn key_lifecycle_types_match_the_contract() {
+    let doc = openapi();
+    check::<ChangeCredits>(&doc, "ChangeCredits");
+    check::<CreditsView>(&doc, "CreditsView");
+    check::<ExpiringKeyView>(&doc, "ExpiringKeyView");
+    check::<List<ExpiringKeyView>>(&doc, "List_ExpiringKeyView");
+    check::<ImportRequest>(&doc, "ImportRequest");
+    check::<ImportItem>(&doc, "ImportItem");
+    check::<ImportResponse>(&doc, "ImportResponse");
+    check::<ImportOutcome>(&doc, "ImportOutcome");
+    check_secret_answer::<RevealedKey>(&doc, "RevealedKey");
+    check::<SelfRevoke>(&doc, "SelfRevoke");
+    check::<SelfRevokedView>(&doc, "SelfRevokedView");
+    check::<ReportLeaks>(&doc, "ReportLeaks");
+    check::<LeakResults>(&doc, "LeakResults");
+    check::<LeakResult>(&doc, "LeakResult");
+    check::<CreatePortalSession>(&doc, "CreatePortalSession");
+    check_secret_answer::<PortalSessionView>(&doc, "PortalSessionView");
+}
+
+#[test]
+fn root_key_types_match_the_contract() {
+    let doc = openapi();
+    check::<RootKeyView>(&doc, "RootKeyView");
+    check::<List<RootKeyView>>(&doc, "List_RootKeyView");
+    check_secret_answer::<CreatedRootKey>(&doc, "CreatedRootKey");
+    check::<CreateRootKey>(&doc, "CreateRootKey");
+    check::<RevokeRootKey>(&doc, "RevokeRootKey");
+    check::<RotateRootKey>(&doc, "RotateRootKey");
+}
+
+#[test]
+fn webhook_and_event_types_match_the_contract() {
+    let doc = openapi();
+    check::<WebhookView>(&doc, "WebhookView");
+    check::<List<WebhookView>>(&doc, "List_WebhookView");
+    check_secret_answer::<CreatedWebhook>(&doc, "CreatedWebhook");
+    check::<CreateWebhook>(&doc, "CreateWebhook");
+    check::<UpdateWebhook>(&doc, "UpdateWebhook");
+    check::<DeliveryView>(&doc, "DeliveryView");
+    check::<List<DeliveryView>>(&doc, "List_DeliveryView");
+    check::<AttemptView>(&doc, "AttemptView");
+    check::<EventView>(&doc, "EventView");
+    check::<List<EventView>>(&doc, "List_EventView");
+}
+
+#[test]
+fn ratelimit_types_match_the_contract() {
+    let doc = openapi();
+    check::<LimitRequest>(&doc, "LimitRequest");
+    check::<LimitResponse>(&doc, "LimitResponse");
+    check::<SetOverride>(&doc, "SetOverride");
+    check::<OverrideView>(&doc, "OverrideView");
+    check::<List<OverrideView>>(&doc, "List_OverrideView");
+}
+
+#[test]
+fn query_types_match_the_contract() {
+    let doc = openapi();
+    let some = || Some("x".to_owned());
+    let page = Page {
+        limit: Some(1),
+        cursor: some(),
+    };
+    let keys = KeyFilter {
+        keyspace_id: some(),
+        owner_id: some(),
+        sort: some(),
+        search: some(),
+        state: some(),
+        page: page.clone(),
+    };
+    check_query(&doc, "get", "/v1/keys", &keys);
+    let audit = AuditFilter {
+        keyspace_id: some(),
+        target_id: some(),
+        action: some(),
+        actor: some(),
+        since: some(),
+        until: some(),
+        page: page.clone(),
+    };
+    check_query(&doc, "get", "/v1/audit-events", &audit);
+    let expiring = ExpiringFilter {
+        keyspace_id: some(),
+        limit: Some(1),
+    };
+    check_query(&doc, "get", "/v1/keys/expiring", &expiring);
+    let deliveries = DeliveryFilter {
+        status: some(),
+        page: page.clone(),
+    };
+    check_query(&doc, "get", "/v1/webhooks/{id}/deliveries", &deliveries);
+    let events = EventFilter {
+        kind: some(),
+        key_id: some(),
+        keyspace_id: some(),
+        since: some(),
+        until: some(),
+        page: page.clone(),
+    };
+    check_query(&doc, "get", "/v1/events", &events);
+    check_query(&doc, "get", "/v1/root-keys", &page);
+    check_query(&doc, "get", "/v1/webhooks", &page);
 }
