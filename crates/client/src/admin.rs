@@ -158,6 +158,29 @@ impl Keys<'_> {
             .await
     }
 
+    /// Creates up to 1,000 keys in one transaction (`POST /v1/keys/batch`): every key, in
+    /// the order given, or none (an item that cannot be made refuses the whole batch).
+    pub async fn create_batch(&self, keys: &[CreateKey]) -> Result<Vec<CreatedKey>> {
+        #[derive(serde::Serialize)]
+        struct Batch<'a> {
+            keys: &'a [CreateKey],
+        }
+        #[derive(serde::Deserialize)]
+        struct Created {
+            keys: Vec<CreatedKey>,
+        }
+        let created: Created = (self.0)
+            .call(
+                "keys",
+                Method::POST,
+                "/v1/keys/batch",
+                None,
+                Some(&Batch { keys }),
+            )
+            .await?;
+        Ok(created.keys)
+    }
+
     pub async fn get(&self, key_id: &str) -> Result<KeyView> {
         let path = format!("/v1/keys/{}", segment(key_id));
         self.0.call("keys", Method::GET, &path, None, None).await

@@ -319,6 +319,7 @@ fn idempotency_key(method: &Method, path: &str) -> Result<Option<String>> {
         && matches!(
             segments.as_slice(),
             ["v1", "keyspaces" | "keys" | "owners" | "webhooks" | "plans"]
+                | ["v1", "keys", "batch"]
                 | ["v1", "keyspaces", _, "roles"]
                 | ["v1", "keys", _, "revoke" | "rotate" | "credits"]
                 | ["v1", "owners", _, "credits"]

@@ -23,7 +23,8 @@ use crate::routes::{
 use crate::state::AppState;
 use keyhaven_service::config::MetricsListen;
 
-/// Body limit of `POST /v1/keys/import` (1,000 keys with room for names and meta).
+/// Body limit of `POST /v1/keys/import` and `POST /v1/keys/batch` (1,000 keys with room
+/// for names and meta).
 pub const IMPORT_BODY_LIMIT: usize = 4 * 1024 * 1024;
 
 pub fn router(state: AppState) -> Router {
@@ -97,6 +98,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/keys/import",
             post(keys::import).layer(DefaultBodyLimit::max(IMPORT_BODY_LIMIT)),
+        )
+        .route(
+            "/v1/keys/batch",
+            post(keys::create_batch).layer(DefaultBodyLimit::max(IMPORT_BODY_LIMIT)),
         )
         .route(
             "/v1/keys/{key_id}",

@@ -23,7 +23,7 @@ use crate::routes::{
     paths(
         keyspaces::create, keyspaces::list, keyspaces::get, keyspaces::update, keyspaces::delete,
         owners::create, owners::list, owners::get, owners::update, owners::delete,
-        keys::create, keys::import, keys::expiring, keys::list, keys::get, keys::update, keys::revoke, keys::rotate, keys::reveal, keys::delete,
+        keys::create, keys::create_batch, keys::import, keys::expiring, keys::list, keys::get, keys::update, keys::revoke, keys::rotate, keys::reveal, keys::delete,
         credits::key, credits::owner,
         roles::create, roles::list, roles::get, roles::update, roles::delete,
         plans::create, plans::list, plans::get, plans::update, plans::delete,

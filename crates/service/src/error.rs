@@ -47,6 +47,22 @@ impl ServiceError {
             detail: detail.into(),
         }
     }
+
+    /// This refusal of one item of a batch, named in its detail (`items[3]: …`); other
+    /// errors as they are.
+    pub fn at_item(self, list: &str, index: usize) -> Self {
+        match self {
+            Self::Invalid { code, detail } => Self::Invalid {
+                code,
+                detail: format!("{list}[{index}]: {detail}"),
+            },
+            Self::Conflict { code, detail } => Self::Conflict {
+                code,
+                detail: format!("{list}[{index}]: {detail}"),
+            },
+            other => other,
+        }
+    }
 }
 
 impl From<StoreError> for ServiceError {

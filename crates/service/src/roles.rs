@@ -90,12 +90,18 @@ pub(crate) async fn check_exist(
         return Ok(());
     }
     let roles = service.store.list_roles(keyspace_id).await?;
-    if let Some(unknown) = names.iter().find(|n| !roles.iter().any(|r| &r.name == *n)) {
-        return Err(ServiceError::invalid(format!(
+    let known: Vec<&str> = roles.iter().map(|r| r.name.as_str()).collect();
+    check_among(&known, names)
+}
+
+/// Fails unless every one of `names` is among `known` (a keyspace's role names).
+pub(crate) fn check_among(known: &[&str], names: &[String]) -> Result<()> {
+    match names.iter().find(|n| !known.contains(&n.as_str())) {
+        Some(unknown) => Err(ServiceError::invalid(format!(
             "roles: `{unknown}` is not a role of this keyspace"
-        )));
+        ))),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// The roles of a keyspace the actor may see.

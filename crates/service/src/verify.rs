@@ -291,13 +291,7 @@ pub async fn verify_batch<R>(
         )));
     }
     for (i, request) in requests.iter().enumerate() {
-        check_request(request).map_err(|e| match e {
-            ServiceError::Invalid { code, detail } => ServiceError::Invalid {
-                code,
-                detail: format!("items[{i}]: {detail}"),
-            },
-            other => other,
-        })?;
+        check_request(request).map_err(|e| e.at_item("items", i))?;
     }
     let mut out = Vec::with_capacity(requests.len());
     for request in requests {

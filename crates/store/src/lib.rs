@@ -14,6 +14,7 @@ pub mod activity;
 pub mod copy;
 pub mod counters;
 mod error;
+mod group;
 pub mod leak;
 pub mod model;
 pub mod pepper_file;

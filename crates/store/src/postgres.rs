@@ -18,7 +18,7 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
 use crate::error::StoreError;
-use crate::model::Invalidation;
+use crate::model::{Change, Invalidation, KeyRecord};
 use crate::store::{ChangeFeed, Store as _};
 
 // Deliberately compiled once per engine (see the top of engine/mod.rs): the queries
@@ -158,6 +158,16 @@ impl PgStore {
 
     async fn begin(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
         Ok(self.pool.begin().await?)
+    }
+
+    /// No group commit: concurrent creations commit on connections of their own, and the
+    /// server's WAL flush already serves several commits at once.
+    async fn create_key_in_group(
+        &self,
+        _key: &KeyRecord,
+        _change: Change<'_>,
+    ) -> Option<Result<(), StoreError>> {
+        None
     }
 
     fn reads(&self) -> &PgPool {

@@ -18,7 +18,8 @@ use sqlx::sqlite::{
 use sqlx::{Sqlite, Transaction};
 
 use crate::error::StoreError;
-use crate::model::Invalidation;
+use crate::group::{GroupCommit, Waiting};
+use crate::model::{AuditEvent, Change, IdempotentResponse, Invalidation, KeyRecord};
 use crate::store::Store as _;
 
 // Deliberately compiled once per engine (see the top of engine/mod.rs): the queries
@@ -42,6 +43,16 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// Key creations, committed in groups (see `crate::group`).
+    creations: GroupCommit<KeyCreation>,
+}
+
+/// A key creation waiting for its group: the key and its change, owned.
+#[derive(Debug)]
+struct KeyCreation {
+    key: KeyRecord,
+    audit: AuditEvent,
+    idempotency: Option<IdempotentResponse>,
 }
 
 impl SqliteStore {
@@ -85,7 +96,15 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .context("opening the database for reading")?;
-        let store = Self { writer, reader };
+        let creations = GroupCommit::start({
+            let writer = writer.clone();
+            move |group| create_keys_together(writer.clone(), group)
+        });
+        let store = Self {
+            writer,
+            reader,
+            creations,
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -98,6 +117,20 @@ impl SqliteStore {
 
     async fn begin(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// Creates a key in a group commit with the other creations waiting.
+    async fn create_key_in_group(
+        &self,
+        key: &KeyRecord,
+        change: Change<'_>,
+    ) -> Option<Result<(), StoreError>> {
+        let creation = KeyCreation {
+            key: key.clone(),
+            audit: change.audit.clone(),
+            idempotency: change.idempotency.cloned(),
+        };
+        Some(self.creations.write(creation).await)
     }
 
     pub(crate) fn reads(&self) -> &SqlitePool {
@@ -115,6 +148,97 @@ impl SqliteStore {
 
     async fn publish_invalidation(&self, _what: &Invalidation) -> Result<(), StoreError> {
         Ok(())
+    }
+}
+
+/// Writes a group of key creations in one transaction, commits once, then answers each.
+/// First all together, in a few multi-row statements; if that fails (a conflict, such as
+/// a taken idempotency key, is rare), again one by one, each in a savepoint, so the
+/// conflict undoes only its own creation.
+async fn create_keys_together(writer: SqlitePool, group: Vec<Waiting<KeyCreation>>) {
+    if let Ok(events) = write_all_at_once(&writer, &group).await {
+        for waiting in &group {
+            crate::counters::audit_written(&waiting.write.audit.action);
+        }
+        for kind in events {
+            crate::counters::events_written(kind, 1);
+        }
+        for waiting in group {
+            let _ = waiting.answer.send(Ok(()));
+        }
+        return;
+    }
+    create_keys_one_by_one(writer, group).await;
+}
+
+/// The group's keys, audit events (with their lifecycle events) and stored answers in
+/// multi-row statements, committed; the lifecycle event types written.
+async fn write_all_at_once(
+    writer: &SqlitePool,
+    group: &[Waiting<KeyCreation>],
+) -> Result<Vec<&'static str>, StoreError> {
+    let keys: Vec<KeyRecord> = group.iter().map(|w| w.write.key.clone()).collect();
+    let audits: Vec<&AuditEvent> = group.iter().map(|w| &w.write.audit).collect();
+    let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
+    if engine::keys::insert_keys(&mut tx, &keys).await?.len() != keys.len() {
+        return Err(StoreError::Conflict(crate::Conflict::DuplicateId));
+    }
+    // No cache invalidation to publish: one process owns a SQLite file (see `notify`).
+    let events = engine::audit::write_audits(&mut tx, &audits).await?;
+    for idempotency in group.iter().filter_map(|w| w.write.idempotency.as_ref()) {
+        engine::audit::write_idempotency(&mut tx, idempotency).await?;
+    }
+    tx.commit().await?;
+    Ok(events)
+}
+
+/// [`create_keys_together`]'s second try: each creation in a savepoint of its own.
+async fn create_keys_one_by_one(writer: SqlitePool, group: Vec<Waiting<KeyCreation>>) {
+    let mut written = Vec::with_capacity(group.len());
+    let committed: Result<(), StoreError> = async {
+        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
+        for waiting in &group {
+            let creation = &waiting.write;
+            let change = Change {
+                audit: &creation.audit,
+                idempotency: creation.idempotency.as_ref(),
+            };
+            sqlx::query("SAVEPOINT key_creation")
+                .execute(&mut *tx)
+                .await?;
+            let result = engine::keys::write_key_creation(&mut tx, &creation.key, change).await;
+            if result.is_err() {
+                sqlx::query("ROLLBACK TO key_creation")
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query("RELEASE key_creation")
+                .execute(&mut *tx)
+                .await?;
+            written.push(result);
+        }
+        tx.commit().await?;
+        Ok::<(), sqlx::Error>(())
+    }
+    .await
+    .context("committing a group of key creations")
+    .map_err(StoreError::from);
+    match committed {
+        Ok(()) => {
+            for (waiting, result) in group.into_iter().zip(written) {
+                let answer = result.map(|event| {
+                    engine::audit::count_written(&waiting.write.audit, event);
+                });
+                let _ = waiting.answer.send(answer);
+            }
+        }
+        Err(e) => {
+            // Nothing was committed: every creation of the group fails alike.
+            let cause = format!("{e:#}");
+            for waiting in group {
+                let _ = waiting.answer.send(Err(anyhow::anyhow!("{cause}").into()));
+            }
+        }
     }
 }
 

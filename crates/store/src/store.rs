@@ -124,6 +124,14 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     // Keys (root keys included: they live in the reserved keyspace).
     async fn create_key(&self, key: &KeyRecord, change: Change<'_>) -> Result<(), StoreError>;
+    /// Creates `keys`, each with its audit event (`audits[i]` for `keys[i]`), and the
+    /// request's stored answer, all in one transaction: every key, or none.
+    async fn create_keys(
+        &self,
+        keys: &[KeyRecord],
+        audits: &[AuditEvent],
+        idempotency: Option<&IdempotentResponse>,
+    ) -> Result<(), StoreError>;
     /// The key with its keyspace and owner, in one read: the verify path's only query.
     async fn key_for_verify(&self, key_id: &str) -> Result<Option<KeyForVerify>, StoreError>;
     /// [`Store::key_for_verify`] for many key ids at once (a leak report): the keys that

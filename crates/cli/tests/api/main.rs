@@ -9,6 +9,7 @@
 
 mod alerts;
 mod audit;
+mod batch_create;
 mod batch_verify;
 mod changes;
 mod connections;

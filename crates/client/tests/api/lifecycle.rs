@@ -60,6 +60,40 @@ async fn expiring_keys_are_listed_soonest_first() {
 }
 
 #[tokio::test]
+async fn a_batch_creates_every_key_in_order_or_none() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    let ks = keyspace(&client).await;
+    let inputs: Vec<CreateKey> = (0..3)
+        .map(|i| {
+            let mut key = CreateKey::new(ks.id.clone());
+            key.name = Some(format!("batch {i}"));
+            key
+        })
+        .collect();
+    let created = client.keys().create_batch(&inputs).await.unwrap();
+    let names: Vec<_> = created.iter().map(|k| k.view.name.clone()).collect();
+    assert_eq!(
+        names,
+        inputs.iter().map(|k| k.name.clone()).collect::<Vec<_>>()
+    );
+    for key in &created {
+        let answer = client.verify(key.key.expose_secret()).await.unwrap();
+        assert_eq!(answer.code, VerifyCode::Valid);
+    }
+    let mut bad = inputs.clone();
+    bad[2].keyspace_id = "ks_none".into();
+    let error = client.keys().create_batch(&bad).await.unwrap_err();
+    assert_eq!(error.code(), Some("validation_failed"), "{error:?}");
+    match error {
+        keyhaven_client::Error::Api { problem } => {
+            assert!(problem.detail.starts_with("keys[2]: "), "{problem:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
 async fn recoverable_keys_are_revealed() {
     let server = TestServer::start().await;
     let client = server.client();

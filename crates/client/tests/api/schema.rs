@@ -241,6 +241,28 @@ fn admin_types_match_the_contract() {
 }
 
 #[test]
+fn batch_create_matches_the_contract() {
+    let doc = openapi();
+    // The request the client writes: `keys`, each one a create request (checked above);
+    // the answer: `keys`, each a created key (read as `CreatedKey`, checked above).
+    let request = schema(&doc, "CreateKeysBatch");
+    assert_eq!(request["required"], json!(["keys"]));
+    assert_eq!(
+        fields(&request["properties"]),
+        BTreeSet::from(["keys".to_owned()])
+    );
+    assert_eq!(
+        request["properties"]["keys"]["items"]["$ref"],
+        "#/components/schemas/CreateKey"
+    );
+    let answer = schema(&doc, "CreatedKeys");
+    assert_eq!(
+        answer["properties"]["keys"]["items"]["$ref"],
+        "#/components/schemas/CreatedKey"
+    );
+}
+
+#[test]
 fn batch_verify_types_match_the_contract() {
     let doc = openapi();
     check::<VerifyBatchResponse>(&doc, "VerifyBatchResponse");

@@ -9,7 +9,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
-use super::{audited_fields, check_owner, find, to_completion};
+use super::lookups::Lookups;
+use super::{audited_fields, find, to_completion};
 use crate::actor::Actor;
 use crate::audit;
 use crate::error::{Result, ServiceError};
@@ -122,9 +123,31 @@ pub async fn create(
     if let Some(replay) = idem.replay().await? {
         return Ok(Done::Replayed(replay));
     }
-    let keyspace = crate::keyspaces::visible(service.store.as_ref(), actor, &input.keyspace_id)
-        .await?
-        .ok_or_else(|| ServiceError::invalid("keyspace_id does not name a keyspace"))?;
+    let now = service.clock.now();
+    let new = prepare(service, actor, input, now, &mut Lookups::default()).await?;
+    let answer = render(&new)?;
+    let event = creation_event(actor, &new.key, now)?;
+    let key = &new.key;
+    idem.commit(answer, &event, now, async |change| {
+        let result = service.store.create_key(key, change).await;
+        if result.is_ok() {
+            service.cache.invalidate(&key.key_id);
+        }
+        result
+    })
+    .await
+}
+
+/// A key made from `input` by `actor` at `now`, checked (keyspace, owner, roles, plan,
+/// limits) and minted, but not stored. `lookups` remembers what was read, for a batch.
+pub(super) async fn prepare(
+    service: &Service,
+    actor: &Actor,
+    input: CreateKey,
+    now: Timestamp,
+    lookups: &mut Lookups,
+) -> Result<NewKey> {
+    let keyspace = lookups.keyspace(service, actor, &input.keyspace_id).await?;
     if let Some(name) = &input.name {
         validate::name("name", name)?;
     }
@@ -136,12 +159,13 @@ pub async fn create(
         roles: validate::grant_names("roles", input.roles)?,
         permissions: validate::grant_names("permissions", input.permissions)?,
     };
-    crate::roles::check_exist(service, &keyspace.id, &grants.roles).await?;
+    lookups
+        .check_roles(service, &keyspace.id, &grants.roles)
+        .await?;
     let plan = match &grants.plan {
-        Some(name) => Some(crate::plans::check_exists(service, name).await?),
+        Some(name) => Some(lookups.plan(service, name).await?),
         None => None,
     };
-    let now = service.clock.now();
     let expires_at = input
         .expires_at
         .as_deref()
@@ -160,8 +184,8 @@ pub async fn create(
         }
         Some(mine) => Some(mine.to_owned()),
         None => {
-            if input.owner_id.is_some() {
-                check_owner(service.store.as_ref(), actor, input.owner_id.as_deref()).await?;
+            if let Some(id) = input.owner_id.as_deref() {
+                lookups.check_owner(service, actor, id).await?;
             }
             input.owner_id
         }
@@ -202,33 +226,31 @@ pub async fn create(
         created_at: now,
         updated_at: now,
     };
-    let new = NewKey {
+    Ok(NewKey {
         generated,
         key,
         prefix: keyspace.prefix,
-    };
-    let answer = render(&new)?;
-    let key = &new.key;
+    })
+}
+
+/// The audit event of creating `key`.
+pub(super) fn creation_event(
+    actor: &Actor,
+    key: &KeyRecord,
+    now: Timestamp,
+) -> Result<keyhaven_store::AuditEvent> {
     let mut fields = audit::created(&audited_fields(key));
     if key.limits.quota.is_some() {
         fields.insert("quota".into(), quota_audit(key.limits.quota.as_ref()));
     }
-    let event = audit::event(
+    audit::event(
         actor,
         "key.create",
         ("key", &key.key_id),
         Some(&key.keyspace_id),
         fields,
         now,
-    )?;
-    idem.commit(answer, &event, now, async |change| {
-        let result = service.store.create_key(key, change).await;
-        if result.is_ok() {
-            service.cache.invalidate(&key.key_id);
-        }
-        result
-    })
-    .await
+    )
 }
 
 /// Rotates a key: a successor (recoverable if the old key was) takes over, and the old

@@ -6,9 +6,11 @@
 //! Every change is written with its audit event in one transaction, and the verify
 //! cache is invalidated before the operation returns ([`to_completion`]).
 
+mod batch;
 mod change;
 mod create;
 mod import;
+mod lookups;
 mod read;
 mod reveal;
 
@@ -18,6 +20,7 @@ use keyhaven_core::KeyId;
 use keyhaven_store::{KeyForVerify, KeyRecord, Store, StoreError, Timestamp};
 use serde_json::{Value, json};
 
+pub use self::batch::{MAX_CREATE_BATCH, create_batch};
 pub use self::change::{RevokeKey, UpdateKey, delete, revoke, update};
 pub use self::create::{CreateKey, MAX_GRACE_SECONDS, NewKey, RotateKey, create, rotate};
 pub use self::import::{Admission, ImportRequest, MAX_IMPORT_BATCH, Written, import, write_batch};

@@ -22,11 +22,16 @@ use crate::model::{
 pub(super) async fn commit_change(mut tx: Tx, change: Change<'_>) -> Result<(), StoreError> {
     let event = write_change(&mut tx, change).await?;
     tx.commit().await?;
-    crate::counters::audit_written(&change.audit.action);
+    count_written(change.audit, event);
+    Ok(())
+}
+
+/// Counts a committed change: its audit event, and the lifecycle event it caused.
+pub(in super::super) fn count_written(audit: &AuditEvent, event: Option<&'static str>) {
+    crate::counters::audit_written(&audit.action);
     if let Some(kind) = event {
         crate::counters::events_written(kind, 1);
     }
-    Ok(())
 }
 
 /// Stores one event; false when its `dedup` fact is already stored.
@@ -81,19 +86,7 @@ pub(super) async fn write_change(
     .await
     .context("writing the audit event")?;
     if let Some(idem) = change.idempotency {
-        sqlx::query(
-            "INSERT INTO idempotency_keys (actor, idempotency_key, request_hash, status, \
-             sealed_response, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&idem.actor)
-        .bind(&idem.idempotency_key)
-        .bind(idem.request_hash.as_slice())
-        .bind(i64::from(idem.status))
-        .bind(&idem.sealed_response)
-        .bind(to_unix(idem.created_at))
-        .execute(&mut **tx)
-        .await
-        .map_err(|e| classify(e, Conflict::IdempotencyKeyTaken))?;
+        write_idempotency(tx, idem).await?;
     }
     let Some((kind, data)) = crate::activity::lifecycle_event(a) else {
         return Ok(None);
@@ -113,10 +106,32 @@ pub(super) async fn write_change(
     Ok(Some(kind))
 }
 
+/// Stores a request's answer under its idempotency key, in `tx`;
+/// [`Conflict::IdempotencyKeyTaken`] when a concurrent twin stored one first.
+pub(in super::super) async fn write_idempotency(
+    tx: &mut Tx,
+    idem: &IdempotentResponse,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO idempotency_keys (actor, idempotency_key, request_hash, status, \
+         sealed_response, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&idem.actor)
+    .bind(&idem.idempotency_key)
+    .bind(idem.request_hash.as_slice())
+    .bind(i64::from(idem.status))
+    .bind(&idem.sealed_response)
+    .bind(to_unix(idem.created_at))
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| classify(e, Conflict::IdempotencyKeyTaken))?;
+    Ok(())
+}
+
 /// Audit events (and the lifecycle events they cause) for many changes at once, in
 /// `tx`: multi-row inserts, for batches such as a leak report of thousands of keys.
 /// Returns the lifecycle event types written, for the counters after the commit.
-pub(super) async fn write_audits(
+pub(in super::super) async fn write_audits(
     tx: &mut Tx,
     audits: &[&AuditEvent],
 ) -> Result<Vec<&'static str>, StoreError> {

@@ -5,7 +5,7 @@
 
 use sqlx::Row as _;
 
-use super::audit::commit_change;
+use super::audit::{commit_change, count_written, write_audits, write_change, write_idempotency};
 use super::plans::{apply_plan_quota, plan_columns, plan_part, plan_ratelimits, shorter};
 use super::rows::{
     BindQuota as _, DbRow, Tx, classify, expect_one, grants_from, ip_allowlist_from,
@@ -15,8 +15,8 @@ use super::rows::{
 use super::{Db, Engine, dialect, notify};
 use crate::error::{Conflict, StoreError};
 use crate::model::{
-    Change, Invalidation, KeyFilter, KeyForVerify, KeyRecord, KeyStateFilter, Page, PageRequest,
-    QuotaWrite, ROOT_KEYSPACE_ID, Timestamp, to_unix,
+    AuditEvent, Change, IdempotentResponse, Invalidation, KeyFilter, KeyForVerify, KeyRecord,
+    KeyStateFilter, Page, PageRequest, QuotaWrite, ROOT_KEYSPACE_ID, Timestamp, to_unix,
 };
 
 /// Inserts `key`; returns false (inserting nothing) when its import lookup is taken.
@@ -30,7 +30,7 @@ const INSERT_CHUNK: usize = 500;
 /// Inserts `keys` with multi-row statements (bulk imports would otherwise pay one
 /// statement round trip per key); returns the key ids actually inserted (a key whose
 /// import lookup is already stored is skipped).
-pub(super) async fn insert_keys(
+pub(in super::super) async fn insert_keys(
     tx: &mut Tx,
     keys: &[KeyRecord],
 ) -> Result<Vec<String>, StoreError> {
@@ -124,13 +124,59 @@ pub(super) async fn create_key(
     key: &KeyRecord,
     change: Change<'_>,
 ) -> Result<(), StoreError> {
+    // SQLite: in a group commit with the other creations waiting (see `crate::group`).
+    if let Some(answer) = store.create_key_in_group(key, change).await {
+        return answer;
+    }
     let mut tx = store.begin().await?;
-    if !insert_key(&mut tx, key).await? {
+    let event = write_key_creation(&mut tx, key, change).await?;
+    tx.commit().await?;
+    count_written(change.audit, event);
+    Ok(())
+}
+
+/// Writes a new key with its change in `tx`; returns the lifecycle event the change
+/// caused (see [`count_written`], once committed).
+pub(in super::super) async fn write_key_creation(
+    tx: &mut Tx,
+    key: &KeyRecord,
+    change: Change<'_>,
+) -> Result<Option<&'static str>, StoreError> {
+    if !insert_key(tx, key).await? {
         return Err(StoreError::Conflict(Conflict::DuplicateId));
     }
     // A node may have cached "no such key" for this id.
-    notify(&mut tx, Invalidation::Key(key.key_id.clone())).await?;
-    commit_change(tx, change).await?;
+    notify(tx, Invalidation::Key(key.key_id.clone())).await?;
+    write_change(tx, change).await
+}
+
+/// Creates `keys` with their audit events (one per key, in the same order) and the
+/// request's stored answer, in one transaction: all of them or, on any error (a taken
+/// key id, a taken idempotency key), none.
+pub(super) async fn create_keys(
+    store: &Engine,
+    keys: &[KeyRecord],
+    audits: &[AuditEvent],
+    idempotency: Option<&IdempotentResponse>,
+) -> Result<(), StoreError> {
+    let mut tx = store.begin().await?;
+    if insert_keys(&mut tx, keys).await?.len() != keys.len() {
+        return Err(StoreError::Conflict(Conflict::DuplicateId));
+    }
+    for key in keys {
+        notify(&mut tx, Invalidation::Key(key.key_id.clone())).await?;
+    }
+    let events = write_audits(&mut tx, &audits.iter().collect::<Vec<_>>()).await?;
+    if let Some(idem) = idempotency {
+        write_idempotency(&mut tx, idem).await?;
+    }
+    tx.commit().await?;
+    for audit in audits {
+        crate::counters::audit_written(&audit.action);
+    }
+    for kind in events {
+        crate::counters::events_written(kind, 1);
+    }
     Ok(())
 }
 

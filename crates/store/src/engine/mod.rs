@@ -44,11 +44,11 @@ use crate::web::{Operator, SessionKind, WebSession};
 use crate::webhook::{AfterAttempt, Attempt, Delivery, DeliveryStatus, DueDelivery, Webhook};
 
 mod activity;
-mod audit;
+pub(super) mod audit;
 mod credits;
 mod events;
 mod imports;
-mod keys;
+pub(super) mod keys;
 mod keyspaces;
 mod leaks;
 mod overrides;
@@ -169,6 +169,11 @@ impl_store! {
         "updating an owner";
     owners::delete_owner(id: &str, change: Change<'_>) -> (), "deleting an owner";
     keys::create_key(key: &KeyRecord, change: Change<'_>) -> (), "creating a key";
+    keys::create_keys(
+        keys: &[KeyRecord],
+        audits: &[AuditEvent],
+        idempotency: Option<&IdempotentResponse>,
+    ) -> (), "creating keys";
     keys::key_for_verify(key_id: &str) -> Option<KeyForVerify>, "reading a key for verification";
     keys::keys_for_verify(key_ids: &[String]) -> Vec<KeyForVerify>,
         "reading keys for a leak report";

@@ -529,3 +529,39 @@ pub async fn rotation_is_atomic_and_happens_once(store: &dyn Store) {
     log.expect_none(store, "a refused rotation").await;
     assert_eq!(store.key_for_verify(&kid(3)).await.unwrap(), None);
 }
+
+/// `create_keys`: every key with its audit event, or none of them.
+pub async fn batch_creation_is_all_or_nothing(store: &dyn Store) {
+    add_keyspace(store, &keyspace("ks_b", "beta")).await;
+    let audited = |key: &KeyRecord, n: i64| {
+        event(
+            &format!("aud_b{n}"),
+            "key.create",
+            &key.key_id,
+            Some("ks_b"),
+            n,
+        )
+    };
+    let batch = [key(&kid(61), "ks_b", None), key(&kid(62), "ks_b", None)];
+    let audits = [audited(&batch[0], 1), audited(&batch[1], 2)];
+    store.create_keys(&batch, &audits, None).await.unwrap();
+    for key in &batch {
+        assert_eq!(&stored_key(store, &key.key_id).await, key);
+    }
+    let logged = audit_ids(store, AuditFilter::default()).await;
+    assert!(logged.contains(&"evt_aud_b1".to_owned()) && logged.contains(&"evt_aud_b2".to_owned()));
+
+    // A new key beside one whose id is taken: neither is stored, nor its audit event.
+    let clash = [key(&kid(63), "ks_b", None), key(&kid(61), "ks_b", None)];
+    let audits = [audited(&clash[0], 3), audited(&clash[1], 4)];
+    let refused = store.create_keys(&clash, &audits, None).await;
+    assert_eq!(conflict(refused), Conflict::DuplicateId);
+    not_found(
+        store
+            .key_for_verify(&kid(63))
+            .await
+            .and_then(|k| k.ok_or(StoreError::NotFound)),
+    );
+    let logged = audit_ids(store, AuditFilter::default()).await;
+    assert!(!logged.contains(&"evt_aud_b3".to_owned()), "{logged:?}");
+}

@@ -49,6 +49,7 @@ macro_rules! conformance_tests {
             keys::update_key_round_trips_every_mutable_field,
             keys::revoke_and_delete,
             keys::rotation_is_atomic_and_happens_once,
+            keys::batch_creation_is_all_or_nothing,
             key_lists::expiring_keys_and_their_events,
             key_lists::key_lists_filter_and_paginate,
             audit::every_mutation_writes_exactly_one_audit_event,

@@ -20,7 +20,9 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 use zeroize::{Zeroize, Zeroizing};
 
-pub use self::views::{CreatedKey, ExpiringKeyView, ImportResponse, KeyView, RevealedKey};
+pub use self::views::{
+    CreateKeysBatch, CreatedKey, CreatedKeys, ExpiringKeyView, ImportResponse, KeyView, RevealedKey,
+};
 use crate::auth::RootAuth;
 use crate::error::{ApiError, ClientError};
 use crate::extract::{ApiPath, ApiQuery, IdempotencyKey, JsonBody};
@@ -81,6 +83,32 @@ pub async fn create(
     let idem = Idempotent::new(&state, &auth, idem.0, body.request_hash());
     let done = keys::create(&state, &auth, body.value, &idem, |new| {
         CreatedKey::render(&state, new)
+    })
+    .await?;
+    Ok(answer(done))
+}
+
+#[utoipa::path(post, path = "/v1/keys/batch", tag = "keys",
+    operation_id = "keys_create_batch", request_body = CreateKeysBatch,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replay protection")),
+    responses(
+        (status = 201, body = CreatedKeys,
+            description = "Every key, created in one transaction, in the order asked; each `key` \
+                is its plaintext, shown only this once. An item that cannot be made refuses \
+                the whole batch (400, its index in `detail`), and nothing is created."),
+        ClientError,
+    ),
+    security(("root_key" = [])))]
+pub async fn create_batch(
+    State(state): State<AppState>,
+    auth: RootAuth,
+    idem: IdempotencyKey,
+    body: JsonBody<CreateKeysBatch>,
+) -> Result<Response, ApiError> {
+    auth.require(Scope::KeysWrite)?;
+    let idem = Idempotent::new(&state, &auth, idem.0, body.request_hash());
+    let done = keys::create_batch(&state, &auth, body.value.keys, &idem, |made| {
+        CreatedKeys::render(&state, made)
     })
     .await?;
     Ok(answer(done))

@@ -131,6 +131,50 @@ impl CreatedKey {
     }
 }
 
+/// `POST /v1/keys/batch`: up to 1,000 keys, each as `POST /v1/keys` takes one.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKeysBatch {
+    #[schema(min_items = 1, max_items = 1000)]
+    pub keys: Vec<keyhaven_service::keys::CreateKey>,
+}
+
+/// The answer to a batch creation: every key, in the order asked, each shown this once.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct CreatedKeys {
+    pub keys: Vec<CreatedKey>,
+}
+
+impl CreatedKeys {
+    /// The `201 Created` answer for keys just made; the copies of their plaintexts made
+    /// here are zeroed once rendered.
+    pub fn render(state: &AppState, made: &[NewKey]) -> Result<Rendered, ServiceError> {
+        let quota = QuotaCtx::of(state);
+        let mut created = Self {
+            keys: made
+                .iter()
+                .map(|new| CreatedKey {
+                    key: new.plaintext().expose_secret().to_owned(),
+                    record: KeyView::new(&new.key, &new.prefix, &quota),
+                })
+                .collect(),
+        };
+        let answer = render(StatusCode::CREATED, &created);
+        for key in &mut created.keys {
+            key.key.zeroize();
+        }
+        answer
+    }
+}
+
+impl std::fmt::Debug for CreatedKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedKeys")
+            .field("keys", &self.keys)
+            .finish()
+    }
+}
+
 impl std::fmt::Debug for CreatedKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CreatedKey")
