@@ -25,8 +25,12 @@ print(json.dumps({"keys": [{"keyspace_id": ks, "name": f"bench {i}"} for i in ra
 PY
 post_script "$WORK/batch.lua" "$(cat "$WORK/batch.json")"
 
-CONNECTIONS="$CREATE_CONNECTIONS" THREADS=2 run create "$BASE/v1/keys" "$WORK/create.lua"
-CONNECTIONS="$BATCH_CONNECTIONS" THREADS=2 run batch "$BASE/v1/keys/batch" "$WORK/batch.lua"
+# wrk needs at least one connection per thread.
+threads_for() { if [ "$1" -ge 2 ]; then echo 2; else echo 1; fi; }
+CONNECTIONS="$CREATE_CONNECTIONS" THREADS="$(threads_for "$CREATE_CONNECTIONS")" \
+  run create "$BASE/v1/keys" "$WORK/create.lua"
+CONNECTIONS="$BATCH_CONNECTIONS" THREADS="$(threads_for "$BATCH_CONNECTIONS")" \
+  run batch "$BASE/v1/keys/batch" "$WORK/batch.lua"
 
 python3 - "$WORK/create.txt" "$WORK/batch.txt" "$CREATE_CONNECTIONS" "$BATCH_CONNECTIONS" "$BATCH_SIZE" "$DURATION" <<'PY'
 import re, sys
