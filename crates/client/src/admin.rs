@@ -9,7 +9,8 @@
 //! A call that got no answer is sent again (see
 //! [`ClientBuilder::attempts`](crate::ClientBuilder::attempts)); the POSTs the server
 //! deduplicates (creates, revoke, rotate, credits) carry one `Idempotency-Key` across
-//! those attempts, so a request that did arrive is not applied twice.
+//! those attempts, so a request that did arrive is not applied twice; other POSTs are
+//! sent again only when no connection was made.
 //!
 //! Routes without a typed handle (use [`Client::request`]), none of them for an API
 //! client:

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::cache::{CacheOptions, CacheStats, VerifyCache, digest};
 use crate::error::{Error, Result};
-use crate::transport::{ErasedBody, ErasedQuery, Transport, TransportConfig};
+use crate::transport::{ErasedBody, ErasedQuery, Resend, Transport, TransportConfig};
 use crate::types::{
     VerifyBatchBody, VerifyBatchResponse, VerifyBody, VerifyOptions, VerifyResponse,
 };
@@ -277,6 +277,7 @@ impl Client {
                     }
                 },
                 &[],
+                Resend::for_call(&method, false),
             )
             .await?;
         let response = transport.check(response, &[]).await?;
@@ -427,6 +428,7 @@ impl Remote {
                         .body(body.to_vec())
                 },
                 &[key],
+                Resend::Always,
             )
             .await?;
         transport.read(response, &[key]).await

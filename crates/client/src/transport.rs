@@ -82,20 +82,22 @@ impl Transport {
             .bearer_auth(self.root_key.expose_secret())
     }
 
-    /// Sends `build()`'s request, again after a network error (up to the configured
-    /// attempts, backing off), never after an HTTP answer. `secrets` are keys sent with
-    /// the request: scrubbed, with the root key, from anything an error keeps.
+    /// Sends `build()`'s request, again after a network error as `resend` allows (up to
+    /// the configured attempts, backing off), never after an HTTP answer. `secrets` are
+    /// keys sent with the request: scrubbed, with the root key, from anything an error
+    /// keeps.
     pub async fn send(
         &self,
         build: impl Fn() -> RequestBuilder,
         secrets: &[&str],
+        resend: Resend,
     ) -> Result<Response> {
         let mut pause = self.backoff;
         let mut attempt = 1;
         loop {
             match build().send().await {
                 Ok(response) => return Ok(response),
-                Err(e) if retryable(&e) && attempt < self.attempts => {
+                Err(e) if retryable(&e, resend) && attempt < self.attempts => {
                     tracing::debug!(attempt, error = %transport_detail(e), "Keyhaven unreachable; retrying");
                     tokio::time::sleep(pause).await;
                     pause = pause.saturating_mul(2);
@@ -211,6 +213,9 @@ impl Transport {
                         .body(body.to_vec())
                 },
                 secrets,
+                // Batch verifications, imports (a taken key is skipped), reveals and
+                // leak reports (each acted on once): sending one again changes nothing.
+                Resend::Always,
             )
             .await?;
         self.read(response, secrets).await
@@ -263,6 +268,7 @@ impl Transport {
                 request
             },
             secrets,
+            Resend::for_call(&method, idempotency.is_some()),
         )
         .await
     }
@@ -333,10 +339,34 @@ fn idempotency_key(method: &Method, path: &str) -> Result<Option<String>> {
     Ok(Some(bytes.iter().map(|b| format!("{b:02x}")).collect()))
 }
 
-/// Whether nothing was answered: the connection failed, was reset, or timed out before
-/// a response head. Retried; an HTTP answer of any status is not.
-fn retryable(e: &reqwest::Error) -> bool {
-    e.is_connect() || e.is_timeout() || e.is_request()
+/// When a call that got no answer may be sent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resend {
+    /// After any failure without an answer (refused, reset, timed out before a response
+    /// head): reads, writes the server deduplicates by `Idempotency-Key`, writes that
+    /// change nothing the second time, and verifications (whose use may then be counted
+    /// twice, the price of not failing a request over a blip).
+    Always,
+    /// Only when no connection was made: a write the server would apply twice (a second
+    /// root key, a rate limit charged twice) if the first had arrived unanswered.
+    IfNotConnected,
+}
+
+impl Resend {
+    /// The rule for `method path`, `deduplicated` when it carries an `Idempotency-Key`.
+    pub fn for_call(method: &Method, deduplicated: bool) -> Self {
+        if *method == Method::POST && !deduplicated {
+            Self::IfNotConnected
+        } else {
+            Self::Always
+        }
+    }
+}
+
+/// Whether a call that failed with `e` may be sent again under `resend`. An HTTP answer
+/// of any status never is.
+fn retryable(e: &reqwest::Error, resend: Resend) -> bool {
+    e.is_connect() || (resend == Resend::Always && (e.is_timeout() || e.is_request()))
 }
 
 /// `scheme://host[:port]` of `base`, refusing anything but `http(s)://`.

@@ -54,7 +54,7 @@ impl<T: Send + 'static> GroupCommit<T> {
     pub fn start<F, Fut>(run: F) -> Self
     where
         F: Fn(Vec<Waiting<T>>) -> Fut + Send + 'static,
-        Fut: Future<Output = ()> + Send,
+        Fut: Future<Output = ()> + Send + 'static,
     {
         let (queue, mut waiting) = mpsc::unbounded_channel::<Waiting<T>>();
         tokio::spawn(async move {
@@ -66,7 +66,11 @@ impl<T: Send + 'static> GroupCommit<T> {
                         Err(_) => break,
                     }
                 }
-                run(group).await;
+                // On a task of its own: a panic fails this group's writes (their answers
+                // are dropped) and the worker goes on with the next.
+                if let Err(e) = tokio::spawn(run(group)).await {
+                    tracing::error!(error = %e, "a group of writes failed: {e}");
+                }
             }
         });
         Self { queue }

@@ -156,19 +156,27 @@ impl SqliteStore {
 /// a taken idempotency key, is rare), again one by one, each in a savepoint, so the
 /// conflict undoes only its own creation.
 async fn create_keys_together(writer: SqlitePool, group: Vec<Waiting<KeyCreation>>) {
-    if let Ok(events) = write_all_at_once(&writer, &group).await {
-        for waiting in &group {
-            crate::counters::audit_written(&waiting.write.audit.action);
+    match write_all_at_once(&writer, &group).await {
+        Ok(events) => {
+            for waiting in &group {
+                crate::counters::audit_written(&waiting.write.audit.action);
+            }
+            for kind in events {
+                crate::counters::events_written(kind, 1);
+            }
+            for waiting in group {
+                let _ = waiting.answer.send(Ok(()));
+            }
         }
-        for kind in events {
-            crate::counters::events_written(kind, 1);
+        Err(StoreError::Conflict(_)) => create_keys_one_by_one(writer, group).await,
+        Err(e) => {
+            // Not one creation's doing (I/O, a full disk): the group fails alike.
+            let cause = format!("{e:#}");
+            for waiting in group {
+                let _ = waiting.answer.send(Err(anyhow::anyhow!("{cause}").into()));
+            }
         }
-        for waiting in group {
-            let _ = waiting.answer.send(Ok(()));
-        }
-        return;
     }
-    create_keys_one_by_one(writer, group).await;
 }
 
 /// The group's keys, audit events (with their lifecycle events) and stored answers in

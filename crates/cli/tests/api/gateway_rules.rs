@@ -314,6 +314,33 @@ async fn forward_auth_decides_for_the_original_method() {
         StatusCode::FORBIDDEN,
         "nginx's header"
     );
+    // nginx sets X-Original-Method and passes the client's headers on: a client's own
+    // X-Forwarded-Method cannot pick the method the rules decide for.
+    let conflicting = [
+        ("X-Original-Method", "POST", "X-Forwarded-Method", "GET"),
+        (
+            "X-Original-URI",
+            "/admin/users",
+            "X-Forwarded-Uri",
+            "/public",
+        ),
+    ];
+    for (set, value, forged, claim) in conflicting {
+        let answer = app
+            .http
+            .get(app.url("/v1/auth"))
+            .bearer_auth(&key.key)
+            .header("X-Original-URI", "/admin/users")
+            .header("X-Original-Method", "POST")
+            .header(set, value)
+            .header(forged, claim)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::BAD_REQUEST, "{forged}");
+        let problem: Value = answer.json().await.unwrap();
+        assert_eq!(problem["code"], "conflicting_original_request", "{forged}");
+    }
     // Without the method, the rule would be decided for the subrequest's GET.
     let missing = auth(None).await.unwrap();
     assert_eq!(missing.status(), StatusCode::BAD_REQUEST);

@@ -203,3 +203,26 @@ async fn a_retried_create_carries_one_idempotency_key_and_a_verify_none() {
     assert!(error.is_unreachable(), "{error:?}");
     assert_eq!(*seen.lock().unwrap(), vec!["none"; 3]);
 }
+
+#[tokio::test]
+async fn a_write_the_server_would_apply_twice_is_not_sent_again_once_connected() {
+    // A new root key: a second one, unseen, could hold every scope.
+    let (url, accepted) = hang_up_server().await;
+    let client = client(&url, 3);
+    let create = keyhaven_client::types::CreateRootKey {
+        scopes: vec!["keys:read".into()],
+        ..Default::default()
+    };
+    let error = client.root_keys().create(&create).await.unwrap_err();
+    assert!(error.is_unreachable(), "{error:?}");
+    assert_eq!(settle(&accepted, 1).await, 1, "sent once");
+    // The same call the server deduplicates is sent again: a new keyspace.
+    let (url, accepted) = hang_up_server().await;
+    let error = self::client(&url, 3)
+        .keyspaces()
+        .create(&CreateKeyspace::new("n", "n"))
+        .await
+        .unwrap_err();
+    assert!(error.is_unreachable(), "{error:?}");
+    assert_eq!(settle(&accepted, 3).await, 3);
+}

@@ -21,6 +21,39 @@ use crate::error::{ApiError, ClientError};
 use crate::gateway;
 use crate::state::AppState;
 
+/// The original request's method or URI from the headers `names` (a proxy sets one or
+/// both): `None` without any. Every value of both must agree: a proxy that sets one of
+/// them may pass the client's own copy of the other on (nginx's `auth_request` does), and
+/// a client must not choose what the rules decide for.
+fn original<'h>(
+    headers: &'h axum::http::HeaderMap,
+    names: [&str; 2],
+) -> Result<Option<&'h str>, ApiError> {
+    let mut found: Option<&str> = None;
+    for value in names.iter().flat_map(|name| headers.get_all(*name)) {
+        let value = value.to_str().map_err(|_| {
+            ApiError::bad_request(
+                "invalid_original_request",
+                format!("{} must be visible ASCII.", names.join(" and ")),
+            )
+        })?;
+        match found {
+            Some(seen) if seen != value => {
+                return Err(ApiError::bad_request(
+                    "conflicting_original_request",
+                    format!(
+                        "{} disagree: set them to the same value in the proxy, or set \
+                         both.",
+                        names.join(" and ")
+                    ),
+                ));
+            }
+            _ => found = Some(value),
+        }
+    }
+    Ok(found)
+}
+
 /// Longest `scopes` or `ratelimits` value, in characters. Both at most, percent-encoded
 /// from 4-byte characters, keep the request line under the 64 KiB an HTTP server reads
 /// (beyond it hyper answers 414 itself, with no problem body).
@@ -80,9 +113,8 @@ pub async fn forward_auth(
             ));
         }
     }
-    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
     let rules = &state.config.gateway;
-    let method = match header("x-forwarded-method").or_else(|| header("x-original-method")) {
+    let method = match original(&parts.headers, ["x-forwarded-method", "x-original-method"])? {
         Some(method) => method,
         // A rule for some methods only would be decided for the auth request's own
         // method (nginx's subrequest is always a GET): a POST could pass as a GET.
@@ -97,7 +129,7 @@ pub async fn forward_auth(
     };
     let overridden =
         params.scopes.is_some() || params.cost.is_some() || params.ratelimits.is_some();
-    let uri = match header("x-forwarded-uri").or_else(|| header("x-original-uri")) {
+    let uri = match original(&parts.headers, ["x-forwarded-uri", "x-original-uri"])? {
         Some(uri) => uri,
         // Route rules decide by the original path: without it they would all be
         // skipped in silence (a proxy set up without the header), so say so.

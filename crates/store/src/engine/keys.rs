@@ -159,7 +159,14 @@ pub(super) async fn create_keys(
     audits: &[AuditEvent],
     idempotency: Option<&IdempotentResponse>,
 ) -> Result<(), StoreError> {
+    if keys.len() != audits.len() {
+        return Err(anyhow::anyhow!("create_keys needs one audit event per key").into());
+    }
     let mut tx = store.begin().await?;
+    // First: a concurrent twin of this request fails here, before writing any key.
+    if let Some(idem) = idempotency {
+        write_idempotency(&mut tx, idem).await?;
+    }
     if insert_keys(&mut tx, keys).await?.len() != keys.len() {
         return Err(StoreError::Conflict(Conflict::DuplicateId));
     }
@@ -167,9 +174,6 @@ pub(super) async fn create_keys(
         notify(&mut tx, Invalidation::Key(key.key_id.clone())).await?;
     }
     let events = write_audits(&mut tx, &audits.iter().collect::<Vec<_>>()).await?;
-    if let Some(idem) = idempotency {
-        write_idempotency(&mut tx, idem).await?;
-    }
     tx.commit().await?;
     for audit in audits {
         crate::counters::audit_written(&audit.action);

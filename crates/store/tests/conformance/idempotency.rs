@@ -287,3 +287,73 @@ pub async fn idempotent_responses_share_the_transaction(store: &dyn Store) {
         None
     );
 }
+
+/// Creations made at the same moment (on SQLite: queued together, so one group commit
+/// holds them all): twins sharing an idempotency key, a key whose id is taken, and a
+/// plain one. Each is answered for itself: one twin and the plain key are stored with
+/// their audit events; the other twin and the taken id are refused, leaving nothing.
+pub async fn concurrent_creations_are_answered_each_for_itself(store: &dyn Store) {
+    add_keyspace(store, &keyspace("ks_g", "gamma")).await;
+    let taken = key(&kid(71), "ks_g", None);
+    let audit = event("g0", "key.create", &kid(71), Some("ks_g"), 0);
+    store
+        .create_key(&taken, Change::audited(&audit))
+        .await
+        .unwrap();
+    let saved = IdempotentResponse {
+        actor: "rk_actor1".into(),
+        idempotency_key: "twins".into(),
+        request_hash: [7; 32],
+        status: 201,
+        sealed_response: vec![7],
+        created_at: at(0),
+    };
+    let (twin_a, twin_b, plain) = (
+        key(&kid(72), "ks_g", None),
+        key(&kid(73), "ks_g", None),
+        key(&kid(74), "ks_g", None),
+    );
+    let audits = [
+        event("g1", "key.create", &kid(72), Some("ks_g"), 1),
+        event("g2", "key.create", &kid(73), Some("ks_g"), 1),
+        event("g3", "key.create", &kid(71), Some("ks_g"), 1),
+        event("g4", "key.create", &kid(74), Some("ks_g"), 1),
+    ];
+    let with_saved = |audit| Change {
+        audit,
+        idempotency: Some(&saved),
+    };
+    // Polled in turn on this task: every one is queued before any is written.
+    let (a, b, clash, lone) = tokio::join!(
+        store.create_key(&twin_a, with_saved(&audits[0])),
+        store.create_key(&twin_b, with_saved(&audits[1])),
+        store.create_key(&taken, Change::audited(&audits[2])),
+        store.create_key(&plain, Change::audited(&audits[3])),
+    );
+    let twins = [a, b];
+    assert_eq!(
+        twins.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "one twin wins: {twins:?}"
+    );
+    let lost = twins.into_iter().find(|r| r.is_err()).unwrap();
+    assert_eq!(conflict(lost), Conflict::IdempotencyKeyTaken);
+    assert_eq!(conflict(clash), Conflict::DuplicateId);
+    lone.unwrap();
+    let mut found = 0;
+    for twin in [&twin_a, &twin_b] {
+        if store.key_for_verify(&twin.key_id).await.unwrap().is_some() {
+            found += 1;
+        }
+    }
+    assert_eq!(found, 1, "only the winning twin is stored");
+    assert!(store.key_for_verify(&plain.key_id).await.unwrap().is_some());
+    let logged = audit_ids(store, AuditFilter::default()).await;
+    assert!(logged.contains(&"evt_g4".to_owned()), "{logged:?}");
+    assert!(!logged.contains(&"evt_g3".to_owned()), "{logged:?}");
+    let twin_events = ["evt_g1", "evt_g2"]
+        .iter()
+        .filter(|id| logged.contains(&(**id).to_owned()))
+        .count();
+    assert_eq!(twin_events, 1, "{logged:?}");
+}
