@@ -151,6 +151,23 @@ def test_network_errors_are_retried_with_the_same_idempotency_key() -> None:
     assert timed_out.value.code == "timeout" and len(calls) == 1
 
 
+def test_a_post_the_server_would_apply_twice_is_not_sent_again_after_a_timeout() -> None:
+    def slow(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    transport, calls = _counting(slow)
+    client = keyhaven.Client("http://127.0.0.1:9", "kh_root_secret", retries=3, transport=transport)
+    with pytest.raises(keyhaven.KeyhavenError):
+        client.request("POST", "/v1/root-keys", json={"scopes": ["keys:read"]})
+    assert len(calls) == 1, "a second root key could be made unseen"
+    with pytest.raises(keyhaven.KeyhavenError):
+        client.create_keyspace("x", "x")
+    assert len(calls) == 1 + 4, "a deduplicated create is sent again"
+    with pytest.raises(keyhaven.KeyhavenError):
+        client.get_key("abc")
+    assert len(calls) == 5 + 4, "a read is sent again"
+
+
 def test_an_answer_is_never_retried() -> None:
     def fail(request: httpx.Request) -> httpx.Response:
         return httpx.Response(503, json={"type": "urn:keyhaven:problem:unavailable", "title": "Service Unavailable",

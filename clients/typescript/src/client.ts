@@ -242,6 +242,7 @@ export class Keyhaven {
     }
     if (options?.idempotencyKey !== undefined) headers["idempotency-key"] = options.idempotencyKey;
     const what = `${method} ${path.split("?")[0]}`;
+    const resendable = mayResendAfterSending(method, path, options?.idempotencyKey);
     for (let attempt = 0; ; attempt++) {
       const abort = new AbortController();
       const timer = setTimeout(() => abort.abort(), this.timeoutMs);
@@ -256,7 +257,7 @@ export class Keyhaven {
       } catch (e) {
         clearTimeout(timer);
         const timedOut = abort.signal.aborted;
-        if (attempt < this.retries) {
+        if (attempt < this.retries && (resendable || (!timedOut && notConnected(e)))) {
           await new Promise((r) => setTimeout(r, backoff(attempt)));
           continue;
         }
@@ -401,6 +402,30 @@ export function toResult(raw: unknown): VerifyResult {
 }
 
 const seg = encodeURIComponent;
+
+/**
+ * Whether a call that may have reached the server unanswered (a timeout, a reset) may be
+ * sent again: anything but a POST the server would apply twice, one without an
+ * `Idempotency-Key` (such as a new root key). Verifications are sent again (their use may
+ * then be counted twice, the price of not failing a request over a blip).
+ */
+function mayResendAfterSending(method: string, path: string, idempotencyKey: string | undefined): boolean {
+  if (method.toUpperCase() !== "POST" || idempotencyKey !== undefined) return true;
+  const bare = path.split("?")[0];
+  return bare === "/v1/keys/verify" || bare === "/v1/keys/verify/batch";
+}
+
+/** Whether `fetch` failed before any connection was made (so nothing was sent). */
+function notConnected(e: unknown): boolean {
+  const code = (e as { cause?: { code?: unknown } } | undefined)?.cause?.code;
+  return (
+    code === "ECONNREFUSED" ||
+    code === "ENOTFOUND" ||
+    code === "EAI_AGAIN" ||
+    code === "EHOSTUNREACH" ||
+    code === "UND_ERR_CONNECT_TIMEOUT"
+  );
+}
 
 /** An idempotency key for a POST, so a retry after a network error cannot act twice. */
 const once = (): string => crypto.randomUUID();

@@ -247,6 +247,28 @@ test("network errors are retried (bounded); HTTP answers never are", async () =>
   assert.equal(calls, 1);
 });
 
+test("a POST the server would apply twice is sent again only when no connection was made", async () => {
+  let calls = 0;
+  const reset = async () => {
+    calls++;
+    throw new TypeError("fetch failed", { cause: Object.assign(new Error("socket hang up"), { code: "ECONNRESET" }) });
+  };
+  const kh = new Keyhaven({ baseUrl: base, rootKey: ROOT, retries: 3, fetch: reset });
+  await assert.rejects(kh.request("POST", "/v1/root-keys", { scopes: ["keys:read"] }), (e) => e.code === "unreachable");
+  assert.equal(calls, 1, "a second root key could be made unseen");
+  await assert.rejects(kh.keyspaces.create({ name: "x", prefix: "x" }), (e) => e.code === "unreachable");
+  assert.equal(calls, 1 + 4, "a deduplicated create is sent again");
+
+  calls = 0;
+  const refused = async () => {
+    calls++;
+    throw new TypeError("fetch failed", { cause: Object.assign(new Error("connect ECONNREFUSED"), { code: "ECONNREFUSED" }) });
+  };
+  const nothingSent = new Keyhaven({ baseUrl: base, rootKey: ROOT, retries: 3, fetch: refused });
+  await assert.rejects(nothingSent.request("POST", "/v1/root-keys", { scopes: ["keys:read"] }));
+  assert.equal(calls, 4, "nothing was sent: tried again");
+});
+
 test("a server that does not answer in time is a timeout, retried then reported", async () => {
   const hang = createServer(() => {});
   const hangUrl = await listen(hang);

@@ -26,6 +26,24 @@ RETRYABLE = (
     httpx.RemoteProtocolError,
 )
 
+#: Failures before the request could have reached the server: no connection was made.
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+#: POSTs without ``Idempotency-Key`` that may still be sent again after a timeout:
+#: verifications (whose use may then be counted twice, the price of not failing a request
+#: over a blip).
+_RESENDABLE_POSTS = ("/v1/keys/verify", "/v1/keys/verify/batch")
+
+
+def may_resend(e: Exception, method: str, path: str, idempotency: Optional[str]) -> bool:
+    """Whether a call that failed with ``e`` (one of :data:`RETRYABLE`) may be sent again:
+    always when no connection was made; otherwise unless it is a POST the server would
+    apply twice (one without an ``Idempotency-Key``, such as a new root key)."""
+    if isinstance(e, NOT_SENT) or method != "POST" or idempotency is not None:
+        return True
+    return path in _RESENDABLE_POSTS
+
+
 #: Paths (after ``/v1``) whose POST honours ``Idempotency-Key``.
 _IDEMPOTENT_POSTS = ("/v1/keyspaces", "/v1/keys", "/v1/owners", "/v1/webhooks")
 

@@ -27,7 +27,17 @@ from typing import (
 import httpx
 
 from . import _calls as c
-from ._http import RETRYABLE, Secret, SecretBody, answer_error, backoff, decode, idempotency_key, network_error
+from ._http import (
+    RETRYABLE,
+    Secret,
+    SecretBody,
+    answer_error,
+    backoff,
+    decode,
+    idempotency_key,
+    may_resend,
+    network_error,
+)
 from ._stream import TaskFollower, ThreadFollower
 from ._version import __version__
 from .cache import VerifyCache
@@ -224,7 +234,7 @@ class Client(_Base):
                     headers=self._headers(call, idempotency),
                 )
             except RETRYABLE as e:
-                if attempt > self.retries:
+                if attempt > self.retries or not may_resend(e, call.method, call.path, idempotency):
                     raise network_error(e, call.method, call.path, attempt) from None
                 time.sleep(backoff(attempt))
                 continue
@@ -522,7 +532,7 @@ class AsyncClient(_Base):
                     headers=self._headers(call, idempotency),
                 )
             except RETRYABLE as e:
-                if attempt > self.retries:
+                if attempt > self.retries or not may_resend(e, call.method, call.path, idempotency):
                     raise network_error(e, call.method, call.path, attempt) from None
                 await asyncio.sleep(backoff(attempt))
                 continue
