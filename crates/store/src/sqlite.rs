@@ -155,7 +155,14 @@ impl SqliteStore {
 /// First all together, in a few multi-row statements; if that fails (a conflict, such as
 /// a taken idempotency key, is rare), again one by one, each in a savepoint, so the
 /// conflict undoes only its own creation.
-async fn create_keys_together(writer: SqlitePool, group: Vec<Waiting<KeyCreation>>) {
+async fn create_keys_together(writer: SqlitePool, mut group: Vec<Waiting<KeyCreation>>) {
+    // A creation whose caller has gone (a client that hung up) was never acknowledged and
+    // never will be: written, it would be a working key nobody received. One with an
+    // idempotency record is written still, for the caller's retry to find.
+    group.retain(|w| !w.answer.is_closed() || w.write.idempotency.is_some());
+    if group.is_empty() {
+        return;
+    }
     match write_all_at_once(&writer, &group).await {
         Ok(events) => {
             for waiting in &group {

@@ -357,3 +357,27 @@ pub async fn concurrent_creations_are_answered_each_for_itself(store: &dyn Store
         .count();
     assert_eq!(twin_events, 1, "{logged:?}");
 }
+
+/// A creation whose caller went away before it was written (its future dropped after
+/// one poll: on SQLite, queued for a group commit) is never stored; one made after it is.
+pub async fn a_creation_nobody_waits_for_is_not_written(store: &dyn Store) {
+    use std::future::Future as _;
+    add_keyspace(store, &keyspace("ks_d", "delta")).await;
+    let (gone, kept) = (key(&kid(81), "ks_d", None), key(&kid(82), "ks_d", None));
+    let audits = [
+        event("d1", "key.create", &kid(81), Some("ks_d"), 1),
+        event("d2", "key.create", &kid(82), Some("ks_d"), 1),
+    ];
+    let mut abandoned = Box::pin(store.create_key(&gone, Change::audited(&audits[0])));
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(abandoned.as_mut().poll(&mut context).is_pending());
+    drop(abandoned);
+    store
+        .create_key(&kept, Change::audited(&audits[1]))
+        .await
+        .unwrap();
+    assert!(store.key_for_verify(&kid(82)).await.unwrap().is_some());
+    assert!(store.key_for_verify(&kid(81)).await.unwrap().is_none());
+    let logged = audit_ids(store, AuditFilter::default()).await;
+    assert!(!logged.contains(&"evt_d1".to_owned()), "{logged:?}");
+}

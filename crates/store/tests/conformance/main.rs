@@ -56,6 +56,7 @@ macro_rules! conformance_tests {
             audit::audit_filters_and_pages,
             idempotency::idempotent_responses_share_the_transaction,
             idempotency::concurrent_creations_are_answered_each_for_itself,
+            idempotency::a_creation_nobody_waits_for_is_not_written,
             usage::usage_adds_up_and_last_use_only_moves_forward,
             usage::usage_rolls_up_into_hours_and_days,
             imports::imports_skip_taken_lookups,
