@@ -359,7 +359,7 @@ pub async fn concurrent_creations_are_answered_each_for_itself(store: &dyn Store
 }
 
 /// A creation whose caller went away before it was written (its future dropped after
-/// one poll: on SQLite, queued for a group commit) is never stored; one made after it is.
+/// one poll, queued for SQLite's group commit) is never stored; one made after it is.
 pub async fn a_creation_nobody_waits_for_is_not_written(store: &dyn Store) {
     use std::future::Future as _;
     add_keyspace(store, &keyspace("ks_d", "delta")).await;
