@@ -178,10 +178,7 @@ async fn create_keys_together(writer: SqlitePool, mut group: Vec<Waiting<KeyCrea
         Err(StoreError::Conflict(_)) => create_keys_one_by_one(writer, group).await,
         Err(e) => {
             // Not one creation's doing (I/O, a full disk): the group fails alike.
-            let cause = format!("{e:#}");
-            for waiting in group {
-                let _ = waiting.answer.send(Err(anyhow::anyhow!("{cause}").into()));
-            }
+            fail_all(group, &e);
         }
     }
 }
@@ -205,6 +202,14 @@ async fn write_all_at_once(
     }
     tx.commit().await?;
     Ok(events)
+}
+
+/// Answers every creation of `group` with `e` (nothing of it was committed).
+fn fail_all(group: Vec<Waiting<KeyCreation>>, e: &StoreError) {
+    let cause = format!("{e:#}");
+    for waiting in group {
+        let _ = waiting.answer.send(Err(anyhow::anyhow!("{cause}").into()));
+    }
 }
 
 /// [`create_keys_together`]'s second try: each creation in a savepoint of its own.
@@ -249,10 +254,7 @@ async fn create_keys_one_by_one(writer: SqlitePool, group: Vec<Waiting<KeyCreati
         }
         Err(e) => {
             // Nothing was committed: every creation of the group fails alike.
-            let cause = format!("{e:#}");
-            for waiting in group {
-                let _ = waiting.answer.send(Err(anyhow::anyhow!("{cause}").into()));
-            }
+            fail_all(group, &e);
         }
     }
 }

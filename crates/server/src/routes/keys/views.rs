@@ -121,13 +121,18 @@ impl CreatedKey {
     /// The `201 Created` answer for a key just made; the copy of its plaintext made
     /// here is zeroed once rendered (the rendering itself zeroes when dropped).
     pub fn render(state: &AppState, new: &NewKey) -> Result<Rendered, ServiceError> {
-        let mut created = Self {
-            key: new.plaintext().expose_secret().to_owned(),
-            record: KeyView::new(&new.key, &new.prefix, &QuotaCtx::of(state)),
-        };
+        let mut created = Self::of(new, &QuotaCtx::of(state));
         let answer = render(StatusCode::CREATED, &created);
         created.key.zeroize();
         answer
+    }
+
+    /// The answer's value for `new`, holding a copy of its plaintext: zero it once used.
+    fn of(new: &NewKey, quota: &QuotaCtx) -> Self {
+        Self {
+            key: new.plaintext().expose_secret().to_owned(),
+            record: KeyView::new(&new.key, &new.prefix, quota),
+        }
     }
 }
 
@@ -151,13 +156,7 @@ impl CreatedKeys {
     pub fn render(state: &AppState, made: &[NewKey]) -> Result<Rendered, ServiceError> {
         let quota = QuotaCtx::of(state);
         let mut created = Self {
-            keys: made
-                .iter()
-                .map(|new| CreatedKey {
-                    key: new.plaintext().expose_secret().to_owned(),
-                    record: KeyView::new(&new.key, &new.prefix, &quota),
-                })
-                .collect(),
+            keys: made.iter().map(|new| CreatedKey::of(new, &quota)).collect(),
         };
         let answer = render(StatusCode::CREATED, &created);
         for key in &mut created.keys {
