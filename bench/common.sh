@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Shared by the load scripts: installs wrk if needed, builds the release binary, starts
 # `keyhaven serve` on a free 127.0.0.1 port with a fresh data dir (stopped on exit), and
-# defines `api PATH JSON` (POST with the printed root key) and `run NAME URL [SCRIPT]`
-# (a warm-up, then a timed wrk run saved to $WORK/NAME.txt).
+# defines `api PATH JSON` (POST with the printed root key), `run NAME URL [SCRIPT]`
+# (a warm-up, then a timed wrk run saved to $WORK/NAME.txt) and `start_server` (starts
+# the server again after a stop).
 # Reads DURATION, CONNECTIONS, THREADS, WARMUP (defaults below) and SERVE_ARGS (an array
 # of extra `keyhaven serve` arguments, if set); sets BASE, ROOT_KEY, WORK.
 
@@ -40,15 +41,18 @@ trap cleanup EXIT
 
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 BASE="http://127.0.0.1:$PORT"
-KEYHAVEN_LOG=warn "$BIN" serve --data-dir "$WORK/data" --listen "127.0.0.1:$PORT" \
-  ${SERVE_ARGS[@]+"${SERVE_ARGS[@]}"} >"$WORK/stdout" 2>"$WORK/stderr" &
-SERVER_PID=$!
-
-for _ in $(seq 1 100); do
-  curl -sf "$BASE/healthz" >/dev/null 2>&1 && break
-  sleep 0.1
-done
-curl -sf "$BASE/healthz" >/dev/null || { cat "$WORK/stderr" >&2; echo "server did not start" >&2; exit 1; }
+# Starts the server on $WORK/data (again, after a stop) and waits up to 30 s for it.
+start_server() {
+  KEYHAVEN_LOG=warn "$BIN" serve --data-dir "$WORK/data" --listen "127.0.0.1:$PORT" \
+    ${SERVE_ARGS[@]+"${SERVE_ARGS[@]}"} >>"$WORK/stdout" 2>>"$WORK/stderr" &
+  SERVER_PID=$!
+  for _ in $(seq 1 300); do
+    curl -sf "$BASE/healthz" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  curl -sf "$BASE/healthz" >/dev/null || { cat "$WORK/stderr" >&2; echo "server did not start" >&2; exit 1; }
+}
+start_server
 # stdout is not a terminal, so the first root key is in the data directory.
 ROOT_KEY="$(cat "$WORK/data/initial-root-key" 2>/dev/null || true)"
 [ -n "$ROOT_KEY" ] || { echo "no first root key in $WORK/data/initial-root-key" >&2; exit 1; }

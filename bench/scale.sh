@@ -24,11 +24,7 @@ source bench/common.sh
 rss_mb() { awk '/^VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$SERVER_PID/status"; }
 restart() {
   kill -TERM "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
-  KEYHAVEN_LOG=warn "$BIN" serve --data-dir "$WORK/data" --listen "127.0.0.1:$PORT" \
-    ${SERVE_ARGS[@]+"${SERVE_ARGS[@]}"} >>"$WORK/stdout" 2>>"$WORK/stderr" &
-  SERVER_PID=$!
-  for _ in $(seq 1 300); do curl -sf "$BASE/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
-  curl -sf "$BASE/healthz" >/dev/null || { cat "$WORK/stderr" >&2; exit 1; }
+  start_server
 }
 
 KS="$(api /v1/keyspaces '{"name":"Scale","prefix":"scale_live"}' | field id)"

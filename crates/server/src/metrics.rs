@@ -27,7 +27,7 @@ const BUCKETS: &[f64] = &[
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// How often pending histogram samples are folded into their buckets.
-pub const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The process's Prometheus handle, installing the recorder the first time.
 pub fn handle() -> PrometheusHandle {
