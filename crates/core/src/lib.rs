@@ -22,6 +22,7 @@ pub mod ratelimit;
 pub mod scan;
 pub mod secret;
 mod table;
+pub mod token;
 pub mod verifier;
 pub mod wildcard;
 
