@@ -64,8 +64,12 @@ impl Embedded {
         let (peppers, _) = bootstrap::load_peppers(&config.data_dir, store.as_ref())
             .await
             .map_err(failed)?;
+        let signing_keys = bootstrap::load_signing_keys(&config.data_dir, store.as_ref())
+            .await
+            .map_err(failed)?;
         let service =
             Service::with_parts(store, peppers, None, config, Clock::System).map_err(failed)?;
+        keyhaven_service::tokens::install(&service, signing_keys);
         let running = background::start(&service).await.map_err(failed)?;
         Ok(Self {
             service,
@@ -114,6 +118,7 @@ impl Embedded {
             }),
             client_ip: options.client_ip,
             permissions: options.permissions.clone(),
+            audience: options.audience.clone(),
         };
         verify::verify(&self.service, &self.actor, &request, answer)
             .await
@@ -138,9 +143,15 @@ fn answer(verdict: &Verdict<'_>) -> VerifyResponse {
             })
         }),
         name: key.and_then(|k| k.name.clone()),
-        scopes: key.map(|k| k.scopes.clone()),
+        scopes: match verdict.token {
+            Some(token) => key.map(|_| token.scopes.clone()),
+            None => key.map(|k| k.scopes.clone()),
+        },
         meta: key.map(|k| k.meta.clone()),
-        expires_at: key.and_then(|k| k.expires_at.map(rfc3339)),
+        expires_at: match verdict.token {
+            Some(token) => key.map(|_| rfc3339(keyhaven_store::from_unix(token.exp))),
+            None => key.and_then(|k| k.expires_at.map(rfc3339)),
+        },
         rotation: key.and_then(|k| {
             k.rotation.as_ref().map(|r| VerifyRotation {
                 successor_key_id: r.successor.clone(),
@@ -151,6 +162,7 @@ fn answer(verdict: &Verdict<'_>) -> VerifyResponse {
         remaining: verdict.limits.remaining,
         missing_permissions: (verdict.code == keyhaven_core::VerifyCode::InsufficientPermissions)
             .then(|| verdict.missing_permissions.to_vec()),
+        token: verdict.token.is_some(),
     }
 }
 
@@ -186,6 +198,7 @@ fn service_error(e: ServiceError, key: &str) -> Error {
         ServiceError::Invalid { code, .. } => (400, *code),
         ServiceError::MissingScope(_) => (403, "insufficient_scope"),
         ServiceError::NotFound => (404, "not_found"),
+        ServiceError::Forbidden { code, .. } => (403, *code),
         ServiceError::Conflict { code, .. } => (409, *code),
         ServiceError::IdempotencyMismatch(_) => (422, "idempotency_mismatch"),
         ServiceError::Unexpected(_) => {

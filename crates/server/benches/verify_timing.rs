@@ -451,6 +451,7 @@ fn request(key: &str) -> VerifyRequest {
         ratelimits: None,
         client_ip: None,
         permissions: None,
+        audience: None,
     }
 }
 

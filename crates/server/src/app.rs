@@ -18,7 +18,7 @@ use tower_http::trace::TraceLayer;
 use crate::error::ApiError;
 use crate::routes::{
     audit, changes, credits, forward_auth, health, keys, keyspaces, leaks, owners, plans, portal,
-    ratelimits, roles, root_keys, usage, verify, webhooks,
+    ratelimits, roles, root_keys, tokens, usage, verify, webhooks,
 };
 use crate::state::AppState;
 use keyhaven_service::config::MetricsListen;
@@ -56,6 +56,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/ratelimits/limit", post(ratelimits::limit))
         .route("/v1/auth", any(forward_auth::forward_auth))
         .route("/v1/keys/self-revoke", post(leaks::self_revoke))
+        .route("/v1/tokens", post(tokens::mint))
+        .route("/.well-known/jwks.json", get(tokens::jwks))
         .route("/v1/changes", get(changes::stream))
         .route(
             "/v1/leaks/github",

@@ -48,6 +48,8 @@ pub enum ApiError {
     MissingScope(&'static str),
     #[error("not found")]
     NotFound,
+    #[error("{detail}")]
+    Forbidden { code: &'static str, detail: String },
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("{detail}")]
@@ -86,7 +88,7 @@ impl ApiError {
         match self {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::MissingScope(_) => StatusCode::FORBIDDEN,
+            Self::MissingScope(_) | Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict { .. } => StatusCode::CONFLICT,
@@ -101,7 +103,9 @@ impl ApiError {
 
     pub fn code(&self) -> &'static str {
         match self {
-            Self::BadRequest { code, .. } | Self::Conflict { code, .. } => code,
+            Self::BadRequest { code, .. }
+            | Self::Conflict { code, .. }
+            | Self::Forbidden { code, .. } => code,
             Self::Unauthorized => "unauthorized",
             Self::MissingScope(_) => "insufficient_scope",
             Self::NotFound => "not_found",
@@ -145,6 +149,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Invalid { code, detail } => Self::BadRequest { code, detail },
             ServiceError::MissingScope(scope) => Self::MissingScope(scope),
             ServiceError::NotFound => Self::NotFound,
+            ServiceError::Forbidden { code, detail } => Self::Forbidden { code, detail },
             ServiceError::Conflict { code, detail } => Self::Conflict { code, detail },
             ServiceError::IdempotencyMismatch(detail) => Self::IdempotencyMismatch(detail),
             ServiceError::Unexpected(e) => Self::Unexpected(e),
@@ -182,6 +187,18 @@ pub fn problem_response(problem: &Problem) -> Response {
         HeaderValue::from_static(PROBLEM_CONTENT_TYPE),
     );
     response
+}
+
+/// A problem answer with `status` and its stable `code` (for refusals that are not an
+/// [`ApiError`], such as a key that does not verify as its own credential).
+pub fn refusal(status: StatusCode, code: &str, detail: String) -> Response {
+    problem_response(&Problem {
+        kind: format!("urn:keyhaven:problem:{code}"),
+        title: status.canonical_reason().unwrap_or("Error").to_owned(),
+        status: status.as_u16(),
+        detail,
+        code: code.to_owned(),
+    })
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
     audit, changes, credits, forward_auth, health, keys, keyspaces, leaks, owners, plans, portal,
-    ratelimits, roles, root_keys, usage, verify, webhooks,
+    ratelimits, roles, root_keys, tokens, usage, verify, webhooks,
 };
 
 #[derive(Debug, OpenApi)]
@@ -29,6 +29,7 @@ use crate::routes::{
         plans::create, plans::list, plans::get, plans::update, plans::delete,
         verify::verify, verify::verify_batch, ratelimits::limit, ratelimits::set_override, ratelimits::list_overrides, ratelimits::delete_override, forward_auth::forward_auth, changes::stream,
         leaks::github, leaks::report, leaks::self_revoke,
+        tokens::mint, tokens::jwks,
         usage::key, usage::owner, usage::keyspace, usage::totals,
         audit::list, audit::events,
         webhooks::create, webhooks::list, webhooks::get, webhooks::update, webhooks::delete,
@@ -52,6 +53,7 @@ use crate::routes::{
         (name = "webhooks", description = "Events delivered to your endpoints, signed"),
         (name = "portal", description = "Links for your customers to manage their own keys"),
         (name = "root-keys", description = "The admin API's own keys"),
+        (name = "tokens", description = "Signed tokens minted from keys, verified offline against the JWKS"),
         (name = "leaks", description = "Leaked keys reported by secret scanners, acted on per policy"),
         (name = "health", description = "Liveness, readiness, metrics"),
     )

@@ -41,6 +41,8 @@ pub const ROOT_SCOPES: &[&str] = &[
     "leaks:*",
     "leaks:write",
     "ratelimits:*",
+    "tokens:*",
+    "tokens:write",
     "ratelimits:limit",
     "ratelimits:read",
     "ratelimits:write",
@@ -76,6 +78,8 @@ pub enum Scope {
     RatelimitsRead,
     /// Setting and deleting standalone limits' overrides.
     RatelimitsWrite,
+    /// Minting signed tokens on behalf of a key (`POST /v1/tokens` with `key_id`).
+    TokensWrite,
 }
 
 impl Scope {
@@ -99,6 +103,7 @@ impl Scope {
             Self::RatelimitsLimit => "ratelimits:limit",
             Self::RatelimitsRead => "ratelimits:read",
             Self::RatelimitsWrite => "ratelimits:write",
+            Self::TokensWrite => "tokens:write",
         }
     }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, bail};
 use keyhaven_core::PepperSet;
 use keyhaven_store::pepper_file::{self, PepperSource};
-use keyhaven_store::{PgOptions, PgStore, SqliteStore, Store};
+use keyhaven_store::{PgOptions, PgStore, SqliteStore, Store, Timestamp};
 use subtle::ConstantTimeEq as _;
 
 use crate::config::Config;
@@ -111,6 +111,44 @@ pub async fn load_master_keys(data_dir: &Path, store: &dyn Store) -> anyhow::Res
         .context("loading the master key")?;
     check_secret(store, MASTER_KEY, &set).await?;
     Ok(set)
+}
+
+const SIGNING_KEY: &str = "signing_key";
+
+/// The token signing keys, from `KEYHAVEN_SIGNING_KEYS` or `<data dir>/signing-keys`,
+/// checked like the pepper: the file is created only while the database has recorded
+/// no signing key, and a version that differs from the one recorded is refused (a node
+/// with its own keys would mint tokens the others' JWKS does not list). A version the
+/// database knows but the file lacks (rotated on another node, or retired) is warned
+/// about: tokens it signed do not verify here.
+pub async fn load_signing_keys(
+    data_dir: &Path,
+    store: &dyn Store,
+) -> anyhow::Result<crate::tokens::SigningKeys> {
+    let recorded = store.secret_checks(SIGNING_KEY).await?;
+    let env = zeroize::Zeroizing::new(std::env::var(pepper_file::SIGNING_KEYS_ENV).ok());
+    let (secrets, source) =
+        pepper_file::load_signing_keys(data_dir, env.as_deref(), recorded.is_empty())
+            .context("loading the token signing keys")?;
+    check_secret(store, SIGNING_KEY, &secrets).await?;
+    for (version, _) in &recorded {
+        let known = keyhaven_core::PepperVersion::new(*version).and_then(|v| secrets.get(v));
+        if known.is_none() {
+            tracing::warn!(
+                version,
+                "token signing key version {version} was used on this database but is not \
+                 configured here: its tokens do not verify on this node (copy the signing \
+                 keys file from the node that rotated, or ignore this if it was retired)"
+            );
+        }
+    }
+    crate::tokens::SigningKeys::from_secrets(&secrets, source)
+}
+
+/// When each signing key version was first used by a server on this database: a
+/// version stopped signing when the next one was first used.
+pub async fn signing_key_times(store: &dyn Store) -> anyhow::Result<Vec<(u32, Timestamp)>> {
+    Ok(store.secret_check_times(SIGNING_KEY).await?)
 }
 
 /// Compares each configured version of the secret `name` with its stored check value

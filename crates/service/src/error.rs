@@ -16,6 +16,10 @@ pub enum ServiceError {
     MissingScope(&'static str),
     #[error("not found")]
     NotFound,
+    /// The actor may not do this with what it holds (a token asked for scopes its key
+    /// lacks); `code` is stable, the detail says what is missing.
+    #[error("{detail}")]
+    Forbidden { code: &'static str, detail: String },
     /// The change contradicts the stored state (taken prefix, already revoked, …).
     #[error("{detail}")]
     Conflict { code: &'static str, detail: String },

@@ -125,6 +125,10 @@ pub struct CreateKeyspace {
     /// default) or 32 (44 characters, ~257 bits).
     #[schema(minimum = 22, maximum = 32)]
     pub secret_bytes: Option<u8>,
+    /// Longest lifetime of a signed token minted from a key of the keyspace
+    /// (`POST /v1/tokens`): 60 seconds to a day (default 15 minutes).
+    #[schema(minimum = 60, maximum = 86400)]
+    pub token_max_ttl_seconds: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -161,6 +165,10 @@ pub struct UpdateKeyspace {
     /// keys keep theirs.
     #[schema(minimum = 22, maximum = 32)]
     pub secret_bytes: Option<u8>,
+    /// 60 seconds to a day; `null` restores the default (15 minutes).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<i64>, minimum = 60, maximum = 86400)]
+    pub token_max_ttl_seconds: Option<Option<i64>>,
 }
 
 /// The secret length `secret_bytes` asks for (22 or 32).
@@ -180,7 +188,16 @@ fn validate_policy(p: &KeyspacePolicy) -> Result<()> {
     };
     check("max_key_age_seconds", p.max_key_age, 1)?;
     check("default_grace_seconds", p.default_grace, 0)?;
-    check("expiry_warning_seconds", p.expiry_warning, 1)
+    check("expiry_warning_seconds", p.expiry_warning, 1)?;
+    match p.token_max_ttl {
+        Some(v) if !(60..=keyhaven_store::TOKEN_MAX_TTL_CEILING).contains(&v) => {
+            Err(ServiceError::invalid(format!(
+                "token_max_ttl_seconds must be between 60 and {} seconds",
+                keyhaven_store::TOKEN_MAX_TTL_CEILING
+            )))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn validate_prefix(prefix: &str) -> Result<()> {
@@ -249,6 +266,7 @@ pub async fn create(
         max_key_age: input.max_key_age_seconds,
         default_grace: input.default_grace_seconds,
         expiry_warning: input.expiry_warning_seconds,
+        token_max_ttl: input.token_max_ttl_seconds,
         secret_length: match input.secret_bytes {
             Some(bytes) => secret_length(bytes)?,
             None => keyhaven_core::SecretLength::Standard,
@@ -354,6 +372,9 @@ pub async fn update(
     if let Some(bytes) = input.secret_bytes {
         after.policy.secret_length = secret_length(bytes)?;
     }
+    if let Some(v) = input.token_max_ttl_seconds {
+        after.policy.token_max_ttl = v;
+    }
     validate_policy(&after.policy)?;
     let now = service.clock.now();
     after.updated_at = now;
@@ -384,6 +405,11 @@ pub async fn update(
                 "secret_bytes",
                 json!(b.secret_length.bytes()),
                 json!(a.secret_length.bytes()),
+            ),
+            (
+                "token_max_ttl_seconds",
+                json!(b.token_max_ttl),
+                json!(a.token_max_ttl),
             ),
             (
                 "ratelimits",

@@ -53,6 +53,7 @@ pub mod serve_lock;
 pub mod service;
 pub mod sessions;
 pub mod streams;
+pub mod tokens;
 pub mod usage;
 pub mod usage_report;
 pub mod validate;

@@ -24,3 +24,10 @@ pub const RATELIMIT_NODES: &str = "keyhaven_ratelimit_nodes";
 pub fn ratelimit_nodes(nodes: u64) {
     metrics::gauge!(RATELIMIT_NODES).set(nodes as f64);
 }
+
+pub const TOKENS_MINTED: &str = "keyhaven_tokens_minted_total";
+
+/// A signed token was minted, in `format` (`jws` or `biscuit`).
+pub fn token_minted(format: keyhaven_core::token::TokenFormat) {
+    metrics::counter!(TOKENS_MINTED, "format" => format.as_str()).increment(1);
+}

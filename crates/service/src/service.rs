@@ -39,6 +39,9 @@ pub struct Shared {
     pub github_keys: crate::github_keys::GithubKeys,
     /// Standalone limits' overrides, per namespace, as this node last read them.
     pub overrides: crate::ratelimits::cache::OverrideCache,
+    /// The token signing keys, once loaded ([`crate::tokens::install`]); without them
+    /// no token is minted or accepted.
+    pub tokens: std::sync::OnceLock<Arc<crate::tokens::SigningKeys>>,
     /// Whether any imported key exists: until one does, a non-native key string is
     /// MALFORMED without a database lookup.
     imported_keys: AtomicBool,
@@ -53,6 +56,11 @@ impl Deref for Service {
 }
 
 impl Shared {
+    /// The token signing keys, if loaded.
+    pub fn signing_keys(&self) -> Option<&Arc<crate::tokens::SigningKeys>> {
+        self.tokens.get()
+    }
+
     pub fn has_imported_keys(&self) -> bool {
         self.imported_keys.load(Ordering::Relaxed)
     }
@@ -119,6 +127,7 @@ impl Service {
             clock,
             github_keys,
             overrides,
+            tokens: std::sync::OnceLock::new(),
             imported_keys: AtomicBool::new(false),
         })))
     }

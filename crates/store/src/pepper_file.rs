@@ -120,6 +120,28 @@ pub fn load_or_create_master(
     )
 }
 
+/// Name of the environment variable that, when set, replaces the signing keys file.
+pub const SIGNING_KEYS_ENV: &str = "KEYHAVEN_SIGNING_KEYS";
+/// Name of the token signing keys file inside the data directory: the Ed25519 seeds
+/// tokens are signed with, in the pepper's versioned text format (the newest version
+/// signs; every version in the file verifies), mode 0600, created on first start.
+pub const SIGNING_KEYS_FILE_NAME: &str = "signing-keys";
+
+/// Loads the token signing keys like [`load`] loads the pepper.
+pub fn load_signing_keys(
+    data_dir: &Path,
+    env_value: Option<&str>,
+    may_create: bool,
+) -> Result<(PepperSet, PepperSource), PepperFileError> {
+    load_named(
+        data_dir,
+        SIGNING_KEYS_FILE_NAME,
+        SIGNING_KEYS_ENV,
+        env_value,
+        may_create,
+    )
+}
+
 /// Loads the master keys like [`load`] loads the pepper.
 pub fn load_master(
     data_dir: &Path,
@@ -181,6 +203,12 @@ fn create(path: &Path) -> Result<PepperSet, PepperFileError> {
     let what = if path.file_name().is_some_and(|n| n == MASTER_KEY_FILE_NAME) {
         "master key. Keep this file secret and back it up: without it no recoverable\n\
          # key can be revealed"
+    } else if path
+        .file_name()
+        .is_some_and(|n| n == SIGNING_KEYS_FILE_NAME)
+    {
+        "token signing keys (Ed25519 seeds). Keep this file secret; every node\n\
+         # needs the same one"
     } else {
         "pepper. Keep this file secret and back it up: without it no stored key\n\
          # can be verified"
@@ -220,7 +248,16 @@ fn create(path: &Path) -> Result<PepperSet, PepperFileError> {
 /// it. New keys use it from the next server start; keys hashed under older versions keep
 /// verifying and are re-hashed to the newest on their next successful verify.
 pub fn rotate(data_dir: &Path) -> Result<PepperVersion, PepperFileError> {
-    let path = data_dir.join(PEPPER_FILE_NAME);
+    rotate_file(&data_dir.join(PEPPER_FILE_NAME))
+}
+
+/// Adds a new signing key version to the file in `data_dir`, like [`rotate`].
+pub fn rotate_signing_keys(data_dir: &Path) -> Result<PepperVersion, PepperFileError> {
+    rotate_file(&data_dir.join(SIGNING_KEYS_FILE_NAME))
+}
+
+fn rotate_file(path: &Path) -> Result<PepperVersion, PepperFileError> {
+    let path = path.to_owned();
     let text = read_existing(&path)?;
     let set = parse_file(&path, &text)?;
     let (version, entry) = PepperSet::new_entry(Some(&set))?;
@@ -236,17 +273,27 @@ pub fn rotate(data_dir: &Path) -> Result<PepperVersion, PepperFileError> {
 /// Removes `version` from the file in `data_dir`. The caller checks that no stored key
 /// uses it any more; the newest version cannot be retired.
 pub fn retire(data_dir: &Path, version: PepperVersion) -> Result<(), PepperFileError> {
-    let path = data_dir.join(PEPPER_FILE_NAME);
+    retire_file(&data_dir.join(PEPPER_FILE_NAME), version)
+}
+
+/// Removes a signing key version from the file in `data_dir`, like [`retire`].
+pub fn retire_signing_key(data_dir: &Path, version: PepperVersion) -> Result<(), PepperFileError> {
+    retire_file(&data_dir.join(SIGNING_KEYS_FILE_NAME), version)
+}
+
+fn retire_file(path: &Path, version: PepperVersion) -> Result<(), PepperFileError> {
+    let path = path.to_owned();
     let text = read_existing(&path)?;
     let set = parse_file(&path, &text)?;
     if set.get(version).is_none() {
         return Err(PepperFileError::Refused(format!(
-            "pepper version {version} is not in the file"
+            "version {version} is not in {}",
+            path.display()
         )));
     }
     if set.newest().version() == version {
         return Err(PepperFileError::Refused(format!(
-            "pepper version {version} is the newest (new keys use it); rotate first"
+            "version {version} is the newest (it is in use); rotate first"
         )));
     }
     let mut kept = Zeroizing::new(String::with_capacity(text.len()));

@@ -195,6 +195,9 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn holds_sealed_keys(&self) -> Result<bool, StoreError>;
     /// The check values of the secret `name` (`pepper`, `master_key`), by version.
     async fn secret_checks(&self, name: &str) -> Result<Vec<(u32, Vec<u8>)>, StoreError>;
+    /// When each version of the secret `name` had its check value stored: when a server
+    /// first started with it.
+    async fn secret_check_times(&self, name: &str) -> Result<Vec<(u32, Timestamp)>, StoreError>;
     /// Stores the check value of a secret version, unless one is stored already.
     async fn record_secret_check(
         &self,

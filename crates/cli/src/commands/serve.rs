@@ -85,6 +85,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         source,
     } = setup::open(&config).await?;
     let master_keys = bootstrap::load_master_keys(&config.data_dir, store.as_ref()).await?;
+    let signing_keys = bootstrap::load_signing_keys(&config.data_dir, store.as_ref()).await?;
+    tracing::info!(source = %signing_keys.source(), versions = ?signing_keys.versions(), "token signing keys loaded");
     tracing::info!(source = %source, versions = ?peppers.versions().map(|v| v.get()).collect::<Vec<_>>(), "pepper loaded");
     let listener = TcpListener::bind(config.listen)
         .await
@@ -116,6 +118,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         config,
         keyhaven_service::clock::Clock::System,
     )?;
+    keyhaven_service::tokens::install(&state, signing_keys);
     if state.github_keys.is_configured() {
         let known = (state.github_keys.load().await)
             .context("loading GitHub's secret scanning public keys")?;

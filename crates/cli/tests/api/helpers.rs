@@ -88,8 +88,12 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     .unwrap();
     let clock = Clock::manual(keyhaven_service::clock::now());
     let (master, _) = pepper_file::load_or_create_master(dir.path(), None).unwrap();
+    let signing_keys = keyhaven_service::bootstrap::load_signing_keys(dir.path(), store.as_ref())
+        .await
+        .unwrap();
     let state =
         AppState::with_parts(store.clone(), peppers, Some(master), config, clock.clone()).unwrap();
+    keyhaven_service::tokens::install(&state, signing_keys);
     let peppers = state.peppers.clone();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -95,6 +95,9 @@ pub struct VerifyResponse {
     /// For INSUFFICIENT_PERMISSIONS: the query's permissions the key lacks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub missing_permissions: Option<Vec<String>>,
+    /// A signed token was presented rather than the key (its scopes are the token's).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub token: bool,
 }
 
 impl VerifyResponse {
@@ -115,6 +118,7 @@ impl VerifyResponse {
             ratelimits: Vec::new(),
             remaining: None,
             missing_permissions: None,
+            token: false,
         }
     }
 }
@@ -197,6 +201,9 @@ pub struct VerifyOptions {
     /// A permission query (`documents.read AND (documents.write OR admin)`); calls with
     /// one always go to the server.
     pub permissions: Option<String>,
+    /// For a signed token: the audience this service is (a token naming another
+    /// audience, or naming one when this is unset, is refused).
+    pub audience: Option<String>,
 }
 
 impl VerifyOptions {
@@ -239,6 +246,12 @@ impl VerifyOptions {
         self.permissions = Some(query.into());
         self
     }
+
+    /// The audience this service is, for signed tokens.
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audience = Some(audience.into());
+        self
+    }
 }
 
 /// The request body, borrowing the key (never kept, never printed).
@@ -255,6 +268,8 @@ pub(crate) struct VerifyBody<'a> {
     pub client_ip: Option<IpAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub permissions: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audience: Option<&'a str>,
 }
 
 impl<'a> VerifyBody<'a> {
@@ -266,6 +281,7 @@ impl<'a> VerifyBody<'a> {
             ratelimits: options.ratelimits.as_deref(),
             client_ip: options.client_ip,
             permissions: options.permissions.as_deref(),
+            audience: options.audience.as_deref(),
         }
     }
 }

@@ -85,6 +85,10 @@ impl TestServer {
         )
         .await
         .unwrap();
+        let signing_keys =
+            keyhaven_service::bootstrap::load_signing_keys(dir.path(), store.as_ref())
+                .await
+                .unwrap();
         let state = keyhaven_server::AppState::with_parts(
             store,
             peppers,
@@ -93,6 +97,7 @@ impl TestServer {
             Clock::System,
         )
         .unwrap();
+        keyhaven_service::tokens::install(&state, signing_keys);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();

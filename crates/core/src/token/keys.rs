@@ -8,6 +8,8 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+/// Label of a signing key's seed derivation from its secret.
+const SEED_LABEL: &[u8] = b"keyhaven token signing key: seed v1";
 /// Label of the biscuit root key's derivation from a signing key's seed.
 const BISCUIT_LABEL: &[u8] = b"keyhaven token signing key: biscuit root key v1";
 
@@ -61,14 +63,12 @@ impl SigningKey {
         })
     }
 
-    /// A new key of `version` from the operating system's random number generator.
-    pub fn generate(
-        version: u32,
-    ) -> Result<(Self, Zeroizing<[u8; 32]>), crate::token::TokenMintError> {
-        let mut seed = Zeroizing::new([0u8; 32]);
-        crate::random::fill(seed.as_mut_slice())?;
-        let key = Self::from_seed(version, &seed)?;
-        Ok((key, seed))
+    /// The key a versioned secret of the signing keys file stands for (that file has
+    /// the pepper's format): its seed is the secret's HMAC of a fixed label, so the file's
+    /// bytes themselves never sign anything.
+    pub fn from_secret(secret: &crate::Pepper) -> Result<Self, SigningKeyError> {
+        let seed = Zeroizing::new(secret.mac.mac(&[SEED_LABEL]));
+        Self::from_seed(secret.version().get(), &seed)
     }
 
     pub fn version(&self) -> u32 {

@@ -36,6 +36,8 @@ pub struct KeyspaceView {
     pub expiry_warning_seconds: Option<i64>,
     /// The strength of new keys' secrets: 22 bytes (30 characters) or 32 (44).
     pub secret_bytes: u8,
+    /// Longest lifetime of a signed token minted from a key of the keyspace.
+    pub token_max_ttl_seconds: i64,
     /// Default rate limits of every key in the keyspace.
     pub ratelimits: Vec<RateLimitBody>,
     /// Anomaly alert thresholds (`null` fields take the server's defaults).
@@ -61,6 +63,10 @@ impl From<&Keyspace> for KeyspaceView {
             default_grace_seconds: k.policy.default_grace,
             expiry_warning_seconds: k.policy.expiry_warning,
             secret_bytes: k.policy.secret_length.bytes(),
+            token_max_ttl_seconds: k
+                .policy
+                .token_max_ttl
+                .unwrap_or(keyhaven_store::DEFAULT_TOKEN_MAX_TTL),
             ratelimits: rate_limit_views(&k.ratelimits),
             alerts: AlertsBody::of(&k.alerts),
             branding: BrandingBody::of(&k.branding),

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::auth::{ClientIp, RootAuth, Scope, bearer_token};
-use crate::error::{ApiError, ClientError, Problem, problem_response};
+use crate::error::{ApiError, ClientError, Problem};
 use crate::extract::{JsonBody, parse_json};
 use crate::respond::{json_response, to_body};
 use crate::state::AppState;
@@ -25,16 +25,7 @@ pub const REPORT_BODY_LIMIT: usize = 2 * 1024 * 1024;
 /// Body limit of `POST /v1/leaks/github` (20,000 matches with their URLs).
 pub const GITHUB_BODY_LIMIT: usize = 8 * 1024 * 1024;
 
-/// A 401 or 429 problem with its stable code.
-fn refused(status: StatusCode, code: &str, detail: String) -> Response {
-    problem_response(&Problem {
-        kind: format!("urn:keyhaven:problem:{code}"),
-        title: status.canonical_reason().unwrap_or("Error").to_owned(),
-        status: status.as_u16(),
-        detail,
-        code: code.to_owned(),
-    })
-}
+use crate::error::refusal as refused;
 
 #[utoipa::path(post, path = "/v1/leaks/github", tag = "leaks", operation_id = "leaks_github",
     request_body(content = Vec<github::GithubMatch>, description = "GitHub's secret scanning partner batch, signed by GitHub."),

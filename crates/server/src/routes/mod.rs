@@ -16,6 +16,7 @@ pub mod portal;
 pub mod ratelimits;
 pub mod roles;
 pub mod root_keys;
+pub mod tokens;
 pub mod usage;
 pub mod verify;
 pub mod webhooks;

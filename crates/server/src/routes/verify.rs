@@ -85,6 +85,10 @@ pub struct VerifyResponse {
     /// in the order written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub missing_permissions: Option<Vec<String>>,
+    /// Present (`true`) when a signed token was verified rather than the key itself:
+    /// `scopes` are then the token's and `expires_at` its expiry.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub token: bool,
 }
 
 /// The answer as serialized: borrows from the cached record, so a verify copies no
@@ -106,6 +110,8 @@ struct VerifyAnswer<'a> {
     remaining: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     missing_permissions: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    token: bool,
 }
 
 /// The applied limits, serialized straight from the decision.
@@ -242,11 +248,18 @@ impl<'a> VerifyAnswer<'a> {
                 })
             }),
             name: key.and_then(|k| k.name.as_deref()),
-            scopes: found.map(|f| f.scopes.as_slice()),
+            scopes: match verdict.token {
+                Some(token) => found.map(|_| token.scopes.as_slice()),
+                None => found.map(|f| f.scopes.as_slice()),
+            },
             meta: key.map(|k| &k.meta),
             // When it stops verifying: its own expiry, or sooner by its keyspace's or
             // plan's maximum age (caches keep an answer no longer than this).
-            expires_at: found.and_then(|f| f.effective_expiry().map(rfc3339)),
+            // A token's: its own expiry (never later than the key's).
+            expires_at: match verdict.token {
+                Some(token) => found.map(|_| rfc3339(keyhaven_store::from_unix(token.exp))),
+                None => found.and_then(|f| f.effective_expiry().map(rfc3339)),
+            },
             rotation: key.and_then(|k| {
                 k.rotation.as_ref().map(|r| RotationRef {
                     successor_key_id: &r.successor,
@@ -257,6 +270,7 @@ impl<'a> VerifyAnswer<'a> {
             remaining: verdict.limits.remaining,
             missing_permissions: (verdict.code == VerifyCode::InsufficientPermissions)
                 .then_some(verdict.missing_permissions),
+            token: verdict.token.is_some(),
         }
     }
 }

@@ -184,6 +184,9 @@ pub fn service_error(e: ServiceError, home: &str) -> Response {
             "Not found",
             "There is nothing here. It may have been deleted, or the address may be wrong.",
         ),
+        ServiceError::Forbidden { detail, .. } => {
+            back(StatusCode::FORBIDDEN, "Not allowed", &detail)
+        }
         ServiceError::MissingScope(_) => back(
             StatusCode::FORBIDDEN,
             "Not allowed",

@@ -32,8 +32,8 @@ pub(super) async fn create_keyspace(
         "INSERT INTO keyspaces (id, name, prefix, max_key_age_seconds, default_grace_seconds, \
          expiry_warning_seconds, ratelimits, created_at, updated_at, alert_spike_factor, \
          alert_spike_min_per_minute, alert_failed_per_minute, branding, leak_policy, \
-         ip_allowlist, secret_bytes) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+         ip_allowlist, secret_bytes, token_max_ttl_seconds) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
     )
     .bind(&ks.id)
     .bind(&ks.name)
@@ -51,6 +51,7 @@ pub(super) async fn create_keyspace(
     .bind(leak_policy_text(ks.leak_policy))
     .bind(ip_allowlist_text(ks.ip_allowlist.as_ref())?)
     .bind(i64::from(ks.policy.secret_length.bytes()))
+    .bind(ks.policy.token_max_ttl)
     .execute(&mut *tx)
     .await
     .map_err(|e| classify(e, Conflict::PrefixTaken))?;
@@ -97,7 +98,7 @@ pub(super) async fn update_keyspace(
          expiry_warning_seconds = $4, ratelimits = $5, updated_at = $6, \
          alert_spike_factor = $8, alert_spike_min_per_minute = $9, \
          alert_failed_per_minute = $10, branding = $11, leak_policy = $12, ip_allowlist = $13, \
-         secret_bytes = $14 WHERE id = $7 AND NOT reserved",
+         secret_bytes = $14, token_max_ttl_seconds = $15 WHERE id = $7 AND NOT reserved",
     )
     .bind(&ks.name)
     .bind(ks.policy.max_key_age)
@@ -113,6 +114,7 @@ pub(super) async fn update_keyspace(
     .bind(leak_policy_text(ks.leak_policy))
     .bind(ip_allowlist_text(ks.ip_allowlist.as_ref())?)
     .bind(i64::from(ks.policy.secret_length.bytes()))
+    .bind(ks.policy.token_max_ttl)
     .execute(&mut *tx)
     .await?;
     expect_one(done.rows_affected())?;

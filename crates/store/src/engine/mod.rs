@@ -199,6 +199,8 @@ impl_store! {
     keys::holds_keys() -> bool, "checking whether keys are stored";
     keys::holds_sealed_keys() -> bool, "checking whether recoverable keys are stored";
     peppers::secret_checks(name: &str) -> Vec<(u32, Vec<u8>)>, "reading secret check values";
+    peppers::secret_check_times(name: &str) -> Vec<(u32, Timestamp)>,
+        "reading when secret versions were first used";
     peppers::record_secret_check(name: &str, version: u32, check: &[u8], now: Timestamp) -> (),
         "recording a secret check value";
     imports::legacy_imports() -> Vec<(String, Import)>, "finding imported keys to upgrade";

@@ -8,7 +8,7 @@ use keyhaven_core::Verifier;
 
 use super::{Engine, notify};
 use crate::error::StoreError;
-use crate::model::{Invalidation, Timestamp, to_unix};
+use crate::model::{Invalidation, Timestamp, from_unix, to_unix};
 
 pub(super) async fn secret_checks(
     store: &Engine,
@@ -25,6 +25,26 @@ pub(super) async fn secret_checks(
             Ok((
                 u32::try_from(v).context("secret version out of range")?,
                 check,
+            ))
+        })
+        .collect()
+}
+
+pub(super) async fn secret_check_times(
+    store: &Engine,
+    name: &str,
+) -> Result<Vec<(u32, Timestamp)>, StoreError> {
+    let rows: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT version, created_at FROM secret_checks WHERE name = $1 ORDER BY version",
+    )
+    .bind(name)
+    .fetch_all(store.reads())
+    .await?;
+    rows.into_iter()
+        .map(|(v, at)| {
+            Ok((
+                u32::try_from(v).context("secret version out of range")?,
+                from_unix(at),
             ))
         })
         .collect()

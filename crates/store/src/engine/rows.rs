@@ -212,6 +212,7 @@ pub(super) fn keyspace_from(row: &DbRow) -> Result<Keyspace, StoreError> {
             max_key_age: row.try_get("max_key_age_seconds")?,
             default_grace: row.try_get("default_grace_seconds")?,
             expiry_warning: row.try_get("expiry_warning_seconds")?,
+            token_max_ttl: row.try_get("token_max_ttl_seconds")?,
             secret_length: u8::try_from(row.try_get::<i64, _>("secret_bytes")?)
                 .ok()
                 .and_then(keyhaven_core::SecretLength::from_bytes)

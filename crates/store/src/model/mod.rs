@@ -114,7 +114,16 @@ pub struct KeyspacePolicy {
     pub expiry_warning: Option<i64>,
     /// How long the secrets of new keys (and rotations' successors) are.
     pub secret_length: keyhaven_core::SecretLength,
+    /// Longest lifetime of a signed token minted from a key of the keyspace (`None`:
+    /// [`DEFAULT_TOKEN_MAX_TTL`]).
+    pub token_max_ttl: Option<i64>,
 }
+
+/// Longest token lifetime when a keyspace sets none: 15 minutes.
+pub const DEFAULT_TOKEN_MAX_TTL: i64 = 15 * 60;
+/// Longest token lifetime any keyspace may set: a day. A signing key that stopped
+/// signing verifies no token this long after.
+pub const TOKEN_MAX_TTL_CEILING: i64 = 24 * 3600;
 
 /// How far ahead expiring keys are reported when a keyspace sets no warning threshold.
 pub const DEFAULT_EXPIRY_WARNING: i64 = 7 * 24 * 3600;

@@ -31,6 +31,7 @@ pub async fn keyspace_crud(store: &dyn Store) {
         expiry_warning: Some(3600),
         // Round-trips too.
         secret_length: keyhaven_core::SecretLength::Long,
+        token_max_ttl: Some(300),
     };
     renamed.updated_at = at(5);
     let audit = event("2", "keyspace.update", "ks_a", Some("ks_a"), 5);

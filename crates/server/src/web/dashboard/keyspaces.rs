@@ -172,6 +172,7 @@ pub async fn create(State(state): State<AppState>, form: DashboardForm) -> Respo
             leak_policy: LeakPolicyName::default(),
             ip_allowlist: Vec::new(),
             secret_bytes: None,
+            token_max_ttl_seconds: None,
         };
         let idem = Idempotent::none(&state, &op.actor);
         keyspaces::create(&state, &op.actor, input, &idem, |ks| {
@@ -312,6 +313,7 @@ pub async fn update(
             expiry_warning_seconds: p.expiry_warning,
             ratelimits: p.ratelimits,
             alerts: None,
+            token_max_ttl_seconds: None,
             leak_policy: f.get("leak_policy").map(text_policy).copied(),
             secret_bytes: f
                 .opt("secret_bytes")

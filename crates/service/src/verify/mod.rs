@@ -44,6 +44,8 @@ use crate::service::Service;
 use crate::usage::Outcome;
 use crate::validate;
 
+mod token;
+
 /// Longest non-native key string that is looked up as a possible imported key.
 const MAX_IMPORTED_KEY_LEN: usize = 512;
 pub use crate::validate::{MAX_COST, MAX_NAMED_LIMITS};
@@ -78,6 +80,10 @@ pub struct VerifyRequest {
     /// per address as well as per key id.
     #[schema(value_type = Option<String>)]
     pub client_ip: Option<IpAddr>,
+    /// For a signed token: the audience your service is. A token naming an audience is
+    /// refused unless this is it (a token naming none is accepted by every audience).
+    #[schema(max_length = 200)]
+    pub audience: Option<String>,
 }
 
 /// The outcome of one verification, for the caller to shape its answer from. The key is
@@ -91,6 +97,9 @@ pub struct Verdict<'a> {
     pub limits: &'a Decision<'a>,
     /// For INSUFFICIENT_PERMISSIONS: the query's permissions the key lacks.
     pub missing_permissions: &'a [String],
+    /// A signed token was presented (not the key itself): what it says, once its
+    /// signature verified. Its scopes are what the caller holds.
+    pub token: Option<&'a keyhaven_core::token::TokenClaims>,
 }
 
 /// Verifies `request.key` for `actor` (whose visible keyspaces bound what it may learn
@@ -115,9 +124,19 @@ pub async fn verify<R>(
         scopes: &request.scopes,
         client_ip: Some(request.client_ip),
     };
+    let mut claims = None;
     let matched = match &parsed {
         Some(parsed) => match_native(service, parsed, &asked, visible, now).await?,
-        None => match_imported(service, presented, &asked, visible, now).await?,
+        None => match keyhaven_core::token::TokenFormat::detect(presented) {
+            Some(_) => {
+                let audience = request.audience.as_deref();
+                let (matched, found) =
+                    token::match_token(service, presented, &asked, visible, now, audience).await?;
+                claims = found;
+                matched
+            }
+            None => match_imported(service, presented, &asked, visible, now).await?,
+        },
     };
     let mut code = matched.code;
     let found = matched.key.as_deref();
@@ -175,6 +194,7 @@ pub async fn verify<R>(
         key: found,
         limits: &limits,
         missing_permissions: &missing_permissions,
+        token: claims.as_ref(),
     };
     let out = answer(&verdict);
     VerifyMetrics::get().record(code, start);
@@ -334,7 +354,7 @@ fn checked_cost(request: &VerifyRequest) -> Result<u64> {
 
 /// What a verification asks of a matched key beyond its own state.
 #[derive(Debug, Clone, Copy)]
-struct Asked<'a> {
+pub(crate) struct Asked<'a> {
     scopes: &'a [String],
     /// The client's address, checked against the IP allowlists; `None` skips that
     /// check (a key's own state, [`key_state_code`]), `Some(None)` is a call that gave
@@ -344,7 +364,7 @@ struct Asked<'a> {
 
 /// A verification's result before limits: the code and, once the secret matched, the key.
 #[derive(Debug, Clone)]
-struct Matched {
+pub(crate) struct Matched {
     code: VerifyCode,
     key: Option<Arc<KeyForVerify>>,
     /// The id of a stored key that was presented with a wrong secret (for its usage
@@ -353,7 +373,7 @@ struct Matched {
 }
 
 impl Matched {
-    fn rejected(code: VerifyCode) -> Self {
+    pub(crate) fn rejected(code: VerifyCode) -> Self {
         Self {
             code,
             key: None,
@@ -498,7 +518,11 @@ pub(crate) fn key_state_code(record: Arc<KeyForVerify>, now: Timestamp) -> Verif
 }
 
 /// Step 5: the policy decision for a key whose secret matched.
-fn apply_policy(record: Arc<KeyForVerify>, asked: &Asked<'_>, now: Timestamp) -> Matched {
+pub(crate) fn apply_policy(
+    record: Arc<KeyForVerify>,
+    asked: &Asked<'_>,
+    now: Timestamp,
+) -> Matched {
     let key = &record.key;
     let ip_admitted = asked.client_ip.is_none_or(|client_ip| {
         let lists = [
