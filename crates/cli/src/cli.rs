@@ -37,6 +37,9 @@ pub enum Command {
     /// Rotate, inspect and retire pepper versions.
     #[command(subcommand)]
     Pepper(commands::pepper::Command),
+    /// Rotate, inspect and retire the keys signed tokens are signed with.
+    #[command(subcommand)]
+    SigningKey(commands::signing_key::Command),
     Generate(commands::generate::Args),
     Inspect(commands::inspect::Args),
     Hash(commands::hash::Args),
@@ -61,6 +64,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Migrate(args) => commands::migrate::run(&args),
         Command::Copy(args) => commands::copy::run(&args),
         Command::Pepper(command) => commands::pepper::run(&command),
+        Command::SigningKey(command) => commands::signing_key::run(&command),
         Command::Import(args) => commands::import::run(&args),
         Command::Generate(args) => commands::generate::run(&args),
         Command::Inspect(args) => commands::inspect::run(&args),

@@ -12,6 +12,7 @@ pub mod proxy;
 pub mod root_key;
 pub mod scan;
 pub mod serve;
+pub mod signing_key;
 
 use std::io;
 

@@ -338,6 +338,7 @@ pub async fn keyhaven(data_dir: &Path) -> Command {
     command
         .env_remove("KEYHAVEN_PEPPER")
         .env_remove("KEYHAVEN_MASTER_KEY")
+        .env_remove("KEYHAVEN_SIGNING_KEYS")
         .env_remove("KEYHAVEN_DATABASE_URL");
     if let Some(url) = database_url_for(data_dir).await {
         command.env("KEYHAVEN_DATABASE_URL", url);

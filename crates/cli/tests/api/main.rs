@@ -45,6 +45,7 @@ mod recoverable;
 mod root_keys;
 mod shared_limits;
 mod tenancy;
+mod tokens;
 mod usage;
 mod web;
 mod webhooks;
