@@ -52,6 +52,7 @@ pub mod root_keys;
 pub mod serve_lock;
 pub mod service;
 pub mod sessions;
+pub mod signing_keys;
 pub mod streams;
 pub mod tokens;
 pub mod usage;

@@ -41,7 +41,7 @@ pub struct Shared {
     pub overrides: crate::ratelimits::cache::OverrideCache,
     /// The token signing keys, once loaded ([`crate::tokens::install`]); without them
     /// no token is minted or accepted.
-    pub tokens: std::sync::OnceLock<Arc<crate::tokens::SigningKeys>>,
+    pub tokens: std::sync::OnceLock<Arc<crate::signing_keys::SigningKeys>>,
     /// Whether any imported key exists: until one does, a non-native key string is
     /// MALFORMED without a database lookup.
     imported_keys: AtomicBool,
@@ -57,7 +57,7 @@ impl Deref for Service {
 
 impl Shared {
     /// The token signing keys, if loaded.
-    pub fn signing_keys(&self) -> Option<&Arc<crate::tokens::SigningKeys>> {
+    pub fn signing_keys(&self) -> Option<&Arc<crate::signing_keys::SigningKeys>> {
         self.tokens.get()
     }
 

@@ -16,11 +16,8 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use keyhaven_core::token::{
-    self, SigningKey, TokenClaims, TokenFormat, VerifyingKeys, attenuable, jws,
-};
-use keyhaven_core::{PepperSet, VerifyCode};
-use keyhaven_store::pepper_file::PepperSource;
+use keyhaven_core::VerifyCode;
+use keyhaven_core::token::{self, TokenClaims, TokenFormat, attenuable, jws};
 use keyhaven_store::{DEFAULT_TOKEN_MAX_TTL, KeyForVerify, Timestamp};
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -29,91 +26,9 @@ use utoipa::ToSchema;
 use crate::actor::{Actor, Scope};
 use crate::error::{Result, ServiceError};
 use crate::service::Service;
+pub use crate::signing_keys::SigningKeys;
 use crate::validate;
 use crate::verify::{self, VerifyRequest};
-
-/// The deployment's signing keys: the newest signs, every one verifies.
-pub struct SigningKeys {
-    signer: SigningKey,
-    verifying: VerifyingKeys,
-    source: PepperSource,
-}
-
-impl std::fmt::Debug for SigningKeys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningKeys")
-            .field("signer", &self.signer)
-            .field("versions", &self.versions())
-            .field("source", &self.source)
-            .finish()
-    }
-}
-
-impl SigningKeys {
-    /// The keys the signing keys file (or `KEYHAVEN_SIGNING_KEYS`) holds.
-    pub fn from_secrets(secrets: &PepperSet, source: PepperSource) -> anyhow::Result<Self> {
-        let mut public = Vec::new();
-        for version in secrets.versions() {
-            if let Some(secret) = secrets.get(version) {
-                public.push(SigningKey::from_secret(secret)?.public().clone());
-            }
-        }
-        Ok(Self {
-            signer: SigningKey::from_secret(secrets.newest())?,
-            verifying: VerifyingKeys::new(public),
-            source,
-        })
-    }
-
-    pub fn verifying(&self) -> &VerifyingKeys {
-        &self.verifying
-    }
-
-    /// The version that signs new tokens.
-    pub fn signer_version(&self) -> u32 {
-        self.signer.version()
-    }
-
-    pub fn versions(&self) -> Vec<u32> {
-        self.verifying.iter().map(|k| k.version).collect()
-    }
-
-    pub fn source(&self) -> &PepperSource {
-        &self.source
-    }
-
-    /// The JWKS document: each key as an Ed25519 JWK, and (a member JWK libraries
-    /// ignore) each biscuit root key by its root key id.
-    pub fn jwks(&self) -> serde_json::Value {
-        let keys: Vec<_> = self
-            .verifying
-            .iter()
-            .map(|k| {
-                serde_json::json!({
-                    "kty": "OKP",
-                    "crv": "Ed25519",
-                    "x": k.x(),
-                    "kid": k.kid,
-                    "alg": "EdDSA",
-                    "use": "sig",
-                })
-            })
-            .collect();
-        let biscuit: Vec<_> = self
-            .verifying
-            .iter()
-            .map(|k| {
-                serde_json::json!({
-                    "root_key_id": k.version,
-                    "kid": k.kid,
-                    "algorithm": "ed25519",
-                    "public_key": k.biscuit_hex(),
-                })
-            })
-            .collect();
-        serde_json::json!({ "keys": keys, "keyhaven_biscuit_keys": biscuit })
-    }
-}
 
 /// `POST /v1/tokens`.
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -321,8 +236,8 @@ async fn mint_for(
         jti: token::new_jti().map_err(|e| ServiceError::Unexpected(e.into()))?,
     };
     let token = match format {
-        TokenFormat::Jws => jws::sign(&keys.signer, &claims),
-        TokenFormat::Biscuit => attenuable::mint(&keys.signer, &claims)
+        TokenFormat::Jws => jws::sign(keys.signer(), &claims),
+        TokenFormat::Biscuit => attenuable::mint(keys.signer(), &claims)
             .map_err(|e| ServiceError::Unexpected(e.into()))?,
     };
     crate::metrics::token_minted(format);
@@ -330,7 +245,7 @@ async fn mint_for(
         token: SecretString::from(token),
         format,
         claims,
-        signing_key: keys.signer.version(),
+        signing_key: keys.signer_version(),
     })
 }
 
