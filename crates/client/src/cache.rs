@@ -83,6 +83,9 @@ pub struct CacheStats {
 #[derive(Debug)]
 pub(crate) struct VerifyCache {
     entries: Cache<[u8; 32], Arc<Entry>>,
+    /// Keys whose signed tokens are answered offline: each the server's VALID answer to
+    /// one of its tokens, kept like an entry (unlimited key, no event since).
+    vouched_keys: Cache<String, Arc<VerifyResponse>>,
     /// Bumped by every invalidation: an answer is kept only if it is unchanged from
     /// before the call.
     epoch: AtomicU64,
@@ -130,6 +133,10 @@ impl VerifyCache {
                 .time_to_live(options.ttl)
                 .support_invalidation_closures()
                 .build(),
+            vouched_keys: Cache::builder()
+                .max_capacity(options.capacity)
+                .time_to_live(options.ttl)
+                .build(),
             epoch: AtomicU64::new(0),
             origin: Instant::now(),
             heard_ms: AtomicU64::new(0),
@@ -173,6 +180,7 @@ impl VerifyCache {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.invalidations.fetch_add(1, Ordering::Relaxed);
         let key_id = key_id.to_owned();
+        self.vouched_keys.invalidate(&key_id);
         let dropped = self.entries.invalidate_entries_if(move |_, entry| {
             entry.response.key_id.as_deref() == Some(key_id.as_str())
         });
@@ -186,6 +194,54 @@ impl VerifyCache {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.invalidations.fetch_add(1, Ordering::Relaxed);
         self.entries.invalidate_all();
+        self.vouched_keys.invalidate_all();
+    }
+
+    /// The server's answer to a token of `key_id`, if that key's tokens may be answered
+    /// offline for a call with `options`: the stream vouches and nothing changed the key
+    /// since.
+    pub fn vouched_key(
+        &self,
+        key_id: &str,
+        options: &VerifyOptions,
+    ) -> Option<Arc<VerifyResponse>> {
+        if !answerable(options) || !self.coherent() {
+            return None;
+        }
+        let found = self.vouched_keys.get(key_id);
+        if found.is_some() {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+        }
+        found
+    }
+
+    /// Keeps the server's answer to a token (`response.token`) of an unlimited key, under
+    /// the same rule as [`VerifyCache::offer`], so the key's other tokens are answered
+    /// offline until an event names the key.
+    pub fn offer_key(
+        &self,
+        ticket: Ticket,
+        options: &VerifyOptions,
+        response: &Arc<VerifyResponse>,
+    ) {
+        let keepable = options.ratelimits.is_none()
+            && options.permissions.is_none()
+            && response.token
+            && response.valid
+            && response.code == VerifyCode::Valid
+            && response.ratelimits.is_empty()
+            && response.remaining.is_none();
+        let Some(key_id) = response
+            .key_id
+            .clone()
+            .filter(|_| keepable && ticket.coherent)
+        else {
+            return;
+        };
+        self.vouched_keys.insert(key_id.clone(), response.clone());
+        if self.epoch.load(Ordering::Acquire) != ticket.epoch {
+            self.vouched_keys.invalidate(&key_id);
+        }
     }
 
     /// The answer for `digest` under `options`, if the cache may give it: the stream

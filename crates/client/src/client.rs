@@ -39,6 +39,8 @@ pub(crate) enum Inner {
 pub(crate) struct Remote {
     pub(crate) transport: Arc<Transport>,
     cache: Option<Arc<VerifyCache>>,
+    /// The signing keys signed tokens are checked against offline.
+    token_keys: crate::tokens::TokenKeys,
     /// The stream follower, started by the first verification (it needs a runtime).
     follower: OnceLock<Option<tokio::task::AbortHandle>>,
 }
@@ -142,6 +144,7 @@ impl ClientBuilder {
             inner: Arc::new(Inner::Remote(Remote {
                 transport: Arc::new(transport),
                 cache,
+                token_keys: crate::tokens::TokenKeys::default(),
                 follower: OnceLock::new(),
             })),
         })
@@ -395,6 +398,9 @@ impl Remote {
     }
 
     async fn verify(&self, key: &str, options: &VerifyOptions) -> Result<Arc<VerifyResponse>> {
+        if crate::tokens::is_token(key) {
+            return self.verify_token(key, options).await;
+        }
         let Some(cache) = &self.cache else {
             return self.ask(key, options).await.map(Arc::new);
         };
@@ -407,6 +413,34 @@ impl Remote {
         let answer = Arc::new(self.ask(key, options).await?);
         cache.offer(digest, ticket, options, &answer);
         Ok(answer)
+    }
+
+    /// A signed token: checked offline (`tokens.rs`); the server is asked only whether
+    /// its key still works, once per key until an event names the key.
+    async fn verify_token(
+        &self,
+        token: &str,
+        options: &VerifyOptions,
+    ) -> Result<Arc<VerifyResponse>> {
+        self.start_following();
+        let cache = self.cache.as_ref();
+        let vouched = |claims: &keyhaven_core::token::TokenClaims| {
+            cache.and_then(|c| c.vouched_key(&claims.sub, options))
+        };
+        match (self.token_keys)
+            .check(&self.transport, token, options, vouched)
+            .await
+        {
+            crate::tokens::Offline::Answer(answer) => Ok(Arc::new(*answer)),
+            crate::tokens::Offline::AskServer => {
+                let ticket = cache.map(|c| c.ticket());
+                let answer = Arc::new(self.ask(token, options).await?);
+                if let (Some(cache), Some(ticket)) = (cache, ticket) {
+                    cache.offer_key(ticket, options, &answer);
+                }
+                Ok(answer)
+            }
+        }
     }
 
     /// `POST /v1/keys/verify`.

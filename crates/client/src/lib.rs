@@ -27,6 +27,7 @@ mod follow;
 pub mod keys;
 #[cfg(feature = "axum")]
 pub mod layer;
+mod tokens;
 mod transport;
 pub mod types;
 

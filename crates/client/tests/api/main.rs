@@ -19,6 +19,7 @@ mod retries;
 mod root_keys;
 mod schema;
 mod secrets;
+mod tokens;
 mod vectors;
 mod verify;
 mod version;
