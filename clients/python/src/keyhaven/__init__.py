@@ -8,6 +8,7 @@ The integrations live in their own modules, imported only when used:
 
 from ._version import __version__
 from .cache import scopes_grant
+from . import tokens
 from .client import AsyncClient, Client
 from .errors import KeyhavenError
 from .gateway import Identity, Refusal

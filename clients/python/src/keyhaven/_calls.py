@@ -59,6 +59,7 @@ def verify_body(
     ratelimits: Optional[Sequence[NamedLimit]],
     client_ip: Optional[str],
     permissions: Optional[str] = None,
+    audience: Optional[str] = None,
 ) -> Dict[str, Any]:
     out: Dict[str, Any] = {"key": key}
     if scopes:
@@ -73,4 +74,6 @@ def verify_body(
         out["client_ip"] = client_ip
     if permissions is not None:
         out["permissions"] = permissions
+    if audience is not None:
+        out["audience"] = audience
     return out

@@ -108,6 +108,9 @@ class VerifyCache:
         self._lock = threading.Lock()
         self._entries: Dict[bytes, _Entry] = {}
         self._by_key_id: Dict[str, Set[bytes]] = {}
+        # Keys whose signed tokens are answered offline: the server's VALID answer to
+        # one of their tokens, until an event names the key.
+        self._vouched: Dict[str, Tuple[VerifyResult, float]] = {}
         self._epoch = 0
         self._heard: Optional[float] = None
         self._bound = options.coherence_ms / 2000.0
@@ -127,6 +130,7 @@ class VerifyCache:
     def invalidate_key(self, key_id: str) -> None:
         with self._lock:
             self._epoch += 1
+            self._vouched.pop(key_id, None)
             for digest in self._by_key_id.pop(key_id, ()):
                 self._entries.pop(digest, None)
 
@@ -135,6 +139,7 @@ class VerifyCache:
             self._epoch += 1
             self._entries.clear()
             self._by_key_id.clear()
+            self._vouched.clear()
 
     # -- the caller's side ------------------------------------------------------------
 
@@ -197,6 +202,37 @@ class VerifyCache:
                 self._evict_oldest()
             self._entries[digest] = entry
             self._by_key_id.setdefault(key_id, set()).add(digest)
+
+    def vouched(self, key_id: str) -> Optional[VerifyResult]:
+        """The server's answer to a token of ``key_id``, while the stream vouches and no
+        event named the key since."""
+        if not self.coherent():
+            return None
+        found = self._vouched.get(key_id)
+        if found is None or self._clock() >= found[1]:
+            return None
+        return found[0]
+
+    def vouch(self, result: VerifyResult, before: Tuple[int, bool]) -> None:
+        """Keeps the server's answer to a token of an unlimited key (the rule of
+        :meth:`store`), so its other tokens are answered offline."""
+        epoch, coherent = before
+        if not (
+            coherent
+            and result.token
+            and result.valid
+            and result.code == "VALID"
+            and not result.ratelimits
+            and result.remaining is None
+            and result.key_id is not None
+        ):
+            return
+        with self._lock:
+            if self._epoch != epoch:
+                return
+            if result.key_id not in self._vouched and len(self._vouched) >= self.options.capacity:
+                del self._vouched[next(iter(self._vouched))]
+            self._vouched[result.key_id] = (result, self._clock() + self._ttl)
 
     def _evict_oldest(self) -> None:
         # Dicts keep insertion order: the first entry is the oldest.

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import threading
 import time
@@ -42,6 +43,7 @@ from ._stream import TaskFollower, ThreadFollower
 from ._version import __version__
 from .cache import VerifyCache
 from .errors import KeyhavenError
+from .tokens import TokenKeys, looks_like_token, offline_available, rfc3339
 from .models import CacheOptions, CreatedKey, Key, Keyspace, Owner, Page, RatelimitSpec, VerifyResult
 
 __all__ = ["AsyncClient", "Client"]
@@ -72,6 +74,7 @@ class _Base:
         self.retries = retries
         options = CacheOptions() if cache is True else cache if cache else None
         self._cache: Optional[VerifyCache] = VerifyCache(options) if options else None
+        self._tokens: Optional[TokenKeys] = TokenKeys() if offline_available() else None
         self._lock = threading.Lock()
         self._closed = False
 
@@ -109,6 +112,24 @@ class _Base:
             key.encode("utf-8", "surrogatepass") + b"\0" + (client_ip or "").encode()
         ).digest()
         return cache.lookup(digest, scopes), digest
+
+    def _token_answer(
+        self, token: str, scopes: Tuple[str, ...], audience: Optional[str]
+    ) -> Optional[VerifyResult]:
+        """A signed token's answer with no call, or ``None`` (ask the server): refused
+        offline, or VALID for a key the server vouched for (see :mod:`keyhaven.tokens`)."""
+        keys = self._tokens
+        if keys is None:
+            return None
+        checked = keys.check(token, audience=audience, scopes=scopes)
+        if isinstance(checked, VerifyResult):
+            return checked
+        known = self._cache.vouched(checked.sub) if self._cache is not None else None
+        if known is None:
+            return None
+        return dataclasses.replace(
+            known, scopes=checked.scopes, expires_at=rfc3339(checked.exp), cached=True
+        )
 
     def __repr__(self) -> str:
         return (
@@ -163,6 +184,7 @@ class Client(_Base):
         ratelimits: Optional[Sequence[c.NamedLimit]] = None,
         client_ip: Optional[str] = None,
         permissions: Optional[str] = None,
+        audience: Optional[str] = None,
     ) -> VerifyResult:
         """Checks a presented key (``POST /v1/keys/verify``), from the cache when it may.
 
@@ -173,10 +195,23 @@ class Client(_Base):
         the server's failed-verification limiter; ``permissions``: a permission query
         (``"documents.read AND (documents.write OR admin)"``; else
         ``INSUFFICIENT_PERMISSIONS``, with ``missing_permissions``), never answered from
-        the cache.
+        the cache; ``audience``: for a signed token, the audience this service is.
+
+        A signed token (``POST /v1/tokens``) is checked offline against the server's
+        JWKS (see :mod:`keyhaven.tokens`): refusals need no call, and with the cache on,
+        a key the server vouched for has its tokens answered here.
         """
         key = _check_key(key)
         wanted = c.scope_tuple(scopes)
+        token = self._tokens is not None and looks_like_token(key)
+        if token:
+            self._refresh_jwks(key)
+            if permissions is None and ratelimits is None:
+                if self._cache is not None and (self._follower is None or self._follower.done()):
+                    self._start_follower()
+                answer = self._token_answer(key, wanted, audience)
+                if answer is not None:
+                    return answer
         # A cached answer knows the key's scopes, not its permissions.
         cache = self._cache if permissions is None else None
         digest, before = b"", (0, False)
@@ -187,13 +222,28 @@ class Client(_Base):
             if hit is not None:
                 return hit
             before = cache.before_call()
-        body = SecretBody(c.verify_body(key, wanted, cost, ratelimits, client_ip, permissions), key)
+        body = SecretBody(
+            c.verify_body(key, wanted, cost, ratelimits, client_ip, permissions, audience), key
+        )
         del key  # from here on only in `body`, which never shows itself
         data = self._send(c.Call("POST", "/v1/keys/verify", secret=body))
         result = VerifyResult.from_json(data)
         if cache is not None and ratelimits is None:
-            cache.store(digest, result, before)
+            if token:
+                cache.vouch(result, before)
+            else:
+                cache.store(digest, result, before)
         return result
+
+    def _refresh_jwks(self, token: str) -> None:
+        keys = self._tokens
+        if keys is None or not (keys.due() or (not keys.knows(token) and keys.due(refetch=True))):
+            return
+        try:
+            response = self._http.get("/.well-known/jwks.json")
+            keys.load(response.json() if response.status_code == 200 else None)
+        except (httpx.HTTPError, ValueError):
+            keys.load(None)
 
     def _start_follower(self) -> None:
         with self._lock:
@@ -473,10 +523,20 @@ class AsyncClient(_Base):
         ratelimits: Optional[Sequence[c.NamedLimit]] = None,
         client_ip: Optional[str] = None,
         permissions: Optional[str] = None,
+        audience: Optional[str] = None,
     ) -> VerifyResult:
         """As :meth:`Client.verify`."""
         key = _check_key(key)
         wanted = c.scope_tuple(scopes)
+        token = self._tokens is not None and looks_like_token(key)
+        if token:
+            await self._refresh_jwks(key)
+            if permissions is None and ratelimits is None:
+                if self._cache is not None and (self._follower is None or self._follower.done()):
+                    self._start_follower()
+                answer = self._token_answer(key, wanted, audience)
+                if answer is not None:
+                    return answer
         # A cached answer knows the key's scopes, not its permissions.
         cache = self._cache if permissions is None else None
         digest, before = b"", (0, False)
@@ -487,13 +547,28 @@ class AsyncClient(_Base):
             if hit is not None:
                 return hit
             before = cache.before_call()
-        body = SecretBody(c.verify_body(key, wanted, cost, ratelimits, client_ip, permissions), key)
+        body = SecretBody(
+            c.verify_body(key, wanted, cost, ratelimits, client_ip, permissions, audience), key
+        )
         del key  # from here on only in `body`, which never shows itself
         data = await self._send(c.Call("POST", "/v1/keys/verify", secret=body))
         result = VerifyResult.from_json(data)
         if cache is not None and ratelimits is None:
-            cache.store(digest, result, before)
+            if token:
+                cache.vouch(result, before)
+            else:
+                cache.store(digest, result, before)
         return result
+
+    async def _refresh_jwks(self, token: str) -> None:
+        keys = self._tokens
+        if keys is None or not (keys.due() or (not keys.knows(token) and keys.due(refetch=True))):
+            return
+        try:
+            response = await self._http.get("/.well-known/jwks.json")
+            keys.load(response.json() if response.status_code == 200 else None)
+        except (httpx.HTTPError, ValueError):
+            keys.load(None)
 
     def _start_follower(self) -> None:
         if self._closed or self._cache is None:

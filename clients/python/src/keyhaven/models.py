@@ -85,6 +85,9 @@ class VerifyResult:
     remaining: Optional[int] = None
     #: For ``INSUFFICIENT_PERMISSIONS``: the query's permissions the key lacks.
     missing_permissions: Optional[Tuple[str, ...]] = None
+    #: A signed token was verified rather than the key (``scopes`` and ``expires_at``
+    #: are the token's).
+    token: bool = False
     cached: bool = field(default=False, compare=False)
 
     @classmethod
@@ -130,6 +133,7 @@ class VerifyResult:
             missing_permissions=tuple(data["missing_permissions"])
             if isinstance(data.get("missing_permissions"), list)
             else None,
+            token=bool(data.get("token", False)),
         )
 
     @property
