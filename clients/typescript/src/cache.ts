@@ -55,6 +55,7 @@ export class VerifyCache {
   readonly maxEntries: number;
   readonly #now: () => number;
   readonly #entries = new Map<string, Entry>();
+  readonly #vouched = new Map<string, { answer: VerifyResult; until: number }>();
   readonly #byKeyId = new Map<string, Set<string>>();
   #epoch = 0;
   #heardAt: number | undefined;
@@ -94,6 +95,7 @@ export class VerifyCache {
 
   invalidateKey(keyId: string): void {
     this.#epoch++;
+    this.#vouched.delete(keyId);
     const digests = this.#byKeyId.get(keyId);
     if (digests === undefined) return;
     this.#byKeyId.delete(keyId);
@@ -102,6 +104,7 @@ export class VerifyCache {
 
   invalidateAll(): void {
     this.#epoch++;
+    this.#vouched.clear();
     this.#entries.clear();
     this.#byKeyId.clear();
   }
@@ -162,6 +165,29 @@ export class VerifyCache {
     let digests = this.#byKeyId.get(keyId);
     if (digests === undefined) this.#byKeyId.set(keyId, (digests = new Set()));
     digests.add(digest);
+    return true;
+  }
+
+  /**
+   * The server's answer to a token of `keyId`, while the stream vouches and no event
+   * named the key since: its other tokens are answered offline.
+   */
+  vouched(keyId: string): VerifyResult | undefined {
+    if (!this.coherent()) return undefined;
+    const found = this.#vouched.get(keyId);
+    if (found === undefined || this.#now() >= found.until) return undefined;
+    return found.answer;
+  }
+
+  /** Keeps the server's answer to a token of an unlimited key (the rule of `fill`). */
+  vouch(answer: VerifyResult, epochBefore: number, coherentBefore: boolean): boolean {
+    if (!coherentBefore || epochBefore !== this.#epoch || !answer.token || !cacheable(answer)) return false;
+    const keyId = answer.keyId as string;
+    if (!this.#vouched.has(keyId) && this.#vouched.size >= this.maxEntries) {
+      const oldest = this.#vouched.keys().next().value;
+      if (oldest !== undefined) this.#vouched.delete(oldest);
+    }
+    this.#vouched.set(keyId, { answer: deepFreeze({ ...structuredClone(answer), cached: true }), until: this.#now() + this.ttlMs });
     return true;
   }
 

@@ -25,6 +25,7 @@ import type {
 } from "./resources.js";
 import type { VerifyCode, VerifyRatelimit, VerifyRequest, VerifyResult } from "./types.js";
 import { VERSION } from "./version.js";
+import { TokenKeys, isRefusal, looksLikeToken } from "./tokens.js";
 
 export interface KeyhavenOptions {
   /** The server's base URL, such as `http://127.0.0.1:8080`. */
@@ -86,6 +87,7 @@ export class Keyhaven {
   readonly #rootKey: string;
   readonly #fetch: typeof fetch;
   readonly #cache: VerifyCache | undefined;
+  readonly #tokenKeys = new TokenKeys();
   readonly #follower: ChangeFollower | undefined;
 
   constructor(options: KeyhavenOptions) {
@@ -148,6 +150,12 @@ export class Keyhaven {
     if (typeof key !== "string") throw new TypeError("verify: key must be a string");
     // A cached answer knows the key's scopes, not its permissions.
     const cache = request.permissions === undefined ? this.#cache : undefined;
+    const token = looksLikeToken(key);
+    if (token && request.permissions === undefined && request.ratelimits === undefined) {
+      this.#follower?.start();
+      const answer = await this.#tokenAnswer(key, request);
+      if (answer !== undefined) return answer;
+    }
     let digest = "";
     let epoch = 0;
     let coherent = false;
@@ -166,14 +174,52 @@ export class Keyhaven {
     if (request.ratelimits !== undefined) body.ratelimits = request.ratelimits;
     if (request.clientIp !== undefined) body.client_ip = request.clientIp;
     if (request.permissions !== undefined) body.permissions = request.permissions;
+    if (request.audience !== undefined) body.audience = request.audience;
     const raw = await this.#send("POST", "/v1/keys/verify", body, undefined, [key]);
     const answer = toResult(raw);
     // An answer to a call that named some limits lists only those: a key with other
     // limits would look unlimited, so it is never cached.
     if (cache !== undefined && request.ratelimits === undefined) {
-      cache.fill(digest, answer, epoch, coherent);
+      if (token) cache.vouch(answer, epoch, coherent);
+      else cache.fill(digest, answer, epoch, coherent);
     }
     return answer;
+  }
+
+  /**
+   * A signed token's answer with no call to verify, or `undefined` (ask the server):
+   * refused offline, or VALID for a key the server vouched for (see `tokens.ts`).
+   */
+  async #tokenAnswer(token: string, request: VerifyRequest): Promise<VerifyResult | undefined> {
+    const keys = this.#tokenKeys;
+    if (keys.due(token)) {
+      let document: unknown;
+      try {
+        const response = await this.#fetch(`${this.baseUrl}/.well-known/jwks.json`, {
+          signal: AbortSignal.timeout(this.timeoutMs),
+        });
+        document = response.ok ? await response.json() : undefined;
+      } catch {
+        document = undefined;
+      }
+      keys.load(document);
+    }
+    const checked = keys.check(token, request.audience, request.scopes);
+    if (isRefusal(checked)) {
+      return Object.freeze({
+        ...toResult({ valid: false, code: checked.code }),
+        keyId: checked.claims?.sub ?? null,
+        keyspaceId: checked.claims?.ks ?? null,
+        token: checked.claims !== undefined,
+      });
+    }
+    const known = this.#cache?.vouched(checked.sub);
+    if (known === undefined) return undefined;
+    return Object.freeze({
+      ...known,
+      scopes: [...checked.scopes],
+      expiresAt: new Date(checked.exp * 1000).toISOString(),
+    });
   }
 
   /**
@@ -397,6 +443,7 @@ export function toResult(raw: unknown): VerifyResult {
     missingPermissions: Array.isArray(r.missing_permissions)
       ? (r.missing_permissions as string[])
       : null,
+    token: r.token === true,
     cached: false,
   };
 }

@@ -36,6 +36,8 @@ export interface VerifyRequest {
    * admin)"`); otherwise INSUFFICIENT_PERMISSIONS. Calls with one always go to the server.
    */
   permissions?: string;
+  /** For a signed token: the audience this service is (a token naming another is refused). */
+  audience?: string;
 }
 
 export interface VerifyOwner {
@@ -85,6 +87,8 @@ export interface VerifyResult {
   remaining: number | null;
   /** For INSUFFICIENT_PERMISSIONS: the query's permissions the key lacks; else `null`. */
   missingPermissions: string[] | null;
+  /** A signed token was verified rather than the key (`scopes`, `expiresAt` are the token's). */
+  token: boolean;
   /** Whether this answer came from the local cache rather than the server. */
   cached: boolean;
 }
