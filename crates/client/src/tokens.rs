@@ -80,33 +80,37 @@ impl TokenKeys {
         let expect = Expect {
             now,
             audience: options.audience.as_deref(),
+            scopes: &options.scopes,
         };
-        let Some(keys) = self.keys(transport, false).await else {
+        let Some(mut keys) = self.keys(transport, false).await else {
             return Offline::AskServer;
         };
         let mut verified = token::verify(presented, &keys, expect);
         if matches!(verified, Err(TokenError::UnknownKey))
             && let Some(fresh) = self.keys(transport, true).await
         {
-            verified = token::verify(presented, &fresh, expect);
+            keys = fresh;
+            verified = token::verify(presented, &keys, expect);
         }
         let claims = match verified {
             Ok((_, claims)) => claims,
+            Err(TokenError::Scopes) => {
+                let mut answer = VerifyResponse::refused(VerifyCode::InsufficientScopes);
+                let any_use = Expect {
+                    scopes: &[],
+                    ..expect
+                };
+                if let Ok((_, claims)) = token::verify(presented, &keys, any_use) {
+                    answer.key_id = Some(claims.sub);
+                    answer.keyspace_id = Some(claims.ks);
+                }
+                answer.token = true;
+                return Offline::Answer(Box::new(answer));
+            }
             Err(refused) => {
                 return Offline::Answer(Box::new(VerifyResponse::refused(refused.code().into())));
             }
         };
-        if !options
-            .scopes
-            .iter()
-            .all(|s| keyhaven_core::policy::scopes_grant(&claims.scopes, s))
-        {
-            let mut answer = VerifyResponse::refused(VerifyCode::InsufficientScopes);
-            answer.key_id = Some(claims.sub);
-            answer.keyspace_id = Some(claims.ks);
-            answer.token = true;
-            return Offline::Answer(Box::new(answer));
-        }
         match vouched(&claims) {
             Some(known) => {
                 let mut answer = (*known).clone();

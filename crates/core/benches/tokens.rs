@@ -30,9 +30,11 @@ fn main() {
         exp: 1_000_000,
         jti: "AAAAAAAAAAAAAAAAAAAAAA".into(),
     };
+    let read = ["read".to_owned()];
     let expect = Expect {
         now: 2_000,
         audience: None,
+        scopes: &read,
     };
     let jws_token = jws::sign(&signing, &claims);
     let biscuit = attenuable::mint(&signing, &claims).unwrap();

@@ -106,6 +106,7 @@ async fn a_key_mints_a_token_that_verifies_online_and_offline_with_the_tokens_sc
     let expect = Expect {
         now,
         audience: None,
+        scopes: &[],
     };
     let (_, claims) = token::verify(token, &keys, expect).unwrap();
     assert_eq!(claims.sub, key.record.key_id);
@@ -312,6 +313,7 @@ async fn a_biscuit_narrowed_offline_verifies_narrower_and_cannot_be_widened_back
         Expect {
             now,
             audience: None,
+            scopes: &[],
         },
     )
     .unwrap();

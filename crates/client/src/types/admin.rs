@@ -88,6 +88,10 @@ pub struct KeyspaceView {
     /// that predate the setting.
     #[serde(default = "standard_secret_bytes")]
     pub secret_bytes: u8,
+    /// Longest lifetime of a signed token minted from one of its keys; 900 from servers
+    /// that predate the setting.
+    #[serde(default = "default_token_max_ttl")]
+    pub token_max_ttl_seconds: i64,
     /// Networks (CIDR) the keys may be used from; empty for any address.
     #[serde(default)]
     pub ip_allowlist: Vec<String>,
@@ -120,6 +124,10 @@ pub struct CreateKeyspace {
     /// 22 (default) or 32: the strength of new keys' secrets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_bytes: Option<u8>,
+    /// Longest lifetime of a signed token minted from its keys: 60 s to a day (default
+    /// 900).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_max_ttl_seconds: Option<i64>,
 }
 
 impl CreateKeyspace {
@@ -157,6 +165,9 @@ pub struct UpdateKeyspace {
     /// 22 or 32: the secret strength of keys created or rotated from now on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_bytes: Option<u8>,
+    /// 60 s to a day; `Some(None)` restores the default (900).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_max_ttl_seconds: Option<Option<i64>>,
 }
 
 /// A key as the API shows it: never the secret.
@@ -512,6 +523,10 @@ pub struct UsageRange {
     pub to: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub granularity: Option<String>,
+}
+
+fn default_token_max_ttl() -> i64 {
+    900
 }
 
 fn standard_secret_bytes() -> u8 {

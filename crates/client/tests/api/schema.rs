@@ -193,6 +193,7 @@ fn verify_types_match_the_contract() {
     assert_eq!(
         allowed,
         [
+            "audience",
             "client_ip",
             "cost",
             "key",

@@ -120,6 +120,7 @@ mod tests {
     const NOW: Expect<'static> = Expect {
         now: 1_500,
         audience: None,
+        scopes: &[],
     };
 
     fn forge(header: &str, payload: &str, signature: &[u8]) -> String {

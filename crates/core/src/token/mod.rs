@@ -103,6 +103,9 @@ pub struct Expect<'a> {
     /// The audience this verifier is: a token naming another audience is refused, and so
     /// is a token naming one when this is `None`.
     pub audience: Option<&'a str>,
+    /// The scopes this use needs: each must be among the token's (for a narrowed token,
+    /// every block's checks must allow it), else [`TokenError::Scopes`].
+    pub scopes: &'a [String],
 }
 
 /// Why a token was refused. None of them says anything about the signing keys' secrets.
@@ -120,6 +123,8 @@ pub enum TokenError {
     Expired,
     #[error("the token is for another audience")]
     Audience,
+    #[error("the token does not carry the scopes this use needs")]
+    Scopes,
     #[error("the token's checks refuse this use: {0}")]
     Refused(String),
 }
@@ -131,6 +136,7 @@ impl TokenError {
     pub fn code(&self) -> crate::VerifyCode {
         match self {
             Self::Expired => crate::VerifyCode::Expired,
+            Self::Scopes => crate::VerifyCode::InsufficientScopes,
             Self::Malformed(_) => crate::VerifyCode::Malformed,
             _ => crate::VerifyCode::NotFound,
         }
@@ -155,15 +161,24 @@ pub fn verify(
     }
 }
 
-/// Checks the time and audience claims every format shares.
+/// Checks the time, audience and scope claims every format shares.
 fn check_claims(claims: &TokenClaims, expect: Expect<'_>) -> Result<(), TokenError> {
     if claims.exp <= expect.now {
         return Err(TokenError::Expired);
     }
     match (&claims.aud, expect.audience) {
-        (None, _) => Ok(()),
-        (Some(aud), Some(mine)) if aud == mine => Ok(()),
-        (Some(_), _) => Err(TokenError::Audience),
+        (None, _) => {}
+        (Some(aud), Some(mine)) if aud == mine => {}
+        (Some(_), _) => return Err(TokenError::Audience),
+    }
+    if expect
+        .scopes
+        .iter()
+        .all(|s| crate::policy::scopes_grant(&claims.scopes, s))
+    {
+        Ok(())
+    } else {
+        Err(TokenError::Scopes)
     }
 }
 

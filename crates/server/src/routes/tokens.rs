@@ -133,7 +133,8 @@ pub struct JwksView {
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "tokens", operation_id = "tokens_jwks",
     responses(
         (status = 200, description = "The public token signing keys; verifiers cache it (max-age 5 minutes).", body = JwksView),
-        (status = 503, description = "No signing keys are loaded.", body = Problem, content_type = "application/problem+json")))]
+        (status = 503, description = "No signing keys are loaded.", body = Problem, content_type = "application/problem+json"),
+        ClientError))]
 pub async fn jwks(State(state): State<AppState>) -> Result<Response, ApiError> {
     let Some(keys) = state.signing_keys() else {
         return Err(ApiError::Unavailable(

@@ -1,11 +1,12 @@
 //! Steps 2-5 for a signed token (`keyhaven_core::token`) instead of a key: its
 //! signature, expiry and audience offline against the signing keys, then the key it was
 //! minted from, whose state still rules (a revoked or disabled key's tokens stop at
-//! once here; offline verifiers learn it from the change stream), then the scopes asked
-//! for against the token's own (a subset of the key's).
+//! once here; offline verifiers learn it from the change stream). The scopes asked for
+//! are checked against the token's own (a subset of the key's; for a narrowed biscuit,
+//! by every block's checks) and the key's.
 
 use keyhaven_core::VerifyCode;
-use keyhaven_core::token::{self, Expect, TokenClaims};
+use keyhaven_core::token::{self, Expect, TokenClaims, TokenError};
 use keyhaven_store::Timestamp;
 
 use super::{Asked, Matched, apply_policy};
@@ -27,9 +28,21 @@ pub(super) async fn match_token(
     let expect = Expect {
         now: now.unix_timestamp(),
         audience,
+        scopes: asked.scopes,
     };
-    let claims = match token::verify(presented, keys.verifying(), expect) {
-        Ok((_, claims)) => claims,
+    let (claims, lacks_scopes) = match token::verify(presented, keys.verifying(), expect) {
+        Ok((_, claims)) => (claims, false),
+        // Valid but short of the scopes asked for: the answer names the key all the same.
+        Err(TokenError::Scopes) => {
+            let any_use = Expect {
+                scopes: &[],
+                ..expect
+            };
+            match token::verify(presented, keys.verifying(), any_use) {
+                Ok((_, claims)) => (claims, true),
+                Err(refused) => return Ok((Matched::rejected(refused.code()), None)),
+            }
+        }
         Err(refused) => return Ok((Matched::rejected(refused.code()), None)),
     };
     let record = service
@@ -42,12 +55,7 @@ pub(super) async fn match_token(
         return Ok((Matched::rejected(VerifyCode::NotFound), None));
     };
     let mut matched = apply_policy(record, asked, now);
-    if matched.code == VerifyCode::Valid
-        && !asked
-            .scopes
-            .iter()
-            .all(|s| keyhaven_core::policy::scopes_grant(&claims.scopes, s))
-    {
+    if matched.code == VerifyCode::Valid && lacks_scopes {
         matched.code = VerifyCode::InsufficientScopes;
     }
     Ok((matched, Some(claims)))
