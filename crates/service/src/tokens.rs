@@ -21,13 +21,15 @@ use keyhaven_core::token::{self, TokenClaims, TokenFormat, attenuable, jws};
 use keyhaven_store::{DEFAULT_TOKEN_MAX_TTL, KeyForVerify, Timestamp};
 use secrecy::SecretString;
 use serde::Deserialize;
+use serde_json::json;
 use utoipa::ToSchema;
 
 use crate::actor::{Actor, Scope};
+use crate::audit;
 use crate::error::{Result, ServiceError};
 use crate::service::Service;
 pub use crate::signing_keys::SigningKeys;
-use crate::validate;
+use crate::validate::{self, rfc3339};
 use crate::verify::{self, VerifyRequest};
 
 /// `POST /v1/tokens`.
@@ -153,13 +155,33 @@ pub async fn mint_for_key_id(service: &Service, actor: &Actor, input: MintToken)
         .filter(|r| actor.sees_keyspace(&r.key.keyspace_id))
         .ok_or(ServiceError::NotFound)?;
     let now = service.clock.now();
-    match verify::key_state_code(record.clone(), now) {
-        VerifyCode::Valid => mint_for(service, &record, &input, format).await,
-        code => Err(ServiceError::conflict(
+    let code = verify::key_state_code(record.clone(), now);
+    if code != VerifyCode::Valid {
+        return Err(ServiceError::conflict(
             "key_not_usable",
             format!("the key is {}: it cannot mint tokens", code.as_str()),
-        )),
+        ));
     }
+    let minted = mint_for(service, &record, &input, format).await?;
+    // A credential made by someone other than its key's holder: audited (never the
+    // token itself), and not handed out unless the audit entry is written.
+    let claims = &minted.claims;
+    let event = audit::event(
+        actor,
+        "token.mint",
+        ("key", &claims.sub),
+        Some(&claims.ks),
+        audit::created(&[
+            ("format", json!(minted.format.as_str())),
+            ("token_id", json!(claims.jti)),
+            ("scopes", json!(claims.scopes)),
+            ("audience", json!(claims.aud)),
+            ("expires_at", json!(rfc3339(minted.expires_at()))),
+        ]),
+        now,
+    )?;
+    service.store.append_audit(&event).await?;
+    Ok(minted)
 }
 
 fn format_of(input: &MintToken) -> Result<TokenFormat> {

@@ -232,6 +232,26 @@ async fn a_root_key_with_tokens_write_mints_for_a_key_it_can_see() {
     let (status, minted) = mint(&app, &minter, for_key).await;
     assert_eq!(status, StatusCode::CREATED, "{minted}");
     assert_eq!(minted["audience"], "billing");
+    // Audited, by the root key, without the token.
+    let (_, audit) = app
+        .send(
+            Method::GET,
+            &format!("/v1/audit-events?target_id={}", key.record.key_id),
+            None,
+        )
+        .await;
+    let entry = audit["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "token.mint")
+        .unwrap_or_else(|| panic!("{audit}"));
+    assert_eq!(entry["changes"]["token_id"], minted["token_id"], "{entry}");
+    assert!(
+        !audit
+            .to_string()
+            .contains(minted["token"].as_str().unwrap())
+    );
     let (status, _) = mint(&app, &minter, json!({"key_id": hidden.record.key_id})).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, problem) = mint(&app, &minter, json!({})).await;
@@ -424,4 +444,28 @@ async fn a_signing_key_rotation_keeps_old_tokens_valid_until_the_old_key_is_reti
     .await;
     assert_eq!(answer["code"], "NOT_FOUND", "{answer}");
     assert_eq!(jwks(&server.base).await.iter().count(), 1);
+}
+
+#[tokio::test]
+async fn forward_auth_admits_a_token_as_it_admits_its_key() {
+    let app = spawn_app().await;
+    let ks = app.create_keyspace("tok").await;
+    let key = app
+        .create_key(json!({"keyspace_id": ks.id, "scopes": ["read"]}))
+        .await;
+    let (_, minted) = mint(&app, &key.key, json!({})).await;
+    let token = minted["token"].as_str().unwrap();
+    let auth = |bearer: String| app.http.get(app.url("/v1/auth")).bearer_auth(bearer).send();
+    let admitted = auth(token.to_owned()).await.unwrap();
+    assert_eq!(admitted.status(), StatusCode::OK);
+    assert_eq!(
+        admitted.headers()["x-keyhaven-key-id"].to_str().unwrap(),
+        key.record.key_id
+    );
+    let last = if token.ends_with('A') { "B" } else { "A" };
+    let tampered = format!("{}{last}", &token[..token.len() - 1]);
+    assert_eq!(
+        auth(tampered).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
 }
