@@ -448,7 +448,7 @@ async fn a_signing_key_rotation_keeps_old_tokens_valid_until_the_old_key_is_reti
 
 #[tokio::test]
 async fn forward_auth_admits_a_token_as_it_admits_its_key() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(|c| c.gateway.token_audience = Some("orders-api".into())).await;
     let ks = app.create_keyspace("tok").await;
     let key = app
         .create_key(json!({"keyspace_id": ks.id, "scopes": ["read"]}))
@@ -468,4 +468,15 @@ async fn forward_auth_admits_a_token_as_it_admits_its_key() {
         auth(tampered).await.unwrap().status(),
         StatusCode::UNAUTHORIZED
     );
+    // The gateway is the audience `orders-api`: tokens for it pass, tokens for others not.
+    for (audience, status) in [
+        ("orders-api", StatusCode::OK),
+        ("billing", StatusCode::UNAUTHORIZED),
+    ] {
+        let (_, minted) = mint(&app, &key.key, json!({"audience": audience})).await;
+        let answer = auth(minted["token"].as_str().unwrap().to_owned())
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), status, "{audience}");
+    }
 }

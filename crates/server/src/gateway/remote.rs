@@ -308,6 +308,7 @@ impl Remote {
                 .collect::<Vec<_>>()),
             "client_ip": client_ip,
             "permissions": access.permissions,
+            "audience": access.audience,
         });
         let response = self
             .http

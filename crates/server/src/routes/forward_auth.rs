@@ -158,6 +158,7 @@ pub async fn forward_auth(
         cost: params.cost.unwrap_or(rule.cost),
         ratelimits: named.as_deref().or(rule.ratelimits),
         permissions: rule.permissions,
+        audience: rule.audience,
     };
     let authorizer = gateway::Authorizer::Local {
         service: state.clone(),

@@ -36,6 +36,9 @@ pub struct ProxyConfig {
     /// As [`Rules::keyspace_id`].
     #[serde(default)]
     pub keyspace_id: Option<String>,
+    /// As [`Rules::token_audience`].
+    #[serde(default)]
+    pub token_audience: Option<String>,
     /// As [`Rules::routes`].
     #[serde(default)]
     pub routes: Vec<RouteRule>,
@@ -61,6 +64,7 @@ impl ProxyConfig {
             key_header: None,
             trusted_proxy_hops: 0,
             keyspace_id: None,
+            token_audience: None,
             routes: Vec::new(),
         }
     }
@@ -71,6 +75,7 @@ impl ProxyConfig {
             key_header: self.key_header.clone(),
             trusted_proxy_hops: self.trusted_proxy_hops,
             keyspace_id: self.keyspace_id.clone(),
+            token_audience: self.token_audience.clone(),
             routes: self.routes.clone(),
         }
     }

@@ -61,6 +61,9 @@ pub struct Rules {
     pub trusted_proxy_hops: u32,
     /// Accept only keys of this keyspace (others are answered as unknown keys).
     pub keyspace_id: Option<String>,
+    /// The audience this gateway is for signed tokens: a token naming another (or any,
+    /// when this is unset) is refused as an unknown key.
+    pub token_audience: Option<String>,
     /// The route rules; the longest matching `path` wins, and the first of equals. A
     /// request no rule matches needs a valid key, with no scope and cost 1.
     pub routes: Vec<RouteRule>,
@@ -74,6 +77,8 @@ pub struct Access<'r> {
     pub cost: u64,
     pub ratelimits: Option<&'r [RouteLimit]>,
     pub permissions: Option<&'r str>,
+    /// The gateway's audience, for signed tokens ([`Rules::token_audience`]).
+    pub audience: Option<&'r str>,
 }
 
 /// Headers that can carry a key, in the order they are looked at after `key_header`.
@@ -111,6 +116,7 @@ impl Rules {
                 cost: rule.cost.unwrap_or(1),
                 ratelimits: rule.ratelimits.as_deref(),
                 permissions: rule.permissions.as_deref(),
+                audience: self.token_audience.as_deref(),
             },
             None => Access {
                 public: false,
@@ -118,6 +124,7 @@ impl Rules {
                 cost: 1,
                 ratelimits: None,
                 permissions: None,
+                audience: self.token_audience.as_deref(),
             },
         })
     }

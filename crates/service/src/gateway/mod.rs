@@ -147,8 +147,7 @@ pub async fn authorize(
         }),
         permissions: access.permissions.map(str::to_owned),
         client_ip,
-        // Signed tokens naming an audience are for services that verify them with it.
-        audience: None,
+        audience: access.audience.map(str::to_owned),
     };
     let now_us = service.clock.now_micros();
     verify::verify(service, actor, &request, |verdict| {
