@@ -64,6 +64,8 @@ export interface GuardOptions {
   ratelimits?: readonly NamedCost[];
   /** A header read before `Authorization: Bearer` and `X-API-Key`. */
   header?: string;
+  /** The audience this API is, for signed tokens (a token for another is refused). */
+  audience?: string;
   /**
    * Let requests through, without identity (`null`), when Keyhaven cannot be reached
    * (no answer, or a 5xx). Default: the client's `failOpen`, itself off (503). A 4xx
@@ -158,6 +160,7 @@ export async function decide(
       cost: options.cost,
       ratelimits: options.ratelimits,
       clientIp: clientIp === undefined ? undefined : plainIp(clientIp),
+      audience: options.audience,
     });
   } catch (e) {
     const failOpen = options.failOpen ?? options.client.failOpen;

@@ -23,6 +23,7 @@ default 5), ``RETRIES`` (2), ``CACHE`` (``False``; ``True`` or a dict of
 :class:`~keyhaven.CacheOptions` fields turns the local cache on); ``SCOPES`` every request
 needs; ``COST``; ``KEY_HEADER`` (read before ``Authorization: Bearer`` and ``X-API-Key``);
 ``TRUSTED_PROXY_HOPS`` (proxies in front appending to ``X-Forwarded-For``);
+``TOKEN_AUDIENCE`` (the audience this API is, for signed tokens);
 ``EXEMPT_PATHS`` (path prefixes, whole segments, that need no key: ``request.keyhaven`` is
 ``None`` there); ``FAIL_OPEN`` (``False``: a request is answered 503 when Keyhaven cannot
 be reached; ``True`` lets it through with ``request.keyhaven = None``).
@@ -134,6 +135,7 @@ def verify_request(
     key_header: Optional[str] = None,
     trusted_proxy_hops: int = 0,
     fail_open: bool = False,
+    audience: Optional[str] = None,
 ) -> Union[Identity, Refusal, None]:
     """Verifies ``request``'s key: the caller, a refusal, or ``None`` (Keyhaven could
     not be reached and ``fail_open`` is set)."""
@@ -144,7 +146,7 @@ def verify_request(
         request.META.get("REMOTE_ADDR"), request.headers.get("x-forwarded-for"), trusted_proxy_hops
     )
     try:
-        result = client.verify(key, scopes, cost, None, ip)
+        result = client.verify(key, scopes, cost, None, ip, audience=audience)
     except KeyhavenError:
         return None if fail_open else unavailable()
     return decide(result)
@@ -165,6 +167,7 @@ class KeyhavenMiddleware:
         self.key_header: Optional[str] = conf.get("KEY_HEADER")
         self.hops = int(conf.get("TRUSTED_PROXY_HOPS", 0))
         self.fail_open = bool(conf.get("FAIL_OPEN", False))
+        self.audience: Optional[str] = conf.get("TOKEN_AUDIENCE")
         self.exempt = tuple(conf.get("EXEMPT_PATHS", ()))
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
@@ -179,6 +182,7 @@ class KeyhavenMiddleware:
             key_header=self.key_header,
             trusted_proxy_hops=self.hops,
             fail_open=self.fail_open,
+            audience=self.audience,
         )
         if isinstance(outcome, Refusal):
             return problem_response(outcome)

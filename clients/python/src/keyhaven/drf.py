@@ -113,6 +113,7 @@ class KeyhavenAuthentication(BaseAuthentication):
             key_header=conf.get("KEY_HEADER"),
             trusted_proxy_hops=int(conf.get("TRUSTED_PROXY_HOPS", 0)),
             fail_open=bool(conf.get("FAIL_OPEN", False)),
+            audience=conf.get("TOKEN_AUDIENCE"),
         )
         if isinstance(outcome, Refusal):
             if outcome.code == "missing_key":

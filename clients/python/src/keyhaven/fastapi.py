@@ -26,6 +26,8 @@ also at ``request.state.keyhaven``, and a key with rate limits gets ``RateLimit`
 
 from __future__ import annotations
 
+import functools
+
 from typing import Any, Awaitable, Callable, Iterable, Literal, Optional, Sequence, Union, overload
 
 from starlette.concurrency import run_in_threadpool
@@ -91,6 +93,7 @@ def require_key(
     ratelimits: Optional[Sequence[NamedLimit]] = ...,
     key_header: Optional[str] = ...,
     trusted_proxy_hops: int = ...,
+    audience: Optional[str] = ...,
     fail_open: Literal[False] = ...,
 ) -> Dependency: ...
 
@@ -104,6 +107,7 @@ def require_key(
     ratelimits: Optional[Sequence[NamedLimit]] = ...,
     key_header: Optional[str] = ...,
     trusted_proxy_hops: int = ...,
+    audience: Optional[str] = ...,
     fail_open: bool,
 ) -> OptionalDependency: ...
 
@@ -116,6 +120,7 @@ def require_key(
     ratelimits: Optional[Sequence[NamedLimit]] = None,
     key_header: Optional[str] = None,
     trusted_proxy_hops: int = 0,
+    audience: Optional[str] = None,
     fail_open: bool = False,
 ) -> Union[Dependency, OptionalDependency]:
     """A dependency that verifies the request's key and returns the caller's
@@ -125,6 +130,7 @@ def require_key(
     - ``scopes``, ``cost``, ``ratelimits``: what the route needs (as :meth:`Client.verify`);
     - ``key_header``: a header read before ``Authorization: Bearer`` and ``X-API-Key``;
     - ``trusted_proxy_hops``: proxies in front that append to ``X-Forwarded-For``;
+    - ``audience``: the audience this API is, for signed tokens (see :mod:`keyhaven.tokens`);
     - ``fail_open``: when Keyhaven cannot be reached, let the request through with the
       identity ``None`` instead of answering 503. Off by default: fail closed.
 
@@ -143,8 +149,10 @@ def require_key(
             if hit is not None:
                 return hit
         if isinstance(client, AsyncClient):
-            return await client.verify(key, wanted, cost, ratelimits, ip)
-        return await run_in_threadpool(client.verify, key, wanted, cost, ratelimits, ip)
+            return await client.verify(key, wanted, cost, ratelimits, ip, audience=audience)
+        return await run_in_threadpool(
+            functools.partial(client.verify, audience=audience), key, wanted, cost, ratelimits, ip
+        )
 
     async def keyhaven_key(request: Request, response: Response) -> Optional[Identity]:
         key = presented_key(request.headers.get, key_header)
