@@ -4,6 +4,7 @@ the key's revocation by a client following the change stream."""
 
 from __future__ import annotations
 
+import base64
 import time
 from typing import Any, Dict, Iterator
 
@@ -103,3 +104,11 @@ async def test_the_async_client_checks_tokens_too(server: Server, make_key: KeyM
         assert second.code == "RATE_LIMITED" and not second.cached
         tampered = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
         assert (await client.verify(tampered)).code == "NOT_FOUND"
+
+
+def test_a_deeply_nested_header_is_malformed_not_a_crash(server: Server) -> None:
+    header = '{"a":' + "[" * 5000 + "]" * 5000 + "}"
+    token = base64.urlsafe_b64encode(header.encode()).decode().rstrip("=") + ".e30.AA"
+    assert token.startswith("eyJ")
+    with keyhaven.Client(server.url, server.root_key) as client:
+        assert client.verify(token).code in ("MALFORMED", "NOT_FOUND")

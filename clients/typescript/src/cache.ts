@@ -95,7 +95,9 @@ export class VerifyCache {
 
   invalidateKey(keyId: string): void {
     this.#epoch++;
-    this.#vouched.delete(keyId);
+    for (const entry of [...this.#vouched.keys()]) {
+      if (entry.startsWith(`${keyId}\0`)) this.#vouched.delete(entry);
+    }
     const digests = this.#byKeyId.get(keyId);
     if (digests === undefined) return;
     this.#byKeyId.delete(keyId);
@@ -172,17 +174,23 @@ export class VerifyCache {
    * The server's answer to a token of `keyId`, while the stream vouches and no event
    * named the key since: its other tokens are answered offline.
    */
-  vouched(keyId: string): VerifyResult | undefined {
+  vouched(keyId: string, clientIp: string | undefined): VerifyResult | undefined {
     if (!this.coherent()) return undefined;
-    const found = this.#vouched.get(keyId);
+    // By address, as answers are: a key with an IP allowlist is valid from some only.
+    const found = this.#vouched.get(`${keyId}\0${clientIp ?? ""}`);
     if (found === undefined || this.#now() >= found.until) return undefined;
     return found.answer;
   }
 
   /** Keeps the server's answer to a token of an unlimited key (the rule of `fill`). */
-  vouch(answer: VerifyResult, epochBefore: number, coherentBefore: boolean): boolean {
+  vouch(
+    answer: VerifyResult,
+    clientIp: string | undefined,
+    epochBefore: number,
+    coherentBefore: boolean,
+  ): boolean {
     if (!coherentBefore || epochBefore !== this.#epoch || !answer.token || !cacheable(answer)) return false;
-    const keyId = answer.keyId as string;
+    const keyId = `${answer.keyId as string}\0${clientIp ?? ""}`;
     if (!this.#vouched.has(keyId) && this.#vouched.size >= this.maxEntries) {
       const oldest = this.#vouched.keys().next().value;
       if (oldest !== undefined) this.#vouched.delete(oldest);

@@ -162,7 +162,8 @@ export class Keyhaven {
     if (cache !== undefined) {
       this.#follower?.start();
       // Keyed by the address too: a key with an IP allowlist is valid only from some.
-      digest = digestOf(`${key}\0${request.clientIp ?? ""}`);
+      // And by audience: a token is valid for its audience only.
+      digest = digestOf(`${key}\0${request.clientIp ?? ""}\0${request.audience ?? ""}`);
       const hit = cache.lookup(digest, request.scopes);
       if (hit !== undefined) return hit;
       epoch = cache.epoch;
@@ -180,7 +181,7 @@ export class Keyhaven {
     // An answer to a call that named some limits lists only those: a key with other
     // limits would look unlimited, so it is never cached.
     if (cache !== undefined && request.ratelimits === undefined) {
-      if (token) cache.vouch(answer, epoch, coherent);
+      if (token) cache.vouch(answer, request.clientIp, epoch, coherent);
       else cache.fill(digest, answer, epoch, coherent);
     }
     return answer;
@@ -213,7 +214,7 @@ export class Keyhaven {
         token: checked.claims !== undefined,
       });
     }
-    const known = this.#cache?.vouched(checked.sub);
+    const known = this.#cache?.vouched(checked.sub, request.clientIp);
     if (known === undefined) return undefined;
     return Object.freeze({
       ...known,

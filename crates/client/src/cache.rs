@@ -85,7 +85,7 @@ pub(crate) struct VerifyCache {
     entries: Cache<[u8; 32], Arc<Entry>>,
     /// Keys whose signed tokens are answered offline: each the server's VALID answer to
     /// one of its tokens, kept like an entry (unlimited key, no event since).
-    vouched_keys: Cache<String, Arc<VerifyResponse>>,
+    vouched_keys: Cache<(String, Option<std::net::IpAddr>), Arc<VerifyResponse>>,
     /// Bumped by every invalidation: an answer is kept only if it is unchanged from
     /// before the call.
     epoch: AtomicU64,
@@ -136,6 +136,7 @@ impl VerifyCache {
             vouched_keys: Cache::builder()
                 .max_capacity(options.capacity)
                 .time_to_live(options.ttl)
+                .support_invalidation_closures()
                 .build(),
             epoch: AtomicU64::new(0),
             origin: Instant::now(),
@@ -180,7 +181,14 @@ impl VerifyCache {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.invalidations.fetch_add(1, Ordering::Relaxed);
         let key_id = key_id.to_owned();
-        self.vouched_keys.invalidate(&key_id);
+        let vouched = key_id.clone();
+        if self
+            .vouched_keys
+            .invalidate_entries_if(move |(k, _), _| *k == vouched)
+            .is_err()
+        {
+            self.vouched_keys.invalidate_all();
+        }
         let dropped = self.entries.invalidate_entries_if(move |_, entry| {
             entry.response.key_id.as_deref() == Some(key_id.as_str())
         });
@@ -197,9 +205,10 @@ impl VerifyCache {
         self.vouched_keys.invalidate_all();
     }
 
-    /// The server's answer to a token of `key_id`, if that key's tokens may be answered
-    /// offline for a call with `options`: the stream vouches and nothing changed the key
-    /// since.
+    /// The server's answer to a token of `key_id` from the call's client address, if that
+    /// key's tokens may be answered offline for a call with `options`: the stream vouches
+    /// and nothing changed the key since. By address, as answers are: a key with an IP
+    /// allowlist is valid from some addresses only.
     pub fn vouched_key(
         &self,
         key_id: &str,
@@ -208,7 +217,9 @@ impl VerifyCache {
         if !answerable(options) || !self.coherent() {
             return None;
         }
-        let found = self.vouched_keys.get(key_id);
+        let found = self
+            .vouched_keys
+            .get(&(key_id.to_owned(), options.client_ip));
         if found.is_some() {
             self.hits.fetch_add(1, Ordering::Relaxed);
         }
@@ -238,9 +249,10 @@ impl VerifyCache {
         else {
             return;
         };
-        self.vouched_keys.insert(key_id.clone(), response.clone());
+        let entry = (key_id, options.client_ip);
+        self.vouched_keys.insert(entry.clone(), response.clone());
         if self.epoch.load(Ordering::Acquire) != ticket.epoch {
-            self.vouched_keys.invalidate(&key_id);
+            self.vouched_keys.invalidate(&entry);
         }
     }
 

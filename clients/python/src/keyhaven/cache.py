@@ -110,7 +110,7 @@ class VerifyCache:
         self._by_key_id: Dict[str, Set[bytes]] = {}
         # Keys whose signed tokens are answered offline: the server's VALID answer to
         # one of their tokens, until an event names the key.
-        self._vouched: Dict[str, Tuple[VerifyResult, float]] = {}
+        self._vouched: Dict[Tuple[str, str], Tuple[VerifyResult, float]] = {}
         self._epoch = 0
         self._heard: Optional[float] = None
         self._bound = options.coherence_ms / 2000.0
@@ -130,7 +130,8 @@ class VerifyCache:
     def invalidate_key(self, key_id: str) -> None:
         with self._lock:
             self._epoch += 1
-            self._vouched.pop(key_id, None)
+            for vouched in [v for v in self._vouched if v[0] == key_id]:
+                del self._vouched[vouched]
             for digest in self._by_key_id.pop(key_id, ()):
                 self._entries.pop(digest, None)
 
@@ -203,17 +204,18 @@ class VerifyCache:
             self._entries[digest] = entry
             self._by_key_id.setdefault(key_id, set()).add(digest)
 
-    def vouched(self, key_id: str) -> Optional[VerifyResult]:
-        """The server's answer to a token of ``key_id``, while the stream vouches and no
+    def vouched(self, key_id: str, client_ip: Optional[str] = None) -> Optional[VerifyResult]:
+        """The server's answer to a token of ``key_id`` from ``client_ip`` (a key with an
+        IP allowlist is valid from some addresses only), while the stream vouches and no
         event named the key since."""
         if not self.coherent():
             return None
-        found = self._vouched.get(key_id)
+        found = self._vouched.get((key_id, client_ip or ""))
         if found is None or self._clock() >= found[1]:
             return None
         return found[0]
 
-    def vouch(self, result: VerifyResult, before: Tuple[int, bool]) -> None:
+    def vouch(self, result: VerifyResult, client_ip: Optional[str], before: Tuple[int, bool]) -> None:
         """Keeps the server's answer to a token of an unlimited key (the rule of
         :meth:`store`), so its other tokens are answered offline."""
         epoch, coherent = before
@@ -230,9 +232,10 @@ class VerifyCache:
         with self._lock:
             if self._epoch != epoch:
                 return
-            if result.key_id not in self._vouched and len(self._vouched) >= self.options.capacity:
+            entry = (result.key_id, client_ip or "")
+            if entry not in self._vouched and len(self._vouched) >= self.options.capacity:
                 del self._vouched[next(iter(self._vouched))]
-            self._vouched[result.key_id] = (result, self._clock() + self._ttl)
+            self._vouched[entry] = (result, self._clock() + self._ttl)
 
     def _evict_oldest(self) -> None:
         # Dicts keep insertion order: the first entry is the oldest.

@@ -102,19 +102,25 @@ class _Base:
         return (root, call.secret.key()) if call.secret is not None else (root,)
 
     def _lookup(
-        self, key: str, scopes: Tuple[str, ...], client_ip: Optional[str]
+        self,
+        key: str,
+        scopes: Tuple[str, ...],
+        client_ip: Optional[str],
+        audience: Optional[str] = None,
     ) -> Tuple[Optional[VerifyResult], bytes]:
         cache = self._cache
         if cache is None:
             return None, b""
-        # Keyed by the address too: a key with an IP allowlist is valid only from some.
-        digest = hashlib.sha256(
-            key.encode("utf-8", "surrogatepass") + b"\0" + (client_ip or "").encode()
-        ).digest()
+        # Keyed by the address too: a key with an IP allowlist is valid only from some;
+        # and by the audience: a token is valid for its audience only.
+        material = key.encode("utf-8", "surrogatepass") + b"\0" + (client_ip or "").encode()
+        if audience is not None:
+            material += b"\0" + audience.encode("utf-8", "surrogatepass")
+        digest = hashlib.sha256(material).digest()
         return cache.lookup(digest, scopes), digest
 
     def _token_answer(
-        self, token: str, scopes: Tuple[str, ...], audience: Optional[str]
+        self, token: str, scopes: Tuple[str, ...], audience: Optional[str], client_ip: Optional[str]
     ) -> Optional[VerifyResult]:
         """A signed token's answer with no call, or ``None`` (ask the server): refused
         offline, or VALID for a key the server vouched for (see :mod:`keyhaven.tokens`)."""
@@ -124,7 +130,7 @@ class _Base:
         checked = keys.check(token, audience=audience, scopes=scopes)
         if isinstance(checked, VerifyResult):
             return checked
-        known = self._cache.vouched(checked.sub) if self._cache is not None else None
+        known = self._cache.vouched(checked.sub, client_ip) if self._cache is not None else None
         if known is None:
             return None
         return dataclasses.replace(
@@ -209,7 +215,7 @@ class Client(_Base):
             if permissions is None and ratelimits is None:
                 if self._cache is not None and (self._follower is None or self._follower.done()):
                     self._start_follower()
-                answer = self._token_answer(key, wanted, audience)
+                answer = self._token_answer(key, wanted, audience, client_ip)
                 if answer is not None:
                     return answer
         # A cached answer knows the key's scopes, not its permissions.
@@ -218,7 +224,7 @@ class Client(_Base):
         if cache is not None:
             if self._follower is None or self._follower.done():
                 self._start_follower()
-            hit, digest = self._lookup(key, wanted, client_ip)
+            hit, digest = self._lookup(key, wanted, client_ip, audience)
             if hit is not None:
                 return hit
             before = cache.before_call()
@@ -230,7 +236,7 @@ class Client(_Base):
         result = VerifyResult.from_json(data)
         if cache is not None and ratelimits is None:
             if token:
-                cache.vouch(result, before)
+                cache.vouch(result, client_ip, before)
             else:
                 cache.store(digest, result, before)
         return result
@@ -534,7 +540,7 @@ class AsyncClient(_Base):
             if permissions is None and ratelimits is None:
                 if self._cache is not None and (self._follower is None or self._follower.done()):
                     self._start_follower()
-                answer = self._token_answer(key, wanted, audience)
+                answer = self._token_answer(key, wanted, audience, client_ip)
                 if answer is not None:
                     return answer
         # A cached answer knows the key's scopes, not its permissions.
@@ -543,7 +549,7 @@ class AsyncClient(_Base):
         if cache is not None:
             if self._follower is None or self._follower.done():
                 self._start_follower()
-            hit, digest = self._lookup(key, wanted, client_ip)
+            hit, digest = self._lookup(key, wanted, client_ip, audience)
             if hit is not None:
                 return hit
             before = cache.before_call()
@@ -555,7 +561,7 @@ class AsyncClient(_Base):
         result = VerifyResult.from_json(data)
         if cache is not None and ratelimits is None:
             if token:
-                cache.vouch(result, before)
+                cache.vouch(result, client_ip, before)
             else:
                 cache.store(digest, result, before)
         return result

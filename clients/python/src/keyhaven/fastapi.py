@@ -145,7 +145,7 @@ def require_key(
         ip = client_address(socket_ip, request.headers.get("x-forwarded-for"), hops)
         # A cached answer first (kept per key and address): it needs no thread.
         if client.cache is not None and client._follower is not None:
-            hit = client._lookup(key, wanted, ip)[0]
+            hit = client._lookup(key, wanted, ip, audience)[0]
             if hit is not None:
                 return hit
         if isinstance(client, AsyncClient):

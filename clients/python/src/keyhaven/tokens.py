@@ -111,7 +111,7 @@ class TokenKeys:
         no fetch is made for junk)."""
         try:
             kid = json.loads(_b64(token.split(".")[0])).get("kid")
-        except (ValueError, binascii.Error, AttributeError):
+        except (ValueError, binascii.Error, AttributeError, RecursionError):
             return True
         return self._keys is not None and kid in self._keys
 
@@ -130,7 +130,7 @@ class TokenKeys:
         try:
             header = json.loads(_b64(parts[0]))
             signature = _b64(parts[2])
-        except (ValueError, binascii.Error):
+        except (ValueError, binascii.Error, RecursionError):
             return _refused("MALFORMED")
         if not isinstance(header, Mapping) or header.get("alg") != "EdDSA" or "crit" in header:
             return _refused("NOT_FOUND")
@@ -143,6 +143,8 @@ class TokenKeys:
             payload = json.loads(_b64(parts[1]))
         except (InvalidSignature, ValueError, binascii.Error, UnicodeEncodeError):
             return _refused("NOT_FOUND")
+        except RecursionError:
+            return _refused("MALFORMED")
         claims = _claims(payload)
         if claims is None:
             return _refused("MALFORMED")

@@ -133,3 +133,34 @@ async fn audiences_are_checked_offline_and_limited_keys_always_ask() {
     }
     assert!(codes.contains(&VerifyCode::RateLimited), "{codes:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vouched_key_is_vouched_for_from_the_address_the_server_saw_only() {
+    let server = TestServer::start().await;
+    let admin = admin(&server).await;
+    let client = server.client();
+    assert!(client.wait_until_coherent(Duration::from_secs(5)).await);
+    let ks = keyspace(&admin).await;
+    let mut input = keyhaven_client::types::CreateKey::new(ks.id.clone());
+    input.ip_allowlist = vec!["10.0.0.1".into()];
+    let created = admin.keys().create(&input).await.unwrap();
+    // Minted by the root key for the key (the key itself may not be used from here).
+    let token = mint(
+        &server,
+        &server.root_key,
+        json!({"key_id": created.view.key_id}),
+    )
+    .await;
+    let from = |ip: &str| VerifyOptions::new().client_ip(ip.parse().unwrap());
+    for _ in 0..2 {
+        assert!(
+            client
+                .verify_with(&token, &from("10.0.0.1"))
+                .await
+                .unwrap()
+                .valid
+        );
+    }
+    let elsewhere = client.verify_with(&token, &from("10.0.0.2")).await.unwrap();
+    assert_eq!(elsewhere.code, VerifyCode::ForbiddenIp);
+}

@@ -213,12 +213,17 @@ impl Remote {
             ControlFlow::Continue(key) => key,
             ControlFlow::Break(decided) => return Ok(decided),
         };
-        // Keyed by the address too: a key with an IP allowlist is valid only from some.
+        // Keyed by the address too: a key with an IP allowlist is valid only from some;
+        // and by the listener's token audience: a token is valid for its audience only.
         let mut hash = Sha256::new();
         hash.update(key.as_bytes());
         hash.update([0]);
         if let Some(ip) = client_ip {
             hash.update(ip.to_string().as_bytes());
+        }
+        hash.update([0]);
+        if let Some(audience) = access.audience {
+            hash.update(audience.as_bytes());
         }
         let digest: [u8; 32] = hash.finalize().into();
         if self.coherent()

@@ -132,8 +132,16 @@ pub async fn verify<R>(
                 let audience = request.audience.as_deref();
                 let (matched, found) =
                     token::match_token(service, presented, &asked, visible, now, audience).await?;
-                claims = found;
-                matched
+                // Not a token of ours: perhaps an imported key of that shape.
+                if found.is_none()
+                    && matches!(matched.code, VerifyCode::NotFound | VerifyCode::Malformed)
+                    && service.has_imported_keys()
+                {
+                    match_imported(service, presented, &asked, visible, now).await?
+                } else {
+                    claims = found;
+                    matched
+                }
             }
             None => match_imported(service, presented, &asked, visible, now).await?,
         },

@@ -54,6 +54,11 @@ pub(super) async fn match_token(
         // Deleted since, or a keyspace the caller may not see.
         return Ok((Matched::rejected(VerifyCode::NotFound), None));
     };
+    // A scope the key has lost since the token was minted is not the token's either.
+    let mut claims = claims;
+    claims
+        .scopes
+        .retain(|s| keyhaven_core::policy::scopes_grant(&record.scopes, s));
     let mut matched = apply_policy(record, asked, now);
     if matched.code == VerifyCode::Valid && lacks_scopes {
         matched.code = VerifyCode::InsufficientScopes;
