@@ -145,6 +145,16 @@ pub async fn load_signing_keys(
     crate::tokens::SigningKeys::from_secrets(&secrets, source)
 }
 
+/// The token signing keys as configured, without creating, checking or recording
+/// anything: for diagnostics (`keyhaven signing-key status`), which must not start a
+/// rotated version's clock before a server uses it.
+pub fn read_signing_keys(data_dir: &Path) -> anyhow::Result<crate::tokens::SigningKeys> {
+    let env = zeroize::Zeroizing::new(std::env::var(pepper_file::SIGNING_KEYS_ENV).ok());
+    let (secrets, source) = pepper_file::load_signing_keys(data_dir, env.as_deref(), false)
+        .context("loading the token signing keys")?;
+    crate::tokens::SigningKeys::from_secrets(&secrets, source)
+}
+
 /// When each signing key version was first used by a server on this database: a
 /// version stopped signing when the next one was first used.
 pub async fn signing_key_times(store: &dyn Store) -> anyhow::Result<Vec<(u32, Timestamp)>> {

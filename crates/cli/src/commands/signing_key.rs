@@ -69,7 +69,7 @@ pub fn run(command: &Command) -> anyhow::Result<ExitCode> {
         }
         Command::Status(_) => setup::block_on(async {
             let store = bootstrap::open_store(&config).await?;
-            let keys = bootstrap::load_signing_keys(&config.data_dir, store.as_ref()).await?;
+            let keys = bootstrap::read_signing_keys(&config.data_dir)?;
             let started = bootstrap::signing_key_times(store.as_ref()).await?;
             writeln!(out, "signing keys from {}", keys.source())?;
             writeln!(out, "{:>8}  {:<44}  first used", "version", "kid")?;
