@@ -508,3 +508,33 @@ pub async fn post_json(http: &reqwest::Client, url: &str, root: &str, body: &Val
     );
     response.json().await.unwrap()
 }
+
+/// Runs `keyhaven ARGS --data-dir DATA`: whether it succeeded, its stdout and stderr.
+pub async fn run_keyhaven(data: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = keyhaven(data)
+        .await
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `POST base+path` with `bearer` and a JSON body; the JSON answer, whatever its status.
+pub async fn post_to(base: &str, bearer: &str, path: &str, body: Value) -> Value {
+    http_client()
+        .post(format!("{base}{path}"))
+        .bearer_auth(bearer)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}

@@ -7,38 +7,10 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-async fn run(data: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = keyhaven(data)
-        .await
-        .args(args)
-        .arg("--data-dir")
-        .arg(data)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 async fn pepper_version(data: &Path, key_id: &str) -> i64 {
     let store = store_for(data).await;
     let key = store.key_for_verify(key_id).await.unwrap().unwrap();
     i64::from(key.key.verifier.version().get())
-}
-
-async fn post(base: &str, root: &str, path: &str, body: Value) -> Value {
-    http_client()
-        .post(format!("{base}{path}"))
-        .bearer_auth(root)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
 }
 
 #[tokio::test]
@@ -47,14 +19,14 @@ async fn rotated_pepper_keeps_old_keys_working_and_migrates_them_on_use() {
     let data = dir.path().join("data");
     let server = spawn_process(&data, dir.path(), &[]).await;
     let root = server.first_root_key();
-    let ks = post(
+    let ks = post_to(
         &server.base,
         &root,
         "/v1/keyspaces",
         json!({"name": "p", "prefix": "pep"}),
     )
     .await;
-    let old = post(
+    let old = post_to(
         &server.base,
         &root,
         "/v1/keys",
@@ -65,15 +37,15 @@ async fn rotated_pepper_keeps_old_keys_working_and_migrates_them_on_use() {
     drop(server);
     assert_eq!(pepper_version(&data, &old_id).await, 1);
 
-    let (ok, stdout, stderr) = run(&data, &["pepper", "rotate"]).await;
+    let (ok, stdout, stderr) = run_keyhaven(&data, &["pepper", "rotate"]).await;
     assert!(ok, "{stderr}");
     assert!(stdout.contains("pepper version 2"), "{stdout}");
-    let (ok, _, stderr) = run(&data, &["pepper", "retire", "1"]).await;
+    let (ok, _, stderr) = run_keyhaven(&data, &["pepper", "retire", "1"]).await;
     assert!(!ok, "version 1 is still in use");
     assert!(stderr.contains("still use pepper version 1"), "{stderr}");
 
     let server = spawn_process(&data, dir.path(), &[]).await;
-    let v = post(
+    let v = post_to(
         &server.base,
         &root,
         "/v1/keys/verify",
@@ -81,7 +53,7 @@ async fn rotated_pepper_keeps_old_keys_working_and_migrates_them_on_use() {
     )
     .await;
     assert_eq!(v["code"], "VALID");
-    let new = post(
+    let new = post_to(
         &server.base,
         &root,
         "/v1/keys",
@@ -105,7 +77,7 @@ async fn rotated_pepper_keeps_old_keys_working_and_migrates_them_on_use() {
         migrated, 2,
         "a verified key is re-hashed to the newest pepper"
     );
-    let v = post(
+    let v = post_to(
         &server.base,
         &root,
         "/v1/keys/verify",
@@ -115,7 +87,7 @@ async fn rotated_pepper_keeps_old_keys_working_and_migrates_them_on_use() {
     assert_eq!(v["code"], "VALID", "and still verifies after the re-hash");
     drop(server);
 
-    let (ok, status, _) = run(&data, &["pepper", "status"]).await;
+    let (ok, status, _) = run_keyhaven(&data, &["pepper", "status"]).await;
     assert!(ok);
     assert!(
         status.starts_with(&format!(
@@ -133,9 +105,9 @@ async fn rotated_pepper_keeps_old_keys_working_and_migrates_them_on_use() {
     };
     assert_eq!(line("1").split_whitespace().nth(2), Some("0"), "{status}");
     assert!(line("2").contains("(newest)"), "{status}");
-    let (ok, _, stderr) = run(&data, &["pepper", "retire", "2"]).await;
+    let (ok, _, stderr) = run_keyhaven(&data, &["pepper", "retire", "2"]).await;
     assert!(!ok && stderr.contains("newest"), "{stderr}");
-    let (ok, _, stderr) = run(&data, &["pepper", "retire", "1"]).await;
+    let (ok, _, stderr) = run_keyhaven(&data, &["pepper", "retire", "1"]).await;
     assert!(ok, "{stderr}");
     let pepper_file = std::fs::read_to_string(data.join("pepper")).unwrap();
     assert!(!pepper_file.lines().any(|l| l.starts_with("1:")));
@@ -143,7 +115,7 @@ async fn rotated_pepper_keeps_old_keys_working_and_migrates_them_on_use() {
     // Without version 1 the server starts (nothing needs it) and every key verifies.
     let server = spawn_process(&data, dir.path(), &[]).await;
     for key in [&old["key"], &new["key"]] {
-        let v = post(
+        let v = post_to(
             &server.base,
             &root,
             "/v1/keys/verify",
@@ -233,7 +205,7 @@ async fn data_files_are_readable_by_their_owner_only() {
     let server = spawn_process(data.path(), logs.path(), &[]).await;
     let root = server.first_root_key();
     // A write, so the WAL and shared-memory files exist.
-    post(
+    post_to(
         &server.base,
         &root,
         "/v1/keyspaces",
@@ -273,14 +245,14 @@ async fn hash_prints_the_verifier_the_store_holds_and_no_secret() {
     let data = dir.path().join("data");
     let server = spawn_process(&data, dir.path(), &[]).await;
     let root = server.first_root_key();
-    let ks = post(
+    let ks = post_to(
         &server.base,
         &root,
         "/v1/keyspaces",
         json!({"name": "h", "prefix": "hash"}),
     )
     .await;
-    let created = post(
+    let created = post_to(
         &server.base,
         &root,
         "/v1/keys",

@@ -3,8 +3,6 @@
 //! JWKS, refused when the key stops working, narrowed offline, and kept valid across a
 //! signing key rotation.
 
-use std::path::Path;
-
 use keyhaven_core::token::{self, Expect, PublicSigningKey, VerifyingKeys, attenuable};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -350,48 +348,20 @@ async fn a_biscuit_narrowed_offline_verifies_narrower_and_cannot_be_widened_back
     );
 }
 
-async fn run(data: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = keyhaven(data)
-        .await
-        .args(args)
-        .arg("--data-dir")
-        .arg(data)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-async fn post(base: &str, bearer: &str, path: &str, body: Value) -> Value {
-    http_client()
-        .post(format!("{base}{path}"))
-        .bearer_auth(bearer)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn a_signing_key_rotation_keeps_old_tokens_valid_until_the_old_key_is_retired() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let server = spawn_process(&data, dir.path(), &[]).await;
     let root = server.first_root_key();
-    let ks = post(
+    let ks = post_to(
         &server.base,
         &root,
         "/v1/keyspaces",
         json!({"name": "t", "prefix": "tok"}),
     )
     .await;
-    let key = post(
+    let key = post_to(
         &server.base,
         &root,
         "/v1/keys",
@@ -399,22 +369,22 @@ async fn a_signing_key_rotation_keeps_old_tokens_valid_until_the_old_key_is_reti
     )
     .await;
     let key = key["key"].as_str().unwrap().to_owned();
-    let old = post(&server.base, &key, "/v1/tokens", json!({})).await;
+    let old = post_to(&server.base, &key, "/v1/tokens", json!({})).await;
     let old_token = old["token"].as_str().unwrap().to_owned();
     assert_eq!(old["signing_key"], 1, "{old}");
     drop(server);
 
-    let (ok, stdout, stderr) = run(&data, &["signing-key", "rotate"]).await;
+    let (ok, stdout, stderr) = run_keyhaven(&data, &["signing-key", "rotate"]).await;
     assert!(ok, "{stderr}");
     assert!(stdout.contains("signing key version 2"), "{stdout}");
     let server = spawn_process(&data, dir.path(), &[]).await;
-    let new = post(&server.base, &key, "/v1/tokens", json!({})).await;
+    let new = post_to(&server.base, &key, "/v1/tokens", json!({})).await;
     assert_eq!(new["signing_key"], 2, "{new}");
     assert_ne!(new["kid"], old["kid"]);
     let keys = jwks(&server.base).await;
     assert_eq!(keys.iter().count(), 2, "the old key stays in the JWKS");
     for token in [&old_token, new["token"].as_str().unwrap()] {
-        let answer = post(
+        let answer = post_to(
             &server.base,
             &root,
             "/v1/keys/verify",
@@ -423,19 +393,19 @@ async fn a_signing_key_rotation_keeps_old_tokens_valid_until_the_old_key_is_reti
         .await;
         assert_eq!(answer["code"], "VALID", "{answer}");
     }
-    let (_, status, _) = run(&data, &["signing-key", "status"]).await;
+    let (_, status, _) = run_keyhaven(&data, &["signing-key", "status"]).await;
     assert!(status.contains("(signs)"), "{status}");
     drop(server);
 
     // Its tokens may still be unexpired: retiring needs --now.
-    let (ok, _, stderr) = run(&data, &["signing-key", "retire", "1"]).await;
+    let (ok, _, stderr) = run_keyhaven(&data, &["signing-key", "retire", "1"]).await;
     assert!(!ok && stderr.contains("--now"), "{stderr}");
-    let (ok, _, stderr) = run(&data, &["signing-key", "retire", "2", "--now"]).await;
+    let (ok, _, stderr) = run_keyhaven(&data, &["signing-key", "retire", "2", "--now"]).await;
     assert!(!ok && stderr.contains("newest"), "{stderr}");
-    let (ok, _, stderr) = run(&data, &["signing-key", "retire", "1", "--now"]).await;
+    let (ok, _, stderr) = run_keyhaven(&data, &["signing-key", "retire", "1", "--now"]).await;
     assert!(ok, "{stderr}");
     let server = spawn_process(&data, dir.path(), &[]).await;
-    let answer = post(
+    let answer = post_to(
         &server.base,
         &root,
         "/v1/keys/verify",

@@ -299,10 +299,7 @@ fn read_narrowing(biscuit: &Biscuit, index: usize) -> Result<Narrowing, TokenErr
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn key(version: u32, byte: u8) -> SigningKey {
-        SigningKey::from_seed(version, &[byte; 32]).unwrap()
-    }
+    use crate::token::test_keys::{key, keys};
 
     fn claims() -> TokenClaims {
         TokenClaims {
@@ -315,10 +312,6 @@ mod tests {
             exp: 2_000,
             jti: "j1".into(),
         }
-    }
-
-    fn keys(of: &[&SigningKey]) -> VerifyingKeys {
-        VerifyingKeys::new(of.iter().map(|k| k.public().clone()).collect())
     }
 
     fn at(now: i64) -> Expect<'static> {

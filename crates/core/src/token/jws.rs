@@ -88,10 +88,7 @@ pub fn verify(
 mod tests {
     use super::*;
     use crate::token::PublicSigningKey;
-
-    fn key(version: u32, byte: u8) -> SigningKey {
-        SigningKey::from_seed(version, &[byte; 32]).unwrap()
-    }
+    use crate::token::test_keys::{key, keys};
 
     fn claims() -> TokenClaims {
         TokenClaims {
@@ -104,10 +101,6 @@ mod tests {
             exp: 2_000,
             jti: "j1".into(),
         }
-    }
-
-    fn keys(of: &[&SigningKey]) -> VerifyingKeys {
-        VerifyingKeys::new(of.iter().map(|k| k.public().clone()).collect())
     }
 
     const NOW: Expect<'static> = Expect {

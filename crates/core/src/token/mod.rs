@@ -17,6 +17,8 @@
 pub mod attenuable;
 pub mod jws;
 mod keys;
+#[cfg(test)]
+mod test_keys;
 
 pub use keys::{PublicSigningKey, SigningKey, SigningKeyError, VerifyingKeys};
 
