@@ -118,3 +118,15 @@ pub fn multi_thread() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()
         .context("starting the async runtime")
 }
+
+/// Refuses to edit a versioned secret file (`subject` and the verb, as in "the pepper
+/// comes") while the variable `env` replaces it: the change would do nothing.
+pub fn refuse_env(env: &str, subject: &str) -> anyhow::Result<()> {
+    if std::env::var_os(env).is_some() {
+        anyhow::bail!(
+            "{subject} from {env}; change that variable instead \
+             (add a line `<next version>:<64 hex digits>` on every node)"
+        );
+    }
+    Ok(())
+}

@@ -10,6 +10,8 @@ use keyhaven_store::pepper_file::PepperSource;
 pub struct SigningKeys {
     signer: SigningKey,
     verifying: VerifyingKeys,
+    /// The JWKS document, written once: the keys do not change while the process runs.
+    jwks: Vec<u8>,
     source: PepperSource,
 }
 
@@ -24,17 +26,22 @@ impl std::fmt::Debug for SigningKeys {
 }
 
 impl SigningKeys {
-    /// The keys the signing keys file (or `KEYHAVEN_SIGNING_KEYS`) holds.
+    /// The keys the signing keys file (or `KEYHAVEN_SIGNING_KEYS`) holds, each derived
+    /// once; the newest (the last, versions ascending) signs.
     pub fn from_secrets(secrets: &PepperSet, source: PepperSource) -> anyhow::Result<Self> {
-        let mut public = Vec::new();
-        for version in secrets.versions() {
-            if let Some(secret) = secrets.get(version) {
-                public.push(SigningKey::from_secret(secret)?.public().clone());
-            }
-        }
+        let mut keys = secrets
+            .versions()
+            .filter_map(|version| secrets.get(version))
+            .map(SigningKey::from_secret)
+            .collect::<Result<Vec<_>, _>>()?;
+        let public = VerifyingKeys::new(keys.iter().map(|k| k.public().clone()).collect());
+        let signer = keys
+            .pop()
+            .ok_or_else(|| anyhow::anyhow!("no token signing key is configured"))?;
         Ok(Self {
-            signer: SigningKey::from_secret(secrets.newest())?,
-            verifying: VerifyingKeys::new(public),
+            signer,
+            jwks: serde_json::to_vec(&jwks(&public))?,
+            verifying: public,
             source,
         })
     }
@@ -61,35 +68,35 @@ impl SigningKeys {
         &self.source
     }
 
-    /// The JWKS document: each key as an Ed25519 JWK, and (a member JWK libraries
-    /// ignore) each biscuit root key by its root key id.
-    pub fn jwks(&self) -> serde_json::Value {
-        let keys: Vec<_> = self
-            .verifying
-            .iter()
-            .map(|k| {
-                serde_json::json!({
-                    "kty": "OKP",
-                    "crv": "Ed25519",
-                    "x": k.x(),
-                    "kid": k.kid,
-                    "alg": "EdDSA",
-                    "use": "sig",
-                })
-            })
-            .collect();
-        let biscuit: Vec<_> = self
-            .verifying
-            .iter()
-            .map(|k| {
-                serde_json::json!({
-                    "root_key_id": k.version,
-                    "kid": k.kid,
-                    "algorithm": "ed25519",
-                    "public_key": k.biscuit_hex(),
-                })
-            })
-            .collect();
-        serde_json::json!({ "keys": keys, "keyhaven_biscuit_keys": biscuit })
+    /// The JWKS document (`GET /.well-known/jwks.json`), as JSON bytes.
+    pub fn jwks(&self) -> &[u8] {
+        &self.jwks
     }
+}
+
+/// The JWKS: each key as an Ed25519 JWK, and (a member JWK libraries ignore) each
+/// biscuit root key by its root key id.
+fn jwks(keys: &VerifyingKeys) -> serde_json::Value {
+    let jwk = |k: &keyhaven_core::token::PublicSigningKey| {
+        serde_json::json!({
+            "kty": "OKP",
+            "crv": "Ed25519",
+            "x": k.x(),
+            "kid": k.kid,
+            "alg": "EdDSA",
+            "use": "sig",
+        })
+    };
+    let biscuit = |k: &keyhaven_core::token::PublicSigningKey| {
+        serde_json::json!({
+            "root_key_id": k.version,
+            "kid": k.kid,
+            "algorithm": "ed25519",
+            "public_key": k.biscuit_hex(),
+        })
+    };
+    serde_json::json!({
+        "keys": keys.iter().map(jwk).collect::<Vec<_>>(),
+        "keyhaven_biscuit_keys": keys.iter().map(biscuit).collect::<Vec<_>>(),
+    })
 }

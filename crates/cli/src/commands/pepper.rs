@@ -30,13 +30,7 @@ pub enum Command {
 }
 
 fn refuse_env() -> anyhow::Result<()> {
-    if std::env::var_os(PEPPER_ENV).is_some() {
-        bail!(
-            "the pepper comes from {PEPPER_ENV}; change that variable instead \
-             (add a line `<next version>:<64 hex digits>` on every node)"
-        );
-    }
-    Ok(())
+    setup::refuse_env(PEPPER_ENV, "the pepper comes")
 }
 
 pub fn run(command: &Command) -> anyhow::Result<ExitCode> {

@@ -35,13 +35,7 @@ pub enum Command {
 }
 
 fn refuse_env() -> anyhow::Result<()> {
-    if std::env::var_os(SIGNING_KEYS_ENV).is_some() {
-        bail!(
-            "the signing keys come from {SIGNING_KEYS_ENV}; change that variable instead \
-             (add a line `<next version>:<64 hex digits>` on every node)"
-        );
-    }
-    Ok(())
+    setup::refuse_env(SIGNING_KEYS_ENV, "the signing keys come")
 }
 
 pub fn run(command: &Command) -> anyhow::Result<ExitCode> {

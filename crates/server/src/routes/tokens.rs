@@ -141,7 +141,7 @@ pub async fn jwks(State(state): State<AppState>) -> Result<Response, ApiError> {
             "no token signing keys are loaded".to_owned(),
         ));
     };
-    let mut response = json_response(StatusCode::OK, to_body(&keys.jwks())?);
+    let mut response = json_response(StatusCode::OK, keys.jwks().to_vec());
     response.headers_mut().insert(
         CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=300"),
