@@ -128,32 +128,33 @@ impl Embedded {
 
 /// The verdict as the API would write it.
 fn answer(verdict: &Verdict<'_>) -> VerifyResponse {
-    let found = verdict.key;
-    let key = found.map(|f| &f.key);
+    let key = verdict.key;
     VerifyResponse {
         valid: verdict.code == keyhaven_core::VerifyCode::Valid,
         code: VerifyCode::from(verdict.code),
-        key_id: key.map(|k| k.key_id.clone()),
-        keyspace_id: key.map(|k| k.keyspace_id.clone()),
-        keyspace: found.map(|f| f.keyspace_name.clone()),
-        owner: found.and_then(|f| {
-            f.key.owner_id.as_ref().map(|id| VerifyOwner {
-                id: id.clone(),
-                external_id: f.owner_external_id.clone(),
+        key_id: key.map(|k| k.key_id().to_owned()),
+        keyspace_id: key.map(|k| k.keyspace_id().to_owned()),
+        keyspace: key.map(|k| k.keyspace_name().to_owned()),
+        owner: key.and_then(|k| {
+            k.owner_id().map(|id| VerifyOwner {
+                id: id.to_owned(),
+                external_id: k.owner_external_id().map(str::to_owned),
             })
         }),
-        name: key.and_then(|k| k.name.clone()),
+        name: key.and_then(|k| k.name().map(str::to_owned)),
+        // As the API answers: every scope the key holds (its plans' included), and its
+        // effective expiry.
         scopes: match verdict.token {
             Some(token) => key.map(|_| token.scopes.clone()),
-            None => key.map(|k| k.scopes.clone()),
+            None => key.map(|k| k.scopes().to_vec()),
         },
-        meta: key.map(|k| k.meta.clone()),
+        meta: key.map(|k| k.meta().clone()),
         expires_at: match verdict.token {
             Some(token) => key.map(|_| rfc3339(keyhaven_store::from_unix(token.exp))),
-            None => key.and_then(|k| k.expires_at.map(rfc3339)),
+            None => key.and_then(|k| k.effective_expiry().map(rfc3339)),
         },
         rotation: key.and_then(|k| {
-            k.rotation.as_ref().map(|r| VerifyRotation {
+            k.rotation().map(|r| VerifyRotation {
                 successor_key_id: r.successor.clone(),
                 grace_until: rfc3339(r.grace_until),
             })

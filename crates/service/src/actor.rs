@@ -11,7 +11,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use keyhaven_core::policy;
-use keyhaven_store::{KeyForVerify, OperatorRole, ROOT_KEYSPACE_ID};
+use keyhaven_store::{OperatorRole, ROOT_KEYSPACE_ID};
+
+use crate::cache::VerifyRecord;
 
 use crate::error::{Result, ServiceError};
 
@@ -146,7 +148,7 @@ pub struct Actor {
 
 #[derive(Debug, Clone)]
 enum Who {
-    RootKey(Arc<KeyForVerify>),
+    RootKey(Arc<VerifyRecord>),
     /// Local access (the command line): every scope, every keyspace.
     Local(&'static str),
     /// A person signed in to the dashboard: every keyspace; an admin may do everything
@@ -240,7 +242,7 @@ impl PortalPermission {
 
 impl Actor {
     /// An authenticated root key (its secret matched and it verified VALID).
-    pub fn root_key(key: Arc<KeyForVerify>, client_ip: Option<IpAddr>) -> Self {
+    pub fn root_key(key: Arc<VerifyRecord>, client_ip: Option<IpAddr>) -> Self {
         Self {
             who: Who::RootKey(key),
             client_ip,
@@ -304,7 +306,7 @@ impl Actor {
     /// `operator:<email>` or `portal:<owner id>`.
     pub fn id(&self) -> &str {
         match &self.who {
-            Who::RootKey(key) => &key.key.key_id,
+            Who::RootKey(key) => key.key_id(),
             Who::Local(name) => name,
             Who::Operator { name, .. } => name,
             Who::Portal(grant) => &grant.name,
@@ -346,7 +348,7 @@ impl Actor {
                 *role == OperatorRole::Admin && scope != "*" && scope != "keys:reveal"
             }
             Who::RootKey(key) => {
-                let mine = &key.key.scopes;
+                let mine = key.scopes();
                 if mine.iter().any(|s| s == "*") {
                     return true;
                 }
@@ -375,7 +377,7 @@ impl Actor {
 
     pub fn require(&self, scope: Scope) -> Result<()> {
         let scopes = match &self.who {
-            Who::RootKey(key) => &key.key.scopes,
+            Who::RootKey(key) => key.scopes(),
             Who::Local(_) => return Ok(()),
             Who::Operator { role, .. } => {
                 let granted = match role {
@@ -433,7 +435,7 @@ impl Actor {
     /// The keyspace restriction to pass to list queries; `None` means unrestricted.
     pub fn visible(&self) -> Option<&[String]> {
         match &self.who {
-            Who::RootKey(key) => key.key.allowed_keyspaces.as_deref(),
+            Who::RootKey(key) => key.allowed_keyspaces(),
             Who::Local(_) | Who::Operator { .. } | Who::Reporter(_) => None,
             Who::Portal(grant) => Some(&grant.keyspace_ids),
             Who::Gateway(keyspaces) => keyspaces.as_deref(),
@@ -442,7 +444,7 @@ impl Actor {
 
     /// A root key's record as it was when the request authenticated; `None` for any
     /// other actor.
-    pub fn root_key_record(&self) -> Option<&Arc<KeyForVerify>> {
+    pub fn root_key_record(&self) -> Option<&Arc<VerifyRecord>> {
         match &self.who {
             Who::RootKey(key) => Some(key),
             _ => None,
@@ -499,7 +501,7 @@ mod tests {
             updated_at: now,
         };
         Actor::root_key(
-            Arc::new(KeyForVerify {
+            Arc::new(VerifyRecord::of(keyhaven_store::KeyForVerify {
                 scopes: key.scopes.clone(),
                 plan_ratelimits: Vec::new(),
                 key,
@@ -512,7 +514,7 @@ mod tests {
                 owner_ip_allowlist: None,
                 keyspace_ip_allowlist: None,
                 permissions: Vec::new(),
-            }),
+            })),
             None,
         )
     }

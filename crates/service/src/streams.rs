@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keyhaven_core::VerifyCode;
-use keyhaven_store::{KeyForVerify, ROOT_KEYSPACE_ID, Timestamp};
+use keyhaven_store::{ROOT_KEYSPACE_ID, Timestamp};
 
 use crate::actor::{Actor, Scope};
+use crate::cache::VerifyRecord;
 use crate::changes::{Follower, Standing, Subscribe, SubscribeError, Subscription};
 use crate::service::Service;
 use crate::verify::key_state_code;
@@ -51,30 +52,30 @@ pub fn subscribe(
 /// the store, not the cache: the cache may be refilling it at that moment; a failed read
 /// ends the stream too, and the follower authenticates again), and at its expiry or the
 /// end of its rotation's grace period.
-fn follower(service: &Service, granted: &Arc<KeyForVerify>) -> Follower {
+fn follower(service: &Service, granted: &Arc<VerifyRecord>) -> Follower {
     let until = works_until(service, granted, service.clock.now());
     let (service, granted) = (service.clone(), Arc::clone(granted));
     Follower {
-        key_id: granted.key.key_id.clone(),
+        key_id: granted.key_id().to_owned(),
         until,
         every: service.config.cache_ttl(),
         still_allowed: Box::new(move || {
             let (service, granted) = (service.clone(), Arc::clone(&granted));
             Box::pin(async move {
-                let current = match service.store.key_for_verify(&granted.key.key_id).await {
-                    Ok(Some(current)) => Arc::new(current),
+                let current = match service.store.key_for_verify(granted.key_id()).await {
+                    Ok(Some(current)) => Arc::new(VerifyRecord::of(current)),
                     Ok(None) => return Standing::Ended,
                     Err(e) => {
                         tracing::warn!(error = %e, "re-reading a change stream's root key failed; ending the stream");
                         return Standing::Ended;
                     }
                 };
-                let unchanged = current.key.scopes == granted.key.scopes
-                    && current.key.allowed_keyspaces == granted.key.allowed_keyspaces
-                    && current.key.keyspace_id == ROOT_KEYSPACE_ID;
+                let unchanged = current.scopes() == granted.scopes()
+                    && current.allowed_keyspaces() == granted.allowed_keyspaces()
+                    && current.keyspace_id() == ROOT_KEYSPACE_ID;
                 let now = service.clock.now();
                 let until = works_until(&service, &current, now);
-                let too_old = crate::verify::root_key_deadline(&service, &current.key)
+                let too_old = crate::verify::root_key_deadline(&service, current.created_at())
                     .is_some_and(|end| end <= now);
                 if unchanged && !too_old && key_state_code(current, now) == VerifyCode::Valid {
                     Standing::Works { until }
@@ -89,11 +90,11 @@ fn follower(service: &Service, granted: &Arc<KeyForVerify>) -> Follower {
 /// How long from `now` a key keeps working by itself: until the earliest of its expiry,
 /// the end of its rotation's grace period and the deployment's maximum root key age;
 /// `None` for good.
-fn works_until(service: &Service, key: &KeyForVerify, now: Timestamp) -> Option<Duration> {
+fn works_until(service: &Service, key: &VerifyRecord, now: Timestamp) -> Option<Duration> {
     [
         key.effective_expiry(),
-        key.key.rotation.as_ref().map(|r| r.grace_until),
-        crate::verify::root_key_deadline(service, &key.key),
+        key.rotation().map(|r| r.grace_until),
+        crate::verify::root_key_deadline(service, key.created_at()),
     ]
     .into_iter()
     .flatten()

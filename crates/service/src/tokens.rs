@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use keyhaven_core::VerifyCode;
 use keyhaven_core::token::{self, TokenClaims, TokenFormat, attenuable, jws};
-use keyhaven_store::{DEFAULT_TOKEN_MAX_TTL, KeyForVerify, Timestamp};
+use keyhaven_store::{DEFAULT_TOKEN_MAX_TTL, Timestamp};
 use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::json;
@@ -26,6 +26,7 @@ use utoipa::ToSchema;
 
 use crate::actor::{Actor, Scope};
 use crate::audit;
+use crate::cache::VerifyRecord;
 use crate::error::{Result, ServiceError};
 use crate::service::Service;
 pub use crate::signing_keys::SigningKeys;
@@ -152,7 +153,7 @@ pub async fn mint_for_key_id(service: &Service, actor: &Actor, input: MintToken)
         .cache
         .get(service.store.as_ref(), key_id)
         .await?
-        .filter(|r| actor.sees_keyspace(&r.key.keyspace_id))
+        .filter(|r| actor.sees_keyspace(r.keyspace_id()))
         .ok_or(ServiceError::NotFound)?;
     let now = service.clock.now();
     let code = verify::key_state_code(record.clone(), now);
@@ -195,7 +196,7 @@ fn format_of(input: &MintToken) -> Result<TokenFormat> {
 /// The token for a usable key: its scopes, audience and lifetime checked.
 async fn mint_for(
     service: &Service,
-    record: &KeyForVerify,
+    record: &VerifyRecord,
     input: &MintToken,
     format: TokenFormat,
 ) -> Result<Minted> {
@@ -203,12 +204,12 @@ async fn mint_for(
         ServiceError::Unexpected(anyhow::anyhow!("no token signing keys are loaded"))
     })?;
     let scopes = match &input.scopes {
-        None => record.scopes.clone(),
+        None => record.scopes().to_vec(),
         Some(asked) => {
             validate::scopes(asked)?;
             let lacking: Vec<&str> = asked
                 .iter()
-                .filter(|s| !keyhaven_core::policy::scopes_grant(&record.scopes, s))
+                .filter(|s| !keyhaven_core::policy::scopes_grant(record.scopes(), s))
                 .map(String::as_str)
                 .collect();
             if !lacking.is_empty() {
@@ -228,7 +229,7 @@ async fn mint_for(
     }
     let max_ttl = service
         .store
-        .keyspace(&record.key.keyspace_id)
+        .keyspace(record.keyspace_id())
         .await?
         .and_then(|ks| ks.policy.token_max_ttl)
         .unwrap_or(DEFAULT_TOKEN_MAX_TTL);
@@ -244,13 +245,13 @@ async fn mint_for(
     if let Some(end) = record.effective_expiry() {
         exp = exp.min(end.unix_timestamp());
     }
-    if let Some(rotation) = &record.key.rotation {
+    if let Some(rotation) = record.rotation() {
         exp = exp.min(rotation.grace_until.unix_timestamp());
     }
     let claims = TokenClaims {
-        sub: record.key.key_id.clone(),
-        ks: record.key.keyspace_id.clone(),
-        owner: record.owner_external_id.clone(),
+        sub: record.key_id().to_owned(),
+        ks: record.keyspace_id().to_owned(),
+        owner: record.owner_external_id().map(str::to_owned),
         scopes,
         aud: input.audience.clone(),
         iat,

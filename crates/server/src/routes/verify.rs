@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use keyhaven_core::VerifyCode;
+use keyhaven_service::cache::VerifyRecord;
 use keyhaven_service::limits::{Applied, LimitScope};
 use keyhaven_service::validate::rfc3339;
 use keyhaven_service::verify::{self, Verdict};
@@ -234,25 +235,24 @@ pub async fn verify_batch(
 impl<'a> VerifyAnswer<'a> {
     fn of(verdict: &'a Verdict<'a>) -> Self {
         let found = verdict.key;
-        let key = found.map(|f| &f.key);
         Self {
             valid: verdict.code == VerifyCode::Valid,
             code: verdict.code.as_str(),
-            key_id: key.map(|k| k.key_id.as_str()),
-            keyspace_id: key.map(|k| k.keyspace_id.as_str()),
-            keyspace: found.map(|f| f.keyspace_name.as_str()),
+            key_id: found.map(VerifyRecord::key_id),
+            keyspace_id: found.map(VerifyRecord::keyspace_id),
+            keyspace: found.map(VerifyRecord::keyspace_name),
             owner: found.and_then(|f| {
-                f.key.owner_id.as_deref().map(|id| OwnerRef {
+                f.owner_id().map(|id| OwnerRef {
                     id,
-                    external_id: f.owner_external_id.as_deref(),
+                    external_id: f.owner_external_id(),
                 })
             }),
-            name: key.and_then(|k| k.name.as_deref()),
+            name: found.and_then(VerifyRecord::name),
             scopes: match verdict.token {
                 Some(token) => found.map(|_| token.scopes.as_slice()),
-                None => found.map(|f| f.scopes.as_slice()),
+                None => found.map(VerifyRecord::scopes),
             },
-            meta: key.map(|k| &k.meta),
+            meta: found.map(VerifyRecord::meta),
             // When it stops verifying: its own expiry, or sooner by its keyspace's or
             // plan's maximum age (caches keep an answer no longer than this).
             // A token's: its own expiry (never later than the key's).
@@ -260,8 +260,8 @@ impl<'a> VerifyAnswer<'a> {
                 Some(token) => found.map(|_| rfc3339(keyhaven_store::from_unix(token.exp))),
                 None => found.and_then(|f| f.effective_expiry().map(rfc3339)),
             },
-            rotation: key.and_then(|k| {
-                k.rotation.as_ref().map(|r| RotationRef {
+            rotation: found.and_then(|k| {
+                k.rotation().map(|r| RotationRef {
                     successor_key_id: &r.successor,
                     grace_until: rfc3339(r.grace_until),
                 })

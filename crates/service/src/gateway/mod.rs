@@ -159,11 +159,11 @@ pub async fn authorize(
             .collect();
         match (verdict.code, verdict.key) {
             (VerifyCode::Valid, Some(found)) => Admission::Allowed(Identity {
-                key_id: found.key.key_id.clone(),
-                keyspace_id: found.key.keyspace_id.clone(),
-                owner_id: found.key.owner_id.clone(),
-                owner_external_id: found.owner_external_id.clone(),
-                scopes: found.scopes.clone(),
+                key_id: found.key_id().to_owned(),
+                keyspace_id: found.keyspace_id().to_owned(),
+                owner_id: found.owner_id().map(str::to_owned),
+                owner_external_id: found.owner_external_id().map(str::to_owned),
+                scopes: found.scopes().to_vec(),
                 limits,
             }),
             (code, _) => Admission::Refused(Refusal {

@@ -22,9 +22,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use keyhaven_core::{ParsedKey, Verification};
-use keyhaven_store::{
-    KeyForVerify, LeakAction, LeakPolicy, LeakWrite, ROOT_KEYSPACE_ID, SeenBatch, Timestamp,
-};
+use keyhaven_store::{LeakAction, LeakPolicy, LeakWrite, ROOT_KEYSPACE_ID, SeenBatch, Timestamp};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -33,6 +31,7 @@ use utoipa::ToSchema;
 pub use self::self_revoke::{SelfRevoke, SelfRevoked, self_revoke};
 use crate::actor::Actor;
 use crate::audit;
+use crate::cache::VerifyRecord;
 use crate::error::{Result, ServiceError};
 use crate::keys::to_completion;
 use crate::service::Service;
@@ -225,10 +224,10 @@ pub async fn report(
         .collect();
     key_ids.sort_unstable();
     key_ids.dedup();
-    let records: HashMap<String, Arc<KeyForVerify>> = (service.store.keys_for_verify(&key_ids))
+    let records: HashMap<String, Arc<VerifyRecord>> = (service.store.keys_for_verify(&key_ids))
         .await?
         .into_iter()
-        .map(|k| (k.key.key_id.clone(), Arc::new(k)))
+        .map(|k| (k.key.key_id.clone(), Arc::new(VerifyRecord::of(k))))
         .collect();
     for (item, parsed) in items.iter().zip(&parsed) {
         let found = parsed
@@ -241,9 +240,9 @@ pub async fn report(
                 continue;
             }
         };
-        let key_id = key.key.key_id.clone();
+        let key_id = key.key_id().to_owned();
         if !first.contains_key(&key_id) {
-            let policy = policy_of(service, &mut policies, &key.key.keyspace_id).await?;
+            let policy = policy_of(service, &mut policies, key.keyspace_id()).await?;
             let write = leak_write(actor, &key, policy, reporter, item.url, now)?;
             first.insert(key_id.clone(), writes.len());
             writes.push(write);
@@ -297,7 +296,7 @@ pub async fn report(
 
 /// The stored key whose working secret `token` is, or `None` (a false positive). A
 /// token that is not in Keyhaven's format, or fails its checksum, costs no lookup.
-async fn working_key(service: &Service, token: &str) -> Result<Option<Arc<KeyForVerify>>> {
+async fn working_key(service: &Service, token: &str) -> Result<Option<Arc<VerifyRecord>>> {
     let Ok(parsed) = keyhaven_core::parse(token) else {
         return Ok(None);
     };
@@ -316,14 +315,14 @@ async fn working_key(service: &Service, token: &str) -> Result<Option<Arc<KeyFor
 fn secret_matches(
     service: &Service,
     parsed: &ParsedKey<'_>,
-    record: &KeyForVerify,
+    record: &VerifyRecord,
 ) -> Result<bool> {
-    if record.keyspace_prefix != parsed.prefix() || record.key.import.is_some() {
+    if record.keyspace_prefix() != parsed.prefix() || record.import().is_some() {
         return Ok(false);
     }
     let matched = service
         .peppers
-        .verify(parsed.key_id(), parsed.secret(), Some(&record.key.verifier))
+        .verify(parsed.key_id(), parsed.secret(), Some(record.verifier()))
         .map_err(|e| ServiceError::Unexpected(e.into()))?;
     Ok(matches!(matched, Verification::Valid { .. }))
 }
@@ -352,25 +351,24 @@ async fn policy_of(
 /// What to write for a leaked key: its action under `policy` and the audit entry.
 fn leak_write(
     actor: &Actor,
-    key: &KeyForVerify,
+    key: &VerifyRecord,
     policy: LeakPolicy,
     reporter: Reporter<'_>,
     url: Option<&str>,
     now: Timestamp,
 ) -> Result<LeakWrite> {
-    let k = &key.key;
     let action = match policy {
-        LeakPolicy::Revoke if k.revoked_at.is_some() => LeakAction::Unchanged,
+        LeakPolicy::Revoke if key.revoked() => LeakAction::Unchanged,
         LeakPolicy::Revoke => LeakAction::Revoked,
-        LeakPolicy::Disable if k.revoked_at.is_some() || !k.enabled => LeakAction::Unchanged,
+        LeakPolicy::Disable if key.revoked() || !key.enabled() => LeakAction::Unchanged,
         LeakPolicy::Disable => LeakAction::Disabled,
         LeakPolicy::Notify => LeakAction::Notified,
     };
     let audit = audit::event(
         actor,
         "key.leak",
-        ("key", &k.key_id),
-        Some(&k.keyspace_id),
+        ("key", key.key_id()),
+        Some(key.keyspace_id()),
         audit::created(&[
             ("source", json!(reporter.source)),
             ("url", json!(url)),
@@ -381,7 +379,7 @@ fn leak_write(
         now,
     )?;
     Ok(LeakWrite {
-        key_id: k.key_id.clone(),
+        key_id: key.key_id().to_owned(),
         source: reporter.source.to_owned(),
         url: url.map(str::to_owned),
         action,

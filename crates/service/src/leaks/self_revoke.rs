@@ -66,8 +66,8 @@ pub async fn self_revoke(
             },
         );
     };
-    let key_id = key.key.key_id.clone();
-    if let Some(at) = key.key.revoked_at {
+    let key_id = key.key_id().to_owned();
+    if let Some(at) = key.revoked_at() {
         return Ok(SelfRevoked::Revoked {
             key_id,
             revoked_at: at,
@@ -83,7 +83,7 @@ pub async fn self_revoke(
         &actor,
         "key.revoke",
         ("key", &key_id),
-        Some(&key.key.keyspace_id),
+        Some(key.keyspace_id()),
         audit::created(&[("reason", json!(reason)), ("self_revoked", json!(true))]),
         now,
     )?;

@@ -22,7 +22,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use keyhaven_core::VerifyCode;
 use keyhaven_core::ratelimit::Outcome;
-use keyhaven_store::{KeyForVerify, QuotaTarget, RateLimitDef};
+use keyhaven_store::{QuotaTarget, RateLimitDef};
+
+use crate::cache::VerifyRecord;
 use serde::{Deserialize, Serialize};
 
 use self::failures::FailureLimits;
@@ -84,15 +86,12 @@ pub struct Decision<'a> {
 /// then every owner limit, in the owner's shared bucket. An owner's limits always apply:
 /// a key's own limit of the same name adds to them and never lifts them (so a root key
 /// that may not touch owners cannot free a key from its owner's cap).
-pub fn effective_limits(record: &KeyForVerify) -> Vec<(LimitScope, &RateLimitDef)> {
-    let owner_defs = match record.key.owner_id {
-        Some(_) => record.owner_limits.ratelimits.as_slice(),
-        None => &[],
-    };
-    let own = &record.key.limits.ratelimits;
-    let plan = &record.plan_ratelimits;
+pub fn effective_limits(record: &VerifyRecord) -> Vec<(LimitScope, &RateLimitDef)> {
+    let owner_defs = record.owner_limits().ratelimits.as_slice();
+    let own = &record.own_limits().ratelimits;
+    let plan = record.plan_ratelimits();
     let mut out: Vec<(LimitScope, &RateLimitDef)> = record
-        .keyspace_ratelimits
+        .keyspace_ratelimits()
         .iter()
         .filter(|d| {
             !own.iter()
@@ -182,12 +181,12 @@ impl Limiter {
     /// the named limits at their own costs) at `now_us`.
     pub async fn admit<'a>(
         &self,
-        record: &'a KeyForVerify,
+        record: &'a VerifyRecord,
         cost: u64,
         only: Option<&[NamedCost]>,
         now_us: i64,
     ) -> Decision<'a> {
-        let key_id = &record.key.key_id;
+        let key_id = record.key_id();
         let planned: Vec<Planned<'_>> = effective_limits(record)
             .into_iter()
             .filter_map(|(scope, def)| {
@@ -198,11 +197,11 @@ impl Limiter {
                         .find(|n| n.name == def.name)
                         .map(|n| n.cost.unwrap_or(cost))?,
                 };
-                let owner = record.key.owner_id.as_deref().unwrap_or_default();
+                let owner = record.owner_id().unwrap_or_default();
                 // The bucket: `k:<key id>:<name>` or `o:<owner id>:<name>`.
                 let (tag, holder) = match scope {
                     LimitScope::Owner => ("o:", owner),
-                    LimitScope::Key | LimitScope::Client => ("k:", key_id.as_str()),
+                    LimitScope::Key | LimitScope::Client => ("k:", key_id),
                 };
                 let mut id = String::with_capacity(tag.len() + holder.len() + 1 + def.name.len());
                 id.push_str(tag);
@@ -217,14 +216,10 @@ impl Limiter {
                 })
             })
             .collect();
-        let key_target = record
-            .key
-            .limits
-            .quota
-            .as_ref()
-            .map(|q| (QuotaTarget::Key(key_id.clone()), q));
-        let owner_target = match (&record.key.owner_id, &record.owner_limits.quota) {
-            (Some(owner), Some(q)) => Some((QuotaTarget::Owner(owner.clone()), q)),
+        let key_target =
+            (record.own_limits().quota.as_ref()).map(|q| (QuotaTarget::Key(key_id.to_owned()), q));
+        let owner_target = match (record.owner_id(), &record.owner_limits().quota) {
+            (Some(owner), Some(q)) => Some((QuotaTarget::Owner(owner.to_owned()), q)),
             _ => None,
         };
         let quota_requests: Vec<QuotaRequest<'_>> = key_target

@@ -31,12 +31,13 @@ use keyhaven_core::permissions::Query;
 use keyhaven_core::{
     KeyState, ParsedKey, SecretStr, Verification, VerifyCode, ip_allowlist, policy,
 };
-use keyhaven_store::{KeyForVerify, ROOT_KEYSPACE_ID, Timestamp};
+use keyhaven_store::{ROOT_KEYSPACE_ID, Timestamp};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::actor::Actor;
+use crate::cache::VerifyRecord;
 use crate::clock::Clock;
 use crate::error::{Result, ServiceError};
 use crate::limits::{Decision, NamedCost};
@@ -91,7 +92,7 @@ pub struct VerifyRequest {
 #[derive(Debug)]
 pub struct Verdict<'a> {
     pub code: VerifyCode,
-    pub key: Option<&'a KeyForVerify>,
+    pub key: Option<&'a VerifyRecord>,
     /// The limits applied (for a usable key), or the failed-verification limiter that
     /// answered RATE_LIMITED.
     pub limits: &'a Decision<'a>,
@@ -152,7 +153,7 @@ pub async fn verify<R>(
     let mut missing_permissions = Vec::new();
     if let (VerifyCode::Valid, Some(query), Some(record)) = (code, &query, found) {
         let held = |p: &str| {
-            (record.permissions)
+            (record.permissions())
                 .binary_search_by(|x| x.as_str().cmp(p))
                 .is_ok()
         };
@@ -192,7 +193,7 @@ pub async fn verify<R>(
     // 7. Usage, the answer, metrics.
     if service.config.usage_tracking {
         if let Some(found) = found {
-            (service.usage).record(&found.key.key_id, Outcome::Answered(code), now);
+            (service.usage).record(found.key_id(), Outcome::Answered(code), now);
         } else if let Some(key_id) = &matched.wrong_secret_for {
             (service.usage).record(key_id, Outcome::WrongSecret, now);
         }
@@ -208,14 +209,14 @@ pub async fn verify<R>(
     VerifyMetrics::get().record(code, start);
     if service.config.verify_log_every > 0 {
         let key_id = found
-            .map(|f| f.key.key_id.as_str())
+            .map(VerifyRecord::key_id)
             .or(matched.wrong_secret_for.as_deref())
             .or(parsed.as_ref().map(ParsedKey::key_id));
         log_verification(
             service.config.verify_log_every,
             code,
             key_id,
-            found.map(|f| f.key.keyspace_id.as_str()),
+            found.map(VerifyRecord::keyspace_id),
             request.client_ip,
         );
     }
@@ -271,31 +272,23 @@ pub async fn authenticate(
         (VerifyCode::Valid, Some(key)) => key,
         _ => return Ok(None),
     };
-    if root_key_too_old(service, &key.key, now) {
+    if root_key_deadline(service, key.created_at()).is_some_and(|end| end <= now) {
         return Ok(None);
     }
     if service.config.usage_tracking {
         let valid = Outcome::Answered(VerifyCode::Valid);
-        service.usage.record(&key.key.key_id, valid, now);
+        service.usage.record(key.key_id(), valid, now);
     }
     Ok(Some(Actor::root_key(key, client_ip)))
 }
 
-/// Whether `root_key_max_age_seconds` has ended this root key.
-fn root_key_too_old(service: &Service, key: &keyhaven_store::KeyRecord, now: Timestamp) -> bool {
-    root_key_deadline(service, key).is_some_and(|end| end <= now)
-}
-
-/// When `root_key_max_age_seconds` ends a root key: that long after its creation (a
-/// rotation's successor starts again); `None` without the setting.
-pub(crate) fn root_key_deadline(
-    service: &Service,
-    key: &keyhaven_store::KeyRecord,
-) -> Option<Timestamp> {
+/// When `root_key_max_age_seconds` ends a root key created at `created_at`: that long
+/// after (a rotation's successor starts again); `None` without the setting.
+pub(crate) fn root_key_deadline(service: &Service, created_at: Timestamp) -> Option<Timestamp> {
     service
         .config
         .root_key_max_age()
-        .map(|age| key.created_at + age)
+        .map(|age| created_at + age)
 }
 
 /// The request's cost, once each cost and the named-limit list are within bounds.
@@ -374,7 +367,7 @@ pub(crate) struct Asked<'a> {
 #[derive(Debug, Clone)]
 pub(crate) struct Matched {
     code: VerifyCode,
-    key: Option<Arc<KeyForVerify>>,
+    key: Option<Arc<VerifyRecord>>,
     /// The id of a stored key that was presented with a wrong secret (for its usage
     /// counts and failed-verification alerts; the caller is told NOT_FOUND).
     wrong_secret_for: Option<String>,
@@ -403,22 +396,22 @@ async fn match_native(
         .cache
         .get(service.store.as_ref(), parsed.key_id())
         .await?;
-    let stored = record.as_ref().map(|r| &r.key.verifier);
+    let stored = record.as_ref().map(|r| r.verifier());
     let matched = service
         .peppers
         .verify(parsed.key_id(), parsed.secret(), stored)
         .map_err(|e| ServiceError::Unexpected(e.into()))?;
     let (record, rehash) = match (matched, record) {
         (Verification::Valid { rehash }, Some(record))
-            if record.keyspace_prefix == parsed.prefix()
-                && record.key.import.is_none()
-                && visible(&record.key.keyspace_id) =>
+            if record.keyspace_prefix() == parsed.prefix()
+                && record.import().is_none()
+                && visible(record.keyspace_id()) =>
         {
             (record, rehash)
         }
-        (Verification::Invalid, Some(record)) if record.keyspace_prefix == parsed.prefix() => {
+        (Verification::Invalid, Some(record)) if record.keyspace_prefix() == parsed.prefix() => {
             return Ok(Matched {
-                wrong_secret_for: Some(record.key.key_id.clone()),
+                wrong_secret_for: Some(record.key_id().to_owned()),
                 ..Matched::rejected(VerifyCode::NotFound)
             });
         }
@@ -449,7 +442,7 @@ async fn match_imported(
         let Some(record) = service.cache.get(store, &key_id).await? else {
             continue;
         };
-        let Some(import) = &record.key.import else {
+        let Some(import) = record.import() else {
             continue;
         };
         let secret = SecretStr::new(key);
@@ -459,27 +452,27 @@ async fn match_imported(
                 let ok = ImportFormat::parse(&import.format) == Some(format)
                     && service
                         .peppers
-                        .get(record.key.verifier.version())
+                        .get(record.verifier().version())
                         .is_some_and(|pepper| format.matches(key, digest, pepper));
                 (ok, ok, false)
             }
             None => match service
                 .peppers
-                .verify(&record.key.key_id, secret, Some(&record.key.verifier))
+                .verify(record.key_id(), secret, Some(record.verifier()))
                 .map_err(|e| ServiceError::Unexpected(e.into()))?
             {
                 Verification::Valid { rehash } => (true, false, rehash),
                 Verification::Invalid => (false, false, false),
             },
         };
-        if !matched || !visible(&record.key.keyspace_id) {
+        if !matched || !visible(record.keyspace_id()) {
             return Ok(Matched::rejected(VerifyCode::NotFound));
         }
         if upgrade {
             // First successful verify of an imported key: store the native verifier of the
             // whole key string and forget the old digest.
-            let to = service.peppers.verifier(&record.key.key_id, secret);
-            let key_id = record.key.key_id.clone();
+            let to = service.peppers.verifier(record.key_id(), secret);
+            let key_id = record.key_id().to_owned();
             let service = service.clone();
             tokio::spawn(async move {
                 match service.store.complete_import(&key_id, &to).await {
@@ -499,10 +492,10 @@ async fn match_imported(
 
 /// The secret matched under an older pepper: store it under the newest, once, off the
 /// request's path. The new verifier is computed here, where the secret is.
-fn spawn_rehash(service: &Service, record: &KeyForVerify, secret: SecretStr<'_>) {
-    let to = service.peppers.verifier(&record.key.key_id, secret);
-    let from = record.key.verifier.version().get();
-    let key_id = record.key.key_id.clone();
+fn spawn_rehash(service: &Service, record: &VerifyRecord, secret: SecretStr<'_>) {
+    let to = service.peppers.verifier(record.key_id(), secret);
+    let from = record.verifier().version().get();
+    let key_id = record.key_id().to_owned();
     let service = service.clone();
     tokio::spawn(async move {
         match service.store.rehash_key(&key_id, from, &to).await {
@@ -517,7 +510,7 @@ fn spawn_rehash(service: &Service, record: &KeyForVerify, secret: SecretStr<'_>)
 /// What a stored key's own state says now, before any scope or address is asked for:
 /// VALID, EXPIRED, REVOKED or DISABLED (the rule verification applies after the secret
 /// matched).
-pub(crate) fn key_state_code(record: Arc<KeyForVerify>, now: Timestamp) -> VerifyCode {
+pub(crate) fn key_state_code(record: Arc<VerifyRecord>, now: Timestamp) -> VerifyCode {
     let asked = Asked {
         scopes: &[],
         client_ip: None,
@@ -527,29 +520,20 @@ pub(crate) fn key_state_code(record: Arc<KeyForVerify>, now: Timestamp) -> Verif
 
 /// Step 5: the policy decision for a key whose secret matched.
 pub(crate) fn apply_policy(
-    record: Arc<KeyForVerify>,
+    record: Arc<VerifyRecord>,
     asked: &Asked<'_>,
     now: Timestamp,
 ) -> Matched {
-    let key = &record.key;
-    let ip_admitted = asked.client_ip.is_none_or(|client_ip| {
-        let lists = [
-            key.ip_allowlist.as_ref(),
-            record.owner_ip_allowlist.as_ref(),
-            record.keyspace_ip_allowlist.as_ref(),
-        ];
-        ip_allowlist::admitted(lists, client_ip)
-    });
+    let ip_admitted = asked
+        .client_ip
+        .is_none_or(|client_ip| ip_allowlist::admitted(record.ip_allowlists(), client_ip));
     let code = policy::decide(
         KeyState {
-            enabled: key.enabled,
-            revoked: key.revoked_at.is_some(),
+            enabled: record.enabled(),
+            revoked: record.revoked(),
             expires_at: record.effective_expiry().map(|t| t.unix_timestamp()),
-            grace_until: key
-                .rotation
-                .as_ref()
-                .map(|r| r.grace_until.unix_timestamp()),
-            scopes: &record.scopes,
+            grace_until: record.rotation().map(|r| r.grace_until.unix_timestamp()),
+            scopes: record.scopes(),
             ip_admitted,
         },
         asked.scopes,

@@ -41,7 +41,7 @@ pub(super) async fn match_token(
         .cache
         .get(service.store.as_ref(), &claims.sub)
         .await?
-        .filter(|r| r.key.keyspace_id == claims.ks && visible(&r.key.keyspace_id));
+        .filter(|r| r.keyspace_id() == claims.ks && visible(r.keyspace_id()));
     let Some(record) = record else {
         // Deleted since, or a keyspace the caller may not see.
         return Ok((Matched::rejected(VerifyCode::NotFound), None));
@@ -50,7 +50,7 @@ pub(super) async fn match_token(
     let mut claims = claims;
     claims
         .scopes
-        .retain(|s| keyhaven_core::policy::scopes_grant(&record.scopes, s));
+        .retain(|s| keyhaven_core::policy::scopes_grant(record.scopes(), s));
     let mut matched = apply_policy(record, asked, now);
     if matched.code == VerifyCode::Valid && lacks_scopes {
         matched.code = VerifyCode::InsufficientScopes;

@@ -18,6 +18,12 @@
 //! committed before it was sent has been applied. So when the feed silently stops, cached
 //! records are re-read after at most that bound.
 //!
+//! Records are kept as [`VerifyRecord`]s (`record.rs`), whose keyspace, owner and
+//! grants are shared; the map is `quick_cache`'s, whose per-entry overhead is a few
+//! words (a million cached keys must fit in a few hundred MB). Staleness is bounded by
+//! the TTL checked on every read; expired entries are replaced on their next read, or
+//! evicted when the cache is full.
+//!
 //! Every invalidation is also published to [`Changes`], the change stream remote caches
 //! follow (`GET /v1/changes`): hooking the cache captures local mutations and other
 //! nodes' changes alike.
@@ -26,12 +32,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use keyhaven_store::{KeyForVerify, Store, StoreError};
-use moka::sync::Cache;
+use keyhaven_core::format::KEY_ID_LEN;
+use keyhaven_store::{Store, StoreError};
+use quick_cache::sync::Cache;
 
 use crate::changes::{Change, Changes};
 
-pub type CachedKey = Option<Arc<KeyForVerify>>;
+mod record;
+
+pub use record::VerifyRecord;
+
+pub type CachedKey = Option<Arc<VerifyRecord>>;
+
+/// A native key id: the records' map key (other ids are read from the store each time).
+type IdKey = [u8; KEY_ID_LEN];
 
 /// A cached value and when it was read from the store.
 #[derive(Debug, Clone)]
@@ -42,7 +56,10 @@ struct Entry<V> {
 
 #[derive(Debug)]
 pub struct KeyCache {
-    entries: Cache<String, Entry<CachedKey>>,
+    entries: Cache<IdKey, Entry<CachedKey>>,
+    /// The keyspace, owner and grants records share.
+    parts: record::Parts,
+    ttl: Duration,
     /// Import lookup → key id. A lookup never moves to another key while that key
     /// exists, so entries only go stale when keys are deleted or imported, and both
     /// clear this map.
@@ -82,14 +99,10 @@ impl KeyCache {
 
     fn build(capacity: u64, ttl: Duration, coherence: Option<Coherence>) -> Self {
         Self {
-            entries: Cache::builder()
-                .max_capacity(capacity)
-                .time_to_live(ttl)
-                .build(),
-            imports: Cache::builder()
-                .max_capacity(capacity)
-                .time_to_live(ttl)
-                .build(),
+            entries: Cache::new(cache_size(capacity)),
+            parts: record::Parts::default(),
+            ttl,
+            imports: Cache::new(cache_size(capacity)),
             epoch: Mutex::new(0),
             coherence,
             changes: Changes::new(),
@@ -131,13 +144,18 @@ impl KeyCache {
         self.coherence.as_ref().map(|c| c.origin)
     }
 
-    /// Whether an entry loaded at `loaded` may still be served.
+    /// Whether an entry loaded at `loaded` may still be served: within the TTL, and (other
+    /// nodes sharing the store) vouched for.
     fn fresh(&self, loaded: Instant) -> bool {
+        let now = Instant::now();
+        let age = now.saturating_duration_since(loaded);
+        if age > self.ttl {
+            return false;
+        }
         let Some(c) = &self.coherence else {
             return true;
         };
-        let now = Instant::now();
-        if now.saturating_duration_since(loaded) <= c.bound {
+        if age <= c.bound {
             return true;
         }
         let confirmed = c.confirmed_us.load(Ordering::Acquire);
@@ -152,24 +170,28 @@ impl KeyCache {
 
     /// The record for `key_id`, from memory when cached, else from the store.
     pub async fn get(&self, store: &dyn Store, key_id: &str) -> Result<CachedKey, StoreError> {
-        if let Some(hit) = self.entries.get(key_id)
+        let read = async {
+            let found = store.key_for_verify(key_id).await?;
+            Ok(found.map(|k| Arc::new(self.parts.record(k))))
+        };
+        let Ok(id) = IdKey::try_from(key_id.as_bytes()) else {
+            return read.await;
+        };
+        if let Some(hit) = self.entries.get(&id)
             && self.fresh(hit.loaded)
         {
             return Ok(hit.value);
         }
         metrics::counter!("keyhaven_key_cache_misses_total").increment(1);
-        self.fill(&self.entries, key_id, async {
-            Ok(store.key_for_verify(key_id).await?.map(Arc::new))
-        })
-        .await
+        self.fill(&self.entries, id, read).await
     }
 
     /// Loads a missing entry and caches it unless an invalidation happened meanwhile
     /// (the epoch check and the insert share the lock the invalidations take).
-    async fn fill<V: Clone + Send + Sync + 'static>(
+    async fn fill<K: Eq + std::hash::Hash, V: Clone>(
         &self,
-        cache: &Cache<String, Entry<V>>,
-        key: &str,
+        cache: &Cache<K, Entry<V>>,
+        key: K,
         load: impl std::future::Future<Output = Result<V, StoreError>>,
     ) -> Result<V, StoreError> {
         let before = *self.epoch();
@@ -182,7 +204,7 @@ impl KeyCache {
                 value: loaded.clone(),
                 loaded: started,
             };
-            cache.insert(key.to_owned(), entry);
+            cache.insert(key, entry);
         }
         drop(epoch);
         Ok(loaded)
@@ -206,26 +228,30 @@ impl KeyCache {
         {
             return Ok(hit.value);
         }
-        self.fill(&self.imports, lookup, store.key_id_by_import_lookup(lookup))
-            .await
+        let read = store.key_id_by_import_lookup(lookup);
+        self.fill(&self.imports, lookup.to_owned(), read).await
     }
 
     /// After keys were imported or deleted.
     /// Published as `all`: a remote cache may hold an answer for a key string that now
     /// names another (or a newly imported) key.
     pub fn invalidate_imports(&self) {
-        self.invalidate_with(|| self.imports.invalidate_all());
+        self.invalidate_with(|| self.imports.clear());
         self.changes.publish(Change::All);
     }
 
     pub fn invalidate(&self, key_id: &str) {
-        self.invalidate_with(|| self.entries.invalidate(key_id));
+        self.invalidate_with(|| {
+            if let Ok(id) = IdKey::try_from(key_id.as_bytes()) {
+                self.entries.remove(&id);
+            }
+        });
         self.changes.publish(Change::Key(key_id.to_owned()));
     }
 
     /// For changes that touch many keys at once (an owner's external id, a keyspace).
     pub fn invalidate_all(&self) {
-        self.invalidate_with(|| self.entries.invalidate_all());
+        self.invalidate_with(|| self.entries.clear());
         self.changes.publish(Change::All);
     }
 
@@ -233,8 +259,8 @@ impl KeyCache {
     /// before it could have been missed.
     pub fn invalidate_everything(&self) {
         self.invalidate_with(|| {
-            self.entries.invalidate_all();
-            self.imports.invalidate_all();
+            self.entries.clear();
+            self.imports.clear();
         });
         self.changes.publish(Change::Reset);
     }
@@ -244,6 +270,11 @@ impl Coherence {
     fn micros(&self, at: Instant) -> u64 {
         duration_us(at.saturating_duration_since(self.origin))
     }
+}
+
+/// `quick_cache` sizes its shards from the capacity; at least one entry.
+fn cache_size(capacity: u64) -> usize {
+    usize::try_from(capacity).unwrap_or(usize::MAX).max(1)
 }
 
 fn duration_us(d: Duration) -> u64 {
