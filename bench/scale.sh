@@ -22,6 +22,12 @@ SUSTAIN="${SUSTAIN:-300}"
 source bench/common.sh
 
 rss_mb() { awk '/^VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$SERVER_PID/status"; }
+# What the RSS is made of: anonymous memory (the heap), and how much of it the allocator
+# has freed lazily (MADV_FREE: counted in RSS until the kernel needs the pages).
+rss_parts() {
+  awk '/^(Rss|Anonymous|LazyFree|Shared_Clean|Private_Clean):/ { printf "%s %.0f MB  ", $1, $2 / 1024 }' \
+    "/proc/$SERVER_PID/smaps_rollup"
+}
 restart() {
   kill -TERM "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
   start_server
@@ -106,6 +112,7 @@ done
 wait "$WRK" 2>/dev/null || true
 FILL_SECONDS=$((SECONDS - START))
 RSS_FULL="$(rss_mb)"
+PARTS_FULL="$(rss_parts)"
 
 echo "warm: random keys, one key, /healthz"
 timed warm "$WORK/random.lua"
@@ -123,6 +130,7 @@ for t in $(seq 30 30 "$SUSTAIN"); do
   echo "$t $(rss_mb)" >>"$WORK/rss.txt"
 done
 wait "$WRK" 2>/dev/null || true
+PARTS_END="$(rss_parts)"
 
 # Every verification of the run answered VALID (not fast errors).
 NOT_VALID="$(curl -s "$BASE/metrics" | awk '/^keyhaven_verifications_total\{/ && !/"VALID"/ { s += $2 } END { print s + 0 }')"
@@ -166,3 +174,5 @@ if samples:
         print(f"growth from 2 min to the end: {later[-1] - later[0]:+d} MB (target: flat)")
 print(f"target: <= 256 MB with every key verified (measured {max(rss_full, rss_warm, *(r for _, r in samples))} MB peak)")
 PY
+echo "RSS parts with every key verified: $PARTS_FULL"
+echo "RSS parts at the end of the sustained load: $PARTS_END"

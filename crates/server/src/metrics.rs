@@ -7,13 +7,15 @@
 //! runs the upkeep every [`UPKEEP_INTERVAL`]: without it a server nobody scraped grew by
 //! every request's samples (about 2 MB a second under verify load).
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub const HTTP_REQUESTS: &str = "keyhaven_http_requests_total";
@@ -61,20 +63,80 @@ pub fn handle() -> PrometheusHandle {
 
 /// Middleware: counts and times every request under its route template. Every label
 /// comes from a closed set (a method the router knows or `other`, a route template or
-/// `unmatched`, a status code), so no request can mint a new series.
+/// `unmatched`, a status code), so no request can mint a new series. The handles are
+/// looked up by labels once per series ([`RouteMetrics`]), not on every request.
 pub async fn track(request: Request, next: Next) -> Response {
     let start = Instant::now();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let route = RouteMetrics::of(
+        request
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or("unmatched", MatchedPath::as_str),
+    );
     let method = method_label(request.method());
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!(HTTP_REQUESTS, "method" => method, "route" => route.clone(), "status" => status)
-        .increment(1);
-    metrics::histogram!(HTTP_DURATION, "route" => route).record(start.elapsed().as_secs_f64());
+    route.count(method, response.status().as_u16());
+    route.duration.record(start.elapsed().as_secs_f64());
     response
+}
+
+/// One route template's metric handles: its latency histogram, and a request counter
+/// per method and status seen on it.
+struct RouteMetrics {
+    route: String,
+    duration: Histogram,
+    counters: RwLock<Vec<(&'static str, u16, Counter)>>,
+}
+
+type Routes = RwLock<HashMap<String, Arc<RouteMetrics>>>;
+
+impl RouteMetrics {
+    fn of(route: &str) -> Arc<Self> {
+        static ROUTES: OnceLock<Routes> = OnceLock::new();
+        let routes = ROUTES.get_or_init(Routes::default);
+        if let Some(found) = read(routes).get(route) {
+            return Arc::clone(found);
+        }
+        let mut routes = write(routes);
+        let entry = routes.entry(route.to_owned()).or_insert_with(|| {
+            Arc::new(Self {
+                route: route.to_owned(),
+                duration: metrics::histogram!(HTTP_DURATION, "route" => route.to_owned()),
+                counters: RwLock::default(),
+            })
+        });
+        Arc::clone(entry)
+    }
+
+    fn count(&self, method: &'static str, status: u16) {
+        let found = read(&self.counters)
+            .iter()
+            .find(|(m, s, _)| *m == method && *s == status)
+            .map(|(_, _, counter)| counter.clone());
+        let counter = found.unwrap_or_else(|| {
+            let mut counters = write(&self.counters);
+            if let Some((_, _, counter)) = counters
+                .iter()
+                .find(|(m, s, _)| *m == method && *s == status)
+            {
+                return counter.clone();
+            }
+            let counter = metrics::counter!(HTTP_REQUESTS, "method" => method,
+                "route" => self.route.clone(), "status" => status.to_string());
+            counters.push((method, status, counter.clone()));
+            counter
+        });
+        counter.increment(1);
+    }
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The label for a request's method: the standard methods by name, anything else

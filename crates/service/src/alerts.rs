@@ -54,7 +54,11 @@ impl AlertJudge {
         if through <= after {
             return Ok(0);
         }
-        let activity = store.minute_activity(after, through).await?;
+        let floor = keyhaven_store::AlertFloor {
+            spike_min_per_minute: config.alert_spike_min_per_minute,
+            failed_per_minute: config.alert_failed_per_minute,
+        };
+        let activity = store.minute_activity(after, through, floor).await?;
         let quiet =
             i64::try_from(config.alert_quiet_minutes.saturating_mul(60)).unwrap_or(i64::MAX);
         let mut started = 0;

@@ -137,6 +137,16 @@ pub struct AlertThresholds {
     pub failed_per_minute: Option<u64>,
 }
 
+/// The deployment's default thresholds: a key's minute below both (under its keyspace's
+/// own thresholds where set), with no dead-key use and nothing limited, cannot alert, so
+/// [`crate::Store::minute_activity`] leaves it out (a busy deployment has a row for
+/// every key used in the minute).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AlertFloor {
+    pub spike_min_per_minute: u64,
+    pub failed_per_minute: u64,
+}
+
 /// One key's verifications in one closed minute, as the anomaly judge reads them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MinuteActivity {

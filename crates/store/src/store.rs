@@ -313,11 +313,14 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn purge_usage(&self, granularity: Granularity, before: i64) -> Result<u64, StoreError>;
 
     // Anomaly alerts.
-    /// Activity of every key with stored usage in minutes `(after, through]`, by minute.
+    /// Activity in minutes `(after, through]`, by minute, of every key with stored usage
+    /// that could alert: at or above `floor` (or its keyspace's own thresholds), or with
+    /// a dead-key use or a limited answer.
     async fn minute_activity(
         &self,
         after: i64,
         through: i64,
+        floor: AlertFloor,
     ) -> Result<Vec<MinuteActivity>, StoreError>;
     /// A key's verifications in minutes `[from, to)`.
     async fn usage_sum(&self, key_id: &str, from: i64, to: i64) -> Result<u64, StoreError>;

@@ -10,7 +10,9 @@ use sqlx::Row as _;
 use super::audit::insert_event;
 use super::rows::{DbRow, json_text, thresholds_from};
 use super::{Engine, dialect};
-use crate::activity::{Alert, Granularity, KeyUsageTotal, MinuteActivity, UsageRow, UsageTarget};
+use crate::activity::{
+    Alert, AlertFloor, Granularity, KeyUsageTotal, MinuteActivity, UsageRow, UsageTarget,
+};
 use crate::error::StoreError;
 use crate::model::{
     QuotaTarget, QuotaUse, ROOT_KEYSPACE_ID, Timestamp, UsageBatch, UsageCount, from_unix, to_unix,
@@ -118,7 +120,13 @@ pub(super) async fn minute_activity(
     store: &Engine,
     after: i64,
     through: i64,
+    floor: AlertFloor,
 ) -> Result<Vec<MinuteActivity>, StoreError> {
+    let total = sum("u.count");
+    let failed = sum("CASE WHEN u.outcome = 'WRONG_SECRET' THEN u.count ELSE 0 END");
+    let dead = sum("CASE WHEN u.outcome IN ('REVOKED', 'EXPIRED') THEN u.count ELSE 0 END");
+    let limited =
+        sum("CASE WHEN u.outcome IN ('RATE_LIMITED', 'USAGE_EXCEEDED') THEN u.count ELSE 0 END");
     let sql = format!(
         "SELECT u.key_id, k.keyspace_id, k.created_at AS key_created_at, \
          s.alert_spike_factor, s.alert_spike_min_per_minute, s.alert_failed_per_minute, \
@@ -129,17 +137,17 @@ pub(super) async fn minute_activity(
          WHERE u.minute > $1 AND u.minute <= $2 AND k.keyspace_id <> '{ROOT_KEYSPACE_ID}' \
          GROUP BY u.key_id, u.minute, k.keyspace_id, k.created_at, s.alert_spike_factor, \
          s.alert_spike_min_per_minute, s.alert_failed_per_minute \
+         HAVING {total} >= COALESCE(s.alert_spike_min_per_minute, $3) \
+         OR {failed} >= COALESCE(s.alert_failed_per_minute, $4) \
+         OR {dead} > 0 OR {limited} > 0 \
          ORDER BY u.minute, u.key_id",
-        total = sum("u.count"),
-        failed = sum("CASE WHEN u.outcome = 'WRONG_SECRET' THEN u.count ELSE 0 END"),
-        dead = sum("CASE WHEN u.outcome IN ('REVOKED', 'EXPIRED') THEN u.count ELSE 0 END"),
-        limited = sum(
-            "CASE WHEN u.outcome IN ('RATE_LIMITED', 'USAGE_EXCEEDED') THEN u.count ELSE 0 END"
-        ),
     );
+    let bound = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(after)
         .bind(through)
+        .bind(bound(floor.spike_min_per_minute))
+        .bind(bound(floor.failed_per_minute))
         .fetch_all(store.reads())
         .await?;
     rows.iter()

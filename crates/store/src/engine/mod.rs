@@ -29,7 +29,8 @@ use keyhaven_core::Verifier;
 
 use super::{Db, Engine, dialect, notify};
 use crate::activity::{
-    Alert, EventFilter, Granularity, KeyUsageTotal, MinuteActivity, UsageRow, UsageTarget,
+    Alert, AlertFloor, EventFilter, Granularity, KeyUsageTotal, MinuteActivity, UsageRow,
+    UsageTarget,
 };
 use crate::error::{Doing as _, StoreError};
 use crate::leak::{LeakWrite, SeenBatch};
@@ -247,7 +248,7 @@ impl_store! {
         to: i64,
     ) -> Vec<KeyUsageTotal>, "reading usage totals";
     activity::purge_usage(granularity: Granularity, before: i64) -> u64, "purging usage";
-    activity::minute_activity(after: i64, through: i64) -> Vec<MinuteActivity>,
+    activity::minute_activity(after: i64, through: i64, floor: AlertFloor) -> Vec<MinuteActivity>,
         "reading minute activity";
     activity::usage_sum(key_id: &str, from: i64, to: i64) -> u64, "summing usage";
     activity::record_alert(alert: &Alert, quiet: i64, now: Timestamp) -> bool, "recording an alert";

@@ -308,9 +308,9 @@ pub async fn usage_rolls_up_into_hours_and_days(store: &dyn Store) {
             limited,
         }
     };
-    let minutes = |after: i64, through: i64| async move {
+    let minutes_over = |after: i64, through: i64, floor: AlertFloor| async move {
         let mut rows = store
-            .minute_activity(unix(after), unix(through))
+            .minute_activity(unix(after), unix(through), floor)
             .await
             .unwrap();
         assert!(
@@ -320,25 +320,29 @@ pub async fn usage_rolls_up_into_hours_and_days(store: &dyn Store) {
         rows.sort_by(|a, b| (a.minute, &a.key_id).cmp(&(b.minute, &b.key_id)));
         rows
     };
-    assert_eq!(
-        minutes(0, 3600).await,
-        [
-            activity(1, 60, [2, 0, 0, 0]),
-            activity(3, 60, [3, 0, 3, 0]),
-            activity(1, 3540, [2, 1, 0, 0]),
-            activity(1, 3600, [10, 0, 0, 0]),
-            activity(3, 3600, [4, 0, 0, 0]),
-        ]
-    );
+    // Only minutes that could alert: at or above the keyspace's own thresholds (ks_a:
+    // 100 verifications, 20 failures) or else the floor, or with a dead-key use or a
+    // limited answer. Key 1's minutes of 2 to 10 verifications stay out.
+    let minutes = |after, through| minutes_over(after, through, AlertFloor::default());
+    assert_eq!(minutes(0, 3600).await, [activity(3, 60, [3, 0, 3, 0])]);
     assert_eq!(
         minutes(50_280, 50_400).await,
         [
             activity(1, 50_340, [5, 0, 0, 5]),
-            activity(1, 50_400, [7, 0, 0, 0]),
             activity(2, 50_400, [1, 0, 1, 0]),
         ]
     );
     assert!(minutes(3600, 50_280).await.is_empty());
+    // Key 2's keyspace has no thresholds of its own: the floor decides its quiet minute.
+    let floor = |spike_min_per_minute| AlertFloor {
+        spike_min_per_minute,
+        failed_per_minute: 20,
+    };
+    assert_eq!(
+        minutes_over(-60, 0, floor(5)).await,
+        [activity(2, 0, [5, 0, 0, 0])]
+    );
+    assert!(minutes_over(-60, 0, floor(6)).await.is_empty());
     let sum = |key_id: &str, from: i64, to: i64| {
         let key_id = key_id.to_owned();
         async move {
