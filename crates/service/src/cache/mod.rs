@@ -60,6 +60,8 @@ pub struct KeyCache {
     /// The keyspace, owner and grants records share.
     parts: record::Parts,
     ttl: Duration,
+    /// `false` with a capacity of 0: every read goes to the store.
+    caching: bool,
     /// Import lookup → key id. A lookup never moves to another key while that key
     /// exists, so entries only go stale when keys are deleted or imported, and both
     /// clear this map.
@@ -102,6 +104,7 @@ impl KeyCache {
             entries: Cache::new(cache_size(capacity)),
             parts: record::Parts::default(),
             ttl,
+            caching: capacity > 0,
             imports: Cache::new(cache_size(capacity)),
             epoch: Mutex::new(0),
             coherence,
@@ -177,6 +180,9 @@ impl KeyCache {
         let Ok(id) = IdKey::try_from(key_id.as_bytes()) else {
             return read.await;
         };
+        if !self.caching {
+            return read.await;
+        }
         if let Some(hit) = self.entries.get(&id)
             && self.fresh(hit.loaded)
         {
@@ -229,6 +235,9 @@ impl KeyCache {
             return Ok(hit.value);
         }
         let read = store.key_id_by_import_lookup(lookup);
+        if !self.caching {
+            return read.await;
+        }
         self.fill(&self.imports, lookup.to_owned(), read).await
     }
 

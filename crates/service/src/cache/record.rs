@@ -17,7 +17,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 
 use keyhaven_core::format::KEY_ID_LEN;
 use keyhaven_core::{IpAllowlist, Verifier};
-use keyhaven_store::{Import, KeyForVerify, Limits, RateLimitDef, Rotation, Timestamp};
+use keyhaven_store::{Import, KeyForVerify, Limits, Quota, RateLimitDef, Rotation, Timestamp};
 use serde_json::{Map, Value};
 
 /// A key as verification needs it (see the module documentation). A clone shares the
@@ -49,12 +49,14 @@ struct KeyspacePart {
     ip_allowlist: Option<IpAllowlist>,
 }
 
-/// What every key of one owner shares: its shared limits (its plan's included).
+/// What every key of one owner shares: its shared rate limits (its plan's included).
+/// Not its quota: the counter read with each key moves with every flush, so it stays
+/// with the record (in `rare`) and the part stays equal across reads.
 #[derive(Debug, PartialEq, Eq)]
 struct OwnerPart {
     id: Box<str>,
     external_id: Option<Box<str>>,
-    limits: Limits,
+    ratelimits: Vec<RateLimitDef>,
     ip_allowlist: Option<IpAllowlist>,
 }
 
@@ -76,6 +78,8 @@ struct Rare {
     /// A key id of another length than the native one.
     long_id: Option<Box<str>>,
     limits: Limits,
+    /// Its owner's quota counter as read with this key.
+    owner_quota: Option<Quota>,
     ip_allowlist: Option<IpAllowlist>,
     import: Option<Import>,
     rotation: Option<Rotation>,
@@ -120,10 +124,15 @@ impl VerifyRecord {
             ratelimits: keyspace_ratelimits,
             ip_allowlist: keyspace_ip_allowlist,
         };
+        let Limits {
+            ratelimits: owner_ratelimits,
+            quota: owner_quota,
+        } = owner_limits;
+        let has_owner = key.owner_id.is_some();
         let owner = key.owner_id.map(|id| OwnerPart {
             id: id.into(),
             external_id: owner_external_id.map(Into::into),
-            limits: owner_limits,
+            ratelimits: owner_ratelimits,
             ip_allowlist: owner_ip_allowlist,
         });
         let held = Held {
@@ -147,6 +156,7 @@ impl VerifyRecord {
         let rare = Rare {
             long_id,
             limits: key.limits,
+            owner_quota: owner_quota.filter(|_| has_owner),
             ip_allowlist: key.ip_allowlist,
             import: key.import,
             rotation: key.rotation,
@@ -262,9 +272,14 @@ impl VerifyRecord {
         self.rare.as_ref().map_or(&NO_LIMITS, |r| &r.limits)
     }
 
-    /// Its owner's shared limits (none without an owner).
-    pub fn owner_limits(&self) -> &Limits {
-        self.owner.as_ref().map_or(&NO_LIMITS, |o| &o.limits)
+    /// Its owner's shared rate limits (none without an owner).
+    pub fn owner_ratelimits(&self) -> &[RateLimitDef] {
+        self.owner.as_ref().map_or(&[], |o| &o.ratelimits)
+    }
+
+    /// Its owner's quota counter, as read with this key (none without an owner).
+    pub fn owner_quota(&self) -> Option<&Quota> {
+        self.rare.as_ref().and_then(|r| r.owner_quota.as_ref())
     }
 
     pub fn keyspace_ratelimits(&self) -> &[RateLimitDef] {
@@ -470,13 +485,42 @@ mod tests {
         assert_eq!(record.effective_expiry(), k.effective_expiry());
         assert_ne!(record.effective_expiry(), Some(expires));
         assert_eq!(record.own_limits(), &k.key.limits);
-        assert_eq!(record.owner_limits(), &k.owner_limits);
+        assert_eq!(
+            record.owner_ratelimits(),
+            k.owner_limits.ratelimits.as_slice()
+        );
+        assert_eq!(record.owner_quota(), None);
         assert_eq!(
             record.keyspace_ratelimits(),
             k.keyspace_ratelimits.as_slice()
         );
         assert_eq!(record.verifier(), &k.key.verifier);
         assert!(record.enabled() && !record.revoked() && record.revoked_at().is_none());
+    }
+
+    #[test]
+    fn an_owners_quota_counter_stays_with_each_key_and_the_owner_is_still_shared() {
+        let parts = Parts::default();
+        let with_counter = |key_id: &str, remaining| {
+            let mut k = stored(key_id, "ks_1", Some("own_1"));
+            k.owner_limits.quota = Some(Quota {
+                remaining,
+                refill: None,
+                refilled_at: k.key.created_at,
+                from_plan: false,
+            });
+            k
+        };
+        // Read after two different flushes of the owner's counter.
+        let a = parts.record(with_counter("aaaaaaaaaaaa", 10));
+        let b = parts.record(with_counter("bbbbbbbbbbbb", 7));
+        assert!(Arc::ptr_eq(
+            a.owner.as_ref().unwrap(),
+            b.owner.as_ref().unwrap()
+        ));
+        assert_eq!(a.owner_quota().map(|q| q.remaining), Some(10));
+        assert_eq!(b.owner_quota().map(|q| q.remaining), Some(7));
+        assert_eq!(a.owner_ratelimits()[0].name, "owner");
     }
 
     #[test]

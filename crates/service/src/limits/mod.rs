@@ -87,7 +87,7 @@ pub struct Decision<'a> {
 /// a key's own limit of the same name adds to them and never lifts them (so a root key
 /// that may not touch owners cannot free a key from its owner's cap).
 pub fn effective_limits(record: &VerifyRecord) -> Vec<(LimitScope, &RateLimitDef)> {
-    let owner_defs = record.owner_limits().ratelimits.as_slice();
+    let owner_defs = record.owner_ratelimits();
     let own = &record.own_limits().ratelimits;
     let plan = record.plan_ratelimits();
     let mut out: Vec<(LimitScope, &RateLimitDef)> = record
@@ -218,7 +218,7 @@ impl Limiter {
             .collect();
         let key_target =
             (record.own_limits().quota.as_ref()).map(|q| (QuotaTarget::Key(key_id.to_owned()), q));
-        let owner_target = match (record.owner_id(), &record.owner_limits().quota) {
+        let owner_target = match (record.owner_id(), record.owner_quota()) {
             (Some(owner), Some(q)) => Some((QuotaTarget::Owner(owner.to_owned()), q)),
             _ => None,
         };
