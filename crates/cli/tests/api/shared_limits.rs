@@ -81,10 +81,34 @@ struct Node {
 }
 
 async fn two_nodes(dir: &Path, logs: &Path, redis_url: &str) -> (Node, Node, String) {
-    let envs = [("KEYHAVEN_REDIS_URL", redis_url), ("KEYHAVEN_LOG", "info")];
+    // A Redis call slower than its timeout is decided by the node alone for a second;
+    // on a busy test machine 100 ms (the default) is not always enough, and these tests
+    // count admissions exactly. A stopped Redis still fails at once (connection refused).
+    let envs = [
+        ("KEYHAVEN_REDIS_URL", redis_url),
+        ("KEYHAVEN_REDIS_TIMEOUT_MS", "2000"),
+        ("KEYHAVEN_LOG", "info"),
+    ];
     let a = spawn_process(dir, logs, &envs).await;
     let root = a.first_root_key();
     let b = spawn_process(dir, logs, &envs).await;
+    // Each node connects to Redis on its first limited call; calls that arrive while it
+    // connects are decided by the node alone (its fallback share). Connect both before
+    // any measured call, with a standalone limit of this run's own.
+    let http = http_client();
+    let run = dir.file_name().unwrap().to_string_lossy().into_owned();
+    for node in [&a, &b] {
+        let warm = json!({"namespace": "warm-up", "identifier": format!("{run}-{}", node.base),
+            "limit": 1000, "duration_ms": 60_000});
+        let answer = post_json(
+            &http,
+            &format!("{}/v1/ratelimits/limit", node.base),
+            &root,
+            &warm,
+        )
+        .await;
+        assert_eq!(answer["success"], true, "{answer}");
+    }
     (Node { process: a }, Node { process: b }, root)
 }
 
