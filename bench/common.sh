@@ -43,7 +43,7 @@ PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); p
 BASE="http://127.0.0.1:$PORT"
 # Starts the server on $WORK/data (again, after a stop) and waits up to 30 s for it.
 start_server() {
-  KEYHAVEN_LOG=warn "$BIN" serve --data-dir "$WORK/data" --listen "127.0.0.1:$PORT" \
+  KEYHAVEN_LOG="${KEYHAVEN_LOG:-warn}" "$BIN" serve --data-dir "$WORK/data" --listen "127.0.0.1:$PORT" \
     ${SERVE_ARGS[@]+"${SERVE_ARGS[@]}"} >>"$WORK/stdout" 2>>"$WORK/stderr" &
   SERVER_PID=$!
   for _ in $(seq 1 300); do

@@ -9,8 +9,8 @@ use anyhow::Context as _;
 use keyhaven_core::PepperSet;
 use keyhaven_service::bootstrap;
 use keyhaven_service::config::Config;
-use keyhaven_store::Store;
 use keyhaven_store::pepper_file::PepperSource;
+use keyhaven_store::{Store, Workload};
 
 /// The flags that name a deployment (`--config`, `--data-dir`, `--database-url`),
 /// flattened into each command that opens one, with the same help everywhere (a command
@@ -77,14 +77,22 @@ pub struct Opened {
 /// Opens the configured store: creates the data directory if missing, applies pending
 /// migrations.
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    bootstrap::ensure_data_dir(&config.data_dir)?;
-    bootstrap::open_store(config).await
+    open_store_for(config, Workload::Serve).await
 }
 
-/// [`open_store`], then the pepper (created with a new database, refused if it is not the
-/// one the database was used with).
+async fn open_store_for(config: &Config, workload: Workload) -> anyhow::Result<Arc<dyn Store>> {
+    bootstrap::ensure_data_dir(&config.data_dir)?;
+    bootstrap::open_store_for(config, workload).await
+}
+
+/// [`open_store`] for a server, then the pepper (created with a new database, refused if
+/// it is not the one the database was used with).
 pub async fn open(config: &Config) -> anyhow::Result<Opened> {
-    let store = open_store(config).await?;
+    open_for(config, Workload::Serve).await
+}
+
+async fn open_for(config: &Config, workload: Workload) -> anyhow::Result<Opened> {
+    let store = open_store_for(config, workload).await?;
     let (peppers, source) = bootstrap::load_peppers(&config.data_dir, store.as_ref()).await?;
     Ok(Opened {
         store,
@@ -94,12 +102,13 @@ pub async fn open(config: &Config) -> anyhow::Result<Opened> {
 }
 
 /// Runs `work` on the opened deployment, on a runtime of one thread (a command's few
-/// database calls run in sequence).
+/// database calls run in sequence). A command may write in bulk (`import`), and lives
+/// only as long as its work: SQLite gets the larger page cache.
 pub fn with_store<T>(
     config: &Config,
     work: impl AsyncFnOnce(Opened) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
-    block_on(async { work(open(config).await?).await })
+    block_on(async { work(open_for(config, Workload::Bulk).await?).await })
 }
 
 /// Runs `work` to completion on a runtime of one thread.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, bail};
 use keyhaven_core::PepperSet;
 use keyhaven_store::pepper_file::{self, PepperSource};
-use keyhaven_store::{PgOptions, PgStore, SqliteStore, Store, Timestamp};
+use keyhaven_store::{PgOptions, PgStore, SqliteStore, Store, Timestamp, Workload};
 use subtle::ConstantTimeEq as _;
 
 use crate::config::Config;
@@ -218,12 +218,21 @@ pub async fn require_peppers(store: &dyn Store, peppers: &PepperSet) -> anyhow::
     Ok(())
 }
 
-/// The store named by the configuration: `database_url` if set, else the SQLite file in
-/// the data directory. Migrations are applied on open.
+/// The store named by the configuration, for a server: `database_url` if set, else the
+/// SQLite file in the data directory. Migrations are applied on open.
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    open_store_for(config, Workload::Serve).await
+}
+
+/// [`open_store`] for `workload` (which sizes SQLite's page cache).
+pub async fn open_store_for(config: &Config, workload: Workload) -> anyhow::Result<Arc<dyn Store>> {
     match config.database_url.as_deref() {
-        None => Ok(Arc::new(SqliteStore::open(&config.database_path()).await?)),
-        Some(url) if url.starts_with("sqlite:") => Ok(Arc::new(SqliteStore::open_url(url).await?)),
+        None => Ok(Arc::new(
+            SqliteStore::open_for(&config.database_path(), workload).await?,
+        )),
+        Some(url) if url.starts_with("sqlite:") => {
+            Ok(Arc::new(SqliteStore::open_url_for(url, workload).await?))
+        }
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
             let options = PgOptions {
                 max_connections: config.database_max_connections,

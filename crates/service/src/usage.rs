@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use keyhaven_core::VerifyCode;
+use keyhaven_core::format::KEY_ID_LEN;
 use keyhaven_store::{Store, StoreError, Timestamp, UsageBatch, UsageCount};
 
 /// What one verification of a stored key came to.
@@ -43,25 +44,56 @@ impl Outcome {
     }
 }
 
-/// One key's pending usage. A key sees one or two minutes per flush interval, so a
-/// short vector beats a map.
-#[derive(Debug, Default)]
+/// One key's pending usage. A key sees one or two minutes and outcomes per flush
+/// interval, so the first count is kept inline and the rest in a vector that is usually
+/// never allocated.
+#[derive(Debug)]
 struct KeyUsage {
-    counts: Vec<(i64, Outcome, u64)>,
+    first: Count,
+    more: Vec<Count>,
     last_used: Option<Timestamp>,
+}
+
+/// Verifications in one minute (unix seconds of its start) with one outcome.
+type Count = (i64, Outcome, u64);
+
+/// A key id as the recorder keeps it: a native id inline (a million keys used in one
+/// interval must not cost a million small allocations), any other boxed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum PendingId {
+    Native([u8; KEY_ID_LEN]),
+    Other(Box<str>),
+}
+
+impl PendingId {
+    fn of(key_id: &str) -> Self {
+        match <[u8; KEY_ID_LEN]>::try_from(key_id.as_bytes()) {
+            Ok(bytes) => Self::Native(bytes),
+            Err(_) => Self::Other(key_id.into()),
+        }
+    }
+
+    fn to_key_id(&self) -> String {
+        match self {
+            // Native ids are ASCII: they were a `&str` when recorded.
+            Self::Native(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+            Self::Other(id) => id.to_string(),
+        }
+    }
 }
 
 /// Shards of pending usage: each verification takes one shard's lock (two with root key
 /// authentication), so request threads rarely wait on each other.
 const SHARDS: usize = 16;
 
+type Pending = HashMap<PendingId, KeyUsage>;
+
 #[derive(Debug, Default)]
 pub struct UsageRecorder {
-    // Keyed by key id: looking up an existing key allocates nothing.
-    shards: [Mutex<HashMap<String, KeyUsage>>; SHARDS],
+    shards: [Mutex<Pending>; SHARDS],
 }
 
-fn lock(shard: &Mutex<HashMap<String, KeyUsage>>) -> MutexGuard<'_, HashMap<String, KeyUsage>> {
+fn lock(shard: &Mutex<Pending>) -> MutexGuard<'_, Pending> {
     shard
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -78,7 +110,7 @@ fn shard_of(key_id: &str) -> usize {
 }
 
 impl UsageRecorder {
-    fn pending(&self, key_id: &str) -> MutexGuard<'_, HashMap<String, KeyUsage>> {
+    fn pending(&self, key_id: &str) -> MutexGuard<'_, Pending> {
         let [first, rest @ ..] = &self.shards;
         lock(rest.get(shard_of(key_id).wrapping_sub(1)).unwrap_or(first))
     }
@@ -88,11 +120,10 @@ impl UsageRecorder {
         let ts = now.unix_timestamp();
         let minute = ts - ts.rem_euclid(60);
         let mut pending = self.pending(key_id);
-        let usage = match pending.get_mut(key_id) {
-            Some(usage) => usage,
-            None => pending.entry(key_id.to_owned()).or_default(),
-        };
-        usage.add(minute, outcome, 1);
+        let usage = pending
+            .entry(PendingId::of(key_id))
+            .and_modify(|usage| usage.add(minute, outcome, 1))
+            .or_insert_with(|| KeyUsage::new((minute, outcome, 1)));
         if outcome == Outcome::Answered(VerifyCode::Valid)
             && usage.last_used.is_none_or(|t| t < now)
         {
@@ -100,14 +131,12 @@ impl UsageRecorder {
         }
     }
 
-    fn take(&self) -> UsageBatch {
-        let mut batch = UsageBatch::default();
-        let pending = self
-            .shards
-            .iter()
-            .flat_map(|s| std::mem::take(&mut *lock(s)));
-        for (key_id, usage) in pending {
-            for (minute, outcome, count) in usage.counts {
+    /// Moves one shard's pending usage into `batch`.
+    fn drain(&self, shard: &Mutex<Pending>, batch: &mut UsageBatch) {
+        let pending = std::mem::take(&mut *lock(shard));
+        for (id, usage) in pending {
+            let key_id = id.to_key_id();
+            for (minute, outcome, count) in std::iter::once(usage.first).chain(usage.more) {
                 batch.counts.push(UsageCount {
                     key_id: key_id.clone(),
                     minute,
@@ -119,6 +148,14 @@ impl UsageRecorder {
                 batch.last_used.push((key_id, at));
             }
         }
+    }
+
+    #[cfg(test)]
+    fn take(&self) -> UsageBatch {
+        let mut batch = UsageBatch::default();
+        for shard in &self.shards {
+            self.drain(shard, &mut batch);
+        }
         batch
     }
 
@@ -126,47 +163,75 @@ impl UsageRecorder {
         for c in batch.counts {
             if let Some(outcome) = Outcome::parse(&c.outcome) {
                 self.pending(&c.key_id)
-                    .entry(c.key_id)
-                    .or_default()
-                    .add(c.minute, outcome, c.count);
+                    .entry(PendingId::of(&c.key_id))
+                    .and_modify(|usage| usage.add(c.minute, outcome, c.count))
+                    .or_insert_with(|| KeyUsage::new((c.minute, outcome, c.count)));
             }
         }
+        // Every last use comes with a count of the same key (a valid verification), so
+        // its entry is there.
         for (key_id, at) in batch.last_used {
             let mut pending = self.pending(&key_id);
-            let usage = pending.entry(key_id).or_default();
-            if usage.last_used.is_none_or(|t| t < at) {
+            if let Some(usage) = pending.get_mut(&PendingId::of(&key_id))
+                && usage.last_used.is_none_or(|t| t < at)
+            {
                 usage.last_used = Some(at);
             }
         }
     }
 
-    /// Writes what accumulated since the last flush. On failure the counts are kept for
-    /// the next attempt.
+    /// Writes what accumulated since the last flush, shard by shard, in transactions of
+    /// about [`FLUSH_ROWS`] rows: a busy interval (a million keys used) neither copies
+    /// all its counts at once nor holds the database's write lock for one long
+    /// transaction. On failure the counts not yet written are kept for the next attempt.
     pub async fn flush(&self, store: &dyn Store) -> Result<usize, StoreError> {
-        let batch = self.take();
-        if batch.is_empty() {
-            return Ok(0);
-        }
-        let rows = batch.counts.len();
-        match store.record_usage(&batch).await {
-            Ok(()) => Ok(rows),
-            Err(e) => {
-                self.put_back(batch);
-                Err(e)
+        let started = std::time::Instant::now();
+        let mut written = 0;
+        let mut batch = UsageBatch::default();
+        for (i, shard) in self.shards.iter().enumerate() {
+            self.drain(shard, &mut batch);
+            let last = i + 1 == SHARDS;
+            if batch.is_empty() || (batch.counts.len() < FLUSH_ROWS && !last) {
+                continue;
             }
+            let rows = batch.counts.len();
+            if let Err(e) = store.record_usage(&batch).await {
+                self.put_back(batch);
+                return Err(e);
+            }
+            written += rows;
+            batch = UsageBatch::default();
         }
+        if written > 0 {
+            tracing::debug!(
+                rows = written,
+                elapsed_ms = started.elapsed().as_millis(),
+                "usage flushed"
+            );
+        }
+        Ok(written)
     }
 }
 
+/// Usage rows per flush transaction.
+const FLUSH_ROWS: usize = 5_000;
+
 impl KeyUsage {
+    fn new(first: Count) -> Self {
+        Self {
+            first,
+            more: Vec::new(),
+            last_used: None,
+        }
+    }
+
     fn add(&mut self, minute: i64, outcome: Outcome, n: u64) {
-        match self
-            .counts
-            .iter_mut()
+        match std::iter::once(&mut self.first)
+            .chain(&mut self.more)
             .find(|(m, o, _)| *m == minute && *o == outcome)
         {
-            Some((_, _, count)) => *count += n,
-            None => self.counts.push((minute, outcome, n)),
+            Some((_, _, count)) => *count = count.saturating_add(n),
+            None => self.more.push((minute, outcome, n)),
         }
     }
 }
@@ -179,6 +244,8 @@ mod tests {
 
     #[test]
     fn counts_by_minute_and_outcome_and_keeps_the_newest_use() {
+        // "k1" is no native id (kept boxed); "k2nativeid12" is one (kept inline).
+        assert_eq!("k2nativeid12".len(), KEY_ID_LEN);
         let r = UsageRecorder::default();
         let t0 = datetime!(2026-11-22 10:00:05 UTC);
         let valid = Outcome::Answered(VerifyCode::Valid);
@@ -189,8 +256,8 @@ mod tests {
             Outcome::Answered(VerifyCode::Revoked),
             t0 + time::Duration::seconds(70),
         );
-        r.record("k2", Outcome::Answered(VerifyCode::Expired), t0);
-        r.record("k2", Outcome::WrongSecret, t0);
+        r.record("k2nativeid12", Outcome::Answered(VerifyCode::Expired), t0);
+        r.record("k2nativeid12", Outcome::WrongSecret, t0);
         let mut batch = r.take();
         batch.counts.sort_by(|a, b| {
             (&a.key_id, a.minute, &a.outcome).cmp(&(&b.key_id, b.minute, &b.outcome))
@@ -212,8 +279,8 @@ mod tests {
             vec![
                 ("k1", 0, "VALID", 2),
                 ("k1", 60, "REVOKED", 1),
-                ("k2", 0, "EXPIRED", 1),
-                ("k2", 0, "WRONG_SECRET", 1)
+                ("k2nativeid12", 0, "EXPIRED", 1),
+                ("k2nativeid12", 0, "WRONG_SECRET", 1)
             ]
         );
         assert_eq!(

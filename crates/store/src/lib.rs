@@ -29,7 +29,7 @@ pub use error::{Conflict, StoreError};
 pub use leak::*;
 pub use model::*;
 pub use postgres::{PgOptions, PgStore};
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, Workload};
 pub use store::{ChangeFeed, Store};
 pub use web::*;
 pub use webhook::*;

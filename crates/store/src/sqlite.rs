@@ -55,9 +55,37 @@ struct KeyCreation {
     idempotency: Option<IdempotentResponse>,
 }
 
+/// What a process opens the database for, which sets the writer's page cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// A server: a long-lived process whose writer sees key changes and usage flushes.
+    /// Its page cache is part of the server's resident memory for as long as it runs.
+    Serve,
+    /// A command that writes in bulk (`keyhaven import`): the indexes it inserts into at
+    /// random places (key ids, import lookups) stay cached. SQLite's 2 MB default makes
+    /// large imports disk-bound long before they are CPU-bound.
+    Bulk,
+}
+
+impl Workload {
+    /// The writer's `cache_size` pragma (negative: KiB).
+    fn writer_cache(self) -> &'static str {
+        match self {
+            Self::Serve => "-16384",
+            Self::Bulk => "-65536",
+        }
+    }
+}
+
 impl SqliteStore {
-    /// Opens (creating if needed) the database file at `path` and applies migrations.
+    /// Opens (creating if needed) the database file at `path` for a server and applies
+    /// migrations.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_for(path, Workload::Serve).await
+    }
+
+    /// [`SqliteStore::open`] for `workload`.
+    pub async fn open_for(path: &Path, workload: Workload) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -65,12 +93,17 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        Self::with_options(options).await
+        Self::with_options(options, workload).await
     }
 
     /// Opens a database from a `sqlite:` URL (as in `KEYHAVEN_DATABASE_URL`), with the
     /// same durability settings as [`SqliteStore::open`].
     pub async fn open_url(url: &str) -> Result<Self, StoreError> {
+        Self::open_url_for(url, Workload::Serve).await
+    }
+
+    /// [`SqliteStore::open_url`] for `workload`.
+    pub async fn open_url_for(url: &str, workload: Workload) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)
             .with_context(|| "invalid sqlite database URL")?
             .create_if_missing(true)
@@ -78,17 +111,21 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        Self::with_options(options).await
+        Self::with_options(options, workload).await
     }
 
-    async fn with_options(options: SqliteConnectOptions) -> Result<Self, StoreError> {
+    async fn with_options(
+        options: SqliteConnectOptions,
+        workload: Workload,
+    ) -> Result<Self, StoreError> {
         owner_only(options.get_filename())?;
-        // The writer's page cache holds the indexes bulk imports insert into at random
-        // places (key ids, import lookups); SQLite's 2 MB default makes large imports
-        // disk-bound long before they are CPU-bound.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(options.clone().pragma("cache_size", "-65536"))
+            .connect_with(
+                options
+                    .clone()
+                    .pragma("cache_size", workload.writer_cache()),
+            )
             .await
             .context("opening the database")?;
         let reader = SqlitePoolOptions::new()

@@ -9,7 +9,7 @@ use sqlx::Row as _;
 
 use super::audit::insert_event;
 use super::rows::{DbRow, json_text, thresholds_from};
-use super::{Engine, dialect};
+use super::{Db, Engine, dialect};
 use crate::activity::{
     Alert, AlertFloor, Granularity, KeyUsageTotal, MinuteActivity, UsageRow, UsageTarget,
 };
@@ -260,12 +260,17 @@ pub(super) async fn record_alert(
     Ok(started)
 }
 
+/// Rows per multi-row usage statement (four parameters each: far below either engine's
+/// limit on bound parameters).
+const USAGE_ROWS: usize = 500;
+
 pub(super) async fn record_usage(store: &Engine, batch: &UsageBatch) -> Result<(), StoreError> {
     if batch.is_empty() {
         return Ok(());
     }
     // Rows are written in key order, duplicates merged: nodes flushing at the same
-    // time then lock rows in the same order and never deadlock (PostgreSQL).
+    // time then lock rows in the same order and never deadlock (PostgreSQL), and no
+    // statement names one row twice.
     let mut counts: BTreeMap<(&str, i64, &str), u64> = BTreeMap::new();
     for c in &batch.counts {
         let n = counts.entry((&c.key_id, c.minute, &c.outcome)).or_default();
@@ -288,31 +293,36 @@ pub(super) async fn record_usage(store: &Engine, batch: &UsageBatch) -> Result<(
             *n = n.saturating_add(count);
         }
         let (table, column) = granularity.table();
-        let sql = format!(
-            "INSERT INTO {table} (key_id, {column}, outcome, count) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (key_id, {column}, outcome) \
-             DO UPDATE SET count = {table}.count + excluded.count"
-        );
-        for ((key_id, bucket, outcome), count) in rolled {
-            sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
-                .bind(key_id)
-                .bind(bucket)
-                .bind(outcome)
-                .bind(i64::try_from(count).unwrap_or(i64::MAX))
-                .execute(&mut *tx)
-                .await?;
+        let rows: Vec<_> = rolled.into_iter().collect();
+        for chunk in rows.chunks(USAGE_ROWS) {
+            let mut q = sqlx::QueryBuilder::<Db>::new(format!(
+                "INSERT INTO {table} (key_id, {column}, outcome, count) "
+            ));
+            q.push_values(chunk, |mut row, &((key_id, bucket, outcome), count)| {
+                row.push_bind(key_id)
+                    .push_bind(bucket)
+                    .push_bind(outcome)
+                    .push_bind(i64::try_from(count).unwrap_or(i64::MAX));
+            });
+            q.push(format!(
+                " ON CONFLICT (key_id, {column}, outcome) \
+                 DO UPDATE SET count = {table}.count + excluded.count"
+            ));
+            q.build().execute(&mut *tx).await?;
         }
     }
-    let sql = format!(
-        "UPDATE keys SET last_used_at = {}(COALESCE(last_used_at, 0), $1) WHERE key_id = $2",
-        dialect::GREATEST
-    );
-    for (key_id, at) in last_used {
-        sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
-            .bind(at)
-            .bind(key_id)
-            .execute(&mut *tx)
-            .await?;
+    let last_used: Vec<_> = last_used.into_iter().collect();
+    for chunk in last_used.chunks(USAGE_ROWS) {
+        let mut q = sqlx::QueryBuilder::<Db>::new("WITH used (key_id, at) AS (");
+        q.push_values(chunk, |mut row, &(key_id, at)| {
+            row.push_bind(key_id).push_bind(at);
+        });
+        q.push(format!(
+            ") UPDATE keys SET last_used_at = {}(COALESCE(keys.last_used_at, 0), used.at) \
+             FROM used WHERE keys.key_id = used.key_id",
+            dialect::GREATEST
+        ));
+        q.build().execute(&mut *tx).await?;
     }
     tx.commit().await?;
     Ok(())

@@ -58,6 +58,7 @@ macro_rules! conformance_tests {
             idempotency::concurrent_creations_are_answered_each_for_itself,
             usage::usage_adds_up_and_last_use_only_moves_forward,
             usage::usage_rolls_up_into_hours_and_days,
+            usage::a_large_usage_batch_lands_whole,
             imports::imports_skip_taken_lookups,
             imports::pepper_versions_in_use,
             limits::limits_and_quota_counters,

@@ -101,6 +101,72 @@ pub async fn usage_adds_up_and_last_use_only_moves_forward(store: &dyn Store) {
     log.expect_none(store, "recording usage").await;
 }
 
+/// A flush of many keys is written in several multi-row statements: every row and
+/// every last use lands, whichever statement carried it.
+pub async fn a_large_usage_batch_lands_whole(store: &dyn Store) {
+    const KEYS: usize = 1_203;
+    add_keyspace(store, &keyspace("ks_a", "alpha")).await;
+    for n in 1..=KEYS {
+        add_key(store, &key(&kid(n), "ks_a", None)).await;
+    }
+    let counts = (1..=KEYS)
+        .flat_map(|n| {
+            let count = u64::try_from(n).unwrap();
+            [
+                UsageCount {
+                    key_id: kid(n),
+                    minute: unix(0),
+                    outcome: "VALID".into(),
+                    count,
+                },
+                UsageCount {
+                    key_id: kid(n),
+                    minute: unix(60),
+                    outcome: "NOT_FOUND".into(),
+                    count: 1,
+                },
+            ]
+        })
+        .collect();
+    let last_used = (1..=KEYS)
+        .map(|n| (kid(n), at(i64::try_from(n).unwrap())))
+        .collect();
+    store
+        .record_usage(&UsageBatch { counts, last_used })
+        .await
+        .unwrap();
+    for n in [1, 500, 501, 1_000, 1_001, KEYS] {
+        let count = u64::try_from(n).unwrap();
+        let rows = store.usage(&kid(n), 0).await.unwrap();
+        let rows: Vec<_> = rows
+            .iter()
+            .map(|r| (r.minute, r.outcome.as_str(), r.count))
+            .collect();
+        assert_eq!(
+            rows,
+            [(unix(0), "VALID", count), (unix(60), "NOT_FOUND", 1)],
+            "key {n}"
+        );
+        assert_eq!(
+            stored_key(store, &kid(n)).await.last_used_at,
+            Some(at(i64::try_from(n).unwrap())),
+            "key {n}"
+        );
+    }
+    let ids: Vec<String> = (1..=KEYS).map(kid).collect();
+    let totals = totals(store, &ids, Granularity::Hour, 0, 3_600).await;
+    let valid: u64 = totals
+        .iter()
+        .filter(|t| t.outcome == "VALID")
+        .map(|t| t.count)
+        .sum();
+    assert_eq!(
+        valid,
+        (1..=1_203u64).sum::<u64>(),
+        "hours roll up every key"
+    );
+}
+
 pub async fn usage_rolls_up_into_hours_and_days(store: &dyn Store) {
     use Granularity::{Day, Hour, Minute};
     // T0 is 10:00 UTC: hours start at offsets 0, 3600, …; T0's day at DAY0 and the
