@@ -92,7 +92,22 @@ async fn run(state: Service, mut stopping: tokio::sync::watch::Receiver<bool>) {
                 // Read before the flush: every verification counted in a minute that
                 // `now` has closed is then in this flush.
                 let now = state.clock.now();
-                match state.usage.flush(state.store.as_ref()).await {
+                let started = std::time::Instant::now();
+                let flushed = state.usage.flush(state.store.as_ref()).await;
+                let took = started.elapsed();
+                crate::metrics::usage_flush(took);
+                if let Ok(rows) = flushed
+                    && took > state.config.usage_flush_interval()
+                {
+                    tracing::warn!(
+                        rows,
+                        took_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+                        "a usage flush took longer than usage_flush_interval_ms: \
+                         verifications are being counted faster than the database takes them, \
+                         so counts reach it late and wait in memory"
+                    );
+                }
+                match flushed {
                     // Anomalies are judged from flushed counts, after this node's are in.
                     Ok(_) if state.config.usage_tracking => {
                         if let Err(e) = state.alerts.run(state.store.as_ref(), &state.config, now).await {

@@ -7,6 +7,12 @@ pub const VERIFY_DURATION: &str = "keyhaven_verify_duration_seconds";
 pub const RATELIMIT_FALLBACK: &str = "keyhaven_ratelimit_fallback_total";
 pub const RATELIMIT_REDIS_UP: &str = "keyhaven_ratelimit_redis_up";
 pub const QUOTA_FLUSH_FAILURES: &str = "keyhaven_quota_flush_failures_total";
+pub const USAGE_FLUSH_DURATION: &str = "keyhaven_usage_flush_duration_seconds";
+
+/// How long one usage flush took to write what had accumulated.
+pub fn usage_flush(took: std::time::Duration) {
+    metrics::histogram!(USAGE_FLUSH_DURATION).record(took.as_secs_f64());
+}
 
 /// A rate-limit decision made without Redis although Redis is configured.
 pub fn ratelimit_fallback() {

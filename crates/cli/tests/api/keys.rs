@@ -383,6 +383,20 @@ async fn usage_is_counted_in_memory_and_flushed_in_batches() {
         .send(Method::GET, &format!("/v1/keys/{}", k.record.key_id), None)
         .await;
     assert!(key["last_used_at"].is_string(), "{key}");
+    // Each flush is timed for operators.
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("keyhaven_usage_flush_duration_seconds_count"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
