@@ -74,10 +74,11 @@ pub struct Opened {
     pub source: PepperSource,
 }
 
-/// Opens the configured store: creates the data directory if missing, applies pending
+/// Opens the configured store for a one-shot command (`migrate`, which may rewrite
+/// imported keys in bulk): creates the data directory if missing, applies pending
 /// migrations.
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    open_store_for(config, Workload::Serve).await
+    open_store_for(config, Workload::Bulk).await
 }
 
 async fn open_store_for(config: &Config, workload: Workload) -> anyhow::Result<Arc<dyn Store>> {

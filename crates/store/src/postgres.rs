@@ -251,6 +251,12 @@ mod dialect {
     /// Check-then-write transactions lock the row they checked: under READ COMMITTED,
     /// two concurrent rotations (or a revoke and a rotation) must not both pass.
     pub const FOR_UPDATE: &str = " FOR UPDATE";
+    /// The tail of a `SELECT … FROM keys` that locks the keys it reads in byte order of
+    /// their ids, the order every other writer of several keys locks them in (they sort
+    /// in Rust). An `UPDATE keys … FROM (list)` alone locks rows in the order its plan
+    /// meets them, which two nodes may not share: a deadlock.
+    pub const LOCK_KEYS_IN_ORDER: Option<&str> =
+        Some(" ORDER BY key_id COLLATE \"C\" FOR NO KEY UPDATE");
 
     /// `(…)` listing the strings of the JSON array bound at `param`, for `IN`.
     pub fn json_list(param: &str) -> String {

@@ -313,6 +313,8 @@ mod dialect {
     /// Row locks: none needed, every write transaction holds the database's write lock
     /// from `BEGIN IMMEDIATE`.
     pub const FOR_UPDATE: &str = "";
+    /// See the PostgreSQL engine's: with one writer at a time there is nothing to order.
+    pub const LOCK_KEYS_IN_ORDER: Option<&str> = None;
 
     /// `(…)` listing the strings of the JSON array bound at `param`, for `IN`.
     pub fn json_list(param: &str) -> String {

@@ -269,8 +269,9 @@ pub(super) async fn record_usage(store: &Engine, batch: &UsageBatch) -> Result<(
         return Ok(());
     }
     // Rows are written in key order, duplicates merged: nodes flushing at the same
-    // time then lock rows in the same order and never deadlock (PostgreSQL), and no
-    // statement names one row twice.
+    // time then lock rows in the same order and never deadlock (PostgreSQL; a
+    // multi-row INSERT takes its rows in list order, the keys' rows are locked first,
+    // see `LOCK_KEYS_IN_ORDER`), and no statement names one row twice.
     let mut counts: BTreeMap<(&str, i64, &str), u64> = BTreeMap::new();
     for c in &batch.counts {
         let n = counts.entry((&c.key_id, c.minute, &c.outcome)).or_default();
@@ -313,6 +314,17 @@ pub(super) async fn record_usage(store: &Engine, batch: &UsageBatch) -> Result<(
     }
     let last_used: Vec<_> = last_used.into_iter().collect();
     for chunk in last_used.chunks(USAGE_ROWS) {
+        if let Some(lock) = dialect::LOCK_KEYS_IN_ORDER {
+            let ids: Vec<&str> = chunk.iter().map(|&(key_id, _)| key_id).collect();
+            let sql = format!(
+                "SELECT key_id FROM keys WHERE key_id IN {}{lock}",
+                dialect::json_list("$1")
+            );
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(json_text(&ids)?)
+                .fetch_all(&mut *tx)
+                .await?;
+        }
         let mut q = sqlx::QueryBuilder::<Db>::new("WITH used (key_id, at) AS (");
         q.push_values(chunk, |mut row, &(key_id, at)| {
             row.push_bind(key_id).push_bind(at);
