@@ -241,6 +241,18 @@ impl TestApp {
             .await
             .is_ok_and(|r| r.status() == StatusCode::OK)
     }
+
+    /// The Prometheus text of `GET /metrics`.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
 }
 
 /// A `keyhaven serve` process. Killed (SIGKILL) when dropped.

@@ -384,15 +384,7 @@ async fn usage_is_counted_in_memory_and_flushed_in_batches() {
         .await;
     assert!(key["last_used_at"].is_string(), "{key}");
     // Each flush is timed for operators.
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("keyhaven_usage_flush_duration_seconds_count"),
         "{metrics}"
@@ -406,15 +398,7 @@ async fn metrics_count_verifications_by_code() {
     let k = app.create_key(json!({"keyspace_id": ks.id})).await;
     app.verify(&k.key).await;
     app.verify("not a key").await;
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     assert!(
         text.contains("keyhaven_verifications_total{code=\"VALID\"}"),
         "{text}"

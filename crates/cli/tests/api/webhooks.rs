@@ -415,15 +415,7 @@ async fn webhooks_are_managed_audited_and_never_show_their_secret_twice() {
         .collect();
     assert_eq!(actions, vec!["webhook.update", "webhook.create"]);
     assert!(!audit.to_string().contains(&secret));
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("keyhaven_audit_events_total{action=\"webhook.create\"}"),
         "{metrics}"
