@@ -96,12 +96,18 @@ async fn run(state: Service, mut stopping: tokio::sync::watch::Receiver<bool>) {
                 let flushed = state.usage.flush(state.store.as_ref()).await;
                 let took = started.elapsed();
                 crate::metrics::usage_flush(took);
+                let took_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
+                if let Ok(rows) = flushed
+                    && rows > 0
+                {
+                    tracing::debug!(rows, took_ms, "usage flushed");
+                }
                 if let Ok(rows) = flushed
                     && took > state.config.usage_flush_interval()
                 {
                     tracing::warn!(
                         rows,
-                        took_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+                        took_ms,
                         "a usage flush took longer than usage_flush_interval_ms: \
                          verifications are being counted faster than the database takes them, \
                          so counts reach it late and wait in memory"

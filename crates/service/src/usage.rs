@@ -185,7 +185,6 @@ impl UsageRecorder {
     /// all its counts at once nor holds the database's write lock for one long
     /// transaction. On failure the counts not yet written are kept for the next attempt.
     pub async fn flush(&self, store: &dyn Store) -> Result<usize, StoreError> {
-        let started = std::time::Instant::now();
         let mut written = 0;
         let mut batch = UsageBatch::default();
         for (i, shard) in self.shards.iter().enumerate() {
@@ -201,13 +200,6 @@ impl UsageRecorder {
             }
             written += rows;
             batch = UsageBatch::default();
-        }
-        if written > 0 {
-            tracing::debug!(
-                rows = written,
-                elapsed_ms = started.elapsed().as_millis(),
-                "usage flushed"
-            );
         }
         Ok(written)
     }
